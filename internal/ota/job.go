@@ -1,0 +1,97 @@
+package ota
+
+import "time"
+
+// JobState is where one device's part of a task is.
+type JobState string
+
+// Job states, in the order a successful job passes through them.
+const (
+	JobQueued      JobState = "queued"
+	JobNotified    JobState = "notified" // push sent
+	JobOffered     JobState = "offered"  // answer to a device's request
+	JobAccepted    JobState = "accepted" // device confirmed
+	JobDownloading JobState = "downloading"
+	JobDownloaded  JobState = "downloaded"
+	JobInstalling  JobState = "installing"
+	JobRebooting   JobState = "rebooting"
+	JobSucceeded   JobState = "succeeded"
+	JobFailed      JobState = "failed"
+	JobRejected    JobState = "rejected" // the device declined
+	JobTimedOut    JobState = "timed_out"
+	JobCancelled   JobState = "cancelled"
+)
+
+// JobStates lists every job state in lifecycle order, for stable display.
+var JobStates = []JobState{
+	JobQueued, JobNotified, JobOffered, JobAccepted, JobDownloading, JobDownloaded,
+	JobInstalling, JobRebooting, JobSucceeded, JobFailed, JobRejected, JobTimedOut, JobCancelled,
+}
+
+// Terminal reports whether s ends a job (a retry may still requeue a failed
+// or timed-out job while attempts remain).
+func (s JobState) Terminal() bool {
+	switch s {
+	case JobSucceeded, JobFailed, JobRejected, JobTimedOut, JobCancelled:
+		return true
+	}
+	return false
+}
+
+// InFlight reports whether a job in s has been started and not yet ended.
+func (s JobState) InFlight() bool { return !s.Terminal() && s != JobQueued }
+
+// Valid reports whether s is a known job state.
+func (s JobState) Valid() bool {
+	for _, v := range JobStates {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// Failure codes carried by failed, timed-out and cancelled jobs.
+const (
+	CodeDownloadFailed   = "download_failed"
+	CodeVerifyFailed     = "verify_failed"
+	CodeSignatureInvalid = "signature_invalid"
+	CodeInstallFailed    = "install_failed"
+	CodeRolledBack       = "rolled_back"
+	CodeDowngradeRefused = "downgrade_refused"
+	CodeTimedOut         = "timed_out"
+	CodeWindowClosed     = "window_closed"
+	CodeTaskCancelled    = "task_cancelled"
+	CodeTaskAborted      = "task_aborted"
+)
+
+// Job is one device's part of a task.
+type Job struct {
+	ID       int64    `json:"id"`
+	TaskID   int64    `json:"task_id"`
+	DeviceID int64    `json:"-"`
+	Device   string   `json:"device"`
+	Product  string   `json:"product"`
+	Module   string   `json:"module"`
+	State    JobState `json:"state"`
+	Percent  int      `json:"percent"`
+	Attempt  int      `json:"attempt"`
+	Code     string   `json:"code,omitempty"`
+	Message  string   `json:"message,omitempty"`
+	// Phase is the index of the task phase this job belongs to.
+	Phase int `json:"phase"`
+	// FromVersion is the module version the device ran when the job was
+	// made; a device that reports it again after rebooting rolled back.
+	FromVersion string     `json:"from_version,omitempty"`
+	Version     string     `json:"version"` // target version
+	CreatedAt   time.Time  `json:"created_at"`
+	UpdatedAt   time.Time  `json:"updated"`
+	StartedAt   *time.Time `json:"started_at,omitempty"`
+	// Deadline is when an in-flight job times out; nil without a timeout.
+	Deadline *time.Time `json:"deadline,omitempty"`
+	// NextAttemptAt delays a retried job until its backoff has passed.
+	NextAttemptAt *time.Time `json:"next_attempt_at,omitempty"`
+	// SentAt is when the upgrade command or offer was last sent, so that an
+	// unanswered command is sent again after a while.
+	SentAt *time.Time `json:"sent_at,omitempty"`
+}

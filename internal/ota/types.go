@@ -1,0 +1,136 @@
+package ota
+
+import (
+	"time"
+)
+
+// DefaultModule is the module of a device that has a single firmware.
+const DefaultModule = "default"
+
+// Product is a device model. Firmware and devices belong to one product.
+type Product struct {
+	Key         string    `json:"key"`
+	Name        string    `json:"name"`
+	Description string    `json:"description"`
+	CreatedAt   time.Time `json:"created_at"`
+}
+
+// Device is one physical device, identified by its key within a product.
+// Its secret is never part of this type: the store keeps only a hash.
+type Device struct {
+	ID       int64             `json:"-"`
+	Product  string            `json:"product"`
+	Key      string            `json:"key"`
+	Tags     map[string]string `json:"tags"`
+	Versions map[string]string `json:"versions"` // module -> version last reported
+	Online   bool              `json:"online"`
+	// LastSeen is the last time the device connected, disconnected or sent
+	// a message; nil until it has done any of those.
+	LastSeen  *time.Time `json:"last_seen"`
+	CreatedAt time.Time  `json:"created_at"`
+}
+
+// Firmware is one version of one module of one product. It is immutable once
+// added, except for its verification state.
+type Firmware struct {
+	ID      int64  `json:"id"`
+	Product string `json:"product"`
+	Module  string `json:"module"`
+	Version string `json:"version"`
+	Size    int64  `json:"size"`
+	SHA256  string `json:"sha256"` // lowercase hex
+	// Signature is the base64 ed25519 signature over Manifest().Bytes().
+	Signature string `json:"signature"`
+	// FromVersions lists the versions this firmware may upgrade from; empty
+	// means any version lower than Version.
+	FromVersions   []string          `json:"from_versions"`
+	Params         map[string]string `json:"params"`
+	Description    string            `json:"description"`
+	VerifyRequired bool              `json:"verify_required"`
+	// VerifiedBy is the verification task whose success released this
+	// firmware for batch tasks; zero while unverified.
+	VerifiedBy int64      `json:"verified_by,omitempty"`
+	VerifiedAt *time.Time `json:"verified_at,omitempty"`
+	// BlobKey names the file in the blob store.
+	BlobKey   string    `json:"-"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// Mode is how a task delivers its firmware.
+type Mode string
+
+// The two upgrade modes.
+const (
+	ModePush    Mode = "push"    // the server sends the upgrade command
+	ModeRequest Mode = "request" // the device asks, the server offers
+)
+
+// Valid reports whether m is a known mode.
+func (m Mode) Valid() bool { return m == ModePush || m == ModeRequest }
+
+// Role is what an operator token may do.
+type Role string
+
+// Operator roles, each including the rights of the one before.
+const (
+	RoleViewer   Role = "viewer"   // read everything
+	RoleOperator Role = "operator" // read, and manage devices, firmware and tasks
+	RoleAdmin    Role = "admin"    // everything, tokens included
+)
+
+// Valid reports whether r is a known role.
+func (r Role) Valid() bool { return r.rank() > 0 }
+
+// Allows reports whether a token of role r may act as role need.
+func (r Role) Allows(need Role) bool { return r.rank() >= need.rank() && need.rank() > 0 }
+
+func (r Role) rank() int {
+	switch r {
+	case RoleViewer:
+		return 1
+	case RoleOperator:
+		return 2
+	case RoleAdmin:
+		return 3
+	}
+	return 0
+}
+
+// Token is an operator API token. Only a hash of its secret is stored.
+type Token struct {
+	ID         int64      `json:"id"`
+	Name       string     `json:"name"`
+	Role       Role       `json:"role"`
+	CreatedAt  time.Time  `json:"created_at"`
+	LastUsedAt *time.Time `json:"last_used_at,omitempty"`
+	RevokedAt  *time.Time `json:"revoked_at,omitempty"`
+}
+
+// Event is an immutable record of one change, the history an operator sees.
+type Event struct {
+	ID         int64     `json:"id"`
+	At         time.Time `json:"at"`
+	Actor      string    `json:"actor"`  // token name, "device", "engine" or "system"
+	Kind       string    `json:"kind"`   // what changed: product, device, firmware, task, job, token
+	Action     string    `json:"action"` // e.g. created, deleted, notified, failed
+	Product    string    `json:"product,omitempty"`
+	Device     string    `json:"device,omitempty"`
+	FirmwareID int64     `json:"firmware_id,omitempty"`
+	TaskID     int64     `json:"task_id,omitempty"`
+	JobID      int64     `json:"job_id,omitempty"`
+	Message    string    `json:"message,omitempty"`
+	// Data carries details specific to the action (a job's new state and
+	// percent, a failure code), as a flat string map so that it stays
+	// readable in every client.
+	Data map[string]string `json:"data,omitempty"`
+}
+
+// Event kinds.
+const (
+	KindProduct  = "product"
+	KindDevice   = "device"
+	KindFirmware = "firmware"
+	KindTask     = "task"
+	KindJob      = "job"
+	KindToken    = "token"
+)

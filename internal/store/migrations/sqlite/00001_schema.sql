@@ -1,0 +1,182 @@
+-- The whole product's schema. Sized for a fleet of 1,000,000 devices: every
+-- list the API pages through and every set the engine scans has an index
+-- that matches its WHERE and ORDER BY, so no request reads a whole table.
+
+-- +goose Up
+CREATE TABLE products (
+    key         TEXT PRIMARY KEY,
+    name        TEXT NOT NULL DEFAULT '',
+    description TEXT NOT NULL DEFAULT '',
+    created_at  TIMESTAMP NOT NULL
+);
+
+CREATE TABLE devices (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    product     TEXT NOT NULL REFERENCES products (key),
+    key         TEXT NOT NULL,
+    secret_hash BLOB NOT NULL,
+    online      BOOLEAN NOT NULL DEFAULT FALSE,
+    last_seen   TIMESTAMP,
+    created_at  TIMESTAMP NOT NULL,
+    UNIQUE (product, key)
+);
+CREATE INDEX devices_product_online ON devices (product, online, id);
+
+CREATE TABLE device_tags (
+    device_id INTEGER NOT NULL REFERENCES devices (id) ON DELETE CASCADE,
+    name      TEXT NOT NULL,
+    value     TEXT NOT NULL,
+    PRIMARY KEY (device_id, name)
+);
+CREATE INDEX device_tags_lookup ON device_tags (name, value, device_id);
+
+CREATE TABLE device_versions (
+    device_id   INTEGER NOT NULL REFERENCES devices (id) ON DELETE CASCADE,
+    module      TEXT NOT NULL,
+    version     TEXT NOT NULL,
+    reported_at TIMESTAMP NOT NULL,
+    PRIMARY KEY (device_id, module)
+);
+CREATE INDEX device_versions_lookup ON device_versions (module, version, device_id);
+
+CREATE TABLE firmware (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    product         TEXT NOT NULL REFERENCES products (key),
+    module          TEXT NOT NULL,
+    version         TEXT NOT NULL,
+    size            BIGINT NOT NULL,
+    sha256          TEXT NOT NULL,
+    signature       TEXT NOT NULL,
+    from_versions   TEXT NOT NULL DEFAULT '[]',
+    params          TEXT NOT NULL DEFAULT '{}',
+    description     TEXT NOT NULL DEFAULT '',
+    verify_required BOOLEAN NOT NULL DEFAULT FALSE,
+    verified_by     BIGINT,
+    verified_at     TIMESTAMP,
+    blob_key        TEXT NOT NULL,
+    created_at      TIMESTAMP NOT NULL,
+    UNIQUE (product, module, version)
+);
+
+CREATE TABLE tasks (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    name         TEXT NOT NULL DEFAULT '',
+    product      TEXT NOT NULL REFERENCES products (key),
+    module       TEXT NOT NULL,
+    firmware_id  BIGINT NOT NULL REFERENCES firmware (id),
+    version      TEXT NOT NULL,
+    verification BOOLEAN NOT NULL DEFAULT FALSE,
+    mode         TEXT NOT NULL,
+    state        TEXT NOT NULL,
+    policy       TEXT NOT NULL DEFAULT '{}',
+    target       TEXT NOT NULL DEFAULT '{}',
+    phase        INTEGER NOT NULL DEFAULT 0,
+    total        BIGINT NOT NULL DEFAULT 0,
+    reason       TEXT NOT NULL DEFAULT '',
+    -- engine bookkeeping that must survive a restart (rate budget, phase
+    -- start); opaque JSON owned by the engine.
+    engine       TEXT NOT NULL DEFAULT '{}',
+    created_by   TEXT NOT NULL DEFAULT '',
+    created_at   TIMESTAMP NOT NULL,
+    updated_at   TIMESTAMP NOT NULL,
+    started_at   TIMESTAMP,
+    ended_at     TIMESTAMP
+);
+CREATE INDEX tasks_state ON tasks (state, id);
+CREATE INDEX tasks_firmware ON tasks (firmware_id, id);
+CREATE INDEX tasks_product ON tasks (product, id);
+
+-- Exact per-state job counts, changed in the same transaction as the jobs,
+-- so a task's progress is read without counting a million rows.
+CREATE TABLE task_counts (
+    task_id BIGINT NOT NULL REFERENCES tasks (id) ON DELETE CASCADE,
+    state   TEXT NOT NULL,
+    n       BIGINT NOT NULL DEFAULT 0,
+    PRIMARY KEY (task_id, state)
+);
+
+-- jobs.device_id has no foreign key on purpose: a deleted device's history
+-- stays readable under its key.
+CREATE TABLE jobs (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    task_id         BIGINT NOT NULL REFERENCES tasks (id) ON DELETE CASCADE,
+    device_id       BIGINT NOT NULL,
+    device          TEXT NOT NULL,
+    product         TEXT NOT NULL,
+    module          TEXT NOT NULL,
+    state           TEXT NOT NULL,
+    percent         INTEGER NOT NULL DEFAULT 0,
+    attempt         INTEGER NOT NULL DEFAULT 0,
+    code            TEXT NOT NULL DEFAULT '',
+    message         TEXT NOT NULL DEFAULT '',
+    phase           INTEGER NOT NULL DEFAULT 0,
+    seq             BIGINT NOT NULL DEFAULT 0,
+    from_version    TEXT NOT NULL DEFAULT '',
+    version         TEXT NOT NULL,
+    created_at      TIMESTAMP NOT NULL,
+    updated_at      TIMESTAMP NOT NULL,
+    started_at      TIMESTAMP,
+    deadline        TIMESTAMP,
+    next_attempt_at TIMESTAMP,
+    sent_at         TIMESTAMP
+);
+-- One active job per device and module, enforced by the database itself.
+CREATE UNIQUE INDEX jobs_one_active ON jobs (device_id, module)
+    WHERE state NOT IN ('succeeded', 'failed', 'rejected', 'timed_out', 'cancelled');
+CREATE INDEX jobs_task_state ON jobs (task_id, state, id);
+CREATE INDEX jobs_device ON jobs (device_id, id);
+CREATE INDEX jobs_queued ON jobs (task_id, phase, seq) WHERE state = 'queued';
+CREATE INDEX jobs_deadline ON jobs (deadline) WHERE deadline IS NOT NULL;
+CREATE INDEX jobs_next_attempt ON jobs (next_attempt_at) WHERE next_attempt_at IS NOT NULL;
+
+CREATE TABLE events (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    at          TIMESTAMP NOT NULL,
+    actor       TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    action      TEXT NOT NULL,
+    product     TEXT NOT NULL DEFAULT '',
+    device      TEXT NOT NULL DEFAULT '',
+    firmware_id BIGINT,
+    task_id     BIGINT,
+    job_id      BIGINT,
+    message     TEXT NOT NULL DEFAULT '',
+    data        TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX events_at ON events (at);
+CREATE INDEX events_kind ON events (kind, id);
+CREATE INDEX events_actor ON events (actor, id);
+CREATE INDEX events_device ON events (product, device, id) WHERE device <> '';
+CREATE INDEX events_task ON events (task_id, id) WHERE task_id IS NOT NULL;
+CREATE INDEX events_job ON events (job_id, id) WHERE job_id IS NOT NULL;
+CREATE INDEX events_firmware ON events (firmware_id, id) WHERE firmware_id IS NOT NULL;
+
+CREATE TABLE tokens (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    name         TEXT NOT NULL,
+    role         TEXT NOT NULL,
+    hash         BLOB NOT NULL UNIQUE,
+    created_at   TIMESTAMP NOT NULL,
+    last_used_at TIMESTAMP,
+    revoked_at   TIMESTAMP
+);
+
+-- Server-wide secrets and settings shared by every replica (for example the
+-- key that signs download URLs).
+CREATE TABLE settings (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+
+-- +goose Down
+DROP TABLE settings;
+DROP TABLE tokens;
+DROP TABLE events;
+DROP TABLE jobs;
+DROP TABLE task_counts;
+DROP TABLE tasks;
+DROP TABLE firmware;
+DROP TABLE device_versions;
+DROP TABLE device_tags;
+DROP TABLE devices;
+DROP TABLE products;
