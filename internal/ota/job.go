@@ -94,4 +94,6 @@ type Job struct {
 	// SentAt is when the upgrade command or offer was last sent, so that an
 	// unanswered command is sent again after a while.
 	SentAt *time.Time `json:"sent_at,omitempty"`
+	// Rev rises with every stored change (optimistic concurrency).
+	Rev int64 `json:"-"`
 }

@@ -64,6 +64,10 @@ type Target struct {
 	FromVersions []string          `json:"from_versions,omitempty"`
 	// Percent keeps a stable sample of the matching devices (0 < p <= 100).
 	Percent float64 `json:"percent,omitempty"`
+	// Seed makes the percent sample and the rollout order (SampleRank)
+	// stable within a task and different between tasks; set it once when
+	// the task is created. Empty seeds give every task the same sample.
+	Seed string `json:"seed,omitempty"`
 	// Dynamic tasks also take devices that come to match while they run.
 	Dynamic bool `json:"dynamic,omitempty"`
 	// SkipBusy leaves out devices that already have an active job on the

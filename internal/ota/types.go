@@ -47,6 +47,9 @@ type Firmware struct {
 	Params         map[string]string `json:"params"`
 	Description    string            `json:"description"`
 	VerifyRequired bool              `json:"verify_required"`
+	// AllowDowngrade lets devices install this firmware over a higher
+	// version (an emergency rollback); devices refuse downgrades otherwise.
+	AllowDowngrade bool `json:"allow_downgrade"`
 	// VerifiedBy is the verification task whose success released this
 	// firmware for batch tasks; zero while unverified.
 	VerifiedBy int64      `json:"verified_by,omitempty"`

@@ -31,6 +31,9 @@ type NewDevice struct {
 	Key        string
 	Tags       map[string]string
 	SecretHash []byte
+	// Versions optionally records the version each module runs at
+	// registration (module -> version), e.g. from a factory import.
+	Versions map[string]string
 }
 
 // DeviceFilter narrows a device list. Zero fields do not filter.
@@ -38,7 +41,9 @@ type DeviceFilter struct {
 	Product string
 	// Tags must all match (name = value).
 	Tags map[string]string
-	// Module and Version select devices reporting Version for Module.
+	// Module and Version select devices reporting Version for Module. A
+	// Module alone selects devices that reported any version for it; a
+	// Version alone applies to ota.DefaultModule.
 	Module  string
 	Version string
 	Online  *bool

@@ -21,6 +21,8 @@ CREATE TABLE devices (
     UNIQUE (product, key)
 );
 CREATE INDEX devices_product_online ON devices (product, online, id);
+-- A product's devices page by page in id order, without sorting the product.
+CREATE INDEX devices_product ON devices (product, id);
 
 CREATE TABLE device_tags (
     device_id BIGINT NOT NULL REFERENCES devices (id) ON DELETE CASCADE,
@@ -51,6 +53,7 @@ CREATE TABLE firmware (
     params          TEXT NOT NULL DEFAULT '{}',
     description     TEXT NOT NULL DEFAULT '',
     verify_required BOOLEAN NOT NULL DEFAULT FALSE,
+    allow_downgrade BOOLEAN NOT NULL DEFAULT FALSE,
     verified_by     BIGINT,
     verified_at     TIMESTAMPTZ,
     blob_key        TEXT NOT NULL,
@@ -86,13 +89,15 @@ CREATE INDEX tasks_state ON tasks (state, id);
 CREATE INDEX tasks_firmware ON tasks (firmware_id, id);
 CREATE INDEX tasks_product ON tasks (product, id);
 
--- Exact per-state job counts, changed in the same transaction as the jobs,
--- so a task's progress is read without counting a million rows.
+-- Exact job counts per phase and state, changed in the same transaction as
+-- the jobs, so a task's progress and a phase's success rate are read without
+-- counting a million rows.
 CREATE TABLE task_counts (
     task_id BIGINT NOT NULL REFERENCES tasks (id) ON DELETE CASCADE,
+    phase   INTEGER NOT NULL,
     state   TEXT NOT NULL,
     n       BIGINT NOT NULL DEFAULT 0,
-    PRIMARY KEY (task_id, state)
+    PRIMARY KEY (task_id, phase, state)
 );
 
 -- jobs.device_id has no foreign key on purpose: a deleted device's history
@@ -118,7 +123,10 @@ CREATE TABLE jobs (
     started_at      TIMESTAMPTZ,
     deadline        TIMESTAMPTZ,
     next_attempt_at TIMESTAMPTZ,
-    sent_at         TIMESTAMPTZ
+    sent_at         TIMESTAMPTZ,
+    -- rev rises with every change: writers update WHERE rev = the value they
+    -- read, so two replicas can never overwrite each other's transition.
+    rev             BIGINT NOT NULL DEFAULT 0
 );
 -- One active job per device and module, enforced by the database itself.
 CREATE UNIQUE INDEX jobs_one_active ON jobs (device_id, module)

@@ -1,0 +1,151 @@
+// Package api serves otter's operator REST API under /api/v1: products,
+// devices, firmware, tokens and events, described by an OpenAPI 3.1
+// document generated from the Go types. Every error is an RFC 9457 problem
+// with an otter error code; every operation declares the role it needs and
+// one middleware enforces it.
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+
+	"github.com/danielgtaylor/huma/v2"
+	"github.com/danielgtaylor/huma/v2/adapters/humachi"
+	"github.com/go-chi/chi/v5"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/otter-ota/otter/internal/blob"
+	"github.com/otter-ota/otter/internal/signing"
+	"github.com/otter-ota/otter/internal/store"
+)
+
+// Prefix is the path under which the API is served.
+const Prefix = "/api/v1"
+
+// DefaultMaxFirmwareSize is the largest firmware file accepted when Config
+// sets no limit: 2 GiB.
+const DefaultMaxFirmwareSize int64 = 2 << 30
+
+// Config is what the API needs; Store, Blobs and Signer are required.
+type Config struct {
+	Store  store.Store
+	Blobs  blob.Store
+	Signer *signing.Signer
+	// Logger receives internal errors (clients see only "internal error").
+	// Nil discards them.
+	Logger *slog.Logger
+	// Metrics receives the request metrics; nil keeps them private.
+	Metrics prometheus.Registerer
+	// MaxFirmwareSize caps a firmware upload in bytes (0: 2 GiB).
+	MaxFirmwareSize int64
+}
+
+// API is the operator REST API.
+type API struct {
+	store       store.Store
+	blobs       blob.Store
+	signer      *signing.Signer
+	log         *slog.Logger
+	maxFirmware int64
+
+	router  chi.Router
+	huma    huma.API
+	metrics *metrics
+	spec    []byte // the OpenAPI document, encoded once
+}
+
+// New builds the API and registers its routes and metrics.
+func New(cfg Config) (*API, error) {
+	if cfg.Store == nil || cfg.Blobs == nil || cfg.Signer == nil {
+		return nil, errors.New("api: Config needs Store, Blobs and Signer")
+	}
+	a := &API{
+		store: cfg.Store, blobs: cfg.Blobs, signer: cfg.Signer,
+		log: cfg.Logger, maxFirmware: cfg.MaxFirmwareSize,
+	}
+	if a.log == nil {
+		a.log = slog.New(slog.DiscardHandler)
+	}
+	if a.maxFirmware <= 0 {
+		a.maxFirmware = DefaultMaxFirmwareSize
+	}
+	m, err := newMetrics(cfg.Metrics)
+	if err != nil {
+		return nil, err
+	}
+	a.metrics = m
+	if err := a.build(); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// Handler returns the handler of every path under /api/v1; other paths
+// answer 404.
+func (a *API) Handler() http.Handler { return a.router }
+
+func (a *API) build() error {
+	a.router = chi.NewRouter()
+	a.router.Use(a.metrics.middleware)
+	a.router.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		writeProblem(w, newProblem(http.StatusNotFound, "", fmt.Sprintf("no such path: %s %s", r.Method, r.URL.Path)))
+	})
+	a.router.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+		writeProblem(w, newProblem(http.StatusMethodNotAllowed, "",
+			fmt.Sprintf("method %s is not allowed on %s (allowed: %s)", r.Method, r.URL.Path, w.Header().Get("Allow"))))
+	})
+	a.huma = humachi.New(a.router, humaConfig())
+	a.huma.UseMiddleware(a.authorize)
+	a.routes()
+	return a.finishSpec()
+}
+
+// humaConfig is huma's default configuration without the $schema links it
+// adds to response bodies (clients get exactly the ota types) and without
+// the documentation page, which loads scripts from a CDN.
+func humaConfig() huma.Config {
+	c := huma.DefaultConfig("otter operator API", "1.0.0")
+	c.CreateHooks = nil
+	c.DocsPath = ""
+	c.SchemasPath = ""
+	c.OpenAPIPath = "" // served by serveSpec, encoded once at start
+	c.Info.Description = "Manage products, devices, firmware, upgrade tasks and operator tokens. " +
+		"Send `Authorization: Bearer <token>`; each operation names the role it needs."
+	c.Components.SecuritySchemes = map[string]*huma.SecurityScheme{
+		securityScheme: {Type: "http", Scheme: "bearer", Description: "An operator API token (otr_...)."},
+	}
+	c.Transformers = []huma.Transformer{problemTransformer}
+	return c
+}
+
+func (a *API) routes() {
+	a.signingKeyRoutes()
+	a.productRoutes()
+	a.deviceRoutes()
+	a.importRoutes()
+	a.firmwareRoutes()
+	a.uploadRoutes()
+	a.tokenRoutes()
+	a.eventRoutes()
+	a.router.Get(Prefix+"/openapi.json", a.serveSpec)
+}
+
+// finishSpec points every error response at the Problem schema and encodes
+// the document once, so serving it is a plain write.
+func (a *API) finishSpec() error {
+	documentProblems(a.huma.OpenAPI())
+	b, err := json.Marshal(a.huma.OpenAPI())
+	if err != nil {
+		return fmt.Errorf("api: encode OpenAPI document: %w", err)
+	}
+	a.spec = b
+	return nil
+}
+
+func (a *API) serveSpec(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/openapi+json")
+	w.Write(a.spec)
+}

@@ -1,0 +1,173 @@
+package api
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/danielgtaylor/huma/v2"
+
+	"github.com/otter-ota/otter/internal/credential"
+	"github.com/otter-ota/otter/internal/ota"
+	"github.com/otter-ota/otter/internal/store"
+)
+
+// DeviceWithSecret is a device together with its secret, answered only
+// when the secret is made: the server keeps a hash and cannot show it again.
+type DeviceWithSecret struct {
+	ota.Device
+	Secret string `json:"secret" doc:"The device secret, 64 hex characters. Shown only once."`
+}
+
+type devicePath struct {
+	Product string `path:"product" doc:"Product key."`
+	Device  string `path:"device" doc:"Device key."`
+}
+
+type createDeviceInput struct {
+	Product string `path:"product" doc:"Product key."`
+	Body    struct {
+		Key  string            `json:"key" doc:"Device key: ^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$" example:"sn-000123"`
+		Tags map[string]string `json:"tags,omitempty" doc:"Tags, name to value."`
+	}
+}
+
+type setTagsInput struct {
+	Product string `path:"product" doc:"Product key."`
+	Device  string `path:"device" doc:"Device key."`
+	Body    struct {
+		Tags map[string]string `json:"tags" doc:"The device's new tags; they replace all of its tags."`
+	}
+}
+
+type listDevicesInput struct {
+	Product string   `query:"product" doc:"Only devices of this product."`
+	Tag     []string `query:"tag,explode" doc:"Only devices with this tag, as name=value; repeat to require several."`
+	Module  string   `query:"module" doc:"The module whose reported version must match version (default: default)."`
+	Version string   `query:"version" doc:"Only devices reporting this version of the module."`
+	Online  string   `query:"online" enum:"true,false" doc:"Only online (true) or offline (false) devices."`
+	Prefix  string   `query:"prefix" doc:"Only devices whose key starts with this."`
+	PageQuery
+}
+
+func (a *API) deviceRoutes() {
+	dev := Prefix + "/products/{product}/devices/{device}"
+	register(a, ota.RoleOperator, huma.Operation{
+		OperationID: "create-device", Method: http.MethodPost, Path: Prefix + "/products/{product}/devices",
+		Summary: "Register a device", Description: "Answers the device with its secret, shown only here.",
+		Tags: []string{"devices"}, DefaultStatus: http.StatusCreated,
+	}, a.createDevice)
+	register(a, ota.RoleViewer, huma.Operation{
+		OperationID: "list-devices", Method: http.MethodGet, Path: Prefix + "/devices",
+		Summary: "List devices", Tags: []string{"devices"},
+	}, a.listDevices)
+	register(a, ota.RoleViewer, huma.Operation{
+		OperationID: "get-device", Method: http.MethodGet, Path: dev,
+		Summary: "Get a device", Tags: []string{"devices"},
+	}, a.getDevice)
+	register(a, ota.RoleOperator, huma.Operation{
+		OperationID: "set-device-tags", Method: http.MethodPut, Path: dev + "/tags",
+		Summary: "Replace a device's tags", Tags: []string{"devices"},
+	}, a.setDeviceTags)
+	register(a, ota.RoleOperator, huma.Operation{
+		OperationID: "rotate-device-secret", Method: http.MethodPost, Path: dev + "/rotate-secret",
+		Summary: "Give a device a new secret", Description: "The old secret stops working at once.",
+		Tags: []string{"devices"},
+	}, a.rotateSecret)
+	register(a, ota.RoleOperator, huma.Operation{
+		OperationID: "delete-device", Method: http.MethodDelete, Path: dev,
+		Summary: "Delete a device", Tags: []string{"devices"}, DefaultStatus: http.StatusNoContent,
+	}, a.deleteDevice)
+}
+
+func (a *API) createDevice(ctx context.Context, in *createDeviceInput) (*bodyOutput[DeviceWithSecret], error) {
+	if err := checkDeviceKey(in.Body.Key); err != nil {
+		return nil, err
+	}
+	if err := tagRule.checkMap(in.Body.Tags); err != nil {
+		return nil, err
+	}
+	if _, err := a.store.GetProduct(ctx, in.Product); err != nil {
+		return nil, err
+	}
+	secret, err := credential.NewDeviceSecret()
+	if err != nil {
+		return nil, err
+	}
+	devs, err := a.store.CreateDevices(ctx, []store.NewDevice{{
+		Product: in.Product, Key: in.Body.Key, Tags: in.Body.Tags, SecretHash: credential.Hash(secret),
+	}})
+	if err != nil {
+		return nil, err
+	}
+	return bodyOf(DeviceWithSecret{Device: devs[0], Secret: secret}), nil
+}
+
+func (a *API) listDevices(ctx context.Context, in *listDevicesInput) (*pageOutput[ota.Device], error) {
+	f, err := in.filter()
+	if err != nil {
+		return nil, err
+	}
+	items, next, err := a.store.ListDevices(ctx, f, in.page())
+	if err != nil {
+		return nil, err
+	}
+	return pageOf(items, next), nil
+}
+
+func (in *listDevicesInput) filter() (store.DeviceFilter, error) {
+	tags, err := tagRule.parseAll(in.Tag)
+	if err != nil {
+		return store.DeviceFilter{}, err
+	}
+	f := store.DeviceFilter{Product: in.Product, Tags: tags, Module: in.Module, Version: in.Version, KeyPrefix: in.Prefix}
+	if f.Version != "" && f.Module == "" {
+		f.Module = ota.DefaultModule
+	}
+	if in.Online != "" {
+		online := in.Online == "true"
+		f.Online = &online
+	}
+	return f, nil
+}
+
+func (a *API) getDevice(ctx context.Context, in *devicePath) (*bodyOutput[ota.Device], error) {
+	d, err := a.store.GetDevice(ctx, in.Product, in.Device)
+	if err != nil {
+		return nil, err
+	}
+	return bodyOf(d), nil
+}
+
+func (a *API) setDeviceTags(ctx context.Context, in *setTagsInput) (*bodyOutput[ota.Device], error) {
+	if err := tagRule.checkMap(in.Body.Tags); err != nil {
+		return nil, err
+	}
+	tags := in.Body.Tags
+	if tags == nil {
+		tags = map[string]string{}
+	}
+	d, err := a.store.SetDeviceTags(ctx, in.Product, in.Device, tags)
+	if err != nil {
+		return nil, err
+	}
+	return bodyOf(d), nil
+}
+
+func (a *API) rotateSecret(ctx context.Context, in *devicePath) (*bodyOutput[DeviceWithSecret], error) {
+	secret, err := credential.NewDeviceSecret()
+	if err != nil {
+		return nil, err
+	}
+	if err := a.store.SetDeviceSecret(ctx, in.Product, in.Device, credential.Hash(secret)); err != nil {
+		return nil, err
+	}
+	d, err := a.store.GetDevice(ctx, in.Product, in.Device)
+	if err != nil {
+		return nil, err
+	}
+	return bodyOf(DeviceWithSecret{Device: d, Secret: secret}), nil
+}
+
+func (a *API) deleteDevice(ctx context.Context, in *devicePath) (*struct{}, error) {
+	return nil, a.store.DeleteDevice(ctx, in.Product, in.Device)
+}

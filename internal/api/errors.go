@@ -1,0 +1,169 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"reflect"
+
+	"github.com/danielgtaylor/huma/v2"
+
+	"github.com/otter-ota/otter/internal/ota"
+)
+
+// Problem is an RFC 9457 problem details body with otter's error code.
+type Problem struct {
+	Type   string `json:"type" doc:"Always about:blank: the code field names the problem."`
+	Title  string `json:"title" doc:"The HTTP status text."`
+	Status int    `json:"status" doc:"The HTTP status code."`
+	Detail string `json:"detail,omitempty" doc:"What went wrong, for the human reading it."`
+	Code   string `json:"code" enum:"invalid,not_found,conflict,unauthorized,forbidden,too_large,mismatch,unavailable,internal" doc:"The machine-readable error code."`
+	// Errors lists field errors found by request validation.
+	Errors []*huma.ErrorDetail `json:"errors,omitempty" doc:"Field errors found by request validation."`
+	// Details names the offending items, e.g. conflicting device keys.
+	Details []string `json:"details,omitempty" doc:"The offending items, e.g. conflicting device keys."`
+}
+
+// Error implements error.
+func (p *Problem) Error() string { return p.Detail }
+
+// GetStatus implements huma.StatusError.
+func (p *Problem) GetStatus() int { return p.Status }
+
+// ContentType implements huma.ContentTypeFilter: problems are
+// application/problem+json.
+func (p *Problem) ContentType(string) string { return problemType }
+
+const problemType = "application/problem+json"
+
+// statusOf is the one place that maps ota error codes to HTTP statuses.
+func statusOf(code string) int {
+	switch code {
+	case ota.EINVALID:
+		return http.StatusBadRequest
+	case ota.ENOTFOUND:
+		return http.StatusNotFound
+	case ota.ECONFLICT:
+		return http.StatusConflict
+	case ota.EUNAUTHORIZED:
+		return http.StatusUnauthorized
+	case ota.EFORBIDDEN:
+		return http.StatusForbidden
+	case ota.ETOOLARGE:
+		return http.StatusRequestEntityTooLarge
+	case ota.EMISMATCH:
+		return http.StatusUnprocessableEntity
+	case ota.EUNAVAILABLE:
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
+}
+
+// codeOf names the code of a problem that did not start as an ota.Error
+// (request validation, unknown routes).
+func codeOf(status int) string {
+	switch status {
+	case http.StatusNotFound:
+		return ota.ENOTFOUND
+	case http.StatusConflict:
+		return ota.ECONFLICT
+	case http.StatusUnauthorized:
+		return ota.EUNAUTHORIZED
+	case http.StatusForbidden:
+		return ota.EFORBIDDEN
+	case http.StatusRequestEntityTooLarge:
+		return ota.ETOOLARGE
+	case http.StatusServiceUnavailable:
+		return ota.EUNAVAILABLE
+	}
+	if status >= 500 {
+		return ota.EINTERNAL
+	}
+	return ota.EINVALID
+}
+
+// newProblem returns a problem; an empty code is derived from status.
+func newProblem(status int, code, detail string) *Problem {
+	if code == "" {
+		code = codeOf(status)
+	}
+	return &Problem{Type: "about:blank", Title: http.StatusText(status), Status: status, Detail: detail, Code: code}
+}
+
+// problem turns any error a handler returns into the problem the client
+// sees. Internal errors are logged here and shown only as "internal error",
+// so no SQL or file path reaches a client.
+func (a *API) problem(ctx context.Context, err error) *Problem {
+	var p *Problem
+	if errors.As(err, &p) {
+		return p
+	}
+	var se huma.StatusError
+	if errors.As(err, &se) {
+		return fromHuma(se)
+	}
+	var oe *ota.Error
+	if errors.As(err, &oe) && statusOf(oe.Code) != http.StatusInternalServerError {
+		p := newProblem(statusOf(oe.Code), oe.Code, oe.Message)
+		p.Details = oe.Details
+		return p
+	}
+	level := slog.LevelError
+	if ctx.Err() != nil {
+		level = slog.LevelInfo // the client went away; nothing is broken
+	}
+	a.log.Log(ctx, level, "api: request failed", "err", err, "actor", ota.ActorFrom(ctx))
+	return newProblem(http.StatusInternalServerError, ota.EINTERNAL, "internal error")
+}
+
+// fromHuma converts the errors huma makes itself (request validation,
+// unreadable bodies) into our problem shape.
+func fromHuma(se huma.StatusError) *Problem {
+	p := newProblem(se.GetStatus(), "", se.Error())
+	if em, ok := se.(*huma.ErrorModel); ok {
+		p.Errors = em.Errors
+	}
+	return p
+}
+
+// problemTransformer rewrites huma's own error bodies as Problems just
+// before they are written, so they carry a code too.
+func problemTransformer(_ huma.Context, _ string, v any) (any, error) {
+	if em, ok := v.(*huma.ErrorModel); ok {
+		return fromHuma(em), nil
+	}
+	return v, nil
+}
+
+// writeProblem writes p on a plain (non-huma) route.
+func writeProblem(w http.ResponseWriter, p *Problem) {
+	if p.Status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="otter"`)
+	}
+	w.Header().Set("Content-Type", problemType)
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(p.Status)
+	json.NewEncoder(w).Encode(p)
+}
+
+// documentProblems points every problem response of the document at the
+// Problem schema, in place of huma's ErrorModel that lacks our code field.
+func documentProblems(doc *huma.OpenAPI) {
+	reg := doc.Components.Schemas
+	schema := reg.Schema(reflect.TypeFor[Problem](), true, "Problem")
+	for _, item := range doc.Paths {
+		for _, op := range []*huma.Operation{item.Get, item.Put, item.Post, item.Patch, item.Delete} {
+			if op == nil {
+				continue
+			}
+			for _, resp := range op.Responses {
+				if mt := resp.Content[problemType]; mt != nil {
+					mt.Schema = schema
+				}
+			}
+		}
+	}
+	delete(reg.Map(), "ErrorModel")
+}

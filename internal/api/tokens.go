@@ -1,0 +1,80 @@
+package api
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/danielgtaylor/huma/v2"
+
+	"github.com/otter-ota/otter/internal/credential"
+	"github.com/otter-ota/otter/internal/ota"
+)
+
+// TokenWithSecret is a new token together with its secret, answered only
+// when it is made: the server keeps a hash and cannot show it again.
+type TokenWithSecret struct {
+	ota.Token
+	Secret string `json:"token" doc:"The token to send as Authorization: Bearer <token>. Shown only once."`
+}
+
+type createTokenInput struct {
+	Body struct {
+		Name string   `json:"name" doc:"Who or what uses the token; events record it as the actor." example:"ci"`
+		Role ota.Role `json:"role" enum:"viewer,operator,admin"`
+	}
+}
+
+type tokenPath struct {
+	ID int64 `path:"id" doc:"Token id."`
+}
+
+type listTokensInput struct {
+	PageQuery
+}
+
+func (a *API) tokenRoutes() {
+	register(a, ota.RoleAdmin, huma.Operation{
+		OperationID: "create-token", Method: http.MethodPost, Path: Prefix + "/tokens",
+		Summary: "Create an API token", Description: "Answers the token's secret, shown only here.",
+		Tags: []string{"tokens"}, DefaultStatus: http.StatusCreated,
+	}, a.createToken)
+	register(a, ota.RoleAdmin, huma.Operation{
+		OperationID: "list-tokens", Method: http.MethodGet, Path: Prefix + "/tokens",
+		Summary: "List API tokens", Tags: []string{"tokens"},
+	}, a.listTokens)
+	register(a, ota.RoleAdmin, huma.Operation{
+		OperationID: "revoke-token", Method: http.MethodDelete, Path: Prefix + "/tokens/{id}",
+		Summary: "Revoke an API token", Description: "The token stops working at once.",
+		Tags: []string{"tokens"}, DefaultStatus: http.StatusNoContent,
+	}, a.revokeToken)
+}
+
+func (a *API) createToken(ctx context.Context, in *createTokenInput) (*bodyOutput[TokenWithSecret], error) {
+	if !nameRE.MatchString(in.Body.Name) {
+		return nil, ota.Errorf(ota.EINVALID, "token name %s is not valid: use %s", quote(in.Body.Name), nameRule)
+	}
+	if !in.Body.Role.Valid() {
+		return nil, ota.Errorf(ota.EINVALID, "role %s is not valid: use viewer, operator or admin", quote(string(in.Body.Role)))
+	}
+	secret, err := credential.NewToken()
+	if err != nil {
+		return nil, err
+	}
+	t := ota.Token{Name: in.Body.Name, Role: in.Body.Role}
+	if err := a.store.CreateToken(ctx, &t, credential.Hash(secret)); err != nil {
+		return nil, err
+	}
+	return bodyOf(TokenWithSecret{Token: t, Secret: secret}), nil
+}
+
+func (a *API) listTokens(ctx context.Context, in *listTokensInput) (*pageOutput[ota.Token], error) {
+	items, next, err := a.store.ListTokens(ctx, in.page())
+	if err != nil {
+		return nil, err
+	}
+	return pageOf(items, next), nil
+}
+
+func (a *API) revokeToken(ctx context.Context, in *tokenPath) (*struct{}, error) {
+	return nil, a.store.RevokeToken(ctx, in.ID)
+}

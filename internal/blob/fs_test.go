@@ -1,0 +1,175 @@
+package blob_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/otter-ota/otter/internal/blob"
+	"github.com/otter-ota/otter/internal/ota"
+)
+
+func newFS(t *testing.T) (*blob.FS, string) {
+	t.Helper()
+	dir := t.TempDir()
+	s, err := blob.NewFS(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, dir
+}
+
+// files lists every regular file under dir, temporary ones included.
+func files(t *testing.T, dir string) []string {
+	t.Helper()
+	var out []string
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			rel, _ := filepath.Rel(dir, p)
+			out = append(out, filepath.ToSlash(rel))
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func write(t *testing.T, s blob.Store, content []byte) blob.Writer {
+	t.Helper()
+	w, err := s.Create(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(content); err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+func TestFSCommitOpenDelete(t *testing.T) {
+	ctx := context.Background()
+	s, dir := newFS(t)
+	content := bytes.Repeat([]byte("firmware"), 1000)
+	w := write(t, s, content)
+	if err := w.Commit(ctx, "firmware/abc-1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Abort(); err != nil {
+		t.Fatalf("abort after commit: %v", err)
+	}
+	if got := files(t, dir); len(got) != 1 || got[0] != "firmware/abc-1" {
+		t.Fatalf("files after commit: %v", got)
+	}
+
+	obj, err := s.Open(ctx, "firmware/abc-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := obj.Content.(*os.File); !ok {
+		t.Errorf("content is %T, want *os.File for sendfile", obj.Content)
+	}
+	if obj.Size != int64(len(content)) || obj.ModTime.IsZero() {
+		t.Errorf("size %d modtime %v", obj.Size, obj.ModTime)
+	}
+	if _, err := obj.Content.Seek(8, io.SeekStart); err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(obj.Content)
+	obj.Close()
+	if err != nil || !bytes.Equal(got, content[8:]) {
+		t.Fatalf("read after seek: %d bytes, err %v", len(got), err)
+	}
+
+	if err := s.Delete(ctx, "firmware/abc-1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Delete(ctx, "firmware/abc-1"); err != nil {
+		t.Fatalf("second delete: %v", err)
+	}
+	if _, err := s.Open(ctx, "firmware/abc-1"); ota.ErrorCode(err) != ota.ENOTFOUND {
+		t.Fatalf("open deleted: %v, want not found", err)
+	}
+}
+
+func TestFSAbortLeavesNothing(t *testing.T) {
+	s, dir := newFS(t)
+	w := write(t, s, []byte("refused upload"))
+	if got := files(t, dir); len(got) != 1 {
+		t.Fatalf("want one temporary file while writing, have %v", got)
+	}
+	if err := w.Abort(); err != nil {
+		t.Fatal(err)
+	}
+	if got := files(t, dir); len(got) != 0 {
+		t.Fatalf("files left after abort: %v", got)
+	}
+	if err := w.Commit(context.Background(), "firmware/x"); err == nil {
+		t.Fatal("commit after abort succeeded")
+	}
+}
+
+func TestFSCommitRefusesExistingKey(t *testing.T) {
+	ctx := context.Background()
+	s, dir := newFS(t)
+	if err := write(t, s, []byte("one")).Commit(ctx, "k"); err != nil {
+		t.Fatal(err)
+	}
+	err := write(t, s, []byte("two")).Commit(ctx, "k")
+	if ota.ErrorCode(err) != ota.ECONFLICT {
+		t.Fatalf("second commit: %v, want conflict", err)
+	}
+	if got := files(t, dir); len(got) != 1 {
+		t.Fatalf("files: %v", got)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "k"))
+	if err != nil || string(b) != "one" {
+		t.Fatalf("first content replaced: %q %v", b, err)
+	}
+}
+
+func TestCheckKey(t *testing.T) {
+	tests := []struct {
+		key string
+		ok  bool
+	}{
+		{"firmware/abc-123", true},
+		{"a", true},
+		{"a/b/c.bin", true},
+		{"", false},
+		{"/etc/passwd", false},
+		{"../x", false},
+		{"a/../../x", false},
+		{"a/..", false},
+		{"..", false},
+		{".", false},
+		{"a//b", false},
+		{"a/./b", false},
+		{"a/", false},
+		{`a\..\b`, false},
+		{"a\x00b", false},
+		{".upload-123", false},
+	}
+	for _, tt := range tests {
+		err := blob.CheckKey(tt.key)
+		if (err == nil) != tt.ok {
+			t.Errorf("CheckKey(%q) = %v, want ok %v", tt.key, err, tt.ok)
+		}
+	}
+	s, _ := newFS(t)
+	for _, key := range []string{"../escape", "/abs"} {
+		if _, err := s.Open(context.Background(), key); ota.ErrorCode(err) != ota.EINVALID {
+			t.Errorf("Open(%q) = %v, want invalid", key, err)
+		}
+		if err := s.Delete(context.Background(), key); ota.ErrorCode(err) != ota.EINVALID {
+			t.Errorf("Delete(%q) = %v, want invalid", key, err)
+		}
+		if err := write(t, s, nil).Commit(context.Background(), key); ota.ErrorCode(err) != ota.EINVALID {
+			t.Errorf("Commit(%q) = %v, want invalid", key, err)
+		}
+	}
+}

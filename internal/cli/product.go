@@ -1,0 +1,123 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/otter-ota/otter/client"
+)
+
+func (a *app) productCommand() *cobra.Command {
+	return a.group("product", "Manage products (device models)",
+		a.productCreateCommand(),
+		a.productListCommand(),
+		a.productGetCommand(),
+		a.productDeleteCommand(),
+	)
+}
+
+func (a *app) productCreateCommand() *cobra.Command {
+	var in client.ProductCreate
+	cmd := &cobra.Command{
+		Use:   "create KEY",
+		Short: "Create a product",
+		Long: `Create a product, the device model that firmware and devices belong to.
+KEY is 1 to 64 characters: lowercase letters, digits, ".", "_" and "-",
+starting with a letter or digit.`,
+		Example: `  otter product create thermostat-v2 --name "Thermostat v2"
+  otter product create demo -o json`,
+		Args: needArgs("KEY"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			in.Key = args[0]
+			p, err := a.client().CreateProduct(cmd.Context(), in)
+			if err != nil {
+				return err
+			}
+			return a.render(p, func(w io.Writer) error { return writeProduct(w, p) })
+		},
+	}
+	cmd.Flags().StringVar(&in.Name, "name", "", "human-readable name")
+	cmd.Flags().StringVar(&in.Description, "description", "", "free-form description")
+	return cmd
+}
+
+func (a *app) productListCommand() *cobra.Command {
+	var limit int
+	cmd := &cobra.Command{
+		Use:     "list",
+		Short:   "List products",
+		Example: "  otter product list\n  otter product list -o json",
+		Args:    needArgs(),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkLimit(limit); err != nil {
+				return err
+			}
+			items, err := collect(a.client().AllProducts(cmd.Context(), pageOptions(limit)), limit)
+			if err != nil {
+				return err
+			}
+			return a.render(items, func(w io.Writer) error { return writeProducts(w, items, a.now()) })
+		},
+	}
+	cmd.Flags().IntVar(&limit, "limit", 0, "print at most `N` products (default: all)")
+	return cmd
+}
+
+func (a *app) productGetCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:     "get KEY",
+		Short:   "Show a product",
+		Example: "  otter product get demo",
+		Args:    needArgs("KEY"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			p, err := a.client().Product(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			return a.render(p, func(w io.Writer) error { return writeProduct(w, p) })
+		},
+	}
+}
+
+func (a *app) productDeleteCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:     "delete KEY",
+		Short:   "Delete a product",
+		Long:    "Delete a product. The server refuses while the product still has devices or firmware.",
+		Example: "  otter product delete demo",
+		Args:    needArgs("KEY"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := a.client().DeleteProduct(cmd.Context(), args[0]); err != nil {
+				return err
+			}
+			out := struct {
+				Product string `json:"product"`
+				Deleted bool   `json:"deleted"`
+			}{args[0], true}
+			return a.render(out, func(w io.Writer) error {
+				_, err := fmt.Fprintf(w, "deleted product %s\n", args[0])
+				return err
+			})
+		},
+	}
+}
+
+func writeProducts(w io.Writer, ps []client.Product, now time.Time) error {
+	t := newTable(w, "KEY", "NAME", "CREATED", "DESCRIPTION")
+	for _, p := range ps {
+		t.row(p.Key, orDash(p.Name), formatAge(p.CreatedAt, now), orDash(p.Description))
+	}
+	return t.flush()
+}
+
+func writeProduct(w io.Writer, p *client.Product) error {
+	return writeFields(w, []field{
+		{"key", p.Key},
+		{"name", orDash(p.Name)},
+		{"description", orDash(p.Description)},
+		{"created", formatTime(p.CreatedAt)},
+	})
+}

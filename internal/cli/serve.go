@@ -1,0 +1,102 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/otter-ota/otter/internal/server"
+)
+
+// newServeCommand returns `otter serve`: every flag also reads an OTTER_*
+// environment variable so containers and systemd units need no arguments.
+func newServeCommand() *cobra.Command {
+	var cfg server.Config
+	var maxSize string
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the otter server (API, console, MQTT broker, rollout engine)",
+		Long: `Run the otter server. With no flags it runs on embedded defaults: data in
+./otter-data (SQLite, firmware files, signing key), HTTP on :8080 and the
+embedded MQTT broker on :1883. On first start it prints an admin token once.
+
+Every flag can also be set by the environment variable shown in its help.`,
+		Example: `  otter serve
+  otter serve --mqtt :1884               # when another broker (e.g. Mosquitto) holds :1883
+  OTTER_ADMIN_TOKEN=otr_secret otter serve --data /var/lib/otter
+  otter serve --db postgres://otter@db/otter`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			size, err := parseSize(maxSize)
+			if err != nil {
+				return fmt.Errorf("--max-firmware-size: %w", err)
+			}
+			cfg.MaxFirmwareSize = size
+			return runServe(cmd.Context(), cfg, cmd)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.DataDir, "data", envOr("OTTER_DATA", server.DefaultDataDir), "data folder: SQLite database, firmware files, signing key (OTTER_DATA)")
+	f.StringVar(&cfg.HTTPAddr, "http", envOr("OTTER_HTTP", server.DefaultHTTPAddr), "HTTP listen address: API, console, downloads (OTTER_HTTP)")
+	f.StringVar(&cfg.MQTTAddr, "mqtt", envOr("OTTER_MQTT", server.DefaultMQTTAddr), "embedded MQTT broker listen address (OTTER_MQTT)")
+	f.StringVar(&cfg.DBURL, "db", envOr("OTTER_DB", ""), "database URL: empty for SQLite in the data folder, postgres://... for PostgreSQL (OTTER_DB)")
+	f.StringVar(&cfg.SigningKey, "signing-key", envOr("OTTER_SIGNING_KEY", ""), "ed25519 signing key file (PEM, PKCS#8); default: created in the data folder (OTTER_SIGNING_KEY)")
+	f.StringVar(&maxSize, "max-firmware-size", envOr("OTTER_MAX_FIRMWARE_SIZE", "2GiB"), "largest firmware file accepted, e.g. 512MiB, 2GiB (OTTER_MAX_FIRMWARE_SIZE)")
+	cfg.AdminToken = os.Getenv("OTTER_ADMIN_TOKEN")
+	return cmd
+}
+
+func runServe(ctx context.Context, cfg server.Config, cmd *cobra.Command) error {
+	cfg.Logger = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelInfo}))
+	s, err := server.Start(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	if tok := s.AdminToken(); tok != "" && cfg.AdminToken == "" {
+		fmt.Fprintf(cmd.OutOrStdout(), "\nFirst start: created an admin token. It is shown only this once:\n\n    export OTTER_TOKEN=%s\n\n", tok)
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "otter is running: %s (Ctrl-C to stop)\n", s.HTTPURL())
+	werr := s.Wait(ctx)
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+	defer cancel()
+	if err := s.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("shut down: %w", err)
+	}
+	return werr
+}
+
+func envOr(name, fallback string) string {
+	if v, ok := os.LookupEnv(name); ok && v != "" {
+		return v
+	}
+	return fallback
+}
+
+// parseSize reads a byte size such as 2GiB, 512MiB, 10MB or 1048576.
+func parseSize(s string) (int64, error) {
+	units := []struct {
+		suffix string
+		mult   int64
+	}{
+		{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10},
+		{"GB", 1e9}, {"MB", 1e6}, {"KB", 1e3}, {"B", 1},
+	}
+	mult := int64(1)
+	num := s
+	for _, u := range units {
+		if len(s) > len(u.suffix) && s[len(s)-len(u.suffix):] == u.suffix {
+			mult, num = u.mult, s[:len(s)-len(u.suffix)]
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n <= 0 || n > (1<<62)/mult {
+		return 0, fmt.Errorf("invalid size %q: use a positive number with an optional unit, e.g. 512MiB or 2GiB", s)
+	}
+	return n * mult, nil
+}

@@ -1,0 +1,136 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/otter-ota/otter/client"
+)
+
+func (a *app) tokenCommand() *cobra.Command {
+	return a.group("token", "Manage operator API tokens (admin)",
+		a.tokenCreateCommand(),
+		a.tokenListCommand(),
+		a.tokenRevokeCommand(),
+	)
+}
+
+func (a *app) tokenCreateCommand() *cobra.Command {
+	var in client.TokenCreate
+	var role string
+	cmd := &cobra.Command{
+		Use:   "create --role viewer|operator|admin",
+		Short: "Create an API token and print it",
+		Long: `Create an operator API token and print it. The server keeps only a hash: the
+token is shown this once. Roles: viewer reads; operator also manages
+products, devices, firmware and tasks; admin also manages tokens.`,
+		Example: `  otter token create --role viewer --name dashboard
+  otter token create --role operator --name ci -o json`,
+		Args: needArgs(),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkRole(role); err != nil {
+				return err
+			}
+			in.Role = client.Role(role)
+			t, err := a.client().CreateToken(cmd.Context(), in)
+			if err != nil {
+				return err
+			}
+			return a.render(t, func(w io.Writer) error {
+				if err := writeToken(w, &t.Token, t.Secret); err != nil {
+					return err
+				}
+				fmt.Fprintln(a.env.Stderr, "Save the token now: it will not be shown again.")
+				return nil
+			})
+		},
+	}
+	cmd.Flags().StringVar(&role, "role", "", "role: viewer, operator or admin (required)")
+	cmd.Flags().StringVar(&in.Name, "name", "", "name recorded as the actor of the token's changes")
+	return cmd
+}
+
+func checkRole(role string) error {
+	switch client.Role(role) {
+	case client.RoleViewer, client.RoleOperator, client.RoleAdmin:
+		return nil
+	case "":
+		return usageErrorf("--role is required: viewer, operator or admin")
+	}
+	return usageErrorf("--role %q: want viewer, operator or admin", role)
+}
+
+func (a *app) tokenListCommand() *cobra.Command {
+	var limit int
+	cmd := &cobra.Command{
+		Use:     "list",
+		Short:   "List API tokens, revoked ones included",
+		Example: "  otter token list",
+		Args:    needArgs(),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkLimit(limit); err != nil {
+				return err
+			}
+			items, err := collect(a.client().AllTokens(cmd.Context(), pageOptions(limit)), limit)
+			if err != nil {
+				return err
+			}
+			return a.render(items, func(w io.Writer) error { return writeTokens(w, items, a.now()) })
+		},
+	}
+	cmd.Flags().IntVar(&limit, "limit", 0, "print at most `N` tokens (default: all)")
+	return cmd
+}
+
+func (a *app) tokenRevokeCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:     "revoke ID",
+		Short:   "Revoke an API token",
+		Long:    "Revoke an API token: requests with it are refused from now on.",
+		Example: "  otter token revoke 4",
+		Args:    needArgs("ID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, err := parseID("token", args[0])
+			if err != nil {
+				return err
+			}
+			if err := a.client().RevokeToken(cmd.Context(), id); err != nil {
+				return err
+			}
+			out := struct {
+				ID      int64 `json:"id"`
+				Revoked bool  `json:"revoked"`
+			}{id, true}
+			return a.render(out, func(w io.Writer) error {
+				_, err := fmt.Fprintf(w, "revoked token %d\n", id)
+				return err
+			})
+		},
+	}
+}
+
+func writeTokens(w io.Writer, ts []client.Token, now time.Time) error {
+	t := newTable(w, "ID", "NAME", "ROLE", "CREATED", "LAST USED", "REVOKED")
+	for _, tok := range ts {
+		revoked := "-"
+		if tok.RevokedAt != nil {
+			revoked = formatAge(*tok.RevokedAt, now)
+		}
+		t.row(fmt.Sprint(tok.ID), orDash(tok.Name), string(tok.Role), formatAge(tok.CreatedAt, now),
+			formatOptAge(tok.LastUsedAt, now), revoked)
+	}
+	return t.flush()
+}
+
+// writeToken shows one token; secret is shown when not empty.
+func writeToken(w io.Writer, t *client.Token, secret string) error {
+	fields := []field{{"id", fmt.Sprint(t.ID)}, {"name", orDash(t.Name)}, {"role", string(t.Role)}}
+	if secret != "" {
+		fields = append(fields, field{"token", secret})
+	}
+	fields = append(fields, field{"created", formatTime(t.CreatedAt)}, field{"revoked", formatOptTime(t.RevokedAt)})
+	return writeFields(w, fields)
+}

@@ -1,0 +1,70 @@
+package credential_test
+
+import (
+	"encoding/base64"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/otter-ota/otter/internal/credential"
+)
+
+func TestNewDeviceSecret(t *testing.T) {
+	hex64 := regexp.MustCompile(`^[0-9a-f]{64}$`)
+	seen := map[string]bool{}
+	for range 100 {
+		s, err := credential.NewDeviceSecret()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !hex64.MatchString(s) {
+			t.Fatalf("secret %q is not 64 lowercase hex characters", s)
+		}
+		if seen[s] {
+			t.Fatalf("secret %q repeated", s)
+		}
+		seen[s] = true
+	}
+}
+
+func TestNewToken(t *testing.T) {
+	tok, err := credential.NewToken()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rest, ok := strings.CutPrefix(tok, credential.TokenPrefix)
+	if !ok || len(rest) != 43 {
+		t.Fatalf("token %q: want otr_ and 43 characters", tok)
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(rest)
+	if err != nil || len(raw) != 32 {
+		t.Fatalf("token %q does not carry 32 base64url bytes: %v", tok, err)
+	}
+}
+
+func TestHashEqual(t *testing.T) {
+	tests := []struct {
+		name   string
+		stored string
+		given  string
+		want   bool
+	}{
+		{"same", "otr_abc", "otr_abc", true},
+		{"different", "otr_abc", "otr_abd", false},
+		{"prefix", "otr_abc", "otr_ab", false},
+		{"empty given", "otr_abc", "", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := credential.Equal(credential.Hash(tt.stored), tt.given); got != tt.want {
+				t.Errorf("Equal(Hash(%q), %q) = %v, want %v", tt.stored, tt.given, got, tt.want)
+			}
+		})
+	}
+	if got := len(credential.Hash("x")); got != 32 {
+		t.Errorf("hash length %d, want 32", got)
+	}
+	if credential.Equal(nil, "") {
+		t.Error("a nil hash must not match anything")
+	}
+}

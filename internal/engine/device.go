@@ -1,0 +1,211 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+
+	"github.com/otter-ota/otter/internal/ota"
+	"github.com/otter-ota/otter/internal/store"
+	"github.com/otter-ota/otter/sdk/wire"
+)
+
+// runDeviceOps applies a batch of device messages in one transaction and
+// answers each message only after the commit.
+func (e *Engine) runDeviceOps(ctx context.Context, ops []*deviceOp) {
+	w, err := e.loadWork(ctx, ops)
+	if err != nil {
+		e.failAll(ops, err)
+		return
+	}
+	for _, o := range ops {
+		w.handle(o)
+	}
+	if err := e.commit(ctx, w); err != nil {
+		e.failAll(ops, err)
+		return
+	}
+	for _, o := range ops {
+		o.finish(nil)
+	}
+	e.metrics.deviceMessages.Add(float64(len(ops)))
+}
+
+func (e *Engine) failAll(ops []*deviceOp, err error) {
+	e.log.Error("device messages not stored", "count", len(ops), "err", err)
+	for _, o := range ops {
+		o.answer = nil
+		o.fail(ota.Errorf(ota.EUNAVAILABLE, "the server could not store the message: try again"))
+	}
+}
+
+// loadWork reads, in two queries, every job the batch can touch: the active
+// jobs of its devices and the jobs its messages name.
+func (e *Engine) loadWork(ctx context.Context, ops []*deviceOp) (*work, error) {
+	w := e.newWork()
+	devices := make([]int64, 0, len(ops))
+	var named []int64
+	for _, o := range ops {
+		devices = append(devices, o.dev.ID)
+		if o.jobID != 0 {
+			named = append(named, o.jobID)
+		}
+	}
+	slices.Sort(devices)
+	active, err := e.st.ActiveJobs(ctx, slices.Compact(devices))
+	if err != nil {
+		return nil, fmt.Errorf("load active jobs: %w", err)
+	}
+	w.addJobs(active)
+	var missing []int64
+	for _, id := range named {
+		if _, ok := w.jobs[id]; !ok {
+			missing = append(missing, id)
+		}
+	}
+	if len(missing) > 0 {
+		more, err := e.st.JobsByID(ctx, missing)
+		if err != nil {
+			return nil, fmt.Errorf("load jobs: %w", err)
+		}
+		w.addJobs(more)
+	}
+	return w, nil
+}
+
+// handle applies one device message to the batch's view of the jobs.
+func (w *work) handle(o *deviceOp) {
+	switch o.kind {
+	case opConnect, opDisconnect:
+		w.presence(o)
+	case opInform:
+		w.inform(o)
+	case opRequest:
+		w.request(o)
+	case opConfirm:
+		w.jobMessage(o, ota.JobInput{Kind: ota.JobConfirm, Accept: o.confirm.Accept, Message: o.confirm.Message}, wire.KindConfirm, o.confirm.Job, o.confirm.Attempt)
+	case opProgress:
+		p := o.progress
+		w.jobMessage(o, ota.JobInput{
+			Kind: ota.JobProgress, State: ota.JobState(p.State), Percent: p.Percent,
+			Code: p.Code, Message: p.Message,
+		}, wire.KindProgress, p.Job, p.Attempt)
+	}
+}
+
+func (w *work) presence(o *deviceOp) {
+	online := o.kind == opConnect
+	w.change.Presence = append(w.change.Presence, store.Presence{DeviceID: o.dev.ID, Online: online, At: o.at})
+	if !online {
+		return
+	}
+	for _, j := range w.activeOf(o.dev.ID) {
+		ts := w.e.tasks[j.TaskID]
+		if ts == nil || ts.task.State != ota.TaskRunning || ts.task.Mode != ota.ModePush {
+			continue
+		}
+		switch j.State {
+		case ota.JobNotified:
+			// The command may have been sent while the device was away.
+			w.send(o.dev, j, ts)
+		case ota.JobQueued:
+			ts.wantSweep = true
+			w.e.poke()
+		}
+	}
+}
+
+func (w *work) inform(o *deviceOp) {
+	for module, version := range o.inform.Modules {
+		w.change.Versions = append(w.change.Versions, store.VersionReport{
+			DeviceID: o.dev.ID, Module: module, Version: version, At: o.at,
+		})
+		if id, ok := w.active[jobRef{o.dev.ID, module}]; ok {
+			w.transition(id, ota.JobInput{Kind: ota.JobInform, Version: version}, "device")
+		}
+	}
+}
+
+// request answers "is there an upgrade for me?".
+func (w *work) request(o *deviceOp) {
+	module := o.request.Module
+	if module == "" {
+		module = ota.DefaultModule
+	}
+	if v := o.request.Version; v != "" {
+		w.change.Versions = append(w.change.Versions, store.VersionReport{DeviceID: o.dev.ID, Module: module, Version: v, At: o.at})
+	}
+	id, ok := w.active[jobRef{o.dev.ID, module}]
+	var ts *taskState
+	if ok {
+		ts = w.e.tasks[w.jobs[id].TaskID]
+	}
+	if !ok || ts == nil || ts.task.State != ota.TaskRunning {
+		o.answer = noUpgrade(module, "no running task has an upgrade of module "+module+" for this device")
+		return
+	}
+	j := w.jobs[id]
+	if j.State == ota.JobQueued {
+		if wait, ok := ts.admit(j, o.at); !ok {
+			o.answer = &Answer{Kind: wire.KindReply, Message: wire.Reply{
+				To: wire.KindRequest, Module: module, Error: wire.CodeNoUpgrade,
+				Message:    "an upgrade is planned for this device but the rollout is paced: ask again later",
+				RetryAfter: int(wait.Seconds()) + 1,
+			}}
+			return
+		}
+		kind := ota.JobOffer
+		if ts.task.Mode == ota.ModePush {
+			kind = ota.JobNotify
+		}
+		w.transition(id, ota.JobInput{Kind: kind}, "engine")
+		j = w.jobs[id]
+	}
+	o.answer = &Answer{Kind: wire.KindUpgrade, Message: w.e.upgradeMessage(o.dev, *j, ts)}
+}
+
+// jobMessage applies a confirm or progress message to the job it names.
+func (w *work) jobMessage(o *deviceOp, in ota.JobInput, to wire.Kind, job string, attempt int) {
+	j, ok := w.jobs[o.jobID]
+	if !ok || j.DeviceID != o.dev.ID {
+		o.answer = unknownJob(to, job)
+		return
+	}
+	if attempt != 0 && attempt != wireAttempt(*j) {
+		return // a late message about an earlier attempt of a retried job
+	}
+	w.transition(j.ID, in, "device")
+}
+
+func noUpgrade(module, msg string) *Answer {
+	return &Answer{Kind: wire.KindReply, Message: wire.Reply{
+		To: wire.KindRequest, Module: module, Error: wire.CodeNoUpgrade, Message: msg,
+	}}
+}
+
+// upgradeMessage is the command (push) or offer (request) for a job.
+func (e *Engine) upgradeMessage(d Device, j ota.Job, ts *taskState) wire.Upgrade {
+	fw := ts.firmware
+	mode := wire.ModePush
+	if ts.task.Mode == ota.ModeRequest {
+		mode = wire.ModeRequest
+	}
+	return wire.Upgrade{
+		Job:            strconv.FormatInt(j.ID, 10),
+		Attempt:        wireAttempt(j),
+		Module:         fw.Module,
+		Version:        fw.Version,
+		Size:           fw.Size,
+		SHA256:         fw.SHA256,
+		Signature:      fw.Signature,
+		URL:            e.urls.DownloadURL(d.Product, d.Key, fw.ID),
+		Confirm:        ts.task.Policy.Confirm || mode == wire.ModeRequest,
+		Mode:           mode,
+		Params:         fw.Params,
+		AllowDowngrade: fw.AllowDowngrade,
+	}
+}
+
+// wireAttempt numbers a job's tries from 1 on the wire.
+func wireAttempt(j ota.Job) int { return j.Attempt + 1 }

@@ -1,0 +1,222 @@
+// Package engine is otter's rollout engine. It turns running tasks into job
+// transitions under their policies (rate, concurrency, phases, windows,
+// retries, timeouts, abort rules) and applies every device message that
+// moves a job (inform, request, confirm, progress, connect).
+//
+// The engine is the only writer of jobs. Everything that changes a job goes
+// through one loop goroutine, which gathers device messages into batches and
+// writes each batch in one transaction before anyone is answered: a device's
+// QoS 1 PUBACK or HTTP response follows the commit, so an acknowledged
+// message is never lost, and thousands of messages cost a handful of
+// commits. All state lives in the store; the loop rebuilds its caches at
+// start, so the process can be killed at any point and restarted.
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/otter-ota/otter/internal/ota"
+	"github.com/otter-ota/otter/internal/store"
+)
+
+// Store is what the engine needs from persistence.
+type Store interface {
+	GetFirmware(ctx context.Context, id int64) (ota.Firmware, error)
+	MarkFirmwareVerified(ctx context.Context, firmwareID, taskID int64, at time.Time) error
+
+	CreateTask(ctx context.Context, t *ota.Task, jobs []ota.Job) error
+	GetTask(ctx context.Context, id int64) (ota.Task, error)
+	// ActiveTasks lists the tasks that are not terminal, with their counts
+	// and the engine's bookkeeping.
+	ActiveTasks(ctx context.Context) ([]store.ActiveTask, error)
+	TaskPhaseCounts(ctx context.Context, taskID int64) (store.PhaseCounts, error)
+	TargetCandidates(ctx context.Context, q store.TargetQuery) ([]store.Candidate, error)
+
+	// ActiveJobs returns the non-terminal jobs of the given devices.
+	ActiveJobs(ctx context.Context, deviceIDs []int64) ([]ota.Job, error)
+	JobsByID(ctx context.Context, ids []int64) ([]ota.Job, error)
+	QueuedJobs(ctx context.Context, q store.QueuedQuery) ([]ota.Job, error)
+	// ExpiredJobs returns in-flight jobs whose deadline has passed.
+	ExpiredJobs(ctx context.Context, now time.Time, limit int) ([]ota.Job, error)
+	// UnansweredJobs returns notified jobs of a task, sent before the given
+	// time to devices that are online now: their command is sent again.
+	UnansweredJobs(ctx context.Context, taskID int64, sentBefore time.Time, limit int) ([]ota.Job, error)
+	// JobsInStates returns up to limit jobs of a task in the given states,
+	// after the given job id (paging through a task in the engine).
+	JobsInStates(ctx context.Context, taskID int64, states []ota.JobState, afterID int64, limit int) ([]ota.Job, error)
+
+	// CancelQueued cancels a task's queued jobs (and may end the task) in
+	// one transaction; it returns the number cancelled per phase.
+	CancelQueued(ctx context.Context, r store.CancelRequest) (map[int]int64, error)
+	// Apply writes a Change in one transaction. Job changes whose Old.Rev no
+	// longer matches are not written; their ids are returned.
+	Apply(ctx context.Context, c store.Change) (conflicts []int64, err error)
+}
+
+// Downlink delivers messages to connected devices. Send must not block on
+// the network: a device that is not connected simply misses the message
+// and gets it again when it connects.
+type Downlink interface {
+	Send(product, device string, kind string, payload []byte)
+}
+
+// URLSigner makes the short-lived download URL of a firmware for a device.
+type URLSigner interface {
+	DownloadURL(product, device string, firmwareID int64) string
+}
+
+// Config wires an Engine.
+type Config struct {
+	Store    Store
+	Downlink Downlink
+	URLs     URLSigner
+	Logger   *slog.Logger
+	Metrics  prometheus.Registerer
+	// Now is the clock (tests may move it); nil means time.Now.
+	Now func() time.Time
+	// Tick is how often timers (timeouts, retries, windows) are checked
+	// when nothing else wakes the engine; 0 means one second.
+	Tick time.Duration
+	// ResendAfter is how long a push command may go unanswered before it is
+	// sent again to a connected device; 0 means one minute.
+	ResendAfter time.Duration
+	// BatchSize bounds the device messages written in one transaction.
+	BatchSize int
+}
+
+// Engine is the rollout engine. Create it with New and run it with Run.
+type Engine struct {
+	cfg     Config
+	st      Store
+	down    Downlink
+	urls    URLSigner
+	log     *slog.Logger
+	now     func() time.Time
+	metrics *metrics
+
+	ops  chan op
+	wake chan struct{}
+
+	// Owned by the loop goroutine.
+	tasks    map[int64]*taskState
+	firmware map[int64]ota.Firmware
+}
+
+// New returns an engine; nothing runs until Run.
+func New(cfg Config) (*Engine, error) {
+	if cfg.Store == nil || cfg.Downlink == nil || cfg.URLs == nil {
+		return nil, errors.New("engine: Store, Downlink and URLs are required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Tick <= 0 {
+		cfg.Tick = time.Second
+	}
+	if cfg.ResendAfter <= 0 {
+		cfg.ResendAfter = time.Minute
+	}
+	if cfg.BatchSize <= 0 {
+		cfg.BatchSize = 1000
+	}
+	m, err := newMetrics(cfg.Metrics)
+	if err != nil {
+		return nil, err
+	}
+	return &Engine{
+		cfg:      cfg,
+		st:       cfg.Store,
+		down:     cfg.Downlink,
+		urls:     cfg.URLs,
+		log:      cfg.Logger,
+		now:      cfg.Now,
+		metrics:  m,
+		ops:      make(chan op, 4*cfg.BatchSize),
+		wake:     make(chan struct{}, 1),
+		tasks:    make(map[int64]*taskState),
+		firmware: make(map[int64]ota.Firmware),
+	}, nil
+}
+
+// Run loads the active tasks and runs the loop until ctx ends.
+func (e *Engine) Run(ctx context.Context) error {
+	if err := e.loadTasks(ctx); err != nil {
+		return fmt.Errorf("engine: load tasks: %w", err)
+	}
+	ticker := time.NewTicker(e.cfg.Tick)
+	defer ticker.Stop()
+	e.schedule(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			e.drain(ctx.Err())
+			return nil
+		case o := <-e.ops:
+			e.runOps(ctx, e.gather(o))
+		case <-e.wake:
+			e.schedule(ctx)
+		case <-ticker.C:
+			e.schedule(ctx)
+		}
+	}
+}
+
+// gather takes the first op and whatever else is already waiting, up to a
+// batch, so that one transaction serves a burst of messages.
+func (e *Engine) gather(first op) []op {
+	batch := []op{first}
+	for len(batch) < e.cfg.BatchSize {
+		select {
+		case o := <-e.ops:
+			batch = append(batch, o)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+// drain answers every op still queued when the engine stops, so that no
+// caller waits forever.
+func (e *Engine) drain(err error) {
+	for {
+		select {
+		case o := <-e.ops:
+			o.fail(fmt.Errorf("engine stopped: %w", err))
+		default:
+			return
+		}
+	}
+}
+
+// poke asks the loop to run the scheduler soon without blocking.
+func (e *Engine) poke() {
+	select {
+	case e.wake <- struct{}{}:
+	default:
+	}
+}
+
+// submit hands an op to the loop and waits for its answer.
+func (e *Engine) submit(ctx context.Context, o op) error {
+	select {
+	case e.ops <- o:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-o.done():
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

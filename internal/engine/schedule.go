@@ -1,0 +1,451 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/otter-ota/otter/internal/ota"
+	"github.com/otter-ota/otter/internal/store"
+)
+
+// taskState is the loop's view of one task: the task, its firmware, its
+// exact counts (kept by applying every committed job move) and the policy
+// bookkeeping that survives restarts.
+type taskState struct {
+	task     ota.Task
+	firmware ota.Firmware
+	counts   store.PhaseCounts
+	book     book
+	loc      *time.Location
+
+	// wantSweep says queued jobs may have become startable (a device came
+	// online, a phase opened, a retry came due); sweeping is skipped
+	// otherwise, so a task whose remaining devices are offline costs nothing.
+	wantSweep bool
+	nextSweep time.Time
+	// budget is how many request-mode offers may still be made before the
+	// next plan (request mode starts jobs when devices ask).
+	budget     int
+	nextResend time.Time
+	wake       time.Time
+}
+
+// book is the engine's bookkeeping stored with a task.
+type book struct {
+	Bucket ota.RateBucket `json:"bucket"`
+}
+
+// sweepEvery bounds how often a task whose queued devices were all offline
+// is looked at again without a wake-up (retries coming due).
+const sweepEvery = 5 * time.Second
+
+// schedule runs one pass of every task's policy, then the job timers.
+func (e *Engine) schedule(ctx context.Context) {
+	for _, id := range e.sortedTaskIDs() {
+		ts := e.tasks[id]
+		if err := e.step(ctx, ts); err != nil {
+			e.log.Error("task step failed", "task", id, "err", err)
+		}
+		if ts.task.State.Terminal() {
+			delete(e.tasks, id)
+		}
+	}
+	if err := e.expireJobs(ctx); err != nil {
+		e.log.Error("job timeouts failed", "err", err)
+	}
+	e.metrics.activeTasks.Set(float64(len(e.tasks)))
+}
+
+func (e *Engine) step(ctx context.Context, ts *taskState) error {
+	now := e.now()
+	switch ts.task.State {
+	case ota.TaskScheduled:
+		if p := ts.task.Policy.Start; p != nil && now.Before(*p) {
+			return nil
+		}
+		return e.changeTask(ctx, ts, ota.TaskStart, "", "engine")
+	case ota.TaskRunning:
+		return e.run(ctx, ts, now)
+	}
+	return nil
+}
+
+// run applies the policy's plan to a running task.
+func (e *Engine) run(ctx context.Context, ts *taskState, now time.Time) error {
+	r := ts.task.Policy.Plan(ts.planInput(now))
+	switch {
+	case r.Abort:
+		return e.endTask(ctx, ts, ota.TaskAbort, r.Reason, ota.CodeTaskAborted)
+	case r.Expired:
+		return e.expireTask(ctx, ts)
+	case r.Complete:
+		return e.complete(ctx, ts)
+	case r.AdvancePhase:
+		if err := e.advancePhase(ctx, ts, "engine"); err != nil {
+			return err
+		}
+		r = ts.task.Policy.Plan(ts.planInput(now))
+	}
+	ts.book.Bucket = r.Bucket
+	ts.wake = r.Wake
+	if ts.task.Mode == ota.ModeRequest {
+		ts.budget = r.Start
+		return nil
+	}
+	if err := e.resend(ctx, ts, now); err != nil {
+		return err
+	}
+	if r.Start == 0 || (!ts.wantSweep && now.Before(ts.nextSweep)) {
+		return nil
+	}
+	return e.startJobs(ctx, ts, r.Start, now)
+}
+
+func (ts *taskState) planInput(now time.Time) ota.PlanInput {
+	in := ota.PlanInput{
+		Now: now, Location: ts.loc, Counts: ts.totals(), Phase: ts.task.Phase,
+		Bucket: ts.book.Bucket, Dynamic: ts.task.Target.Dynamic,
+	}
+	for s, n := range ts.counts[ts.task.Phase] {
+		in.PhaseJobs += n
+		if s == ota.JobSucceeded {
+			in.PhaseSucceeded += n
+		}
+		if s.Terminal() {
+			in.PhaseFinished += n
+		}
+	}
+	return in
+}
+
+// totals sums the counts over phases.
+func (ts *taskState) totals() map[ota.JobState]int64 {
+	out := make(map[ota.JobState]int64)
+	for _, byState := range ts.counts {
+		for s, n := range byState {
+			out[s] += n
+		}
+	}
+	return out
+}
+
+// startJobs starts up to n queued jobs of a push task whose devices are
+// online, in rollout order, a batch per transaction, sending each command
+// after its batch is stored.
+func (e *Engine) startJobs(ctx context.Context, ts *taskState, n int, now time.Time) error {
+	started := 0
+	for started < n {
+		limit := min(n-started, e.cfg.BatchSize)
+		jobs, err := e.st.QueuedJobs(ctx, store.QueuedQuery{
+			TaskID: ts.task.ID, MaxPhase: ts.task.Phase, Limit: limit, OnlineOnly: true, Now: now,
+		})
+		if err != nil {
+			return err
+		}
+		if len(jobs) > 0 {
+			if err := e.startBatch(ctx, ts, jobs); err != nil {
+				return err
+			}
+			started += len(jobs)
+		}
+		if len(jobs) < limit {
+			ts.wantSweep = false
+			ts.nextSweep = now.Add(sweepEvery)
+			break
+		}
+	}
+	if ts.task.Policy.Rate > 0 && started > 0 {
+		ts.book.Bucket = ts.book.Bucket.Spend(started)
+		return e.saveBook(ctx, ts)
+	}
+	return nil
+}
+
+func (e *Engine) startBatch(ctx context.Context, ts *taskState, jobs []ota.Job) error {
+	w := e.newWork()
+	w.addJobs(jobs)
+	for _, j := range jobs {
+		if w.transition(j.ID, ota.JobInput{Kind: ota.JobNotify}, "engine") {
+			w.send(Device{ID: j.DeviceID, Product: j.Product, Key: j.Device}, *w.jobs[j.ID], ts)
+		}
+	}
+	if err := e.commit(ctx, w); err != nil {
+		return err
+	}
+	e.metrics.jobsStarted.Add(float64(len(jobs)))
+	return nil
+}
+
+// admit decides whether a device asking for its queued job of a request
+// task may start it now, under the budget of the last plan.
+func (ts *taskState) admit(j *ota.Job, now time.Time) (time.Duration, bool) {
+	wait := time.Minute
+	if !ts.wake.IsZero() && ts.wake.After(now) {
+		wait = ts.wake.Sub(now)
+	}
+	if j.Phase > ts.task.Phase || ts.budget <= 0 {
+		return wait, false
+	}
+	if j.NextAttemptAt != nil && now.Before(*j.NextAttemptAt) {
+		return j.NextAttemptAt.Sub(now), false
+	}
+	ts.budget--
+	if ts.task.Policy.Rate > 0 {
+		ts.book.Bucket = ts.book.Bucket.Spend(1)
+	}
+	return 0, true
+}
+
+// resend sends again the commands that connected devices have not acted on.
+func (e *Engine) resend(ctx context.Context, ts *taskState, now time.Time) error {
+	if now.Before(ts.nextResend) {
+		return nil
+	}
+	ts.nextResend = now.Add(e.cfg.ResendAfter / 4)
+	jobs, err := e.st.UnansweredJobs(ctx, ts.task.ID, now.Add(-e.cfg.ResendAfter), e.cfg.BatchSize)
+	if err != nil || len(jobs) == 0 {
+		return err
+	}
+	w := e.newWork()
+	w.addJobs(jobs)
+	for _, j := range jobs {
+		w.send(Device{ID: j.DeviceID, Product: j.Product, Key: j.Device}, j, ts)
+	}
+	return e.commit(ctx, w)
+}
+
+// expireJobs times out in-flight jobs whose deadline passed, retrying them
+// where the policy says so.
+func (e *Engine) expireJobs(ctx context.Context) error {
+	now := e.now()
+	for {
+		jobs, err := e.st.ExpiredJobs(ctx, now, e.cfg.BatchSize)
+		if err != nil || len(jobs) == 0 {
+			return err
+		}
+		w := e.newWork()
+		w.addJobs(jobs)
+		for _, j := range jobs {
+			w.transition(j.ID, ota.JobInput{Kind: ota.JobTimeout}, "engine")
+		}
+		if err := e.commit(ctx, w); err != nil {
+			return err
+		}
+		if len(jobs) < e.cfg.BatchSize {
+			return nil
+		}
+	}
+}
+
+// countMove applies a stored job move to the loop's exact counts.
+func (e *Engine) countMove(old, new ota.Job) {
+	if old.State != new.State {
+		e.metrics.jobTransitions.WithLabelValues(string(new.State)).Inc()
+	}
+	ts := e.tasks[new.TaskID]
+	if ts == nil || old.State == new.State && old.Phase == new.Phase {
+		return
+	}
+	ts.counts.Add(old.Phase, old.State, -1)
+	ts.counts.Add(new.Phase, new.State, 1)
+	if new.State == ota.JobQueued || new.State.Terminal() {
+		ts.wantSweep = true // a slot freed or a retry was queued
+		e.poke()
+	}
+}
+
+// changeTask applies a lifecycle action to a task and stores it with its
+// event.
+func (e *Engine) changeTask(ctx context.Context, ts *taskState, a ota.TaskAction, reason, actor string) error {
+	switch a {
+	case ota.TaskCancel:
+		return e.endTask(ctx, ts, a, reason, ota.CodeTaskCancelled)
+	case ota.TaskAbort:
+		return e.endTask(ctx, ts, a, reason, ota.CodeTaskAborted)
+	}
+	next, changed, err := ts.task.Apply(a, reason, e.now())
+	if err != nil || !changed {
+		return err
+	}
+	if err := e.saveTask(ctx, ts, next, taskEvent(next, a, actor, e.now())); err != nil {
+		return err
+	}
+	if next.State == ota.TaskRunning {
+		ts.wantSweep = true
+		e.poke()
+	}
+	return nil
+}
+
+func (e *Engine) saveTask(ctx context.Context, ts *taskState, next ota.Task, ev ota.Event) error {
+	u, err := ts.update(next)
+	if err != nil {
+		return err
+	}
+	if _, err := e.st.Apply(ctx, store.Change{Tasks: []store.TaskUpdate{u}, Events: []ota.Event{ev}}); err != nil {
+		return fmt.Errorf("store task %d: %w", next.ID, err)
+	}
+	ts.task = next
+	return nil
+}
+
+func (e *Engine) saveBook(ctx context.Context, ts *taskState) error {
+	u, err := ts.update(ts.task)
+	if err != nil {
+		return err
+	}
+	_, err = e.st.Apply(ctx, store.Change{Tasks: []store.TaskUpdate{u}})
+	return err
+}
+
+func (ts *taskState) update(t ota.Task) (store.TaskUpdate, error) {
+	b, err := json.Marshal(ts.book)
+	if err != nil {
+		return store.TaskUpdate{}, err
+	}
+	return store.TaskUpdate{Task: t, Engine: b}, nil
+}
+
+func taskEvent(t ota.Task, a ota.TaskAction, actor string, at time.Time) ota.Event {
+	return ota.Event{
+		At: at, Actor: actor, Kind: ota.KindTask, Action: string(t.State),
+		Product: t.Product, TaskID: t.ID, FirmwareID: t.FirmwareID, Message: t.Reason,
+		Data: map[string]string{"action": string(a), "phase": fmt.Sprint(t.Phase)},
+	}
+}
+
+// advancePhase releases the next phase of a task.
+func (e *Engine) advancePhase(ctx context.Context, ts *taskState, actor string) error {
+	next := ts.task
+	next.Phase++
+	ev := taskEvent(next, "advance", actor, e.now())
+	ev.Action = "phase_advanced"
+	ev.Message = fmt.Sprintf("phase %d of %d released (up to %g%% of the devices)", next.Phase+1, len(next.Policy.Phases), next.Policy.Phases[next.Phase])
+	if err := e.saveTask(ctx, ts, next, ev); err != nil {
+		return err
+	}
+	ts.wantSweep = true
+	return nil
+}
+
+// complete ends a task whose jobs all ended; a verification task whose jobs
+// all succeeded releases its firmware for batch tasks.
+func (e *Engine) complete(ctx context.Context, ts *taskState) error {
+	reason := ""
+	totals := ts.totals()
+	if ts.task.Verification {
+		if totals[ota.JobSucceeded] == ts.task.Total && ts.task.Total > 0 {
+			if err := e.st.MarkFirmwareVerified(ctx, ts.task.FirmwareID, ts.task.ID, e.now()); err != nil {
+				return err
+			}
+			delete(e.firmware, ts.task.FirmwareID)
+			reason = "every job succeeded: the firmware is verified"
+		} else {
+			reason = fmt.Sprintf("%d of %d jobs succeeded: the firmware is not verified", totals[ota.JobSucceeded], ts.task.Total)
+		}
+	}
+	next, changed, err := ts.task.Apply(ota.TaskComplete, reason, e.now())
+	if err != nil || !changed {
+		return err
+	}
+	return e.saveTask(ctx, ts, next, taskEvent(next, ota.TaskComplete, "engine", e.now()))
+}
+
+// endTask cancels or aborts a task: its queued jobs are cancelled with the
+// task in one transaction, then devices that were told to upgrade but have
+// not started installing are told it is withdrawn.
+func (e *Engine) endTask(ctx context.Context, ts *taskState, a ota.TaskAction, reason, code string) error {
+	now := e.now()
+	next, changed, err := ts.task.Apply(a, reason, now)
+	if err != nil || !changed {
+		return err
+	}
+	actor := "engine"
+	if a == ota.TaskCancel {
+		actor = ota.ActorFrom(ctx)
+	}
+	if err := e.cancelQueued(ctx, ts, code, reason, actor, &next); err != nil {
+		return err
+	}
+	return e.withdraw(ctx, ts, code, reason, actor)
+}
+
+// expireTask handles a task whose end time passed: nothing more starts,
+// queued and unstarted jobs are cancelled (window_closed), and the task
+// completes when the jobs in flight have ended.
+func (e *Engine) expireTask(ctx context.Context, ts *taskState) error {
+	const why = "the task's end time passed before this device started"
+	if err := e.cancelQueued(ctx, ts, ota.CodeWindowClosed, why, "engine", nil); err != nil {
+		return err
+	}
+	if err := e.withdraw(ctx, ts, ota.CodeWindowClosed, why, "engine"); err != nil {
+		return err
+	}
+	if inFlight(ts.totals()) == 0 {
+		return e.complete(ctx, ts)
+	}
+	return nil
+}
+
+func (e *Engine) cancelQueued(ctx context.Context, ts *taskState, code, message, actor string, next *ota.Task) error {
+	req := store.CancelRequest{TaskID: ts.task.ID, Code: code, Message: message, Actor: actor, At: e.now()}
+	if next != nil {
+		u, err := ts.update(*next)
+		if err != nil {
+			return err
+		}
+		req.Task = &u
+		ev := taskEvent(*next, ota.TaskAction(next.State), actor, e.now())
+		req.Event = &ev
+	}
+	cancelled, err := e.st.CancelQueued(ctx, req)
+	if err != nil {
+		return err
+	}
+	for phase, n := range cancelled {
+		ts.counts.Add(phase, ota.JobQueued, -n)
+		ts.counts.Add(phase, ota.JobCancelled, n)
+	}
+	if next != nil {
+		ts.task = *next
+	}
+	return nil
+}
+
+// withdrawable are the states in which a device has not started installing.
+var withdrawable = []ota.JobState{ota.JobNotified, ota.JobOffered, ota.JobAccepted, ota.JobDownloading, ota.JobDownloaded}
+
+// withdraw cancels the jobs whose devices were told to upgrade but have not
+// started installing, and tells those devices.
+func (e *Engine) withdraw(ctx context.Context, ts *taskState, code, message, actor string) error {
+	var after int64
+	for {
+		jobs, err := e.st.JobsInStates(ctx, ts.task.ID, withdrawable, after, e.cfg.BatchSize)
+		if err != nil || len(jobs) == 0 {
+			return err
+		}
+		w := e.newWork()
+		w.addJobs(jobs)
+		for _, j := range jobs {
+			after = j.ID
+			if w.transition(j.ID, ota.JobInput{Kind: ota.JobCancel, Code: code, Message: message}, actor) {
+				w.sendCancel(j)
+			}
+		}
+		if err := e.commit(ctx, w); err != nil {
+			return err
+		}
+	}
+}
+
+func inFlight(c map[ota.JobState]int64) int64 {
+	var n int64
+	for s, k := range c {
+		if s.InFlight() {
+			n += k
+		}
+	}
+	return n
+}

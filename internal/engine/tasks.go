@@ -1,0 +1,456 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/otter-ota/otter/internal/ota"
+	"github.com/otter-ota/otter/internal/store"
+)
+
+// TaskSpec is an operator's request for a task.
+type TaskSpec struct {
+	Name         string
+	FirmwareID   int64
+	Mode         ota.Mode
+	Verification bool
+	Policy       ota.Policy
+	Target       ota.Target
+}
+
+// Preview is what a task would target: the answer of a dry run.
+type Preview struct {
+	Total   int      `json:"total"`
+	Devices []string `json:"devices"` // in rollout order
+	// Busy lists devices left out because another task is upgrading the
+	// same module on them (with SkipBusy).
+	Busy []string `json:"busy,omitempty"`
+	// PerPhase counts the devices of each phase.
+	PerPhase []int `json:"per_phase,omitempty"`
+}
+
+// withSeed seeds the rollout order by firmware unless the spec has a seed:
+// a 10% task then includes the devices of an earlier 5% task of the same
+// firmware.
+func (s TaskSpec) withSeed() TaskSpec {
+	if s.Target.Seed == "" {
+		s.Target.Seed = "fw" + strconv.FormatInt(s.FirmwareID, 10)
+	}
+	return s
+}
+
+// maxListed bounds device lists inside error messages.
+const maxListed = 50
+
+// Plan resolves a spec into the jobs it would create, without creating
+// anything: the dry run, and the first half of CreateTask.
+func (e *Engine) Plan(ctx context.Context, spec TaskSpec) (Preview, error) {
+	_, jobs, busy, err := e.resolve(ctx, spec.withSeed())
+	if err != nil {
+		return Preview{}, err
+	}
+	return preview(jobs, busy, len(spec.Policy.Phases)), nil
+}
+
+func preview(jobs []ota.Job, busy []string, phases int) Preview {
+	p := Preview{Total: len(jobs), Devices: make([]string, len(jobs)), Busy: busy}
+	if phases > 0 {
+		p.PerPhase = make([]int, phases)
+	}
+	for i, j := range jobs {
+		p.Devices[i] = j.Device
+		if j.Phase < len(p.PerPhase) {
+			p.PerPhase[j.Phase]++
+		}
+	}
+	return p
+}
+
+// CreateTask validates a spec, fixes its targets as jobs and stores the
+// task; the engine starts it when its start time comes.
+func (e *Engine) CreateTask(ctx context.Context, spec TaskSpec) (ota.Task, error) {
+	spec = spec.withSeed()
+	fw, jobs, _, err := e.resolve(ctx, spec)
+	if err != nil {
+		return ota.Task{}, err
+	}
+	if len(jobs) == 0 && !spec.Target.Dynamic {
+		return ota.Task{}, ota.Errorf(ota.EINVALID, "no device matches the task's target: nothing to upgrade (try --dry-run to see what a target selects)")
+	}
+	now := e.now()
+	t := ota.Task{
+		Name: spec.Name, Product: fw.Product, Module: fw.Module, FirmwareID: fw.ID, Version: fw.Version,
+		Verification: spec.Verification, Mode: spec.Mode, State: ota.TaskScheduled,
+		Policy: spec.Policy, Target: spec.Target, CreatedBy: ota.ActorFrom(ctx), CreatedAt: now,
+		Total: int64(len(jobs)),
+	}
+	for i := range jobs {
+		jobs[i].CreatedAt, jobs[i].UpdatedAt = now, now
+	}
+	if err := e.st.CreateTask(ctx, &t, jobs); err != nil {
+		return ota.Task{}, err
+	}
+	if err := e.control(ctx, func(ctx context.Context) error { return e.adopt(ctx, t.ID) }); err != nil {
+		return t, fmt.Errorf("engine: take task %d: %w", t.ID, err)
+	}
+	return e.st.GetTask(ctx, t.ID)
+}
+
+// resolve checks a spec and turns its target into jobs in rollout order.
+func (e *Engine) resolve(ctx context.Context, spec TaskSpec) (ota.Firmware, []ota.Job, []string, error) {
+	fw, err := e.checkSpec(ctx, spec)
+	if err != nil {
+		return fw, nil, nil, err
+	}
+	cands, err := e.candidates(ctx, fw, spec.Target)
+	if err != nil {
+		return fw, nil, nil, err
+	}
+	cands, busy, err := e.dropBusy(ctx, fw, cands, spec.Target.SkipBusy)
+	if err != nil {
+		return fw, nil, nil, err
+	}
+	return fw, e.jobsFor(fw, cands, spec), busy, nil
+}
+
+func (e *Engine) checkSpec(ctx context.Context, spec TaskSpec) (ota.Firmware, error) {
+	if !spec.Mode.Valid() {
+		return ota.Firmware{}, ota.Errorf(ota.EINVALID, "mode %q is not one of push, request", spec.Mode)
+	}
+	if err := spec.Policy.Validate(); err != nil {
+		return ota.Firmware{}, err
+	}
+	if err := checkTarget(spec); err != nil {
+		return ota.Firmware{}, err
+	}
+	fw, err := e.st.GetFirmware(ctx, spec.FirmwareID)
+	if err != nil {
+		return fw, err
+	}
+	if fw.VerifyRequired && fw.VerifiedBy == 0 && !spec.Verification {
+		return fw, ota.Errorf(ota.ECONFLICT, "firmware %d (%s %s) must be verified before batch use: run a verification task on a few devices first (otter task create --verify --firmware %d --devices ...) and let it complete with every job succeeded", fw.ID, fw.Module, fw.Version, fw.ID)
+	}
+	return fw, nil
+}
+
+func checkTarget(spec TaskSpec) error {
+	t := spec.Target
+	if !t.All && len(t.Devices) == 0 && len(t.Tags) == 0 && len(t.FromVersions) == 0 && !t.Dynamic {
+		return ota.Errorf(ota.EINVALID, "a task needs a target: all devices (--all), tags (--tags), from-versions, or a device list (--devices)")
+	}
+	if spec.Verification && len(t.Devices) == 0 {
+		return ota.Errorf(ota.EINVALID, "a verification task runs on an explicit device list (--devices)")
+	}
+	if t.Percent < 0 || t.Percent > 100 {
+		return ota.Errorf(ota.EINVALID, "percent %g is outside 0..100", t.Percent)
+	}
+	return nil
+}
+
+// candidates lists the devices the target selects whose module the
+// firmware may upgrade.
+func (e *Engine) candidates(ctx context.Context, fw ota.Firmware, t ota.Target) ([]store.Candidate, error) {
+	all, err := e.st.TargetCandidates(ctx, store.TargetQuery{
+		Product: fw.Product, Module: fw.Module, Tags: t.Tags, Devices: t.Devices,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := unknownDevices(t.Devices, all); err != nil {
+		return nil, err
+	}
+	// Tags and the device list were applied by the query; the domain rule
+	// decides the versions.
+	probe := ota.Target{All: true, FromVersions: t.FromVersions}
+	out := all[:0]
+	for _, c := range all {
+		d := ota.Device{Product: fw.Product, Key: c.Key, Versions: map[string]string{fw.Module: c.Version}}
+		if probe.Matches(d, fw) {
+			out = append(out, c)
+		}
+	}
+	return out, nil
+}
+
+func unknownDevices(keys []string, found []store.Candidate) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	have := make(map[string]bool, len(found))
+	for _, c := range found {
+		have[c.Key] = true
+	}
+	var missing []string
+	for _, k := range keys {
+		if !have[k] {
+			missing = append(missing, k)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	e := ota.Errorf(ota.EINVALID, "%d of the listed devices do not exist in this product (or lack the tags): %s", len(missing), listed(missing))
+	e.Details = missing
+	return e
+}
+
+// dropBusy finds devices that already have an active job on the module:
+// they are refused, or left out with skipBusy.
+func (e *Engine) dropBusy(ctx context.Context, fw ota.Firmware, cands []store.Candidate, skipBusy bool) ([]store.Candidate, []string, error) {
+	ids := make([]int64, len(cands))
+	for i, c := range cands {
+		ids[i] = c.DeviceID
+	}
+	active, err := e.st.ActiveJobs(ctx, ids)
+	if err != nil {
+		return nil, nil, err
+	}
+	busy := make(map[int64]int64)
+	for _, j := range active {
+		if j.Module == fw.Module {
+			busy[j.DeviceID] = j.TaskID
+		}
+	}
+	if len(busy) == 0 {
+		return cands, nil, nil
+	}
+	var keys []string
+	kept := cands[:0]
+	for _, c := range cands {
+		if _, ok := busy[c.DeviceID]; ok {
+			keys = append(keys, c.Key)
+			continue
+		}
+		kept = append(kept, c)
+	}
+	if skipBusy {
+		return kept, keys, nil
+	}
+	err = ota.Errorf(ota.ECONFLICT, "%d devices are already being upgraded on module %s by another task: %s; wait for it, cancel it, or leave them out with --skip-busy", len(keys), fw.Module, listed(keys))
+	err.(*ota.Error).Details = keys
+	return nil, nil, err
+}
+
+// jobsFor orders the candidates for the rollout (a stable hash, so a 10%
+// sample includes a 5% one) and assigns them to phases.
+func (e *Engine) jobsFor(fw ota.Firmware, cands []store.Candidate, spec TaskSpec) []ota.Job {
+	seed := spec.Target.Seed
+	type ranked struct {
+		c    store.Candidate
+		rank uint64
+	}
+	rs := make([]ranked, len(cands))
+	for i, c := range cands {
+		rs[i] = ranked{c, ota.SampleRank(seed, fw.Product, c.Key)}
+	}
+	sort.Slice(rs, func(a, b int) bool { return rs[a].rank < rs[b].rank })
+	if p := spec.Target.Percent; p > 0 && p < 100 {
+		rs = rs[:int(math.Ceil(float64(len(rs))*p/100))]
+	}
+	jobs := make([]ota.Job, len(rs))
+	for i, r := range rs {
+		jobs[i] = ota.Job{
+			DeviceID: r.c.DeviceID, Device: r.c.Key, Product: fw.Product, Module: fw.Module,
+			State: ota.JobQueued, Phase: ota.PhaseOf(i, len(rs), spec.Policy.Phases),
+			FromVersion: r.c.Version, Version: fw.Version,
+		}
+	}
+	return jobs
+}
+
+func listed(keys []string) string {
+	if len(keys) <= maxListed {
+		return strings.Join(keys, ", ")
+	}
+	return strings.Join(keys[:maxListed], ", ") + fmt.Sprintf(" and %d more", len(keys)-maxListed)
+}
+
+// Control actions an operator can take on a task.
+
+// Pause stops new job starts; jobs in flight go on.
+func (e *Engine) Pause(ctx context.Context, id int64) (ota.Task, error) {
+	return e.act(ctx, id, ota.TaskPause)
+}
+
+// Resume lets a paused task start jobs again.
+func (e *Engine) Resume(ctx context.Context, id int64) (ota.Task, error) {
+	return e.act(ctx, id, ota.TaskResume)
+}
+
+// Cancel ends a task: queued jobs are cancelled, and devices that were told
+// to upgrade but have not started installing are told it is withdrawn.
+func (e *Engine) Cancel(ctx context.Context, id int64) (ota.Task, error) {
+	return e.act(ctx, id, ota.TaskCancel)
+}
+
+func (e *Engine) act(ctx context.Context, id int64, a ota.TaskAction) (ota.Task, error) {
+	actor := ota.ActorFrom(ctx)
+	err := e.control(ctx, func(ctx context.Context) error {
+		ts, err := e.taskFor(ctx, id)
+		if err != nil {
+			return err
+		}
+		return e.changeTask(ctx, ts, a, "by "+actor, actor)
+	})
+	if err != nil {
+		return ota.Task{}, err
+	}
+	return e.st.GetTask(ctx, id)
+}
+
+// Advance opens the next phase of a task with a manual phase gate.
+func (e *Engine) Advance(ctx context.Context, id int64) (ota.Task, error) {
+	actor := ota.ActorFrom(ctx)
+	err := e.control(ctx, func(ctx context.Context) error {
+		ts, err := e.taskFor(ctx, id)
+		if err != nil {
+			return err
+		}
+		if ts.task.Phase+1 >= len(ts.task.Policy.Phases) {
+			return ota.Errorf(ota.ECONFLICT, "task %d is in its last phase already", id)
+		}
+		if ts.task.State != ota.TaskRunning && ts.task.State != ota.TaskPaused {
+			return ota.Errorf(ota.ECONFLICT, "task %d is %s: only a running or paused task advances", id, ts.task.State)
+		}
+		return e.advancePhase(ctx, ts, actor)
+	})
+	if err != nil {
+		return ota.Task{}, err
+	}
+	return e.st.GetTask(ctx, id)
+}
+
+// RetryFailed puts every failed and timed-out job of a task back in the
+// queue (attempts are counted on), and runs the task again if it had ended
+// as completed.
+func (e *Engine) RetryFailed(ctx context.Context, id int64) (ota.Task, int, error) {
+	actor := ota.ActorFrom(ctx)
+	var n int
+	err := e.control(ctx, func(ctx context.Context) error {
+		var err error
+		n, err = e.retryFailed(ctx, id, actor)
+		return err
+	})
+	if err != nil {
+		return ota.Task{}, 0, err
+	}
+	t, err := e.st.GetTask(ctx, id)
+	return t, n, err
+}
+
+func (e *Engine) retryFailed(ctx context.Context, id int64, actor string) (int, error) {
+	ts, err := e.taskFor(ctx, id)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	var after int64
+	for {
+		jobs, err := e.st.JobsInStates(ctx, id, []ota.JobState{ota.JobFailed, ota.JobTimedOut}, after, e.cfg.BatchSize)
+		if err != nil || len(jobs) == 0 {
+			return n, err
+		}
+		w := e.newWork()
+		w.addJobs(jobs)
+		for _, j := range jobs {
+			if w.transition(j.ID, ota.JobInput{Kind: ota.JobRequeue}, actor) {
+				n++
+			}
+			after = j.ID
+		}
+		if err := e.commit(ctx, w); err != nil {
+			return n, err
+		}
+		ts.wantSweep = true
+	}
+}
+
+// taskFor returns the loop's state of a task, loading a terminal task when
+// an operator acts on it (completed tasks can be retried).
+func (e *Engine) taskFor(ctx context.Context, id int64) (*taskState, error) {
+	if ts := e.tasks[id]; ts != nil {
+		return ts, nil
+	}
+	t, err := e.st.GetTask(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return e.track(ctx, store.ActiveTask{Task: t})
+}
+
+// adopt starts tracking a task just created.
+func (e *Engine) adopt(ctx context.Context, id int64) error {
+	t, err := e.st.GetTask(ctx, id)
+	if err != nil {
+		return err
+	}
+	_, err = e.track(ctx, store.ActiveTask{Task: t})
+	e.poke()
+	return err
+}
+
+func (e *Engine) loadTasks(ctx context.Context) error {
+	active, err := e.st.ActiveTasks(ctx)
+	if err != nil {
+		return err
+	}
+	for _, a := range active {
+		if _, err := e.track(ctx, a); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// track puts a task in the loop's cache with its firmware and counts.
+func (e *Engine) track(ctx context.Context, a store.ActiveTask) (*taskState, error) {
+	fw, err := e.firmwareOf(ctx, a.Task.FirmwareID)
+	if err != nil {
+		return nil, err
+	}
+	counts, err := e.st.TaskPhaseCounts(ctx, a.Task.ID)
+	if err != nil {
+		return nil, err
+	}
+	ts := &taskState{task: a.Task, firmware: fw, counts: counts, wantSweep: true}
+	if w := a.Task.Policy.Window; w != nil {
+		if ts.loc, err = w.Location(); err != nil {
+			return nil, err
+		}
+	}
+	if len(a.Engine) > 0 {
+		if err := json.Unmarshal(a.Engine, &ts.book); err != nil {
+			e.log.Warn("task bookkeeping unreadable: starting afresh", "task", a.Task.ID, "err", err)
+		}
+	}
+	e.tasks[a.Task.ID] = ts
+	return ts, nil
+}
+
+func (e *Engine) firmwareOf(ctx context.Context, id int64) (ota.Firmware, error) {
+	if fw, ok := e.firmware[id]; ok {
+		return fw, nil
+	}
+	fw, err := e.st.GetFirmware(ctx, id)
+	if err != nil {
+		return fw, err
+	}
+	e.firmware[id] = fw
+	return fw, nil
+}
+
+// sortedTaskIDs orders the loop's tasks so that older tasks go first.
+func (e *Engine) sortedTaskIDs() []int64 {
+	ids := make([]int64, 0, len(e.tasks))
+	for id := range e.tasks {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
+}

@@ -1,0 +1,195 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/otter-ota/otter/internal/ota"
+	"github.com/otter-ota/otter/internal/store"
+	"github.com/otter-ota/otter/sdk/wire"
+)
+
+// work gathers the effects of one batch: the jobs as the batch sees them,
+// the change to write, and the messages to send once it is written.
+type work struct {
+	e    *Engine
+	now  time.Time
+	jobs map[int64]*ota.Job
+	// orig keeps each job as read, so the store can check its revision and
+	// count the move from its old state to its final one.
+	orig   map[int64]ota.Job
+	active map[jobRef]int64
+	change store.Change
+	sends  []outgoing
+}
+
+// outgoing is a downlink message to send after the commit.
+type outgoing struct {
+	product, device string
+	msg             wire.Message
+}
+
+func (e *Engine) newWork() *work {
+	return &work{
+		e:      e,
+		now:    e.now(),
+		jobs:   make(map[int64]*ota.Job),
+		orig:   make(map[int64]ota.Job),
+		active: make(map[jobRef]int64),
+	}
+}
+
+func (w *work) addJobs(jobs []ota.Job) {
+	for _, j := range jobs {
+		if _, ok := w.jobs[j.ID]; ok {
+			continue
+		}
+		j := j
+		w.jobs[j.ID] = &j
+		if !j.State.Terminal() {
+			w.active[refOf(j)] = j.ID
+		}
+	}
+}
+
+// activeOf lists the device's active jobs known to the batch.
+func (w *work) activeOf(device int64) []ota.Job {
+	var out []ota.Job
+	for ref, id := range w.active {
+		if ref.device == device {
+			out = append(out, *w.jobs[id])
+		}
+	}
+	return out
+}
+
+// transition applies one input to a job; when it changes the job, the new
+// state is recorded with its event, and follow-ups run (a retry is
+// scheduled for a failure the policy retries, a cancel is sent).
+func (w *work) transition(id int64, in ota.JobInput, actor string) bool {
+	j := w.jobs[id]
+	next, changed := applyInput(*j, in, w.now, w.policyOf(*j))
+	if !changed {
+		return false
+	}
+	if _, ok := w.orig[id]; !ok {
+		w.orig[id] = *j
+	}
+	prev := j.State
+	*j = next
+	if j.State.Terminal() {
+		delete(w.active, refOf(*j))
+	}
+	w.change.Events = append(w.change.Events, jobEvent(*j, prev, actor, w.now))
+	if j.State == ota.JobFailed || j.State == ota.JobTimedOut {
+		w.maybeRetry(j)
+	}
+	return true
+}
+
+func (w *work) policyOf(j ota.Job) ota.Policy {
+	if ts := w.e.tasks[j.TaskID]; ts != nil {
+		return ts.task.Policy
+	}
+	return ota.Policy{}
+}
+
+// maybeRetry puts a failed or timed-out job back in the queue when its
+// task's policy retries that failure and attempts remain.
+func (w *work) maybeRetry(j *ota.Job) {
+	ts := w.e.tasks[j.TaskID]
+	if ts == nil || ts.task.State.Terminal() {
+		return
+	}
+	delay, ok := ts.task.Policy.RetryAfter(*j)
+	if !ok {
+		return
+	}
+	next, changed := applyInput(*j, ota.JobInput{Kind: ota.JobRequeue, Delay: delay}, w.now, ts.task.Policy)
+	if !changed {
+		return
+	}
+	prev := j.State
+	*j = next
+	w.active[refOf(*j)] = j.ID
+	ev := jobEvent(*j, prev, "engine", w.now)
+	ev.Action = "retry_scheduled"
+	ev.Message = fmt.Sprintf("attempt %d after %s", j.Attempt+1, delay.Round(time.Second))
+	w.change.Events = append(w.change.Events, ev)
+}
+
+// send queues the job's upgrade command for the device and notes when it
+// was sent, so an unanswered command is sent again later.
+func (w *work) send(d Device, j ota.Job, ts *taskState) {
+	cur := w.jobs[j.ID]
+	if _, ok := w.orig[j.ID]; !ok {
+		w.orig[j.ID] = *cur
+	}
+	at := w.now
+	cur.SentAt = &at
+	w.sends = append(w.sends, outgoing{d.Product, d.Key, w.e.upgradeMessage(d, *cur, ts)})
+}
+
+// sendCancel withdraws a job the device may have received.
+func (w *work) sendCancel(j ota.Job) {
+	w.sends = append(w.sends, outgoing{j.Product, j.Device, wire.CancelUpgrade(strconv.FormatInt(j.ID, 10), wireAttempt(j))})
+}
+
+// commit writes the batch, then updates the loop's counts and sends the
+// downlink messages. Nothing is sent for a change that was not written.
+func (e *Engine) commit(ctx context.Context, w *work) error {
+	for id, old := range w.orig {
+		w.change.Jobs = append(w.change.Jobs, store.JobChange{Old: old, New: *w.jobs[id]})
+	}
+	if w.empty() {
+		return nil
+	}
+	start := time.Now()
+	conflicts, err := e.st.Apply(ctx, w.change)
+	e.metrics.commitSeconds.Observe(time.Since(start).Seconds())
+	if err != nil {
+		return fmt.Errorf("store batch: %w", err)
+	}
+	if len(conflicts) > 0 {
+		// Another writer moved these jobs first; the device will resend.
+		e.log.Warn("jobs changed by another writer", "jobs", conflicts)
+	}
+	skip := make(map[int64]bool, len(conflicts))
+	for _, id := range conflicts {
+		skip[id] = true
+	}
+	for _, c := range w.change.Jobs {
+		if !skip[c.Old.ID] {
+			e.countMove(c.Old, c.New)
+		}
+	}
+	for _, s := range w.sends {
+		e.down.Send(s.product, s.device, string(s.msg.Kind()), wire.Encode(s.msg))
+	}
+	e.metrics.downlinks.Add(float64(len(w.sends)))
+	return nil
+}
+
+func (w *work) empty() bool {
+	c := w.change
+	return len(c.Jobs) == 0 && len(c.NewJobs) == 0 && len(c.Presence) == 0 &&
+		len(c.Versions) == 0 && len(c.Tasks) == 0 && len(c.Events) == 0 && len(w.sends) == 0
+}
+
+// jobEvent records one job transition for the history.
+func jobEvent(j ota.Job, prev ota.JobState, actor string, at time.Time) ota.Event {
+	data := map[string]string{"from": string(prev), "state": string(j.State)}
+	if j.State == ota.JobDownloading {
+		data["percent"] = strconv.Itoa(j.Percent)
+	}
+	if j.Code != "" {
+		data["code"] = j.Code
+	}
+	return ota.Event{
+		At: at, Actor: actor, Kind: ota.KindJob, Action: string(j.State),
+		Product: j.Product, Device: j.Device, TaskID: j.TaskID, JobID: j.ID,
+		Message: j.Message, Data: data,
+	}
+}

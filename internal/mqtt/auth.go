@@ -1,0 +1,127 @@
+package mqtt
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+	"unicode/utf8"
+
+	mochi "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/otter-ota/otter/internal/credential"
+	"github.com/otter-ota/otter/internal/ota"
+	"github.com/otter-ota/otter/sdk/wire"
+)
+
+// refusal is why a CONNECT is refused: the metric label, the CONNACK codes
+// for MQTT 5 and 3.1.1 with the reason string an MQTT 5 client sees, and
+// the error for the log. The client is never told whether the device
+// exists.
+type refusal struct {
+	reason string
+	v5, v3 byte
+	text   string
+	err    error
+}
+
+func (r *refusal) Error() string { return "refused at connect: " + r.err.Error() }
+func (r *refusal) Unwrap() error { return r.err }
+
+// CONNACK codes. mochi would answer a wrong password with 0x05 (not
+// authorized) to MQTT 3.1.1 clients; 0x04 (bad user name or password) is
+// what 3.1.1 defines for it.
+const (
+	v5BadCredentials = 0x86
+	v3BadCredentials = 0x04
+	v5NotAuthorized  = 0x87
+	v3NotAuthorized  = 0x05
+	v5Unavailable    = 0x88
+	v3Unavailable    = 0x03
+)
+
+func badCredentials(reason string, err error) *refusal {
+	return &refusal{reason: reason, v5: v5BadCredentials, v3: v3BadCredentials,
+		text: "bad user name or password: use {product}/{device} and the device secret", err: err}
+}
+
+// authenticate checks a CONNECT: user name {product}/{device}, password the
+// device secret, and a will (if any) inside the device's own tree. On
+// success it records the device on the connection and moves the client id
+// into the device's namespace, so that one device can never take over
+// another's session by using its client id.
+func (b *Broker) authenticate(cl *mochi.Client, pk packets.Packet) error {
+	c, ok := connOf(cl)
+	if !ok {
+		return errors.New("mqtt: client without a device connection")
+	}
+	d, r := b.check(pk)
+	if r != nil {
+		b.refuse(cl, r)
+		return r
+	}
+	if pk.Connect.WillFlag && !mayPublish(d, pk.Connect.WillTopic) {
+		r := &refusal{reason: refusedWill, v5: v5NotAuthorized, v3: v3NotAuthorized,
+			text: "the will topic must be one of the device's own topics", err: fmt.Errorf("device %s/%s: will topic %q is outside the device's own topics (%s#)", d.Product, d.Key, clip(pk.Connect.WillTopic), tree(d))}
+		b.refuse(cl, r)
+		return r
+	}
+	c.dev.Store(d)
+	cl.ID = wire.Username(d.Product, d.Key) + ":" + cl.ID
+	return nil
+}
+
+// check looks the device up and compares the secret.
+func (b *Broker) check(pk packets.Packet) (*Device, *refusal) {
+	user := string(pk.Connect.Username)
+	product, key, err := wire.ParseUsername(user)
+	if err != nil {
+		return nil, badCredentials(refusedUsername, err)
+	}
+	ctx, cancel := b.call()
+	defer cancel()
+	creds, err := b.cfg.Credentials.Credentials(ctx, product, key)
+	switch {
+	case ota.ErrorCode(err) == ota.ENOTFOUND:
+		return nil, badCredentials(refusedUnknown, fmt.Errorf("no device %q in product %q", key, product))
+	case err != nil:
+		return nil, &refusal{reason: refusedUnavailable, v5: v5Unavailable, v3: v3Unavailable,
+			text: "server unavailable: connect again later", err: fmt.Errorf("device %s: look up credentials: %w", user, err)}
+	case !pk.Connect.PasswordFlag || !credential.Equal(creds.SecretHash, string(pk.Connect.Password)):
+		return nil, badCredentials(refusedSecret, fmt.Errorf("device %s: wrong secret", user))
+	}
+	return &Device{ID: creds.DeviceID, Product: product, Key: key}, nil
+}
+
+// refuse answers a refused CONNECT with the code of its protocol version;
+// mochi closes the connection when OnConnect returns the error.
+func (b *Broker) refuse(cl *mochi.Client, r *refusal) {
+	b.metrics.authFailures.WithLabelValues(r.reason).Inc()
+	if ok, n := b.refused.allow(time.Now()); ok {
+		level := slog.LevelInfo
+		if r.reason == refusedUnavailable {
+			level = slog.LevelWarn
+		}
+		b.log.Log(b.base, level, "mqtt: connection refused", "reason", r.reason, "remote", cl.Net.Remote,
+			"err", r.err, "suppressed", n)
+	}
+	if cl.Properties.ProtocolVersion == 5 {
+		_ = b.srv.SendConnack(cl, packets.Code{Code: r.v5, Reason: r.text}, false, nil)
+		return
+	}
+	_ = cl.WritePacket(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connack}, ReasonCode: r.v3})
+}
+
+// clip shortens device input for a log line or message.
+func clip(s string) string {
+	const limit = 100
+	if len(s) <= limit {
+		return s
+	}
+	cut := limit
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
+}

@@ -1,0 +1,282 @@
+// Package mqtt is otter's embedded MQTT broker (mochi-mqtt): it
+// authenticates devices at CONNECT against the store, confines each device
+// to its own topic tree, hands uplink messages to the rollout engine before
+// acknowledging them, tracks which devices are connected, and delivers the
+// engine's downlink messages.
+package mqtt
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"syscall"
+	"time"
+
+	mochi "github.com/mochi-mqtt/server/v2"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/otter-ota/otter/internal/store"
+	"github.com/otter-ota/otter/sdk/wire"
+)
+
+// Device names an authenticated device. It has the fields of
+// engine.Device; once the engine builds, this becomes an alias of it so
+// that *engine.Engine satisfies Devices directly.
+type Device struct {
+	ID      int64
+	Product string
+	Key     string
+}
+
+// Answer is a message the engine sends back to one device on its downlink
+// topic of kind Kind. It has the fields of engine.Answer (see Device).
+type Answer struct {
+	Kind    wire.Kind
+	Message wire.Message
+}
+
+// Devices handles what devices do: the rollout engine. Each method returns
+// only after the engine has stored what it was told, so that an uplink is
+// acknowledged only once it cannot be lost.
+type Devices interface {
+	Connected(ctx context.Context, d Device) error
+	Disconnected(ctx context.Context, d Device) error
+	Inform(ctx context.Context, d Device, m wire.Inform) (*Answer, error)
+	Request(ctx context.Context, d Device, m wire.Request) (*Answer, error)
+	Confirm(ctx context.Context, d Device, m wire.Confirm) (*Answer, error)
+	Progress(ctx context.Context, d Device, m wire.Progress) (*Answer, error)
+}
+
+// Credentials looks up what a device login is checked against; the store
+// implements it. A device that does not exist answers an *ota.Error of code
+// ENOTFOUND.
+type Credentials interface {
+	Credentials(ctx context.Context, product, key string) (store.DeviceCredentials, error)
+}
+
+// Config wires a Broker.
+type Config struct {
+	// Addr is the TCP listen address, e.g. ":1883" or "127.0.0.1:0".
+	Addr string
+	// TLSAddr, when set, is a second listen address for MQTT over TLS,
+	// using the certificate and key in TLSCertFile and TLSKeyFile (PEM).
+	TLSAddr     string
+	TLSCertFile string
+	TLSKeyFile  string
+
+	Devices     Devices
+	Credentials Credentials
+	// Logger receives the broker's own log lines, and mochi's from warn up.
+	Logger *slog.Logger
+	// Metrics registers the broker's metrics; nil leaves them unregistered.
+	Metrics prometheus.Registerer
+}
+
+// Limits of the broker, chosen for a large fleet of mostly idle devices.
+const (
+	// connectTimeout bounds how long a new connection may take to send its
+	// CONNECT (and finish TLS): idle sockets must not pile up.
+	connectTimeout = 10 * time.Second
+	// callTimeout bounds one call to the engine or the store from a hook.
+	callTimeout = 30 * time.Second
+	// maxPacketSize is larger than any protocol message, so that a message
+	// over wire.MaxMessageSize still arrives and gets a too_large reply;
+	// larger packets close the connection.
+	maxPacketSize = 64 << 10
+	// messageExpiry bounds how long a downlink waits for an offline device
+	// with a persistent session: the engine sends commands again anyway,
+	// with fresh download URLs.
+	messageExpiry = 15 * time.Minute
+	// sessionExpiry bounds how long a persistent session outlives its
+	// connection.
+	sessionExpiry = 24 * time.Hour
+)
+
+// Broker is the embedded MQTT broker. Its Send method delivers the
+// engine's downlink messages.
+type Broker struct {
+	cfg          Config
+	log          *slog.Logger
+	srv          *mochi.Server
+	ln           net.Listener
+	tlsLn        net.Listener
+	metrics      *metrics
+	presence     *presence
+	refused      limiter // log lines about refused connections
+	presenceLogs limiter // log lines about presence the engine did not record
+
+	base      context.Context // parent of every call from a hook
+	startOnce sync.Once
+	closeOnce sync.Once
+}
+
+// New listens on the configured addresses and prepares the broker; Start
+// begins serving. A taken port is reported with the flag that changes it.
+func New(cfg Config) (b *Broker, err error) {
+	if cfg.Devices == nil || cfg.Credentials == nil {
+		return nil, errors.New("mqtt: Config.Devices and Config.Credentials are required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	b = &Broker{cfg: cfg, log: cfg.Logger, presence: newPresence(), base: context.Background()}
+	if b.metrics, err = newMetrics(cfg.Metrics); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			b.closeListeners()
+		}
+	}()
+	if b.ln, err = listen("--mqtt", cfg.Addr); err != nil {
+		return nil, err
+	}
+	if cfg.TLSAddr != "" {
+		if b.tlsLn, err = listenTLS(cfg); err != nil {
+			return nil, err
+		}
+	}
+	if err := b.newServer(); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+func (b *Broker) newServer() error {
+	b.srv = mochi.New(serverOptions(b.log))
+	if err := b.srv.AddHook(&hook{b: b}, nil); err != nil {
+		return fmt.Errorf("mqtt: add hook: %w", err)
+	}
+	if err := b.srv.AddListener(newListener("tcp", b.ln, b.log)); err != nil {
+		return fmt.Errorf("mqtt: add listener: %w", err)
+	}
+	if b.tlsLn != nil {
+		if err := b.srv.AddListener(newListener("tls", b.tlsLn, b.log)); err != nil {
+			return fmt.Errorf("mqtt: add TLS listener: %w", err)
+		}
+	}
+	return nil
+}
+
+// serverOptions sizes mochi for many idle clients: a short write queue and
+// small buffers per client (about 27 KiB per idle client instead of about
+// 90 KiB), a bounded in-flight window, and bounded packet sizes, message
+// and session lifetimes.
+func serverOptions(log *slog.Logger) *mochi.Options {
+	caps := mochi.NewDefaultServerCapabilities()
+	caps.MaximumClientWritesPending = 128
+	caps.MaximumInflight = 64
+	caps.ReceiveMaximum = 32
+	caps.MaximumPacketSize = maxPacketSize
+	caps.MaximumMessageExpiryInterval = int64(messageExpiry / time.Second)
+	caps.MaximumSessionExpiryInterval = uint32(sessionExpiry / time.Second)
+	// Aliases are kept per client; a small maximum bounds that memory.
+	caps.TopicAliasMaximum = 16
+	return &mochi.Options{
+		Capabilities:             caps,
+		ClientNetWriteBufferSize: 2 << 10,
+		ClientNetReadBufferSize:  2 << 10,
+		InlineClient:             true,
+		SysTopicResendInterval:   60, // nobody may read $SYS; keep it cheap
+		Logger:                   mochiLogger(log),
+	}
+}
+
+func listen(flag, addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return nil, fmt.Errorf("%s is already in use by another program (Mosquitto?): choose another address with %s (for example %s 127.0.0.1:0): %w", addr, flag, flag, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s (%s): %w", addr, flag, err)
+	}
+	return ln, nil
+}
+
+func listenTLS(cfg Config) (net.Listener, error) {
+	cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("MQTT over TLS (--mqtt-tls %s): load certificate %q and key %q: %w", cfg.TLSAddr, cfg.TLSCertFile, cfg.TLSKeyFile, err)
+	}
+	ln, err := listen("--mqtt-tls", cfg.TLSAddr)
+	if err != nil {
+		return nil, err
+	}
+	return tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}), nil
+}
+
+// Start begins accepting devices. ctx carries values (not cancellation)
+// into every engine and store call the broker makes; stop the broker with
+// Close, which first lets every connection report its disconnection.
+func (b *Broker) Start(ctx context.Context) error {
+	var err error
+	b.startOnce.Do(func() {
+		b.base = context.WithoutCancel(ctx)
+		if err = b.srv.Serve(); err != nil {
+			err = fmt.Errorf("mqtt: serve: %w", err)
+		}
+	})
+	return err
+}
+
+// Addr returns the address the TCP listener is bound to (the real port
+// when Config.Addr asked for port 0).
+func (b *Broker) Addr() net.Addr { return b.ln.Addr() }
+
+// TLSAddr returns the address of the TLS listener, or nil without one.
+func (b *Broker) TLSAddr() net.Addr {
+	if b.tlsLn == nil {
+		return nil
+	}
+	return b.tlsLn.Addr()
+}
+
+// Close disconnects every device, waits until each disconnection has been
+// reported to the engine, and stops listening.
+func (b *Broker) Close() error {
+	b.closeOnce.Do(func() {
+		if err := b.srv.Close(); err != nil {
+			b.log.Warn("mqtt: close broker", "err", err)
+		}
+		b.closeListeners()
+	})
+	return nil
+}
+
+func (b *Broker) closeListeners() {
+	for _, ln := range []net.Listener{b.ln, b.tlsLn} {
+		if ln != nil {
+			ln.Close()
+		}
+	}
+}
+
+// Send publishes payload on the downlink topic of kind kind of one device,
+// at QoS 1. It implements the engine's Downlink: it never blocks on the
+// network, and a device that is not connected (or whose queue is full)
+// simply misses the message; the engine sends commands again.
+func (b *Broker) Send(product, device, kind string, payload []byte) {
+	k := wire.Kind(kind)
+	if !k.Downlink() {
+		b.log.Error("mqtt: not a downlink kind; message dropped", "kind", kind, "product", product, "device", device)
+		return
+	}
+	b.publish(wire.Topic(product, device, k), k, payload)
+}
+
+func (b *Broker) publish(topic string, k wire.Kind, payload []byte) {
+	if err := b.srv.Publish(topic, payload, false, 1); err != nil {
+		b.log.Warn("mqtt: publish downlink", "topic", topic, "err", err)
+		return
+	}
+	b.metrics.downlinks.WithLabelValues(string(k)).Inc()
+}
+
+// call returns the context of one engine or store call made from a hook.
+func (b *Broker) call() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(b.base, callTimeout)
+}

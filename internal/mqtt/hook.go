@@ -1,0 +1,192 @@
+package mqtt
+
+import (
+	"bytes"
+	"context"
+	"time"
+
+	mochi "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// hook plugs the broker into mochi. What mochi does around each hook, for
+// one connection (all in that connection's goroutine):
+//
+//	CONNECT:   OnConnect (we authenticate here, and answer a refusal with our
+//	           own CONNACK) -> OnConnectAuthenticate -> OnSessionEstablish ->
+//	           takeover of an older session with the same client id (closes
+//	           it) -> CONNACK -> OnSessionEstablished -> read loop
+//	PUBLISH:   OnACLCheck(write) -> OnPublish -> PUBACK -> OnPacketProcessed
+//	SUBSCRIBE: OnSubscribe -> OnACLCheck(read) per filter -> OnSubscribed ->
+//	           SUBACK -> OnPacketProcessed
+//	end:       OnDisconnect (only after OnSessionEstablished)
+//
+// and on delivery to a subscriber, OnACLCheck(read) with the topic.
+type hook struct {
+	mochi.HookBase
+	b *Broker
+}
+
+// ID implements mochi.Hook.
+func (h *hook) ID() string { return "otter" }
+
+// Provides implements mochi.Hook.
+func (h *hook) Provides(x byte) bool {
+	return bytes.Contains([]byte{
+		mochi.OnConnect, mochi.OnConnectAuthenticate, mochi.OnACLCheck,
+		mochi.OnSessionEstablish, mochi.OnSessionEstablished, mochi.OnDisconnect,
+		mochi.OnPublish, mochi.OnSubscribe, mochi.OnSubscribed, mochi.OnPacketProcessed,
+	}, []byte{x})
+}
+
+// OnConnect authenticates the device; an error refuses the connection.
+func (h *hook) OnConnect(cl *mochi.Client, pk packets.Packet) error {
+	return h.b.authenticate(cl, pk)
+}
+
+// OnConnectAuthenticate accepts the clients OnConnect authenticated.
+func (h *hook) OnConnectAuthenticate(cl *mochi.Client, _ packets.Packet) bool {
+	return deviceOf(cl) != nil
+}
+
+// OnACLCheck confines a device to its own topics.
+func (h *hook) OnACLCheck(cl *mochi.Client, topic string, write bool) bool {
+	d := deviceOf(cl)
+	if !write {
+		return mayReceive(d, topic)
+	}
+	if mayPublish(d, topic) {
+		return true
+	}
+	h.b.denied(d, "publish", topic)
+	return false
+}
+
+// OnSessionEstablish counts the connection before mochi closes any session
+// it takes over, so that the device never looks offline in between.
+func (h *hook) OnSessionEstablish(cl *mochi.Client, _ packets.Packet) {
+	if c, ok := connOf(cl); ok {
+		h.b.count(c)
+	}
+}
+
+// OnSessionEstablished reports the device online once it has its CONNACK.
+func (h *hook) OnSessionEstablished(cl *mochi.Client, _ packets.Packet) {
+	if c, ok := connOf(cl); ok {
+		h.b.online(c, cl)
+	}
+}
+
+// OnDisconnect reports the device offline if this was its last connection.
+func (h *hook) OnDisconnect(cl *mochi.Client, _ error, _ bool) {
+	if c, ok := connOf(cl); ok {
+		c.releasePresence()
+	}
+}
+
+// OnPublish handles device messages; the inline client's (downlinks) pass.
+func (h *hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, error) {
+	c, ok := connOf(cl)
+	if !ok {
+		return pk, nil
+	}
+	return pk, h.b.uplink(c, cl, pk)
+}
+
+// OnSubscribe counts the filters the ACL will deny; mochi answers them
+// with a failure code in the SUBACK (0x87, or 0x80 for MQTT 3.1.1).
+func (h *hook) OnSubscribe(cl *mochi.Client, pk packets.Packet) packets.Packet {
+	d := deviceOf(cl)
+	for _, f := range pk.Filters {
+		if !mayReceive(d, f.Filter) {
+			h.b.denied(d, "subscribe", f.Filter)
+		}
+	}
+	return pk
+}
+
+// OnSubscribed notices the first subscription of a connection that
+// delivers upgrade commands.
+func (h *hook) OnSubscribed(cl *mochi.Client, pk packets.Packet, codes []byte) {
+	if c, ok := connOf(cl); ok {
+		h.b.subscribed(c, pk, codes)
+	}
+}
+
+// OnPacketProcessed runs what a packet left to do once mochi has answered
+// it (PUBACK, SUBACK): replies, answers, a resend, a disconnect.
+func (h *hook) OnPacketProcessed(cl *mochi.Client, _ packets.Packet, _ error) {
+	if c, ok := connOf(cl); ok && c.after != nil {
+		f := c.after
+		c.after = nil
+		f()
+	}
+}
+
+// denied counts and logs an ACL denial.
+func (b *Broker) denied(d *Device, action, topic string) {
+	b.metrics.aclDenied.WithLabelValues(action).Inc()
+	if d == nil {
+		return
+	}
+	b.log.Debug("mqtt: outside the device's topics; denied", "action", action,
+		"product", d.Product, "device", d.Key, "topic", clip(topic))
+}
+
+// count adds a connection to its device's presence and arms its release.
+func (b *Broker) count(c *conn) {
+	d := c.device()
+	b.presence.add(d.ID)
+	b.metrics.connected.Inc()
+	c.setRelease(func() {
+		b.metrics.connected.Dec()
+		b.presence.remove(d.ID, func() { b.report("Disconnected", d, b.cfg.Devices.Disconnected) })
+	})
+}
+
+// online reports a connection that got its CONNACK. A session resumed with
+// a subscription to upgrade commands can receive the commands the engine
+// sends again now; a new session reports again when it subscribes.
+func (b *Broker) online(c *conn, cl *mochi.Client) {
+	if !c.goLive() {
+		return // already closed (taken over) before it went live
+	}
+	b.metrics.connects.Inc()
+	d := c.device()
+	for filter := range cl.State.Subscriptions.GetAll() {
+		c.receiving = c.receiving || coversUpgrade(d, filter)
+	}
+	b.presence.connected(d.ID, func() { b.report("Connected", d, b.cfg.Devices.Connected) })
+}
+
+// subscribed reports the device connected again, after the SUBACK, when a
+// new session first subscribes to its upgrade commands: the engine sends
+// pending commands on Connected, and the ones it sent right after CONNECT
+// found no subscription yet.
+func (b *Broker) subscribed(c *conn, pk packets.Packet, codes []byte) {
+	d := c.device()
+	if c.receiving || d == nil {
+		return
+	}
+	for i, f := range pk.Filters {
+		if i < len(codes) && codes[i] < 0x80 && coversUpgrade(d, f.Filter) {
+			c.receiving = true
+			c.after = func() {
+				b.presence.connected(d.ID, func() { b.report("Connected", d, b.cfg.Devices.Connected) })
+			}
+			return
+		}
+	}
+}
+
+// report calls the engine about a device's presence; a failure is logged:
+// the engine's timers send commands again anyway.
+func (b *Broker) report(what string, d *Device, f func(ctx context.Context, d Device) error) {
+	ctx, cancel := b.call()
+	defer cancel()
+	if err := f(ctx, *d); err != nil {
+		if ok, n := b.presenceLogs.allow(time.Now()); ok {
+			b.log.Warn("mqtt: presence not recorded", "event", what, "product", d.Product, "device", d.Key, "err", err, "suppressed", n)
+		}
+	}
+}

@@ -1,0 +1,166 @@
+package mqtt
+
+import (
+	"errors"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mochi "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/listeners"
+)
+
+// listener serves mochi from a net.Listener opened by New, so that New
+// knows the bound address and reports a taken port itself. Unlike mochi's
+// own listeners it survives transient Accept errors (too many open files),
+// bounds the time to CONNECT, and wraps every connection in a *conn.
+type listener struct {
+	id     string
+	ln     net.Listener
+	log    *slog.Logger
+	closed atomic.Bool
+}
+
+var _ listeners.Listener = (*listener)(nil)
+
+func newListener(id string, ln net.Listener, log *slog.Logger) *listener {
+	return &listener{id: id, ln: ln, log: log}
+}
+
+// Init implements listeners.Listener; the socket is already open.
+func (l *listener) Init(*slog.Logger) error { return nil }
+
+// ID implements listeners.Listener.
+func (l *listener) ID() string { return l.id }
+
+// Address implements listeners.Listener.
+func (l *listener) Address() string { return l.ln.Addr().String() }
+
+// Protocol implements listeners.Listener.
+func (l *listener) Protocol() string { return l.id }
+
+// Serve accepts connections until Close and hands each to mochi.
+func (l *listener) Serve(establish listeners.EstablishFn) {
+	var delay time.Duration
+	for {
+		nc, err := l.ln.Accept()
+		if err != nil {
+			if l.closed.Load() || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			l.log.Warn("mqtt: accept failed; retrying", "listener", l.id, "in", delay, "err", err)
+			time.Sleep(delay) // back off like net/http: the error is usually EMFILE
+			continue
+		}
+		delay = 0
+		_ = nc.SetDeadline(time.Now().Add(connectTimeout)) // mochi sets the keepalive deadline after CONNECT
+		go l.establish(establish, &conn{Conn: nc})
+	}
+}
+
+func (l *listener) establish(establish listeners.EstablishFn, c *conn) {
+	if err := establish(l.id, c); err != nil {
+		// Refusals are logged (rate-limited) where they happen; the rest is
+		// the ordinary end of a connection.
+		l.log.Debug("mqtt: connection ended", "listener", l.id, "remote", c.RemoteAddr().String(), "err", err)
+	}
+}
+
+// Close stops accepting and disconnects the listener's clients.
+func (l *listener) Close(closeClients listeners.CloseFn) {
+	l.closed.Store(true)
+	l.ln.Close()
+	closeClients(l.id)
+}
+
+// conn is a device's network connection, carrying what the broker knows
+// about it. mochi keeps it as Client.Net.Conn, so every hook finds it from
+// the client without a map lookup, and it goes away with the connection.
+type conn struct {
+	net.Conn
+
+	dev atomic.Pointer[Device] // set once, at CONNECT, before anyone else reads it
+
+	// release, when set, takes the connection out of the device's presence
+	// count, once. OnDisconnect runs it; so does Close until the connection
+	// is live, since mochi may fail between counting a connection and its
+	// read loop without calling OnDisconnect. A live connection closed by
+	// another goroutine (a takeover, shutdown) is released by its own
+	// goroutine, never the closer's.
+	releaseMu sync.Mutex
+	release   func()
+	live      bool
+
+	// Fields below are used only by the connection's own read goroutine.
+	after     func()  // runs once the current packet has been answered
+	receiving bool    // Connected was reported with a subscription to "upgrade"
+	logs      limiter // uplink error log lines
+}
+
+// Close closes the connection and releases its presence if it never went
+// live.
+func (c *conn) Close() error {
+	c.releaseMu.Lock()
+	f := c.release
+	if c.live {
+		f = nil
+	} else {
+		c.release = nil
+	}
+	c.releaseMu.Unlock()
+	if f != nil {
+		f()
+	}
+	return c.Conn.Close()
+}
+
+// setRelease arms the release of the connection's presence.
+func (c *conn) setRelease(f func()) {
+	c.releaseMu.Lock()
+	defer c.releaseMu.Unlock()
+	c.release = f
+}
+
+// goLive reports whether the connection is still counted (not closed), and
+// makes only OnDisconnect release it from now on.
+func (c *conn) goLive() bool {
+	c.releaseMu.Lock()
+	defer c.releaseMu.Unlock()
+	c.live = true
+	return c.release != nil
+}
+
+// releasePresence runs the release of the connection's presence, once.
+func (c *conn) releasePresence() {
+	c.releaseMu.Lock()
+	f := c.release
+	c.release = nil
+	c.releaseMu.Unlock()
+	if f != nil {
+		f()
+	}
+}
+
+// device returns the authenticated device of the connection, or nil.
+func (c *conn) device() *Device { return c.dev.Load() }
+
+// connOf returns the connection of a device client; the inline client and
+// clients of other listeners have none.
+func connOf(cl *mochi.Client) (*conn, bool) {
+	if cl == nil || cl.Net.Inline {
+		return nil, false
+	}
+	c, ok := cl.Net.Conn.(*conn)
+	return c, ok
+}
+
+// deviceOf returns the authenticated device of a client, or nil.
+func deviceOf(cl *mochi.Client) *Device {
+	if c, ok := connOf(cl); ok {
+		return c.device()
+	}
+	return nil
+}

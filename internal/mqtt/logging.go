@@ -1,0 +1,73 @@
+package mqtt
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// mochiLogger is the logger mochi writes to: the broker's, from warn up
+// (mochi logs every connection at info), without packets (mochi attaches
+// whole packets, payloads included, to some lines).
+func mochiLogger(log *slog.Logger) *slog.Logger {
+	return slog.New(&quietHandler{next: log.Handler()}).With("component", "mochi")
+}
+
+// quietHandler drops records below warn and attributes that hold packets.
+type quietHandler struct{ next slog.Handler }
+
+func (h *quietHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= slog.LevelWarn && h.next.Enabled(ctx, l)
+}
+
+func (h *quietHandler) Handle(ctx context.Context, r slog.Record) error {
+	out := slog.NewRecord(r.Time, r.Level, r.Message, r.PC)
+	r.Attrs(func(a slog.Attr) bool {
+		if !packetAttr(a.Key) {
+			out.AddAttrs(a)
+		}
+		return true
+	})
+	return h.next.Handle(ctx, out)
+}
+
+func (h *quietHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	kept := make([]slog.Attr, 0, len(attrs))
+	for _, a := range attrs {
+		if !packetAttr(a.Key) {
+			kept = append(kept, a)
+		}
+	}
+	return &quietHandler{next: h.next.WithAttrs(kept)}
+}
+
+func (h *quietHandler) WithGroup(name string) slog.Handler {
+	return &quietHandler{next: h.next.WithGroup(name)}
+}
+
+func packetAttr(key string) bool { return key == "pk" || key == "packet" }
+
+// limiter lets one log line through per interval and counts the others, so
+// that a misbehaving device (or an outage hitting every device) cannot flood
+// the log.
+type limiter struct {
+	mu         sync.Mutex
+	last       time.Time
+	suppressed int
+}
+
+const logInterval = 10 * time.Second
+
+// allow reports whether a line may be logged now and how many were
+// suppressed since the last one.
+func (l *limiter) allow(now time.Time) (ok bool, suppressed int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.last.IsZero() && now.Sub(l.last) < logInterval {
+		l.suppressed++
+		return false, 0
+	}
+	l.last, suppressed, l.suppressed = now, l.suppressed, 0
+	return true, suppressed
+}

@@ -1,0 +1,132 @@
+package ota
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"math"
+	"slices"
+)
+
+// Validate checks that t selects something and that its fields are usable.
+func (t Target) Validate() error {
+	if t.selectsNothing() {
+		return Errorf(EINVALID, "the target selects no device: choose all devices, a device list, tags, from-versions or a percentage")
+	}
+	if t.Percent != 0 && !(t.Percent > 0 && t.Percent <= 100) {
+		return Errorf(EINVALID, "target percent %g must be above 0 and at most 100", t.Percent)
+	}
+	seen := make(map[string]bool, len(t.Devices))
+	for i, d := range t.Devices {
+		if d == "" {
+			return Errorf(EINVALID, "target device %d is an empty key", i+1)
+		}
+		if seen[d] {
+			return Errorf(EINVALID, "target lists device %s twice", quoteInput(d))
+		}
+		seen[d] = true
+	}
+	for k := range t.Tags {
+		if k == "" {
+			return Errorf(EINVALID, "target tag names must not be empty")
+		}
+	}
+	for _, v := range t.FromVersions {
+		if reason := checkVersionText(v); reason != "" {
+			return Errorf(EINVALID, "target from-version %s is not usable: %s", quoteInput(v), reason)
+		}
+	}
+	return nil
+}
+
+// Matches reports whether t selects device d for firmware fw: same product,
+// a current version of fw's module that fw upgrades from, every tag equal,
+// one of the from-versions and devices if listed, and inside the percent
+// sample if set. A target that selects nothing (see Validate) matches no
+// device.
+//
+// The percent sample is per device (SampleRank below a threshold), so a
+// task gets close to, not exactly, the percentage of the devices; it is
+// stable for a Target.Seed, so a dynamic task keeps deciding the same way.
+func (t Target) Matches(d Device, fw Firmware) bool {
+	if d.Product != fw.Product || t.selectsNothing() {
+		return false
+	}
+	current := d.Versions[fw.Module]
+	if !fw.UpgradesFrom(current) || !t.matchesTags(d.Tags) {
+		return false
+	}
+	if len(t.FromVersions) > 0 && !slices.ContainsFunc(t.FromVersions, func(v string) bool { return SameVersion(current, v) }) {
+		return false
+	}
+	if len(t.Devices) > 0 && !slices.Contains(t.Devices, d.Key) {
+		return false
+	}
+	return t.Percent == 0 || InSample(SampleRank(t.Seed, d.Product, d.Key), t.Percent)
+}
+
+// selectsNothing reports whether no selector is set: such a target is a
+// mistake, never "every device" (that is All).
+func (t Target) selectsNothing() bool {
+	return !t.All && len(t.Devices) == 0 && len(t.Tags) == 0 && len(t.FromVersions) == 0 && t.Percent == 0
+}
+
+func (t Target) matchesTags(tags map[string]string) bool {
+	for k, want := range t.Tags {
+		if got, ok := tags[k]; !ok || got != want {
+			return false
+		}
+	}
+	return true
+}
+
+// SampleRank returns a stable pseudo-random rank of a device for a task:
+// the first 8 bytes of SHA-256 over the length-prefixed seed, product and
+// device key. It decides percent samples and orders a rollout (lowest rank
+// first), so every replica and every restart agrees on both.
+func SampleRank(taskSeed, product, deviceKey string) uint64 {
+	h := sha256.New()
+	for _, s := range []string{taskSeed, product, deviceKey} {
+		fmt.Fprintf(h, "%d:%s", len(s), s) // length prefix: ("ab","c") != ("a","bc")
+	}
+	return binary.BigEndian.Uint64(h.Sum(nil))
+}
+
+// InSample reports whether a device of rank is inside a percent sample:
+// its rank falls in the lowest percent of the uint64 range.
+func InSample(rank uint64, percent float64) bool {
+	if percent >= 100 {
+		return true
+	}
+	if !(percent > 0) {
+		return false
+	}
+	threshold := math.Ldexp(percent/100, 64)
+	return float64(rank) < threshold
+}
+
+// PhaseOf returns the phase of the device at index (0-based, in rollout
+// order) among total devices, for cumulative percentages phases (e.g.
+// [1, 10, 100]). Phase i ends at ceil(phases[i]% of total), and the first
+// phase holds at least one device when total > 0 so that a canary always
+// exists. Without phases everything is phase 0; an index beyond total is
+// in the last phase.
+func PhaseOf(index, total int, phases []float64) int {
+	for i := range phases {
+		if index < phaseEnd(i, total, phases) {
+			return i
+		}
+	}
+	return max(len(phases)-1, 0)
+}
+
+// phaseEnd returns the index one past the last device of phase i.
+func phaseEnd(i, total int, phases []float64) int {
+	// The small epsilon keeps float noise (0.1*30 = 3.0000000000000004) from
+	// rounding a whole count up.
+	end := int(math.Ceil(phases[i]*float64(total)/100 - 1e-9))
+	if i == 0 {
+		end = max(end, 1)
+	}
+	return min(end, total)
+}

@@ -1,0 +1,81 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"strconv"
+	"strings"
+)
+
+// binder adapts placeholders to the database. Queries are written with
+// PostgreSQL's $N. SQLite accepts $N too, but as a parameter name that it
+// resolves with a linear search, once when parsing and once more per bound
+// argument: quadratic, and seconds long for a multi-row INSERT of 10,000
+// parameters. For SQLite (positional), rebind turns $1..$n that appear once
+// each and in order into plain ?, which SQLite numbers directly; any other
+// query stays as written.
+type binder struct{ positional bool }
+
+// rebind returns q with placeholders the database numbers cheaply. SQL text
+// must not hold a $ followed by digits other than placeholders.
+func (b binder) rebind(q string) string {
+	if !b.positional || !strings.Contains(q, "$") {
+		return q
+	}
+	var out strings.Builder
+	out.Grow(len(q))
+	next := 1
+	for i := 0; i < len(q); i++ {
+		if q[i] != '$' {
+			out.WriteByte(q[i])
+			continue
+		}
+		j := i + 1
+		for j < len(q) && q[j] >= '0' && q[j] <= '9' {
+			j++
+		}
+		if n, err := strconv.Atoi(q[i+1 : j]); err != nil || n != next {
+			return q
+		}
+		next++
+		out.WriteByte('?')
+		i = j - 1
+	}
+	return out.String()
+}
+
+// sqlDB is the store's connection pool; reads outside a transaction use it.
+type sqlDB struct {
+	*sql.DB
+	binder
+}
+
+// ExecContext runs q with its placeholders rebound.
+func (d sqlDB) ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	return d.DB.ExecContext(ctx, d.rebind(q), args...)
+}
+
+// QueryContext runs q with its placeholders rebound.
+func (d sqlDB) QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	return d.DB.QueryContext(ctx, d.rebind(q), args...)
+}
+
+// QueryRowContext runs q with its placeholders rebound.
+func (d sqlDB) QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row {
+	return d.DB.QueryRowContext(ctx, d.rebind(q), args...)
+}
+
+// ExecContext runs q in the transaction with its placeholders rebound.
+func (t *tx) ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	return t.Tx.ExecContext(ctx, t.rebind(q), args...)
+}
+
+// QueryContext runs q in the transaction with its placeholders rebound.
+func (t *tx) QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	return t.Tx.QueryContext(ctx, t.rebind(q), args...)
+}
+
+// QueryRowContext runs q in the transaction with its placeholders rebound.
+func (t *tx) QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row {
+	return t.Tx.QueryRowContext(ctx, t.rebind(q), args...)
+}

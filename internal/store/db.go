@@ -1,0 +1,220 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"fmt"
+	"hash/crc64"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/otter-ota/otter/internal/ota"
+	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
+	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+)
+
+//go:embed migrations/sqlite/*.sql migrations/postgres/*.sql
+var migrations embed.FS
+
+// dialect names the database behind a store. The SQL is shared; the few
+// places where the two differ switch on this value.
+type dialect string
+
+const (
+	sqliteDialect   dialect = "sqlite"
+	postgresDialect dialect = "postgres"
+)
+
+// sqliteParams configure every SQLite connection. Transactions begin
+// IMMEDIATE because deferred ones that upgrade from read to write fail with
+// "database is locked" under concurrency instead of waiting; times are
+// written in SQLite's own format so that they sort and compare as text.
+const sqliteParams = "_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)" +
+	"&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(ON)" +
+	"&_txlock=immediate&_time_format=sqlite"
+
+// Option changes how Open sets up a store.
+type Option func(*options)
+
+type options struct {
+	now func() time.Time
+}
+
+// WithClock makes the store read the current time from now instead of the
+// system clock, so that tests can move time forward.
+func WithClock(now func() time.Time) Option {
+	return func(o *options) { o.now = now }
+}
+
+// sqlStore implements Store over database/sql for both databases.
+type sqlStore struct {
+	db      sqlDB
+	dialect dialect
+	logger  *slog.Logger
+	clock   func() time.Time
+	// writeLock, for SQLite only, admits one write transaction at a time.
+	// SQLite allows a single writer anyway; queueing writers here (fairly,
+	// and honouring their contexts) replaces busy-waiting on the file lock,
+	// which under heavy load can outlast busy_timeout.
+	writeLock chan struct{}
+}
+
+var _ Store = (*sqlStore)(nil)
+
+// Open connects to the database named by rawURL and brings its schema up to
+// date. "postgres://..." and "postgresql://..." select PostgreSQL;
+// "sqlite:PATH" or a plain file path select SQLite (the file and its folder
+// are created if missing). logger may be nil.
+func Open(ctx context.Context, rawURL string, logger *slog.Logger, opts ...Option) (Store, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	o := options{now: time.Now}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	s, err := connect(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	s.logger, s.clock = logger, o.now
+	if err := s.migrate(ctx); err != nil {
+		s.db.Close()
+		return nil, err
+	}
+	logger.Info("database ready", "driver", string(s.dialect))
+	return s, nil
+}
+
+// connect opens the database/sql handle for rawURL without touching it.
+func connect(rawURL string) (*sqlStore, error) {
+	if strings.HasPrefix(rawURL, "postgres://") || strings.HasPrefix(rawURL, "postgresql://") {
+		return connectPostgres(rawURL)
+	}
+	path, err := sqlitePath(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	return connectSQLite(path)
+}
+
+func connectPostgres(rawURL string) (*sqlStore, error) {
+	cfg, err := pgx.ParseConfig(rawURL)
+	if err != nil {
+		return nil, ota.Errorf(ota.EINVALID, "invalid PostgreSQL URL: %v", err)
+	}
+	db := stdlib.OpenDB(*cfg)
+	db.SetMaxOpenConns(32)
+	db.SetMaxIdleConns(32)
+	db.SetConnMaxIdleTime(5 * time.Minute)
+	return &sqlStore{db: sqlDB{DB: db}, dialect: postgresDialect}, nil
+}
+
+func connectSQLite(path string) (*sqlStore, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("create database folder: %w", err)
+	}
+	db, err := sql.Open("sqlite", path+"?"+sqliteParams)
+	if err != nil {
+		return nil, fmt.Errorf("open SQLite database %s: %w", path, err)
+	}
+	// WAL lets readers run beside the one writer; a few connections serve
+	// concurrent API reads without holding many page caches.
+	db.SetMaxOpenConns(16)
+	db.SetMaxIdleConns(16)
+	return &sqlStore{db: sqlDB{db, binder{positional: true}}, dialect: sqliteDialect, writeLock: make(chan struct{}, 1)}, nil
+}
+
+// sqlitePath returns the file named by a "sqlite:PATH" URL or a plain path.
+func sqlitePath(rawURL string) (string, error) {
+	path := rawURL
+	if rest, ok := strings.CutPrefix(rawURL, "sqlite:"); ok {
+		// sqlite:///abs/path and sqlite://rel/path read like URLs.
+		path = strings.TrimPrefix(rest, "//")
+	} else if scheme, _, ok := strings.Cut(rawURL, "://"); ok {
+		return "", ota.Errorf(ota.EINVALID,
+			"unsupported database URL scheme %q: use postgres://..., sqlite:PATH or a file path", scheme)
+	}
+	switch {
+	case path == "":
+		return "", ota.Errorf(ota.EINVALID, "database URL %q names no file: use sqlite:PATH, e.g. sqlite:data/otter.db", rawURL)
+	case strings.HasPrefix(path, ":memory:") || strings.HasPrefix(path, "file:"):
+		return "", ota.Errorf(ota.EINVALID, "database %q is not supported: give the path of a file", path)
+	case strings.ContainsRune(path, '?'):
+		return "", ota.Errorf(ota.EINVALID, "database path %q must not contain '?': otter sets the SQLite options itself", path)
+	}
+	return path, nil
+}
+
+// migrate applies the embedded migrations that the database lacks.
+func (s *sqlStore) migrate(ctx context.Context) error {
+	dir, err := fs.Sub(migrations, "migrations/"+string(s.dialect))
+	if err != nil {
+		return fmt.Errorf("migrations: %w", err)
+	}
+	opts := []goose.ProviderOption{goose.WithDisableGlobalRegistry(true), goose.WithSlog(s.logger)}
+	gooseDialect := goose.DialectSQLite3
+	if s.dialect == postgresDialect {
+		gooseDialect = goose.DialectPostgres
+		locker, err := s.migrationLocker(ctx)
+		if err != nil {
+			return err
+		}
+		opts = append(opts, goose.WithSessionLocker(locker))
+	}
+	p, err := goose.NewProvider(gooseDialect, s.db.DB, dir, opts...)
+	if err != nil {
+		return fmt.Errorf("migrations: %w", err)
+	}
+	results, err := p.Up(ctx)
+	if err != nil {
+		return fmt.Errorf("migrate database: %w", err)
+	}
+	for _, r := range results {
+		s.logger.Info("database migrated", "version", r.Source.Version, "duration", r.Duration)
+	}
+	return nil
+}
+
+// migrationLocker serialises replicas that migrate the same PostgreSQL
+// schema at once. The lock is per schema so that databases holding several
+// schemas (tests, staging) do not wait on one another.
+func (s *sqlStore) migrationLocker(ctx context.Context) (lock.SessionLocker, error) {
+	var schema string
+	if err := s.db.QueryRowContext(ctx, "SELECT current_schema()").Scan(&schema); err != nil {
+		return nil, fmt.Errorf("connect to PostgreSQL: %w", err)
+	}
+	id := int64(crc64.Checksum([]byte("otter-migrate:"+schema), crc64.MakeTable(crc64.ECMA)))
+	locker, err := lock.NewPostgresSessionLocker(lock.WithLockID(id), lock.WithLockTimeout(1, 300))
+	if err != nil {
+		return nil, fmt.Errorf("migration lock: %w", err)
+	}
+	return locker, nil
+}
+
+// Ping checks that the database answers.
+func (s *sqlStore) Ping(ctx context.Context) error {
+	if err := s.db.PingContext(ctx); err != nil {
+		return fmt.Errorf("ping database: %w", err)
+	}
+	return nil
+}
+
+// Close releases the database.
+func (s *sqlStore) Close() error {
+	return s.db.Close()
+}
+
+// now returns the current time as stored: UTC, to the microsecond that
+// PostgreSQL keeps, so that a value read back equals the one written.
+func (s *sqlStore) now() time.Time {
+	return s.clock().UTC().Truncate(time.Microsecond)
+}

@@ -1,0 +1,194 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"maps"
+
+	"github.com/otter-ota/otter/internal/ota"
+)
+
+// deviceColumns are the devices columns scanDevice reads, in order.
+const deviceColumns = "d.id, d.product, d.key, d.online, d.last_seen, d.created_at"
+
+// scanDevice reads one row of deviceColumns; tags and versions stay empty.
+func scanDevice(row interface{ Scan(...any) error }) (ota.Device, error) {
+	var d ota.Device
+	var lastSeen sql.NullTime
+	if err := row.Scan(&d.ID, &d.Product, &d.Key, &d.Online, &lastSeen, &d.CreatedAt); err != nil {
+		return ota.Device{}, err
+	}
+	d.LastSeen = timePtr(lastSeen)
+	d.CreatedAt = d.CreatedAt.UTC()
+	d.Tags, d.Versions = map[string]string{}, map[string]string{}
+	return d, nil
+}
+
+func deviceNotFound(product, key string) error {
+	return notFound("device %q does not exist in product %q", key, product)
+}
+
+// GetDevice returns a device with its tags and versions.
+func (s *sqlStore) GetDevice(ctx context.Context, product, key string) (ota.Device, error) {
+	return getDevice(ctx, s.db, product, key)
+}
+
+func getDevice(ctx context.Context, q querier, product, key string) (ota.Device, error) {
+	d, err := scanDevice(q.QueryRowContext(ctx,
+		`SELECT `+deviceColumns+` FROM devices d WHERE d.product = $1 AND d.key = $2`, product, key))
+	if errors.Is(err, sql.ErrNoRows) {
+		return ota.Device{}, deviceNotFound(product, key)
+	} else if err != nil {
+		return ota.Device{}, fmt.Errorf("get device: %w", err)
+	}
+	devs := []ota.Device{d}
+	if err := loadDeviceDetails(ctx, q, devs); err != nil {
+		return ota.Device{}, err
+	}
+	return devs[0], nil
+}
+
+// loadDeviceDetails fills the tags and versions of devs with two queries.
+func loadDeviceDetails(ctx context.Context, q querier, devs []ota.Device) error {
+	if len(devs) == 0 {
+		return nil
+	}
+	byID := make(map[int64]*ota.Device, len(devs))
+	ids := make([]int64, len(devs))
+	for i := range devs {
+		byID[devs[i].ID], ids[i] = &devs[i], devs[i].ID
+	}
+	for _, chunk := range chunks(ids, 1) {
+		if err := loadPairs(ctx, q, "SELECT device_id, name, value FROM device_tags", chunk,
+			func(d *ota.Device, k, v string) { d.Tags[k] = v }, byID); err != nil {
+			return fmt.Errorf("load device tags: %w", err)
+		}
+		if err := loadPairs(ctx, q, "SELECT device_id, module, version FROM device_versions", chunk,
+			func(d *ota.Device, k, v string) { d.Versions[k] = v }, byID); err != nil {
+			return fmt.Errorf("load device versions: %w", err)
+		}
+	}
+	return nil
+}
+
+// loadPairs runs selectFrom (device id, name, value) for ids and hands each
+// row to set with its device.
+func loadPairs(ctx context.Context, q querier, selectFrom string, ids []int64,
+	set func(d *ota.Device, k, v string), byID map[int64]*ota.Device) error {
+	var a args
+	rows, err := q.QueryContext(ctx, selectFrom+" WHERE device_id IN ("+in(&a, ids)+")", a...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id int64
+		var k, v string
+		if err := rows.Scan(&id, &k, &v); err != nil {
+			return err
+		}
+		if d := byID[id]; d != nil {
+			set(d, k, v)
+		}
+	}
+	return rows.Err()
+}
+
+// deviceID returns the id of a device, ENOTFOUND if there is none.
+func deviceID(ctx context.Context, q querier, product, key string) (int64, error) {
+	var id int64
+	err := q.QueryRowContext(ctx, `SELECT id FROM devices WHERE product = $1 AND key = $2`, product, key).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, deviceNotFound(product, key)
+	} else if err != nil {
+		return 0, fmt.Errorf("find device: %w", err)
+	}
+	return id, nil
+}
+
+// SetDeviceTags replaces all of a device's tags.
+func (s *sqlStore) SetDeviceTags(ctx context.Context, product, key string, tags map[string]string) (ota.Device, error) {
+	if err := checkTags(key, tags); err != nil {
+		return ota.Device{}, err
+	}
+	t, err := s.begin(ctx)
+	if err != nil {
+		return ota.Device{}, err
+	}
+	defer t.Rollback()
+	id, err := deviceID(ctx, t, product, key)
+	if err != nil {
+		return ota.Device{}, err
+	}
+	if _, err := t.ExecContext(ctx, `DELETE FROM device_tags WHERE device_id = $1`, id); err != nil {
+		return ota.Device{}, fmt.Errorf("set device tags: %w", err)
+	}
+	if err := insertPairs(ctx, t, "device_tags (device_id, name, value)", pairsOf(id, tags)); err != nil {
+		return ota.Device{}, fmt.Errorf("set device tags: %w", err)
+	}
+	e := ota.Event{Kind: ota.KindDevice, Action: "tags_set", Product: product, Device: key, Data: maps.Clone(tags)}
+	if err := t.addEvent(ctx, e); err != nil {
+		return ota.Device{}, err
+	}
+	d, err := getDevice(ctx, t, product, key)
+	if err != nil {
+		return ota.Device{}, err
+	}
+	if err := t.Commit(); err != nil {
+		return ota.Device{}, err
+	}
+	return d, nil
+}
+
+// SetDeviceSecret replaces the hash of a device's secret.
+func (s *sqlStore) SetDeviceSecret(ctx context.Context, product, key string, secretHash []byte) error {
+	if len(secretHash) == 0 {
+		return invalid("device %q needs a secret hash", key)
+	}
+	return s.changeDevice(ctx, product, key, "secret_rotated",
+		`UPDATE devices SET secret_hash = $3 WHERE product = $1 AND key = $2`, secretHash)
+}
+
+// DeleteDevice deletes a device with its tags and versions. Its jobs and
+// events stay, readable under its key.
+func (s *sqlStore) DeleteDevice(ctx context.Context, product, key string) error {
+	return s.changeDevice(ctx, product, key, "deleted", `DELETE FROM devices WHERE product = $1 AND key = $2`)
+}
+
+// changeDevice runs stmt, whose $1 and $2 are the product and device key,
+// and records the device event action.
+func (s *sqlStore) changeDevice(ctx context.Context, product, key, action, stmt string, extra ...any) error {
+	t, err := s.begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer t.Rollback()
+	res, err := t.ExecContext(ctx, stmt, append([]any{product, key}, extra...)...)
+	if err != nil {
+		return fmt.Errorf("device %s: %w", action, err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("device %s: %w", action, err)
+	} else if n == 0 {
+		return deviceNotFound(product, key)
+	}
+	if err := t.addEvent(ctx, ota.Event{Kind: ota.KindDevice, Action: action, Product: product, Device: key}); err != nil {
+		return err
+	}
+	return t.Commit()
+}
+
+// Credentials returns what a device's login is checked against.
+func (s *sqlStore) Credentials(ctx context.Context, product, key string) (DeviceCredentials, error) {
+	var c DeviceCredentials
+	err := s.db.QueryRowContext(ctx, `SELECT id, secret_hash FROM devices WHERE product = $1 AND key = $2`,
+		product, key).Scan(&c.DeviceID, &c.SecretHash)
+	if errors.Is(err, sql.ErrNoRows) {
+		return DeviceCredentials{}, deviceNotFound(product, key)
+	} else if err != nil {
+		return DeviceCredentials{}, fmt.Errorf("device credentials: %w", err)
+	}
+	return c, nil
+}

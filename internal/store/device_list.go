@@ -1,0 +1,94 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/otter-ota/otter/internal/ota"
+)
+
+// ListDevices pages through the devices that match f, in id order, with
+// their tags and versions.
+func (s *sqlStore) ListDevices(ctx context.Context, f DeviceFilter, page Page) ([]ota.Device, string, error) {
+	limit, err := pageLimit(page)
+	if err != nil {
+		return nil, "", err
+	}
+	after, err := decodeIDCursor(page.After)
+	if err != nil {
+		return nil, "", err
+	}
+	q, a := deviceQuery(f, after, limit+1)
+	devs, err := queryDevices(ctx, s.db, q, a)
+	if err != nil {
+		return nil, "", fmt.Errorf("list devices: %w", err)
+	}
+	devs, next := cutPage(devs, limit, func(d ota.Device) string { return idKey(d.ID) })
+	if err := loadDeviceDetails(ctx, s.db, devs); err != nil {
+		return nil, "", err
+	}
+	return devs, next, nil
+}
+
+// deviceQuery builds the SELECT for one page of devices matching f. Tag and
+// version conditions are EXISTS subqueries that the (name, value,
+// device_id) and (module, version, device_id) indexes answer.
+func deviceQuery(f DeviceFilter, after int64, limit int) (string, args) {
+	var a args
+	where := []string{"d.id > " + a.add(after)}
+	if f.Product != "" {
+		where = append(where, "d.product = "+a.add(f.Product))
+	}
+	if f.Online != nil {
+		where = append(where, "d.online = "+a.add(*f.Online))
+	}
+	if f.KeyPrefix != "" {
+		// substr, unlike LIKE, is case-sensitive on both databases and
+		// needs no escaping of % and _.
+		n := a.add(utf8.RuneCountInString(f.KeyPrefix))
+		where = append(where, "substr(d.key, 1, "+n+") = "+a.add(f.KeyPrefix))
+	}
+	for _, name := range slices.Sorted(maps.Keys(f.Tags)) {
+		where = append(where, "EXISTS (SELECT 1 FROM device_tags t WHERE t.device_id = d.id AND t.name = "+
+			a.add(name)+" AND t.value = "+a.add(f.Tags[name])+")")
+	}
+	if f.Module != "" || f.Version != "" {
+		where = append(where, versionCondition(&a, f.Module, f.Version))
+	}
+	q := "SELECT " + deviceColumns + " FROM devices d WHERE " + strings.Join(where, " AND ") +
+		" ORDER BY d.id LIMIT " + a.add(limit)
+	return q, a
+}
+
+func versionCondition(a *args, module, version string) string {
+	if module == "" {
+		module = ota.DefaultModule
+	}
+	c := "EXISTS (SELECT 1 FROM device_versions v WHERE v.device_id = d.id AND v.module = " + a.add(module)
+	if version != "" {
+		c += " AND v.version = " + a.add(version)
+	}
+	return c + ")"
+}
+
+// queryDevices runs a SELECT of deviceColumns.
+func queryDevices(ctx context.Context, q querier, query string, a args) ([]ota.Device, error) {
+	rows, err := q.QueryContext(ctx, query, a...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	devs := []ota.Device{}
+	for rows.Next() {
+		d, err := scanDevice(rows)
+		if err != nil {
+			return nil, err
+		}
+		devs = append(devs, d)
+	}
+	return devs, rows.Err()
+}

@@ -1,0 +1,104 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+
+	"github.com/otter-ota/otter/internal/ota"
+)
+
+// ListEvents pages through the events that match f, newest first.
+func (s *sqlStore) ListEvents(ctx context.Context, f EventFilter, page Page) ([]ota.Event, string, error) {
+	limit, err := pageLimit(page)
+	if err != nil {
+		return nil, "", err
+	}
+	before, err := decodeIDCursor(page.After)
+	if err != nil {
+		return nil, "", err
+	}
+	q, a := eventQuery(f, before, limit+1)
+	events, err := queryEvents(ctx, s.db, q, a)
+	if err != nil {
+		return nil, "", fmt.Errorf("list events: %w", err)
+	}
+	events, next := cutPage(events, limit, func(e ota.Event) string { return idKey(e.ID) })
+	return events, next, nil
+}
+
+// eventQuery builds the SELECT for one page of events matching f, older
+// than the event with id before (0: from the newest).
+func eventQuery(f EventFilter, before int64, limit int) (string, args) {
+	var a args
+	var where []string
+	add := func(cond string, v any) { where = append(where, cond+" "+a.add(v)) }
+	if before > 0 {
+		add("id <", before)
+	}
+	for _, c := range []struct {
+		col string
+		v   string
+	}{{"kind", f.Kind}, {"actor", f.Actor}, {"product", f.Product}, {"device", f.Device}} {
+		if c.v != "" {
+			add(c.col+" =", c.v)
+		}
+	}
+	for _, c := range []struct {
+		col string
+		v   int64
+	}{{"task_id", f.TaskID}, {"job_id", f.JobID}, {"firmware_id", f.Firmware}} {
+		if c.v != 0 {
+			add(c.col+" =", c.v)
+		}
+	}
+	if !f.Since.IsZero() {
+		add("at >=", f.Since.UTC())
+	}
+	if !f.Until.IsZero() {
+		add("at <", f.Until.UTC())
+	}
+	q := "SELECT id, at, actor, kind, action, product, device, firmware_id, task_id, job_id, message, data FROM events"
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	return q + " ORDER BY id DESC LIMIT " + a.add(limit), a
+}
+
+func queryEvents(ctx context.Context, q querier, query string, a args) ([]ota.Event, error) {
+	rows, err := q.QueryContext(ctx, query, a...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	events := []ota.Event{}
+	for rows.Next() {
+		e, err := scanEvent(rows)
+		if err != nil {
+			return nil, err
+		}
+		events = append(events, e)
+	}
+	return events, rows.Err()
+}
+
+func scanEvent(row interface{ Scan(...any) error }) (ota.Event, error) {
+	var e ota.Event
+	var firmware, task, job sql.NullInt64
+	var data string
+	err := row.Scan(&e.ID, &e.At, &e.Actor, &e.Kind, &e.Action, &e.Product, &e.Device,
+		&firmware, &task, &job, &e.Message, &data)
+	if err != nil {
+		return ota.Event{}, err
+	}
+	e.At = e.At.UTC()
+	e.FirmwareID, e.TaskID, e.JobID = firmware.Int64, task.Int64, job.Int64
+	if e.Data, err = decodeMap(data); err != nil {
+		return ota.Event{}, err
+	}
+	if len(e.Data) == 0 {
+		e.Data = nil // omitted from JSON, as the field's tag asks
+	}
+	return e, nil
+}

@@ -1,0 +1,64 @@
+package store
+
+import (
+	"encoding/base64"
+	"strconv"
+)
+
+// pageLimit returns how many items page asks for, within the store's limits.
+func pageLimit(page Page) (int, error) {
+	switch {
+	case page.Limit < 0:
+		return 0, invalid("invalid page limit %d: must not be negative", page.Limit)
+	case page.Limit == 0:
+		return DefaultPageSize, nil
+	}
+	return min(page.Limit, MaxPageSize), nil
+}
+
+// encodeCursor makes the opaque cursor that follows the item with key k.
+func encodeCursor(k string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(k))
+}
+
+// decodeCursor reads a cursor made by encodeCursor; "" is the first page.
+func decodeCursor(c string) (string, error) {
+	b, err := base64.RawURLEncoding.DecodeString(c)
+	if err != nil || (c != "" && len(b) == 0) {
+		return "", badCursor(c)
+	}
+	return string(b), nil
+}
+
+// decodeIDCursor reads a cursor that follows the item with an id; "" is 0.
+func decodeIDCursor(c string) (int64, error) {
+	k, err := decodeCursor(c)
+	if err != nil || k == "" {
+		return 0, err
+	}
+	id, err := strconv.ParseInt(k, 10, 64)
+	if err != nil || id <= 0 {
+		return 0, badCursor(c)
+	}
+	return id, nil
+}
+
+func badCursor(c string) error {
+	if len(c) > 40 {
+		c = c[:40] + "..."
+	}
+	return invalid("invalid page cursor %q: pass the cursor returned with the previous page unchanged", c)
+}
+
+// cutPage trims items, read with one more than limit, to limit and returns
+// the cursor of the next page: "" when there is none.
+func cutPage[T any](items []T, limit int, key func(T) string) ([]T, string) {
+	if len(items) <= limit {
+		return items, ""
+	}
+	items = items[:limit]
+	return items, encodeCursor(key(items[limit-1]))
+}
+
+// idKey formats an id as a cursor key.
+func idKey(id int64) string { return strconv.FormatInt(id, 10) }

@@ -1,0 +1,177 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/otter-ota/otter/internal/ota"
+)
+
+// querier is what reads and writes need from a database handle: both
+// *sql.DB and *tx satisfy it, so one helper serves plain reads and the
+// reads a transaction makes before it writes.
+type querier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// tx is the read-write transaction of one store method, with what every
+// change records: when it happens and who makes it. Use it as
+//
+//	t, err := s.begin(ctx)
+//	if err != nil { return err }
+//	defer t.Rollback()
+//	... t.ExecContext, t.addEvent ...
+//	return t.Commit()
+type tx struct {
+	*sql.Tx
+	binder
+	now     time.Time
+	actor   string
+	release func()
+}
+
+// begin starts a write transaction. Pure reads do not use one: on SQLite
+// every transaction takes the write lock at BEGIN (IMMEDIATE).
+func (s *sqlStore) begin(ctx context.Context) (*tx, error) {
+	release, err := s.acquireWrite(ctx)
+	if err != nil {
+		return nil, err
+	}
+	sqlTx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		release()
+		return nil, fmt.Errorf("begin transaction: %w", err)
+	}
+	return &tx{Tx: sqlTx, binder: s.db.binder, now: s.now(), actor: ota.ActorFrom(ctx), release: release}, nil
+}
+
+// acquireWrite waits for SQLite's single write slot; PostgreSQL needs none.
+func (s *sqlStore) acquireWrite(ctx context.Context) (func(), error) {
+	if s.writeLock == nil {
+		return func() {}, nil
+	}
+	select {
+	case s.writeLock <- struct{}{}:
+		return func() { <-s.writeLock }, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("wait for the database: %w", ctx.Err())
+	}
+}
+
+// Commit commits the transaction and frees the write slot.
+func (t *tx) Commit() error {
+	defer t.done()
+	if err := t.Tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// Rollback abandons the transaction unless it was committed, and frees the
+// write slot; it is meant to be deferred right after begin.
+func (t *tx) Rollback() error {
+	defer t.done()
+	return t.Tx.Rollback()
+}
+
+func (t *tx) done() {
+	if t.release != nil {
+		t.release()
+		t.release = nil
+	}
+}
+
+// eventColumns are the columns addEvents fills, in order.
+const eventColumns = "at, actor, kind, action, product, device, firmware_id, task_id, job_id, message, data"
+
+// addEvent records e in the transaction, stamped with its time and actor.
+func (t *tx) addEvent(ctx context.Context, e ota.Event) error {
+	return t.addEvents(ctx, []ota.Event{e})
+}
+
+// addEvents records events with multi-row INSERTs; an event without an actor
+// gets the transaction's.
+func (t *tx) addEvents(ctx context.Context, events []ota.Event) error {
+	const cols = 11
+	for _, chunk := range chunks(events, cols) {
+		a := make(args, 0, len(chunk)*cols)
+		for _, e := range chunk {
+			actor := e.Actor
+			if actor == "" {
+				actor = t.actor
+			}
+			a = append(a, t.now, actor, e.Kind, e.Action, e.Product, e.Device,
+				nullID(e.FirmwareID), nullID(e.TaskID), nullID(e.JobID), e.Message, encodeMap(e.Data))
+		}
+		q := "INSERT INTO events (" + eventColumns + ") VALUES " + values(len(chunk), cols)
+		if _, err := t.ExecContext(ctx, q, a...); err != nil {
+			return fmt.Errorf("record event: %w", err)
+		}
+	}
+	return nil
+}
+
+// args collects the arguments of a query built piece by piece and hands out
+// their placeholders ($N works on both databases).
+type args []any
+
+// add appends v and returns its placeholder.
+func (a *args) add(v any) string {
+	*a = append(*a, v)
+	return "$" + strconv.Itoa(len(*a))
+}
+
+// in appends vs and returns the placeholder list for an IN (...) clause.
+func in[T any](a *args, vs []T) string {
+	ph := make([]string, len(vs))
+	for i, v := range vs {
+		ph[i] = a.add(v)
+	}
+	return strings.Join(ph, ", ")
+}
+
+// values returns the VALUES list of a multi-row INSERT: ($1, $2), ($3, $4).
+func values(rows, cols int) string {
+	var b strings.Builder
+	n := 0
+	for r := range rows {
+		if r > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteByte('(')
+		for c := range cols {
+			if c > 0 {
+				b.WriteString(", ")
+			}
+			n++
+			b.WriteString("$" + strconv.Itoa(n))
+		}
+		b.WriteByte(')')
+	}
+	return b.String()
+}
+
+// maxParams bounds the parameters of one statement, well under SQLite's
+// (32766) and PostgreSQL's (65535) limits.
+const maxParams = 10000
+
+// chunks splits items into runs that fit one statement of cols parameters
+// per item.
+func chunks[T any](items []T, cols int) [][]T {
+	size := max(1, maxParams/cols)
+	var out [][]T
+	for len(items) > size {
+		out = append(out, items[:size])
+		items = items[size:]
+	}
+	if len(items) > 0 {
+		out = append(out, items)
+	}
+	return out
+}

@@ -1,0 +1,337 @@
+package device
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/otter-ota/otter/sdk/wire"
+)
+
+// Errors returned by Client methods.
+var (
+	// ErrNoUpgrade means the server has no upgrade for the requested
+	// module; the error also carries the server's message.
+	ErrNoUpgrade = errors.New("no upgrade available")
+	// ErrBusy means an upgrade is already in progress on this device.
+	ErrBusy = errors.New("an upgrade is already in progress")
+	// ErrNotRunning means the client is not connected: Run is not running.
+	ErrNotRunning = errors.New("the client is not running")
+)
+
+// Client connects a device to otter and carries out its upgrades. Create
+// it with New, then call Run; Request and Inform may be called while Run
+// runs.
+type Client struct {
+	cfg Config
+	log *slog.Logger
+	bo  backoff
+	tr  transport
+
+	upCh chan struct{} // a connection came up (buffered: one is enough)
+
+	mu      sync.Mutex
+	st      state
+	cancel  context.CancelCauseFunc // cancels the running job; nil when none runs
+	runCtx  context.Context         // Run's context; nil when Run is not running
+	jobs    sync.WaitGroup
+	waiter  chan downlink // answer to the Request in flight
+	request sync.Mutex    // one Request at a time
+}
+
+// New checks cfg and returns a client. It does not connect: Run does.
+func New(cfg Config) (*Client, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	c := &Client{cfg: cfg, log: cfg.Logger, upCh: make(chan struct{}, 1)}
+	c.bo = backoff{base: cfg.RetryBase, cap: cfg.RetryCap, rand: cfg.Rand}
+	if cfg.Broker != "" {
+		c.tr = newMQTTTransport(cfg, c.bo)
+	} else {
+		c.tr = newHTTPTransport(cfg)
+	}
+	return c, nil
+}
+
+// Run connects, reconnects after every loss, reports the device's versions
+// at every connect, finishes an upgrade the state file says was under way,
+// and carries out the upgrades the server sends, until ctx ends. It
+// returns ctx's error, or an error when the state file cannot be read.
+func (c *Client) Run(ctx context.Context) error {
+	st, err := loadState(c.cfg.StateFile)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	if c.runCtx != nil {
+		c.mu.Unlock()
+		return errors.New("device: Run is already running")
+	}
+	c.st, c.runCtx = st, ctx
+	c.mu.Unlock()
+	defer c.finishRun()
+	if err := c.tr.start(ctx, c); err != nil {
+		return err
+	}
+	return c.loop(ctx)
+}
+
+// finishRun waits for the running job to stop and the transport to close.
+func (c *Client) finishRun() {
+	c.jobs.Wait()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c.tr.stop(ctx)
+	c.mu.Lock()
+	c.runCtx = nil
+	c.mu.Unlock()
+}
+
+// loop handles connections and, in HTTP mode, polls for upgrades.
+func (c *Client) loop(ctx context.Context) error {
+	var poll <-chan time.Time
+	failures := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-c.upCh:
+			c.connected(ctx)
+		case <-poll:
+		}
+		if !c.tr.polls() {
+			continue
+		}
+		var wait time.Duration
+		wait, failures = c.pollOnce(ctx, failures)
+		poll = time.After(wait)
+	}
+}
+
+// pollOnce asks for a pending upgrade and returns when to ask again.
+func (c *Client) pollOnce(ctx context.Context, failures int) (time.Duration, int) {
+	d, err := c.tr.poll(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			c.log.Warn("poll for an upgrade failed", "err", err)
+		}
+		return max(c.bo.wait(err, failures), c.jittered(c.cfg.PollInterval)/4), failures + 1
+	}
+	if d != nil {
+		c.deliver(*d)
+	}
+	return c.jittered(c.cfg.PollInterval), 0
+}
+
+// jittered spreads d over [d/2, 3d/2).
+func (c *Client) jittered(d time.Duration) time.Duration {
+	return d/2 + time.Duration(c.cfg.Rand()*float64(d))
+}
+
+// connected prepares a fresh connection: subscribe, inform, then pick up
+// where a restart left the current job.
+func (c *Client) connected(ctx context.Context) {
+	c.emit(Event{Kind: EventConnected})
+	if err := c.tr.subscribe(ctx); err != nil {
+		c.fail(err, "subscribe")
+		return
+	}
+	if err := c.Inform(ctx); err != nil {
+		c.fail(err, "inform")
+	}
+	c.resume(ctx)
+}
+
+// Inform reports the versions the Installer returns. The client informs by
+// itself at every connect; call Inform after changing a version outside
+// the client.
+func (c *Client) Inform(ctx context.Context) error {
+	v, err := c.cfg.Installer.Versions(ctx)
+	if err != nil {
+		return fmt.Errorf("device: installer versions: %w", err)
+	}
+	if err := c.sendReliably(ctx, wire.Inform{Modules: v}); err != nil {
+		return err
+	}
+	c.emit(Event{Kind: EventInformed, Versions: v})
+	return nil
+}
+
+// Request asks the server for an upgrade of module and waits for its
+// answer. When the server offers one, Request returns it and the client
+// carries it out in the background (asking Config.Confirm first); when it
+// has none, the error wraps ErrNoUpgrade.
+func (c *Client) Request(ctx context.Context, module string) (wire.Upgrade, error) {
+	c.request.Lock()
+	defer c.request.Unlock()
+	ch, err := c.startRequest()
+	if err != nil {
+		return wire.Upgrade{}, err
+	}
+	defer c.endRequest()
+	m := wire.Request{Module: module}
+	if v, err := c.cfg.Installer.Versions(ctx); err == nil {
+		m.Version = v[module]
+	}
+	if err := c.sendReliably(ctx, m); err != nil {
+		return wire.Upgrade{}, err
+	}
+	select {
+	case d := <-ch:
+		return requestAnswer(d)
+	case <-ctx.Done():
+		return wire.Upgrade{}, fmt.Errorf("device: waiting for the answer to a request: %w", ctx.Err())
+	}
+}
+
+func (c *Client) startRequest() (chan downlink, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case c.runCtx == nil:
+		return nil, ErrNotRunning
+	case c.st.Job != nil:
+		return nil, ErrBusy
+	}
+	c.waiter = make(chan downlink, 1)
+	return c.waiter, nil
+}
+
+func (c *Client) endRequest() {
+	c.mu.Lock()
+	c.waiter = nil
+	c.mu.Unlock()
+}
+
+// requestAnswer turns the downlink that answered a request into Request's
+// result.
+func requestAnswer(d downlink) (wire.Upgrade, error) {
+	if d.kind == wire.KindUpgrade {
+		return wire.DecodeUpgrade(d.payload)
+	}
+	r, err := wire.DecodeReply(d.payload)
+	if err != nil {
+		return wire.Upgrade{}, err
+	}
+	if r.Error == wire.CodeNoUpgrade {
+		return wire.Upgrade{}, fmt.Errorf("device: %w: %s", ErrNoUpgrade, r.Message)
+	}
+	return wire.Upgrade{}, fmt.Errorf("device: request refused: %w", &wire.Error{Code: r.Error, Message: r.Message})
+}
+
+// sendReliably sends m until the server takes it, waiting between tries
+// with backoff and as long as a busy server asks. It gives up only when
+// ctx ends or the server refuses m for good.
+func (c *Client) sendReliably(ctx context.Context, m wire.Message) error {
+	for attempt := 0; ; attempt++ {
+		d, err := c.tr.send(ctx, m)
+		if err == nil {
+			if d != nil {
+				c.deliver(*d)
+			}
+			return nil
+		}
+		if ctx.Err() != nil || isPermanent(err) {
+			return fmt.Errorf("device: send %s: %w", m.Kind(), err)
+		}
+		wait := c.bo.wait(err, attempt)
+		c.emit(Event{Kind: EventRetry, Delay: wait, Err: err})
+		c.log.Debug("send failed; retrying", "kind", m.Kind(), "err", err, "wait", wait)
+		if err := c.cfg.Sleep(ctx, wait); err != nil {
+			return fmt.Errorf("device: send %s: %w", m.Kind(), err)
+		}
+	}
+}
+
+// up, down, connectError and deliver make Client the transports' sink.
+func (c *Client) up() {
+	select {
+	case c.upCh <- struct{}{}:
+	default: // one pending signal is enough
+	}
+}
+
+func (c *Client) down() { c.emit(Event{Kind: EventDisconnected}) }
+
+func (c *Client) connectError(err error) {
+	c.log.Debug("connect failed", "err", err)
+	c.emit(Event{Kind: EventConnectError, Err: err})
+}
+
+// deliver handles one downlink. It runs on the transport's goroutine, so
+// it only decodes, decides and starts work.
+func (c *Client) deliver(d downlink) {
+	if c.answerRequest(d) {
+		return
+	}
+	switch d.kind {
+	case wire.KindUpgrade:
+		up, err := wire.DecodeUpgrade(d.payload)
+		if err != nil {
+			c.fail(err, "ignored an upgrade message")
+			return
+		}
+		c.handleUpgrade(up)
+	case wire.KindReply:
+		c.handleReply(d.payload)
+	}
+}
+
+// answerRequest passes the answer to a waiting Request; an offer is also
+// handled as any upgrade.
+func (c *Client) answerRequest(d downlink) bool {
+	c.mu.Lock()
+	ch := c.waiter
+	c.mu.Unlock()
+	if ch == nil || !isRequestAnswer(d) {
+		return false
+	}
+	select {
+	case ch <- d:
+	default:
+	}
+	return d.kind == wire.KindReply
+}
+
+func isRequestAnswer(d downlink) bool {
+	if d.kind == wire.KindReply {
+		r, err := wire.DecodeReply(d.payload)
+		return err == nil && r.To == wire.KindRequest
+	}
+	up, err := wire.DecodeUpgrade(d.payload)
+	return err == nil && !up.Cancel && up.Mode == wire.ModeRequest
+}
+
+func (c *Client) handleReply(payload []byte) {
+	r, err := wire.DecodeReply(payload)
+	if err != nil {
+		c.fail(err, "ignored a reply message")
+		return
+	}
+	c.log.Warn("the server refused a message", "to", r.To, "job", r.Job, "code", r.Error, "message", r.Message)
+	c.emit(Event{Kind: EventReply, Job: r.Job, Code: r.Error, Err: &wire.Error{Code: r.Error, Message: r.Message}})
+}
+
+// emit stamps e and passes it to Config.OnEvent.
+func (c *Client) emit(e Event) {
+	if c.cfg.OnEvent == nil {
+		return
+	}
+	e.At = time.Now()
+	c.cfg.OnEvent(e)
+}
+
+// fail logs and reports an error that has no job to fail.
+func (c *Client) fail(err error, what string) {
+	c.log.Warn(what, "err", err)
+	c.emit(Event{Kind: EventError, Err: fmt.Errorf("%s: %w", what, err)})
+}
+
+// publicKey returns the key that must have signed every manifest.
+func (c *Client) publicKey() ed25519.PublicKey { return c.cfg.PublicKey }

@@ -1,0 +1,116 @@
+package device
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"time"
+
+	"github.com/eclipse/paho.golang/autopaho"
+	"github.com/eclipse/paho.golang/paho"
+
+	"github.com/otter-ota/otter/sdk/wire"
+)
+
+// mqttTransport speaks MQTT 5 through autopaho, which reconnects by itself
+// with the client's backoff.
+type mqttTransport struct {
+	cfg            Config
+	bo             backoff
+	upgrade, reply string // topics to subscribe
+	cm             *autopaho.ConnectionManager
+}
+
+func newMQTTTransport(cfg Config, bo backoff) *mqttTransport {
+	return &mqttTransport{
+		cfg:     cfg,
+		bo:      bo,
+		upgrade: wire.Topic(cfg.Product, cfg.Device, wire.KindUpgrade),
+		reply:   wire.Topic(cfg.Product, cfg.Device, wire.KindReply),
+	}
+}
+
+func (t *mqttTransport) start(ctx context.Context, s sink) error {
+	u, err := url.Parse(t.cfg.Broker)
+	if err != nil {
+		return fmt.Errorf("device: broker URL: %w", err)
+	}
+	cc := autopaho.ClientConfig{
+		ServerUrls:                    []*url.URL{u},
+		TlsCfg:                        t.cfg.TLSConfig,
+		KeepAlive:                     60,
+		CleanStartOnInitialConnection: true,
+		ConnectTimeout:                20 * time.Second,
+		ReconnectBackoff:              t.bo.delay,
+		ConnectUsername:               wire.Username(t.cfg.Product, t.cfg.Device),
+		ConnectPassword:               []byte(t.cfg.Secret),
+		OnConnectionUp:                func(*autopaho.ConnectionManager, *paho.Connack) { s.up() },
+		OnConnectionDown:              func() bool { s.down(); return true },
+		OnConnectError:                s.connectError,
+		ClientConfig: paho.ClientConfig{
+			ClientID:          t.cfg.ClientID,
+			OnPublishReceived: []func(paho.PublishReceived) (bool, error){t.receiver(s)},
+		},
+	}
+	t.cm, err = autopaho.NewConnection(ctx, cc)
+	if err != nil {
+		return fmt.Errorf("device: connect to %s: %w", t.cfg.Broker, err)
+	}
+	return nil
+}
+
+// receiver hands downlinks to s. Messages on other topics are ignored: a
+// broker may deliver nothing else under the device's ACL.
+func (t *mqttTransport) receiver(s sink) func(paho.PublishReceived) (bool, error) {
+	return func(pr paho.PublishReceived) (bool, error) {
+		switch pr.Packet.Topic {
+		case t.upgrade:
+			s.deliver(downlink{kind: wire.KindUpgrade, payload: pr.Packet.Payload})
+		case t.reply:
+			s.deliver(downlink{kind: wire.KindReply, payload: pr.Packet.Payload})
+		}
+		return true, nil
+	}
+}
+
+func (t *mqttTransport) subscribe(ctx context.Context) error {
+	sa, err := t.cm.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{
+		{Topic: t.upgrade, QoS: 1},
+		{Topic: t.reply, QoS: 1},
+	}})
+	if err != nil {
+		return fmt.Errorf("subscribe: %w", err)
+	}
+	for i, r := range sa.Reasons {
+		if r >= 0x80 {
+			return fmt.Errorf("subscribe: the broker refused subscription %d with reason code 0x%02x", i, r)
+		}
+	}
+	return nil
+}
+
+// send publishes at QoS 1 once a connection is up and returns when the
+// broker acknowledges it.
+func (t *mqttTransport) send(ctx context.Context, m wire.Message) (*downlink, error) {
+	if err := t.cm.AwaitConnection(ctx); err != nil {
+		return nil, err
+	}
+	topic := wire.Topic(t.cfg.Product, t.cfg.Device, m.Kind())
+	pr, err := t.cm.Publish(ctx, &paho.Publish{Topic: topic, QoS: 1, Payload: wire.Encode(m)})
+	if err != nil {
+		return nil, fmt.Errorf("publish %s: %w", m.Kind(), err)
+	}
+	if pr != nil && pr.ReasonCode >= 0x80 {
+		return nil, fmt.Errorf("publish %s: the broker refused it with reason code 0x%02x", m.Kind(), pr.ReasonCode)
+	}
+	return nil, nil
+}
+
+func (t *mqttTransport) poll(context.Context) (*downlink, error) { return nil, nil }
+func (t *mqttTransport) polls() bool                             { return false }
+
+func (t *mqttTransport) stop(ctx context.Context) {
+	if t.cm != nil {
+		_ = t.cm.Disconnect(ctx)
+	}
+}

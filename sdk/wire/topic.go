@@ -1,0 +1,129 @@
+package wire
+
+import (
+	"fmt"
+	"strings"
+	"unicode/utf8"
+)
+
+// TopicPrefix starts every otter topic. The version segment lets a later
+// protocol live beside this one on the same broker.
+const TopicPrefix = "otter/v1"
+
+// Kind names one message of the protocol; it is the last segment of the
+// message's topic and of its HTTP path.
+type Kind string
+
+// Uplink kinds, sent by a device.
+const (
+	KindInform   Kind = "inform"   // the versions the device runs
+	KindRequest  Kind = "request"  // the device asks for an upgrade
+	KindConfirm  Kind = "confirm"  // the device accepts or declines an upgrade
+	KindProgress Kind = "progress" // how far an upgrade has come
+)
+
+// Downlink kinds, sent to a device.
+const (
+	KindUpgrade Kind = "upgrade" // an upgrade command, an offer or a cancel
+	KindReply   Kind = "reply"   // an answer that carries no upgrade
+)
+
+// UplinkKinds lists the kinds a device sends, in protocol order.
+var UplinkKinds = []Kind{KindInform, KindRequest, KindConfirm, KindProgress}
+
+// DownlinkKinds lists the kinds a device receives.
+var DownlinkKinds = []Kind{KindUpgrade, KindReply}
+
+// Uplink reports whether devices send messages of kind k.
+func (k Kind) Uplink() bool {
+	return k == KindInform || k == KindRequest || k == KindConfirm || k == KindProgress
+}
+
+// Downlink reports whether devices receive messages of kind k.
+func (k Kind) Downlink() bool { return k == KindUpgrade || k == KindReply }
+
+// MaxKeyLength bounds product and device keys as they appear in topics, so
+// that a topic always fits the limits of common brokers.
+const MaxKeyLength = 64
+
+// Topic returns the topic of messages of kind k for one device, e.g.
+// "otter/v1/thermostat/d1/inform".
+func Topic(product, device string, k Kind) string {
+	return TopicPrefix + "/" + product + "/" + device + "/" + string(k)
+}
+
+// SubscriptionFilter returns the MQTT filter matching kind k for every
+// device, e.g. "otter/v1/+/+/progress", for a server that takes uplinks.
+func SubscriptionFilter(k Kind) string { return TopicPrefix + "/+/+/" + string(k) }
+
+// ParseTopic splits an otter topic into its product, device and kind. It
+// fails with a *Error of code unknown_topic when the topic is not one of the
+// protocol's: wrong prefix, wrong segment count, an invalid key or an unknown
+// kind.
+func ParseTopic(topic string) (product, device string, kind Kind, err error) {
+	rest, ok := strings.CutPrefix(topic, TopicPrefix+"/")
+	if !ok {
+		return "", "", "", errorf(CodeUnknownTopic, "topic %q does not start with %q", clip(topic), TopicPrefix+"/")
+	}
+	parts := strings.Split(rest, "/")
+	if len(parts) != 3 {
+		return "", "", "", errorf(CodeUnknownTopic, "topic %q must be %s/{product}/{device}/{kind}", clip(topic), TopicPrefix)
+	}
+	for i, what := range []string{"product", "device"} {
+		if p := keyProblem(what, parts[i]); p != "" {
+			return "", "", "", errorf(CodeUnknownTopic, "topic %q: %s", clip(topic), p)
+		}
+	}
+	k := Kind(parts[2])
+	if !k.Uplink() && !k.Downlink() {
+		return "", "", "", errorf(CodeUnknownTopic, "topic %q: unknown message kind %q (want one of inform, request, confirm, progress, upgrade, reply)", clip(topic), clip(parts[2]))
+	}
+	return parts[0], parts[1], k, nil
+}
+
+// CheckKey reports, as a *Error of code malformed, why s cannot be a product
+// or device key in a topic, an HTTP user name or a file name: it must be 1 to
+// MaxKeyLength characters of letters, digits, '.', '_' or '-', not starting
+// with '.'. what names the key in the message ("product" or "device").
+func CheckKey(what, s string) error {
+	if p := keyProblem(what, s); p != "" {
+		return &Error{Code: CodeMalformed, Message: p}
+	}
+	return nil
+}
+
+func keyProblem(what, s string) string {
+	switch {
+	case s == "":
+		return what + " key is empty"
+	case len(s) > MaxKeyLength:
+		return fmt.Sprintf("%s key is %d bytes long; the limit is %d", what, len(s), MaxKeyLength)
+	case s[0] == '.':
+		return fmt.Sprintf("%s key %q starts with '.'", what, s)
+	}
+	for _, r := range s {
+		if !keyRune(r) {
+			return fmt.Sprintf("%s key %q contains %q; use letters, digits, '.', '_' or '-'", what, clip(s), r)
+		}
+	}
+	return ""
+}
+
+func keyRune(r rune) bool {
+	return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' ||
+		r == '.' || r == '_' || r == '-'
+}
+
+// clip shortens s for an error message, so that a hostile input cannot make
+// an error (and the log line that shows it) arbitrarily long.
+func clip(s string) string {
+	const limit = 80
+	if len(s) <= limit {
+		return s
+	}
+	cut := limit
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
+}
