@@ -263,9 +263,6 @@ func TestDeviceImportRefusesBadFile(t *testing.T) {
 }
 
 func TestDeviceImportTooManyDevices(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds a 100,001-line file")
-	}
 	e := newEnv(t, 0)
 	e.product("demo")
 	var b strings.Builder

@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/base64"
@@ -10,11 +11,13 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/otter-ota/otter/internal/api"
 	"github.com/otter-ota/otter/internal/ota"
+	"github.com/otter-ota/otter/internal/store"
 	"github.com/otter-ota/otter/sdk/wire"
 )
 
@@ -165,5 +168,61 @@ func TestFirmwareListAndDelete(t *testing.T) {
 	e.fails(request{method: "GET", path: "/api/v1/firmware/" + id + "/file", token: e.admin}, 404, ota.ENOTFOUND)
 	if files := e.blobFiles(); len(files) != 2 {
 		t.Fatalf("blob files after one of three deleted: %v", files)
+	}
+}
+
+// slowReader sends its content in small pieces with pauses, like a large
+// upload over a slow link.
+type slowReader struct {
+	left  []byte
+	pause time.Duration
+}
+
+func (r *slowReader) Read(p []byte) (int, error) {
+	if len(r.left) == 0 {
+		return 0, io.EOF
+	}
+	time.Sleep(r.pause)
+	n := copy(p[:min(len(p), 100)], r.left)
+	r.left = r.left[n:]
+	return n, nil
+}
+
+// TestUploadOutlastsServerTimeouts checks that an upload may take longer
+// than the read and write timeouts the server sets for JSON calls.
+func TestUploadOutlastsServerTimeouts(t *testing.T) {
+	e := newEnvWith(t, envOptions{server: func(s *http.Server) {
+		s.ReadTimeout, s.WriteTimeout = 150*time.Millisecond, 150*time.Millisecond
+	}})
+	e.product("demo")
+	content := bytes.Repeat([]byte("x"), 1000)
+	var f ota.Firmware
+	e.ok(request{method: "POST", path: "/api/v1/firmware?product=demo&version=1.0.0", token: e.admin,
+		body: &slowReader{left: content, pause: 40 * time.Millisecond}}, 201, &f)
+	if f.Size != 1000 {
+		t.Fatalf("stored %d bytes, want 1000", f.Size)
+	}
+}
+
+// blindStore hides existing firmware from lists, so that an upload passes
+// the early duplicate check as it does when two uploads race, and the
+// database's unique key is what refuses it.
+type blindStore struct{ store.Store }
+
+func (blindStore) ListFirmware(context.Context, store.FirmwareFilter, store.Page) ([]ota.Firmware, string, error) {
+	return nil, "", nil
+}
+
+func TestFirmwareInsertConflictRemovesFile(t *testing.T) {
+	e := newEnvWith(t, envOptions{wrap: func(s store.Store) store.Store { return blindStore{s} }})
+	e.product("demo")
+	if resp := e.upload("product=demo&version=1.0.0", []byte("one")); resp.status != 201 {
+		t.Fatalf("first upload: %d %s", resp.status, resp.body)
+	}
+	before := e.blobFiles()
+	r := request{method: "POST", path: "/api/v1/firmware?product=demo&version=1.0.0", token: e.admin, body: []byte("two")}
+	e.fails(r, 409, ota.ECONFLICT)
+	if diff := cmp.Diff(before, e.blobFiles()); diff != "" {
+		t.Fatalf("the refused upload left a file (-before +after):\n%s", diff)
 	}
 }

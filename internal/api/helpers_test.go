@@ -35,6 +35,18 @@ type env struct {
 
 func newEnv(t *testing.T, maxFirmware int64) *env {
 	t.Helper()
+	return newEnvWith(t, envOptions{maxFirmware: maxFirmware})
+}
+
+// envOptions changes what newEnvWith builds.
+type envOptions struct {
+	maxFirmware int64
+	server      func(*http.Server)            // e.g. timeouts
+	wrap        func(store.Store) store.Store // what the API sees of the store
+}
+
+func newEnvWith(t *testing.T, o envOptions) *env {
+	t.Helper()
 	e := &env{t: t, st: storetest.Open(t), blobDir: filepath.Join(t.TempDir(), "blobs"), reg: prometheus.NewRegistry()}
 	blobs, err := blob.NewFS(e.blobDir)
 	if err != nil {
@@ -44,11 +56,19 @@ func newEnv(t *testing.T, maxFirmware int64) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := api.New(api.Config{Store: e.st, Blobs: blobs, Signer: signer, Metrics: e.reg, MaxFirmwareSize: maxFirmware})
+	st := e.st
+	if o.wrap != nil {
+		st = o.wrap(st)
+	}
+	a, err := api.New(api.Config{Store: st, Blobs: blobs, Signer: signer, Metrics: e.reg, MaxFirmwareSize: o.maxFirmware})
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.srv = httptest.NewServer(a.Handler())
+	e.srv = httptest.NewUnstartedServer(a.Handler())
+	if o.server != nil {
+		o.server(e.srv.Config)
+	}
+	e.srv.Start()
 	t.Cleanup(e.srv.Close)
 	e.admin, err = api.BootstrapAdmin(context.Background(), e.st, "")
 	if err != nil || e.admin == "" {

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -36,11 +35,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	for _, c := range []prometheus.Collector{m.requests, m.duration} {
 		if err := reg.Register(c); err != nil {
-			var are prometheus.AlreadyRegisteredError
-			if errors.As(err, &are) {
-				return nil, fmt.Errorf("api: metrics registered twice on one registry: %w", err)
-			}
-			return nil, fmt.Errorf("api: register metrics: %w", err)
+			return nil, fmt.Errorf("api: register metrics (one API per registry): %w", err)
 		}
 	}
 	return m, nil

@@ -16,8 +16,8 @@ import (
 
 	"github.com/otter-ota/otter/internal/blob"
 	"github.com/otter-ota/otter/internal/ota"
+	"github.com/otter-ota/otter/internal/signing"
 	"github.com/otter-ota/otter/internal/store"
-	"github.com/otter-ota/otter/sdk/wire"
 )
 
 // uploadQuery is the parsed query of a firmware upload.
@@ -65,7 +65,7 @@ func (a *API) uploadFirmware(w http.ResponseWriter, r *http.Request) error {
 	}
 	defer bw.Abort()
 	f := q.firmware(size, sum)
-	f.Signature = a.signer.Sign(wire.Manifest{Product: f.Product, Module: f.Module, Version: f.Version, Size: f.Size, SHA256: f.SHA256})
+	f.Signature = a.signer.Sign(signing.ManifestOf(f))
 	if err := a.keep(ctx, bw, &f); err != nil {
 		return err
 	}

@@ -116,7 +116,7 @@ server through its REST API, with the token given by --token or OTTER_TOKEN.`,
 	pf.StringVar(&a.token, "token", "", "API token (env "+envToken+")")
 	pf.StringVarP(&a.output, "output", "o", "table", "output format: table or json")
 	root.AddCommand(
-		newServeCommand(),
+		a.serveCommand(),
 		a.productCommand(),
 		a.deviceCommand(),
 		a.firmwareCommand(),

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
 	"strconv"
 	"time"
 
@@ -13,9 +12,9 @@ import (
 	"github.com/otter-ota/otter/internal/server"
 )
 
-// newServeCommand returns `otter serve`: every flag also reads an OTTER_*
+// serveCommand returns `otter serve`: every flag also reads an OTTER_*
 // environment variable so containers and systemd units need no arguments.
-func newServeCommand() *cobra.Command {
+func (a *app) serveCommand() *cobra.Command {
 	var cfg server.Config
 	var maxSize string
 	cmd := &cobra.Command{
@@ -30,24 +29,29 @@ Every flag can also be set by the environment variable shown in its help.`,
   otter serve --mqtt :1884               # when another broker (e.g. Mosquitto) holds :1883
   OTTER_ADMIN_TOKEN=otr_secret otter serve --data /var/lib/otter
   otter serve --db postgres://otter@db/otter`,
-		Args: cobra.NoArgs,
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usageErrorf("serve takes no arguments, only flags (got %q)", args[0])
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			size, err := parseSize(maxSize)
 			if err != nil {
-				return fmt.Errorf("--max-firmware-size: %w", err)
+				return usageErrorf("--max-firmware-size: %v", err)
 			}
 			cfg.MaxFirmwareSize = size
 			return runServe(cmd.Context(), cfg, cmd)
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&cfg.DataDir, "data", envOr("OTTER_DATA", server.DefaultDataDir), "data folder: SQLite database, firmware files, signing key (OTTER_DATA)")
-	f.StringVar(&cfg.HTTPAddr, "http", envOr("OTTER_HTTP", server.DefaultHTTPAddr), "HTTP listen address: API, console, downloads (OTTER_HTTP)")
-	f.StringVar(&cfg.MQTTAddr, "mqtt", envOr("OTTER_MQTT", server.DefaultMQTTAddr), "embedded MQTT broker listen address (OTTER_MQTT)")
-	f.StringVar(&cfg.DBURL, "db", envOr("OTTER_DB", ""), "database URL: empty for SQLite in the data folder, postgres://... for PostgreSQL (OTTER_DB)")
-	f.StringVar(&cfg.SigningKey, "signing-key", envOr("OTTER_SIGNING_KEY", ""), "ed25519 signing key file (PEM, PKCS#8); default: created in the data folder (OTTER_SIGNING_KEY)")
-	f.StringVar(&maxSize, "max-firmware-size", envOr("OTTER_MAX_FIRMWARE_SIZE", "2GiB"), "largest firmware file accepted, e.g. 512MiB, 2GiB (OTTER_MAX_FIRMWARE_SIZE)")
-	cfg.AdminToken = os.Getenv("OTTER_ADMIN_TOKEN")
+	f.StringVar(&cfg.DataDir, "data", a.envOr("OTTER_DATA", server.DefaultDataDir), "data folder: SQLite database, firmware files, signing key (OTTER_DATA)")
+	f.StringVar(&cfg.HTTPAddr, "http", a.envOr("OTTER_HTTP", server.DefaultHTTPAddr), "HTTP listen address: API, console, downloads (OTTER_HTTP)")
+	f.StringVar(&cfg.MQTTAddr, "mqtt", a.envOr("OTTER_MQTT", server.DefaultMQTTAddr), "embedded MQTT broker listen address (OTTER_MQTT)")
+	f.StringVar(&cfg.DBURL, "db", a.envOr("OTTER_DB", ""), "database URL: empty for SQLite in the data folder, postgres://... for PostgreSQL (OTTER_DB)")
+	f.StringVar(&cfg.SigningKey, "signing-key", a.envOr("OTTER_SIGNING_KEY", ""), "ed25519 signing key file (PEM, PKCS#8); default: created in the data folder (OTTER_SIGNING_KEY)")
+	f.StringVar(&maxSize, "max-firmware-size", a.envOr("OTTER_MAX_FIRMWARE_SIZE", "2GiB"), "largest firmware file accepted, e.g. 512MiB, 2GiB (OTTER_MAX_FIRMWARE_SIZE)")
+	cfg.AdminToken = a.env.Getenv("OTTER_ADMIN_TOKEN")
 	return cmd
 }
 
@@ -70,11 +74,8 @@ func runServe(ctx context.Context, cfg server.Config, cmd *cobra.Command) error 
 	return werr
 }
 
-func envOr(name, fallback string) string {
-	if v, ok := os.LookupEnv(name); ok && v != "" {
-		return v
-	}
-	return fallback
+func (a *app) envOr(name, fallback string) string {
+	return firstNonEmpty(a.env.Getenv(name), fallback)
 }
 
 // parseSize reads a byte size such as 2GiB, 512MiB, 10MB or 1048576.

@@ -116,34 +116,36 @@ type Broker struct {
 
 // New listens on the configured addresses and prepares the broker; Start
 // begins serving. A taken port is reported with the flag that changes it.
-func New(cfg Config) (b *Broker, err error) {
+func New(cfg Config) (*Broker, error) {
 	if cfg.Devices == nil || cfg.Credentials == nil {
 		return nil, errors.New("mqtt: Config.Devices and Config.Credentials are required")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	b = &Broker{cfg: cfg, log: cfg.Logger, presence: newPresence(), base: context.Background()}
-	if b.metrics, err = newMetrics(cfg.Metrics); err != nil {
-		return nil, err
-	}
-	defer func() {
-		if err != nil {
-			b.closeListeners()
-		}
-	}()
-	if b.ln, err = listen("--mqtt", cfg.Addr); err != nil {
-		return nil, err
-	}
-	if cfg.TLSAddr != "" {
-		if b.tlsLn, err = listenTLS(cfg); err != nil {
-			return nil, err
-		}
-	}
-	if err := b.newServer(); err != nil {
+	b := &Broker{cfg: cfg, log: cfg.Logger, presence: newPresence(), base: context.Background()}
+	if err := b.open(); err != nil {
+		b.closeListeners()
 		return nil, err
 	}
 	return b, nil
+}
+
+// open opens the listeners, then registers the metrics and makes the mochi
+// server.
+func (b *Broker) open() (err error) {
+	if b.ln, err = listen("--mqtt", b.cfg.Addr); err != nil {
+		return err
+	}
+	if b.cfg.TLSAddr != "" {
+		if b.tlsLn, err = listenTLS(b.cfg); err != nil {
+			return err
+		}
+	}
+	if b.metrics, err = newMetrics(b.cfg.Metrics); err != nil {
+		return err
+	}
+	return b.newServer()
 }
 
 func (b *Broker) newServer() error {

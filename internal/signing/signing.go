@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/otter-ota/otter/internal/ota"
 	"github.com/otter-ota/otter/sdk/wire"
 )
 
@@ -63,6 +64,12 @@ func LoadOrCreate(path string) (*Signer, error) {
 
 // Sign returns the base64 signature of m, as stored in ota.Firmware.
 func (s *Signer) Sign(m wire.Manifest) string { return m.Sign(s.key) }
+
+// ManifestOf returns the manifest of f that its Signature covers, so that
+// the uploader, the device API and the engine build it the same way.
+func ManifestOf(f ota.Firmware) wire.Manifest {
+	return wire.Manifest{Product: f.Product, Module: f.Module, Version: f.Version, Size: f.Size, SHA256: f.SHA256}
+}
 
 // PublicKey returns the key devices verify manifests with.
 func (s *Signer) PublicKey() ed25519.PublicKey {

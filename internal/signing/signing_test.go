@@ -12,6 +12,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/otter-ota/otter/internal/ota"
 	"github.com/otter-ota/otter/internal/signing"
 	"github.com/otter-ota/otter/sdk/wire"
 )
@@ -130,5 +131,12 @@ func TestNew(t *testing.T) {
 	s := signing.New(priv)
 	if !s.PublicKey().Equal(pub) || !manifest.Verify(pub, s.Sign(manifest)) {
 		t.Fatal("New signer does not sign with its key")
+	}
+}
+
+func TestManifestOf(t *testing.T) {
+	f := ota.Firmware{ID: 9, Product: "demo", Module: "default", Version: "1.2.0", Size: 42, SHA256: "ab", Description: "not signed"}
+	if got := signing.ManifestOf(f); got != manifest {
+		t.Fatalf("ManifestOf = %+v, want %+v", got, manifest)
 	}
 }

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"time"
 
 	"github.com/otter-ota/otter/internal/ota"
@@ -112,4 +113,27 @@ type CancelRequest struct {
 	At      time.Time
 	Task    *TaskUpdate
 	Event   *ota.Event
+}
+
+// Rollouts is the part of the store that holds tasks and jobs: what the
+// rollout engine writes and the API reads.
+type Rollouts interface {
+	CreateTask(ctx context.Context, t *ota.Task, jobs []ota.Job) error
+	GetTask(ctx context.Context, id int64) (ota.Task, error)
+	ListTasks(ctx context.Context, f TaskFilter, page Page) ([]ota.Task, string, error)
+	ActiveTasks(ctx context.Context) ([]ActiveTask, error)
+	TaskPhaseCounts(ctx context.Context, taskID int64) (PhaseCounts, error)
+	MarkFirmwareVerified(ctx context.Context, firmwareID, taskID int64, at time.Time) error
+	TargetCandidates(ctx context.Context, q TargetQuery) ([]Candidate, error)
+
+	GetJob(ctx context.Context, id int64) (ota.Job, error)
+	ListJobs(ctx context.Context, f JobFilter, page Page) ([]ota.Job, string, error)
+	ActiveJobs(ctx context.Context, deviceIDs []int64) ([]ota.Job, error)
+	JobsByID(ctx context.Context, ids []int64) ([]ota.Job, error)
+	QueuedJobs(ctx context.Context, q QueuedQuery) ([]ota.Job, error)
+	ExpiredJobs(ctx context.Context, now time.Time, limit int) ([]ota.Job, error)
+	UnansweredJobs(ctx context.Context, taskID int64, sentBefore time.Time, limit int) ([]ota.Job, error)
+	JobsInStates(ctx context.Context, taskID int64, states []ota.JobState, afterID int64, limit int) ([]ota.Job, error)
+	CancelQueued(ctx context.Context, r CancelRequest) (map[int]int64, error)
+	Apply(ctx context.Context, c Change) (conflicts []int64, err error)
 }

@@ -80,6 +80,8 @@ type DeviceCredentials struct {
 // ENOTFOUND, ECONFLICT or EINVALID for the caller's mistakes; anything else
 // is an internal error.
 type Store interface {
+	Rollouts
+
 	// Ping checks that the database answers (readiness).
 	Ping(ctx context.Context) error
 	// Close releases the database.

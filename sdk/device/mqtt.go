@@ -47,6 +47,7 @@ func (t *mqttTransport) start(ctx context.Context, s sink) error {
 		OnConnectionUp:                func(*autopaho.ConnectionManager, *paho.Connack) { s.up() },
 		OnConnectionDown:              func() bool { s.down(); return true },
 		OnConnectError:                s.connectError,
+		ConnectPacketBuilder:          limitReceive,
 		ClientConfig: paho.ClientConfig{
 			ClientID:          t.cfg.ClientID,
 			OnPublishReceived: []func(paho.PublishReceived) (bool, error){t.receiver(s)},
@@ -57,6 +58,21 @@ func (t *mqttTransport) start(ctx context.Context, s sink) error {
 		return fmt.Errorf("device: connect to %s: %w", t.cfg.Broker, err)
 	}
 	return nil
+}
+
+// receiveMaximum is how many unacknowledged QoS 1 messages the broker may
+// send the device at once. paho allocates a queue of this size per
+// connection, and its default (65535) costs 512 KiB per client; a device
+// receives a handful of downlinks at most.
+const receiveMaximum = 8
+
+func limitReceive(cp *paho.Connect, _ *url.URL) (*paho.Connect, error) {
+	if cp.Properties == nil {
+		cp.Properties = &paho.ConnectProperties{}
+	}
+	rm := uint16(receiveMaximum)
+	cp.Properties.ReceiveMaximum = &rm
+	return cp, nil
 }
 
 // receiver hands downlinks to s. Messages on other topics are ignored: a

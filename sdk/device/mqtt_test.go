@@ -22,7 +22,7 @@ import (
 // its URL; the test is skipped where Mosquitto is not installed. The
 // project's end-to-end tests run the SDK against otter's own broker; this
 // one checks the MQTT transport against an independent broker.
-func startMosquitto(t *testing.T) string {
+func startMosquitto(t testing.TB) string {
 	t.Helper()
 	bin, err := exec.LookPath("mosquitto")
 	if err != nil {

@@ -1,0 +1,442 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/otter-ota/otter/internal/ota"
+)
+
+// JobFilter narrows a job list. Zero fields do not filter.
+type JobFilter struct {
+	TaskID   int64
+	DeviceID int64
+	States   []ota.JobState
+}
+
+// jobColumns are the job columns scanJob reads, in order.
+const jobColumns = `j.id, j.task_id, j.device_id, j.device, j.product, j.module, j.state, j.percent, j.attempt,
+	j.code, j.message, j.phase, j.from_version, j.version, j.created_at, j.updated_at, j.started_at, j.deadline,
+	j.next_attempt_at, j.sent_at, j.rev`
+
+// activeStates is the SQL list of non-terminal job states.
+const activeStates = `('queued', 'notified', 'offered', 'accepted', 'downloading', 'downloaded', 'installing', 'rebooting')`
+
+func scanJob(row interface{ Scan(...any) error }) (ota.Job, error) {
+	var j ota.Job
+	var started, deadline, next, sent sql.NullTime
+	err := row.Scan(&j.ID, &j.TaskID, &j.DeviceID, &j.Device, &j.Product, &j.Module, &j.State, &j.Percent, &j.Attempt,
+		&j.Code, &j.Message, &j.Phase, &j.FromVersion, &j.Version, &j.CreatedAt, &j.UpdatedAt, &started, &deadline,
+		&next, &sent, &j.Rev)
+	if err != nil {
+		return j, err
+	}
+	j.CreatedAt, j.UpdatedAt = j.CreatedAt.UTC(), j.UpdatedAt.UTC()
+	j.StartedAt, j.Deadline, j.NextAttemptAt, j.SentAt = timePtr(started), timePtr(deadline), timePtr(next), timePtr(sent)
+	return j, nil
+}
+
+func queryJobs(ctx context.Context, q querier, query string, a args) ([]ota.Job, error) {
+	rows, err := q.QueryContext(ctx, query, a...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var jobs []ota.Job
+	for rows.Next() {
+		j, err := scanJob(rows)
+		if err != nil {
+			return nil, err
+		}
+		jobs = append(jobs, j)
+	}
+	return jobs, rows.Err()
+}
+
+// byIDs runs query once per chunk of ids, the query's "%s" standing for
+// the placeholder list.
+func byIDs(ctx context.Context, q querier, query string, ids []int64) ([]ota.Job, error) {
+	var out []ota.Job
+	for _, chunk := range chunks(ids, 1) {
+		var a args
+		jobs, err := queryJobs(ctx, q, fmt.Sprintf(query, in(&a, chunk)), a)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, jobs...)
+	}
+	return out, nil
+}
+
+// ActiveJobs returns the non-terminal jobs of the given devices.
+func (s *sqlStore) ActiveJobs(ctx context.Context, deviceIDs []int64) ([]ota.Job, error) {
+	jobs, err := byIDs(ctx, s.db, "SELECT "+jobColumns+" FROM jobs j WHERE j.device_id IN (%s) AND j.state IN "+activeStates, deviceIDs)
+	if err != nil {
+		return nil, fmt.Errorf("active jobs: %w", err)
+	}
+	return jobs, nil
+}
+
+// JobsByID returns the jobs with the given ids (missing ids are skipped).
+func (s *sqlStore) JobsByID(ctx context.Context, ids []int64) ([]ota.Job, error) {
+	jobs, err := byIDs(ctx, s.db, "SELECT "+jobColumns+" FROM jobs j WHERE j.id IN (%s)", ids)
+	if err != nil {
+		return nil, fmt.Errorf("jobs by id: %w", err)
+	}
+	return jobs, nil
+}
+
+// GetJob returns one job.
+func (s *sqlStore) GetJob(ctx context.Context, id int64) (ota.Job, error) {
+	jobs, err := s.JobsByID(ctx, []int64{id})
+	if err != nil {
+		return ota.Job{}, err
+	}
+	if len(jobs) == 0 {
+		return ota.Job{}, notFound("job %d does not exist", id)
+	}
+	return jobs[0], nil
+}
+
+// ListJobs pages through jobs in id order.
+func (s *sqlStore) ListJobs(ctx context.Context, f JobFilter, page Page) ([]ota.Job, string, error) {
+	limit, err := pageLimit(page)
+	if err != nil {
+		return nil, "", err
+	}
+	after, err := decodeIDCursor(page.After)
+	if err != nil {
+		return nil, "", err
+	}
+	var a args
+	where := []string{"j.id > " + a.add(after)}
+	if f.TaskID != 0 {
+		where = append(where, "j.task_id = "+a.add(f.TaskID))
+	}
+	if f.DeviceID != 0 {
+		where = append(where, "j.device_id = "+a.add(f.DeviceID))
+	}
+	if len(f.States) > 0 {
+		where = append(where, "j.state IN ("+in(&a, f.States)+")")
+	}
+	q := "SELECT " + jobColumns + " FROM jobs j WHERE " + strings.Join(where, " AND ") +
+		" ORDER BY j.id LIMIT " + a.add(limit+1)
+	jobs, err := queryJobs(ctx, s.db, q, a)
+	if err != nil {
+		return nil, "", fmt.Errorf("list jobs: %w", err)
+	}
+	jobs, next := cutPage(jobs, limit, func(j ota.Job) string { return idKey(j.ID) })
+	return jobs, next, nil
+}
+
+// QueuedJobs returns the next jobs a task may start, in rollout order.
+func (s *sqlStore) QueuedJobs(ctx context.Context, q QueuedQuery) ([]ota.Job, error) {
+	var a args
+	join := ""
+	if q.OnlineOnly {
+		join = " JOIN devices d ON d.id = j.device_id AND d.online = " + a.add(true)
+	}
+	query := "SELECT " + jobColumns + " FROM jobs j" + join + " WHERE j.task_id = " + a.add(q.TaskID) +
+		" AND j.state = 'queued' AND j.phase <= " + a.add(q.MaxPhase) +
+		" AND (j.next_attempt_at IS NULL OR j.next_attempt_at <= " + a.add(q.Now.UTC()) + ")" +
+		" ORDER BY j.phase, j.seq LIMIT " + a.add(q.Limit)
+	jobs, err := queryJobs(ctx, s.db, query, a)
+	if err != nil {
+		return nil, fmt.Errorf("queued jobs of task %d: %w", q.TaskID, err)
+	}
+	return jobs, nil
+}
+
+// ExpiredJobs returns in-flight jobs whose deadline has passed.
+func (s *sqlStore) ExpiredJobs(ctx context.Context, now time.Time, limit int) ([]ota.Job, error) {
+	jobs, err := queryJobs(ctx, s.db, "SELECT "+jobColumns+" FROM jobs j WHERE j.deadline IS NOT NULL AND j.deadline <= $1"+
+		" AND j.state IN "+activeStates+" ORDER BY j.deadline LIMIT $2", args{now.UTC(), limit})
+	if err != nil {
+		return nil, fmt.Errorf("expired jobs: %w", err)
+	}
+	return jobs, nil
+}
+
+// UnansweredJobs returns notified jobs of a task sent before sentBefore to
+// devices that are online now.
+func (s *sqlStore) UnansweredJobs(ctx context.Context, taskID int64, sentBefore time.Time, limit int) ([]ota.Job, error) {
+	jobs, err := queryJobs(ctx, s.db, "SELECT "+jobColumns+" FROM jobs j JOIN devices d ON d.id = j.device_id AND d.online = $1"+
+		" WHERE j.task_id = $2 AND j.state = 'notified' AND j.sent_at < $3 ORDER BY j.id LIMIT $4",
+		args{true, taskID, sentBefore.UTC(), limit})
+	if err != nil {
+		return nil, fmt.Errorf("unanswered jobs of task %d: %w", taskID, err)
+	}
+	return jobs, nil
+}
+
+// JobsInStates returns up to limit jobs of a task in the given states with
+// ids above afterID, in id order.
+func (s *sqlStore) JobsInStates(ctx context.Context, taskID int64, states []ota.JobState, afterID int64, limit int) ([]ota.Job, error) {
+	var a args
+	q := "SELECT " + jobColumns + " FROM jobs j WHERE j.task_id = " + a.add(taskID) + " AND j.state IN (" +
+		in(&a, states) + ") AND j.id > " + a.add(afterID) + " ORDER BY j.id LIMIT " + a.add(limit)
+	jobs, err := queryJobs(ctx, s.db, q, a)
+	if err != nil {
+		return nil, fmt.Errorf("jobs of task %d: %w", taskID, err)
+	}
+	return jobs, nil
+}
+
+// TargetCandidates lists the devices of a product that match the query's
+// tags and key list, with the version their module runs.
+func (s *sqlStore) TargetCandidates(ctx context.Context, q TargetQuery) ([]Candidate, error) {
+	if len(q.Devices) == 0 {
+		return s.candidates(ctx, q, nil)
+	}
+	var out []Candidate
+	for _, keys := range chunks(q.Devices, 1) {
+		c, err := s.candidates(ctx, q, keys)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c...)
+	}
+	return out, nil
+}
+
+func (s *sqlStore) candidates(ctx context.Context, q TargetQuery, keys []string) ([]Candidate, error) {
+	var a args
+	query := "SELECT d.id, d.key, COALESCE(v.version, ''), d.online FROM devices d LEFT JOIN device_versions v" +
+		" ON v.device_id = d.id AND v.module = " + a.add(q.Module) + " WHERE d.product = " + a.add(q.Product)
+	if len(keys) > 0 {
+		query += " AND d.key IN (" + in(&a, keys) + ")"
+	}
+	for _, name := range slices.Sorted(maps.Keys(q.Tags)) {
+		query += " AND EXISTS (SELECT 1 FROM device_tags t WHERE t.device_id = d.id AND t.name = " +
+			a.add(name) + " AND t.value = " + a.add(q.Tags[name]) + ")"
+	}
+	rows, err := s.db.QueryContext(ctx, query+" ORDER BY d.id", a...)
+	if err != nil {
+		return nil, fmt.Errorf("target devices: %w", err)
+	}
+	defer rows.Close()
+	var out []Candidate
+	for rows.Next() {
+		var c Candidate
+		if err := rows.Scan(&c.DeviceID, &c.Key, &c.Version, &c.Online); err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+// CancelQueued cancels a task's queued jobs with one UPDATE and records an
+// event per job with one INSERT ... SELECT, so cancelling a million queued
+// jobs takes seconds; it can end the task in the same transaction.
+func (s *sqlStore) CancelQueued(ctx context.Context, r CancelRequest) (map[int]int64, error) {
+	t, err := s.begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer t.Rollback()
+	perPhase, err := queuedPerPhase(ctx, t, r.TaskID)
+	if err != nil {
+		return nil, err
+	}
+	if err := cancelQueuedJobs(ctx, t, r); err != nil {
+		return nil, err
+	}
+	deltas := PhaseCounts{}
+	for phase, n := range perPhase {
+		deltas.Add(phase, ota.JobQueued, -n)
+		deltas.Add(phase, ota.JobCancelled, n)
+	}
+	if err := addCounts(ctx, t, r.TaskID, deltas); err != nil {
+		return nil, err
+	}
+	if r.Task != nil {
+		if err := updateTasks(ctx, t, []TaskUpdate{*r.Task}); err != nil {
+			return nil, err
+		}
+	}
+	if r.Event != nil {
+		if err := t.addEvent(ctx, *r.Event); err != nil {
+			return nil, err
+		}
+	}
+	return perPhase, t.Commit()
+}
+
+func queuedPerPhase(ctx context.Context, t *tx, taskID int64) (map[int]int64, error) {
+	rows, err := t.QueryContext(ctx, "SELECT phase, COUNT(*) FROM jobs WHERE task_id = $1 AND state = 'queued' GROUP BY phase", taskID)
+	if err != nil {
+		return nil, fmt.Errorf("count queued jobs: %w", err)
+	}
+	defer rows.Close()
+	out := map[int]int64{}
+	for rows.Next() {
+		var phase int
+		var n int64
+		if err := rows.Scan(&phase, &n); err != nil {
+			return nil, err
+		}
+		out[phase] = n
+	}
+	return out, rows.Err()
+}
+
+func cancelQueuedJobs(ctx context.Context, t *tx, r CancelRequest) error {
+	actor := r.Actor
+	if actor == "" {
+		actor = t.actor
+	}
+	data := encodeMap(map[string]string{"from": string(ota.JobQueued), "state": string(ota.JobCancelled), "code": r.Code})
+	_, err := t.ExecContext(ctx, "INSERT INTO events ("+eventColumns+`) SELECT $1, $2, $3, $4, product, device, NULL,
+		task_id, id, $5, $6 FROM jobs WHERE task_id = $7 AND state = 'queued'`,
+		t.now, actor, ota.KindJob, string(ota.JobCancelled), r.Message, data, r.TaskID)
+	if err != nil {
+		return fmt.Errorf("record cancelled jobs: %w", err)
+	}
+	_, err = t.ExecContext(ctx, `UPDATE jobs SET state = $1, code = $2, message = $3, updated_at = $4,
+		deadline = NULL, next_attempt_at = NULL, rev = rev + 1 WHERE task_id = $5 AND state = 'queued'`,
+		ota.JobCancelled, r.Code, r.Message, t.now, r.TaskID)
+	if err != nil {
+		return fmt.Errorf("cancel queued jobs: %w", err)
+	}
+	return nil
+}
+
+// Apply writes a batch of the engine's changes in one transaction. A job
+// whose revision moved since it was read is left alone and reported.
+func (s *sqlStore) Apply(ctx context.Context, c Change) ([]int64, error) {
+	t, err := s.begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer t.Rollback()
+	conflicts, deltas, err := updateJobs(ctx, t, c.Jobs)
+	if err != nil {
+		return nil, err
+	}
+	steps := []func() error{
+		func() error { return applyDeltas(ctx, t, deltas) },
+		func() error { return setPresence(ctx, t, c.Presence) },
+		func() error { return setVersions(ctx, t, c.Versions) },
+		func() error { return updateTasks(ctx, t, c.Tasks) },
+		func() error { return t.addEvents(ctx, withoutConflicts(c.Events, conflicts)) },
+	}
+	for _, step := range steps {
+		if err := step(); err != nil {
+			return nil, err
+		}
+	}
+	return conflicts, t.Commit()
+}
+
+// updateJobs writes job changes with a revision check and returns the
+// conflicting ids and the count deltas of the changes written.
+func updateJobs(ctx context.Context, t *tx, changes []JobChange) ([]int64, map[int64]PhaseCounts, error) {
+	if len(changes) == 0 {
+		return nil, nil, nil
+	}
+	stmt, err := t.PrepareContext(ctx, t.rebind(`UPDATE jobs SET state = $1, percent = $2, attempt = $3, code = $4,
+		message = $5, phase = $6, started_at = $7, deadline = $8, next_attempt_at = $9, sent_at = $10,
+		updated_at = $11, rev = rev + 1 WHERE id = $12 AND rev = $13`))
+	if err != nil {
+		return nil, nil, fmt.Errorf("prepare job update: %w", err)
+	}
+	defer stmt.Close()
+	var conflicts []int64
+	deltas := map[int64]PhaseCounts{}
+	for _, c := range changes {
+		n := c.New
+		res, err := stmt.ExecContext(ctx, n.State, n.Percent, n.Attempt, n.Code, n.Message, n.Phase,
+			nullTime(n.StartedAt), nullTime(n.Deadline), nullTime(n.NextAttemptAt), nullTime(n.SentAt),
+			n.UpdatedAt.UTC(), n.ID, c.Old.Rev)
+		if err != nil {
+			return nil, nil, fmt.Errorf("update job %d: %w", n.ID, err)
+		}
+		if k, _ := res.RowsAffected(); k == 0 {
+			conflicts = append(conflicts, n.ID)
+			continue
+		}
+		if c.Old.State != n.State || c.Old.Phase != n.Phase {
+			d := deltas[n.TaskID]
+			if d == nil {
+				d = PhaseCounts{}
+				deltas[n.TaskID] = d
+			}
+			d.Add(c.Old.Phase, c.Old.State, -1)
+			d.Add(n.Phase, n.State, 1)
+		}
+	}
+	return conflicts, deltas, nil
+}
+
+func applyDeltas(ctx context.Context, t *tx, deltas map[int64]PhaseCounts) error {
+	for taskID, d := range deltas {
+		if err := addCounts(ctx, t, taskID, d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// withoutConflicts drops the events of job changes that were not written.
+func withoutConflicts(events []ota.Event, conflicts []int64) []ota.Event {
+	if len(conflicts) == 0 {
+		return events
+	}
+	out := make([]ota.Event, 0, len(events))
+	for _, e := range events {
+		if e.JobID == 0 || !slices.Contains(conflicts, e.JobID) {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// setPresence records connects and disconnects; when a batch holds several
+// for one device, the last one wins.
+func setPresence(ctx context.Context, t *tx, ps []Presence) error {
+	last := make(map[int64]Presence, len(ps))
+	for _, p := range ps {
+		last[p.DeviceID] = p
+	}
+	for _, id := range slices.Sorted(maps.Keys(last)) {
+		p := last[id]
+		if _, err := t.ExecContext(ctx, "UPDATE devices SET online = $1, last_seen = $2 WHERE id = $3",
+			p.Online, p.At.UTC(), id); err != nil {
+			return fmt.Errorf("record presence of device %d: %w", id, err)
+		}
+	}
+	return nil
+}
+
+// setVersions records the versions devices report, one multi-row upsert
+// per chunk.
+func setVersions(ctx context.Context, t *tx, vs []VersionReport) error {
+	type key struct {
+		device int64
+		module string
+	}
+	last := make(map[key]VersionReport, len(vs))
+	for _, v := range vs {
+		last[key{v.DeviceID, v.Module}] = v
+	}
+	rows := slices.Collect(maps.Values(last))
+	const cols = 4
+	for _, chunk := range chunks(rows, cols) {
+		a := make(args, 0, len(chunk)*cols)
+		for _, v := range chunk {
+			a = append(a, v.DeviceID, v.Module, v.Version, v.At.UTC())
+		}
+		q := "INSERT INTO device_versions (device_id, module, version, reported_at) VALUES " + values(len(chunk), cols) +
+			" ON CONFLICT (device_id, module) DO UPDATE SET version = excluded.version, reported_at = excluded.reported_at"
+		if _, err := t.ExecContext(ctx, q, a...); err != nil {
+			return fmt.Errorf("record versions: %w", err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,337 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/otter-ota/otter/internal/ota"
+)
+
+// TaskFilter narrows a task list. Zero fields do not filter.
+type TaskFilter struct {
+	Product    string
+	FirmwareID int64
+	States     []ota.TaskState
+}
+
+// taskColumns are the task columns scanTask reads, in order.
+const taskColumns = `id, name, product, module, firmware_id, version, verification, mode, state, policy, target,
+	phase, total, reason, engine, created_by, created_at, started_at, ended_at`
+
+// scanTask reads one row of taskColumns; counts are loaded separately.
+func scanTask(row interface{ Scan(...any) error }) (ota.Task, []byte, error) {
+	var t ota.Task
+	var policy, target, engine string
+	var started, ended sql.NullTime
+	err := row.Scan(&t.ID, &t.Name, &t.Product, &t.Module, &t.FirmwareID, &t.Version, &t.Verification, &t.Mode,
+		&t.State, &policy, &target, &t.Phase, &t.Total, &t.Reason, &engine, &t.CreatedBy, &t.CreatedAt, &started, &ended)
+	if err != nil {
+		return t, nil, err
+	}
+	if err := json.Unmarshal([]byte(policy), &t.Policy); err != nil {
+		return t, nil, fmt.Errorf("decode task %d policy: %w", t.ID, err)
+	}
+	if err := json.Unmarshal([]byte(target), &t.Target); err != nil {
+		return t, nil, fmt.Errorf("decode task %d target: %w", t.ID, err)
+	}
+	t.CreatedAt = t.CreatedAt.UTC()
+	t.StartedAt, t.EndedAt = timePtr(started), timePtr(ended)
+	return t, []byte(engine), nil
+}
+
+func taskNotFound(id int64) error { return notFound("task %d does not exist", id) }
+
+// CreateTask stores a task and its jobs (all queued, in rollout order) in
+// one transaction, with the task's counts. A device that already has an
+// active job on the module makes it fail with ECONFLICT: the database's
+// one-active-job index is the final judge.
+func (s *sqlStore) CreateTask(ctx context.Context, task *ota.Task, jobs []ota.Job) error {
+	t, err := s.begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer t.Rollback()
+	task.CreatedAt = t.now
+	id, err := insertTask(ctx, t, task)
+	if err != nil {
+		return err
+	}
+	if err := insertJobs(ctx, t, id, jobs); err != nil {
+		return err
+	}
+	e := ota.Event{Kind: ota.KindTask, Action: "created", Product: task.Product, TaskID: id, FirmwareID: task.FirmwareID,
+		Message: fmt.Sprintf("%s task of %s %s on %d devices", task.Mode, task.Module, task.Version, len(jobs)),
+		Data:    map[string]string{"jobs": strconv.Itoa(len(jobs)), "mode": string(task.Mode)}}
+	if err := t.addEvent(ctx, e); err != nil {
+		return err
+	}
+	if err := t.Commit(); err != nil {
+		return err
+	}
+	task.ID = id
+	return nil
+}
+
+func insertTask(ctx context.Context, t *tx, task *ota.Task) (int64, error) {
+	policy, err := json.Marshal(task.Policy)
+	if err != nil {
+		return 0, err
+	}
+	target, err := json.Marshal(task.Target)
+	if err != nil {
+		return 0, err
+	}
+	var id int64
+	err = t.QueryRowContext(ctx, `INSERT INTO tasks (name, product, module, firmware_id, version, verification, mode,
+		state, policy, target, phase, total, reason, created_by, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) RETURNING id`,
+		task.Name, task.Product, task.Module, task.FirmwareID, task.Version, task.Verification, task.Mode,
+		task.State, string(policy), string(target), task.Phase, task.Total, task.Reason, t.actor, t.now, t.now,
+	).Scan(&id)
+	if isForeignKeyViolation(err) {
+		return 0, notFound("firmware %d does not exist", task.FirmwareID)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("insert task: %w", err)
+	}
+	task.CreatedBy = t.actor
+	return id, nil
+}
+
+// insertJobs writes a new task's jobs with multi-row INSERTs and counts
+// them per phase.
+func insertJobs(ctx context.Context, t *tx, taskID int64, jobs []ota.Job) error {
+	const cols = 12
+	seq := 0
+	for _, chunk := range chunks(jobs, cols) {
+		a := make(args, 0, len(chunk)*cols)
+		for _, j := range chunk {
+			seq++
+			a = append(a, taskID, j.DeviceID, j.Device, j.Product, j.Module, ota.JobQueued, j.Phase, seq,
+				j.FromVersion, j.Version, t.now, t.now)
+		}
+		q := `INSERT INTO jobs (task_id, device_id, device, product, module, state, phase, seq, from_version, version,
+			created_at, updated_at) VALUES ` + values(len(chunk), cols)
+		if _, err := t.ExecContext(ctx, q, a...); err != nil {
+			if isUniqueViolation(err) {
+				return conflict("a device of this task is already being upgraded on this module by another task: create the task again to see which, or use --skip-busy")
+			}
+			return fmt.Errorf("insert jobs: %w", err)
+		}
+	}
+	counts := PhaseCounts{}
+	for _, j := range jobs {
+		counts.Add(j.Phase, ota.JobQueued, 1)
+	}
+	return addCounts(ctx, t, taskID, counts)
+}
+
+// addCounts adds deltas to a task's counts.
+func addCounts(ctx context.Context, t *tx, taskID int64, deltas PhaseCounts) error {
+	for phase, byState := range deltas {
+		for state, n := range byState {
+			if n == 0 {
+				continue
+			}
+			_, err := t.ExecContext(ctx, `INSERT INTO task_counts (task_id, phase, state, n) VALUES ($1, $2, $3, $4)
+				ON CONFLICT (task_id, phase, state) DO UPDATE SET n = task_counts.n + excluded.n`,
+				taskID, phase, state, n)
+			if err != nil {
+				return fmt.Errorf("count jobs: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+// GetTask returns a task with its counts.
+func (s *sqlStore) GetTask(ctx context.Context, id int64) (ota.Task, error) {
+	task, _, err := scanTask(s.db.QueryRowContext(ctx, "SELECT "+taskColumns+" FROM tasks WHERE id = $1", id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return task, taskNotFound(id)
+	}
+	if err != nil {
+		return task, fmt.Errorf("get task %d: %w", id, err)
+	}
+	tasks := []ota.Task{task}
+	if err := loadCounts(ctx, s.db, tasks); err != nil {
+		return task, err
+	}
+	return tasks[0], nil
+}
+
+// ListTasks pages through tasks, newest first, with their counts.
+func (s *sqlStore) ListTasks(ctx context.Context, f TaskFilter, page Page) ([]ota.Task, string, error) {
+	limit, err := pageLimit(page)
+	if err != nil {
+		return nil, "", err
+	}
+	before, err := decodeIDCursor(page.After)
+	if err != nil {
+		return nil, "", err
+	}
+	var a args
+	where := []string{"1 = 1"}
+	if before > 0 {
+		where = append(where, "id < "+a.add(before))
+	}
+	if f.Product != "" {
+		where = append(where, "product = "+a.add(f.Product))
+	}
+	if f.FirmwareID != 0 {
+		where = append(where, "firmware_id = "+a.add(f.FirmwareID))
+	}
+	if len(f.States) > 0 {
+		where = append(where, "state IN ("+in(&a, f.States)+")")
+	}
+	q := "SELECT " + taskColumns + " FROM tasks WHERE " + strings.Join(where, " AND ") +
+		" ORDER BY id DESC LIMIT " + a.add(limit+1)
+	tasks, _, err := queryTasks(ctx, s.db, q, a)
+	if err != nil {
+		return nil, "", fmt.Errorf("list tasks: %w", err)
+	}
+	tasks, next := cutPage(tasks, limit, func(t ota.Task) string { return idKey(t.ID) })
+	if err := loadCounts(ctx, s.db, tasks); err != nil {
+		return nil, "", err
+	}
+	return tasks, next, nil
+}
+
+func queryTasks(ctx context.Context, q querier, query string, a args) ([]ota.Task, [][]byte, error) {
+	rows, err := q.QueryContext(ctx, query, a...)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer rows.Close()
+	var tasks []ota.Task
+	var books [][]byte
+	for rows.Next() {
+		t, b, err := scanTask(rows)
+		if err != nil {
+			return nil, nil, err
+		}
+		tasks = append(tasks, t)
+		books = append(books, b)
+	}
+	return tasks, books, rows.Err()
+}
+
+// ActiveTasks returns every task that is not terminal, for the engine.
+func (s *sqlStore) ActiveTasks(ctx context.Context) ([]ActiveTask, error) {
+	q := "SELECT " + taskColumns + " FROM tasks WHERE state IN ($1, $2, $3) ORDER BY id"
+	tasks, books, err := queryTasks(ctx, s.db, q, args{ota.TaskScheduled, ota.TaskRunning, ota.TaskPaused})
+	if err != nil {
+		return nil, fmt.Errorf("active tasks: %w", err)
+	}
+	if err := loadCounts(ctx, s.db, tasks); err != nil {
+		return nil, err
+	}
+	out := make([]ActiveTask, len(tasks))
+	for i := range tasks {
+		out[i] = ActiveTask{Task: tasks[i], Engine: books[i]}
+	}
+	return out, nil
+}
+
+// loadCounts fills the Counts of tasks from task_counts in one query.
+func loadCounts(ctx context.Context, q querier, tasks []ota.Task) error {
+	if len(tasks) == 0 {
+		return nil
+	}
+	ids := make([]int64, len(tasks))
+	index := make(map[int64]int, len(tasks))
+	for i := range tasks {
+		ids[i] = tasks[i].ID
+		index[tasks[i].ID] = i
+		tasks[i].Counts = map[ota.JobState]int64{}
+	}
+	var a args
+	rows, err := q.QueryContext(ctx, "SELECT task_id, state, SUM(n) FROM task_counts WHERE task_id IN ("+
+		in(&a, ids)+") GROUP BY task_id, state", a...)
+	if err != nil {
+		return fmt.Errorf("load task counts: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id, n int64
+		var state ota.JobState
+		if err := rows.Scan(&id, &state, &n); err != nil {
+			return err
+		}
+		if n != 0 {
+			tasks[index[id]].Counts[state] = n
+		}
+	}
+	return rows.Err()
+}
+
+// TaskPhaseCounts returns a task's counts per phase and state.
+func (s *sqlStore) TaskPhaseCounts(ctx context.Context, taskID int64) (PhaseCounts, error) {
+	rows, err := s.db.QueryContext(ctx, "SELECT phase, state, n FROM task_counts WHERE task_id = $1", taskID)
+	if err != nil {
+		return nil, fmt.Errorf("task %d counts: %w", taskID, err)
+	}
+	defer rows.Close()
+	out := PhaseCounts{}
+	for rows.Next() {
+		var phase int
+		var state ota.JobState
+		var n int64
+		if err := rows.Scan(&phase, &state, &n); err != nil {
+			return nil, err
+		}
+		out.Add(phase, state, n)
+	}
+	return out, rows.Err()
+}
+
+// updateTasks writes tasks' lifecycle fields and engine bookkeeping.
+func updateTasks(ctx context.Context, t *tx, updates []TaskUpdate) error {
+	for _, u := range updates {
+		task := u.Task
+		engine := string(u.Engine)
+		if engine == "" {
+			engine = "{}"
+		}
+		res, err := t.ExecContext(ctx, `UPDATE tasks SET state = $1, phase = $2, reason = $3, engine = $4,
+			started_at = $5, ended_at = $6, updated_at = $7 WHERE id = $8`,
+			task.State, task.Phase, task.Reason, engine, nullTime(task.StartedAt), nullTime(task.EndedAt), t.now, task.ID)
+		if err != nil {
+			return fmt.Errorf("update task %d: %w", task.ID, err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return taskNotFound(task.ID)
+		}
+	}
+	return nil
+}
+
+// MarkFirmwareVerified records that a verification task released a
+// firmware for batch tasks.
+func (s *sqlStore) MarkFirmwareVerified(ctx context.Context, firmwareID, taskID int64, at time.Time) error {
+	t, err := s.begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer t.Rollback()
+	res, err := t.ExecContext(ctx, `UPDATE firmware SET verified_by = $1, verified_at = $2 WHERE id = $3`,
+		taskID, at.UTC(), firmwareID)
+	if err != nil {
+		return fmt.Errorf("mark firmware %d verified: %w", firmwareID, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return firmwareNotFound(firmwareID)
+	}
+	e := ota.Event{Kind: ota.KindFirmware, Action: "verified", FirmwareID: firmwareID, TaskID: taskID,
+		Message: fmt.Sprintf("verification task %d succeeded on every device", taskID)}
+	if err := t.addEvent(ctx, e); err != nil {
+		return err
+	}
+	return t.Commit()
+}
