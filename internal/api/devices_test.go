@@ -76,8 +76,8 @@ func TestDeviceLifecycle(t *testing.T) {
 	base := "/api/v1/products/demo/devices"
 	var d api.DeviceWithSecret
 	e.ok(request{method: "POST", path: base, token: e.admin,
-		body: map[string]any{"key": "AA:BB:CC:00:11:22", "tags": map[string]string{"site": "paris"}}}, 201, &d)
-	if !secretRE.MatchString(d.Secret) || d.Key != "AA:BB:CC:00:11:22" || d.Product != "demo" || d.Tags["site"] != "paris" {
+		body: map[string]any{"key": "AA-BB-CC-00-11-22", "tags": map[string]string{"site": "paris"}}}, 201, &d)
+	if !secretRE.MatchString(d.Secret) || d.Key != "AA-BB-CC-00-11-22" || d.Product != "demo" || d.Tags["site"] != "paris" {
 		t.Fatalf("created %+v", d)
 	}
 	dev := base + "/" + url.PathEscape(d.Key)

@@ -22,7 +22,8 @@ func TestParseDeviceLine(t *testing.T) {
 	}{
 		{line: "d1", key: "d1", tags: map[string]string{}, ok: true},
 		{line: "  d1 , site=paris ,ring=beta,, ", key: "d1", tags: map[string]string{"site": "paris", "ring": "beta"}, ok: true},
-		{line: "AA:BB:CC:DD:EE:FF,url=a=b", key: "AA:BB:CC:DD:EE:FF", tags: map[string]string{"url": "a=b"}, ok: true},
+		{line: "AA-BB-CC-DD-EE-FF,url=a=b", key: "AA-BB-CC-DD-EE-FF", tags: map[string]string{"url": "a=b"}, ok: true},
+		{line: "AA:BB:CC:DD:EE:FF", ok: false}, // ':' breaks the HTTP Basic user name
 		{line: "", skip: true, ok: true},
 		{line: "   \t", skip: true, ok: true},
 		{line: "# d1,site=x", skip: true, ok: true},

@@ -10,12 +10,15 @@ import (
 	"github.com/otter-ota/otter/internal/ota"
 )
 
-// Key rules of the API contract. Device keys allow ':' for MAC addresses and
-// upper case for serial numbers; product and module keys end up in topics
-// and file names, so they stay lower case.
+// Key rules of the API contract. Device keys allow upper case for serial
+// numbers; they appear in MQTT topics and in the HTTP Basic user name
+// "{product}/{device}", so no ':' (write MAC addresses with '-'), '/', '+'
+// or '#'. They are a subset of the wire protocol's key rule (wire.CheckKey).
+// Product and module keys end up in topics and file names too, so they stay
+// lower case.
 var (
 	productKeyRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
-	deviceKeyRE  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)
+	deviceKeyRE  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 	nameRE       = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`) // tag and param names
 )
 
@@ -28,7 +31,7 @@ const (
 	maxNameLen       = 200
 	maxDescription   = 4000
 	productKeyRule   = "1-64 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit"
-	deviceKeyRule    = "1-128 letters, digits, '.', '_', ':' or '-', starting with a letter or digit"
+	deviceKeyRule    = "1-64 letters, digits, '.', '_' or '-', starting with a letter or digit (no ':': write a MAC address as aa-bb-cc-dd-ee-ff)"
 	nameRule         = "1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
 	maxQuotedBadText = 64
 )

@@ -17,7 +17,7 @@ type op interface {
 
 type result struct{ errc chan error }
 
-func newResult() result            { return result{errc: make(chan error, 1)} }
+func newResult() result             { return result{errc: make(chan error, 1)} }
 func (r result) done() <-chan error { return r.errc }
 func (r result) fail(err error)     { r.errc <- err }
 func (r result) finish(err error)   { r.errc <- err }

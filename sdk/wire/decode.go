@@ -7,6 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Limits on messages. A decoder refuses larger input with CodeTooLarge
@@ -15,7 +18,8 @@ const (
 	MaxMessageSize  = 16 << 10 // bytes of one uplink message
 	MaxDownlinkSize = 64 << 10 // bytes of one downlink message (params can be long)
 	MaxModules      = 64       // modules in one Inform
-	MaxFieldLength  = 64       // bytes of a job id, module, version or failure code
+	MaxFieldLength  = 64       // bytes of a job id or failure code
+	MaxVersionLen   = 128      // bytes of a version (the server's limit too)
 	MaxTextLength   = 1024     // bytes of a free-text message
 	MaxURLLength    = 4096     // bytes of a download URL (signed URLs are long)
 )
@@ -147,7 +151,7 @@ func (m Inform) Validate() error {
 		if p := keyProblem("module", mod); p != "" {
 			return errorf(CodeMalformed, "inform: %s", p)
 		}
-		if p := tokenProblem("version of module "+mod, ver); p != "" {
+		if p := versionProblem("version of module "+mod, ver); p != "" {
 			return errorf(CodeMalformed, "inform: %s", p)
 		}
 	}
@@ -160,7 +164,7 @@ func (m Request) Validate() error {
 		return errorf(CodeMalformed, `request: field "module": %s`, p)
 	}
 	if m.Version != "" {
-		if p := tokenProblem("version", m.Version); p != "" {
+		if p := versionProblem("version", m.Version); p != "" {
 			return errorf(CodeMalformed, "request: %s", p)
 		}
 	}
@@ -204,7 +208,7 @@ func (m Upgrade) Validate() error {
 	if p := keyProblem("module", m.Module); p != "" {
 		return errorf(CodeMalformed, `upgrade: field "module": %s`, p)
 	}
-	if p := tokenProblem("version", m.Version); p != "" {
+	if p := versionProblem("version", m.Version); p != "" {
 		return errorf(CodeMalformed, "upgrade: %s", p)
 	}
 	if m.Size <= 0 {
@@ -258,7 +262,24 @@ func checkText(k Kind, s string) error {
 	return nil
 }
 
-// tokenProblem checks a job id or version: 1 to MaxFieldLength printable
+// versionProblem checks a version as the server does: 1 to MaxVersionLen
+// bytes of UTF-8 without spaces or control characters. Versions that do not
+// parse as SemVer or dotted numbers are allowed (opaque versions).
+func versionProblem(what, s string) string {
+	switch {
+	case s == "":
+		return what + " is empty"
+	case len(s) > MaxVersionLen:
+		return fmt.Sprintf("%s is %d bytes long; the limit is %d", what, len(s), MaxVersionLen)
+	case !utf8.ValidString(s):
+		return what + " is not valid UTF-8"
+	case strings.IndexFunc(s, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0:
+		return fmt.Sprintf("%s %q contains a space or control character", what, clip(s))
+	}
+	return ""
+}
+
+// tokenProblem checks a job id: 1 to MaxFieldLength printable
 // ASCII characters without spaces.
 func tokenProblem(what, s string) string {
 	if s == "" {

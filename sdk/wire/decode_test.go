@@ -53,6 +53,8 @@ func TestDecodeInform(t *testing.T) {
 		{"empty modules", `{"modules":{}}`, CodeMalformed},
 		{"empty version", `{"modules":{"default":""}}`, CodeMalformed},
 		{"version with space", `{"modules":{"default":"1 0"}}`, CodeMalformed},
+		{"opaque version", `{"modules":{"default":"build-ä-2024"}}`, ""},
+		{"long version", `{"modules":{"default":"` + strings.Repeat("1", MaxVersionLen+1) + `"}}`, CodeMalformed},
 		{"bad module name", `{"modules":{"a/b":"1"}}`, CodeMalformed},
 		{"version not a string", `{"modules":{"default":1}}`, CodeMalformed},
 		{"array", `[1]`, CodeMalformed},
