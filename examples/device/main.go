@@ -149,7 +149,14 @@ func request(ctx context.Context, c *device.Client, module string, ready <-chan 
 func logEvent(logger *slog.Logger, e device.Event) {
 	switch e.Kind {
 	case device.EventProgress:
-		logger.Info("progress", "job", e.Job, "state", e.State, "percent", e.Percent, "code", e.Code)
+		attrs := []any{"job", e.Job, "state", e.State}
+		if e.State == wire.StateDownloading {
+			attrs = append(attrs, "percent", e.Percent)
+		}
+		if e.Code != "" {
+			attrs = append(attrs, "code", e.Code)
+		}
+		logger.Info("progress", attrs...)
 	case device.EventInformed:
 		logger.Info("informed", "versions", e.Versions)
 	case device.EventSucceeded, device.EventCancelled, device.EventUpgrade:

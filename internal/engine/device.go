@@ -83,6 +83,8 @@ func (w *work) handle(o *deviceOp) {
 		w.inform(o)
 	case opRequest:
 		w.request(o)
+	case opPoll:
+		w.poll(o)
 	case opConfirm:
 		w.jobMessage(o, ota.JobInput{Kind: ota.JobConfirm, Accept: o.confirm.Accept, Message: o.confirm.Message}, wire.KindConfirm, o.confirm.Job, o.confirm.Attempt)
 	case opProgress:
@@ -163,6 +165,29 @@ func (w *work) request(o *deviceOp) {
 		j = w.jobs[id]
 	}
 	o.answer = &Answer{Kind: wire.KindUpgrade, Message: w.e.upgradeMessage(o.dev, *j, ts)}
+}
+
+// poll gives an HTTP device its pending push command, starting a queued
+// job when the task's policy admits it now, as a connect would.
+func (w *work) poll(o *deviceOp) {
+	w.change.Presence = append(w.change.Presence, store.Presence{DeviceID: o.dev.ID, Online: false, At: o.at})
+	for _, j := range w.activeOf(o.dev.ID) {
+		ts := w.e.tasks[j.TaskID]
+		if ts == nil || ts.task.State != ota.TaskRunning || ts.task.Mode != ota.ModePush {
+			continue
+		}
+		if j.State == ota.JobQueued {
+			if _, ok := ts.admit(&j, o.at); !ok {
+				continue
+			}
+			w.transition(j.ID, ota.JobInput{Kind: ota.JobNotify}, "engine")
+			j = *w.jobs[j.ID]
+		}
+		if j.State == ota.JobNotified || j.State == ota.JobAccepted {
+			o.answer = &Answer{Kind: wire.KindUpgrade, Message: w.e.upgradeMessage(o.dev, j, ts)}
+			return
+		}
+	}
 }
 
 // jobMessage applies a confirm or progress message to the job it names.

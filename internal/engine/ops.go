@@ -47,6 +47,7 @@ const (
 	opRequest
 	opConfirm
 	opProgress
+	opPoll
 )
 
 // deviceOp is one device message waiting for the loop.
@@ -110,6 +111,13 @@ func (e *Engine) Confirm(ctx context.Context, d Device, m wire.Confirm) (*Answer
 		return a, nil
 	}
 	return e.device(ctx, o)
+}
+
+// Poll answers a device that polls over HTTP for a pending upgrade: the
+// command of its push job (started now when the policy allows), or nil. A
+// poll counts as the device being seen.
+func (e *Engine) Poll(ctx context.Context, d Device) (*Answer, error) {
+	return e.device(ctx, &deviceOp{kind: opPoll, dev: d})
 }
 
 // Progress records how far a device has come with a job.

@@ -90,17 +90,19 @@ func (e *Engine) run(ctx context.Context, ts *taskState, now time.Time) error {
 	}
 	ts.book.Bucket = r.Bucket
 	ts.wake = r.Wake
+	// The budget admits devices that ask (request mode) or poll over HTTP;
+	// a push task spends it first on connected devices.
+	ts.budget = r.Start
 	if ts.task.Mode == ota.ModeRequest {
-		ts.budget = r.Start
 		return nil
 	}
 	if err := e.resend(ctx, ts, now); err != nil {
 		return err
 	}
-	if r.Start == 0 || (!ts.wantSweep && now.Before(ts.nextSweep)) {
+	if ts.budget == 0 || (!ts.wantSweep && now.Before(ts.nextSweep)) {
 		return nil
 	}
-	return e.startJobs(ctx, ts, r.Start, now)
+	return e.startJobs(ctx, ts, now)
 }
 
 func (ts *taskState) planInput(now time.Time) ota.PlanInput {
@@ -131,13 +133,13 @@ func (ts *taskState) totals() map[ota.JobState]int64 {
 	return out
 }
 
-// startJobs starts up to n queued jobs of a push task whose devices are
+// startJobs starts up to the task's budget of queued jobs of a push task whose devices are
 // online, in rollout order, a batch per transaction, sending each command
 // after its batch is stored.
-func (e *Engine) startJobs(ctx context.Context, ts *taskState, n int, now time.Time) error {
+func (e *Engine) startJobs(ctx context.Context, ts *taskState, now time.Time) error {
 	started := 0
-	for started < n {
-		limit := min(n-started, e.cfg.BatchSize)
+	for ts.budget > 0 {
+		limit := min(ts.budget, e.cfg.BatchSize)
 		jobs, err := e.st.QueuedJobs(ctx, store.QueuedQuery{
 			TaskID: ts.task.ID, MaxPhase: ts.task.Phase, Limit: limit, OnlineOnly: true, Now: now,
 		})
@@ -149,6 +151,7 @@ func (e *Engine) startJobs(ctx context.Context, ts *taskState, n int, now time.T
 				return err
 			}
 			started += len(jobs)
+			ts.budget -= len(jobs)
 		}
 		if len(jobs) < limit {
 			ts.wantSweep = false

@@ -208,12 +208,18 @@ func TestManifestWorkedExample(t *testing.T) {
 	}
 }
 
-func FuzzDecodeInform(f *testing.F)   { fuzzDecoder(f, DecodeInform, `{"modules":{"default":"1.0.0"}}`) }
-func FuzzDecodeRequest(f *testing.F)  { fuzzDecoder(f, DecodeRequest, `{"module":"default"}`) }
-func FuzzDecodeConfirm(f *testing.F)  { fuzzDecoder(f, DecodeConfirm, `{"job":"1","accept":true}`) }
-func FuzzDecodeProgress(f *testing.F) { fuzzDecoder(f, DecodeProgress, `{"job":"1","state":"failed","code":"x"}`) }
-func FuzzDecodeUpgrade(f *testing.F)  { fuzzDecoder(f, DecodeUpgrade, upgradeJSON(), `{"job":"1","cancel":true}`) }
-func FuzzDecodeReply(f *testing.F)    { fuzzDecoder(f, DecodeReply, `{"to":"request","error":"no_upgrade"}`) }
+func FuzzDecodeInform(f *testing.F)  { fuzzDecoder(f, DecodeInform, `{"modules":{"default":"1.0.0"}}`) }
+func FuzzDecodeRequest(f *testing.F) { fuzzDecoder(f, DecodeRequest, `{"module":"default"}`) }
+func FuzzDecodeConfirm(f *testing.F) { fuzzDecoder(f, DecodeConfirm, `{"job":"1","accept":true}`) }
+func FuzzDecodeProgress(f *testing.F) {
+	fuzzDecoder(f, DecodeProgress, `{"job":"1","state":"failed","code":"x"}`)
+}
+func FuzzDecodeUpgrade(f *testing.F) {
+	fuzzDecoder(f, DecodeUpgrade, upgradeJSON(), `{"job":"1","cancel":true}`)
+}
+func FuzzDecodeReply(f *testing.F) {
+	fuzzDecoder(f, DecodeReply, `{"to":"request","error":"no_upgrade"}`)
+}
 
 // fuzzDecoder checks that a decoder never panics, fails only with a
 // *Error, and that what it accepts validates and survives a round trip.

@@ -1,0 +1,486 @@
+package engine_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"fmt"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/otter-ota/otter/internal/engine"
+	"github.com/otter-ota/otter/internal/ota"
+	"github.com/otter-ota/otter/internal/store"
+	"github.com/otter-ota/otter/internal/store/storetest"
+	"github.com/otter-ota/otter/sdk/wire"
+)
+
+// clock is a test clock the engine and the store share.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+// downlink records what the engine sends to devices.
+type downlink struct {
+	mu   sync.Mutex
+	sent map[string][]wire.Upgrade // device key -> upgrade messages
+}
+
+func (d *downlink) Send(_, device, kind string, payload []byte) {
+	if kind != string(wire.KindUpgrade) {
+		return
+	}
+	u, err := wire.DecodeUpgrade(payload)
+	if err != nil {
+		panic(fmt.Sprintf("engine sent an invalid upgrade: %v: %s", err, payload))
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.sent[device] = append(d.sent[device], u)
+}
+
+func (d *downlink) To(device string) []wire.Upgrade {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([]wire.Upgrade(nil), d.sent[device]...)
+}
+
+type urls struct{}
+
+func (urls) DownloadURL(product, device string, fw int64) string {
+	return "http://127.0.0.1:1/dl/" + strconv.FormatInt(fw, 10) + "?d=" + product + "/" + device
+}
+
+// fixture is a running engine on a fresh store with one product, devices
+// d1..dN on version 1.0.0 and a firmware 1.1.0.
+type fixture struct {
+	t     *testing.T
+	ctx   context.Context
+	st    store.Store
+	e     *engine.Engine
+	down  *downlink
+	clock *clock
+	fw    ota.Firmware
+	devs  map[string]engine.Device
+}
+
+func newFixture(t *testing.T, devices int) *fixture {
+	t.Helper()
+	c := &clock{now: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
+	st := storetest.Open(t, store.WithClock(c.Now))
+	ctx, cancel := context.WithCancel(context.Background())
+	f := &fixture{t: t, ctx: ctx, st: st, down: &downlink{sent: map[string][]wire.Upgrade{}}, clock: c, devs: map[string]engine.Device{}}
+	if err := st.CreateProduct(ctx, &ota.Product{Key: "demo"}); err != nil {
+		t.Fatal(err)
+	}
+	var nd []store.NewDevice
+	for i := 1; i <= devices; i++ {
+		nd = append(nd, store.NewDevice{Product: "demo", Key: fmt.Sprintf("d%d", i), SecretHash: []byte("x"),
+			Versions: map[string]string{"default": "1.0.0"}})
+	}
+	created, err := st.CreateDevices(ctx, nd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range created {
+		f.devs[d.Key] = engine.Device{ID: d.ID, Product: d.Product, Key: d.Key}
+	}
+	f.fw = signed(ota.Firmware{Product: "demo", Module: "default", Version: "1.1.0", Size: 3, SHA256: sha, BlobKey: "k"})
+	if err := st.CreateFirmware(ctx, &f.fw); err != nil {
+		t.Fatal(err)
+	}
+	e, err := engine.New(engine.Config{Store: st, Downlink: f.down, URLs: urls{}, Now: c.Now,
+		Metrics: prometheus.NewRegistry(), Tick: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.e = e
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("engine: %v", err)
+		}
+	})
+	return f
+}
+
+// signed gives fw a real signature, as the API does on upload.
+func signed(fw ota.Firmware) ota.Firmware {
+	_, key, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		panic(err)
+	}
+	fw.Signature = wire.Manifest{Product: fw.Product, Module: fw.Module, Version: fw.Version, Size: fw.Size, SHA256: fw.SHA256}.Sign(key)
+	return fw
+}
+
+const sha = "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae"
+
+func (f *fixture) task(spec engine.TaskSpec) ota.Task {
+	f.t.Helper()
+	if spec.FirmwareID == 0 {
+		spec.FirmwareID = f.fw.ID
+	}
+	if spec.Mode == "" {
+		spec.Mode = ota.ModePush
+	}
+	task, err := f.e.CreateTask(f.ctx, spec)
+	if err != nil {
+		f.t.Fatalf("create task: %v", err)
+	}
+	return task
+}
+
+func (f *fixture) connect(keys ...string) {
+	f.t.Helper()
+	for _, k := range keys {
+		if err := f.e.Connected(f.ctx, f.devs[k]); err != nil {
+			f.t.Fatal(err)
+		}
+	}
+}
+
+// upgradeOf waits for the device's upgrade command.
+func (f *fixture) upgradeOf(key string) wire.Upgrade {
+	f.t.Helper()
+	var u wire.Upgrade
+	f.eventually(func() bool {
+		sent := f.down.To(key)
+		if len(sent) == 0 {
+			return false
+		}
+		u = sent[len(sent)-1]
+		return true
+	}, "an upgrade command for "+key)
+	return u
+}
+
+func (f *fixture) progress(key string, u wire.Upgrade, state wire.State, percent int) {
+	f.t.Helper()
+	a, err := f.e.Progress(f.ctx, f.devs[key], wire.Progress{Job: u.Job, Attempt: u.Attempt, State: state, Percent: percent})
+	if err != nil || a != nil {
+		f.t.Fatalf("progress %s: answer %+v, err %v", state, a, err)
+	}
+}
+
+func (f *fixture) inform(key, version string) {
+	f.t.Helper()
+	if _, err := f.e.Inform(f.ctx, f.devs[key], wire.Inform{Modules: map[string]string{"default": version}}); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+// upgrade drives one device through a whole successful upgrade.
+func (f *fixture) upgrade(key string) {
+	f.t.Helper()
+	u := f.upgradeOf(key)
+	for _, s := range []wire.State{wire.StateDownloading, wire.StateDownloaded, wire.StateInstalling, wire.StateRebooting} {
+		f.progress(key, u, s, 100)
+	}
+	f.inform(key, u.Version)
+}
+
+func (f *fixture) eventually(cond func() bool, what string) {
+	f.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			f.t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func (f *fixture) waitTask(id int64, state ota.TaskState) ota.Task {
+	f.t.Helper()
+	var task ota.Task
+	f.eventually(func() bool {
+		var err error
+		task, err = f.st.GetTask(f.ctx, id)
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		return task.State == state
+	}, fmt.Sprintf("task %d to be %s", id, state))
+	return task
+}
+
+func (f *fixture) jobs(taskID int64) map[string]ota.Job {
+	f.t.Helper()
+	jobs, _, err := f.st.ListJobs(f.ctx, store.JobFilter{TaskID: taskID}, store.Page{Limit: 1000})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	out := map[string]ota.Job{}
+	for _, j := range jobs {
+		out[j.Device] = j
+	}
+	return out
+}
+
+// checkCounts asserts the stored counters equal the jobs.
+func (f *fixture) checkCounts(taskID int64) {
+	f.t.Helper()
+	task, err := f.st.GetTask(f.ctx, taskID)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	want := map[ota.JobState]int64{}
+	for _, j := range f.jobs(taskID) {
+		want[j.State]++
+	}
+	for _, s := range ota.JobStates {
+		if task.Counts[s] != want[s] {
+			f.t.Errorf("task %d counts[%s] = %d, jobs say %d (counts %v)", taskID, s, task.Counts[s], want[s], task.Counts)
+		}
+	}
+}
+
+func TestPushTaskUpgradesOnlineDevicesAndOfflineOnesWhenTheyConnect(t *testing.T) {
+	f := newFixture(t, 3)
+	f.connect("d1", "d2")
+	task := f.task(engine.TaskSpec{Target: ota.Target{Devices: []string{"d1", "d2", "d3"}}})
+	f.upgrade("d1")
+	f.upgrade("d2")
+	if sent := f.down.To("d3"); len(sent) != 0 {
+		t.Fatalf("offline d3 got %d commands", len(sent))
+	}
+	f.connect("d3")
+	f.upgrade("d3")
+	done := f.waitTask(task.ID, ota.TaskCompleted)
+	if done.Counts[ota.JobSucceeded] != 3 || done.Total != 3 {
+		t.Fatalf("counts %v total %d, want 3 succeeded", done.Counts, done.Total)
+	}
+	f.checkCounts(task.ID)
+	dev, err := f.st.GetDevice(f.ctx, "demo", "d3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dev.Versions["default"] != "1.1.0" || !dev.Online {
+		t.Fatalf("d3 = %+v, want online on 1.1.0", dev)
+	}
+}
+
+func TestProgressIsIdempotentAndNeverMovesBack(t *testing.T) {
+	f := newFixture(t, 1)
+	f.connect("d1")
+	task := f.task(engine.TaskSpec{Target: ota.Target{Devices: []string{"d1"}}})
+	u := f.upgradeOf("d1")
+	f.progress("d1", u, wire.StateDownloading, 60)
+	f.progress("d1", u, wire.StateDownloading, 40)  // late
+	f.progress("d1", u, wire.StateDownloading, 60)  // duplicate
+	f.progress("d1", u, wire.StateInstalling, 0)    // skips downloaded
+	f.progress("d1", u, wire.StateDownloaded, 100)  // late
+	f.progress("d1", u, wire.StateDownloading, 100) // late
+	j := f.jobs(task.ID)["d1"]
+	if j.State != ota.JobInstalling {
+		t.Fatalf("job state %s, want installing", j.State)
+	}
+	f.checkCounts(task.ID)
+}
+
+func TestRollbackFailsTheJob(t *testing.T) {
+	f := newFixture(t, 1)
+	f.connect("d1")
+	task := f.task(engine.TaskSpec{Target: ota.Target{Devices: []string{"d1"}}})
+	u := f.upgradeOf("d1")
+	f.progress("d1", u, wire.StateRebooting, 100)
+	f.inform("d1", "1.0.0")
+	done := f.waitTask(task.ID, ota.TaskCompleted)
+	j := f.jobs(task.ID)["d1"]
+	if j.State != ota.JobFailed || j.Code != ota.CodeRolledBack {
+		t.Fatalf("job %s/%s, want failed/rolled_back", j.State, j.Code)
+	}
+	if done.Counts[ota.JobFailed] != 1 {
+		t.Fatalf("counts %v", done.Counts)
+	}
+}
+
+func TestRequestModeOffersOnlyToDevicesInTheTask(t *testing.T) {
+	f := newFixture(t, 2)
+	task := f.task(engine.TaskSpec{Mode: ota.ModeRequest, Target: ota.Target{Devices: []string{"d1"}}})
+	f.waitTask(task.ID, ota.TaskRunning)
+	a, err := f.e.Request(f.ctx, f.devs["d2"], wire.Request{Module: "default"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, ok := a.Message.(wire.Reply); !ok || r.Error != wire.CodeNoUpgrade {
+		t.Fatalf("d2 got %+v, want no_upgrade", a)
+	}
+	var offer wire.Upgrade
+	f.eventually(func() bool {
+		a, err = f.e.Request(f.ctx, f.devs["d1"], wire.Request{Module: "default"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		u, ok := a.Message.(wire.Upgrade)
+		offer = u
+		return ok
+	}, "an offer for d1")
+	if offer.Mode != wire.ModeRequest || !offer.Confirm || offer.Version != "1.1.0" {
+		t.Fatalf("offer %+v", offer)
+	}
+	if _, err := f.e.Confirm(f.ctx, f.devs["d1"], wire.Confirm{Job: offer.Job, Accept: true}); err != nil {
+		t.Fatal(err)
+	}
+	if j := f.jobs(task.ID)["d1"]; j.State != ota.JobAccepted {
+		t.Fatalf("job %s, want accepted", j.State)
+	}
+	for _, s := range []wire.State{wire.StateDownloading, wire.StateDownloaded, wire.StateInstalling, wire.StateRebooting} {
+		f.progress("d1", offer, s, 100)
+	}
+	f.inform("d1", "1.1.0")
+	f.waitTask(task.ID, ota.TaskCompleted)
+	f.checkCounts(task.ID)
+}
+
+func TestJobOfAnotherDeviceIsUnknown(t *testing.T) {
+	f := newFixture(t, 2)
+	f.connect("d1")
+	f.task(engine.TaskSpec{Target: ota.Target{Devices: []string{"d1"}}})
+	u := f.upgradeOf("d1")
+	a, err := f.e.Progress(f.ctx, f.devs["d2"], wire.Progress{Job: u.Job, State: wire.StateDownloading, Percent: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, ok := a.Message.(wire.Reply); !ok || r.Error != wire.CodeUnknownJob {
+		t.Fatalf("d2 reporting d1's job got %+v, want unknown_job", a)
+	}
+}
+
+func TestRetriesThenSuccess(t *testing.T) {
+	f := newFixture(t, 1)
+	f.connect("d1")
+	task := f.task(engine.TaskSpec{Target: ota.Target{Devices: []string{"d1"}},
+		Policy: ota.Policy{Retries: 2, RetryBackoff: ota.Duration(time.Minute)}})
+	u := f.upgradeOf("d1")
+	if _, err := f.e.Progress(f.ctx, f.devs["d1"], wire.Progress{Job: u.Job, Attempt: u.Attempt, State: wire.StateFailed, Code: wire.FailVerify}); err != nil {
+		t.Fatal(err)
+	}
+	j := f.jobs(task.ID)["d1"]
+	if j.State != ota.JobQueued || j.Attempt != 1 {
+		t.Fatalf("after a failure the job is %s attempt %d, want queued attempt 1", j.State, j.Attempt)
+	}
+	f.clock.Add(61 * time.Second)
+	f.eventually(func() bool { return len(f.down.To("d1")) >= 2 }, "the retry's command")
+	f.upgrade("d1")
+	done := f.waitTask(task.ID, ota.TaskCompleted)
+	if done.Counts[ota.JobSucceeded] != 1 {
+		t.Fatalf("counts %v", done.Counts)
+	}
+}
+
+func TestTimeoutThenAbort(t *testing.T) {
+	f := newFixture(t, 4)
+	f.connect("d1", "d2", "d3", "d4")
+	task := f.task(engine.TaskSpec{Target: ota.Target{All: true},
+		Policy: ota.Policy{Timeout: ota.Duration(10 * time.Minute), MaxConcurrent: 2, AbortFailure: 50, AbortMin: 2}})
+	f.eventually(func() bool {
+		got, _ := f.st.GetTask(f.ctx, task.ID)
+		return got.Counts[ota.JobNotified] == 2
+	}, "two jobs in flight")
+	f.clock.Add(11 * time.Minute)
+	done := f.waitTask(task.ID, ota.TaskAborted)
+	if done.Counts[ota.JobTimedOut] != 2 || done.Counts[ota.JobCancelled] != 2 {
+		t.Fatalf("counts %v, want 2 timed out and 2 cancelled", done.Counts)
+	}
+	f.checkCounts(task.ID)
+}
+
+func TestConcurrencyCapAndPauseResume(t *testing.T) {
+	f := newFixture(t, 5)
+	f.connect("d1", "d2", "d3", "d4", "d5")
+	task := f.task(engine.TaskSpec{Target: ota.Target{All: true}, Policy: ota.Policy{MaxConcurrent: 2}})
+	inFlight := func() int64 {
+		got, _ := f.st.GetTask(f.ctx, task.ID)
+		var n int64
+		for s, k := range got.Counts {
+			if s.InFlight() {
+				n += k
+			}
+		}
+		return n
+	}
+	f.eventually(func() bool { return inFlight() == 2 }, "two jobs in flight")
+	if _, err := f.e.Pause(f.ctx, task.ID); err != nil {
+		t.Fatal(err)
+	}
+	for key, d := range f.devs {
+		if len(f.down.To(key)) > 0 {
+			f.upgrade(d.Key)
+		}
+	}
+	if n := inFlight(); n != 0 {
+		t.Fatalf("%d jobs in flight while paused", n)
+	}
+	if got, _ := f.st.GetTask(f.ctx, task.ID); got.Counts[ota.JobQueued] != 3 {
+		t.Fatalf("paused task started jobs: %v", got.Counts)
+	}
+	if _, err := f.e.Resume(f.ctx, task.ID); err != nil {
+		t.Fatal(err)
+	}
+	f.eventually(func() bool { return inFlight() == 2 }, "two jobs in flight after resume")
+	if _, err := f.e.Cancel(f.ctx, task.ID); err != nil {
+		t.Fatal(err)
+	}
+	done := f.waitTask(task.ID, ota.TaskCancelled)
+	if done.Counts[ota.JobSucceeded] != 2 || done.Counts[ota.JobCancelled] != 3 {
+		t.Fatalf("counts %v, want 2 succeeded 3 cancelled", done.Counts)
+	}
+	f.checkCounts(task.ID)
+}
+
+func TestDoubleTargetingIsRefusedOrSkipped(t *testing.T) {
+	f := newFixture(t, 3)
+	f.task(engine.TaskSpec{Target: ota.Target{Devices: []string{"d1"}}})
+	_, err := f.e.CreateTask(f.ctx, engine.TaskSpec{FirmwareID: f.fw.ID, Mode: ota.ModePush, Target: ota.Target{All: true}})
+	if ota.ErrorCode(err) != ota.ECONFLICT {
+		t.Fatalf("double targeting: %v, want conflict", err)
+	}
+	task := f.task(engine.TaskSpec{Target: ota.Target{All: true, SkipBusy: true}})
+	if task.Total != 2 {
+		t.Fatalf("skip-busy task has %d jobs, want 2", task.Total)
+	}
+}
+
+func TestVerificationGate(t *testing.T) {
+	f := newFixture(t, 3)
+	gated := signed(ota.Firmware{Product: "demo", Module: "default", Version: "1.2.0", Size: 3, SHA256: sha, BlobKey: "k2", VerifyRequired: true})
+	if err := f.st.CreateFirmware(f.ctx, &gated); err != nil {
+		t.Fatal(err)
+	}
+	_, err := f.e.CreateTask(f.ctx, engine.TaskSpec{FirmwareID: gated.ID, Mode: ota.ModePush, Target: ota.Target{All: true}})
+	if ota.ErrorCode(err) != ota.ECONFLICT {
+		t.Fatalf("batch task on unverified firmware: %v, want conflict", err)
+	}
+	f.connect("d1")
+	v := f.task(engine.TaskSpec{FirmwareID: gated.ID, Verification: true, Target: ota.Target{Devices: []string{"d1"}}})
+	f.upgrade("d1")
+	f.waitTask(v.ID, ota.TaskCompleted)
+	fw, err := f.st.GetFirmware(f.ctx, gated.ID)
+	if err != nil || fw.VerifiedBy != v.ID {
+		t.Fatalf("firmware after verification: %+v, %v", fw, err)
+	}
+	batch := f.task(engine.TaskSpec{FirmwareID: gated.ID, Target: ota.Target{All: true}})
+	if batch.Total != 2 {
+		t.Fatalf("batch task has %d jobs, want 2 (d1 runs 1.2.0 already)", batch.Total)
+	}
+}
