@@ -484,3 +484,33 @@ func TestVerificationGate(t *testing.T) {
 		t.Fatalf("batch task has %d jobs, want 2 (d1 runs 1.2.0 already)", batch.Total)
 	}
 }
+
+func TestTimelineAndFailuresFollowTheJobs(t *testing.T) {
+	f := newFixture(t, 3)
+	f.connect("d1", "d2", "d3")
+	task := f.task(engine.TaskSpec{Target: ota.Target{All: true}})
+	f.upgrade("d1")
+	u := f.upgradeOf("d2")
+	if _, err := f.e.Progress(f.ctx, f.devs["d2"], wire.Progress{Job: u.Job, State: wire.StateFailed, Code: wire.FailSignature}); err != nil {
+		t.Fatal(err)
+	}
+	f.upgradeOf("d3")
+	points, err := f.st.TaskTimeline(f.ctx, task.ID, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var started, succeeded, failed int64
+	for _, p := range points {
+		started, succeeded, failed = started+p.Started, succeeded+p.Succeeded, failed+p.Failed
+	}
+	if started != 3 || succeeded != 1 || failed != 1 {
+		t.Fatalf("timeline %+v: started %d succeeded %d failed %d, want 3 1 1", points, started, succeeded, failed)
+	}
+	codes, err := f.st.TaskFailures(f.ctx, task.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(codes) != 1 || codes[0].Code != wire.FailSignature || codes[0].Count != 1 {
+		t.Fatalf("failures %+v", codes)
+	}
+}

@@ -140,3 +140,12 @@ func (d *Duration) UnmarshalText(b []byte) error {
 	*d = Duration(v)
 	return nil
 }
+
+// TimelinePoint is a task's activity in one minute: the picture of a
+// rollout over time.
+type TimelinePoint struct {
+	Minute    time.Time `json:"minute"`
+	Started   int64     `json:"started"`
+	Succeeded int64     `json:"succeeded"`
+	Failed    int64     `json:"failed"`
+}

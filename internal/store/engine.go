@@ -126,6 +126,9 @@ type Rollouts interface {
 	MarkFirmwareVerified(ctx context.Context, firmwareID, taskID int64, at time.Time) error
 	TargetCandidates(ctx context.Context, q TargetQuery) ([]Candidate, error)
 
+	TaskTimeline(ctx context.Context, taskID int64, since time.Time) ([]ota.TimelinePoint, error)
+	TaskFailures(ctx context.Context, taskID int64) ([]FailureCount, error)
+
 	GetJob(ctx context.Context, id int64) (ota.Job, error)
 	ListJobs(ctx context.Context, f JobFilter, page Page) ([]ota.Job, string, error)
 	ActiveJobs(ctx context.Context, deviceIDs []int64) ([]ota.Job, error)

@@ -321,6 +321,7 @@ func (s *sqlStore) Apply(ctx context.Context, c Change) ([]int64, error) {
 	}
 	steps := []func() error{
 		func() error { return applyDeltas(ctx, t, deltas) },
+		func() error { return addMinutes(ctx, t, c.Jobs, conflicts) },
 		func() error { return setPresence(ctx, t, c.Presence) },
 		func() error { return setVersions(ctx, t, c.Versions) },
 		func() error { return updateTasks(ctx, t, c.Tasks) },
@@ -439,4 +440,97 @@ func setVersions(ctx context.Context, t *tx, vs []VersionReport) error {
 		}
 	}
 	return nil
+}
+
+// minuteKey names one task's minute in the timeline.
+type minuteKey struct {
+	task   int64
+	minute time.Time
+}
+
+// addMinutes adds the batch's starts, successes and failures to the tasks'
+// per-minute timeline.
+func addMinutes(ctx context.Context, t *tx, changes []JobChange, conflicts []int64) error {
+	points := map[minuteKey]*ota.TimelinePoint{}
+	for _, c := range changes {
+		o, n := c.Old, c.New
+		if o.State == n.State || slices.Contains(conflicts, n.ID) {
+			continue
+		}
+		k := minuteKey{n.TaskID, n.UpdatedAt.UTC().Truncate(time.Minute)}
+		p := points[k]
+		if p == nil {
+			p = &ota.TimelinePoint{Minute: k.minute}
+			points[k] = p
+		}
+		switch {
+		case o.State == ota.JobQueued && n.State.InFlight():
+			p.Started++
+		case n.State == ota.JobSucceeded:
+			p.Succeeded++
+		case n.State == ota.JobFailed || n.State == ota.JobTimedOut:
+			p.Failed++
+		}
+	}
+	for k, p := range points {
+		if p.Started+p.Succeeded+p.Failed == 0 {
+			continue
+		}
+		_, err := t.ExecContext(ctx, `INSERT INTO task_minutes (task_id, minute, started, succeeded, failed)
+			VALUES ($1, $2, $3, $4, $5) ON CONFLICT (task_id, minute) DO UPDATE SET
+			started = task_minutes.started + excluded.started, succeeded = task_minutes.succeeded + excluded.succeeded,
+			failed = task_minutes.failed + excluded.failed`, k.task, k.minute, p.Started, p.Succeeded, p.Failed)
+		if err != nil {
+			return fmt.Errorf("record task timeline: %w", err)
+		}
+	}
+	return nil
+}
+
+// TaskTimeline returns a task's activity per minute since a time, oldest
+// first (at most a week of minutes).
+func (s *sqlStore) TaskTimeline(ctx context.Context, taskID int64, since time.Time) ([]ota.TimelinePoint, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT minute, started, succeeded, failed FROM task_minutes
+		WHERE task_id = $1 AND minute >= $2 ORDER BY minute LIMIT 10080`, taskID, since.UTC())
+	if err != nil {
+		return nil, fmt.Errorf("task %d timeline: %w", taskID, err)
+	}
+	defer rows.Close()
+	var out []ota.TimelinePoint
+	for rows.Next() {
+		var p ota.TimelinePoint
+		if err := rows.Scan(&p.Minute, &p.Started, &p.Succeeded, &p.Failed); err != nil {
+			return nil, err
+		}
+		p.Minute = p.Minute.UTC()
+		out = append(out, p)
+	}
+	return out, rows.Err()
+}
+
+// FailureCount is how many jobs of a task ended with one failure code.
+type FailureCount struct {
+	Code  string `json:"code"`
+	State string `json:"state"`
+	Count int64  `json:"count"`
+}
+
+// TaskFailures groups a task's failed, timed-out, rejected and cancelled
+// jobs by code, most frequent first.
+func (s *sqlStore) TaskFailures(ctx context.Context, taskID int64) ([]FailureCount, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT code, state, COUNT(*) FROM jobs WHERE task_id = $1
+		AND state IN ('failed', 'timed_out', 'rejected', 'cancelled') GROUP BY code, state ORDER BY COUNT(*) DESC, code`, taskID)
+	if err != nil {
+		return nil, fmt.Errorf("task %d failures: %w", taskID, err)
+	}
+	defer rows.Close()
+	var out []FailureCount
+	for rows.Next() {
+		var f FailureCount
+		if err := rows.Scan(&f.Code, &f.State, &f.Count); err != nil {
+			return nil, err
+		}
+		out = append(out, f)
+	}
+	return out, rows.Err()
 }

@@ -100,6 +100,18 @@ CREATE TABLE task_counts (
     PRIMARY KEY (task_id, phase, state)
 );
 
+-- A task's progress over time: jobs started, succeeded and failed per
+-- minute, written with the job changes, so the console draws a rollout's
+-- curve without reading a million events.
+CREATE TABLE task_minutes (
+    task_id   BIGINT NOT NULL REFERENCES tasks (id) ON DELETE CASCADE,
+    minute    TIMESTAMP NOT NULL,
+    started   BIGINT NOT NULL DEFAULT 0,
+    succeeded BIGINT NOT NULL DEFAULT 0,
+    failed    BIGINT NOT NULL DEFAULT 0,
+    PRIMARY KEY (task_id, minute)
+);
+
 -- jobs.device_id has no foreign key on purpose: a deleted device's history
 -- stays readable under its key.
 CREATE TABLE jobs (
@@ -181,6 +193,7 @@ DROP TABLE settings;
 DROP TABLE tokens;
 DROP TABLE events;
 DROP TABLE jobs;
+DROP TABLE task_minutes;
 DROP TABLE task_counts;
 DROP TABLE tasks;
 DROP TABLE firmware;
