@@ -1,0 +1,115 @@
+package sim
+
+import (
+	"context"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/otter-ota/otter/sdk/device"
+	"github.com/otter-ota/otter/sdk/wire"
+)
+
+// simDevice is one simulated device: the SDK client and an in-memory
+// installer with two slots.
+type simDevice struct {
+	key     string
+	fleet   *Fleet
+	client  *device.Client
+	offline bool
+
+	mu      sync.Mutex
+	rng     *rand.Rand
+	module  string
+	version string // the running version
+	next    string // the version activated for the next boot
+}
+
+var errSimulatedFailure = errors.New("simulated install failure")
+
+// Versions implements device.Installer.
+func (d *simDevice) Versions(context.Context) (map[string]string, error) {
+	return map[string]string{d.module: d.currentVersion()}, nil
+}
+
+func (d *simDevice) currentVersion() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.version
+}
+
+// Write implements device.Installer: the image is read and dropped.
+func (d *simDevice) Write(ctx context.Context, _ wire.Upgrade, image io.Reader) error {
+	_, err := io.Copy(io.Discard, image)
+	return err
+}
+
+// Activate implements device.Installer, taking InstallTime and failing at
+// the configured rate.
+func (d *simDevice) Activate(ctx context.Context, up wire.Upgrade) error {
+	if t := d.fleet.cfg.InstallTime; t > 0 && !sleep(ctx, t) {
+		return ctx.Err()
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.rng.Float64() < d.fleet.cfg.FailRate {
+		return errSimulatedFailure
+	}
+	d.next = up.Version
+	return nil
+}
+
+// Reboot implements device.Installer: the new image runs at once, and the
+// SDK reports it without the program restarting.
+func (d *simDevice) Reboot(context.Context, wire.Upgrade) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.next != "" {
+		d.version, d.next = d.next, ""
+	}
+	return nil
+}
+
+// event keeps the fleet's counters from the SDK's events.
+func (d *simDevice) event(e device.Event) {
+	s := &d.fleet.stats
+	switch e.Kind {
+	case device.EventConnected:
+		s.connected.Add(1)
+	case device.EventDisconnected:
+		s.connected.Add(-1)
+	case device.EventUpgrade:
+		s.upgrading.Add(1)
+	case device.EventSucceeded:
+		s.upgrading.Add(-1)
+		s.succeeded.Add(1)
+	case device.EventFailed, device.EventCancelled:
+		s.upgrading.Add(-1)
+		if e.Kind == device.EventFailed {
+			s.failed.Add(1)
+		}
+	}
+	if f := d.fleet.cfg.OnEvent; f != nil {
+		f(d.key, e)
+	}
+}
+
+// askEvery asks for an upgrade every period, jittered, until ctx ends.
+func (d *simDevice) askEvery(ctx context.Context, period time.Duration) {
+	for {
+		d.mu.Lock()
+		wait := time.Duration(float64(period) * (0.5 + d.rng.Float64()))
+		d.mu.Unlock()
+		if !sleep(ctx, wait) {
+			return
+		}
+		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		_, err := d.client.Request(rctx, d.module)
+		cancel()
+		if err != nil && !errors.Is(err, device.ErrNoUpgrade) && !errors.Is(err, device.ErrBusy) && ctx.Err() == nil {
+			d.fleet.cfg.Logger.Debug("request failed", "device", d.key, "err", err)
+		}
+	}
+}
