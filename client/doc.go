@@ -1,7 +1,7 @@
 // Package client is a Go client for otter's operator REST API (/api/v1).
 //
 // The CLI, the end-to-end tests and any Go program that manages products,
-// devices, firmware, tokens or the event log use it:
+// devices, firmware, upgrade tasks, tokens or the event log use it:
 //
 //	c := client.New("http://localhost:8080", os.Getenv("OTTER_TOKEN"))
 //	p, err := c.CreateProduct(ctx, client.ProductCreate{Key: "demo"})

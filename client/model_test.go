@@ -22,6 +22,11 @@ func TestModelsMirrorDomainTypes(t *testing.T) {
 		{ota.Firmware{}, Firmware{}},
 		{ota.Token{}, Token{}},
 		{ota.Event{}, Event{}},
+		{ota.Task{}, Task{}},
+		{ota.Target{}, Target{}},
+		{ota.Policy{}, Policy{}},
+		{ota.Window{}, Window{}},
+		{ota.Job{}, Job{}},
 	}
 	for _, tt := range tests {
 		name := reflect.TypeOf(tt.model).Name()

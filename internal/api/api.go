@@ -1,5 +1,5 @@
 // Package api serves otter's operator REST API under /api/v1: products,
-// devices, firmware, tokens and events, described by an OpenAPI 3.1
+// devices, firmware, tokens, events, and upgrade tasks and their jobs, described by an OpenAPI 3.1
 // document generated from the Go types. Every error is an RFC 9457 problem
 // with an otter error code; every operation declares the role it needs and
 // one middleware enforces it.
@@ -41,6 +41,10 @@ type Config struct {
 	Metrics prometheus.Registerer
 	// MaxFirmwareSize caps a firmware upload in bytes (0: 2 GiB).
 	MaxFirmwareSize int64
+	// Engine is the rollout engine that creates and changes tasks. Leave it
+	// nil (not a nil pointer in the interface) when this process runs no
+	// engine: task reads still work, task writes answer 503.
+	Engine Engine
 }
 
 // API is the operator REST API.
@@ -48,6 +52,7 @@ type API struct {
 	store       store.Store
 	blobs       blob.Store
 	signer      *signing.Signer
+	engine      Engine
 	log         *slog.Logger
 	maxFirmware int64
 
@@ -63,7 +68,7 @@ func New(cfg Config) (*API, error) {
 		return nil, errors.New("api: Config needs Store, Blobs and Signer")
 	}
 	a := &API{
-		store: cfg.Store, blobs: cfg.Blobs, signer: cfg.Signer,
+		store: cfg.Store, blobs: cfg.Blobs, signer: cfg.Signer, engine: cfg.Engine,
 		log: cfg.Logger, maxFirmware: cfg.MaxFirmwareSize,
 	}
 	if a.log == nil {
@@ -130,6 +135,7 @@ func (a *API) routes() {
 	a.uploadRoutes()
 	a.tokenRoutes()
 	a.eventRoutes()
+	a.taskRoutes()
 	a.router.Get(Prefix+"/openapi.json", a.serveSpec)
 }
 

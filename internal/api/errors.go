@@ -23,7 +23,7 @@ type Problem struct {
 	// Errors lists field errors found by request validation.
 	Errors []*huma.ErrorDetail `json:"errors,omitempty" doc:"Field errors found by request validation."`
 	// Details names the offending items, e.g. conflicting device keys.
-	Details []string `json:"details,omitempty" doc:"The offending items, e.g. conflicting device keys."`
+	Details []string `json:"details,omitempty" doc:"The offending items, e.g. conflicting device keys (at most 1000)."`
 }
 
 // Error implements error.
@@ -37,6 +37,11 @@ func (p *Problem) GetStatus() int { return p.Status }
 func (p *Problem) ContentType(string) string { return problemType }
 
 const problemType = "application/problem+json"
+
+// maxDetails bounds the items a problem lists: a task that would
+// double-target a million devices must not answer with all their keys (the
+// detail message gives the count).
+const maxDetails = 1000
 
 // statusOf is the one place that maps ota error codes to HTTP statuses.
 func statusOf(code string) int {
@@ -107,7 +112,7 @@ func (a *API) problem(ctx context.Context, err error) *Problem {
 	var oe *ota.Error
 	if errors.As(err, &oe) && statusOf(oe.Code) != http.StatusInternalServerError {
 		p := newProblem(statusOf(oe.Code), oe.Code, oe.Message)
-		p.Details = oe.Details
+		p.Details = oe.Details[:min(len(oe.Details), maxDetails)]
 		return p
 	}
 	level := slog.LevelError

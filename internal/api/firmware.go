@@ -31,6 +31,8 @@ func (a *API) firmwareRoutes() {
 	register(a, ota.RoleViewer, huma.Operation{
 		OperationID: "get-firmware", Method: http.MethodGet, Path: Prefix + "/firmware/{id}",
 		Summary: "Get a firmware", Tags: []string{"firmware"},
+		Description: "verify_required: batch tasks may use the firmware only once a verification task on it " +
+			"succeeded; verified_by and verified_at name that task and when it completed (absent while unverified).",
 	}, a.getFirmware)
 	register(a, ota.RoleOperator, huma.Operation{
 		OperationID: "delete-firmware", Method: http.MethodDelete, Path: Prefix + "/firmware/{id}",

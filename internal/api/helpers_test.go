@@ -43,6 +43,7 @@ type envOptions struct {
 	maxFirmware int64
 	server      func(*http.Server)            // e.g. timeouts
 	wrap        func(store.Store) store.Store // what the API sees of the store
+	engine      func(store.Store) api.Engine  // the rollout engine, if any
 }
 
 func newEnvWith(t *testing.T, o envOptions) *env {
@@ -60,7 +61,11 @@ func newEnvWith(t *testing.T, o envOptions) *env {
 	if o.wrap != nil {
 		st = o.wrap(st)
 	}
-	a, err := api.New(api.Config{Store: st, Blobs: blobs, Signer: signer, Metrics: e.reg, MaxFirmwareSize: o.maxFirmware})
+	cfg := api.Config{Store: st, Blobs: blobs, Signer: signer, Metrics: e.reg, MaxFirmwareSize: o.maxFirmware}
+	if o.engine != nil {
+		cfg.Engine = o.engine(e.st)
+	}
+	a, err := api.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -42,6 +42,10 @@ func TestOpenAPIDocument(t *testing.T) {
 		"delete /api/v1/firmware/{id}",
 		"post /api/v1/tokens", "get /api/v1/tokens", "delete /api/v1/tokens/{id}",
 		"get /api/v1/events",
+		"post /api/v1/tasks", "get /api/v1/tasks", "get /api/v1/tasks/{id}", "get /api/v1/tasks/{id}/jobs",
+		"get /api/v1/jobs/{id}", "get /api/v1/products/{product}/devices/{device}/jobs",
+		"post /api/v1/tasks/{id}/pause", "post /api/v1/tasks/{id}/resume", "post /api/v1/tasks/{id}/cancel",
+		"post /api/v1/tasks/{id}/advance", "post /api/v1/tasks/{id}/retry-failed",
 	}
 	for _, r := range routes {
 		method, path, _ := strings.Cut(r, " ")
@@ -62,6 +66,15 @@ func TestOpenAPIDocument(t *testing.T) {
 	}
 	if bytes.Contains(resp.body, []byte("ErrorModel")) {
 		t.Error("the document still refers to huma's ErrorModel")
+	}
+	create := string(doc.Paths["/api/v1/tasks"]["post"])
+	for _, ref := range []string{`"201"`, `#/components/schemas/Task"`, `"200"`, `#/components/schemas/TaskPreview"`} {
+		if !strings.Contains(create, ref) {
+			t.Errorf("create-task does not document %s: %s", ref, create)
+		}
+	}
+	if _, ok := doc.Comps.Schemas["Policy"].Properties["retry_backoff"]; !ok {
+		t.Error("the Policy schema lacks retry_backoff")
 	}
 	if _, ok := doc.Comps.Schemas["Firmware"].Properties["sha256"]; !ok {
 		t.Error("the Firmware schema lacks sha256")

@@ -122,6 +122,8 @@ server through its REST API, with the token given by --token or OTTER_TOKEN.`,
 		a.firmwareCommand(),
 		a.tokenCommand(),
 		a.eventsCommand(),
+		a.taskCommand(),
+		a.simulateCommand(),
 	)
 	return root
 }

@@ -200,6 +200,12 @@ func (w *work) jobMessage(o *deviceOp, in ota.JobInput, to wire.Kind, job string
 	if attempt != 0 && attempt != wireAttempt(*j) {
 		return // a late message about an earlier attempt of a retried job
 	}
+	if j.State == ota.JobCancelled {
+		// Tell the device again: it may have missed the cancel (an HTTP
+		// device hears it only in answers like this one).
+		o.answer = &Answer{Kind: wire.KindUpgrade, Message: wire.CancelUpgrade(job, wireAttempt(*j))}
+		return
+	}
 	w.transition(j.ID, in, "device")
 }
 

@@ -81,6 +81,7 @@ type DeviceCredentials struct {
 // is an internal error.
 type Store interface {
 	Rollouts
+	Stats
 
 	// Ping checks that the database answers (readiness).
 	Ping(ctx context.Context) error

@@ -1,0 +1,269 @@
+package cli_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/otter-ota/otter/internal/api/apitest"
+	"github.com/otter-ota/otter/internal/cli"
+)
+
+// startTaskOtter starts the API with a running rollout engine (server.Start
+// does not run the engine yet), a product demo with devices d1..dN that
+// reported 1.0.0, and firmware 1.1.0; it returns the firmware id.
+func startTaskOtter(t *testing.T, devices int) (*otter, *apitest.Server, string) {
+	t.Helper()
+	s := apitest.Start(t)
+	o := &otter{t: t, url: s.URL, token: s.Token}
+	o.ok("product", "create", "demo")
+	var csv strings.Builder
+	for i := 1; i <= devices; i++ {
+		fmt.Fprintf(&csv, "d%d\n", i)
+	}
+	if r := o.runIn(csv.String(), "device", "import", "demo", "-"); r.code != 0 {
+		t.Fatalf("device import: %s", r)
+	}
+	for i := 1; i <= devices; i++ {
+		s.Report(t, "demo", fmt.Sprintf("d%d", i), "1.0.0")
+	}
+	return o, s, o.firmware("1.1.0")
+}
+
+func (o *otter) firmware(version string, flags ...string) string {
+	o.t.Helper()
+	var fw struct{ ID int64 }
+	args := append([]string{"firmware", "add", "--product", "demo", "--version", version, "-f", "-", "-o", "json"}, flags...)
+	r := o.runIn("image "+version, args...)
+	if r.code != 0 {
+		o.t.Fatalf("firmware add: %s", r)
+	}
+	if err := jsonDecode(r.stdout, &fw); err != nil {
+		o.t.Fatal(err)
+	}
+	return fmt.Sprint(fw.ID)
+}
+
+// task is what the CLI's JSON shows of a task.
+type task struct {
+	ID     int64            `json:"id"`
+	Name   string           `json:"name"`
+	State  string           `json:"state"`
+	Phase  int              `json:"phase"`
+	Total  int64            `json:"total"`
+	Counts map[string]int64 `json:"counts"`
+}
+
+// waitTask polls `task show -o json` until ok holds.
+func (o *otter) waitTask(id int64, ok func(task) bool) task {
+	o.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var got task
+		o.json(&got, "task", "show", fmt.Sprint(id))
+		if ok(got) {
+			return got
+		}
+		if time.Now().After(deadline) {
+			o.t.Fatalf("task %d did not get there: %+v", id, got)
+		}
+		time.Sleep(10 * time.Millisecond) // polling interval
+	}
+}
+
+func TestTaskCommands(t *testing.T) {
+	o, s, fw := startTaskOtter(t, 5)
+
+	out := o.ok("task", "create", "--firmware", fw, "--all", "--phases", "20%,100%", "--dry-run")
+	if !hasField(out, "would target", "5 devices") || !hasField(out, "per phase", "1 (20%): 1, 2 (100%): 4") {
+		t.Errorf("dry run:\n%s", out)
+	}
+	var preview struct {
+		Total   int
+		Devices []string
+	}
+	o.json(&preview, "task", "create", "--firmware", fw, "--all", "--dry-run")
+	if preview.Total != 5 || len(preview.Devices) != 5 {
+		t.Errorf("dry run -o json: %+v", preview)
+	}
+
+	var first task
+	r := o.runIn("# canaries\nd1\nd2,site=x\n", "task", "create", "--firmware", fw, "--devices-file", "-", "--name", "canary", "-o", "json")
+	if err := jsonDecode(r.stdout, &first); err != nil || r.code != 0 || first.ID == 0 || first.Total != 2 || first.Counts == nil {
+		t.Fatalf("task create: %v %+v\n%s", err, first, r)
+	}
+	r = o.fails(1, "(409 conflict)", "task", "create", "--firmware", fw, "--all")
+	if !strings.Contains(r.stderr, "d1") || !strings.Contains(r.stderr, "--skip-busy") {
+		t.Errorf("double-targeting: %s", r)
+	}
+	var rest task
+	o.json(&rest, "task", "create", "--firmware", fw, "--all", "--skip-busy", "--phases", "50%,100%", "--phase-gate", "manual",
+		"--retries", "2", "--retry-backoff", "30s", "--timeout", "10m", "--end", "+1h", "--name", "rest")
+	if rest.Total != 3 || rest.Name != "rest" {
+		t.Errorf("skip-busy task: %+v", rest)
+	}
+
+	var list []task
+	o.json(&list, "task", "list")
+	if len(list) != 2 || list[0].ID != rest.ID {
+		t.Errorf("task list (newest first): %+v", list)
+	}
+	o.json(&list, "task", "list", "--state", "cancelled")
+	if len(list) != 0 {
+		t.Errorf("task list --state cancelled: %+v", list)
+	}
+
+	o.waitTask(rest.ID, func(t task) bool { return t.State == "running" })
+	show := o.ok("task", "show", fmt.Sprint(rest.ID))
+	for _, want := range [][2]string{
+		{"phase", "1 of 2 (50%), manual gate: otter task advance " + fmt.Sprint(rest.ID)},
+		{"target", "all devices; busy devices skipped"}, {"retries", "2, backoff 30s doubling"}, {"timeout", "10m0s per job"},
+		{"progress", "[..............................] 0% succeeded 0/3, failed 0, queued 3"},
+	} {
+		if !hasField(show, want[0], want[1]) {
+			t.Errorf("task show lacks %s: %s:\n%s", want[0], want[1], show)
+		}
+	}
+	testTaskJobs(t, o, s, first.ID)
+	testTaskActions(t, o, rest.ID)
+}
+
+func testTaskJobs(t *testing.T, o *otter, s *apitest.Server, id int64) {
+	var jobs []map[string]any
+	o.json(&jobs, "task", "jobs", fmt.Sprint(id))
+	if len(jobs) != 2 {
+		t.Fatalf("task jobs: %+v", jobs)
+	}
+	for _, j := range jobs {
+		for _, k := range []string{"device", "state", "percent", "attempt", "code", "message", "updated"} {
+			if _, ok := j[k]; !ok {
+				t.Errorf("job %v lacks %s", j, k)
+			}
+		}
+	}
+	s.Report(t, "demo", "d1", "1.1.0")
+	done := o.waitTask(id, func(t task) bool { return t.Counts["succeeded"] == 1 })
+	if done.Counts["queued"]+done.Counts["notified"] != 1 {
+		t.Errorf("counts: %v", done.Counts)
+	}
+	o.json(&jobs, "task", "jobs", fmt.Sprint(id), "--state", "succeeded")
+	if len(jobs) != 1 || jobs[0]["device"] != "d1" || jobs[0]["percent"] != 100.0 {
+		t.Errorf("task jobs --state succeeded: %+v", jobs)
+	}
+	o.json(&jobs, "task", "jobs", fmt.Sprint(id), "--limit", "1")
+	if len(jobs) != 1 {
+		t.Errorf("task jobs --limit 1: %+v", jobs)
+	}
+	table := o.ok("task", "jobs", fmt.Sprint(id))
+	if !regexp.MustCompile(`(?m)^ID +DEVICE +STATE +PERCENT +ATTEMPT +CODE +MESSAGE +UPDATED\n\d+ +d1 +succeeded +100% `).MatchString(table) {
+		t.Errorf("task jobs table:\n%s", table)
+	}
+}
+
+func testTaskActions(t *testing.T, o *otter, id int64) {
+	n := fmt.Sprint(id)
+	steps := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"pause", n}, "task " + n + " is paused, phase 1 of 2 (50%), manual gate"},
+		{[]string{"advance", n}, "task " + n + " is paused, phase 2 of 2 (100%)\n"},
+		{[]string{"resume", n}, "task " + n + " is running, phase 2 of 2 (100%)\n"},
+		{[]string{"retry-failed", n}, "requeued 0 jobs of task " + n + " (running)\n"},
+		{[]string{"cancel", n}, "task " + n + " is cancelled, phase 2 of 2 (100%)\n"},
+	}
+	for _, st := range steps {
+		if out := o.ok(append([]string{"task"}, st.args...)...); !strings.HasPrefix(out, st.want) {
+			t.Errorf("task %s = %q, want %q", strings.Join(st.args, " "), out, st.want)
+		}
+	}
+	o.fails(1, "(409 conflict)", "task", "advance", n)
+	var got task
+	o.json(&got, "task", "show", n)
+	if got.State != "cancelled" || got.Counts["cancelled"] != 3 {
+		t.Errorf("after cancel: %+v", got)
+	}
+	out := o.ok("task", "watch", n)
+	if !regexp.MustCompile(`^\S+Z task ` + n + ` cancelled, phase 2 of 2 \(100%\): \[\.+\] 0% succeeded 0/3, failed 0, cancelled 3\n$`).MatchString(out) {
+		t.Errorf("task watch on an ended task:\n%q", out)
+	}
+	if out := o.ok("task", "list", "--state", "cancelled"); !strings.Contains(out, "rest") || !strings.HasPrefix(out, "ID ") {
+		t.Errorf("task list table:\n%s", out)
+	}
+}
+
+func TestTaskVerifyAndWatch(t *testing.T) {
+	o, s, _ := startTaskOtter(t, 3)
+	fw := o.firmware("2.0.0", "--verify-required")
+	o.fails(1, "must be verified before batch use", "task", "create", "--firmware", fw, "--all")
+	var v task
+	o.json(&v, "task", "create", "--firmware", fw, "--verify", "--devices", "d1")
+	o.waitTask(v.ID, func(t task) bool { return t.State == "running" })
+
+	informed := make(chan error, 1)
+	go func() { informed <- s.Inform(t.Context(), "demo", "d1", "2.0.0") }()
+	out := o.ok("task", "watch", fmt.Sprint(v.ID))
+	if err := <-informed; err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if last := lines[len(lines)-1]; !strings.Contains(last, "completed (every job succeeded: the firmware is verified)") &&
+		!strings.Contains(last, "completed: [##############################] 100% succeeded 1/1") {
+		t.Errorf("task watch:\n%s", out)
+	}
+	if len(slices.Compact(lines)) != len(lines) {
+		t.Errorf("task watch repeated a line:\n%s", out)
+	}
+	if show := o.ok("firmware", "get", fw); !hasField(show, "verified", fmt.Sprintf("yes (task %d)", v.ID)) {
+		t.Errorf("firmware get after verification:\n%s", show)
+	}
+	var batch task
+	o.json(&batch, "task", "create", "--firmware", fw, "--all")
+	if batch.Total != 2 {
+		t.Errorf("batch task after verification: %+v", batch)
+	}
+}
+
+func TestTaskUsageErrors(t *testing.T) {
+	o, _, fw := startTaskOtter(t, 1)
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"task", "create", "--all"}, "--firmware is required"},
+		{[]string{"task", "create", "--firmware", fw}, "choose the devices"},
+		{[]string{"task", "create", "--firmware", fw, "--all", "--phases", "10%,5%"}, "--phases"},
+		{[]string{"task", "create", "--firmware", fw, "--all", "--end", "+0s"}, "is in the past"},
+		{[]string{"task", "create", "--firmware", fw, "--all", "--start", "soon"}, `--start "soon"`},
+		{[]string{"task", "show", "x"}, `task id "x": want a positive number`},
+		{[]string{"task", "list", "--state", "done"}, `--state "done": want one of scheduled, running`},
+		{[]string{"task", "jobs", "1", "--state", "finished"}, `--state "finished": want one of queued`},
+		{[]string{"task", "pause"}, "missing ID"},
+		{[]string{"task"}, "missing command: one of advance, cancel, create, jobs, list, pause, resume, retry-failed, show, watch"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			if r := o.run(tt.args...); r.code != cli.ExitUsage || !strings.Contains(r.stderr, tt.want) {
+				t.Errorf("want exit 2 and %q; got %s", tt.want, r)
+			}
+		})
+	}
+	o.fails(1, "(404 not_found)", "task", "show", "999")
+	o.fails(1, "(404 not_found)", "task", "jobs", "999")
+	o.fails(1, "(404 not_found)", "task", "create", "--firmware", "999", "--all")
+	if out := o.ok("task", "list", "-o", "json"); out != "[]\n" {
+		t.Errorf("no tasks: %q", out)
+	}
+}
+
+func jsonDecode(s string, v any) error { return json.Unmarshal([]byte(s), v) }
+
+// hasField reports whether out has the line "name: value" of a shown
+// object, whatever the alignment.
+func hasField(out, name, value string) bool {
+	return regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + `: +` + regexp.QuoteMeta(value) + `$`).MatchString(out)
+}

@@ -1,0 +1,286 @@
+package cli
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/otter-ota/otter/client"
+	"github.com/otter-ota/otter/internal/ota"
+)
+
+// taskFlags are the flags of `task create` as typed, before parsing.
+type taskFlags struct {
+	firmware     int64
+	name         string
+	mode         string
+	verify       bool
+	dryRun       bool
+	devices      []string
+	devicesFile  string
+	all          bool
+	tags         []string
+	fromVersions []string
+	percent      string
+	dynamic      bool
+	skipBusy     bool
+
+	start, end      string
+	window, tz      string
+	rate            int
+	rateGrowth      float64
+	rateGrowthEvery int
+	maxConcurrent   int
+	phases          string
+	phaseSuccess    string
+	phaseGate       string
+	retries         int
+	retryBackoff    string
+	retryOn         []string
+	timeout         string
+	abortFailure    string
+	abortMin        int
+	confirm         bool
+}
+
+// keyReader opens a --devices-file ("-" is standard input).
+type keyReader func(name string) (io.ReadCloser, error)
+
+// spec turns the flags into a task creation body. Mistakes are usage
+// errors, found before anything is sent: the policy is checked by the same
+// domain rules the server applies.
+func (f *taskFlags) spec(now time.Time, open keyReader) (client.TaskCreate, error) {
+	if f.firmware <= 0 {
+		return client.TaskCreate{}, usageErrorf("--firmware is required: the id of the firmware to install (otter firmware list)")
+	}
+	mode, err := parseMode(f.mode)
+	if err != nil {
+		return client.TaskCreate{}, err
+	}
+	target, err := f.target(open)
+	if err != nil {
+		return client.TaskCreate{}, err
+	}
+	policy, err := f.policy(now)
+	if err != nil {
+		return client.TaskCreate{}, err
+	}
+	return client.TaskCreate{
+		Name: f.name, FirmwareID: f.firmware, Mode: mode, Verification: f.verify, Target: target, Policy: policy,
+	}, nil
+}
+
+func parseMode(s string) (client.Mode, error) {
+	switch m := client.Mode(s); m {
+	case client.ModePush, client.ModeRequest:
+		return m, nil
+	}
+	return "", usageErrorf("--mode %q: want push or request", s)
+}
+
+func (f *taskFlags) target(open keyReader) (client.Target, error) {
+	t := client.Target{All: f.all, FromVersions: f.fromVersions, Dynamic: f.dynamic, SkipBusy: f.skipBusy}
+	if len(f.devices) > 0 && f.devicesFile != "" {
+		return t, usageErrorf("--devices and --devices-file cannot be combined: give the devices one way")
+	}
+	if len(f.devices) == 0 && f.devicesFile == "" && !f.all && len(f.tags) == 0 && len(f.fromVersions) == 0 {
+		return t, usageErrorf("choose the devices: --devices, --devices-file, --all, --tags or --from-versions")
+	}
+	var err error
+	if t.Devices, err = f.deviceKeys(open); err != nil {
+		return t, err
+	}
+	if len(f.tags) > 0 {
+		if t.Tags, err = parsePairs("--tags", f.tags); err != nil {
+			return t, err
+		}
+	}
+	if f.percent != "" {
+		if t.Percent, err = ota.ParsePercent(f.percent); err != nil {
+			return t, usageErrorf("--percent: %s", ota.ErrorMessage(err))
+		}
+	}
+	return t, nil
+}
+
+func (f *taskFlags) deviceKeys(open keyReader) ([]string, error) {
+	if f.devicesFile == "" {
+		return checkKeys("--devices", f.devices)
+	}
+	r, err := open(f.devicesFile)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	return readKeys(r, f.devicesFile)
+}
+
+// checkKeys refuses empty and repeated keys in --devices, which the server
+// would refuse less precisely.
+func checkKeys(flag string, keys []string) ([]string, error) {
+	seen := make(map[string]bool, len(keys))
+	for i, k := range keys {
+		switch {
+		case strings.TrimSpace(k) == "":
+			return nil, usageErrorf("%s: device %d is empty (a stray comma?)", flag, i+1)
+		case seen[k]:
+			return nil, usageErrorf("%s: device %q is listed twice", flag, k)
+		}
+		seen[k] = true
+	}
+	return keys, nil
+}
+
+// readKeys reads a devices file: one key per line, blank lines and #
+// comments ignored; anything after a comma is ignored, so the CSV file of
+// `device import` works as it is.
+func readKeys(r io.Reader, name string) ([]string, error) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	var keys []string
+	seen := map[string]int{}
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		key, _, _ := strings.Cut(line, ",")
+		key = strings.TrimSpace(key)
+		if first, dup := seen[key]; dup {
+			return nil, usageErrorf("--devices-file %s: line %d repeats device %q of line %d", name, n, key, first)
+		}
+		seen[key] = n
+		keys = append(keys, key)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("read --devices-file %s: %w", name, err)
+	}
+	if len(keys) == 0 {
+		return nil, usageErrorf("--devices-file %s lists no device", name)
+	}
+	return keys, nil
+}
+
+// policy parses the policy flags into the domain's Policy, checks it with
+// Policy.Validate, and converts it to the client's model.
+func (f *taskFlags) policy(now time.Time) (client.Policy, error) {
+	p := ota.Policy{
+		Rate: f.rate, RateGrowth: f.rateGrowth, RateGrowthEvery: f.rateGrowthEvery, MaxConcurrent: f.maxConcurrent,
+		PhaseGate: f.phaseGate, Retries: f.retries, RetryOn: f.retryOn, AbortMin: f.abortMin, Confirm: f.confirm,
+	}
+	for _, parse := range []func(*ota.Policy, time.Time) error{f.schedule, f.percents, f.durations} {
+		if err := parse(&p, now); err != nil {
+			return client.Policy{}, err
+		}
+	}
+	if err := p.Validate(); err != nil {
+		return client.Policy{}, usageErrorf("%s", ota.ErrorMessage(err))
+	}
+	return toClientPolicy(p)
+}
+
+func (f *taskFlags) schedule(p *ota.Policy, now time.Time) error {
+	var err error
+	if p.Start, err = parseWhen("--start", f.start, now); err != nil {
+		return err
+	}
+	if p.End, err = parseWhen("--end", f.end, now); err != nil {
+		return err
+	}
+	if p.End != nil && !p.End.After(now) {
+		return usageErrorf("--end %s is in the past", formatTime(*p.End))
+	}
+	if f.tz != "" && f.window == "" {
+		return usageErrorf("--tz needs --window: it is the time zone of the daily window")
+	}
+	if f.window != "" {
+		w, err := ota.ParseWindow(f.window, f.tz)
+		if err != nil {
+			return usageErrorf("--window: %s", ota.ErrorMessage(err))
+		}
+		p.Window = &w
+	}
+	return nil
+}
+
+func (f *taskFlags) percents(p *ota.Policy, _ time.Time) error {
+	var err error
+	if f.phases != "" {
+		if p.Phases, err = ota.ParsePhases(f.phases); err != nil {
+			return usageErrorf("--phases: %s", ota.ErrorMessage(err))
+		}
+	}
+	if p.PhaseSuccess, err = optPercent("--phase-success", f.phaseSuccess); err != nil {
+		return err
+	}
+	p.AbortFailure, err = optPercent("--abort-failure", f.abortFailure)
+	return err
+}
+
+func optPercent(flag, s string) (float64, error) {
+	if s == "" {
+		return 0, nil
+	}
+	v, err := ota.ParsePercent(s)
+	if err != nil {
+		return 0, usageErrorf("%s: %s", flag, ota.ErrorMessage(err))
+	}
+	return v, nil
+}
+
+func (f *taskFlags) durations(p *ota.Policy, _ time.Time) error {
+	var err error
+	if p.RetryBackoff, err = optDuration("--retry-backoff", f.retryBackoff); err != nil {
+		return err
+	}
+	p.Timeout, err = optDuration("--timeout", f.timeout)
+	return err
+}
+
+func optDuration(flag, s string) (ota.Duration, error) {
+	if s == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, usageErrorf("%s %q: want a duration such as 30s, 10m or 1h30m", flag, s)
+	}
+	return ota.Duration(d), nil
+}
+
+// toClientPolicy converts through JSON: the client's models mirror the
+// domain's JSON field for field (TestModelsMirrorDomainTypes).
+func toClientPolicy(p ota.Policy) (client.Policy, error) {
+	var out client.Policy
+	b, err := json.Marshal(p)
+	if err != nil {
+		return out, fmt.Errorf("encode the policy: %w", err)
+	}
+	if err := json.Unmarshal(b, &out); err != nil {
+		return out, fmt.Errorf("decode the policy: %w", err)
+	}
+	return out, nil
+}
+
+// parseWhen reads --start or --end: an RFC 3339 time, "now", or a delay
+// from now such as +10m, +2h or +1d.
+func parseWhen(flag, s string, now time.Time) (*time.Time, error) {
+	if s == "" {
+		return nil, nil
+	}
+	if s == "now" {
+		return &now, nil
+	}
+	if delay, ok := strings.CutPrefix(s, "+"); ok {
+		if d, ok := parseAge(delay); ok {
+			t := now.Add(d)
+			return &t, nil
+		}
+	} else if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return &t, nil
+	}
+	return nil, usageErrorf("%s %q: want a time such as 2026-01-02T15:04:05Z, now, or a delay from now such as +10m, +2h or +1d", flag, s)
+}

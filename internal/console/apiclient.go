@@ -1,0 +1,88 @@
+package console
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net/http"
+
+	"github.com/otter-ota/otter/client"
+	"github.com/otter-ota/otter/internal/ota"
+)
+
+// handlerTransport serves a client's requests with an http.Handler in the
+// same process: the console is a client of the REST API without a network
+// hop, so it inherits the API's validation, role checks and events.
+type handlerTransport struct{ h http.Handler }
+
+// RoundTrip implements http.RoundTripper. The request body is handed to the
+// handler as it is, so a streamed body (a CSV import) stays streamed; the
+// answer, small JSON, is buffered.
+func (t handlerTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	in := req.Clone(req.Context())
+	if in.Body == nil {
+		in.Body = http.NoBody
+	}
+	in.RequestURI = in.URL.RequestURI()
+	in.RemoteAddr = "127.0.0.1:0"
+	rec := &recorder{header: http.Header{}}
+	t.h.ServeHTTP(rec, in)
+	if rec.status == 0 {
+		rec.status = http.StatusOK
+	}
+	return &http.Response{
+		Status: http.StatusText(rec.status), StatusCode: rec.status,
+		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: rec.header, Body: io.NopCloser(&rec.body), ContentLength: int64(rec.body.Len()),
+		Request: req,
+	}, nil
+}
+
+// recorder is the http.ResponseWriter of an in-process API call.
+type recorder struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func (r *recorder) Header() http.Header { return r.header }
+
+func (r *recorder) WriteHeader(status int) {
+	if r.status == 0 {
+		r.status = status
+	}
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	return r.body.Write(b)
+}
+
+// statusOf maps an error to the status of the page that reports it.
+func statusOf(err error) int {
+	var ce *client.Error
+	if errors.As(err, &ce) && ce.Status >= 400 {
+		return ce.Status
+	}
+	switch ota.ErrorCode(err) {
+	case ota.EINVALID:
+		return http.StatusBadRequest
+	case ota.ENOTFOUND:
+		return http.StatusNotFound
+	case ota.ECONFLICT:
+		return http.StatusConflict
+	case ota.EUNAUTHORIZED:
+		return http.StatusUnauthorized
+	case ota.EFORBIDDEN:
+		return http.StatusForbidden
+	case ota.ETOOLARGE:
+		return http.StatusRequestEntityTooLarge
+	case ota.EMISMATCH:
+		return http.StatusUnprocessableEntity
+	case ota.EUNAVAILABLE:
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
+}

@@ -1,0 +1,269 @@
+package console
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/otter-ota/otter/internal/ota"
+	"github.com/otter-ota/otter/internal/store"
+)
+
+// taskPage is the data of a task's page; Live is the part that htmx
+// refreshes every two seconds while the task has not ended.
+type taskPage struct {
+	base
+	Task     ota.Task
+	Firmware ota.Firmware
+	Filter   *form
+	Live     *taskLive
+}
+
+// taskLive is everything on a task's page that changes as it runs.
+type taskLive struct {
+	Task      taskRow
+	CanAct    bool
+	CSRF      string
+	Phases    []phaseRow
+	Timeline  timeline
+	Failures  []store.FailureCount
+	Jobs      []ota.Job
+	Pager     pager
+	Notice    string
+	ActionErr string
+	PollEvery string
+	query     url.Values
+}
+
+// phaseRow is one phase of a task: its share of the target and its counts.
+type phaseRow struct {
+	Index     int
+	Percent   float64
+	Jobs      int64
+	Succeeded int64
+	Failed    int64
+	Current   bool
+	Released  bool
+}
+
+// pollEvery is how often a task's page refreshes its live part.
+const pollEvery = "2s"
+
+func (c *Console) task(w http.ResponseWriter, r *http.Request, s *session) error {
+	return c.showTask(w, r, s, http.StatusOK, "", "")
+}
+
+func (c *Console) showTask(w http.ResponseWriter, r *http.Request, s *session, status int, notice, actionErr string) error {
+	ctx := r.Context()
+	live, err := c.loadLive(r, s)
+	if err != nil {
+		return err
+	}
+	live.Notice, live.ActionErr = notice, actionErr
+	fw, err := c.store.GetFirmware(ctx, live.Task.FirmwareID)
+	if err != nil && ota.ErrorCode(err) != ota.ENOTFOUND {
+		return err
+	}
+	t := live.Task.Task
+	data := &taskPage{
+		base: c.base(s, taskTitle(t)+" · Tasks", "tasks"), Task: t, Firmware: fw,
+		Filter: newForm(r.URL.Query()), Live: live,
+	}
+	c.render(w, r, status, "task", data)
+	return nil
+}
+
+func taskTitle(t ota.Task) string {
+	if t.Name != "" {
+		return fmt.Sprintf("Task %d: %s", t.ID, t.Name)
+	}
+	return fmt.Sprintf("Task %d", t.ID)
+}
+
+// loadLive reads the live part of a task page.
+func (c *Console) loadLive(r *http.Request, s *session) (*taskLive, error) {
+	ctx := r.Context()
+	id, err := pathID(r, "id", "task")
+	if err != nil {
+		return nil, err
+	}
+	t, err := c.store.GetTask(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	live := &taskLive{Task: newTaskRow(t), CanAct: s.can(ota.RoleOperator), CSRF: s.CSRF, PollEvery: pollEvery, query: jobQuery(r)}
+	if live.Phases, err = c.phaseRows(ctx, t); err != nil {
+		return nil, err
+	}
+	if live.Timeline, err = c.timelineOf(ctx, t); err != nil {
+		return nil, err
+	}
+	if live.Failures, err = c.store.TaskFailures(ctx, id); err != nil {
+		return nil, err
+	}
+	return live, c.jobPage(r, t.ID, live)
+}
+
+// jobQuery is the part of a task page's query that the live part, the
+// buttons and the pager keep: the job table's filter and page.
+func jobQuery(r *http.Request) url.Values {
+	q := url.Values{}
+	for _, k := range []string{"state", "after"} {
+		if v := r.URL.Query().Get(k); v != "" {
+			q.Set(k, v)
+		}
+	}
+	return q
+}
+
+// link returns path with the job table's query.
+func (l *taskLive) link(path string) string {
+	if len(l.query) == 0 {
+		return path
+	}
+	return path + "?" + l.query.Encode()
+}
+
+// LiveURL is where the live part polls.
+func (l *taskLive) LiveURL() string { return l.link(taskURL(l.Task.ID) + "/live") }
+
+// Action is where a button posts.
+func (l *taskLive) Action(name string) string { return l.link(taskURL(l.Task.ID) + "/" + name) }
+
+// Polling reports whether the page should keep refreshing: until the task
+// has ended.
+func (l *taskLive) Polling() bool { return !l.Task.State.Terminal() }
+
+func (c *Console) jobPage(r *http.Request, taskID int64, live *taskLive) error {
+	filter := store.JobFilter{TaskID: taskID}
+	if st := ota.JobState(r.URL.Query().Get("state")); st != "" {
+		if !st.Valid() {
+			return ota.Errorf(ota.EINVALID, "there is no job state %q: choose one from the list", clip(string(st)))
+		}
+		filter.States = []ota.JobState{st}
+	}
+	jobs, next, err := c.store.ListJobs(r.Context(), filter, pageOf(r, pageSize))
+	if err != nil {
+		return err
+	}
+	live.Jobs = jobs
+	live.Pager = pagerAt(taskURL(taskID), live.query, next)
+	return nil
+}
+
+func (c *Console) phaseRows(ctx context.Context, t ota.Task) ([]phaseRow, error) {
+	if len(t.Policy.Phases) == 0 {
+		return nil, nil
+	}
+	counts, err := c.store.TaskPhaseCounts(ctx, t.ID)
+	if err != nil {
+		return nil, err
+	}
+	rows := make([]phaseRow, len(t.Policy.Phases))
+	for i, pct := range t.Policy.Phases {
+		row := phaseRow{Index: i + 1, Percent: pct, Current: i == t.Phase, Released: i <= t.Phase}
+		for st, n := range counts[i] {
+			row.Jobs += n
+			switch st {
+			case ota.JobSucceeded:
+				row.Succeeded += n
+			case ota.JobFailed, ota.JobTimedOut:
+				row.Failed += n
+			}
+		}
+		rows[i] = row
+	}
+	return rows, nil
+}
+
+// timelineWindow is the longest stretch of a task's history the chart
+// shows: the store keeps a week of minutes per read.
+const timelineWindow = 7 * 24 * time.Hour
+
+func (c *Console) timelineOf(ctx context.Context, t ota.Task) (timeline, error) {
+	start := t.CreatedAt
+	if t.StartedAt != nil {
+		start = *t.StartedAt
+	}
+	end := c.now()
+	if t.EndedAt != nil {
+		end = *t.EndedAt
+	}
+	start = maxTime(start, end.Add(-timelineWindow))
+	points, err := c.store.TaskTimeline(ctx, t.ID, start.Truncate(time.Minute))
+	if err != nil {
+		return timeline{}, err
+	}
+	return newTimeline(points, start, end), nil
+}
+
+// taskLiveFragment answers the poll with the live part only.
+func (c *Console) taskLiveFragment(w http.ResponseWriter, r *http.Request, s *session) error {
+	live, err := c.loadLive(r, s)
+	if err != nil {
+		return err
+	}
+	c.fragment(w, r, "task", "live", live)
+	return nil
+}
+
+// taskActions are the operator's buttons on a task.
+var taskActions = map[string]func(c *Console, ctx context.Context, id int64) (string, error){
+	"pause": func(c *Console, ctx context.Context, id int64) (string, error) {
+		_, err := c.engine.Pause(ctx, id)
+		return "Task paused: no new job starts; jobs in flight go on.", err
+	},
+	"resume": func(c *Console, ctx context.Context, id int64) (string, error) {
+		_, err := c.engine.Resume(ctx, id)
+		return "Task resumed.", err
+	},
+	"cancel": func(c *Console, ctx context.Context, id int64) (string, error) {
+		_, err := c.engine.Cancel(ctx, id)
+		return "Task cancelled: queued jobs were cancelled.", err
+	},
+	"advance": func(c *Console, ctx context.Context, id int64) (string, error) {
+		t, err := c.engine.Advance(ctx, id)
+		return fmt.Sprintf("Phase %d released.", t.Phase+1), err
+	},
+	"retry": func(c *Console, ctx context.Context, id int64) (string, error) {
+		_, n, err := c.engine.RetryFailed(ctx, id)
+		return fmt.Sprintf("%d failed or timed-out jobs queued again.", n), err
+	},
+}
+
+// taskAction runs an operator's button. To htmx it answers the live part
+// with the outcome next to the buttons; to a plain form post, the page.
+func (c *Console) taskAction(w http.ResponseWriter, r *http.Request, s *session) error {
+	id, err := pathID(r, "id", "task")
+	if err != nil {
+		return err
+	}
+	act, ok := taskActions[r.PathValue("action")]
+	if !ok {
+		return notFoundf("there is no task action %q: use pause, resume, cancel, advance or retry", clip(r.PathValue("action")))
+	}
+	notice, err := act(c, r.Context(), id)
+	actionErr := ""
+	if err != nil {
+		notice, actionErr = "", messageOf(err)
+	}
+	if !isHTMX(r) {
+		status := http.StatusOK
+		if err != nil {
+			status = statusOf(err)
+		}
+		return c.showTask(w, r, s, status, notice, actionErr)
+	}
+	live, lerr := c.loadLive(r, s)
+	if lerr != nil {
+		return lerr
+	}
+	live.Notice, live.ActionErr = notice, actionErr
+	c.fragment(w, r, "task", "live", live)
+	return nil
+}
+
+func taskURL(id int64) string { return "/tasks/" + strconv.FormatInt(id, 10) }

@@ -1,0 +1,134 @@
+package devicehttp
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/otter-ota/otter/internal/credential"
+	"github.com/otter-ota/otter/internal/engine"
+	"github.com/otter-ota/otter/internal/ota"
+	"github.com/otter-ota/otter/internal/store"
+	"github.com/otter-ota/otter/sdk/wire"
+)
+
+// Defaults of the credential cache.
+const (
+	// DefaultCredentialTTL is how long a device's credentials are trusted
+	// from memory. A rotated or deleted secret keeps working on the HTTP
+	// API (and its download URLs keep naming an existing device) for at
+	// most this long.
+	DefaultCredentialTTL = 30 * time.Second
+	// DefaultCredentialCacheSize bounds the devices whose credentials are
+	// held in memory.
+	DefaultCredentialCacheSize = 100_000
+	// recheckAfter is how old a cached entry must be before a failed login
+	// reads the store again: a device that just got a new secret, or was
+	// just registered, is let in within this time, while a device with a
+	// wrong secret costs at most one read per this time.
+	recheckAfter = 5 * time.Second
+)
+
+// errUnauthorized is a refused login; the message is what the device sees.
+var errUnauthorized = &wire.Error{Code: wire.CodeUnauthorized,
+	Message: "unknown device or wrong secret: send HTTP Basic auth with user {product}/{device} and the device secret"}
+
+// credCache keeps device credentials in memory for a short time, so that a
+// polling fleet does not read the database at every request. Unknown
+// devices are cached too, so that a flood of bad logins costs no reads.
+type credCache struct {
+	st   Store
+	ttl  time.Duration
+	max  int
+	now  func() time.Time
+	hits func(hit bool)
+
+	mu sync.Mutex
+	m  map[string]credEntry
+}
+
+type credEntry struct {
+	creds store.DeviceCredentials
+	found bool
+	at    time.Time
+}
+
+func newCredCache(st Store, ttl time.Duration, max int, now func() time.Time, hits func(bool)) *credCache {
+	return &credCache{st: st, ttl: ttl, max: max, now: now, hits: hits, m: make(map[string]credEntry)}
+}
+
+// authenticate checks a device's secret and returns the device. A refusal
+// is errUnauthorized; a store that fails is any other error.
+func (c *credCache) authenticate(ctx context.Context, product, key, secret string) (engine.Device, error) {
+	e, cached, err := c.entry(ctx, product, key)
+	if err != nil {
+		return engine.Device{}, err
+	}
+	ok := e.found && credential.Equal(e.creds.SecretHash, secret)
+	if !ok && cached && c.now().Sub(e.at) >= recheckAfter {
+		if e, err = c.fetch(ctx, product, key); err != nil {
+			return engine.Device{}, err
+		}
+		ok = e.found && credential.Equal(e.creds.SecretHash, secret)
+	}
+	if !ok {
+		return engine.Device{}, errUnauthorized
+	}
+	return engine.Device{ID: e.creds.DeviceID, Product: product, Key: key}, nil
+}
+
+// exists reports whether a device exists, from the cache when it can.
+func (c *credCache) exists(ctx context.Context, product, key string) (bool, error) {
+	e, _, err := c.entry(ctx, product, key)
+	return e.found, err
+}
+
+// entry returns the cached entry of a device, or reads it; cached says
+// which.
+func (c *credCache) entry(ctx context.Context, product, key string) (credEntry, bool, error) {
+	c.mu.Lock()
+	e, ok := c.m[wire.Username(product, key)]
+	c.mu.Unlock()
+	if ok && c.now().Sub(e.at) < c.ttl {
+		c.hits(true)
+		return e, true, nil
+	}
+	c.hits(false)
+	e, err := c.fetch(ctx, product, key)
+	return e, false, err
+}
+
+// fetch reads a device's credentials from the store and caches them.
+func (c *credCache) fetch(ctx context.Context, product, key string) (credEntry, error) {
+	creds, err := c.st.Credentials(ctx, product, key)
+	if err != nil && ota.ErrorCode(err) != ota.ENOTFOUND {
+		return credEntry{}, err
+	}
+	e := credEntry{creds: creds, found: err == nil, at: c.now()}
+	c.put(wire.Username(product, key), e)
+	return e, nil
+}
+
+func (c *credCache) put(name string, e credEntry) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.m[name]; !ok && len(c.m) >= c.max {
+		c.evict()
+	}
+	c.m[name] = e
+}
+
+// evict frees a tenth of the cache. Map order is random, so the victims
+// are random: cheaper than an LRU list and as good for a cache whose
+// entries all live for one short TTL. Each call costs O(max/10) and runs
+// once per max/10 insertions, so an insertion costs O(1) on average.
+func (c *credCache) evict() {
+	want := max(c.max/10, 1)
+	for name := range c.m {
+		if want == 0 {
+			return
+		}
+		delete(c.m, name)
+		want--
+	}
+}

@@ -1,0 +1,211 @@
+package devicehttp
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/otter-ota/otter/internal/ota"
+)
+
+// downloadRetryAfter is the Retry-After, in seconds, of a download refused
+// because too many are being served.
+const downloadRetryAfter = 30
+
+// download serves GET and HEAD /dl/{id}: a firmware file, to the holder of
+// a valid signed URL, with Range, If-Range and ETag support. Errors are
+// short plain-text answers: devices only read the status.
+//
+//	401 the token is missing or garbled
+//	403 the signature does not match, the URL expired, or the device it was
+//	    made for no longer exists
+//	404 the firmware was deleted
+//	429 too many downloads at once (Retry-After)
+//	503 the store failed (Retry-After)
+func (h *Handler) download(w http.ResponseWriter, r *http.Request) {
+	cw := &countingWriter{ResponseWriter: w, bytes: h.metrics.bytes}
+	h.serveDownload(cw, r)
+	h.metrics.downloads.WithLabelValues(strconv.Itoa(cw.statusCode())).Inc()
+}
+
+func (h *Handler) serveDownload(w *countingWriter, r *http.Request) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil || id <= 0 {
+		plainError(w, http.StatusNotFound, "no such firmware: the path is /dl/{firmware id}")
+		return
+	}
+	g, err := h.cfg.Signer.Verify(id, r.URL.RawQuery)
+	switch {
+	case errors.Is(err, ErrNoToken):
+		plainError(w, http.StatusUnauthorized, err.Error())
+		return
+	case err != nil:
+		plainError(w, http.StatusForbidden, err.Error())
+		return
+	}
+	if !acquire(h.dlSlots) {
+		w.Header().Set("Retry-After", strconv.Itoa(downloadRetryAfter))
+		plainError(w, http.StatusTooManyRequests, "too many downloads at once: try again after Retry-After seconds")
+		return
+	}
+	defer release(h.dlSlots)
+	h.metrics.dlInFlight.Inc()
+	defer h.metrics.dlInFlight.Dec()
+	fw, ok := h.grantedFirmware(w, r, g)
+	if ok {
+		h.serveFile(w, r, g, fw)
+	}
+}
+
+// grantedFirmware loads the firmware of a valid grant and checks that the
+// grant still holds; it answers the request itself when not.
+//
+// The device named in the URL must still exist, which the credential cache
+// answers cheaply. Its secret is not checked: the URL is the credential,
+// so a device whose secret was rotated keeps a working URL until it
+// expires (at most the URL TTL), as anyone it gave the URL to does.
+func (h *Handler) grantedFirmware(w http.ResponseWriter, r *http.Request, g Grant) (ota.Firmware, bool) {
+	fw, err := h.cfg.Store.GetFirmware(r.Context(), g.FirmwareID)
+	if ota.ErrorCode(err) == ota.ENOTFOUND {
+		plainError(w, http.StatusNotFound, fmt.Sprintf("firmware %d no longer exists", g.FirmwareID))
+		return fw, false
+	}
+	if err != nil {
+		h.unavailable(w, "read firmware", err)
+		return fw, false
+	}
+	if fw.Product != g.Product {
+		plainError(w, http.StatusForbidden, "the download URL is not valid for this firmware")
+		return fw, false
+	}
+	exists, err := h.creds.exists(r.Context(), g.Product, g.Device)
+	if err != nil {
+		h.unavailable(w, "read device credentials", err)
+		return fw, false
+	}
+	if !exists {
+		plainError(w, http.StatusForbidden, "the device this download URL was made for no longer exists")
+		return fw, false
+	}
+	return fw, true
+}
+
+// serveFile streams the firmware's file with http.ServeContent.
+func (h *Handler) serveFile(w *countingWriter, r *http.Request, g Grant, fw ota.Firmware) {
+	obj, err := h.cfg.Blobs.Open(r.Context(), fw.BlobKey)
+	if ota.ErrorCode(err) == ota.ENOTFOUND {
+		h.log.Error("devicehttp: firmware file missing from the blob store", "firmware", fw.ID, "key", fw.BlobKey)
+		plainError(w, http.StatusNotFound, fmt.Sprintf("the file of firmware %d is missing", fw.ID))
+		return
+	}
+	if err != nil {
+		h.unavailable(w, "open firmware file", err)
+		return
+	}
+	defer obj.Close()
+	if obj.Size != fw.Size {
+		h.log.Error("devicehttp: firmware file has the wrong size", "firmware", fw.ID, "size", obj.Size, "want", fw.Size)
+		plainError(w, http.StatusInternalServerError, "the firmware file is damaged on the server")
+		return
+	}
+	hd := w.Header()
+	hd.Set("Content-Type", "application/octet-stream")
+	hd.Set("Content-Disposition", `attachment; filename="`+fileName(fw)+`"`)
+	hd.Set("ETag", `"sha256-`+fw.SHA256+`"`)
+	maxAge := max(int64(g.Expires.Sub(h.cfg.Now())/time.Second), 0)
+	hd.Set("Cache-Control", "private, max-age="+strconv.FormatInt(maxAge, 10))
+	// A large image over a slow link takes longer than any sensible server
+	// write timeout; the device's own stall detection ends a dead transfer.
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Time{})
+	w.counting = true
+	http.ServeContent(w, r, "", fw.CreatedAt, obj.Content)
+}
+
+func (h *Handler) unavailable(w http.ResponseWriter, what string, err error) {
+	h.logErrors.Do(func() { h.log.Warn("devicehttp: download failed", "step", what, "err", err) })
+	w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds))
+	plainError(w, http.StatusServiceUnavailable, "the server cannot serve the file now: try again after Retry-After seconds")
+}
+
+// fileName is "{product}-{module}-{version}.bin" with anything unusual in
+// the version (quotes, slashes, non-ASCII) replaced by '_'.
+func fileName(fw ota.Firmware) string {
+	safe := func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune(".+-_", r) {
+			return r
+		}
+		return '_'
+	}
+	return strings.Map(safe, fw.Product+"-"+fw.Module+"-"+fw.Version) + ".bin"
+}
+
+// countingWriter counts the firmware bytes sent and remembers the status.
+// It implements io.ReaderFrom by delegating, so that the server still sends
+// an *os.File with sendfile: a plain wrapper would hide the underlying
+// ReadFrom and make every byte pass through user space.
+type countingWriter struct {
+	http.ResponseWriter
+	bytes    prometheus.Counter
+	status   int
+	counting bool // set once the file is being served
+}
+
+// WriteHeader records the status.
+func (c *countingWriter) WriteHeader(code int) {
+	if c.status == 0 {
+		c.status = code
+	}
+	c.ResponseWriter.WriteHeader(code)
+}
+
+// Write counts what is written.
+func (c *countingWriter) Write(b []byte) (int, error) {
+	if c.status == 0 {
+		c.status = http.StatusOK
+	}
+	n, err := c.ResponseWriter.Write(b)
+	c.count(int64(n))
+	return n, err
+}
+
+// ReadFrom hands src to the underlying writer's ReadFrom (sendfile).
+func (c *countingWriter) ReadFrom(src io.Reader) (int64, error) {
+	if c.status == 0 {
+		c.status = http.StatusOK
+	}
+	var n int64
+	var err error
+	if rf, ok := c.ResponseWriter.(io.ReaderFrom); ok {
+		n, err = rf.ReadFrom(src)
+	} else {
+		n, err = io.Copy(writerOnly{c.ResponseWriter}, src)
+	}
+	c.count(n)
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach the server's writer.
+func (c *countingWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }
+
+func (c *countingWriter) count(n int64) {
+	if c.counting && n > 0 {
+		c.bytes.Add(float64(n))
+	}
+}
+
+func (c *countingWriter) statusCode() int {
+	if c.status == 0 {
+		return http.StatusOK
+	}
+	return c.status
+}
+
+// writerOnly hides every method but Write, so io.Copy cannot loop back
+// into ReadFrom.
+type writerOnly struct{ io.Writer }

@@ -1,0 +1,230 @@
+package devicehttp_test
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/otter-ota/otter/internal/credential"
+	"github.com/otter-ota/otter/internal/devicehttp"
+	"github.com/otter-ota/otter/internal/ota"
+	"github.com/otter-ota/otter/internal/store"
+)
+
+func TestDownloadRefusals(t *testing.T) {
+	f := newFixture(t)
+	good := f.signer.DownloadURL("demo", "d1", f.fw.ID)
+	query := good[strings.IndexByte(good, '?'):]
+	// A firmware deleted after its URL was made.
+	gone := f.firmware("demo", "1.2.0", []byte("soon gone"))
+	goneURL := f.signer.DownloadURL("demo", "d1", gone.ID)
+	if err := f.st.DeleteFirmware(f.ctx, gone.ID); err != nil {
+		t.Fatal(err)
+	}
+	// Another product's firmware, with a URL naming a demo device.
+	if err := f.st.CreateProduct(f.ctx, &ota.Product{Key: "other"}); err != nil {
+		t.Fatal(err)
+	}
+	foreign := f.firmware("other", "9.0.0", []byte("not for demo"))
+	// A device deleted after its URL was made.
+	if _, err := f.st.CreateDevices(f.ctx, []store.NewDevice{{Product: "demo", Key: "d9", SecretHash: credential.Hash("x")}}); err != nil {
+		t.Fatal(err)
+	}
+	deletedURL := f.signer.DownloadURL("demo", "d9", f.fw.ID)
+	if err := f.st.DeleteDevice(f.ctx, "demo", "d9"); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name   string
+		method string
+		url    string
+		want   int
+	}{
+		{"no token", http.MethodGet, f.url + "/dl/" + strconv.FormatInt(f.fw.ID, 10), http.StatusUnauthorized},
+		{"garbled token", http.MethodGet, f.url + "/dl/" + strconv.FormatInt(f.fw.ID, 10) + "?d=demo/d1&e=x&s=y", http.StatusUnauthorized},
+		{"other firmware id", http.MethodGet, f.url + "/dl/" + strconv.FormatInt(f.fw.ID+100, 10) + query, http.StatusForbidden},
+		{"tampered device", http.MethodGet, strings.Replace(good, "d=demo/d1", "d=demo/d2", 1), http.StatusForbidden},
+		{"foreign firmware", http.MethodGet, f.signer.DownloadURL("demo", "d1", foreign.ID), http.StatusForbidden},
+		{"deleted device", http.MethodGet, deletedURL, http.StatusForbidden},
+		{"deleted firmware", http.MethodGet, goneURL, http.StatusNotFound},
+		{"id not a number", http.MethodGet, f.url + "/dl/abc" + query, http.StatusNotFound},
+		{"nested path", http.MethodGet, f.url + "/dl/1/2" + query, http.StatusNotFound},
+		{"POST", http.MethodPost, good, http.StatusMethodNotAllowed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := f.get(tt.method, tt.url)
+			if r.status != tt.want {
+				t.Fatalf("HTTP %d %s, want %d", r.status, r.body, tt.want)
+			}
+			if ct := r.header.Get("Content-Type"); !strings.HasPrefix(ct, "text/plain") || len(r.body) == 0 {
+				t.Fatalf("refusal has Content-Type %q and body %q; want a short text", ct, r.body)
+			}
+			if cc := r.header.Get("Cache-Control"); cc != "no-store" {
+				t.Fatalf("refusal has Cache-Control %q", cc)
+			}
+		})
+	}
+	f.waitCounter(2, "otter_download_requests_total", "status", "401")
+	f.waitCounter(4, "otter_download_requests_total", "status", "403")
+}
+
+// An expired URL is refused even though everything else holds.
+func TestDownloadExpiredURL(t *testing.T) {
+	f := newFixture(t)
+	u := f.signer.DownloadURL("demo", "d1", f.fw.ID)
+	f.clock.Add(2 * time.Hour) // the fixture's TTL is one hour
+	if r := f.get(http.MethodGet, u); r.status != http.StatusForbidden || !strings.Contains(string(r.body), "expired") {
+		t.Fatalf("HTTP %d %s, want 403 expired", r.status, r.body)
+	}
+}
+
+func TestDownloadWholeFile(t *testing.T) {
+	f := newFixture(t)
+	r := f.get(http.MethodGet, f.signer.DownloadURL("demo", "d1", f.fw.ID))
+	if r.status != http.StatusOK {
+		t.Fatalf("HTTP %d %s", r.status, r.body)
+	}
+	equalBytes(t, "body", r.body, f.file)
+	want := map[string]string{
+		"Content-Type":        "application/octet-stream",
+		"Content-Disposition": `attachment; filename="demo-default-1.1.0.bin"`,
+		"ETag":                `"sha256-` + f.fw.SHA256 + `"`,
+		"Accept-Ranges":       "bytes",
+		"Content-Length":      strconv.Itoa(len(f.file)),
+		"Last-Modified":       f.fw.CreatedAt.UTC().Format(http.TimeFormat),
+	}
+	for k, v := range want {
+		if got := r.header.Get(k); got != v {
+			t.Errorf("%s: %q, want %q", k, got, v)
+		}
+	}
+	cc := r.header.Get("Cache-Control")
+	age, err := strconv.Atoi(strings.TrimPrefix(cc, "private, max-age="))
+	if err != nil || age < 3600-5 || age > 3600+600 {
+		t.Errorf("Cache-Control %q, want private with the URL's remaining life", cc)
+	}
+	f.waitCounter(float64(len(f.file)), "otter_download_bytes_total")
+	f.waitCounter(1, "otter_download_requests_total", "status", "200")
+}
+
+// A download cut in the middle resumes with Range and If-Range, and the
+// two parts make the exact file.
+func TestDownloadResumes(t *testing.T) {
+	f := newFixture(t)
+	u := f.signer.DownloadURL("demo", "d1", f.fw.ID)
+	half := len(f.file) / 2
+	first := f.open(u)
+	etag := first.Header.Get("ETag")
+	rest := f.get(http.MethodGet, u, "Range", "bytes="+strconv.Itoa(half)+"-", "If-Range", etag)
+	if rest.status != http.StatusPartialContent {
+		t.Fatalf("resume: HTTP %d, want 206", rest.status)
+	}
+	wantRange := "bytes " + strconv.Itoa(half) + "-" + strconv.Itoa(len(f.file)-1) + "/" + strconv.Itoa(len(f.file))
+	if cr := rest.header.Get("Content-Range"); cr != wantRange {
+		t.Fatalf("Content-Range %q, want %q", cr, wantRange)
+	}
+	got, err := io.ReadAll(io.LimitReader(first.Body, int64(half)))
+	first.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	equalBytes(t, "resumed file", append(got, rest.body...), f.file)
+	// A stale ETag means the file changed: the whole file comes again.
+	again := f.get(http.MethodGet, u, "Range", "bytes="+strconv.Itoa(half)+"-", "If-Range", `"sha256-0000"`)
+	if again.status != http.StatusOK {
+		t.Fatalf("stale If-Range: HTTP %d, want 200", again.status)
+	}
+	equalBytes(t, "stale If-Range body", again.body, f.file)
+	f.waitCounter(1, "otter_download_requests_total", "status", "206")
+}
+
+// open starts a download and returns the response, of which the caller
+// reads a part before closing it: a link that breaks.
+func (f *fixture) open(u string) *http.Response {
+	f.t.Helper()
+	req, err := http.NewRequestWithContext(f.ctx, http.MethodGet, u, nil)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("ETag") == "" {
+		f.t.Fatalf("first try: HTTP %d, ETag %q", resp.StatusCode, resp.Header.Get("ETag"))
+	}
+	return resp
+}
+
+func TestDownloadHead(t *testing.T) {
+	f := newFixture(t)
+	r := f.get(http.MethodHead, f.signer.DownloadURL("demo", "d1", f.fw.ID))
+	if r.status != http.StatusOK || len(r.body) != 0 {
+		t.Fatalf("HEAD: HTTP %d with %d body bytes", r.status, len(r.body))
+	}
+	if cl := r.header.Get("Content-Length"); cl != strconv.Itoa(len(f.file)) {
+		t.Fatalf("HEAD Content-Length %q, want %d", cl, len(f.file))
+	}
+	if r.header.Get("ETag") == "" {
+		t.Fatal("HEAD has no ETag")
+	}
+	if n := f.counter("otter_download_bytes_total"); n != 0 {
+		t.Fatalf("HEAD counted %v bytes", n)
+	}
+}
+
+func TestDownloadLimit(t *testing.T) {
+	f := newFixture(t, func(c *devicehttp.Config) { c.MaxDownloads = 1 })
+	// Far larger than the loopback socket buffers: while the client reads
+	// nothing, the handler stays in ServeContent and holds the one slot.
+	big := f.firmware("demo", "2.0.0", make([]byte, 64<<20))
+	u := f.signer.DownloadURL("demo", "d1", big.ID)
+	held := f.open(u)
+	defer held.Body.Close()
+	eventually(t, func() bool { return f.counter("otter_downloads_in_flight") == 1 }, "the first download to be served")
+	r := f.get(http.MethodGet, u)
+	if r.status != http.StatusTooManyRequests || r.header.Get("Retry-After") == "" {
+		t.Fatalf("second download: HTTP %d Retry-After %q, want 429 with Retry-After", r.status, r.header.Get("Retry-After"))
+	}
+}
+
+// recorder is a ResponseWriter with ReadFrom, like the server's: it
+// records what ReadFrom is handed.
+type recorder struct {
+	*httptest.ResponseRecorder
+	src io.Reader
+}
+
+func (r *recorder) ReadFrom(src io.Reader) (int64, error) {
+	r.src = src
+	return io.Copy(r.ResponseRecorder, src)
+}
+
+// The byte-counting wrapper must hand the file to the server's ReadFrom,
+// where net/http uses sendfile for an *os.File under an io.LimitedReader.
+func TestDownloadKeepsSendfile(t *testing.T) {
+	f := newFixture(t)
+	rec := &recorder{ResponseRecorder: httptest.NewRecorder()}
+	req := httptest.NewRequest(http.MethodGet, f.signer.DownloadURL("demo", "d1", f.fw.ID), nil)
+	f.h.Routes().ServeHTTP(rec, req)
+	if rec.Code != http.StatusOK {
+		t.Fatalf("HTTP %d", rec.Code)
+	}
+	lr, ok := rec.src.(*io.LimitedReader)
+	if !ok {
+		t.Fatalf("ReadFrom got %T, want *io.LimitedReader", rec.src)
+	}
+	if _, ok := lr.R.(*os.File); !ok {
+		t.Fatalf("ReadFrom got a LimitedReader over %T, want *os.File", lr.R)
+	}
+	equalBytes(t, "body", rec.Body.Bytes(), f.file)
+	if n := f.counter("otter_download_bytes_total"); n != float64(len(f.file)) {
+		t.Errorf("bytes counted %v, want %d", n, len(f.file))
+	}
+}

@@ -1,0 +1,195 @@
+// Package devicehttp is otter's device-facing HTTP: the device API for
+// devices that cannot hold an MQTT connection (/device/v1/..., see
+// sdk/wire/http.go) and firmware downloads from signed, short-lived URLs
+// (/dl/{id}). It is apart from the operator API because its callers, its
+// authentication (device secrets, URL signatures) and its load (a whole
+// fleet polling) differ; a concurrency limit keeps that load from starving
+// the operator API that shares the listener.
+package devicehttp
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
+
+	"github.com/otter-ota/otter/internal/blob"
+	"github.com/otter-ota/otter/internal/engine"
+	"github.com/otter-ota/otter/internal/ota"
+	"github.com/otter-ota/otter/internal/store"
+	"github.com/otter-ota/otter/sdk/wire"
+)
+
+// Devices is what the device API needs from the rollout engine: its device
+// methods. The engine stores a message before it returns; an error means
+// the message was not stored; a nil *engine.Answer means nothing to say.
+type Devices interface {
+	Inform(ctx context.Context, d engine.Device, m wire.Inform) (*engine.Answer, error)
+	Request(ctx context.Context, d engine.Device, m wire.Request) (*engine.Answer, error)
+	Confirm(ctx context.Context, d engine.Device, m wire.Confirm) (*engine.Answer, error)
+	Progress(ctx context.Context, d engine.Device, m wire.Progress) (*engine.Answer, error)
+	Poll(ctx context.Context, d engine.Device) (*engine.Answer, error)
+}
+
+// Store is what the handler reads from persistence; store.Store has it.
+type Store interface {
+	// Credentials answers an *ota.Error of code ENOTFOUND for an unknown
+	// device.
+	Credentials(ctx context.Context, product, key string) (store.DeviceCredentials, error)
+	GetFirmware(ctx context.Context, id int64) (ota.Firmware, error)
+}
+
+// Defaults of Config.
+const (
+	// DefaultMaxInFlight bounds the device API requests handled at once.
+	DefaultMaxInFlight = 256
+	// DefaultCallTimeout bounds one engine call.
+	DefaultCallTimeout = 10 * time.Second
+	// DefaultBodyTimeout bounds the time a device may take to send a
+	// request body, so that a slow sender cannot hold a slot for long.
+	DefaultBodyTimeout = 10 * time.Second
+	// retryAfterSeconds is the Retry-After of 429 and 503 answers.
+	retryAfterSeconds = 5
+)
+
+// Config wires a Handler. Store, Blobs, Devices and Signer are required.
+type Config struct {
+	Store   Store
+	Blobs   blob.Store
+	Devices Devices
+	// Signer checks download URLs; the engine must make them with the same
+	// signer (or one with the same key).
+	Signer *URLSigner
+	// Logger receives errors of the server; nil discards them.
+	Logger *slog.Logger
+	// Metrics receives the handler's metrics; nil keeps them private.
+	Metrics prometheus.Registerer
+	// MaxInFlight bounds the device API requests handled at once; more
+	// are answered 429 with Retry-After. 0 means DefaultMaxInFlight.
+	MaxInFlight int
+	// MaxDownloads bounds the downloads served at once (429 beyond);
+	// 0 means no limit.
+	MaxDownloads int
+	// CredentialTTL and CredentialCacheSize tune the credential cache;
+	// 0 means DefaultCredentialTTL and DefaultCredentialCacheSize.
+	CredentialTTL       time.Duration
+	CredentialCacheSize int
+	// CallTimeout bounds one engine call; 0 means DefaultCallTimeout.
+	CallTimeout time.Duration
+	// BodyTimeout bounds reading one request body; 0 means
+	// DefaultBodyTimeout.
+	BodyTimeout time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Handler serves the device API and firmware downloads.
+type Handler struct {
+	cfg       Config
+	log       *slog.Logger
+	metrics   *metrics
+	creds     *credCache
+	slots     chan struct{}   // device API requests in flight
+	dlSlots   chan struct{}   // downloads in flight; nil: no limit
+	logErrors *rate.Sometimes // server errors are logged at most once a second
+}
+
+// New checks cfg and returns a Handler.
+func New(cfg Config) (*Handler, error) {
+	if cfg.Store == nil || cfg.Blobs == nil || cfg.Devices == nil || cfg.Signer == nil {
+		return nil, errors.New("devicehttp: Config needs Store, Blobs, Devices and Signer")
+	}
+	cfg = withDefaults(cfg)
+	m, err := newMetrics(cfg.Metrics)
+	if err != nil {
+		return nil, err
+	}
+	h := &Handler{
+		cfg: cfg, log: cfg.Logger, metrics: m,
+		creds:     newCredCache(cfg.Store, cfg.CredentialTTL, cfg.CredentialCacheSize, cfg.Now, m.credLookup),
+		slots:     make(chan struct{}, cfg.MaxInFlight),
+		logErrors: &rate.Sometimes{Interval: time.Second},
+	}
+	if cfg.MaxDownloads > 0 {
+		h.dlSlots = make(chan struct{}, cfg.MaxDownloads)
+	}
+	return h, nil
+}
+
+func withDefaults(cfg Config) Config {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.MaxInFlight <= 0 {
+		cfg.MaxInFlight = DefaultMaxInFlight
+	}
+	if cfg.CredentialTTL <= 0 {
+		cfg.CredentialTTL = DefaultCredentialTTL
+	}
+	if cfg.CredentialCacheSize <= 0 {
+		cfg.CredentialCacheSize = DefaultCredentialCacheSize
+	}
+	if cfg.CallTimeout <= 0 {
+		cfg.CallTimeout = DefaultCallTimeout
+	}
+	if cfg.BodyTimeout <= 0 {
+		cfg.BodyTimeout = DefaultBodyTimeout
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return cfg
+}
+
+// Routes returns the handler of /dl/ and /device/v1/; mount it at the root
+// of the HTTP listener. Other paths answer 404.
+func (h *Handler) Routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+downloadPrefix+"{id}", h.download) // GET patterns take HEAD too
+	mux.HandleFunc(downloadPrefix+"{id}", notAllowed("GET, HEAD"))
+	mux.HandleFunc(downloadPrefix, func(w http.ResponseWriter, _ *http.Request) {
+		plainError(w, http.StatusNotFound, "no such download: the path is /dl/{firmware id}")
+	})
+	for _, e := range h.endpoints() {
+		mux.Handle(e.method+" "+wire.HTTPPath(e.kind), h.deviceCall(e))
+		mux.Handle(wire.HTTPPath(e.kind), h.wrongMethod(e))
+	}
+	mux.Handle(wire.HTTPPrefix, h.unknownPath())
+	return mux
+}
+
+func notAllowed(allow string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", allow)
+		plainError(w, http.StatusMethodNotAllowed, "method "+r.Method+" is not allowed here; use "+allow)
+	}
+}
+
+// plainError writes a short text answer that must not be cached.
+func plainError(w http.ResponseWriter, status int, msg string) {
+	w.Header().Set("Cache-Control", "no-store")
+	http.Error(w, msg, status)
+}
+
+// acquire takes a slot of sem without waiting; a nil sem has no limit.
+func acquire(sem chan struct{}) bool {
+	if sem == nil {
+		return true
+	}
+	select {
+	case sem <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+func release(sem chan struct{}) {
+	if sem != nil {
+		<-sem
+	}
+}

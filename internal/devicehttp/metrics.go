@@ -1,0 +1,70 @@
+package devicehttp
+
+import (
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics of the device HTTP interface. Labels are kinds and statuses,
+// never devices or firmware, so the number of series stays fixed.
+type metrics struct {
+	requests    *prometheus.CounterVec   // kind, status
+	duration    *prometheus.HistogramVec // kind
+	inFlight    prometheus.Gauge
+	downloads   *prometheus.CounterVec // status: 200/206 are downloads started
+	bytes       prometheus.Counter
+	dlInFlight  prometheus.Gauge
+	credLookups *prometheus.CounterVec // result: hit, miss
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "otter_device_http_requests_total",
+			Help: "Device HTTP API requests by message kind (upgrade: polls) and status.",
+		}, []string{"kind", "status"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "otter_device_http_request_duration_seconds",
+			Help:    "Device HTTP API request duration by message kind.",
+			Buckets: prometheus.DefBuckets,
+		}, []string{"kind"}),
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "otter_device_http_in_flight",
+			Help: "Device HTTP API requests being handled.",
+		}),
+		downloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "otter_download_requests_total",
+			Help: "Firmware download requests by status; 200 and 206 are downloads started, 401 and 403 refused URLs.",
+		}, []string{"status"}),
+		bytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "otter_download_bytes_total",
+			Help: "Firmware bytes sent to devices.",
+		}),
+		dlInFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "otter_downloads_in_flight",
+			Help: "Firmware downloads being served.",
+		}),
+		credLookups: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "otter_device_credential_lookups_total",
+			Help: "Device credential lookups of the HTTP interface, answered from memory (hit) or the store (miss).",
+		}, []string{"result"}),
+	}
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.inFlight, m.downloads, m.bytes, m.dlInFlight, m.credLookups} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("devicehttp: register metrics (one handler per registry): %w", err)
+		}
+	}
+	return m, nil
+}
+
+func (m *metrics) credLookup(hit bool) {
+	if hit {
+		m.credLookups.WithLabelValues("hit").Inc()
+	} else {
+		m.credLookups.WithLabelValues("miss").Inc()
+	}
+}

@@ -1,0 +1,188 @@
+package devicehttp
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/otter-ota/otter/sdk/wire"
+)
+
+// Defaults of a URLSigner.
+const (
+	// DefaultURLTTL is how long a download URL stays valid when the signer
+	// is given no TTL: long enough for a slow link to fetch and resume a
+	// large image, short enough that a leaked URL soon stops working.
+	DefaultURLTTL = 24 * time.Hour
+	// KeySetting is the store setting that holds the HMAC key of download
+	// URLs, shared by every replica.
+	KeySetting = "download_url_key"
+	// KeySize is the length of the HMAC key in bytes.
+	KeySize = 32
+	// expiryStep is what expiries are rounded up to, so that the URL of
+	// one device and firmware stays the same for a while (a resent command
+	// carries the same URL, and caches see one object).
+	expiryStep = 10 * time.Minute
+	// downloadPrefix is the path under which files are served.
+	downloadPrefix = "/dl/"
+)
+
+// Token errors. A missing or garbled token is ErrNoToken (HTTP 401); one
+// that parses but does not hold is ErrBadToken (HTTP 403).
+var (
+	ErrNoToken  = errors.New("the download URL lacks a valid token")
+	ErrBadToken = errors.New("the download URL is not valid")
+)
+
+// URLSigner makes and checks short-lived signed download URLs. A URL names
+// the firmware, the device it was made for and its expiry, and carries an
+// HMAC-SHA256 over them, so any replica that shares the key can check it
+// without a database read. It implements the engine's URLSigner.
+type URLSigner struct {
+	base string
+	key  []byte
+	ttl  time.Duration
+	now  func() time.Time
+}
+
+// NewURLSigner returns a signer for URLs under base, the public URL at which
+// devices reach the HTTP listener (e.g. "http://10.0.0.5:8080", with an
+// optional path prefix). key must be KeySize bytes; ttl 0 means
+// DefaultURLTTL; now nil means time.Now.
+func NewURLSigner(base string, key []byte, ttl time.Duration, now func() time.Time) (*URLSigner, error) {
+	u, err := url.Parse(base)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		return nil, fmt.Errorf("devicehttp: public URL %q must be an absolute http or https URL without query, e.g. http://10.0.0.5:8080", base)
+	}
+	if len(key) != KeySize {
+		return nil, fmt.Errorf("devicehttp: download URL key is %d bytes; want %d", len(key), KeySize)
+	}
+	if ttl < 0 {
+		return nil, fmt.Errorf("devicehttp: download URL lifetime %s is negative", ttl)
+	}
+	if ttl == 0 {
+		ttl = DefaultURLTTL
+	}
+	if now == nil {
+		now = time.Now
+	}
+	return &URLSigner{base: strings.TrimRight(base, "/"), key: append([]byte(nil), key...), ttl: ttl, now: now}, nil
+}
+
+// Grant is what a valid download URL allows: one device to fetch one
+// firmware until Expires.
+type Grant struct {
+	Product    string
+	Device     string
+	FirmwareID int64
+	Expires    time.Time
+}
+
+// DownloadURL returns the URL from which the device downloads the firmware:
+// {base}/dl/{id}?d={product}/{device}&e={expiry}&s={signature}.
+func (s *URLSigner) DownloadURL(product, device string, firmwareID int64) string {
+	g := Grant{Product: product, Device: device, FirmwareID: firmwareID, Expires: s.expiry()}
+	return s.base + downloadPrefix + strconv.FormatInt(firmwareID, 10) +
+		"?d=" + url.QueryEscape(product) + "/" + url.QueryEscape(device) +
+		"&e=" + strconv.FormatInt(g.Expires.Unix(), 10) +
+		"&s=" + base64.RawURLEncoding.EncodeToString(s.mac(g))
+}
+
+// expiry is now plus the TTL, rounded up to the next step: never shorter
+// than the TTL, and the same for every URL made within one step.
+func (s *URLSigner) expiry() time.Time {
+	step := max(min(expiryStep, s.ttl), time.Second)
+	end := s.now().Add(s.ttl)
+	rounded := end.Truncate(step)
+	if rounded.Before(end) {
+		rounded = rounded.Add(step)
+	}
+	return rounded
+}
+
+// mac is HMAC-SHA256 over "v1|product|device|id|expiry". Keys cannot
+// contain '|', so the fields cannot be shifted into one another.
+func (s *URLSigner) mac(g Grant) []byte {
+	h := hmac.New(sha256.New, s.key)
+	fmt.Fprintf(h, "v1|%s|%s|%d|%d", g.Product, g.Device, g.FirmwareID, g.Expires.Unix())
+	return h.Sum(nil)
+}
+
+// Verify checks the token of a download request for firmware id (the path
+// element) with query rawQuery. It answers ErrNoToken when the token is
+// missing or garbled, and ErrBadToken when its signature does not match or
+// it has expired.
+func (s *URLSigner) Verify(firmwareID int64, rawQuery string) (Grant, error) {
+	g, sig, err := parseToken(firmwareID, rawQuery)
+	if err != nil {
+		return Grant{}, err
+	}
+	if !hmac.Equal(sig, s.mac(g)) { // constant time
+		return Grant{}, fmt.Errorf("%w: the signature does not match this firmware and device", ErrBadToken)
+	}
+	if !s.now().Before(g.Expires) {
+		return Grant{}, fmt.Errorf("%w: it expired at %s", ErrBadToken, g.Expires.UTC().Format(time.RFC3339))
+	}
+	return g, nil
+}
+
+// parseToken reads the d, e and s parameters of a download URL; each must
+// appear exactly once.
+func parseToken(firmwareID int64, rawQuery string) (Grant, []byte, error) {
+	q, err := url.ParseQuery(rawQuery)
+	if err != nil {
+		return Grant{}, nil, fmt.Errorf("%w: the query does not parse", ErrNoToken)
+	}
+	var v [3]string
+	for i, name := range []string{"d", "e", "s"} {
+		if len(q[name]) != 1 {
+			return Grant{}, nil, fmt.Errorf("%w: parameter %q must appear once", ErrNoToken, name)
+		}
+		v[i] = q[name][0]
+	}
+	product, device, err := wire.ParseUsername(v[0])
+	if err != nil {
+		return Grant{}, nil, fmt.Errorf("%w: parameter \"d\" must be {product}/{device}", ErrNoToken)
+	}
+	exp, err := strconv.ParseInt(v[1], 10, 64)
+	if err != nil || exp <= 0 {
+		return Grant{}, nil, fmt.Errorf("%w: parameter \"e\" must be a Unix time", ErrNoToken)
+	}
+	sig, err := base64.RawURLEncoding.DecodeString(v[2])
+	if err != nil || len(sig) != sha256.Size {
+		return Grant{}, nil, fmt.Errorf("%w: parameter \"s\" must be a base64url HMAC-SHA256", ErrNoToken)
+	}
+	return Grant{Product: product, Device: device, FirmwareID: firmwareID, Expires: time.Unix(exp, 0)}, sig, nil
+}
+
+// Settings is the part of the store LoadKey uses.
+type Settings interface {
+	InitSetting(ctx context.Context, key, value string) (string, error)
+}
+
+// LoadKey returns the HMAC key of download URLs from the store setting
+// KeySetting, creating a random one at first start. Replicas that start
+// together all get the first one's key: InitSetting never overwrites.
+func LoadKey(ctx context.Context, st Settings) ([]byte, error) {
+	fresh := make([]byte, KeySize)
+	if _, err := rand.Read(fresh); err != nil {
+		return nil, fmt.Errorf("devicehttp: make a download URL key: %w", err)
+	}
+	stored, err := st.InitSetting(ctx, KeySetting, base64.StdEncoding.EncodeToString(fresh))
+	if err != nil {
+		return nil, fmt.Errorf("devicehttp: load the download URL key: %w", err)
+	}
+	key, err := base64.StdEncoding.DecodeString(stored)
+	if err != nil || len(key) != KeySize {
+		return nil, fmt.Errorf("devicehttp: setting %q is not a base64 %d-byte key; delete it to make a new one (outstanding download URLs then stop working)", KeySetting, KeySize)
+	}
+	return key, nil
+}
