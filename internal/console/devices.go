@@ -21,6 +21,8 @@ type secretPage struct {
 	base
 	Product string
 	Devices []client.ImportedDevice
+	// Shown is the first devices, listed as a table.
+	Shown []client.ImportedDevice
 	// Lines is the devices as "key,secret" lines, ready to copy.
 	Lines string
 	Why   string
@@ -44,10 +46,13 @@ func (c *Console) createDevice(w http.ResponseWriter, r *http.Request, s *sessio
 }
 
 func (c *Console) showSecrets(w http.ResponseWriter, r *http.Request, s *session, product, why string, devs []client.ImportedDevice) {
-	data := &secretPage{base: c.base(s, "Device secrets · "+product, "products"), Product: product, Devices: devs, Why: why}
+	data := &secretPage{base: c.base(s, "Device secrets · "+product, "products"), Product: product, Devices: devs, Why: why,
+		Shown: devs[:min(len(devs), maxShownSecrets)]}
+	var b strings.Builder
 	for _, d := range devs {
-		data.Lines += d.Key + "," + d.Secret + "\n"
+		b.WriteString(d.Key + "," + d.Secret + "\n")
 	}
+	data.Lines = b.String()
 	c.render(w, r, http.StatusOK, "secret", data)
 }
 

@@ -19,7 +19,7 @@ func (p *pages) funcs() template.FuncMap {
 		"whenp":      whenp,
 		"iso":        func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
 		"bytes":      humanBytes,
-		"count":      humanCount,
+		"count":      countAny,
 		"pct":        percent,
 		"join":       strings.Join,
 		"kvs":        kvs,
@@ -67,6 +67,17 @@ func humanBytes(n int64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// countAny formats any integer as humanCount does.
+func countAny(v any) string {
+	switch n := v.(type) {
+	case int:
+		return humanCount(int64(n))
+	case int64:
+		return humanCount(n)
+	}
+	return fmt.Sprint(v)
 }
 
 // humanCount writes a count with thousands separators: 1,000,000.

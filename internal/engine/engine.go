@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -102,6 +103,10 @@ type Engine struct {
 
 	ops  chan op
 	wake chan struct{}
+	// ready closes when Run's loop takes ops, stopped when it has ended:
+	// callers are refused instead of waiting for a loop that is not there.
+	ready, stopped chan struct{}
+	stopOnce       sync.Once
 
 	// Owned by the loop goroutine.
 	tasks    map[int64]*taskState
@@ -142,6 +147,8 @@ func New(cfg Config) (*Engine, error) {
 		metrics:  m,
 		ops:      make(chan op, 4*cfg.BatchSize),
 		wake:     make(chan struct{}, 1),
+		ready:    make(chan struct{}),
+		stopped:  make(chan struct{}),
 		tasks:    make(map[int64]*taskState),
 		firmware: make(map[int64]ota.Firmware),
 	}, nil
@@ -149,11 +156,16 @@ func New(cfg Config) (*Engine, error) {
 
 // Run loads the active tasks and runs the loop until ctx ends.
 func (e *Engine) Run(ctx context.Context) error {
+	defer e.stopOnce.Do(func() { close(e.stopped) })
 	if err := e.loadTasks(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while starting
+		}
 		return fmt.Errorf("engine: load tasks: %w", err)
 	}
 	ticker := time.NewTicker(e.cfg.Tick)
 	defer ticker.Stop()
+	close(e.ready)
 	e.schedule(ctx)
 	for {
 		select {
@@ -206,8 +218,38 @@ func (e *Engine) poke() {
 	}
 }
 
+// startWait bounds how long a caller waits for an engine that has not
+// started its loop yet (it is loading its tasks).
+const startWait = 5 * time.Second
+
+func (e *Engine) waitReady(ctx context.Context) error {
+	unavailable := ota.Errorf(ota.EUNAVAILABLE, "the rollout engine is not running: try again in a moment")
+	select {
+	case <-e.stopped:
+		return unavailable
+	case <-e.ready:
+		return nil
+	default:
+	}
+	t := time.NewTimer(startWait)
+	defer t.Stop()
+	select {
+	case <-e.ready:
+		return nil
+	case <-e.stopped:
+		return unavailable
+	case <-t.C:
+		return unavailable
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 // submit hands an op to the loop and waits for its answer.
 func (e *Engine) submit(ctx context.Context, o op) error {
+	if err := e.waitReady(ctx); err != nil {
+		return err
+	}
 	select {
 	case e.ops <- o:
 	case <-ctx.Done():
@@ -216,6 +258,8 @@ func (e *Engine) submit(ctx context.Context, o op) error {
 	select {
 	case err := <-o.done():
 		return err
+	case <-e.stopped:
+		return ota.Errorf(ota.EUNAVAILABLE, "the rollout engine stopped: try again in a moment")
 	case <-ctx.Done():
 		return ctx.Err()
 	}

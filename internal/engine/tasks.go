@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/otter-ota/otter/internal/ota"
 	"github.com/otter-ota/otter/internal/store"
@@ -129,6 +130,9 @@ func (e *Engine) checkSpec(ctx context.Context, spec TaskSpec) (ota.Firmware, er
 	if err := checkTarget(spec); err != nil {
 		return ota.Firmware{}, err
 	}
+	if end := spec.Policy.End; end != nil && !end.After(e.now()) {
+		return ota.Firmware{}, ota.Errorf(ota.EINVALID, "the end time %s has passed: a task must end in the future", end.UTC().Format(time.RFC3339))
+	}
 	fw, err := e.st.GetFirmware(ctx, spec.FirmwareID)
 	if err != nil {
 		return fw, err
@@ -141,8 +145,11 @@ func (e *Engine) checkSpec(ctx context.Context, spec TaskSpec) (ota.Firmware, er
 
 func checkTarget(spec TaskSpec) error {
 	t := spec.Target
-	if !t.All && len(t.Devices) == 0 && len(t.Tags) == 0 && len(t.FromVersions) == 0 && !t.Dynamic {
+	if !t.All && len(t.Devices) == 0 && len(t.Tags) == 0 && len(t.FromVersions) == 0 {
 		return ota.Errorf(ota.EINVALID, "a task needs a target: all devices (--all), tags (--tags), from-versions, or a device list (--devices)")
+	}
+	if err := t.Validate(); err != nil {
+		return err
 	}
 	if spec.Verification && len(t.Devices) == 0 {
 		return ota.Errorf(ota.EINVALID, "a verification task runs on an explicit device list (--devices)")
@@ -334,8 +341,14 @@ func (e *Engine) RetryFailed(ctx context.Context, id int64) (ota.Task, int, erro
 	var n int
 	err := e.control(ctx, func(ctx context.Context) error {
 		var err error
-		n, err = e.retryFailed(ctx, id, actor)
-		return err
+		if n, err = e.retryFailed(ctx, id, actor); err != nil || n == 0 {
+			return err
+		}
+		ts := e.tasks[id]
+		if ts.task.State == ota.TaskCompleted {
+			return e.changeTask(ctx, ts, ota.TaskReopen, "", actor)
+		}
+		return nil
 	})
 	if err != nil {
 		return ota.Task{}, 0, err
@@ -348,6 +361,9 @@ func (e *Engine) retryFailed(ctx context.Context, id int64, actor string) (int, 
 	ts, err := e.taskFor(ctx, id)
 	if err != nil {
 		return 0, err
+	}
+	if s := ts.task.State; s == ota.TaskCancelled || s == ota.TaskAborted {
+		return 0, ota.Errorf(ota.ECONFLICT, "task %d is %s: its failed jobs cannot be retried; create a new task for them", id, s)
 	}
 	n := 0
 	var after int64

@@ -23,6 +23,9 @@ const (
 	TaskCancel   TaskAction = "cancel"   // operator: scheduled, running or paused -> cancelled
 	TaskComplete TaskAction = "complete" // engine: running or paused -> completed, no job left
 	TaskAbort    TaskAction = "abort"    // engine: running or paused -> aborted, by the abort rule
+	// TaskReopen runs a completed task again when an operator retries its
+	// failed jobs; cancelled and aborted tasks stay ended.
+	TaskReopen TaskAction = "reopen" // operator: completed -> running
 )
 
 // taskRule says where an action may start and where it leads.
@@ -38,13 +41,14 @@ var taskRules = map[TaskAction]taskRule{
 	TaskResume:   {[]TaskState{TaskPaused}, TaskRunning, "resumed"},
 	TaskCancel:   {[]TaskState{TaskScheduled, TaskRunning, TaskPaused}, TaskCancelled, "cancelled"},
 	TaskComplete: {[]TaskState{TaskRunning, TaskPaused}, TaskCompleted, "completed"},
+	TaskReopen:   {[]TaskState{TaskCompleted}, TaskRunning, "reopened"},
 	TaskAbort:    {[]TaskState{TaskRunning, TaskPaused}, TaskAborted, "aborted"},
 }
 
 // OperatorAction reports whether an operator may ask for a (the others
 // belong to the engine).
 func (a TaskAction) OperatorAction() bool {
-	return a == TaskPause || a == TaskResume || a == TaskCancel
+	return a == TaskPause || a == TaskResume || a == TaskCancel || a == TaskReopen
 }
 
 // Apply returns the task after action a at now. Repeating an action whose
@@ -67,9 +71,13 @@ func (t Task) Apply(a TaskAction, reason string, now time.Time) (next Task, chan
 	if t.StartedAt == nil && rule.to == TaskRunning {
 		t.StartedAt = &now
 	}
-	if rule.to.Terminal() {
+	switch {
+	case rule.to.Terminal():
 		t.EndedAt = &now
 		t.Reason = reason
+	case a == TaskReopen:
+		t.EndedAt = nil
+		t.Reason = ""
 	}
 	return t, true, nil
 }

@@ -24,6 +24,9 @@ func TestTaskApply(t *testing.T) {
 		{TaskPaused, TaskComplete, TaskCompleted, true, "", ""},
 		{TaskRunning, TaskAbort, TaskAborted, true, "", ""},
 		{TaskPaused, TaskAbort, TaskAborted, true, "", ""},
+		{TaskCompleted, TaskReopen, TaskRunning, true, "", ""},
+		{TaskCancelled, TaskReopen, TaskCancelled, false, ECONFLICT, "task 7 is cancelled: it cannot be reopened"},
+		{TaskAborted, TaskReopen, TaskAborted, false, ECONFLICT, "task 7 is aborted: it cannot be reopened"},
 		// Repeats are harmless.
 		{TaskRunning, TaskStart, TaskRunning, false, "", ""},
 		{TaskPaused, TaskPause, TaskPaused, false, "", ""},
@@ -72,7 +75,7 @@ func TestTaskApplyTimes(t *testing.T) {
 
 func TestTaskActionOperator(t *testing.T) {
 	for a := range taskRules {
-		want := a == TaskPause || a == TaskResume || a == TaskCancel
+		want := a == TaskPause || a == TaskResume || a == TaskCancel || a == TaskReopen
 		if a.OperatorAction() != want {
 			t.Errorf("%s.OperatorAction() = %v", a, !want)
 		}
