@@ -45,6 +45,8 @@ type Config struct {
 	// nil (not a nil pointer in the interface) when this process runs no
 	// engine: task reads still work, task writes answer 503.
 	Engine Engine
+	// Info describes the server at GET /api/v1/server.
+	Info ServerInfo
 }
 
 // API is the operator REST API.
@@ -53,6 +55,7 @@ type API struct {
 	blobs       blob.Store
 	signer      *signing.Signer
 	engine      Engine
+	info        ServerInfo
 	log         *slog.Logger
 	maxFirmware int64
 
@@ -68,7 +71,7 @@ func New(cfg Config) (*API, error) {
 		return nil, errors.New("api: Config needs Store, Blobs and Signer")
 	}
 	a := &API{
-		store: cfg.Store, blobs: cfg.Blobs, signer: cfg.Signer, engine: cfg.Engine,
+		store: cfg.Store, blobs: cfg.Blobs, signer: cfg.Signer, engine: cfg.Engine, info: cfg.Info,
 		log: cfg.Logger, maxFirmware: cfg.MaxFirmwareSize,
 	}
 	if a.log == nil {
@@ -128,6 +131,7 @@ func humaConfig() huma.Config {
 
 func (a *API) routes() {
 	a.signingKeyRoutes()
+	a.serverRoutes()
 	a.productRoutes()
 	a.deviceRoutes()
 	a.importRoutes()

@@ -41,6 +41,9 @@ Every flag can also be set by the environment variable shown in its help.`,
 				return usageErrorf("--max-firmware-size: %v", err)
 			}
 			cfg.MaxFirmwareSize = size
+			if (cfg.MQTTTLSAddr == "") != (cfg.MQTTCertFile == "" && cfg.MQTTKeyFile == "") || (cfg.MQTTCertFile == "") != (cfg.MQTTKeyFile == "") {
+				return usageErrorf("--mqtt-tls, --mqtt-cert and --mqtt-key go together: give all three or none")
+			}
 			return runServe(cmd.Context(), cfg, cmd)
 		},
 	}
@@ -50,6 +53,12 @@ Every flag can also be set by the environment variable shown in its help.`,
 	f.StringVar(&cfg.MQTTAddr, "mqtt", a.envOr("OTTER_MQTT", server.DefaultMQTTAddr), "embedded MQTT broker listen address (OTTER_MQTT)")
 	f.StringVar(&cfg.DBURL, "db", a.envOr("OTTER_DB", ""), "database URL: empty for SQLite in the data folder, postgres://... for PostgreSQL (OTTER_DB)")
 	f.StringVar(&cfg.SigningKey, "signing-key", a.envOr("OTTER_SIGNING_KEY", ""), "ed25519 signing key file (PEM, PKCS#8); default: created in the data folder (OTTER_SIGNING_KEY)")
+	f.StringVar(&cfg.MQTTTLSAddr, "mqtt-tls", a.envOr("OTTER_MQTT_TLS", ""), "MQTT over TLS listen address, e.g. :8883; needs --mqtt-cert and --mqtt-key (OTTER_MQTT_TLS)")
+	f.StringVar(&cfg.MQTTCertFile, "mqtt-cert", a.envOr("OTTER_MQTT_CERT", ""), "TLS certificate (PEM) of the MQTT TLS listener (OTTER_MQTT_CERT)")
+	f.StringVar(&cfg.MQTTKeyFile, "mqtt-key", a.envOr("OTTER_MQTT_KEY", ""), "TLS private key (PEM) of the MQTT TLS listener (OTTER_MQTT_KEY)")
+	f.StringVar(&cfg.PublicURL, "public-url", a.envOr("OTTER_PUBLIC_URL", ""), "base URL devices reach this server's HTTP listener at, used in download URLs; default: derived from --http (OTTER_PUBLIC_URL)")
+	f.StringVar(&cfg.PublicMQTT, "public-mqtt", a.envOr("OTTER_PUBLIC_MQTT", ""), "broker URL the server tells tools like the simulator, e.g. tcp://otter.example.com:1883; default: derived from --mqtt (OTTER_PUBLIC_MQTT)")
+	f.DurationVar(&cfg.DownloadTTL, "download-ttl", 24*time.Hour, "how long a firmware download URL stays valid")
 	f.StringVar(&maxSize, "max-firmware-size", a.envOr("OTTER_MAX_FIRMWARE_SIZE", "2GiB"), "largest firmware file accepted, e.g. 512MiB, 2GiB (OTTER_MAX_FIRMWARE_SIZE)")
 	cfg.AdminToken = a.env.Getenv("OTTER_ADMIN_TOKEN")
 	return cmd

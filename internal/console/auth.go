@@ -81,17 +81,20 @@ func (c *Console) checkPost(w http.ResponseWriter, r *http.Request, s *session, 
 	if !sameOrigin(r) {
 		return errCSRF
 	}
-	if v := r.Header.Get(csrfHeader); v != "" || mode == checkHeaderOnly {
-		if v == "" && isMultipart(r) {
+	if mode == checkForm {
+		r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+		if err := r.ParseForm(); err != nil {
+			return ota.Errorf(ota.EINVALID, "the form could not be read: %v", err)
+		}
+	}
+	token := r.Header.Get(csrfHeader)
+	if token == "" {
+		if mode == checkHeaderOnly && isMultipart(r) {
 			return nil // the handler reads the token from the body
 		}
-		return checkCSRF(s, v)
+		token = r.PostForm.Get(csrfField)
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
-	if err := r.ParseForm(); err != nil {
-		return ota.Errorf(ota.EINVALID, "the form could not be read: %v", err)
-	}
-	return checkCSRF(s, r.PostForm.Get(csrfField))
+	return checkCSRF(s, token)
 }
 
 // checkCSRF compares a CSRF token with the session's in constant time.

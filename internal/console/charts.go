@@ -165,6 +165,8 @@ type timeline struct {
 	BinMinutes int
 	From, To   time.Time
 	BarWidth   float64
+	// EndX is where the last column ends, in SVG units.
+	EndX float64
 }
 
 // timeBin is one column of the timeline; heights are in SVG units.
@@ -179,6 +181,7 @@ const (
 	chartWidth  = 600.0
 	chartHeight = 160.0
 	maxBins     = 60
+	maxSlot     = 48.0
 )
 
 // newTimeline bins per-minute points (oldest first) from the task's start
@@ -217,8 +220,10 @@ func (tl *timeline) scale() {
 	for _, b := range tl.Bins {
 		tl.Max = max(tl.Max, b.Started, b.Succeeded, b.Failed)
 	}
-	slot := chartWidth / float64(len(tl.Bins))
+	// A short task keeps narrow columns rather than a few wide blocks.
+	slot := min(chartWidth/float64(len(tl.Bins)), maxSlot)
 	tl.BarWidth = slot / 3 * 0.9
+	tl.EndX = slot * float64(len(tl.Bins))
 	h := func(v int64) float64 {
 		if tl.Max == 0 {
 			return 0

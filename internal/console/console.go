@@ -110,7 +110,7 @@ func New(cfg Config) (*Console, error) {
 		cfg: cfg, store: cfg.Store, engine: cfg.Engine, api: cfg.API,
 		log: cfg.Logger, now: cfg.Now, pages: p,
 	}
-	c.stats = newStatsCache(cfg.Store, cfg.StatsTTL, cfg.Now)
+	c.stats = newStatsCache(cfg.Store, cfg.StatsTTL, cfg.Now, cfg.Logger)
 	static, err := staticHandler()
 	if err != nil {
 		return nil, err

@@ -8,13 +8,14 @@ import (
 	"mime/multipart"
 	"net/http"
 	"net/url"
+	"strings"
 
 	"github.com/otter-ota/otter/client"
 	"github.com/otter-ota/otter/internal/ota"
 	"github.com/otter-ota/otter/internal/store"
 )
 
-var deviceHints = []fieldHint{hint("key", "device key", "key", "the list names"), hint("tags", "tag")}
+var deviceHints = []fieldHint{hint("key", "device", "key", "the list names"), hint("tags", "tag")}
 
 // secretPage shows device secrets once: the server keeps only hashes.
 type secretPage struct {
@@ -41,6 +42,7 @@ func (c *Console) createDevice(w http.ResponseWriter, r *http.Request, s *sessio
 		f.FailAt(err, deviceHints)
 		return c.showProduct(w, r, s, statusOf(err), &productForms{Create: f})
 	}
+	c.stats.invalidate()
 	c.showSecrets(w, r, s, product, "created", []client.ImportedDevice{{Key: d.Key, Secret: d.Secret}})
 	return nil
 }
@@ -74,6 +76,7 @@ func (c *Console) importDevices(w http.ResponseWriter, r *http.Request, s *sessi
 		f.Fail("file", err)
 		return c.showProduct(w, r, s, statusOf(err), &productForms{Import: f})
 	}
+	c.stats.invalidate()
 	if asFile {
 		writeSecretsCSV(w, product, res.Devices)
 		return nil
@@ -215,6 +218,7 @@ func (c *Console) deleteDevice(w http.ResponseWriter, r *http.Request, s *sessio
 		f.Fail("", err)
 		return c.showDevice(w, r, s, statusOf(err), nil, f)
 	}
+	c.stats.invalidate()
 	http.Redirect(w, r, "/products/"+url.PathEscape(product)+"?done=device-deleted", http.StatusSeeOther)
 	return nil
 }

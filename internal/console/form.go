@@ -44,8 +44,9 @@ func (f *form) OK() bool { return len(f.Errors) == 0 && f.Error == "" }
 
 // Fail records err next to field, or next to the submit button when field
 // is "" or the field already has an error.
-func (f *form) Fail(field string, err error) {
-	msg := messageOf(err)
+func (f *form) Fail(field string, err error) { f.failMessage(field, messageOf(err)) }
+
+func (f *form) failMessage(field, msg string) {
 	if field == "" || f.Errors[field] != "" {
 		f.Error = joinMessages(f.Error, msg)
 		return
@@ -57,7 +58,7 @@ func (f *form) Fail(field string, err error) {
 // or next to the submit button.
 func (f *form) FailAt(err error, fields []fieldHint) {
 	for _, m := range messagesOf(err) {
-		f.Fail(fieldOf(m.text, m.location, fields), errors.New(m.text))
+		f.failMessage(fieldOf(m.text, m.location, fields), capitalize(m.text))
 	}
 }
 
@@ -142,7 +143,7 @@ func messageOf(err error) string {
 		if msg == "" {
 			msg = ce.Title
 		}
-		if len(ce.Details) > 0 {
+		if len(ce.Details) > 0 && !strings.Contains(msg, ce.Details[0]) {
 			msg += ": " + strings.Join(ce.Details[:min(len(ce.Details), 10)], ", ")
 		}
 		return capitalize(msg)
@@ -150,8 +151,11 @@ func messageOf(err error) string {
 	return capitalize(ota.ErrorMessage(err))
 }
 
+// capitalize starts a message with a capital, unless it starts with a
+// field's name (abort_min), which keeps its spelling.
 func capitalize(s string) string {
-	if s == "" || s[0] < 'a' || s[0] > 'z' {
+	first, _, _ := strings.Cut(s, " ")
+	if s == "" || s[0] < 'a' || s[0] > 'z' || strings.Contains(first, "_") {
 		return s
 	}
 	return strings.ToUpper(s[:1]) + s[1:]

@@ -28,6 +28,8 @@ func (p *pages) funcs() template.FuncMap {
 		"jobStates":  func() []ota.JobState { return ota.JobStates },
 		"taskStates": func() []ota.TaskState { return ota.TaskStates },
 		"add":        func(a, b int) int { return a + b },
+		"chartY":     func(h float64) float64 { return chartHeight - h },
+		"twice":      func(w float64) float64 { return 2 * w },
 		"dur":        func(d ota.Duration) string { return durationText(d) },
 	}
 }
@@ -132,7 +134,7 @@ func stateClass(state string) string {
 		return "ok"
 	case string(ota.JobFailed), string(ota.JobTimedOut), string(ota.TaskAborted):
 		return "bad"
-	case string(ota.JobRejected), string(ota.JobCancelled), string(ota.TaskCancelled), string(ota.TaskPaused):
+	case string(ota.JobRejected), string(ota.JobCancelled), string(ota.TaskPaused):
 		return "warn"
 	case string(ota.JobQueued), string(ota.TaskScheduled):
 		return "idle"

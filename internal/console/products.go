@@ -42,6 +42,7 @@ func (c *Console) showProducts(w http.ResponseWriter, r *http.Request, s *sessio
 		rows[i] = productRow{Product: p, Stats: stats.product(p.Key)}
 	}
 	data := &productsPage{base: c.base(s, "Products", "products"), Products: rows, Pager: newPager(r, next), Form: f}
+	data.Flash = doneMessage(r)
 	c.render(w, r, status, "products", data)
 	return nil
 }
@@ -57,6 +58,7 @@ func (c *Console) createProduct(w http.ResponseWriter, r *http.Request, s *sessi
 		f.FailAt(err, productHints)
 		return c.showProducts(w, r, s, statusOf(err), f)
 	}
+	c.stats.invalidate()
 	http.Redirect(w, r, "/products/"+url.PathEscape(p.Key)+"?done=product-created", http.StatusSeeOther)
 	return nil
 }
@@ -68,6 +70,7 @@ func (c *Console) deleteProduct(w http.ResponseWriter, r *http.Request, s *sessi
 		f.Errors["delete"] = messageOf(err)
 		return c.showProduct(w, r, s, statusOf(err), &productForms{Delete: f})
 	}
+	c.stats.invalidate()
 	http.Redirect(w, r, "/products?done=product-deleted", http.StatusSeeOther)
 	return nil
 }

@@ -3,6 +3,8 @@ package console
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/otter-ota/otter/internal/store"
@@ -39,38 +41,84 @@ func (f *fleet) versionsOf(product string) []store.VersionCount {
 }
 
 // statsCache keeps the fleet's aggregates for a while: at 1,000,000
-// devices they read whole indexes, and every overview would otherwise ask
-// again. One request at a time refreshes a stale snapshot; the others wait
-// for it rather than run the same heavy queries side by side.
+// devices they read whole indexes (BenchmarkFleetStats in the store), and
+// every overview would otherwise ask again. One refresh runs at a time, in
+// the background: a request waits for it only briefly (the whole of it only
+// when there is no snapshot yet), then shows the previous snapshot, which
+// pages label with its time.
 type statsCache struct {
-	st   store.Stats
-	ttl  time.Duration
-	now  func() time.Time
-	lock chan struct{} // held while reading or refreshing cur
-	cur  *fleet
+	st    store.Stats
+	ttl   time.Duration
+	now   func() time.Time
+	log   *slog.Logger
+	grace time.Duration
+
+	mu         sync.Mutex
+	cur        *fleet
+	stale      bool          // forces a refresh before ttl
+	refreshing chan struct{} // closed when the running refresh ends
+	err        error         // of the last refresh
 }
 
-func newStatsCache(st store.Stats, ttl time.Duration, now func() time.Time) *statsCache {
-	return &statsCache{st: st, ttl: ttl, now: now, lock: make(chan struct{}, 1)}
+// Refresh bounds: how long a request waits for a refresh before it shows
+// the previous snapshot, and how long a refresh may take.
+const (
+	statsGrace   = 300 * time.Millisecond
+	statsTimeout = 2 * time.Minute
+)
+
+func newStatsCache(st store.Stats, ttl time.Duration, now func() time.Time, log *slog.Logger) *statsCache {
+	return &statsCache{st: st, ttl: ttl, now: now, log: log, grace: statsGrace}
 }
 
-// get returns a snapshot at most ttl old.
+// get returns the newest snapshot, refreshing it when it is older than ttl.
 func (c *statsCache) get(ctx context.Context) (*fleet, error) {
+	c.mu.Lock()
+	cur := c.cur
+	if cur != nil && !c.stale && c.now().Sub(cur.At) < c.ttl {
+		c.mu.Unlock()
+		return cur, nil
+	}
+	done := c.refreshing
+	if done == nil {
+		done = make(chan struct{})
+		c.refreshing, c.stale = done, false
+		// The refresh outlives this request: others share its result.
+		go c.refresh(context.WithoutCancel(ctx), done)
+	}
+	c.mu.Unlock()
+	var grace <-chan time.Time
+	if cur != nil {
+		grace = time.After(c.grace)
+	}
 	select {
-	case c.lock <- struct{}{}:
+	case <-done:
+	case <-grace:
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	defer func() { <-c.lock }()
-	if c.cur != nil && c.now().Sub(c.cur.At) < c.ttl {
-		return c.cur, nil
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cur == nil {
+		return nil, c.err
 	}
+	return c.cur, nil
+}
+
+func (c *statsCache) refresh(ctx context.Context, done chan struct{}) {
+	ctx, cancel := context.WithTimeout(ctx, statsTimeout)
+	defer cancel()
 	f, err := c.load(ctx)
 	if err != nil {
-		return nil, err
+		c.log.ErrorContext(ctx, "console: fleet counts", "err", err)
 	}
-	c.cur = f
-	return f, nil
+	c.mu.Lock()
+	if err == nil {
+		c.cur = f
+	}
+	c.err, c.refreshing = err, nil
+	c.mu.Unlock()
+	close(done)
 }
 
 func (c *statsCache) load(ctx context.Context) (*fleet, error) {
@@ -87,4 +135,12 @@ func (c *statsCache) load(ctx context.Context) (*fleet, error) {
 		f.Online += p.Online
 	}
 	return f, nil
+}
+
+// invalidate marks the snapshot stale after the console changed the
+// fleet, so that the next page shows the change.
+func (c *statsCache) invalidate() {
+	c.mu.Lock()
+	c.stale = true
+	c.mu.Unlock()
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	mochi "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/otter-ota/otter/internal/store"
@@ -153,11 +154,11 @@ func (b *Broker) newServer() error {
 	if err := b.srv.AddHook(&hook{b: b}, nil); err != nil {
 		return fmt.Errorf("mqtt: add hook: %w", err)
 	}
-	if err := b.srv.AddListener(newListener("tcp", b.ln, b.log)); err != nil {
+	if err := b.srv.AddListener(newListener("tcp", b.ln, b.log, b.disconnectClients)); err != nil {
 		return fmt.Errorf("mqtt: add listener: %w", err)
 	}
 	if b.tlsLn != nil {
-		if err := b.srv.AddListener(newListener("tls", b.tlsLn, b.log)); err != nil {
+		if err := b.srv.AddListener(newListener("tls", b.tlsLn, b.log, b.disconnectClients)); err != nil {
 			return fmt.Errorf("mqtt: add TLS listener: %w", err)
 		}
 	}
@@ -276,6 +277,16 @@ func (b *Broker) publish(topic string, k wire.Kind, payload []byte) {
 		return
 	}
 	b.metrics.downlinks.WithLabelValues(string(k)).Inc()
+}
+
+// disconnectClients sends DISCONNECT (server shutting down) to the clients
+// of one listener; see listener.
+func (b *Broker) disconnectClients(listener string) {
+	for _, cl := range b.srv.Clients.GetAll() {
+		if cl.Net.Listener == listener && !cl.Closed() {
+			_ = b.srv.DisconnectClient(cl, packets.ErrServerShuttingDown)
+		}
+	}
 }
 
 // call returns the context of one engine or store call made from a hook.

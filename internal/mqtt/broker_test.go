@@ -1,6 +1,7 @@
 package mqtt
 
 import (
+	"bufio"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -15,12 +16,16 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/google/go-cmp/cmp"
+	mochi "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/otter-ota/otter/internal/store/storetest"
@@ -612,5 +617,106 @@ func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Uplinks go to the engine only: even a subscriber that bypasses the ACL
+// (an inline subscription) never sees them.
+func TestUplinksAreNotForwarded(t *testing.T) {
+	e := newEnv(t)
+	var forwarded atomic.Int32
+	err := e.b.srv.Subscribe("#", 1, func(_ *mochi.Client, _ packets.Subscription, pk packets.Packet) {
+		if strings.HasSuffix(pk.TopicName, "/inform") {
+			forwarded.Add(1)
+		}
+	})
+	must(t, err)
+	a := e.connect(t, "a", "")
+	if code, err := a.publish("otter/v1/p/a/inform", wire.Encode(wire.Inform{Modules: map[string]string{"default": "1"}})); err != nil || code != 0 {
+		t.Fatalf("PUBACK 0x%02x, %v", code, err)
+	}
+	// The connection handles its packets in order: once this SUBACK is
+	// back, the inform has been through mochi's forwarding.
+	a.subscribe(t, "otter/v1/p/a/reply")
+	if n := forwarded.Load(); n != 0 {
+		t.Errorf("the inform was forwarded to %d subscribers", n)
+	}
+	if n := count(e.devices.snapshot(), "inform", "a"); n != 1 {
+		t.Errorf("engine saw %d informs, want 1", n)
+	}
+}
+
+// Close must not hang while devices connect and leave (mochi's own close
+// path can deadlock then; see listener).
+func TestCloseWhileDevicesComeAndGo(t *testing.T) {
+	e := newEnv(t)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				nc, err := net.Dial("tcp", e.b.Addr().String())
+				if err != nil {
+					return // the broker is closed
+				}
+				nc.SetDeadline(time.Now().Add(waitTimeout))
+				nc.Write(packet(0x10, connectBody("churn", "p/a", e.secrets["a"])))
+				bufio.NewReader(nc).ReadByte() // CONNACK, or the close
+				nc.Close()
+			}
+		}()
+	}
+	e.devices.waitFor(t, "some connections", func(c []call) bool { return count(c, "Connected", "a") >= 20 })
+	closed := make(chan struct{})
+	go func() { e.b.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(waitTimeout):
+		t.Fatal("Close hangs while devices connect and disconnect")
+	}
+	close(stop)
+	wg.Wait()
+	if n := e.b.presence.count(e.ids["a"]); n != 0 {
+		t.Errorf("after Close, %d connections of a still counted", n)
+	}
+	calls := e.devices.snapshot()
+	if last := calls[len(calls)-1]; last.op != "Disconnected" {
+		t.Errorf("last report %s, want Disconnected", last.op)
+	}
+}
+
+func TestPacketOverLimitClosesConnection(t *testing.T) {
+	e := newEnv(t)
+	c := dialRaw(t, e.b.Addr())
+	if code := c.connect("big", "p/a", e.secrets["a"]); code != 0 {
+		t.Fatalf("CONNACK 0x%02x", code)
+	}
+	body := append(mqttString("otter/v1/p/a/inform"), 0, 1)
+	c.nc.Write(packet(0x32, append(body, make([]byte, maxPacketSize)...))) // the broker may close before the end
+	for {
+		typ, _, err := c.read()
+		if errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("want the connection closed: %v", err)
+		}
+		if typ&0xf0 == 0x40 {
+			t.Fatal("PUBACK for a packet over the limit")
+		}
+	}
+	e.devices.waitFor(t, "Disconnected", func(c []call) bool { return count(c, "Disconnected", "a") == 1 })
+	if got := testutil.ToFloat64(e.b.metrics.uplinkErrors.WithLabelValues(wire.CodeTooLarge)); got != 1 {
+		t.Errorf("uplink errors{code=too_large} = %v, want 1", got)
+	}
+	if n := count(e.devices.snapshot(), "inform", "a"); n != 0 {
+		t.Errorf("engine saw %d informs", n)
 	}
 }

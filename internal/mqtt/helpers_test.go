@@ -361,6 +361,13 @@ func mqttString(s string) []byte {
 
 func (c *raw) write(typ byte, body []byte) {
 	c.t.Helper()
+	if _, err := c.nc.Write(packet(typ, body)); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// packet encodes an MQTT packet: type byte, remaining length, body.
+func packet(typ byte, body []byte) []byte {
 	b := []byte{typ}
 	for n := len(body); ; {
 		digit := byte(n % 128)
@@ -373,9 +380,7 @@ func (c *raw) write(typ byte, body []byte) {
 			break
 		}
 	}
-	if _, err := c.nc.Write(append(b, body...)); err != nil {
-		c.t.Fatal(err)
-	}
+	return append(b, body...)
 }
 
 // read returns the next packet's type byte and body; io.EOF when the broker
@@ -419,16 +424,20 @@ func (c *raw) mustRead(want byte) []byte {
 // CONNACK return code.
 func (c *raw) connect(clientID, user, password string) byte {
 	c.t.Helper()
-	body := append(mqttString("MQTT"), 4, 0xc2, 0, 30) // level 4; user, password, clean; keepalive 30 s
-	body = append(body, mqttString(clientID)...)
-	body = append(body, mqttString(user)...)
-	body = append(body, mqttString(password)...)
-	c.write(0x10, body)
+	c.write(0x10, connectBody(clientID, user, password))
 	ack := c.mustRead(0x20)
 	if len(ack) != 2 {
 		c.t.Fatalf("CONNACK body %x", ack)
 	}
 	return ack[1]
+}
+
+// connectBody is the body of an MQTT 3.1.1 CONNECT with a clean session.
+func connectBody(clientID, user, password string) []byte {
+	body := append(mqttString("MQTT"), 4, 0xc2, 0, 30) // level 4; user, password, clean; keepalive 30 s
+	body = append(body, mqttString(clientID)...)
+	body = append(body, mqttString(user)...)
+	return append(body, mqttString(password)...)
 }
 
 // publish1 sends a QoS 1 PUBLISH with packet id 1.

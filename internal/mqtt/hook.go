@@ -3,10 +3,13 @@ package mqtt
 import (
 	"bytes"
 	"context"
+	"errors"
 	"time"
 
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/otter-ota/otter/sdk/wire"
 )
 
 // hook plugs the broker into mochi. What mochi does around each hook, for
@@ -78,10 +81,15 @@ func (h *hook) OnSessionEstablished(cl *mochi.Client, _ packets.Packet) {
 }
 
 // OnDisconnect reports the device offline if this was its last connection.
-func (h *hook) OnDisconnect(cl *mochi.Client, _ error, _ bool) {
-	if c, ok := connOf(cl); ok {
-		c.releasePresence()
+func (h *hook) OnDisconnect(cl *mochi.Client, err error, _ bool) {
+	c, ok := connOf(cl)
+	if !ok {
+		return
 	}
+	if errors.Is(err, packets.ErrPacketTooLarge) {
+		h.b.tooLarge(c)
+	}
+	c.releasePresence()
 }
 
 // OnPublish handles device messages; the inline client's (downlinks) pass.
@@ -120,6 +128,18 @@ func (h *hook) OnPacketProcessed(cl *mochi.Client, _ packets.Packet, _ error) {
 		f := c.after
 		c.after = nil
 		f()
+	}
+}
+
+// tooLarge accounts for a connection mochi closed because a packet was
+// over maxPacketSize: no reply is possible, the packet was never read.
+func (b *Broker) tooLarge(c *conn) {
+	b.metrics.uplinkErrors.WithLabelValues(wire.CodeTooLarge).Inc()
+	if d := c.device(); d != nil {
+		if ok, n := c.logs.allow(time.Now()); ok {
+			b.log.Info("mqtt: connection closed: a packet was over the size limit", "product", d.Product, "device", d.Key,
+				"limit", maxPacketSize, "suppressed", n)
+		}
 	}
 }
 

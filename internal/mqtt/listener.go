@@ -15,18 +15,28 @@ import (
 // listener serves mochi from a net.Listener opened by New, so that New
 // knows the bound address and reports a taken port itself. Unlike mochi's
 // own listeners it survives transient Accept errors (too many open files),
-// bounds the time to CONNECT, and wraps every connection in a *conn.
+// bounds the time to CONNECT, wraps every connection in a *conn, and on
+// Close waits until every connection it accepted has ended. That last part
+// also keeps mochi's Close away from two of its races: Clients.GetByListener
+// takes a read lock twice and deadlocks against a client connecting or
+// leaving (mochi issue 488), and ClientsWg.Add can run concurrently with
+// ClientsWg.Wait.
 type listener struct {
-	id     string
-	ln     net.Listener
-	log    *slog.Logger
-	closed atomic.Bool
+	id         string
+	ln         net.Listener
+	log        *slog.Logger
+	disconnect func(listener string) // sends DISCONNECT to the listener's clients
+
+	mu     sync.Mutex
+	closed bool
+	conns  map[*conn]struct{}
+	wg     sync.WaitGroup // connections being served; Add only while !closed
 }
 
 var _ listeners.Listener = (*listener)(nil)
 
-func newListener(id string, ln net.Listener, log *slog.Logger) *listener {
-	return &listener{id: id, ln: ln, log: log}
+func newListener(id string, ln net.Listener, log *slog.Logger, disconnect func(string)) *listener {
+	return &listener{id: id, ln: ln, log: log, disconnect: disconnect, conns: make(map[*conn]struct{})}
 }
 
 // Init implements listeners.Listener; the socket is already open.
@@ -46,10 +56,10 @@ func (l *listener) Serve(establish listeners.EstablishFn) {
 	var delay time.Duration
 	for {
 		nc, err := l.ln.Accept()
+		if errors.Is(err, net.ErrClosed) {
+			return
+		}
 		if err != nil {
-			if l.closed.Load() || errors.Is(err, net.ErrClosed) {
-				return
-			}
 			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
 			l.log.Warn("mqtt: accept failed; retrying", "listener", l.id, "in", delay, "err", err)
 			time.Sleep(delay) // back off like net/http: the error is usually EMFILE
@@ -57,23 +67,55 @@ func (l *listener) Serve(establish listeners.EstablishFn) {
 		}
 		delay = 0
 		_ = nc.SetDeadline(time.Now().Add(connectTimeout)) // mochi sets the keepalive deadline after CONNECT
-		go l.establish(establish, &conn{Conn: nc})
+		c := &conn{Conn: nc}
+		if !l.track(c) {
+			nc.Close()
+			return
+		}
+		go l.serve(establish, c)
 	}
 }
 
-func (l *listener) establish(establish listeners.EstablishFn, c *conn) {
+// track registers a new connection, unless the listener is closed.
+func (l *listener) track(c *conn) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return false
+	}
+	l.conns[c] = struct{}{}
+	l.wg.Add(1)
+	return true
+}
+
+func (l *listener) serve(establish listeners.EstablishFn, c *conn) {
+	defer l.wg.Done()
 	if err := establish(l.id, c); err != nil {
 		// Refusals are logged (rate-limited) where they happen; the rest is
 		// the ordinary end of a connection.
 		l.log.Debug("mqtt: connection ended", "listener", l.id, "remote", c.RemoteAddr().String(), "err", err)
 	}
+	l.mu.Lock()
+	delete(l.conns, c)
+	l.mu.Unlock()
 }
 
-// Close stops accepting and disconnects the listener's clients.
-func (l *listener) Close(closeClients listeners.CloseFn) {
-	l.closed.Store(true)
+// Close stops accepting, disconnects the listener's clients (with a
+// DISCONNECT where they have a session, by closing the socket where they
+// are still connecting), and waits until each has been served to its end:
+// OnDisconnect included, so that every device is reported offline.
+func (l *listener) Close(listeners.CloseFn) {
+	l.mu.Lock()
+	l.closed = true
+	l.mu.Unlock()
 	l.ln.Close()
-	closeClients(l.id)
+	l.disconnect(l.id)
+	l.mu.Lock()
+	for c := range l.conns {
+		c.Conn.Close()
+	}
+	l.mu.Unlock()
+	l.wg.Wait()
 }
 
 // conn is a device's network connection, carrying what the broker knows

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -22,6 +23,9 @@ import (
 
 	"github.com/otter-ota/otter/internal/api"
 	"github.com/otter-ota/otter/internal/blob"
+	"github.com/otter-ota/otter/internal/devicehttp"
+	"github.com/otter-ota/otter/internal/engine"
+	"github.com/otter-ota/otter/internal/mqtt"
 	"github.com/otter-ota/otter/internal/signing"
 	"github.com/otter-ota/otter/internal/store"
 )
@@ -35,6 +39,19 @@ type Config struct {
 	HTTPAddr string
 	// MQTTAddr is the listen address of the embedded MQTT broker.
 	MQTTAddr string
+	// MQTTTLSAddr, with MQTTCertFile and MQTTKeyFile (PEM), adds a TLS
+	// listener to the broker.
+	MQTTTLSAddr  string
+	MQTTCertFile string
+	MQTTKeyFile  string
+	// PublicURL is the base URL devices reach the HTTP listener at (in
+	// download URLs); "" derives it from the listener's address.
+	PublicURL string
+	// PublicMQTT is the broker URL the server tells tools (the simulator)
+	// about; "" derives it from the broker's address.
+	PublicMQTT string
+	// DownloadTTL is how long a download URL stays valid; 0 means 24 h.
+	DownloadTTL time.Duration
 	// DBURL selects the database: "" for SQLite in DataDir, postgres://...
 	// for PostgreSQL.
 	DBURL string
@@ -48,6 +65,9 @@ type Config struct {
 	Logger          *slog.Logger
 }
 
+// Version is the server's version, reported by the API.
+const Version = "0.1.0"
+
 // Defaults for an embedded single-node server.
 const (
 	DefaultDataDir  = "./otter-data"
@@ -60,43 +80,45 @@ type Server struct {
 	cfg        Config
 	log        *slog.Logger
 	store      store.Store
+	reg        *prometheus.Registry
+	engine     *engine.Engine
+	broker     *mqtt.Broker
 	http       *http.Server
 	httpLn     net.Listener
 	adminToken string
 
-	closeOnce sync.Once
-	closeErr  error
-	served    chan error
+	stopEngine context.CancelFunc
+	engineDone chan error
+	served     chan error
+	closeOnce  sync.Once
+	closeErr   error
 }
 
 // Start opens everything the Config names and starts serving. On error it
 // releases whatever it had opened.
 func Start(ctx context.Context, cfg Config) (s *Server, err error) {
 	cfg = cfg.withDefaults()
-	s = &Server{cfg: cfg, log: cfg.Logger, served: make(chan error, 1)}
+	s = &Server{cfg: cfg, log: cfg.Logger, served: make(chan error, 1), engineDone: make(chan error, 1)}
 	defer func() {
 		if err != nil {
 			s.Close()
 		}
 	}()
-
+	s.reg = prometheus.NewRegistry()
+	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if err := s.openStore(ctx); err != nil {
 		return nil, err
 	}
-	handler, err := s.buildHandler(ctx)
-	if err != nil {
-		return nil, err
-	}
+	// Listen first: download URLs need the real HTTP address.
 	if s.httpLn, err = listen(ctx, "--http", cfg.HTTPAddr); err != nil {
 		return nil, err
 	}
-	s.http = &http.Server{
-		Handler:           handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	handler, err := s.assemble(ctx)
+	if err != nil {
+		return nil, err
 	}
-	go func() { s.served <- s.http.Serve(s.httpLn) }()
-	s.log.Info("otter is serving", "http", s.HTTPURL(), "data", cfg.DataDir, "db", s.dbKind())
+	s.run(ctx, handler)
+	s.log.Info("otter is serving", "http", s.HTTPURL(), "mqtt", s.MQTTURL(), "data", cfg.DataDir, "db", s.dbKind())
 	return s, nil
 }
 
@@ -141,7 +163,11 @@ func (s *Server) openStore(ctx context.Context) error {
 	return nil
 }
 
-func (s *Server) buildHandler(ctx context.Context) (http.Handler, error) {
+// assemble builds the engine, the broker and the HTTP handlers around the
+// store. The engine and the broker need each other (devices move jobs,
+// jobs send commands), so the engine sends through a relay set once the
+// broker exists; it sends nothing before Run.
+func (s *Server) assemble(ctx context.Context) (http.Handler, error) {
 	blobs, err := blob.NewFS(filepath.Join(s.cfg.DataDir, "blobs"))
 	if err != nil {
 		return nil, fmt.Errorf("open firmware storage: %w", err)
@@ -150,27 +176,95 @@ func (s *Server) buildHandler(ctx context.Context) (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	urls, err := s.urlSigner(ctx)
+	if err != nil {
+		return nil, err
+	}
+	relay := &downlinkRelay{}
+	s.engine, err = engine.New(engine.Config{Store: s.store, Downlink: relay, URLs: urls, Logger: s.log, Metrics: s.reg})
+	if err != nil {
+		return nil, err
+	}
+	s.broker, err = mqtt.New(mqtt.Config{
+		Addr: s.cfg.MQTTAddr, TLSAddr: s.cfg.MQTTTLSAddr, TLSCertFile: s.cfg.MQTTCertFile, TLSKeyFile: s.cfg.MQTTKeyFile,
+		Devices: brokerDevices{s.engine}, Credentials: s.store, Logger: s.log, Metrics: s.reg,
+	})
+	if err != nil {
+		return nil, err
+	}
+	relay.to = s.broker
+	devices, err := devicehttp.New(devicehttp.Config{
+		Store: s.store, Blobs: blobs, Devices: s.engine, Signer: urls, Logger: s.log, Metrics: s.reg,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("build the device API: %w", err)
+	}
 	a, err := api.New(api.Config{
-		Store:           s.store,
-		Blobs:           blobs,
-		Signer:          signer,
-		Logger:          s.log,
-		Metrics:         reg,
-		MaxFirmwareSize: s.cfg.MaxFirmwareSize,
+		Store: s.store, Blobs: blobs, Signer: signer, Logger: s.log, Metrics: s.reg,
+		MaxFirmwareSize: s.cfg.MaxFirmwareSize, Engine: s.engine, Info: s.info(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("build the API: %w", err)
 	}
+	return s.mux(a.Handler(), devices.Routes()), nil
+}
+
+func (s *Server) mux(apiHandler, deviceHandler http.Handler) http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("/api/", a.Handler())
+	mux.Handle("/api/", apiHandler)
+	mux.Handle("/dl/", deviceHandler)
+	mux.Handle("/device/", deviceHandler)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("GET /readyz", s.ready)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	return mux, nil
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg}))
+	return mux
+}
+
+// run starts the engine, the broker and the HTTP server.
+func (s *Server) run(ctx context.Context, handler http.Handler) {
+	engineCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	s.stopEngine = stop
+	go func() { s.engineDone <- s.engine.Run(engineCtx) }()
+	if err := s.broker.Start(ctx); err != nil {
+		s.served <- err
+		return
+	}
+	s.http = &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	go func() { s.served <- s.http.Serve(s.httpLn) }()
+}
+
+// urlSigner signs download URLs with a key every replica shares.
+func (s *Server) urlSigner(ctx context.Context) (*devicehttp.URLSigner, error) {
+	key, err := devicehttp.LoadKey(ctx, s.store)
+	if err != nil {
+		return nil, fmt.Errorf("load the download URL key: %w", err)
+	}
+	ttl := s.cfg.DownloadTTL
+	if ttl <= 0 {
+		ttl = devicehttp.DefaultURLTTL
+	}
+	return devicehttp.NewURLSigner(s.publicURL(), key, ttl, nil)
+}
+
+func (s *Server) info() api.ServerInfo {
+	info := api.ServerInfo{Version: Version, MQTT: s.MQTTURL(), HTTP: s.publicURL(), Database: s.dbKind()}
+	if a := s.broker.TLSAddr(); a != nil {
+		info.MQTTTLS = "tls://" + dialable(a)
+	}
+	return info
+}
+
+func (s *Server) publicURL() string {
+	if s.cfg.PublicURL != "" {
+		return strings.TrimRight(s.cfg.PublicURL, "/")
+	}
+	return s.HTTPURL()
 }
 
 func (s *Server) openSigner() (*signing.Signer, error) {
@@ -199,6 +293,13 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write([]byte("ready\n"))
 }
 
+// downlinkRelay hands the engine's messages to the broker once it exists.
+type downlinkRelay struct{ to *mqtt.Broker }
+
+func (r *downlinkRelay) Send(product, device, kind string, payload []byte) {
+	r.to.Send(product, device, kind, payload)
+}
+
 // listen opens a TCP listener and, when the address is taken, says which
 // flag moves it: the most common first-run problem (Mosquitto on :1883).
 func listen(ctx context.Context, flag, addr string) (net.Listener, error) {
@@ -211,6 +312,17 @@ func listen(ctx context.Context, flag, addr string) (net.Listener, error) {
 		return nil, fmt.Errorf("listen on %s (%s): %w", addr, flag, err)
 	}
 	return ln, nil
+}
+
+// MQTTURL is the broker's URL as the server tells tools about it.
+func (s *Server) MQTTURL() string {
+	if s.cfg.PublicMQTT != "" {
+		return s.cfg.PublicMQTT
+	}
+	if s.broker == nil {
+		return ""
+	}
+	return "tcp://" + dialable(s.broker.Addr())
 }
 
 // HTTPURL is the base URL of the HTTP listener, with the port it really got.
@@ -238,8 +350,9 @@ func (s *Server) Wait(ctx context.Context) error {
 	}
 }
 
-// Shutdown stops accepting work, lets requests in progress finish until ctx
-// ends, and closes the database.
+// Shutdown stops in order: the HTTP server (requests in progress finish
+// until ctx ends), the broker (each connection's disconnection reaches the
+// engine), the engine, and last the database.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.closeOnce.Do(func() {
 		var errs []error
@@ -247,6 +360,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			errs = append(errs, s.http.Shutdown(ctx))
 		} else if s.httpLn != nil {
 			errs = append(errs, s.httpLn.Close())
+		}
+		if s.broker != nil {
+			errs = append(errs, s.broker.Close())
+		}
+		if s.stopEngine != nil {
+			s.stopEngine()
+			errs = append(errs, <-s.engineDone)
 		}
 		if s.store != nil {
 			errs = append(errs, s.store.Close())

@@ -246,3 +246,10 @@ func sleep(ctx context.Context, d time.Duration) bool {
 		return false
 	}
 }
+
+// Stop ends the fleet's context with cancel and waits until every device
+// has disconnected.
+func (f *Fleet) Stop(cancel context.CancelFunc) {
+	cancel()
+	f.Wait()
+}

@@ -33,6 +33,10 @@ type Client struct {
 	tr  transport
 
 	upCh chan struct{} // a connection came up (buffered: one is enough)
+	// ready closes once the current connection has subscribed to the
+	// device's downlinks; a Request waits for it, since an answer sent
+	// before the subscription would be lost.
+	ready chan struct{}
 
 	mu      sync.Mutex
 	st      state
@@ -49,7 +53,7 @@ func New(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{cfg: cfg, log: cfg.Logger, upCh: make(chan struct{}, 1)}
+	c := &Client{cfg: cfg, log: cfg.Logger, upCh: make(chan struct{}, 1), ready: make(chan struct{})}
 	c.bo = backoff{base: cfg.RetryBase, cap: cfg.RetryCap, rand: cfg.Rand}
 	if cfg.Broker != "" {
 		c.tr = newMQTTTransport(cfg, c.bo)
@@ -142,6 +146,7 @@ func (c *Client) connected(ctx context.Context) {
 		c.fail(err, "subscribe")
 		return
 	}
+	c.setReady(true)
 	if err := c.Inform(ctx); err != nil {
 		c.fail(err, "inform")
 	}
@@ -175,6 +180,9 @@ func (c *Client) Request(ctx context.Context, module string) (wire.Upgrade, erro
 		return wire.Upgrade{}, err
 	}
 	defer c.endRequest()
+	if err := c.awaitReady(ctx); err != nil {
+		return wire.Upgrade{}, err
+	}
 	m := wire.Request{Module: module}
 	if v, err := c.cfg.Installer.Versions(ctx); err == nil {
 		m.Version = v[module]
@@ -257,7 +265,39 @@ func (c *Client) up() {
 	}
 }
 
-func (c *Client) down() { c.emit(Event{Kind: EventDisconnected}) }
+func (c *Client) down() {
+	c.setReady(false)
+	c.emit(Event{Kind: EventDisconnected})
+}
+
+// setReady opens or closes the gate Request waits at.
+func (c *Client) setReady(ready bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	select {
+	case <-c.ready:
+		if !ready {
+			c.ready = make(chan struct{})
+		}
+	default:
+		if ready {
+			close(c.ready)
+		}
+	}
+}
+
+// awaitReady waits until the client has subscribed to its downlinks.
+func (c *Client) awaitReady(ctx context.Context) error {
+	c.mu.Lock()
+	ready := c.ready
+	c.mu.Unlock()
+	select {
+	case <-ready:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("device: waiting for the connection: %w", ctx.Err())
+	}
+}
 
 func (c *Client) connectError(err error) {
 	c.log.Debug("connect failed", "err", err)

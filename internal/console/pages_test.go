@@ -1,0 +1,191 @@
+package console_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/otter-ota/otter/internal/ota"
+	"github.com/otter-ota/otter/internal/store"
+)
+
+// uploadFirmware uploads body as a firmware through the console's upload
+// route, as the page's script does, and returns the API's answer.
+func (u *user) uploadFirmware(query url.Values, body string) (int, map[string]any) {
+	u.t.Helper()
+	h := http.Header{"X-CSRF-Token": {u.csrf}, "Content-Type": {"application/octet-stream"}}
+	status, b := u.do(http.MethodPost, "/firmware/upload?"+query.Encode(), strings.NewReader(body), h)
+	var out map[string]any
+	if err := json.Unmarshal([]byte(b), &out); err != nil {
+		u.t.Fatalf("upload answered %d, not JSON: %v\n%s", status, err, b)
+	}
+	return status, out
+}
+
+// seeded is a stack with a product of six devices, a firmware uploaded
+// through the console and a running task created through its form.
+type seeded struct {
+	*stack
+	admin    *user
+	firmware int64
+	task     int64
+}
+
+func seed(t *testing.T) *seeded {
+	t.Helper()
+	s := &seeded{stack: newStack(t)}
+	s.fleet("demo", 6)
+	s.admin = s.signedIn(ota.RoleAdmin)
+	status, fw := s.admin.uploadFirmware(url.Values{"product": {"demo"}, "version": {"1.1.0"}, "param": {"channel=stable"}}, "firmware image")
+	if status != http.StatusCreated {
+		t.Fatalf("upload: %d %v", status, fw)
+	}
+	s.firmware = int64(fw["id"].(float64))
+	s.connect("demo", "d1", "d2", "d3")
+	s.task = s.createTask(url.Values{"firmware": {fmt.Sprint(s.firmware)}, "name": {"spring"}, "mode": {"push"}, "target_all": {"on"}})
+	s.upgrade("demo", "d1")
+	s.fail("demo", "d2", "download_failed")
+	return s
+}
+
+var taskURLRE = regexp.MustCompile(`^/tasks/(\d+)$`)
+
+// createTask posts the task form and returns the new task's id.
+func (s *seeded) createTask(v url.Values) int64 {
+	s.t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, s.srv.URL+"/tasks", strings.NewReader(withCSRF(v, s.admin.csrf).Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	client := *s.admin.http
+	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	resp, err := client.Do(req)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	resp.Body.Close()
+	m := taskURLRE.FindStringSubmatch(resp.Header.Get("Location"))
+	if resp.StatusCode != http.StatusSeeOther || m == nil {
+		s.t.Fatalf("create task: status %d, location %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	id, _ := strconv.ParseInt(m[1], 10, 64)
+	return id
+}
+
+func withCSRF(v url.Values, csrf string) url.Values {
+	out := url.Values{}
+	for k, vs := range v {
+		out[k] = vs
+	}
+	out.Set("csrf", csrf)
+	return out
+}
+
+// TestEveryPageRenders renders every page and fragment with real data for
+// each role: template errors show only at run time.
+func TestEveryPageRenders(t *testing.T) {
+	s := seed(t)
+	fw, task := fmt.Sprint(s.firmware), fmt.Sprint(s.task)
+	pages := []struct {
+		path  string
+		title string
+		want  []string
+	}{
+		{"/", "Overview · otter", []string{"Devices 6", "spring", "Recent failures", "download_failed", "1.0.0", "1.1.0"}},
+		{"/overview/tasks", "", []string{"spring"}},
+		{"/products", "Products · otter", []string{"demo", "Test demo"}},
+		{"/products/demo", "demo · Products · otter", []string{"d1", "d6", "ring=odd", "Versions"}},
+		{"/products/demo?prefix=d1&tag=ring%3Dodd&online=true", "demo · Products · otter", []string{"d1"}},
+		{"/products/demo?module=default&version=1.1.0", "demo · Products · otter", []string{"d1"}},
+		{"/products/demo/devices/d2", "d2 · demo · otter", []string{"Job history", "download_failed", "task " + task}},
+		{"/firmware", "Firmware · otter", []string{"1.1.0", "demo"}},
+		{"/firmware?product=demo&module=default", "Firmware · otter", []string{"1.1.0"}},
+		{"/firmware/" + fw, "demo default 1.1.0 · Firmware · otter", []string{"channel=stable", "valid: it verifies", "spring"}},
+		{"/tasks", "Tasks · otter", []string{"spring", "running"}},
+		{"/tasks?state=running&product=demo", "Tasks · otter", []string{"spring"}},
+		{"/tasks/" + task, "Task " + task + ": spring · Tasks · otter", []string{"Jobs per state", "Failures by code", "download_failed", "Progress over time", "d1"}},
+		{"/tasks/" + task + "?state=failed", "Task " + task + ": spring · Tasks · otter", []string{"d2"}},
+		{"/tasks/" + task + "/live", "", []string{"succeeded", "download_failed"}},
+		{"/events", "Events · otter", []string{"firmware created", "task created"}},
+		{"/events?kind=job&product=demo&device=d2&task=" + task, "Events · otter", []string{"failed"}},
+	}
+	viewer := s.signedIn(ota.RoleViewer)
+	for _, who := range []struct {
+		name string
+		u    *user
+	}{{"admin", s.admin}, {"viewer", viewer}} {
+		for _, p := range pages {
+			status, body := who.u.get(p.path)
+			if status != http.StatusOK {
+				t.Errorf("%s GET %s: status %d\n%s", who.name, p.path, status, clipText(text(body)))
+				continue
+			}
+			if p.title != "" && !strings.Contains(body, "<title>"+p.title+"</title>") {
+				t.Errorf("%s GET %s: title is not %q", who.name, p.path, p.title)
+			}
+			mustContain(t, who.name+" GET "+p.path, body, p.want...)
+		}
+	}
+	for _, path := range []string{"/firmware/upload", "/tasks/new", "/tasks/new?firmware=" + fw} {
+		if status, body := s.admin.get(path); status != http.StatusOK {
+			t.Errorf("GET %s: status %d\n%s", path, status, text(body))
+		}
+	}
+}
+
+// TestListsPage checks that lists are paged by cursor and that the next
+// page continues where the first ended.
+func TestListsPage(t *testing.T) {
+	s := newStack(t)
+	s.fleet("big", 120)
+	u := s.signedIn(ota.RoleViewer)
+	_, first := u.get("/products/big")
+	next := regexp.MustCompile(`href="([^"]*after=[^"]*)" rel="next"`).FindStringSubmatch(first)
+	if next == nil {
+		t.Fatalf("the first page of 120 devices has no next link")
+	}
+	if strings.Contains(text(first), " d51 ") {
+		t.Errorf("the first page lists more than 50 devices")
+	}
+	_, second := u.get(strings.ReplaceAll(next[1], "&amp;", "&"))
+	mustContain(t, "second page", second, "d51", "d100", "First page")
+	if strings.Contains(text(second), " d50 ") {
+		t.Errorf("the second page repeats the first")
+	}
+}
+
+// TestUnknownThingsAreNotFound answers 404 pages in plain words.
+func TestUnknownThingsAreNotFound(t *testing.T) {
+	s := newStack(t)
+	u := s.signedIn(ota.RoleViewer)
+	for _, path := range []string{"/nope", "/products/nope", "/products/nope/devices/x", "/firmware/999", "/firmware/abc", "/tasks/999", "/tasks/0/live"} {
+		status, body := u.get(path)
+		if status != http.StatusNotFound {
+			t.Errorf("GET %s: status %d, want 404", path, status)
+		}
+		if !strings.Contains(body, `class="error"`) {
+			t.Errorf("GET %s: no error message on the page", path)
+		}
+	}
+}
+
+// TestStatsAreCached shows that fleet counts are recounted only once the
+// cache has aged.
+func TestStatsAreCached(t *testing.T) {
+	s := newStack(t)
+	s.fleet("demo", 3)
+	u := s.signedIn(ota.RoleViewer)
+	_, page := u.get("/")
+	mustContain(t, "overview", page, "Devices 3")
+	if _, err := s.st.CreateDevices(s.ctx, []store.NewDevice{{Product: "demo", Key: "late", SecretHash: []byte("x")}}); err != nil {
+		t.Fatal(err)
+	}
+	_, page = u.get("/")
+	mustContain(t, "overview within the cache's life", page, "Devices 3")
+	s.clock.Add(20 * 1e9)
+	_, page = u.get("/")
+	mustContain(t, "overview after the cache expired", page, "Devices 4")
+}
