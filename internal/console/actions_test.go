@@ -26,10 +26,9 @@ func (s *stack) checkSecret(product, key, secret string) {
 	}
 }
 
-func TestProductAndDeviceActions(t *testing.T) {
+func TestProductActions(t *testing.T) {
 	s := newStack(t)
 	op := s.signedIn(ota.RoleOperator)
-
 	status, body := op.post("/products", url.Values{"key": {"Bad Key"}})
 	if status != http.StatusBadRequest {
 		t.Errorf("bad product key: status %d", status)
@@ -40,45 +39,52 @@ func TestProductAndDeviceActions(t *testing.T) {
 		t.Fatalf("create product: %d %s", status, text(body))
 	}
 	mustContain(t, "new product", body, "Product created", "Desk lamp")
+	s.fleet("full", 1)
+	_, body = op.post("/products/full/delete", nil)
+	wantFieldError(t, "delete a product with devices", body, "delete", "has 1 device")
+	status, body = op.post("/products/lamp/delete", nil)
+	if status != http.StatusOK {
+		t.Fatalf("delete product: %d", status)
+	}
+	mustContain(t, "deleted product", body, "Product deleted.")
+	if _, err := s.st.GetProduct(s.ctx, "lamp"); ota.ErrorCode(err) != ota.ENOTFOUND {
+		t.Errorf("the product is still there: %v", err)
+	}
+}
 
-	_, body = op.post("/products/lamp/devices", url.Values{"key": {"l:1"}, "tags": {"site=paris"}})
+func TestDeviceActions(t *testing.T) {
+	s := newStack(t)
+	s.fleet("lamp", 0)
+	op := s.signedIn(ota.RoleOperator)
+	_, body := op.post("/products/lamp/devices", url.Values{"key": {"l:1"}, "tags": {"site=paris"}})
 	wantFieldError(t, "bad device key", body, "key", `Device key "l:1" is not valid`)
 	_, body = op.post("/products/lamp/devices", url.Values{"key": {"l1"}, "tags": {"site"}})
 	wantFieldError(t, "bad tag", body, "tags", `Tag "site" is not name=value`)
-	status, body = op.post("/products/lamp/devices", url.Values{"key": {"l1"}, "tags": {"site=paris\nring=beta"}})
-	m := secretRE.FindStringSubmatch(body)
-	if status != http.StatusOK || m == nil {
-		t.Fatalf("create device: %d, no secret shown:\n%s", status, text(body))
-	}
-	mustContain(t, "new device", body, "Copy the secret now")
+	secret := s.createDevice(op, "lamp", "l1", "site=paris\nring=beta")
 	_, page := op.get("/products/lamp")
 	mustContain(t, "product after a new device", page, "Devices 1")
-	s.checkSecret("lamp", "l1", m[1])
 	_, body = op.post("/products/lamp/devices", url.Values{"key": {"l1"}})
 	wantFieldError(t, "duplicate device", body, "key", "l1")
 
-	status, body = op.post("/products/lamp/devices/l1/tags", url.Values{"tags": {"site=lyon"}})
+	status, body := op.post("/products/lamp/devices/l1/tags", url.Values{"tags": {"site=lyon"}})
 	if status != http.StatusOK {
 		t.Fatalf("set tags: %d", status)
 	}
 	mustContain(t, "tags saved", body, "Tags saved.")
-	d, err := s.st.GetDevice(s.ctx, "lamp", "l1")
-	if err != nil || len(d.Tags) != 1 || d.Tags["site"] != "lyon" {
+	if d, err := s.st.GetDevice(s.ctx, "lamp", "l1"); err != nil || len(d.Tags) != 1 || d.Tags["site"] != "lyon" {
 		t.Errorf("tags after saving: %v %v", d.Tags, err)
 	}
 	_, body = op.post("/products/lamp/devices/l1/tags", url.Values{"tags": {"bad name=x"}})
 	wantFieldError(t, "bad tag name", body, "tags", `Tag "bad" is not name=value`)
 
 	_, body = op.post("/products/lamp/devices/l1/rotate-secret", nil)
-	m2 := secretRE.FindStringSubmatch(body)
-	if m2 == nil || m2[1] == m[1] {
+	m := secretRE.FindStringSubmatch(body)
+	if m == nil || m[1] == secret {
 		t.Fatalf("rotate secret: no new secret shown:\n%s", text(body))
 	}
 	mustContain(t, "rotated", body, "The old secret has stopped working")
-	s.checkSecret("lamp", "l1", m2[1])
+	s.checkSecret("lamp", "l1", m[1])
 
-	_, body = op.post("/products/lamp/delete", nil)
-	wantFieldError(t, "delete a product with devices", body, "delete", "has 1 device")
 	status, body = op.post("/products/lamp/devices/l1/delete", nil)
 	if status != http.StatusOK {
 		t.Fatalf("delete device: %d", status)
@@ -87,11 +93,20 @@ func TestProductAndDeviceActions(t *testing.T) {
 	if _, err := s.st.GetDevice(s.ctx, "lamp", "l1"); ota.ErrorCode(err) != ota.ENOTFOUND {
 		t.Errorf("the device is still there: %v", err)
 	}
-	status, body = op.post("/products/lamp/delete", nil)
-	if status != http.StatusOK {
-		t.Fatalf("delete product: %d", status)
+}
+
+// createDevice creates a device through the form and returns the secret
+// the page shows, checked against the store.
+func (s *stack) createDevice(u *user, product, key, tags string) string {
+	s.t.Helper()
+	status, body := u.post("/products/"+product+"/devices", url.Values{"key": {key}, "tags": {tags}})
+	m := secretRE.FindStringSubmatch(body)
+	if status != http.StatusOK || m == nil {
+		s.t.Fatalf("create device: %d, no secret shown:\n%s", status, text(body))
 	}
-	mustContain(t, "deleted product", body, "Product deleted.")
+	mustContain(s.t, "new device", body, "Copy the secret now")
+	s.checkSecret(product, key, m[1])
+	return m[1]
 }
 
 func TestImportDevices(t *testing.T) {

@@ -10,9 +10,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	cdplog "github.com/chromedp/cdproto/log"
+	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 
 	"github.com/otter-ota/otter/internal/engine"
@@ -122,6 +125,70 @@ func (s *stack) browserSignin(t *testing.T, ctx context.Context, role ota.Role) 
 	)
 }
 
+// watcher records every request a tab makes and everything the browser
+// logs as an error (content security policy violations, script errors).
+type watcher struct {
+	mu       sync.Mutex
+	requests []string
+	errors   []string
+}
+
+func watch(t *testing.T, ctx context.Context) *watcher {
+	t.Helper()
+	w := &watcher{}
+	requests := chromedp.Events(ctx, network.RequestWillBeSent)
+	logs := chromedp.Events(ctx, cdplog.EntryAdded)
+	go func() {
+		for ev, err := range requests {
+			if err != nil {
+				return
+			}
+			w.mu.Lock()
+			w.requests = append(w.requests, ev.Request.URL)
+			w.mu.Unlock()
+		}
+	}()
+	go func() {
+		for ev, err := range logs {
+			if err != nil {
+				return
+			}
+			if e := ev.Entry; e.Level == cdplog.EntryLevelError {
+				w.mu.Lock()
+				w.errors = append(w.errors, string(e.Source)+": "+e.Text+" "+e.URL)
+				w.mu.Unlock()
+			}
+		}
+	}()
+	return w
+}
+
+// check fails on any request to another host and any logged error.
+func (w *watcher) check(t *testing.T, base string) {
+	t.Helper()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.requests) == 0 {
+		t.Error("no request was recorded: the watcher is broken")
+	}
+	for _, u := range w.requests {
+		if !strings.HasPrefix(u, base+"/") && !strings.HasPrefix(u, "data:") {
+			t.Errorf("the console asked another host: %s", u)
+		}
+	}
+	for _, e := range w.errors {
+		t.Errorf("the browser logged an error: %s", e)
+	}
+}
+
+// journey is one browser session of the rollout test.
+type journey struct {
+	t     *testing.T
+	s     *stack
+	ctx   context.Context
+	shots string // the screenshot folder
+}
+
 // TestBrowserRollout is the operator's whole journey in a real browser:
 // sign in, upload a firmware (its progress bar reaches 100%), create a task
 // on simulated devices with a live preview, pause and resume it, and watch
@@ -133,19 +200,30 @@ func TestBrowserRollout(t *testing.T) {
 	s := newStack(t)
 	s.fleet("thermostat", 6)
 	s.fleet("doorbell", 3)
-	keys := []string{"d1", "d2", "d3", "d4", "d5", "d6"}
-	s.connect("thermostat", keys...)
-	ctx := tab(t, browser)
-	s.browserSignin(t, ctx, ota.RoleAdmin)
-	shots := t.TempDir()
-	t.Logf("screenshots in %s", shots)
+	s.connect("thermostat", "d1", "d2", "d3", "d4", "d5", "d6")
+	j := &journey{t: t, s: s, ctx: tab(t, browser), shots: t.TempDir()}
+	t.Logf("screenshots in %s", j.shots)
+	w := watch(t, j.ctx)
+	s.browserSignin(t, j.ctx, ota.RoleAdmin)
+	j.uploadFirmware()
+	j.createTask()
+	j.pauseAndResume()
+	j.watchItComplete()
+	j.screenshots()
+	w.check(t, s.srv.URL)
+	viewer := tab(t, browser)
+	s.browserSignin(t, viewer, ota.RoleViewer)
+	viewerSeesNoActions(t, s, viewer)
+}
 
+func (j *journey) uploadFirmware() {
+	t, ctx := j.t, j.ctx
 	image := filepath.Join(t.TempDir(), "thermostat-1.1.0.bin")
 	if err := os.WriteFile(image, bytes.Repeat([]byte("otter firmware "), 2<<20), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	do(t, ctx, "upload a firmware",
-		chromedp.Navigate(s.srv.URL+"/firmware/upload?product=thermostat"),
+		chromedp.Navigate(j.s.srv.URL+"/firmware/upload?product=thermostat"),
 		chromedp.WaitVisible(chromedp.ID("u-version")),
 		chromedp.SendKeys(chromedp.ID("u-version"), "1.1.0"),
 		chromedp.SendKeys(chromedp.ID("u-params"), "channel=stable"),
@@ -164,7 +242,12 @@ func TestBrowserRollout(t *testing.T) {
 	if sig := js[string](t, ctx, `document.getElementById("signature-check").textContent`); !strings.HasPrefix(sig, "valid") {
 		t.Errorf("the firmware's signature check says %q", sig)
 	}
+}
 
+// createTask goes from the firmware to the task form, watches the preview
+// and a policy error follow the fields, and creates the task.
+func (j *journey) createTask() {
+	t, ctx := j.t, j.ctx
 	do(t, ctx, "open the task form",
 		chromedp.Click(chromedp.CSS(`a[href^="/tasks/new"]`)),
 		chromedp.WaitVisible(chromedp.ID("t-retries")),
@@ -179,22 +262,27 @@ func TestBrowserRollout(t *testing.T) {
 		`document.getElementById("err-retry_backoff").textContent.includes("need retries")`)
 	do(t, ctx, "clear the backoff", setField("t-backoff", ""))
 	waitJS(t, ctx, "the preview per phase", `document.getElementById("err-retry_backoff").textContent === "" && document.querySelectorAll("#preview ol.phases li").length === 2`)
-	screenshot(t, ctx, shots, "task-new")
+	screenshot(t, ctx, j.shots, "task-new")
 	do(t, ctx, "create the task", chromedp.Click(chromedp.ID("create-task")), chromedp.WaitVisible(chromedp.ID("live")))
-
 	// From here on the page must never reload: a marker in the window
 	// survives only if it does not.
 	do(t, ctx, "mark the page", chromedp.Evaluate[chromedp.Void](`window.otterMarker = "still here"`))
+}
+
+func (j *journey) pauseAndResume() {
+	t, ctx := j.t, j.ctx
 	do(t, ctx, "pause", chromedp.Click(chromedp.ID("btn-pause")), chromedp.WaitVisible(chromedp.ID("btn-resume")))
 	waitJS(t, ctx, "the paused state", `document.getElementById("live").dataset.state === "paused"`)
 	do(t, ctx, "resume", chromedp.Click(chromedp.ID("btn-resume")), chromedp.WaitVisible(chromedp.ID("btn-pause")))
 	waitJS(t, ctx, "the running state", `document.getElementById("live").dataset.state === "running"`)
+}
 
-	first := firstNotified(t, s, 1)
-	if first == "d6" {
-		t.Fatal("the device meant to fail came first; pick another")
-	}
-	s.upgradeEventually("thermostat", first)
+// watchItComplete drives the devices (d6 fails) while the open page
+// follows them.
+func (j *journey) watchItComplete() {
+	t, ctx, s := j.t, j.ctx, j.s
+	keys := []string{"d1", "d2", "d3", "d4", "d5", "d6"}
+	s.upgradeEventually("thermostat", s.notifiedExcept(t, "thermostat", keys, "d6"))
 	waitJS(t, ctx, "the first success on the open page", `document.getElementById("progress-text").textContent.startsWith("1 of 6")`)
 	s.finishRollout(t, "thermostat", keys, "d6")
 	waitJS(t, ctx, "the task to complete on the open page", `document.getElementById("live").dataset.state === "completed"`)
@@ -210,8 +298,13 @@ func TestBrowserRollout(t *testing.T) {
 	if n := js[int](t, ctx, `document.querySelectorAll("#live .timeline rect").length`); n == 0 {
 		t.Errorf("the progress chart has no bars")
 	}
+	screenshot(t, ctx, j.shots, "task")
+}
 
-	screenshot(t, ctx, shots, "task")
+// screenshots saves the main pages, with a second rollout under way, and
+// the task page on a phone-sized screen.
+func (j *journey) screenshots() {
+	t, ctx, s := j.t, j.ctx, j.s
 	s.secondRollout(t)
 	s.clock.Add(20 * time.Second) // past the fleet counts' cache
 	for _, p := range []struct{ name, path, wait string }{
@@ -226,17 +319,18 @@ func TestBrowserRollout(t *testing.T) {
 		{"events", "/events?product=thermostat&kind=task", "main"},
 	} {
 		do(t, ctx, "open "+p.path, chromedp.Navigate(s.srv.URL+p.path), chromedp.WaitVisible(chromedp.ID(p.wait)))
-		screenshot(t, ctx, shots, p.name)
+		screenshot(t, ctx, j.shots, p.name)
 	}
 	do(t, ctx, "a phone-sized screen", chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile),
 		chromedp.Navigate(s.srv.URL+"/tasks/1"), chromedp.WaitVisible(chromedp.ID("live")))
 	if w := js[int](t, ctx, `document.documentElement.scrollWidth`); w > 390 {
 		t.Errorf("on a phone the task page is %dpx wide: it scrolls sideways", w)
 	}
-	screenshot(t, ctx, shots, "task-phone")
+	screenshot(t, ctx, j.shots, "task-phone")
+}
 
-	viewer := tab(t, browser)
-	s.browserSignin(t, viewer, ota.RoleViewer)
+func viewerSeesNoActions(t *testing.T, s *stack, viewer context.Context) {
+	t.Helper()
 	for _, path := range []string{"/", "/products/thermostat", "/products/thermostat/devices/d1", "/firmware", "/firmware/1", "/tasks", "/tasks/1"} {
 		do(t, viewer, "viewer opens "+path, chromedp.Navigate(s.srv.URL+path), chromedp.WaitVisible(chromedp.ID("main")))
 		n := js[int](t, viewer, `document.querySelectorAll('main form[method="post"], main button[id^="btn-"], a[href^="/firmware/upload"], a[href^="/tasks/new"], [hx-post]').length`)
@@ -244,6 +338,22 @@ func TestBrowserRollout(t *testing.T) {
 			t.Errorf("a viewer sees %d action elements on %s", n, path)
 		}
 	}
+}
+
+// notifiedExcept waits for a device other than skip whose job has been sent.
+func (s *stack) notifiedExcept(t *testing.T, product string, keys []string, skip string) string {
+	t.Helper()
+	var found string
+	eventually(t, "a notified device", func() bool {
+		for _, k := range keys {
+			if j := s.activeJob(t, product, k); k != skip && j != nil && j.State == ota.JobNotified {
+				found = k
+				return true
+			}
+		}
+		return false
+	})
+	return found
 }
 
 // secondRollout starts a phased task on the thermostats and brings two of

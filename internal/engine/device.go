@@ -58,6 +58,11 @@ func (e *Engine) loadWork(ctx context.Context, ops []*deviceOp) (*work, error) {
 		return nil, fmt.Errorf("load active jobs: %w", err)
 	}
 	w.addJobs(active)
+	if e.hasDynamic() {
+		if w.tags, err = e.st.DeviceTags(ctx, slices.Compact(devices)); err != nil {
+			return nil, fmt.Errorf("load device tags: %w", err)
+		}
+	}
 	var missing []int64
 	for _, id := range named {
 		if _, ok := w.jobs[id]; !ok {
@@ -72,6 +77,16 @@ func (e *Engine) loadWork(ctx context.Context, ops []*deviceOp) (*work, error) {
 		w.addJobs(more)
 	}
 	return w, nil
+}
+
+// hasDynamic reports whether a running task takes devices as they come.
+func (e *Engine) hasDynamic() bool {
+	for _, ts := range e.tasks {
+		if ts.task.Target.Dynamic && ts.task.State == ota.TaskRunning {
+			return true
+		}
+	}
+	return false
 }
 
 // handle applies one device message to the batch's view of the jobs.
@@ -125,7 +140,49 @@ func (w *work) inform(o *deviceOp) {
 		})
 		if id, ok := w.active[jobRef{o.dev.ID, module}]; ok {
 			w.transition(id, ota.JobInput{Kind: ota.JobInform, Version: version}, "device")
+			w.supersede(id, version)
 		}
+		if _, busy := w.active[jobRef{o.dev.ID, module}]; !busy {
+			w.joinDynamic(o.dev, module, version)
+		}
+	}
+}
+
+// supersede cancels a job that has not started installing when the device
+// reports a version the firmware does not upgrade from: it got there some
+// other way, and the job would now downgrade it or reinstall.
+func (w *work) supersede(id int64, version string) {
+	j := w.jobs[id]
+	ts := w.e.tasks[j.TaskID]
+	if j.State.Terminal() || j.State.Stage() >= ota.JobInstalling.Stage() || ts == nil || ts.firmware.UpgradesFrom(version) {
+		return
+	}
+	msg := fmt.Sprintf("the device reports version %s, which this firmware does not upgrade from", version)
+	sent := j.State != ota.JobQueued
+	if w.transition(id, ota.JobInput{Kind: ota.JobCancel, Code: ota.CodeSuperseded, Message: msg}, "engine") && sent {
+		w.sendCancel(*w.jobs[id])
+	}
+}
+
+// joinDynamic adds a job for the device to each running dynamic task it has
+// come to match by reporting a version.
+func (w *work) joinDynamic(d Device, module, version string) {
+	for _, ts := range w.e.tasks {
+		t := ts.task
+		if !t.Target.Dynamic || t.State != ota.TaskRunning || t.Product != d.Product || t.Module != module {
+			continue
+		}
+		dev := ota.Device{Product: d.Product, Key: d.Key, Tags: w.tags[d.ID], Versions: map[string]string{module: version}}
+		if !t.Target.Matches(dev, ts.firmware) || w.joined[jobRef{d.ID, module}] {
+			continue
+		}
+		w.joined[jobRef{d.ID, module}] = true
+		w.change.NewJobs = append(w.change.NewJobs, ota.Job{
+			TaskID: t.ID, DeviceID: d.ID, Device: d.Key, Product: d.Product, Module: module,
+			State: ota.JobQueued, Phase: max(0, len(t.Policy.Phases)-1), FromVersion: version, Version: t.Version,
+			CreatedAt: w.now, UpdatedAt: w.now,
+		})
+		return
 	}
 }
 

@@ -39,6 +39,8 @@ type Store interface {
 	TaskPhaseCounts(ctx context.Context, taskID int64) (store.PhaseCounts, error)
 	TargetCandidates(ctx context.Context, q store.TargetQuery) ([]store.Candidate, error)
 
+	// DeviceTags returns the tags of the given devices.
+	DeviceTags(ctx context.Context, deviceIDs []int64) (map[int64]map[string]string, error)
 	// ActiveJobs returns the non-terminal jobs of the given devices.
 	ActiveJobs(ctx context.Context, deviceIDs []int64) ([]ota.Job, error)
 	JobsByID(ctx context.Context, ids []int64) ([]ota.Job, error)

@@ -514,3 +514,40 @@ func TestTimelineAndFailuresFollowTheJobs(t *testing.T) {
 		t.Fatalf("failures %+v", codes)
 	}
 }
+
+func TestDynamicTaskTakesDevicesThatComeToMatch(t *testing.T) {
+	f := newFixture(t, 2)
+	f.connect("d1", "d2")
+	f.inform("d2", "0.9.0-beta") // not a version the target selects
+	task := f.task(engine.TaskSpec{Target: ota.Target{All: true, FromVersions: []string{"1.0.0"}, Dynamic: true}})
+	f.upgrade("d1")
+	if got, _ := f.st.GetTask(f.ctx, task.ID); got.Total != 1 {
+		t.Fatalf("task has %d jobs, want 1", got.Total)
+	}
+	f.inform("d2", "1.0.0") // d2 comes to match
+	f.upgrade("d2")
+	f.eventually(func() bool {
+		got, _ := f.st.GetTask(f.ctx, task.ID)
+		return got.Counts[ota.JobSucceeded] == 2 && got.Total == 2
+	}, "d2 to join the dynamic task and succeed")
+	if got, _ := f.st.GetTask(f.ctx, task.ID); got.State != ota.TaskRunning {
+		t.Fatalf("a dynamic task without an end is %s, want running", got.State)
+	}
+	f.checkCounts(task.ID)
+}
+
+func TestJobIsSupersededWhenTheDeviceGetsThereAnotherWay(t *testing.T) {
+	f := newFixture(t, 1)
+	task := f.task(engine.TaskSpec{Target: ota.Target{Devices: []string{"d1"}}})
+	f.waitTask(task.ID, ota.TaskRunning)
+	f.inform("d1", "2.0.0") // flashed by hand to a newer version while offline
+	j := f.jobs(task.ID)["d1"]
+	if j.State != ota.JobCancelled || j.Code != ota.CodeSuperseded {
+		t.Fatalf("job %s/%s, want cancelled/superseded: 1.1.0 must never be pushed over 2.0.0", j.State, j.Code)
+	}
+	f.connect("d1")
+	f.waitTask(task.ID, ota.TaskCompleted)
+	if sent := f.down.To("d1"); len(sent) != 0 {
+		t.Fatalf("d1 was sent %+v", sent)
+	}
+}

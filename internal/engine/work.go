@@ -21,6 +21,10 @@ type work struct {
 	// count the move from its old state to its final one.
 	orig   map[int64]ota.Job
 	active map[jobRef]int64
+	// tags holds the tags of the batch's devices when a dynamic task may
+	// take them; joined marks devices given a dynamic job in this batch.
+	tags   map[int64]map[string]string
+	joined map[jobRef]bool
 	change store.Change
 	sends  []outgoing
 }
@@ -38,6 +42,7 @@ func (e *Engine) newWork() *work {
 		jobs:   make(map[int64]*ota.Job),
 		orig:   make(map[int64]ota.Job),
 		active: make(map[jobRef]int64),
+		joined: make(map[jobRef]bool),
 	}
 }
 
@@ -155,6 +160,14 @@ func (e *Engine) commit(ctx context.Context, w *work) error {
 	if len(conflicts) > 0 {
 		// Another writer moved these jobs first; the device will resend.
 		e.log.Warn("jobs changed by another writer", "jobs", conflicts)
+	}
+	for _, j := range w.change.NewJobs {
+		if ts := e.tasks[j.TaskID]; ts != nil {
+			ts.counts.Add(j.Phase, ota.JobQueued, 1)
+			ts.task.Total++
+			ts.wantSweep = true
+			e.poke()
+		}
 	}
 	skip := make(map[int64]bool, len(conflicts))
 	for _, id := range conflicts {

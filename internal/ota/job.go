@@ -63,6 +63,9 @@ const (
 	CodeWindowClosed     = "window_closed"
 	CodeTaskCancelled    = "task_cancelled"
 	CodeTaskAborted      = "task_aborted"
+	// CodeSuperseded: the device reported a version the firmware does not
+	// upgrade from (it got there another way), so the job would downgrade.
+	CodeSuperseded = "superseded"
 )
 
 // Job is one device's part of a task.

@@ -322,6 +322,7 @@ func (s *sqlStore) Apply(ctx context.Context, c Change) ([]int64, error) {
 	steps := []func() error{
 		func() error { return applyDeltas(ctx, t, deltas) },
 		func() error { return addMinutes(ctx, t, c.Jobs, conflicts) },
+		func() error { return addJobs(ctx, t, c.NewJobs) },
 		func() error { return setPresence(ctx, t, c.Presence) },
 		func() error { return setVersions(ctx, t, c.Versions) },
 		func() error { return updateTasks(ctx, t, c.Tasks) },
@@ -533,4 +534,61 @@ func (s *sqlStore) TaskFailures(ctx context.Context, taskID int64) ([]FailureCou
 		out = append(out, f)
 	}
 	return out, rows.Err()
+}
+
+// DeviceTags returns the tags of the given devices (devices without tags
+// are absent).
+func (s *sqlStore) DeviceTags(ctx context.Context, deviceIDs []int64) (map[int64]map[string]string, error) {
+	devs := make([]ota.Device, len(deviceIDs))
+	byID := make(map[int64]*ota.Device, len(deviceIDs))
+	for i, id := range deviceIDs {
+		devs[i] = ota.Device{ID: id, Tags: map[string]string{}}
+		byID[id] = &devs[i]
+	}
+	for _, chunk := range chunks(deviceIDs, 1) {
+		if err := loadPairs(ctx, s.db, "SELECT device_id, name, value FROM device_tags", chunk,
+			func(d *ota.Device, k, v string) { d.Tags[k] = v }, byID); err != nil {
+			return nil, fmt.Errorf("load device tags: %w", err)
+		}
+	}
+	out := make(map[int64]map[string]string, len(devs))
+	for _, d := range devs {
+		if len(d.Tags) > 0 {
+			out[d.ID] = d.Tags
+		}
+	}
+	return out, nil
+}
+
+// addJobs inserts jobs that join running dynamic tasks, with their counts
+// and the tasks' totals.
+func addJobs(ctx context.Context, t *tx, jobs []ota.Job) error {
+	byTask := map[int64][]ota.Job{}
+	for _, j := range jobs {
+		byTask[j.TaskID] = append(byTask[j.TaskID], j)
+	}
+	for taskID, js := range byTask {
+		var seq int64
+		if err := t.QueryRowContext(ctx, "SELECT COALESCE(MAX(seq), 0) FROM jobs WHERE task_id = $1", taskID).Scan(&seq); err != nil {
+			return fmt.Errorf("next job position: %w", err)
+		}
+		counts := PhaseCounts{}
+		for _, j := range js {
+			seq++
+			_, err := t.ExecContext(ctx, `INSERT INTO jobs (task_id, device_id, device, product, module, state, phase, seq,
+				from_version, version, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+				taskID, j.DeviceID, j.Device, j.Product, j.Module, ota.JobQueued, j.Phase, seq, j.FromVersion, j.Version, t.now, t.now)
+			if err != nil {
+				return fmt.Errorf("add job for device %s: %w", j.Device, err)
+			}
+			counts.Add(j.Phase, ota.JobQueued, 1)
+		}
+		if _, err := t.ExecContext(ctx, "UPDATE tasks SET total = total + $1 WHERE id = $2", len(js), taskID); err != nil {
+			return fmt.Errorf("count task jobs: %w", err)
+		}
+		if err := addCounts(ctx, t, taskID, counts); err != nil {
+			return err
+		}
+	}
+	return nil
 }
