@@ -264,17 +264,28 @@ func (j *journey) createTask() {
 	waitJS(t, ctx, "the preview per phase", `document.getElementById("err-retry_backoff").textContent === "" && document.querySelectorAll("#preview ol.phases li").length === 2`)
 	screenshot(t, ctx, j.shots, "task-new")
 	do(t, ctx, "create the task", chromedp.Click(chromedp.ID("create-task")), chromedp.WaitVisible(chromedp.ID("live")))
+	// Buttons clicked before htmx has started post as plain forms (which
+	// works, but reloads the page): wait for it.
+	waitJS(t, ctx, "htmx to start", htmxIdle)
 	// From here on the page must never reload: a marker in the window
 	// survives only if it does not.
 	do(t, ctx, "mark the page", chromedp.Evaluate[chromedp.Void](`window.otterMarker = "still here"`))
 }
 
+// htmxIdle is true once the page has loaded, htmx runs, and no swap is
+// under way: a button found then is one htmx handles.
+const htmxIdle = `document.readyState === "complete" && window.htmx !== undefined &&
+	!document.querySelector(".htmx-request, .htmx-swapping, .htmx-settling, .htmx-added")`
+
 func (j *journey) pauseAndResume() {
 	t, ctx := j.t, j.ctx
 	do(t, ctx, "pause", chromedp.Click(chromedp.ID("btn-pause")), chromedp.WaitVisible(chromedp.ID("btn-resume")))
-	waitJS(t, ctx, "the paused state", `document.getElementById("live").dataset.state === "paused"`)
+	waitJS(t, ctx, "the paused state", `document.getElementById("live").dataset.state === "paused" && `+htmxIdle)
 	do(t, ctx, "resume", chromedp.Click(chromedp.ID("btn-resume")), chromedp.WaitVisible(chromedp.ID("btn-pause")))
-	waitJS(t, ctx, "the running state", `document.getElementById("live").dataset.state === "running"`)
+	waitJS(t, ctx, "the running state", `document.getElementById("live").dataset.state === "running" && `+htmxIdle)
+	if m := js[string](t, ctx, `window.otterMarker || ""`); m != "still here" {
+		t.Errorf("pause or resume reloaded the page")
+	}
 }
 
 // watchItComplete drives the devices (d6 fails) while the open page

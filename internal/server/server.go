@@ -96,30 +96,34 @@ type Server struct {
 
 // Start opens everything the Config names and starts serving. On error it
 // releases whatever it had opened.
-func Start(ctx context.Context, cfg Config) (s *Server, err error) {
+func Start(ctx context.Context, cfg Config) (*Server, error) {
 	cfg = cfg.withDefaults()
-	s = &Server{cfg: cfg, log: cfg.Logger, served: make(chan error, 1), engineDone: make(chan error, 1)}
-	defer func() {
-		if err != nil {
-			s.Close()
-		}
-	}()
+	s := &Server{cfg: cfg, log: cfg.Logger, served: make(chan error, 1), engineDone: make(chan error, 1)}
+	if err := s.start(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	s.log.Info("otter is serving", "http", s.HTTPURL(), "mqtt", s.MQTTURL(), "data", cfg.DataDir, "db", s.dbKind())
+	return s, nil
+}
+
+func (s *Server) start(ctx context.Context) error {
 	s.reg = prometheus.NewRegistry()
 	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if err := s.openStore(ctx); err != nil {
-		return nil, err
+		return err
 	}
 	// Listen first: download URLs need the real HTTP address.
-	if s.httpLn, err = listen(ctx, "--http", cfg.HTTPAddr); err != nil {
-		return nil, err
+	var err error
+	if s.httpLn, err = listen(ctx, "--http", s.cfg.HTTPAddr); err != nil {
+		return err
 	}
 	handler, err := s.assemble(ctx)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	s.run(ctx, handler)
-	s.log.Info("otter is serving", "http", s.HTTPURL(), "mqtt", s.MQTTURL(), "data", cfg.DataDir, "db", s.dbKind())
-	return s, nil
+	return nil
 }
 
 func (c Config) withDefaults() Config {
@@ -306,7 +310,7 @@ func listen(ctx context.Context, flag, addr string) (net.Listener, error) {
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", addr)
 	if errors.Is(err, syscall.EADDRINUSE) {
-		return nil, fmt.Errorf("%s is already in use by another program: choose another address with %s (for example %s 127.0.0.1:0): %w", addr, flag, flag, err)
+		return nil, fmt.Errorf("%s is already in use by another program: choose another address with %s (for example %s :8081): %w", addr, flag, flag, err)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s (%s): %w", addr, flag, err)
