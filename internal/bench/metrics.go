@@ -67,11 +67,11 @@ func parseSample(line string) (string, float64, error) {
 	}
 	name, rest := line[:end], line[end:]
 	if rest[0] == '{' {
-		close, err := labelsEnd(rest)
+		stop, err := labelsEnd(rest)
 		if err != nil {
 			return "", 0, fmt.Errorf("%.60q: %w", line, err)
 		}
-		rest = rest[close+1:]
+		rest = rest[stop+1:]
 	}
 	f := strings.Fields(rest)
 	if len(f) < 1 || len(f) > 2 {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"log/slog"
+	"net/http"
 	"os"
 	"testing"
 	"time"
@@ -204,5 +205,56 @@ func TestOfflineDevicesGetTheirPushWhenTheyConnect(t *testing.T) {
 	o.waitTask(ctx, task.ID, client.TaskCompleted)
 	if v := fleet.Stats().Versions["1.1.0"]; v != 3 {
 		t.Fatalf("%d devices on 1.1.0 after reconnecting, want 3", v)
+	}
+}
+
+func TestRestartOnTheSameDataFolderKeepsEverything(t *testing.T) {
+	dir := t.TempDir()
+	o := startIn(t, dir, "") // SQLite in the data folder
+	ctx := o.ctx()
+	fw, image := o.firmware("demo", "1.1.0", 10000)
+	dev, err := o.api.CreateDevice(ctx, "demo", client.DeviceCreate{Key: "d1", Tags: map[string]string{"site": "paris"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	viewer, err := o.api.CreateToken(ctx, client.TokenCreate{Name: "dash", Role: client.RoleViewer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key1, err := o.api.SigningKey(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.srv.Close()
+
+	again := startIn(t, dir, "")
+	got, err := again.api.Firmware(ctx, fw.ID)
+	if err != nil || got.SHA256 != fw.SHA256 || got.Signature != fw.Signature {
+		t.Fatalf("firmware after restart: %+v, %v", got, err)
+	}
+	var buf bytes.Buffer
+	if _, err := again.api.DownloadFirmware(ctx, fw.ID, &buf); err != nil || !bytes.Equal(buf.Bytes(), image) {
+		t.Fatalf("firmware file after restart: %d bytes, %v", buf.Len(), err)
+	}
+	if d, err := again.api.Device(ctx, "demo", "d1"); err != nil || d.Tags["site"] != "paris" {
+		t.Fatalf("device after restart: %+v, %v", d, err)
+	}
+	if _, err := client.New(again.srv.HTTPURL(), viewer.Secret).ListProducts(ctx, client.ListOptions{}); err != nil {
+		t.Fatalf("viewer token after restart: %v", err)
+	}
+	key2, err := again.api.SigningKey(ctx)
+	if err != nil || !key1.PublicKey.Equal(key2.PublicKey) {
+		t.Fatalf("signing key changed across a restart: %v", err)
+	}
+	// The device's secret still logs it in (HTTP device API).
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, again.srv.HTTPURL()+"/device/v1/upgrade", nil)
+	req.SetBasicAuth("demo/d1", dev.Secret)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("device login after restart: %s", resp.Status)
 	}
 }

@@ -25,6 +25,8 @@ type simDevice struct {
 	module  string
 	version string // the running version
 	next    string // the version activated for the next boot
+	// installs counts the device's install attempts, for FailFirst.
+	installs int
 }
 
 var errSimulatedFailure = errors.New("simulated install failure")
@@ -52,9 +54,11 @@ func (d *simDevice) Activate(ctx context.Context, up wire.Upgrade) error {
 	if t := d.fleet.cfg.InstallTime; t > 0 && !sleep(ctx, t) {
 		return ctx.Err()
 	}
+	d.fleet.stats.installs.Add(1)
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.rng.Float64() < d.fleet.cfg.FailRate {
+	d.installs++
+	if d.installs <= d.fleet.cfg.FailFirst || d.rng.Float64() < d.fleet.cfg.FailRate {
 		return errSimulatedFailure
 	}
 	d.next = up.Version
@@ -70,6 +74,16 @@ func (d *simDevice) Reboot(context.Context, wire.Upgrade) error {
 		d.version, d.next = d.next, ""
 	}
 	return nil
+}
+
+// confirm returns the SDK's confirm callback for this device: the fleet's
+// Confirm with the device's key, or nil (accept everything).
+func (d *simDevice) confirm() device.ConfirmFunc {
+	f := d.fleet.cfg.Confirm
+	if f == nil {
+		return nil
+	}
+	return func(ctx context.Context, up wire.Upgrade) bool { return f(ctx, d.key, up) }
 }
 
 // event keeps the fleet's counters from the SDK's events.

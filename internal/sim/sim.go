@@ -20,6 +20,7 @@ import (
 
 	"github.com/otter-ota/otter/client"
 	"github.com/otter-ota/otter/sdk/device"
+	"github.com/otter-ota/otter/sdk/wire"
 )
 
 // Config describes a simulated fleet.
@@ -40,6 +41,10 @@ type Config struct {
 	Version string
 	// FailRate is the chance that one install attempt fails.
 	FailRate float64
+	// FailFirst makes the first FailFirst install attempts of every device
+	// fail, whatever FailRate says: a deterministic failure for tests of
+	// retries.
+	FailFirst int
 	// InstallTime is how long installing takes.
 	InstallTime time.Duration
 	// OfflineRate is the share of devices that start offline; they
@@ -58,6 +63,13 @@ type Config struct {
 	Logger      *slog.Logger
 	// OnEvent, when set, sees every SDK event of every device.
 	OnEvent func(key string, e device.Event)
+	// Confirm, when set, answers for device key an upgrade that asks for
+	// confirmation; it may block until ctx ends (the server withdrew the
+	// upgrade). nil accepts every upgrade.
+	Confirm func(ctx context.Context, key string, up wire.Upgrade) bool
+	// RetryCap bounds the SDK's backoff between reconnects and retries
+	// (0: 30 s); tests that restart the server make it short.
+	RetryCap time.Duration
 }
 
 // SecretStore keeps device secrets between simulator runs.
@@ -81,12 +93,14 @@ type counters struct {
 
 // Stats is a snapshot of the fleet.
 type Stats struct {
-	Devices   int            `json:"devices"`
-	Connected int64          `json:"connected"`
-	Upgrading int64          `json:"upgrading"`
-	Succeeded int64          `json:"succeeded"`
-	Failed    int64          `json:"failed"`
-	Versions  map[string]int `json:"versions"`
+	Devices   int   `json:"devices"`
+	Connected int64 `json:"connected"`
+	Upgrading int64 `json:"upgrading"`
+	Succeeded int64 `json:"succeeded"`
+	Failed    int64 `json:"failed"`
+	// Installs counts install attempts (images activated or failing to).
+	Installs int64          `json:"installs"`
+	Versions map[string]int `json:"versions"`
 }
 
 // Start makes sure the devices exist on the server and starts them. It
@@ -136,6 +150,9 @@ func (c Config) withDefaults() Config {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+	if c.RetryCap <= 0 {
+		c.RetryCap = 30 * time.Second
+	}
 	return c
 }
 
@@ -149,6 +166,8 @@ func (c Config) check() error {
 		return fmt.Errorf("sim: %d devices: choose 1 to 1,000,000", c.Devices)
 	case c.FailRate < 0 || c.FailRate > 1 || c.OfflineRate < 0 || c.OfflineRate > 1:
 		return errors.New("sim: fail and offline rates are fractions between 0 and 1")
+	case c.FailFirst < 0:
+		return fmt.Errorf("sim: fail-first %d must not be negative", c.FailFirst)
 	case c.Version == "":
 		return errors.New("sim: no initial version")
 	}
@@ -176,8 +195,8 @@ func (f *Fleet) newDevice(i int, c credential, hc *http.Client) (*simDevice, err
 	cl, err := device.New(device.Config{
 		Broker: f.cfg.Broker, Product: f.cfg.Product, Device: c.key, Secret: c.secret,
 		PublicKey: f.cfg.PublicKey, Installer: d, HTTPClient: hc,
-		OnEvent: d.event, Logger: f.cfg.Logger,
-		RetryBase: 500 * time.Millisecond, RetryCap: 30 * time.Second,
+		OnEvent: d.event, Logger: f.cfg.Logger, Confirm: d.confirm(),
+		RetryBase: min(500*time.Millisecond, f.cfg.RetryCap), RetryCap: f.cfg.RetryCap,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("sim: device %s: %w", c.key, err)
@@ -228,6 +247,7 @@ func (f *Fleet) Stats() Stats {
 		Upgrading: f.stats.upgrading.Load(),
 		Succeeded: f.stats.succeeded.Load(),
 		Failed:    f.stats.failed.Load(),
+		Installs:  f.stats.installs.Load(),
 		Versions:  map[string]int{},
 	}
 	for _, d := range f.devices {

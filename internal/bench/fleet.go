@@ -1,0 +1,214 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/otter-ota/otter/client"
+)
+
+// FleetConfig describes a fleet benchmark: one push task to every device.
+type FleetConfig struct {
+	Server ServerOptions
+	// Devices is the number of simulated devices.
+	Devices int
+	// FileSize is the size of the firmware file in bytes.
+	FileSize int64
+	// ConnectRate bounds new device connections per second; 0 means the
+	// simulator's default.
+	ConnectRate int
+	// Timeout bounds the task, from its creation until every job ended.
+	Timeout time.Duration
+	// Progress, when set, receives a line about each stage.
+	Progress io.Writer
+}
+
+// FleetReport is what a fleet benchmark measured.
+type FleetReport struct {
+	Devices  int    `json:"devices"`
+	FileSize int64  `json:"file_size_bytes"`
+	Database string `json:"database"`
+	// SeparateServer says the server ran in a process of its own: its
+	// memory and CPU figures are then the server's alone.
+	SeparateServer bool `json:"separate_server"`
+	// Connect is the time to start, connect and hear from every device.
+	Connect time.Duration `json:"connect_ns"`
+	// TaskTime runs from the request that created the task until the task
+	// is completed (every job succeeded).
+	TaskTime  time.Duration `json:"task_ns"`
+	Succeeded int64         `json:"succeeded"`
+	Failed    int64         `json:"failed"`
+	// UpgradesPerSecond is Succeeded over TaskTime.
+	UpgradesPerSecond float64 `json:"upgrades_per_second"`
+	// Uplinks and Downlinks count MQTT messages the server handled during
+	// the task (otter_mqtt_uplinks_total, otter_mqtt_downlinks_total).
+	Uplinks           int64   `json:"mqtt_uplinks"`
+	Downlinks         int64   `json:"mqtt_downlinks"`
+	MessagesPerSecond float64 `json:"mqtt_messages_per_second"`
+	// Upgrade is the time from the task's creation to each device's
+	// receiving its upgrade command, measured on the device.
+	Upgrade Latency `json:"upgrade_latency"`
+	// Success is the time from the task's creation to each device's
+	// running the new version.
+	Success Latency `json:"success_latency"`
+	// Server is the server process's use: Peak over the whole run, CPU
+	// over the whole run and during the task.
+	ServerPeakRSS int64         `json:"server_peak_rss_bytes"`
+	ServerRSS     int64         `json:"server_rss_bytes"`
+	ServerCPU     time.Duration `json:"server_cpu_ns"`
+	ServerTaskCPU time.Duration `json:"server_task_cpu_ns"`
+}
+
+// Latency summarizes a set of durations.
+type Latency struct {
+	Count int           `json:"count"`
+	P50   time.Duration `json:"p50_ns"`
+	P99   time.Duration `json:"p99_ns"`
+	Max   time.Duration `json:"max_ns"`
+}
+
+// latency summarizes sorted durations.
+func latency(sorted []time.Duration) Latency {
+	if len(sorted) == 0 {
+		return Latency{}
+	}
+	at := func(q float64) time.Duration { return sorted[min(len(sorted)-1, int(q*float64(len(sorted))))] }
+	return Latency{Count: len(sorted), P50: at(0.50), P99: at(0.99), Max: sorted[len(sorted)-1]}
+}
+
+// benchProduct is the product the benchmarks create.
+const benchProduct = "bench"
+
+// RunFleet starts a server and a simulated fleet, runs one push task to
+// every device with no rate limit, and measures it.
+func RunFleet(ctx context.Context, cfg FleetConfig) (*FleetReport, error) {
+	if cfg.Devices <= 0 || cfg.FileSize <= 0 {
+		return nil, errors.New("bench: the fleet needs at least one device and a firmware file of at least one byte")
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 10 * time.Minute
+	}
+	r, err := newRig(ctx, cfg.Server, cfg.Devices, cfg.Progress)
+	if err != nil {
+		return nil, err
+	}
+	defer r.close()
+	rep := &FleetReport{Devices: cfg.Devices, FileSize: cfg.FileSize, Database: dbKind(cfg.Server.DBURL), SeparateServer: r.srv.Separate}
+	fw, err := r.firmware(ctx, cfg.FileSize)
+	if err != nil {
+		return nil, err
+	}
+	if rep.Connect, err = r.connect(ctx, cfg.Devices, cfg.ConnectRate); err != nil {
+		return nil, err
+	}
+	if err := r.runTask(ctx, fw, cfg.Timeout, rep); err != nil {
+		return nil, err
+	}
+	return rep, nil
+}
+
+// runTask creates the push task, waits for it to complete and fills in
+// the measurements.
+func (r *rig) runTask(ctx context.Context, fw *client.Firmware, timeout time.Duration, rep *FleetReport) error {
+	before, u0, err := r.sample(ctx)
+	if err != nil {
+		return err
+	}
+	r.say("creating a push task to %d devices", rep.Devices)
+	t0 := time.Now()
+	task, err := r.api.CreateTask(ctx, client.TaskCreate{Name: "bench", FirmwareID: fw.ID, Mode: client.ModePush, Target: client.Target{All: true}})
+	if err != nil {
+		return fmt.Errorf("create the task: %w", err)
+	}
+	done, err := r.waitTask(ctx, task.ID, timeout)
+	if err != nil {
+		return err
+	}
+	rep.TaskTime = time.Since(t0)
+	after, u1, err := r.sample(ctx)
+	if err != nil {
+		return err
+	}
+	rep.Succeeded, rep.Failed = done.Counts[client.JobSucceeded], done.Counts[client.JobFailed]
+	rep.UpgradesPerSecond = float64(rep.Succeeded) / rep.TaskTime.Seconds()
+	rep.Uplinks = int64(after["otter_mqtt_uplinks_total"] - before["otter_mqtt_uplinks_total"])
+	rep.Downlinks = int64(after["otter_mqtt_downlinks_total"] - before["otter_mqtt_downlinks_total"])
+	rep.MessagesPerSecond = float64(rep.Uplinks+rep.Downlinks) / rep.TaskTime.Seconds()
+	rep.Upgrade = latency(r.devs.since(r.devs.upgrade, t0))
+	rep.Success = latency(r.devs.since(r.devs.succeeded, t0))
+	rep.ServerPeakRSS, rep.ServerRSS, rep.ServerCPU = u1.PeakRSS, u1.RSS, u1.CPU
+	rep.ServerTaskCPU = u1.CPU - u0.CPU
+	if done.State != client.TaskCompleted || rep.Succeeded != int64(rep.Devices) {
+		return fmt.Errorf("the task ended %s with %v: want all %d jobs succeeded", done.State, done.Counts, rep.Devices)
+	}
+	return nil
+}
+
+// waitTask polls the task until it ends.
+func (r *rig) waitTask(ctx context.Context, id int64, timeout time.Duration) (*client.Task, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		t, err := r.api.Task(ctx, id)
+		if err != nil {
+			return nil, fmt.Errorf("read the task: %w", err)
+		}
+		if t.State.Terminal() {
+			return t, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("the task has not ended after %s: jobs %v", timeout, t.Counts)
+		}
+		if err := r.devs.err(); err != nil {
+			return nil, err
+		}
+		if err := pause(ctx, 50*time.Millisecond); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// sample reads the server's metrics and its process's use.
+func (r *rig) sample(ctx context.Context) (Metrics, Usage, error) {
+	m, err := Scrape(ctx, http.DefaultClient, r.srv.HTTPURL)
+	if err != nil {
+		return nil, Usage{}, err
+	}
+	u, err := r.srv.Usage()
+	return m, u, err
+}
+
+// firmware uploads a random file of size bytes as version 2.0.0.
+func (r *rig) firmware(ctx context.Context, size int64) (*client.Firmware, error) {
+	image := make([]byte, size)
+	_, _ = rand.Read(image)
+	fw, err := r.api.UploadFirmware(ctx, client.FirmwareUpload{Product: benchProduct, Version: "2.0.0", Size: size}, bytes.NewReader(image))
+	if err != nil {
+		return nil, fmt.Errorf("upload the firmware: %w", err)
+	}
+	return fw, nil
+}
+
+func dbKind(url string) string {
+	if url == "" {
+		return "sqlite"
+	}
+	return "postgres"
+}
+
+// pause waits d or until ctx ends.
+func pause(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

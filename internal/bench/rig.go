@@ -1,0 +1,145 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/otter-ota/otter/client"
+)
+
+// rig is a server under measurement, an admin client, the benchmark's
+// product and, once connected, its simulated devices.
+type rig struct {
+	srv      *Server
+	api      *client.Client
+	devs     *devices
+	progress io.Writer
+}
+
+// fdMargin is the open files a process needs beside its device
+// connections: listeners, the database, downloads, logs.
+const fdMargin = 256
+
+// newRig checks that this machine can hold the connections, starts the
+// server and creates the benchmark's product.
+func newRig(ctx context.Context, opts ServerOptions, devices int, progress io.Writer) (*rig, error) {
+	if err := checkFileLimit(devices, opts.Executable != ""); err != nil {
+		return nil, err
+	}
+	ports, err := EphemeralPorts()
+	if err != nil {
+		return nil, err
+	}
+	if devices > perAddress(ports) && opts.MQTTAddr == "" {
+		// Devices beyond one address's ports connect to 127.0.0.2, ...
+		opts.MQTTAddr = "0.0.0.0:0"
+	}
+	r := &rig{progress: progress}
+	r.say("starting the server (separate process: %t)", opts.Executable != "")
+	if r.srv, err = StartServer(ctx, opts); err != nil {
+		return nil, err
+	}
+	r.api = client.New(r.srv.HTTPURL, r.srv.Token, client.WithUserAgent("otter-bench"))
+	if _, err := r.api.CreateProduct(ctx, client.ProductCreate{Key: benchProduct, Name: "Benchmark"}); err != nil {
+		r.close()
+		return nil, fmt.Errorf("create the product: %w", err)
+	}
+	return r, nil
+}
+
+// perAddress is how many devices connect to one broker address: the
+// ephemeral ports, less a tenth for downloads and sockets in TIME_WAIT.
+func perAddress(ports int) int { return ports * 9 / 10 }
+
+// checkFileLimit refuses a fleet this process (or the server's) cannot
+// hold: each connection is an open file at both ends.
+func checkFileLimit(devices int, separate bool) error {
+	limit, err := RaiseFileLimit()
+	if err != nil {
+		return err
+	}
+	need := uint64(devices + fdMargin)
+	if !separate {
+		need += uint64(devices) // both ends in this process
+	}
+	if need > limit {
+		most := int(limit) - fdMargin
+		if !separate {
+			most /= 2
+		}
+		return fmt.Errorf("%d devices need about %d open files per process, but this machine allows %d (the hard limit, `ulimit -n -H`): "+
+			"raise it where otter starts (as root: `ulimit -Hn 1048576`, or LimitNOFILE= in a systemd unit), or run at most --devices %d",
+			devices, need, limit, max(most, 0))
+	}
+	return nil
+}
+
+// connect starts n devices and waits until every one has connected and
+// reported its version; it returns how long that took.
+func (r *rig) connect(ctx context.Context, n, rate int) (time.Duration, error) {
+	key, err := r.api.SigningKey(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("read the signing key: %w", err)
+	}
+	ports, err := EphemeralPorts()
+	if err != nil {
+		return 0, err
+	}
+	r.say("starting %d simulated devices", n)
+	t0 := time.Now()
+	r.devs, err = startDevices(ctx, deviceConfig{
+		API: r.api, Broker: r.srv.MQTTURL, PublicKey: key.PublicKey, Product: benchProduct,
+		Devices: n, Version: "1.0.0", PerAddress: perAddress(ports), ConnectRate: rate,
+	})
+	if err != nil {
+		return 0, err
+	}
+	if err := r.waitInformed(ctx, n); err != nil {
+		return 0, err
+	}
+	d := time.Since(t0)
+	r.say("%d devices connected and informed in %s", n, d.Round(time.Millisecond))
+	return d, nil
+}
+
+// waitInformed waits until n devices have reported their versions, for at
+// most a minute after the last change.
+func (r *rig) waitInformed(ctx context.Context, n int) error {
+	last, lastChange := -1, time.Now()
+	for {
+		connected, informed := r.devs.counts()
+		if informed >= n {
+			return nil
+		}
+		if informed != last {
+			last, lastChange = informed, time.Now()
+		}
+		if time.Since(lastChange) > time.Minute {
+			return fmt.Errorf("only %d of %d devices connected (%d informed) and none more for a minute", connected, n, informed)
+		}
+		if err := r.devs.err(); err != nil {
+			return err
+		}
+		if err := pause(ctx, 50*time.Millisecond); err != nil {
+			return err
+		}
+	}
+}
+
+func (r *rig) say(format string, args ...any) {
+	if r.progress != nil {
+		fmt.Fprintf(r.progress, "%s  %s\n", time.Now().Format("15:04:05.000"), fmt.Sprintf(format, args...))
+	}
+}
+
+// close stops the devices, then the server.
+func (r *rig) close() {
+	if r.devs != nil {
+		r.devs.stop()
+	}
+	if err := r.srv.Close(); err != nil {
+		r.say("stopping the server: %v", err)
+	}
+}

@@ -1,0 +1,259 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"runtime/pprof"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/otter-ota/otter/internal/server"
+)
+
+// ServerOptions says how to run the server under measurement.
+type ServerOptions struct {
+	// Executable, when set, runs the server in a process of its own as
+	// `Executable bench server ...` (the otter binary itself), so that its
+	// memory and CPU time are its own; empty runs it in this process,
+	// sharing both with the simulated devices.
+	Executable string
+	// DataDir is the server's data folder; empty uses a temporary folder
+	// removed at Close.
+	DataDir string
+	// DBURL is the database; empty means SQLite in DataDir.
+	DBURL string
+	// MQTTAddr is the broker's listen address; empty means 127.0.0.1:0.
+	MQTTAddr string
+	// CPUProfile, when set, is where the server writes a CPU profile of
+	// its whole run (pprof format).
+	CPUProfile string
+	// Stderr receives a separate server's log (warnings and errors); nil
+	// discards it.
+	Stderr io.Writer
+}
+
+// Server is a running server under measurement.
+type Server struct {
+	HTTPURL string
+	MQTTURL string
+	// Token is an admin token.
+	Token string
+	// PID is the process the server runs in.
+	PID int
+	// Separate says the server has its process to itself.
+	Separate bool
+	close    func() error
+}
+
+// Usage reads the memory and CPU time of the server's process.
+func (s *Server) Usage() (Usage, error) { return ReadUsage(s.PID) }
+
+// Close stops the server and removes its temporary data folder.
+func (s *Server) Close() error { return s.close() }
+
+// StartServer starts a server on embedded defaults with HTTP and MQTT on
+// ephemeral ports of 127.0.0.1.
+func StartServer(ctx context.Context, opts ServerOptions) (*Server, error) {
+	cleanup := func() error { return nil }
+	if opts.DataDir == "" {
+		dir, err := os.MkdirTemp("", "otter-bench-")
+		if err != nil {
+			return nil, fmt.Errorf("make a data folder: %w", err)
+		}
+		opts.DataDir = dir
+		cleanup = func() error { return os.RemoveAll(dir) }
+	}
+	if opts.MQTTAddr == "" {
+		opts.MQTTAddr = "127.0.0.1:0"
+	}
+	token, err := newToken()
+	if err != nil {
+		return nil, err
+	}
+	start := startInProcess
+	if opts.Executable != "" {
+		start = startSubprocess
+	}
+	s, err := start(ctx, opts, token)
+	if err != nil {
+		return nil, errors.Join(err, cleanup())
+	}
+	stop := s.close
+	s.close = func() error { return errors.Join(stop(), cleanup()) }
+	return s, nil
+}
+
+func newToken() (string, error) {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("make an admin token: %w", err)
+	}
+	return "otr_bench-" + hex.EncodeToString(b), nil
+}
+
+func (o ServerOptions) config(token string, log *slog.Logger) server.Config {
+	return server.Config{
+		DataDir: o.DataDir, HTTPAddr: "127.0.0.1:0", MQTTAddr: o.MQTTAddr, DBURL: o.DBURL,
+		AdminToken: token, Logger: log,
+	}
+}
+
+func startInProcess(ctx context.Context, opts ServerOptions, token string) (*Server, error) {
+	stopProfile, err := startCPUProfile(opts.CPUProfile)
+	if err != nil {
+		return nil, err
+	}
+	srv, err := server.Start(ctx, opts.config(token, slog.New(slog.DiscardHandler)))
+	if err != nil {
+		return nil, errors.Join(err, stopProfile())
+	}
+	return &Server{
+		HTTPURL: srv.HTTPURL(), MQTTURL: srv.MQTTURL(), Token: token, PID: os.Getpid(),
+		close: func() error { return errors.Join(srv.Close(), stopProfile()) },
+	}, nil
+}
+
+// startCPUProfile profiles this process into path until the returned
+// function runs; an empty path profiles nothing.
+func startCPUProfile(path string) (func() error, error) {
+	if path == "" {
+		return func() error { return nil }, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("create the CPU profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("start the CPU profile: %w", err)
+	}
+	return func() error {
+		pprof.StopCPUProfile()
+		return f.Close()
+	}, nil
+}
+
+// handshake is the line a separate server writes on its standard output
+// once it serves.
+type handshake struct {
+	HTTP string `json:"http"`
+	MQTT string `json:"mqtt"`
+}
+
+// startSubprocess runs `exe bench server` and reads its handshake. The
+// child is killed if this process dies first (Pdeathsig), so an
+// interrupted benchmark leaves no server behind.
+func startSubprocess(ctx context.Context, opts ServerOptions, token string) (*Server, error) {
+	args := []string{"bench", "server", "--data", opts.DataDir, "--mqtt", opts.MQTTAddr, "--db", opts.DBURL, "--cpuprofile", opts.CPUProfile}
+	cmd := exec.Command(opts.Executable, args...)
+	cmd.Env = append(os.Environ(), "OTTER_ADMIN_TOKEN="+token)
+	cmd.Stderr = opts.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start the server process: %w", err)
+	}
+	stop := func() error { return stopProcess(cmd) }
+	hs, err := readHandshake(ctx, out)
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("the server process did not start: %w", err), stop())
+	}
+	go func() { _, _ = io.Copy(io.Discard, out) }()
+	return &Server{HTTPURL: hs.HTTP, MQTTURL: hs.MQTT, Token: token, PID: cmd.Process.Pid, Separate: true, close: stop}, nil
+}
+
+func readHandshake(ctx context.Context, r io.Reader) (handshake, error) {
+	type result struct {
+		hs  handshake
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		var res result
+		line, err := bufio.NewReader(r).ReadString('\n')
+		switch {
+		case err != nil:
+			res.err = fmt.Errorf("read its address (see its log above): %w", err)
+		default:
+			res.err = json.Unmarshal([]byte(line), &res.hs)
+		}
+		ch <- res
+	}()
+	select {
+	case res := <-ch:
+		return res.hs, res.err
+	case <-ctx.Done():
+		return handshake{}, ctx.Err()
+	case <-time.After(2 * time.Minute):
+		return handshake{}, errors.New("no address after 2 minutes")
+	}
+}
+
+// stopProcess asks the server to shut down in order (SIGTERM) and kills it
+// if it has not within a minute.
+func stopProcess(cmd *exec.Cmd) error {
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("the server process: %w", err)
+		}
+		return nil
+	case <-time.After(time.Minute):
+		_ = cmd.Process.Kill()
+		return fmt.Errorf("the server process did not stop within a minute: killed: %w", <-done)
+	}
+}
+
+// ServeConfig configures Serve, the server side of a separate-process
+// benchmark.
+type ServeConfig struct {
+	DataDir, DBURL, MQTTAddr, CPUProfile string
+	// AdminToken is the admin token the parent chose.
+	AdminToken string
+	// Log receives warnings and errors.
+	Log io.Writer
+}
+
+// Serve runs a server for a benchmark in this process until ctx ends:
+// it raises the open-file limit, optionally profiles the CPU, and writes
+// one JSON line with the server's addresses to out once it serves.
+func Serve(ctx context.Context, cfg ServeConfig, out io.Writer) error {
+	if _, err := RaiseFileLimit(); err != nil {
+		return err
+	}
+	stopProfile, err := startCPUProfile(cfg.CPUProfile)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(cfg.Log, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	opts := ServerOptions{DataDir: cfg.DataDir, DBURL: cfg.DBURL, MQTTAddr: cfg.MQTTAddr}
+	srv, err := server.Start(ctx, opts.config(cfg.AdminToken, log))
+	if err != nil {
+		return errors.Join(err, stopProfile())
+	}
+	line, _ := json.Marshal(handshake{HTTP: srv.HTTPURL(), MQTT: srv.MQTTURL()})
+	if _, err := fmt.Fprintf(out, "%s\n", line); err != nil {
+		return errors.Join(err, srv.Close(), stopProfile())
+	}
+	<-ctx.Done()
+	return errors.Join(srv.Close(), stopProfile())
+}
+
+// trimURL drops a trailing slash, for joining paths.
+func trimURL(u string) string { return strings.TrimRight(u, "/") }
