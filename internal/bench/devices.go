@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"slices"
@@ -42,7 +43,9 @@ type devices struct {
 	informed  map[string]time.Time // first inform
 	upgrade   map[string]time.Time // first upgrade command
 	succeeded map[string]time.Time
-	failed    int
+	// failures counts failed jobs by code (with the error's text when the
+	// device gave no code).
+	failures map[string]int
 }
 
 // startDevices provisions and starts the fleet; it returns once every
@@ -59,6 +62,7 @@ func startDevices(ctx context.Context, cfg deviceConfig) (*devices, error) {
 		informed:  make(map[string]time.Time, cfg.Devices),
 		upgrade:   make(map[string]time.Time, cfg.Devices),
 		succeeded: make(map[string]time.Time, cfg.Devices),
+		failures:  map[string]int{},
 	}
 	for i, broker := range brokers {
 		n := min(cfg.PerAddress, cfg.Devices-i*cfg.PerAddress)
@@ -139,7 +143,7 @@ func (d *devices) event(key string, e device.Event) {
 	case device.EventSucceeded:
 		firstTime(d.succeeded, key, e.At)
 	case device.EventFailed:
-		d.failed++
+		d.failures[failureCode(e)]++
 	}
 }
 
@@ -147,6 +151,25 @@ func firstTime(m map[string]time.Time, key string, at time.Time) {
 	if _, ok := m[key]; !ok {
 		m[key] = at
 	}
+}
+
+func failureCode(e device.Event) string {
+	switch {
+	case e.Code != "" && e.Err != nil:
+		return e.Code + ": " + e.Err.Error()
+	case e.Code != "":
+		return e.Code
+	case e.Err != nil:
+		return e.Err.Error()
+	}
+	return "unknown"
+}
+
+// failureCounts returns a copy of the failures by code.
+func (d *devices) failureCounts() map[string]int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return maps.Clone(d.failures)
 }
 
 // counts returns how many devices are connected and have informed.

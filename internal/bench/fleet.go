@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/otter-ota/otter/client"
@@ -44,6 +45,8 @@ type FleetReport struct {
 	TaskTime  time.Duration `json:"task_ns"`
 	Succeeded int64         `json:"succeeded"`
 	Failed    int64         `json:"failed"`
+	// Failures counts the failures devices saw, by code and error.
+	Failures map[string]int `json:"failures,omitempty"`
 	// UpgradesPerSecond is Succeeded over TaskTime.
 	UpgradesPerSecond float64 `json:"upgrades_per_second"`
 	// Uplinks and Downlinks count MQTT messages the server handled during
@@ -63,6 +66,15 @@ type FleetReport struct {
 	ServerRSS     int64         `json:"server_rss_bytes"`
 	ServerCPU     time.Duration `json:"server_cpu_ns"`
 	ServerTaskCPU time.Duration `json:"server_task_cpu_ns"`
+	// SimulatorTaskCPU is this process's CPU time during the task: the
+	// simulated devices (and the server too, when it is not separate).
+	SimulatorTaskCPU time.Duration `json:"simulator_task_cpu_ns"`
+	// Server internals during the task: the engine's commits (batches
+	// written) and their mean time, and the mean time from a device
+	// message to its acknowledgement.
+	Commits    int64         `json:"engine_commits"`
+	CommitMean time.Duration `json:"engine_commit_mean_ns"`
+	UplinkMean time.Duration `json:"uplink_ack_mean_ns"`
 }
 
 // Latency summarizes a set of durations.
@@ -120,6 +132,10 @@ func (r *rig) runTask(ctx context.Context, fw *client.Firmware, timeout time.Dur
 	if err != nil {
 		return err
 	}
+	self0, err := ReadUsage(os.Getpid())
+	if err != nil {
+		return err
+	}
 	r.say("creating a push task to %d devices", rep.Devices)
 	t0 := time.Now()
 	task, err := r.api.CreateTask(ctx, client.TaskCreate{Name: "bench", FirmwareID: fw.ID, Mode: client.ModePush, Target: client.Target{All: true}})
@@ -135,15 +151,23 @@ func (r *rig) runTask(ctx context.Context, fw *client.Firmware, timeout time.Dur
 	if err != nil {
 		return err
 	}
+	self1, err := ReadUsage(os.Getpid())
+	if err != nil {
+		return err
+	}
 	rep.Succeeded, rep.Failed = done.Counts[client.JobSucceeded], done.Counts[client.JobFailed]
 	rep.UpgradesPerSecond = float64(rep.Succeeded) / rep.TaskTime.Seconds()
 	rep.Uplinks = int64(after["otter_mqtt_uplinks_total"] - before["otter_mqtt_uplinks_total"])
 	rep.Downlinks = int64(after["otter_mqtt_downlinks_total"] - before["otter_mqtt_downlinks_total"])
 	rep.MessagesPerSecond = float64(rep.Uplinks+rep.Downlinks) / rep.TaskTime.Seconds()
+	rep.Failures = r.devs.failureCounts()
 	rep.Upgrade = latency(r.devs.since(r.devs.upgrade, t0))
 	rep.Success = latency(r.devs.since(r.devs.succeeded, t0))
 	rep.ServerPeakRSS, rep.ServerRSS, rep.ServerCPU = u1.PeakRSS, u1.RSS, u1.CPU
 	rep.ServerTaskCPU = u1.CPU - u0.CPU
+	rep.SimulatorTaskCPU = self1.CPU - self0.CPU
+	rep.Commits, rep.CommitMean = histogram(before, after, "otter_engine_commit_seconds")
+	_, rep.UplinkMean = histogram(before, after, "otter_mqtt_uplink_seconds")
 	if done.State != client.TaskCompleted || rep.Succeeded != int64(rep.Devices) {
 		return fmt.Errorf("the task ended %s with %v: want all %d jobs succeeded", done.State, done.Counts, rep.Devices)
 	}
@@ -192,6 +216,17 @@ func (r *rig) firmware(ctx context.Context, size int64) (*client.Firmware, error
 		return nil, fmt.Errorf("upload the firmware: %w", err)
 	}
 	return fw, nil
+}
+
+// histogram returns how many observations a histogram gained between two
+// scrapes, and their mean.
+func histogram(before, after Metrics, name string) (int64, time.Duration) {
+	n := after[name+"_count"] - before[name+"_count"]
+	if n <= 0 {
+		return 0, 0
+	}
+	sum := after[name+"_sum"] - before[name+"_sum"]
+	return int64(n), time.Duration(sum / n * float64(time.Second))
 }
 
 func dbKind(url string) string {

@@ -129,17 +129,18 @@ func (r *rig) waitInformed(ctx context.Context, n int) error {
 }
 
 func (r *rig) say(format string, args ...any) {
-	if r.progress != nil {
-		fmt.Fprintf(r.progress, "%s  %s\n", time.Now().Format("15:04:05.000"), fmt.Sprintf(format, args...))
-	}
+	say(r.progress, format, args...)
 }
 
 // close stops the devices, then the server.
 func (r *rig) close() {
 	if r.devs != nil {
+		r.say("stopping the devices")
 		r.devs.stop()
 	}
+	r.say("stopping the server")
 	if err := r.srv.Close(); err != nil {
 		r.say("stopping the server: %v", err)
 	}
+	r.say("stopped")
 }

@@ -13,7 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime/pprof"
-	"strings"
+	"slices"
 	"syscall"
 	"time"
 
@@ -30,8 +30,10 @@ type ServerOptions struct {
 	// DataDir is the server's data folder; empty uses a temporary folder
 	// removed at Close.
 	DataDir string
-	// DBURL is the database; empty means SQLite in DataDir.
-	DBURL string
+	// DBURL is the database; empty means SQLite in DataDir. A PostgreSQL
+	// database gets a new schema, dropped at Close unless KeepSchema.
+	DBURL      string
+	KeepSchema bool
 	// MQTTAddr is the broker's listen address; empty means 127.0.0.1:0.
 	MQTTAddr string
 	// CPUProfile, when set, is where the server writes a CPU profile of
@@ -52,7 +54,9 @@ type Server struct {
 	PID int
 	// Separate says the server has its process to itself.
 	Separate bool
-	close    func() error
+	// DBURL is the database the server uses (with its fresh schema).
+	DBURL string
+	close func() error
 }
 
 // Usage reads the memory and CPU time of the server's process.
@@ -62,23 +66,23 @@ func (s *Server) Usage() (Usage, error) { return ReadUsage(s.PID) }
 func (s *Server) Close() error { return s.close() }
 
 // StartServer starts a server on embedded defaults with HTTP and MQTT on
-// ephemeral ports of 127.0.0.1.
+// ephemeral ports of 127.0.0.1. A PostgreSQL database gets a fresh schema
+// for the run.
 func StartServer(ctx context.Context, opts ServerOptions) (*Server, error) {
-	cleanup := func() error { return nil }
-	if opts.DataDir == "" {
-		dir, err := os.MkdirTemp("", "otter-bench-")
-		if err != nil {
-			return nil, fmt.Errorf("make a data folder: %w", err)
+	var cleanups []func() error
+	cleanup := func() error {
+		var errs []error
+		for _, f := range slices.Backward(cleanups) {
+			errs = append(errs, f())
 		}
-		opts.DataDir = dir
-		cleanup = func() error { return os.RemoveAll(dir) }
+		return errors.Join(errs...)
 	}
-	if opts.MQTTAddr == "" {
-		opts.MQTTAddr = "127.0.0.1:0"
+	if err := opts.prepare(ctx, &cleanups); err != nil {
+		return nil, errors.Join(err, cleanup())
 	}
 	token, err := newToken()
 	if err != nil {
-		return nil, err
+		return nil, errors.Join(err, cleanup())
 	}
 	start := startInProcess
 	if opts.Executable != "" {
@@ -91,6 +95,38 @@ func StartServer(ctx context.Context, opts ServerOptions) (*Server, error) {
 	stop := s.close
 	s.close = func() error { return errors.Join(stop(), cleanup()) }
 	return s, nil
+}
+
+// prepare fills in the data folder, the database and the broker address,
+// adding what must be removed after the run to cleanups.
+func (o *ServerOptions) prepare(ctx context.Context, cleanups *[]func() error) error {
+	if o.MQTTAddr == "" {
+		o.MQTTAddr = "127.0.0.1:0"
+	}
+	if o.DataDir == "" {
+		dir, err := os.MkdirTemp("", "otter-bench-")
+		if err != nil {
+			return fmt.Errorf("make a data folder: %w", err)
+		}
+		o.DataDir = dir
+		*cleanups = append(*cleanups, func() error { return os.RemoveAll(dir) })
+	}
+	if !isPostgres(o.DBURL) {
+		return nil
+	}
+	u, drop, err := FreshSchema(ctx, o.DBURL)
+	if err != nil {
+		return err
+	}
+	o.DBURL = u
+	if !o.KeepSchema {
+		*cleanups = append(*cleanups, func() error {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			return drop(ctx)
+		})
+	}
+	return nil
 }
 
 func newToken() (string, error) {
@@ -118,7 +154,7 @@ func startInProcess(ctx context.Context, opts ServerOptions, token string) (*Ser
 		return nil, errors.Join(err, stopProfile())
 	}
 	return &Server{
-		HTTPURL: srv.HTTPURL(), MQTTURL: srv.MQTTURL(), Token: token, PID: os.Getpid(),
+		HTTPURL: srv.HTTPURL(), MQTTURL: srv.MQTTURL(), Token: token, PID: os.Getpid(), DBURL: opts.DBURL,
 		close: func() error { return errors.Join(srv.Close(), stopProfile()) },
 	}, nil
 }
@@ -172,7 +208,7 @@ func startSubprocess(ctx context.Context, opts ServerOptions, token string) (*Se
 		return nil, errors.Join(fmt.Errorf("the server process did not start: %w", err), stop())
 	}
 	go func() { _, _ = io.Copy(io.Discard, out) }()
-	return &Server{HTTPURL: hs.HTTP, MQTTURL: hs.MQTT, Token: token, PID: cmd.Process.Pid, Separate: true, close: stop}, nil
+	return &Server{HTTPURL: hs.HTTP, MQTTURL: hs.MQTT, Token: token, PID: cmd.Process.Pid, Separate: true, DBURL: opts.DBURL, close: stop}, nil
 }
 
 func readHandshake(ctx context.Context, r io.Reader) (handshake, error) {
@@ -254,6 +290,3 @@ func Serve(ctx context.Context, cfg ServeConfig, out io.Writer) error {
 	<-ctx.Done()
 	return errors.Join(srv.Close(), stopProfile())
 }
-
-// trimURL drops a trailing slash, for joining paths.
-func trimURL(u string) string { return strings.TrimRight(u, "/") }

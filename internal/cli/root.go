@@ -124,6 +124,7 @@ server through its REST API, with the token given by --token or OTTER_TOKEN.`,
 		a.eventsCommand(),
 		a.taskCommand(),
 		a.simulateCommand(),
+		a.benchCommand(),
 	)
 	return root
 }

@@ -174,9 +174,15 @@ func TestFirmwareUploadAndDelete(t *testing.T) {
 	if status != http.StatusConflict || !strings.Contains(problem["detail"].(string), "exists already") {
 		t.Errorf("duplicate upload: %d %v", status, problem)
 	}
-	h := http.Header{"Content-Type": {"application/octet-stream"}}
-	if status, _ := op.do(http.MethodPost, "/firmware/upload?product=demo&version=3.0.0", strings.NewReader("x"), h); status != http.StatusForbidden {
-		t.Errorf("upload without the CSRF header: status %d, want 403", status)
+	h := http.Header{"Content-Type": {"application/octet-stream"}, "Accept": {"application/json"}}
+	status, body := op.do(http.MethodPost, "/firmware/upload?product=demo&version=3.0.0", strings.NewReader("x"), h)
+	if status != http.StatusForbidden || !strings.Contains(body, `"code":"forbidden"`) {
+		t.Errorf("upload without the CSRF header: %d %s, want a 403 problem", status, body)
+	}
+	anonymous := s.user()
+	status, body = anonymous.do(http.MethodPost, "/firmware/upload?product=demo&version=3.0.0", strings.NewReader("x"), h)
+	if status != http.StatusUnauthorized || !strings.Contains(body, "session has ended") {
+		t.Errorf("upload without a session: %d %s, want a 401 problem", status, body)
 	}
 
 	status, file := op.get("/firmware/" + id + "/file")

@@ -134,6 +134,10 @@ func (c *Console) toSignin(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodGet && r.URL.Path != "/" {
 		target += "?next=" + url.QueryEscape(r.URL.RequestURI())
 	}
+	if wantsJSON(r) {
+		writeProblem(w, http.StatusUnauthorized, ota.EUNAUTHORIZED, "Your session has ended: sign in again (in another tab, to keep this form), then retry.")
+		return
+	}
 	if isHTMX(r) {
 		// A poll from a page whose session ended: reload as a sign-in.
 		w.Header().Set("HX-Redirect", target)

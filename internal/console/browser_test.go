@@ -281,6 +281,7 @@ func (j *journey) pauseAndResume() {
 	t, ctx := j.t, j.ctx
 	do(t, ctx, "pause", chromedp.Click(chromedp.ID("btn-pause")), chromedp.WaitVisible(chromedp.ID("btn-resume")))
 	waitJS(t, ctx, "the paused state", `document.getElementById("live").dataset.state === "paused" && `+htmxIdle)
+	waitJS(t, ctx, "the focus on the outcome", `document.activeElement && document.activeElement.id === "action-notice"`)
 	do(t, ctx, "resume", chromedp.Click(chromedp.ID("btn-resume")), chromedp.WaitVisible(chromedp.ID("btn-pause")))
 	waitJS(t, ctx, "the running state", `document.getElementById("live").dataset.state === "running" && `+htmxIdle)
 	if m := js[string](t, ctx, `window.otterMarker || ""`); m != "still here" {

@@ -189,3 +189,16 @@ func TestStatsAreCached(t *testing.T) {
 	_, page = u.get("/")
 	mustContain(t, "overview after the cache expired", page, "Devices 4")
 }
+
+// TestDamagedCursorsAreExplained: a hand-edited page link gets a message,
+// never a server error.
+func TestDamagedCursorsAreExplained(t *testing.T) {
+	s := seed(t)
+	for _, path := range []string{"/products?after=%21", "/products/demo?after=%21", "/firmware?after=%21", "/tasks?after=%21",
+		"/events?after=%21", "/tasks/" + itoa(s.task) + "?after=%21", "/products/demo/devices/d1?after=%21"} {
+		status, body := s.admin.get(path)
+		if status >= 500 || status == http.StatusOK && !strings.Contains(body, "invalid page cursor") && !strings.Contains(body, "Invalid page cursor") {
+			t.Errorf("GET %s: status %d without a word about the cursor", path, status)
+		}
+	}
+}

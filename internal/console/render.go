@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"embed"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"html/template"
 	"io/fs"
@@ -161,6 +162,10 @@ func (c *Console) fail(w http.ResponseWriter, r *http.Request, s *session, err e
 	if s != nil {
 		data.CSRF = s.CSRF
 	}
+	if wantsJSON(r) {
+		writeProblem(w, status, ota.ErrorCode(err), data.Message)
+		return
+	}
 	if isHTMX(r) {
 		w.Header().Set("HX-Retarget", "#flash")
 		w.Header().Set("HX-Reswap", "innerHTML")
@@ -192,3 +197,19 @@ func staticHandler() (http.Handler, error) {
 
 // notFoundf is the error of a page or thing that does not exist.
 func notFoundf(format string, args ...any) error { return ota.Errorf(ota.ENOTFOUND, format, args...) }
+
+// wantsJSON reports whether a script asked (the upload does): it gets a
+// problem document like the API's, which it shows next to the field.
+func wantsJSON(r *http.Request) bool {
+	return strings.Contains(r.Header.Get("Accept"), "application/json")
+}
+
+// writeProblem answers an RFC 9457 problem, as the API does.
+func writeProblem(w http.ResponseWriter, status int, code, detail string) {
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(map[string]any{
+		"type": "about:blank", "title": http.StatusText(status), "status": status, "code": code, "detail": detail,
+	})
+}

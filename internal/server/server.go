@@ -23,6 +23,7 @@ import (
 
 	"github.com/otter-ota/otter/internal/api"
 	"github.com/otter-ota/otter/internal/blob"
+	"github.com/otter-ota/otter/internal/console"
 	"github.com/otter-ota/otter/internal/devicehttp"
 	"github.com/otter-ota/otter/internal/engine"
 	"github.com/otter-ota/otter/internal/mqtt"
@@ -210,11 +211,16 @@ func (s *Server) assemble(ctx context.Context) (http.Handler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("build the API: %w", err)
 	}
-	return s.mux(a.Handler(), devices.Routes()), nil
+	con, err := console.New(console.Config{Store: s.store, Engine: s.engine, API: a.Handler(), Logger: s.log})
+	if err != nil {
+		return nil, fmt.Errorf("build the console: %w", err)
+	}
+	return s.mux(a.Handler(), devices.Routes(), con.Handler()), nil
 }
 
-func (s *Server) mux(apiHandler, deviceHandler http.Handler) http.Handler {
+func (s *Server) mux(apiHandler, deviceHandler, consoleHandler http.Handler) http.Handler {
 	mux := http.NewServeMux()
+	mux.Handle("/", consoleHandler)
 	mux.Handle("/api/", apiHandler)
 	mux.Handle("/dl/", deviceHandler)
 	mux.Handle("/device/", deviceHandler)

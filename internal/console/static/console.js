@@ -14,6 +14,16 @@
     e.detail.headers["X-CSRF-Token"] = csrfToken();
   });
 
+  // A task button replaces itself (pause becomes resume): move the focus
+  // to the outcome next to the buttons, so that keyboard users keep their
+  // place and hear what happened.
+  document.addEventListener("htmx:afterSettle", function (e) {
+    var cfg = e.detail.requestConfig;
+    if (!cfg || cfg.verb !== "post" || !e.detail.target || e.detail.target.id !== "live") { return; }
+    var outcome = document.getElementById("action-error") || document.getElementById("action-notice");
+    if (outcome) { outcome.focus(); }
+  });
+
   // Firmware upload: stream the file as the request body with
   // XMLHttpRequest, whose upload progress drives the progress bar.
   function fieldsToQuery(form) {
@@ -85,6 +95,7 @@
     xhr.open("POST", "/firmware/upload?" + fieldsToQuery(form).toString());
     xhr.setRequestHeader("X-CSRF-Token", csrfToken());
     xhr.setRequestHeader("Content-Type", "application/octet-stream");
+    xhr.setRequestHeader("Accept", "application/json");
     xhr.upload.addEventListener("progress", function (e) {
       if (e.lengthComputable) {
         var pct = Math.floor(e.loaded * 100 / e.total);
@@ -115,10 +126,6 @@
       }
       bar.value = 0;
       status.textContent = "Nothing was kept.";
-      if (xhr.responseURL && xhr.responseURL.indexOf("/signin") >= 0) {
-        showUploadError(form, { detail: "Your session has ended: sign in again in another tab, then upload again." });
-        return;
-      }
       showUploadError(form, body || { detail: "The server answered " + xhr.status + " " + xhr.statusText + "." });
     });
     xhr.addEventListener("error", function () {

@@ -1,0 +1,90 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"io"
+	"runtime"
+	"time"
+)
+
+// ConnectConfig describes a connection benchmark: many devices connected
+// at once and idle.
+type ConnectConfig struct {
+	Server      ServerOptions
+	Devices     int
+	ConnectRate int
+	// Idle is how long the devices stay connected before the measurement,
+	// so that buffers grown while connecting can be returned.
+	Idle     time.Duration
+	Progress io.Writer
+}
+
+// ConnectReport is what a connection benchmark measured.
+type ConnectReport struct {
+	Devices        int           `json:"devices"`
+	Database       string        `json:"database"`
+	SeparateServer bool          `json:"separate_server"`
+	Connect        time.Duration `json:"connect_ns"`
+	// BaseRSS is the server's resident memory before any device connected.
+	BaseRSS int64 `json:"server_base_rss_bytes"`
+	// RSS and PeakRSS are the server's resident memory with every device
+	// connected and idle (VmRSS, VmHWM).
+	RSS     int64 `json:"server_rss_bytes"`
+	PeakRSS int64 `json:"server_peak_rss_bytes"`
+	// PerDevice is (RSS - BaseRSS) / Devices.
+	PerDevice int64 `json:"server_bytes_per_device"`
+	// HeapInuse and Goroutines are the server's Go heap in use and its
+	// goroutines with every device connected.
+	HeapInuse  int64         `json:"server_heap_inuse_bytes"`
+	Goroutines int64         `json:"server_goroutines"`
+	ServerFDs  int           `json:"server_open_files"`
+	ServerCPU  time.Duration `json:"server_cpu_ns"`
+	// Connected is what the broker counts (otter_mqtt_connected_clients).
+	Connected int64 `json:"broker_connected"`
+}
+
+// RunConnect starts a server, connects Devices simulated devices and
+// measures the server's memory with all of them idle.
+func RunConnect(ctx context.Context, cfg ConnectConfig) (*ConnectReport, error) {
+	if cfg.Devices <= 0 {
+		return nil, errors.New("bench: connect needs at least one device")
+	}
+	r, err := newRig(ctx, cfg.Server, cfg.Devices, cfg.Progress)
+	if err != nil {
+		return nil, err
+	}
+	defer r.close()
+	rep := &ConnectReport{Devices: cfg.Devices, Database: dbKind(cfg.Server.DBURL), SeparateServer: r.srv.Separate}
+	base, err := r.srv.Usage()
+	if err != nil {
+		return nil, err
+	}
+	rep.BaseRSS = base.RSS
+	if rep.Connect, err = r.connect(ctx, cfg.Devices, cfg.ConnectRate); err != nil {
+		return nil, err
+	}
+	if cfg.Idle > 0 {
+		r.say("idle for %s", cfg.Idle)
+		if err := pause(ctx, cfg.Idle); err != nil {
+			return nil, err
+		}
+	}
+	if !r.srv.Separate {
+		runtime.GC() // the devices' garbage is not the server's
+	}
+	return rep, r.measureIdle(ctx, rep)
+}
+
+func (r *rig) measureIdle(ctx context.Context, rep *ConnectReport) error {
+	m, u, err := r.sample(ctx)
+	if err != nil {
+		return err
+	}
+	rep.RSS, rep.PeakRSS, rep.ServerFDs, rep.ServerCPU = u.RSS, u.PeakRSS, u.FDs, u.CPU
+	rep.PerDevice = (u.RSS - rep.BaseRSS) / int64(rep.Devices)
+	rep.HeapInuse = int64(m["go_memstats_heap_inuse_bytes"])
+	rep.Goroutines = int64(m["go_goroutines"])
+	rep.Connected = int64(m["otter_mqtt_connected_clients"])
+	return nil
+}

@@ -1,0 +1,323 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"maps"
+	"os"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/otter-ota/otter/internal/bench"
+)
+
+// benchCommand returns `otter bench`: measurements of a whole server on
+// this machine, recorded in BENCHMARKS.md.
+func (a *app) benchCommand() *cobra.Command {
+	cmd := a.group("bench", "Measure a server on this machine with simulated devices",
+		a.benchFleetCommand(), a.benchConnectCommand(), a.benchJobsCommand(), a.benchServerCommand())
+	cmd.Long = `Measure otter on this machine. Each benchmark starts its own server on
+ephemeral ports of 127.0.0.1 with a temporary data folder (SQLite unless
+--db), so it needs no running server and leaves nothing behind. The server
+runs in a process of its own (this binary, started again) so that its
+memory and CPU time are measured apart from the simulated devices; with
+--in-process it shares this process instead.
+
+Progress goes to standard error; the result to standard output (-o json for
+a JSON object).`
+	return cmd
+}
+
+// benchServerFlags are the flags every server-starting benchmark shares.
+type benchServerFlags struct {
+	db, keep, cpuprofile string
+	inProcess            bool
+	connectRate          int
+}
+
+func (f *benchServerFlags) register(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringVar(&f.db, "db", "", "database URL: empty for SQLite in the data folder, postgres://... for PostgreSQL (a fresh schema, dropped after the run unless --keep)")
+	fl.StringVar(&f.keep, "keep", "", "keep the server's data folder in `DIR` (new or empty) and the PostgreSQL schema")
+	fl.StringVar(&f.cpuprofile, "cpuprofile", "", "write a CPU profile of the server to `FILE` (go tool pprof FILE)")
+	fl.BoolVar(&f.inProcess, "in-process", false, "run the server in this process (its memory and CPU figures then include the devices)")
+	fl.IntVar(&f.connectRate, "connect-rate", 2000, "new device connections per second")
+}
+
+// options turns the flags into server options.
+func (f *benchServerFlags) options(stderr io.Writer) (bench.ServerOptions, error) {
+	opts := bench.ServerOptions{DBURL: f.db, CPUProfile: f.cpuprofile, Stderr: stderr}
+	if f.keep != "" {
+		if err := checkEmptyDir(f.keep); err != nil {
+			return opts, err
+		}
+		opts.DataDir, opts.KeepSchema = f.keep, true
+	}
+	if f.connectRate <= 0 {
+		return opts, usageErrorf("--connect-rate must be at least 1")
+	}
+	if f.inProcess {
+		return opts, nil
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return opts, fmt.Errorf("find this program to run the server in its own process (or use --in-process): %w", err)
+	}
+	opts.Executable = exe
+	return opts, nil
+}
+
+// checkEmptyDir accepts a folder that does not exist or is empty: a
+// benchmark on an old database would measure something else.
+func checkEmptyDir(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return usageErrorf("--keep %s: %v", dir, err)
+	}
+	if len(entries) > 0 {
+		return usageErrorf("--keep %s: the folder is not empty; give a new or empty folder", dir)
+	}
+	return nil
+}
+
+func (a *app) benchFleetCommand() *cobra.Command {
+	var (
+		sf      benchServerFlags
+		cfg     bench.FleetConfig
+		size    string
+		timeout time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "fleet --devices N",
+		Short: "Upgrade N simulated devices with one push task and measure it",
+		Long: `Start a server and N simulated devices (the device SDK over real MQTT
+connections), create a product and a firmware of --file-size, wait until
+every device has connected and reported its version, then create one push
+task to all of them with no rate limit and measure: the time from the
+task's creation until every job succeeded, devices upgraded and MQTT
+messages handled per second, the time until each device got its upgrade
+command (p50, p99), and the server's peak memory and CPU time.`,
+		Example: `  otter bench fleet --devices 1000
+  otter bench fleet --devices 10000 --file-size 64KiB -o json
+  otter bench fleet --devices 1000 --db postgres://postgres@127.0.0.1:5432/test
+  otter bench fleet --devices 10000 --cpuprofile server.pprof`,
+		Args: needArgs(),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			n, err := parseSize(size)
+			if err != nil {
+				return usageErrorf("--file-size: %v", err)
+			}
+			if cfg.Devices <= 0 {
+				return usageErrorf("--devices must be at least 1")
+			}
+			if cfg.Server, err = sf.options(a.env.Stderr); err != nil {
+				return err
+			}
+			cfg.FileSize, cfg.ConnectRate, cfg.Timeout, cfg.Progress = n, sf.connectRate, timeout, a.env.Stderr
+			rep, err := bench.RunFleet(cmd.Context(), cfg)
+			if err != nil {
+				return err
+			}
+			return a.render(rep, func(w io.Writer) error { return writeFields(w, fleetFields(rep)) })
+		},
+	}
+	sf.register(cmd)
+	cmd.Flags().IntVar(&cfg.Devices, "devices", 1000, "number of simulated devices `N`")
+	cmd.Flags().StringVar(&size, "file-size", "64KiB", "size `S` of the firmware file, e.g. 64KiB, 4MiB")
+	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Minute, "give up when the task has not ended after `D`")
+	return cmd
+}
+
+func fleetFields(r *bench.FleetReport) []field {
+	f := []field{
+		{"devices", strconv.Itoa(r.Devices)},
+		{"firmware size", formatSize(r.FileSize)},
+		{"database", r.Database},
+		{"server process", serverProcess(r.SeparateServer)},
+		{"connect and inform", formatSeconds(r.Connect)},
+		{"task: all succeeded after", formatSeconds(r.TaskTime)},
+		{"succeeded / failed", fmt.Sprintf("%d / %d", r.Succeeded, r.Failed)},
+		{"devices upgraded per second", fmt.Sprintf("%.0f", r.UpgradesPerSecond)},
+		{"MQTT messages (up / down)", fmt.Sprintf("%d (%d / %d)", r.Uplinks+r.Downlinks, r.Uplinks, r.Downlinks)},
+		{"MQTT messages per second", fmt.Sprintf("%.0f", r.MessagesPerSecond)},
+		{"upgrade command p50 / p99 / max", formatLatency(r.Upgrade)},
+		{"succeeded p50 / p99 / max", formatLatency(r.Success)},
+		{"server peak RSS", formatSize(r.ServerPeakRSS)},
+		{"server RSS at the end", formatSize(r.ServerRSS)},
+		{"server CPU (run / task)", formatSeconds(r.ServerCPU) + " / " + formatSeconds(r.ServerTaskCPU)},
+		{"simulator CPU (task)", formatSeconds(r.SimulatorTaskCPU)},
+		{"engine commits, mean time", fmt.Sprintf("%d, %s", r.Commits, formatMillis(r.CommitMean))},
+		{"device message to ack, mean", formatMillis(r.UplinkMean)},
+	}
+	for _, code := range slices.Sorted(maps.Keys(r.Failures)) {
+		f = append(f, field{"failure", fmt.Sprintf("%d × %s", r.Failures[code], code)})
+	}
+	return f
+}
+
+func formatMillis(d time.Duration) string {
+	return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond))
+}
+
+func serverProcess(separate bool) string {
+	if separate {
+		return "separate (figures are the server's alone)"
+	}
+	return "shared with the devices (figures include them)"
+}
+
+func formatSeconds(d time.Duration) string { return fmt.Sprintf("%.3f s", d.Seconds()) }
+
+func formatLatency(l bench.Latency) string {
+	if l.Count == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%s / %s / %s (%d devices)", formatSeconds(l.P50), formatSeconds(l.P99), formatSeconds(l.Max), l.Count)
+}
+
+func (a *app) benchConnectCommand() *cobra.Command {
+	var (
+		sf  benchServerFlags
+		cfg bench.ConnectConfig
+	)
+	cmd := &cobra.Command{
+		Use:   "connect --devices N",
+		Short: "Connect N idle simulated devices and measure the server's memory",
+		Long: `Start a server and N simulated devices, wait until every one has connected
+and reported its version, let them idle for --idle, then report the
+server's resident memory (VmRSS, and VmHWM, the peak) and its memory per
+connected device. Each connection is an open file in the server and in the
+simulator: the hard open-file limit of this machine (ulimit -n -H) bounds N.`,
+		Example: `  otter bench connect --devices 10000
+  otter bench connect --devices 50000 -o json`,
+		Args: needArgs(),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cfg.Devices <= 0 {
+				return usageErrorf("--devices must be at least 1")
+			}
+			var err error
+			if cfg.Server, err = sf.options(a.env.Stderr); err != nil {
+				return err
+			}
+			cfg.ConnectRate, cfg.Progress = sf.connectRate, a.env.Stderr
+			rep, err := bench.RunConnect(cmd.Context(), cfg)
+			if err != nil {
+				return err
+			}
+			return a.render(rep, func(w io.Writer) error { return writeFields(w, connectFields(rep)) })
+		},
+	}
+	sf.register(cmd)
+	cmd.Flags().IntVar(&cfg.Devices, "devices", 10000, "number of simulated devices `N`")
+	cmd.Flags().DurationVar(&cfg.Idle, "idle", 5*time.Second, "how long the devices idle before the measurement")
+	return cmd
+}
+
+func connectFields(r *bench.ConnectReport) []field {
+	return []field{
+		{"devices", strconv.Itoa(r.Devices)},
+		{"database", r.Database},
+		{"server process", serverProcess(r.SeparateServer)},
+		{"connect and inform", formatSeconds(r.Connect)},
+		{"broker connections", strconv.FormatInt(r.Connected, 10)},
+		{"server RSS before devices", formatSize(r.BaseRSS)},
+		{"server RSS (VmRSS)", formatSize(r.RSS)},
+		{"server peak RSS (VmHWM)", formatSize(r.PeakRSS)},
+		{"server RSS per device", formatSize(r.PerDevice)},
+		{"server Go heap in use", formatSize(r.HeapInuse)},
+		{"server goroutines", strconv.FormatInt(r.Goroutines, 10)},
+		{"server open files", strconv.Itoa(r.ServerFDs)},
+		{"server CPU", formatSeconds(r.ServerCPU)},
+	}
+}
+
+func (a *app) benchJobsCommand() *cobra.Command {
+	var (
+		cfg  bench.JobsConfig
+		keep string
+	)
+	cmd := &cobra.Command{
+		Use:   "jobs --jobs N",
+		Short: "Measure how fast the engine starts jobs when only the database limits it",
+		Long: `Create a product with N devices, all online, directly in the store; run the
+rollout engine with a downlink that drops every message; create one push
+task to all devices and measure how fast the engine moves its N jobs from
+queued to notified. Nothing else runs: the database is the limit.`,
+		Example: `  otter bench jobs --jobs 1000000
+  otter bench jobs --jobs 1000000 --db postgres://postgres@127.0.0.1:5432/test?sslmode=disable`,
+		Args: needArgs(),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cfg.Jobs <= 0 {
+				return usageErrorf("--jobs must be at least 1")
+			}
+			if keep != "" {
+				if err := checkEmptyDir(keep); err != nil {
+					return err
+				}
+				cfg.DataDir, cfg.KeepSchema = keep, true
+			}
+			cfg.Progress = a.env.Stderr
+			rep, err := bench.RunJobs(cmd.Context(), cfg)
+			if err != nil {
+				return err
+			}
+			return a.render(rep, func(w io.Writer) error { return writeFields(w, jobsFields(rep)) })
+		},
+	}
+	fl := cmd.Flags()
+	fl.IntVar(&cfg.Jobs, "jobs", 1000000, "number of devices and jobs `N`")
+	fl.StringVar(&cfg.DBURL, "db", "", "database URL: empty for SQLite in a temporary folder, postgres://... for PostgreSQL (a fresh schema)")
+	fl.StringVar(&keep, "keep", "", "keep the SQLite database in `DIR` (new or empty) and the PostgreSQL schema")
+	fl.IntVar(&cfg.BatchSize, "batch", 0, "the engine's batch size (default: the engine's)")
+	fl.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of the task's creation and start to `FILE`")
+	fl.DurationVar(&cfg.Timeout, "timeout", time.Hour, "give up when the jobs have not all started after `D`")
+	return cmd
+}
+
+func jobsFields(r *bench.JobsReport) []field {
+	return []field{
+		{"jobs", strconv.Itoa(r.Jobs)},
+		{"database", r.Database},
+		{"setup: create devices", formatSeconds(r.CreateDevices)},
+		{"setup: mark devices online", formatSeconds(r.MarkOnline)},
+		{"create the task (jobs stored)", formatSeconds(r.CreateTask)},
+		{"start every job", formatSeconds(r.Start)},
+		{"jobs started per second", fmt.Sprintf("%.0f", r.JobsPerSecond)},
+		{"  between 10% and 90%", fmt.Sprintf("%.0f", r.SteadyJobsPerSecond)},
+		{"  first / last 10%", fmt.Sprintf("%.0f / %.0f", r.FirstTenth, r.LastTenth)},
+		{"commits, mean time", fmt.Sprintf("%d, %s", r.Commits, formatMillis(r.CommitMean))},
+	}
+}
+
+// benchServerCommand is the server side of a benchmark in its own
+// process; the other bench commands start it.
+func (a *app) benchServerCommand() *cobra.Command {
+	var cfg bench.ServeConfig
+	cmd := &cobra.Command{
+		Use:    "server",
+		Short:  "Run a server for a benchmark (started by the other bench commands)",
+		Hidden: true,
+		Args:   needArgs(),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg.AdminToken, cfg.Log = a.env.Getenv("OTTER_ADMIN_TOKEN"), a.env.Stderr
+			if cfg.DataDir == "" || cfg.AdminToken == "" {
+				return usageErrorf("bench server needs --data and OTTER_ADMIN_TOKEN (it is started by the other bench commands)")
+			}
+			return bench.Serve(cmd.Context(), cfg, a.env.Stdout)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&cfg.DataDir, "data", "", "data folder")
+	fl.StringVar(&cfg.DBURL, "db", "", "database URL")
+	fl.StringVar(&cfg.MQTTAddr, "mqtt", "127.0.0.1:0", "MQTT listen address")
+	fl.StringVar(&cfg.CPUProfile, "cpuprofile", "", "CPU profile file")
+	return cmd
+}
