@@ -19,13 +19,17 @@ import (
 )
 
 // startMosquitto runs a private Mosquitto on an ephemeral port and returns
-// its URL; the test is skipped where Mosquitto is not installed. The
+// its URL; the test is skipped where Mosquitto is not installed, and fails
+// there under CI=true, where it must run. The
 // project's end-to-end tests run the SDK against otter's own broker; this
 // one checks the MQTT transport against an independent broker.
 func startMosquitto(t testing.TB) string {
 	t.Helper()
 	bin, err := exec.LookPath("mosquitto")
 	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("mosquitto is not installed, and CI=true requires this test to run (apt-get install mosquitto)")
+		}
 		t.Skip("mosquitto is not installed")
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
