@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime/pprof"
+	"runtime/trace"
 	"slices"
 	"syscall"
 	"time"
@@ -39,6 +40,9 @@ type ServerOptions struct {
 	// CPUProfile, when set, is where the server writes a CPU profile of
 	// its whole run (pprof format).
 	CPUProfile string
+	// Trace, when set, is where the server writes an execution trace of
+	// its whole run (go tool trace): where its goroutines wait.
+	Trace string
 	// Stderr receives a separate server's log (warnings and errors); nil
 	// discards it.
 	Stderr io.Writer
@@ -145,7 +149,7 @@ func (o ServerOptions) config(token string, log *slog.Logger) server.Config {
 }
 
 func startInProcess(ctx context.Context, opts ServerOptions, token string) (*Server, error) {
-	stopProfile, err := startCPUProfile(opts.CPUProfile)
+	stopProfile, err := startProfiles(opts.CPUProfile, opts.Trace)
 	if err != nil {
 		return nil, err
 	}
@@ -156,6 +160,30 @@ func startInProcess(ctx context.Context, opts ServerOptions, token string) (*Ser
 	return &Server{
 		HTTPURL: srv.HTTPURL(), MQTTURL: srv.MQTTURL(), Token: token, PID: os.Getpid(), DBURL: opts.DBURL,
 		close: func() error { return errors.Join(srv.Close(), stopProfile()) },
+	}, nil
+}
+
+// startProfiles starts a CPU profile and an execution trace of this
+// process, each when its path is not empty, until the returned function
+// runs.
+func startProfiles(cpuPath, tracePath string) (func() error, error) {
+	stopCPU, err := startCPUProfile(cpuPath)
+	if err != nil {
+		return nil, err
+	}
+	if tracePath == "" {
+		return stopCPU, nil
+	}
+	f, err := os.Create(tracePath)
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("create the trace: %w", err), stopCPU())
+	}
+	if err := trace.Start(f); err != nil {
+		return nil, errors.Join(fmt.Errorf("start the trace: %w", err), f.Close(), stopCPU())
+	}
+	return func() error {
+		trace.Stop()
+		return errors.Join(f.Close(), stopCPU())
 	}, nil
 }
 
@@ -190,7 +218,8 @@ type handshake struct {
 // child is killed if this process dies first (Pdeathsig), so an
 // interrupted benchmark leaves no server behind.
 func startSubprocess(ctx context.Context, opts ServerOptions, token string) (*Server, error) {
-	args := []string{"bench", "server", "--data", opts.DataDir, "--mqtt", opts.MQTTAddr, "--db", opts.DBURL, "--cpuprofile", opts.CPUProfile}
+	args := []string{"bench", "server", "--data", opts.DataDir, "--mqtt", opts.MQTTAddr, "--db", opts.DBURL,
+		"--cpuprofile", opts.CPUProfile, "--trace", opts.Trace}
 	cmd := exec.Command(opts.Executable, args...)
 	cmd.Env = append(os.Environ(), "OTTER_ADMIN_TOKEN="+token)
 	cmd.Stderr = opts.Stderr
@@ -259,7 +288,7 @@ func stopProcess(cmd *exec.Cmd) error {
 // ServeConfig configures Serve, the server side of a separate-process
 // benchmark.
 type ServeConfig struct {
-	DataDir, DBURL, MQTTAddr, CPUProfile string
+	DataDir, DBURL, MQTTAddr, CPUProfile, Trace string
 	// AdminToken is the admin token the parent chose.
 	AdminToken string
 	// Log receives warnings and errors.
@@ -273,7 +302,7 @@ func Serve(ctx context.Context, cfg ServeConfig, out io.Writer) error {
 	if _, err := RaiseFileLimit(); err != nil {
 		return err
 	}
-	stopProfile, err := startCPUProfile(cfg.CPUProfile)
+	stopProfile, err := startProfiles(cfg.CPUProfile, cfg.Trace)
 	if err != nil {
 		return err
 	}

@@ -35,7 +35,7 @@ a JSON object).`
 
 // benchServerFlags are the flags every server-starting benchmark shares.
 type benchServerFlags struct {
-	db, keep, cpuprofile string
+	db, keep, cpuprofile, trace string
 	inProcess            bool
 	connectRate          int
 }
@@ -45,13 +45,14 @@ func (f *benchServerFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.db, "db", "", "database URL: empty for SQLite in the data folder, postgres://... for PostgreSQL (a fresh schema, dropped after the run unless --keep)")
 	fl.StringVar(&f.keep, "keep", "", "keep the server's data folder in `DIR` (new or empty) and the PostgreSQL schema")
 	fl.StringVar(&f.cpuprofile, "cpuprofile", "", "write a CPU profile of the server to `FILE` (go tool pprof FILE)")
+	fl.StringVar(&f.trace, "trace", "", "write an execution trace of the server to `FILE` (go tool trace FILE): where it waits")
 	fl.BoolVar(&f.inProcess, "in-process", false, "run the server in this process (its memory and CPU figures then include the devices)")
 	fl.IntVar(&f.connectRate, "connect-rate", 2000, "new device connections per second")
 }
 
 // options turns the flags into server options.
 func (f *benchServerFlags) options(stderr io.Writer) (bench.ServerOptions, error) {
-	opts := bench.ServerOptions{DBURL: f.db, CPUProfile: f.cpuprofile, Stderr: stderr}
+	opts := bench.ServerOptions{DBURL: f.db, CPUProfile: f.cpuprofile, Trace: f.trace, Stderr: stderr}
 	if f.keep != "" {
 		if err := checkEmptyDir(f.keep); err != nil {
 			return opts, err
@@ -319,5 +320,6 @@ func (a *app) benchServerCommand() *cobra.Command {
 	fl.StringVar(&cfg.DBURL, "db", "", "database URL")
 	fl.StringVar(&cfg.MQTTAddr, "mqtt", "127.0.0.1:0", "MQTT listen address")
 	fl.StringVar(&cfg.CPUProfile, "cpuprofile", "", "CPU profile file")
+	fl.StringVar(&cfg.Trace, "trace", "", "execution trace file")
 	return cmd
 }

@@ -24,9 +24,9 @@ import (
 	"github.com/otter-ota/otter/sdk/wire"
 )
 
-// Device names an authenticated device. It has the fields of
-// engine.Device; once the engine builds, this becomes an alias of it so
-// that *engine.Engine satisfies Devices directly.
+// Device names an authenticated device. It mirrors engine.Device; the
+// server adapts the engine to Devices, so that this package does not
+// depend on the engine.
 type Device struct {
 	ID      int64
 	Product string
