@@ -43,8 +43,9 @@ const problemType = "application/problem+json"
 // detail message gives the count).
 const maxDetails = 1000
 
-// statusOf is the one place that maps ota error codes to HTTP statuses.
-func statusOf(code string) int {
+// HTTPStatus is the one place that maps ota error codes to HTTP statuses;
+// the console uses it too.
+func HTTPStatus(code string) int {
 	switch code {
 	case ota.EINVALID:
 		return http.StatusBadRequest
@@ -110,8 +111,8 @@ func (a *API) problem(ctx context.Context, err error) *Problem {
 		return fromHuma(se)
 	}
 	var oe *ota.Error
-	if errors.As(err, &oe) && statusOf(oe.Code) != http.StatusInternalServerError {
-		p := newProblem(statusOf(oe.Code), oe.Code, oe.Message)
+	if errors.As(err, &oe) && HTTPStatus(oe.Code) != http.StatusInternalServerError {
+		p := newProblem(HTTPStatus(oe.Code), oe.Code, oe.Message)
 		p.Details = oe.Details[:min(len(oe.Details), maxDetails)]
 		return p
 	}

@@ -7,6 +7,7 @@ import (
 	"net/http"
 
 	"github.com/otter-ota/otter/client"
+	"github.com/otter-ota/otter/internal/api"
 	"github.com/otter-ota/otter/internal/ota"
 )
 
@@ -69,23 +70,5 @@ func statusOf(err error) int {
 	if errors.As(err, &ce) && ce.Status >= 400 {
 		return ce.Status
 	}
-	switch ota.ErrorCode(err) {
-	case ota.EINVALID:
-		return http.StatusBadRequest
-	case ota.ENOTFOUND:
-		return http.StatusNotFound
-	case ota.ECONFLICT:
-		return http.StatusConflict
-	case ota.EUNAUTHORIZED:
-		return http.StatusUnauthorized
-	case ota.EFORBIDDEN:
-		return http.StatusForbidden
-	case ota.ETOOLARGE:
-		return http.StatusRequestEntityTooLarge
-	case ota.EMISMATCH:
-		return http.StatusUnprocessableEntity
-	case ota.EUNAVAILABLE:
-		return http.StatusServiceUnavailable
-	}
-	return http.StatusInternalServerError
+	return api.HTTPStatus(ota.ErrorCode(err))
 }

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"os"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/otter-ota/otter/internal/engine"
@@ -258,26 +257,11 @@ func (h *Handler) wrongMethod(e endpoint) http.Handler {
 // unknownPath answers any other path under /device/v1/.
 func (h *Handler) unknownPath() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		resp := response{status: http.StatusNotFound, body: wire.Reply{To: replyTo(r.URL.Path), Error: wire.CodeUnknownTopic,
+		resp := response{status: http.StatusNotFound, body: wire.Reply{To: wire.ReplyTo(r.URL.Path), Error: wire.CodeUnknownTopic,
 			Message: fmt.Sprintf("no such device API path %q; the paths are %s{inform,request,confirm,progress,upgrade}", clip(r.URL.Path), wire.HTTPPrefix)}}
 		h.write(w, resp)
 		h.metrics.requests.WithLabelValues("unknown", strconv.Itoa(resp.status)).Inc()
 	})
-}
-
-// replyTo names an unknown path in a reply: its last element when that is
-// a valid "to" field, "unknown" otherwise.
-func replyTo(path string) wire.Kind {
-	last := path[strings.LastIndexByte(path, '/')+1:]
-	if last == "" || len(last) > wire.MaxFieldLength {
-		return "unknown"
-	}
-	for i := 0; i < len(last); i++ {
-		if last[i] <= ' ' || last[i] > '~' {
-			return "unknown"
-		}
-	}
-	return wire.Kind(last)
 }
 
 // clip shortens device input quoted in an answer.

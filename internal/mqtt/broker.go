@@ -192,7 +192,11 @@ func serverOptions(log *slog.Logger) *mochi.Options {
 func listen(flag, addr string) (net.Listener, error) {
 	ln, err := net.Listen("tcp", addr)
 	if errors.Is(err, syscall.EADDRINUSE) {
-		return nil, fmt.Errorf("%s is already in use by another program (Mosquitto?): choose another address with %s (for example %s 127.0.0.1:0): %w", addr, flag, flag, err)
+		example := ":1884"
+		if flag == "--mqtt-tls" {
+			example = ":8884"
+		}
+		return nil, fmt.Errorf("%s is already in use by another program (Mosquitto?): choose another address with %s (for example %s %s): %w", addr, flag, flag, example, err)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s (%s): %w", addr, flag, err)

@@ -3,7 +3,6 @@ package mqtt
 import (
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	mochi "github.com/mochi-mqtt/server/v2"
@@ -53,7 +52,7 @@ func (b *Broker) uplink(c *conn, cl *mochi.Client, pk packets.Packet) error {
 func decodeUplink(topic string, payload []byte) (wire.Kind, wire.Message, error) {
 	_, _, kind, err := wire.ParseTopic(topic)
 	if err != nil {
-		return replyTo(topic), nil, err
+		return wire.ReplyTo(topic), nil, err
 	}
 	if !kind.Uplink() {
 		return kind, nil, &wire.Error{Code: wire.CodeUnknownTopic, Message: fmt.Sprintf(
@@ -61,21 +60,6 @@ func decodeUplink(topic string, payload []byte) (wire.Kind, wire.Message, error)
 	}
 	m, err := wire.Decode(kind, payload)
 	return kind, m, err
-}
-
-// replyTo names an unknown topic in a reply: its last level when that is a
-// valid "to" field, "unknown" otherwise.
-func replyTo(topic string) wire.Kind {
-	last := topic[strings.LastIndexByte(topic, '/')+1:]
-	if last == "" || len(last) > wire.MaxFieldLength {
-		return "unknown"
-	}
-	for i := 0; i < len(last); i++ {
-		if last[i] <= ' ' || last[i] > '~' {
-			return "unknown"
-		}
-	}
-	return wire.Kind(last)
 }
 
 // dispatch hands a decoded message to the engine.

@@ -165,6 +165,13 @@ func (s *Server) openStore(ctx context.Context) error {
 		return fmt.Errorf("create the first admin token: %w", err)
 	}
 	s.adminToken = token
+	// The embedded broker starts with no connection: devices marked online
+	// by a server that crashed are not.
+	if n, err := st.MarkAllOffline(ctx); err != nil {
+		return fmt.Errorf("reset device presence: %w", err)
+	} else if n > 0 {
+		s.log.Info("devices marked offline until they reconnect", "devices", n)
+	}
 	return nil
 }
 

@@ -592,3 +592,20 @@ func addJobs(ctx context.Context, t *tx, jobs []ota.Job) error {
 	}
 	return nil
 }
+
+// MarkAllOffline records every device as offline. A single server calls it
+// at start: after a crash, the devices it had connected are gone, and they
+// come back online as they reconnect.
+func (s *sqlStore) MarkAllOffline(ctx context.Context) (int64, error) {
+	t, err := s.begin(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer t.Rollback()
+	res, err := t.ExecContext(ctx, "UPDATE devices SET online = $1 WHERE online = $2", false, true)
+	if err != nil {
+		return 0, fmt.Errorf("mark devices offline: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	return n, t.Commit()
+}

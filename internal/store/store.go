@@ -104,6 +104,8 @@ type Store interface {
 	SetDeviceSecret(ctx context.Context, product, key string, secretHash []byte) error
 	DeleteDevice(ctx context.Context, product, key string) error
 	Credentials(ctx context.Context, product, key string) (DeviceCredentials, error)
+	// MarkAllOffline records every device as offline (a server's start).
+	MarkAllOffline(ctx context.Context) (int64, error)
 
 	// CreateFirmware assigns f.ID and f.CreatedAt; a duplicate
 	// product/module/version answers ECONFLICT.

@@ -3,6 +3,7 @@ package wire
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Error codes carried by a Reply and by *Error. The first six are the
@@ -56,4 +57,20 @@ func ErrorReply(to Kind, err error) Reply {
 		return Reply{To: to, Error: e.Code, Message: e.Message}
 	}
 	return Reply{To: to, Error: CodeInternal, Message: "the server failed to handle the message; send it again later"}
+}
+
+// ReplyTo names, for the To field of an error Reply, the message a topic or
+// HTTP path carried: its last segment when that is a printable field, and
+// "unknown" otherwise (an unknown topic must not echo arbitrary bytes).
+func ReplyTo(topicOrPath string) Kind {
+	last := topicOrPath[strings.LastIndexByte(topicOrPath, '/')+1:]
+	if last == "" || len(last) > MaxFieldLength {
+		return "unknown"
+	}
+	for i := 0; i < len(last); i++ {
+		if last[i] <= ' ' || last[i] > '~' {
+			return "unknown"
+		}
+	}
+	return Kind(last)
 }
