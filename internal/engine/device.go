@@ -16,14 +16,14 @@ import (
 func (e *Engine) runDeviceOps(ctx context.Context, ops []*deviceOp) {
 	w, err := e.loadWork(ctx, ops)
 	if err != nil {
-		e.failAll(ops, err)
+		e.failAll(ctx, ops, err)
 		return
 	}
 	for _, o := range ops {
 		w.handle(o)
 	}
 	if err := e.commit(ctx, w); err != nil {
-		e.failAll(ops, err)
+		e.failAll(ctx, ops, err)
 		return
 	}
 	for _, o := range ops {
@@ -32,8 +32,10 @@ func (e *Engine) runDeviceOps(ctx context.Context, ops []*deviceOp) {
 	e.metrics.deviceMessages.Add(float64(len(ops)))
 }
 
-func (e *Engine) failAll(ops []*deviceOp, err error) {
-	e.log.Error("device messages not stored", "count", len(ops), "err", err)
+func (e *Engine) failAll(ctx context.Context, ops []*deviceOp, err error) {
+	if ctx.Err() == nil {
+		e.log.Error("device messages not stored", "count", len(ops), "err", err)
+	}
 	for _, o := range ops {
 		o.answer = nil
 		o.fail(ota.Errorf(ota.EUNAVAILABLE, "the server could not store the message: try again"))

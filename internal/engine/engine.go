@@ -45,6 +45,9 @@ type Store interface {
 	ActiveJobs(ctx context.Context, deviceIDs []int64) ([]ota.Job, error)
 	JobsByID(ctx context.Context, ids []int64) ([]ota.Job, error)
 	QueuedJobs(ctx context.Context, q store.QueuedQuery) ([]ota.Job, error)
+	// NextRetry returns the earliest retry time after now of a task's
+	// queued jobs, if any job waits for one.
+	NextRetry(ctx context.Context, taskID int64, now time.Time) (time.Time, bool, error)
 	// ExpiredJobs returns in-flight jobs whose deadline has passed.
 	ExpiredJobs(ctx context.Context, now time.Time, limit int) ([]ota.Job, error)
 	// UnansweredJobs returns notified jobs of a task, sent before the given

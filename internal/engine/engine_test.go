@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"sync"
 	"testing"
@@ -34,6 +35,20 @@ func (c *clock) Add(d time.Duration) {
 	c.mu.Lock()
 	c.now = c.now.Add(d)
 	c.mu.Unlock()
+}
+
+// failOnError fails the test for every error the engine logs: a failed
+// scheduler step is only logged, and must not go unnoticed.
+type failOnError struct{ t *testing.T }
+
+func (h failOnError) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelError }
+func (h failOnError) WithAttrs([]slog.Attr) slog.Handler           { return h }
+func (h failOnError) WithGroup(string) slog.Handler                { return h }
+func (h failOnError) Handle(_ context.Context, r slog.Record) error {
+	var attrs []string
+	r.Attrs(func(a slog.Attr) bool { attrs = append(attrs, a.String()); return true })
+	h.t.Errorf("engine logged an error: %s %v", r.Message, attrs)
+	return nil
 }
 
 // downlink records what the engine sends to devices.
@@ -106,7 +121,7 @@ func newFixture(t *testing.T, devices int) *fixture {
 		t.Fatal(err)
 	}
 	e, err := engine.New(engine.Config{Store: st, Downlink: f.down, URLs: urls{}, Now: c.Now,
-		Metrics: prometheus.NewRegistry(), Tick: 10 * time.Millisecond})
+		Metrics: prometheus.NewRegistry(), Tick: 10 * time.Millisecond, Logger: slog.New(failOnError{t})})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -45,14 +45,14 @@ const sweepEvery = 5 * time.Second
 func (e *Engine) schedule(ctx context.Context) {
 	for _, id := range e.sortedTaskIDs() {
 		ts := e.tasks[id]
-		if err := e.step(ctx, ts); err != nil {
+		if err := e.step(ctx, ts); err != nil && ctx.Err() == nil {
 			e.log.Error("task step failed", "task", id, "err", err)
 		}
 		if ts.task.State.Terminal() {
 			delete(e.tasks, id)
 		}
 	}
-	if err := e.expireJobs(ctx); err != nil {
+	if err := e.expireJobs(ctx); err != nil && ctx.Err() == nil {
 		e.log.Error("job timeouts failed", "err", err)
 	}
 	e.metrics.activeTasks.Set(float64(len(e.tasks)))
@@ -154,11 +154,29 @@ func (e *Engine) startJobs(ctx context.Context, ts *taskState, now time.Time) er
 			ts.budget -= len(jobs)
 		}
 		if len(jobs) < limit {
-			ts.wantSweep = false
-			ts.nextSweep = now.Add(sweepEvery)
-			break
+			return e.starved(ctx, ts, now, started)
 		}
 	}
+	return e.spent(ctx, ts, started)
+}
+
+// starved notes that a task has no startable job left for now: it is swept
+// again when a device connects, a slot frees, or its next retry comes due.
+func (e *Engine) starved(ctx context.Context, ts *taskState, now time.Time, started int) error {
+	ts.wantSweep = false
+	ts.nextSweep = now.Add(sweepEvery)
+	next, ok, err := e.st.NextRetry(ctx, ts.task.ID, now)
+	if err != nil {
+		return err
+	}
+	if ok && next.Before(ts.nextSweep) {
+		ts.nextSweep = next
+	}
+	return e.spent(ctx, ts, started)
+}
+
+// spent takes started jobs from the task's rate bucket and stores it.
+func (e *Engine) spent(ctx context.Context, ts *taskState, started int) error {
 	if ts.task.Policy.Rate > 0 && started > 0 {
 		ts.book.Bucket = ts.book.Bucket.Spend(started)
 		return e.saveBook(ctx, ts)

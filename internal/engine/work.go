@@ -121,7 +121,7 @@ func (w *work) maybeRetry(j *ota.Job) {
 	w.active[refOf(*j)] = j.ID
 	ev := jobEvent(*j, prev, "engine", w.now)
 	ev.Action = "retry_scheduled"
-	ev.Message = fmt.Sprintf("attempt %d after %s", j.Attempt+1, delay.Round(time.Second))
+	ev.Message = fmt.Sprintf("attempt %d after %s", j.Attempt+1, roundDelay(delay))
 	w.change.Events = append(w.change.Events, ev)
 }
 
@@ -205,4 +205,13 @@ func jobEvent(j ota.Job, prev ota.JobState, actor string, at time.Time) ota.Even
 		Product: j.Product, Device: j.Device, TaskID: j.TaskID, JobID: j.ID,
 		Message: j.Message, Data: data,
 	}
+}
+
+// roundDelay shortens a delay for people: whole seconds, or hundredths
+// under a second.
+func roundDelay(d time.Duration) time.Duration {
+	if d < time.Second {
+		return d.Round(10 * time.Millisecond)
+	}
+	return d.Round(time.Second)
 }

@@ -288,16 +288,18 @@ func (j Job) progress(in JobInput, now time.Time) (Job, string) {
 }
 
 // inform settles a job from the version the device runs: the target means
-// success; anything else after installing means the device rolled back.
+// success; anything else after the device said it was rebooting means it
+// rolled back. While installing, a device may reconnect (and inform) with
+// the old image still running: that is not yet a rollback.
 func (j Job) inform(in JobInput, now time.Time) (Job, string) {
 	if SameVersion(in.Version, j.Version) {
 		j.Percent = 100
 		return j.end(JobSucceeded, "", ""), ""
 	}
-	if j.State.Stage() < JobInstalling.Stage() {
-		return j, "not installed yet: the device still runs its old version"
+	if j.State.Stage() < JobRebooting.Stage() {
+		return j, "not rebooted yet: the device still runs its old version"
 	}
-	msg := fmt.Sprintf("device reported version %s after installing %s", in.Version, j.Version)
+	msg := fmt.Sprintf("device reported version %s after rebooting into %s", in.Version, j.Version)
 	return j.end(JobFailed, CodeRolledBack, msg), ""
 }
 

@@ -144,10 +144,10 @@ func (c Config) withDefaults() Config {
 }
 
 func (s *Server) dbKind() string {
-	if s.cfg.DBURL == "" {
-		return "sqlite"
+	if strings.HasPrefix(s.cfg.DBURL, "postgres://") || strings.HasPrefix(s.cfg.DBURL, "postgresql://") {
+		return "postgres"
 	}
-	return "postgres"
+	return "sqlite"
 }
 
 func (s *Server) openStore(ctx context.Context) error {
@@ -374,7 +374,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.closeOnce.Do(func() {
 		var errs []error
 		if s.http != nil {
-			errs = append(errs, s.http.Shutdown(ctx))
+			errs = append(errs, s.shutdownHTTP(ctx))
 		} else if s.httpLn != nil {
 			errs = append(errs, s.httpLn.Close())
 		}
@@ -391,6 +391,22 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.closeErr = errors.Join(errs...)
 	})
 	return s.closeErr
+}
+
+// httpGrace bounds the wait for requests in progress: long downloads and
+// connections that never sent a request (Go waits 5 s for those) must not
+// hold a shutdown; devices resume downloads anyway.
+const httpGrace = 2 * time.Second
+
+func (s *Server) shutdownHTTP(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, httpGrace)
+	defer cancel()
+	if err := s.http.Shutdown(ctx); errors.Is(err, context.DeadlineExceeded) {
+		return s.http.Close()
+	} else if err != nil {
+		return err
+	}
+	return nil
 }
 
 // Close shuts down with a short grace period.

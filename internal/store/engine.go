@@ -135,6 +135,7 @@ type Rollouts interface {
 	DeviceTags(ctx context.Context, deviceIDs []int64) (map[int64]map[string]string, error)
 	JobsByID(ctx context.Context, ids []int64) ([]ota.Job, error)
 	QueuedJobs(ctx context.Context, q QueuedQuery) ([]ota.Job, error)
+	NextRetry(ctx context.Context, taskID int64, now time.Time) (time.Time, bool, error)
 	ExpiredJobs(ctx context.Context, now time.Time, limit int) ([]ota.Job, error)
 	UnansweredJobs(ctx context.Context, taskID int64, sentBefore time.Time, limit int) ([]ota.Job, error)
 	JobsInStates(ctx context.Context, taskID int64, states []ota.JobState, afterID int64, limit int) ([]ota.Job, error)

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -608,4 +609,21 @@ func (s *sqlStore) MarkAllOffline(ctx context.Context) (int64, error) {
 	}
 	n, _ := res.RowsAffected()
 	return n, t.Commit()
+}
+
+// NextRetry returns the earliest retry time after now among a task's queued
+// jobs that wait for a backoff.
+func (s *sqlStore) NextRetry(ctx context.Context, taskID int64, now time.Time) (time.Time, bool, error) {
+	// ORDER BY ... LIMIT 1 rather than MIN(): SQLite gives an aggregate no
+	// declared type, so its time would come back as text.
+	var next time.Time
+	err := s.db.QueryRowContext(ctx, `SELECT next_attempt_at FROM jobs WHERE task_id = $1 AND state = 'queued'
+		AND next_attempt_at > $2 ORDER BY next_attempt_at LIMIT 1`, taskID, now.UTC()).Scan(&next)
+	if errors.Is(err, sql.ErrNoRows) {
+		return time.Time{}, false, nil
+	}
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("next retry of task %d: %w", taskID, err)
+	}
+	return next.UTC(), true, nil
 }

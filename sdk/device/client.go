@@ -147,10 +147,22 @@ func (c *Client) connected(ctx context.Context) {
 		return
 	}
 	c.setReady(true)
-	if err := c.Inform(ctx); err != nil {
-		c.fail(err, "inform")
+	if !c.installing() {
+		if err := c.Inform(ctx); err != nil {
+			c.fail(err, "inform")
+		}
 	}
 	c.resume(ctx)
+}
+
+// installing reports whether this process is installing a job right now:
+// the old image still runs, and reporting it on a reconnect would look like
+// a rollback. The job reports the new version itself after the reboot.
+func (c *Client) installing() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	j := c.st.Job
+	return j != nil && c.cancel != nil && (j.Phase == phaseInstalling || j.Phase == phaseRebooting)
 }
 
 // Inform reports the versions the Installer returns. The client informs by
