@@ -21,6 +21,9 @@ func benchFleet(b *testing.B, devices int) {
 			Devices: devices, FileSize: 64 << 10, Timeout: 5 * time.Minute,
 			Server: bench.ServerOptions{DBURL: os.Getenv(storetest.PostgresEnv)},
 		})
+		if err == nil {
+			err = rep.Err()
+		}
 		if err != nil {
 			b.Fatal(err)
 		}

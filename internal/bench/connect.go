@@ -36,10 +36,16 @@ type ConnectReport struct {
 	PerDevice int64 `json:"server_bytes_per_device"`
 	// HeapInuse and Goroutines are the server's Go heap in use and its
 	// goroutines with every device connected.
-	HeapInuse  int64         `json:"server_heap_inuse_bytes"`
-	Goroutines int64         `json:"server_goroutines"`
-	ServerFDs  int           `json:"server_open_files"`
-	ServerCPU  time.Duration `json:"server_cpu_ns"`
+	HeapInuse int64 `json:"server_heap_inuse_bytes"`
+	// StackInuse is the memory of goroutine stacks; HeapIdle is heap the
+	// runtime holds without using it, HeapReleased the part of it
+	// returned to the system (not in RSS).
+	StackInuse   int64         `json:"server_stack_inuse_bytes"`
+	HeapIdle     int64         `json:"server_heap_idle_bytes"`
+	HeapReleased int64         `json:"server_heap_released_bytes"`
+	Goroutines   int64         `json:"server_goroutines"`
+	ServerFDs    int           `json:"server_open_files"`
+	ServerCPU    time.Duration `json:"server_cpu_ns"`
 	// Connected is what the broker counts (otter_mqtt_connected_clients).
 	Connected int64 `json:"broker_connected"`
 }
@@ -84,6 +90,9 @@ func (r *rig) measureIdle(ctx context.Context, rep *ConnectReport) error {
 	rep.RSS, rep.PeakRSS, rep.ServerFDs, rep.ServerCPU = u.RSS, u.PeakRSS, u.FDs, u.CPU
 	rep.PerDevice = (u.RSS - rep.BaseRSS) / int64(rep.Devices)
 	rep.HeapInuse = int64(m["go_memstats_heap_inuse_bytes"])
+	rep.StackInuse = int64(m["go_memstats_stack_inuse_bytes"])
+	rep.HeapIdle = int64(m["go_memstats_heap_idle_bytes"])
+	rep.HeapReleased = int64(m["go_memstats_heap_released_bytes"])
 	rep.Goroutines = int64(m["go_goroutines"])
 	rep.Connected = int64(m["otter_mqtt_connected_clients"])
 	return nil

@@ -3,10 +3,13 @@ package bench
 import (
 	"context"
 	"crypto/ed25519"
+	"errors"
 	"fmt"
 	"maps"
 	"net"
+	"net/http"
 	"net/url"
+	"os"
 	"slices"
 	"strconv"
 	"sync"
@@ -20,6 +23,7 @@ import (
 // deviceConfig describes the simulated devices of one benchmark.
 type deviceConfig struct {
 	API       *client.Client
+	Token     string
 	Broker    string
 	PublicKey ed25519.PublicKey
 	Product   string
@@ -30,12 +34,36 @@ type deviceConfig struct {
 	// must then listen on a wildcard address).
 	PerAddress  int
 	ConnectRate int
+	// Executable, when set, runs the devices in processes of their own
+	// (`Executable bench devices`) of at most PerProcess devices each;
+	// empty runs them in this process.
+	Executable string
+	PerProcess int
+	// TempDir is where simulated devices keep their downloads.
+	TempDir string
 }
 
-// devices is a running simulated fleet (one sim.Fleet per broker address)
-// and what its devices did, with the time each did it.
+// segment is a part of the fleet: n devices named prefix00001... that
+// connect to one broker address.
+type segment struct {
+	broker, prefix string
+	n              int
+}
+
+// part is a running segment: in this process or in a process of its own.
+type part interface {
+	// err returns the first error that stopped a device or the process.
+	err() error
+	// stop disconnects the segment's devices and waits for them.
+	stop()
+	// pid is the process the devices run in.
+	pid() int
+}
+
+// devices is a running simulated fleet and what its devices did, with the
+// time each did it.
 type devices struct {
-	fleets []*sim.Fleet
+	parts  []part
 	cancel context.CancelFunc
 
 	mu        sync.Mutex
@@ -43,15 +71,16 @@ type devices struct {
 	informed  map[string]time.Time // first inform
 	upgrade   map[string]time.Time // first upgrade command
 	succeeded map[string]time.Time
-	// failures counts failed jobs by code (with the error's text when the
-	// device gave no code).
+	// failures counts failed jobs by code; examples keeps one error text
+	// per code.
 	failures map[string]int
+	examples map[string]string
 }
 
 // startDevices provisions and starts the fleet; it returns once every
 // device's client runs (connected or still connecting).
 func startDevices(ctx context.Context, cfg deviceConfig) (*devices, error) {
-	brokers, err := brokerAddresses(cfg.Broker, cfg.Devices, cfg.PerAddress)
+	segs, err := segments(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -63,30 +92,91 @@ func startDevices(ctx context.Context, cfg deviceConfig) (*devices, error) {
 		upgrade:   make(map[string]time.Time, cfg.Devices),
 		succeeded: make(map[string]time.Time, cfg.Devices),
 		failures:  map[string]int{},
+		examples:  map[string]string{},
 	}
-	for i, broker := range brokers {
-		n := min(cfg.PerAddress, cfg.Devices-i*cfg.PerAddress)
-		f, err := sim.Start(runCtx, d.simConfig(cfg, broker, n, prefix(i, len(brokers))))
-		if f != nil {
-			d.fleets = append(d.fleets, f)
-		}
+	if cfg.Executable != "" && len(segs) > 1 {
+		cfg.ConnectRate = max(1, cfg.ConnectRate/len(segs)) // segments start together
+	}
+	for _, s := range segs {
+		p, err := d.startSegment(runCtx, cfg, s)
 		if err != nil {
 			d.stop()
-			return nil, fmt.Errorf("start %d simulated devices on %s: %w", n, broker, err)
+			return nil, fmt.Errorf("start %d simulated devices on %s: %w", s.n, s.broker, err)
 		}
+		d.parts = append(d.parts, p)
 	}
 	return d, nil
 }
 
-func (d *devices) simConfig(cfg deviceConfig, broker string, n int, prefix string) sim.Config {
-	return sim.Config{
-		API: cfg.API, Broker: broker, PublicKey: cfg.PublicKey, Product: cfg.Product,
-		Devices: n, Prefix: prefix, Version: cfg.Version, ConnectRate: cfg.ConnectRate,
-		OnEvent: d.event,
+func (d *devices) startSegment(ctx context.Context, cfg deviceConfig, s segment) (part, error) {
+	if cfg.Executable != "" {
+		return startProcPart(ctx, cfg, s, d.event)
 	}
+	f, err := sim.Start(ctx, sim.Config{
+		API: cfg.API, Broker: s.broker, PublicKey: cfg.PublicKey, Product: cfg.Product,
+		Devices: s.n, Prefix: s.prefix, Version: cfg.Version, ConnectRate: cfg.ConnectRate,
+		HTTPClient: downloadClient(), OnEvent: d.event,
+	})
+	if err != nil {
+		if f != nil {
+			f.Wait()
+		}
+		return nil, err
+	}
+	return simPart{f}, nil
 }
 
-// prefix names the devices of the i-th of n fleets.
+// downloadConns bounds the download connections of one process of
+// simulated devices: each is an open file at both ends.
+const downloadConns = 512
+
+// downloadClient downloads firmware for the devices of one process over
+// at most downloadConns connections.
+func downloadClient() *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxConnsPerHost = downloadConns
+	t.MaxIdleConnsPerHost = downloadConns
+	t.MaxIdleConns = downloadConns
+	return &http.Client{Transport: t, Timeout: 10 * time.Minute}
+}
+
+// simPart is a segment in this process.
+type simPart struct{ f *sim.Fleet }
+
+func (p simPart) err() error { return p.f.Err() }
+func (p simPart) stop()      { p.f.Wait() } // the fleet stops with its context
+func (p simPart) pid() int   { return os.Getpid() }
+
+// segments splits the fleet by broker address, then by process.
+func segments(cfg deviceConfig) ([]segment, error) {
+	brokers, err := brokerAddresses(cfg.Broker, cfg.Devices, cfg.PerAddress)
+	if err != nil {
+		return nil, err
+	}
+	chunk := cfg.Devices
+	if cfg.PerAddress > 0 {
+		chunk = min(chunk, cfg.PerAddress)
+	}
+	if cfg.Executable != "" && cfg.PerProcess > 0 {
+		chunk = min(chunk, cfg.PerProcess)
+	}
+	var segs []segment
+	for i, broker := range brokers {
+		n := cfg.Devices
+		if len(brokers) > 1 {
+			n = min(cfg.PerAddress, cfg.Devices-i*cfg.PerAddress)
+		}
+		for off := 0; off < n; off += chunk {
+			segs = append(segs, segment{broker: broker, n: min(chunk, n-off)})
+		}
+	}
+	for i := range segs {
+		segs[i].prefix = prefix(i, len(segs))
+	}
+	return segs, nil
+}
+
+// prefix names the devices of the i-th of n segments.
 func prefix(i, n int) string {
 	if n == 1 {
 		return "bench-"
@@ -143,7 +233,14 @@ func (d *devices) event(key string, e device.Event) {
 	case device.EventSucceeded:
 		firstTime(d.succeeded, key, e.At)
 	case device.EventFailed:
-		d.failures[failureCode(e)]++
+		code := e.Code
+		if code == "" {
+			code = "no code"
+		}
+		d.failures[code]++
+		if _, ok := d.examples[code]; !ok && e.Err != nil {
+			d.examples[code] = e.Err.Error()
+		}
 	}
 }
 
@@ -153,23 +250,15 @@ func firstTime(m map[string]time.Time, key string, at time.Time) {
 	}
 }
 
-func failureCode(e device.Event) string {
-	switch {
-	case e.Code != "" && e.Err != nil:
-		return e.Code + ": " + e.Err.Error()
-	case e.Code != "":
-		return e.Code
-	case e.Err != nil:
-		return e.Err.Error()
-	}
-	return "unknown"
-}
-
-// failureCounts returns a copy of the failures by code.
-func (d *devices) failureCounts() map[string]int {
+// failureCounts returns the failures by code, each with an example.
+func (d *devices) failureCounts() map[string]Failure {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return maps.Clone(d.failures)
+	out := make(map[string]Failure, len(d.failures))
+	for code, n := range d.failures {
+		out[code] = Failure{Count: n, Example: d.examples[code]}
+	}
+	return out
 }
 
 // counts returns how many devices are connected and have informed.
@@ -179,10 +268,10 @@ func (d *devices) counts() (connected, informed int) {
 	return len(d.connected), len(d.informed)
 }
 
-// err returns the first error a device's client stopped with.
+// err returns the first error a device's client or process stopped with.
 func (d *devices) err() error {
-	for _, f := range d.fleets {
-		if err := f.Err(); err != nil {
+	for _, p := range d.parts {
+		if err := p.err(); err != nil {
 			return err
 		}
 	}
@@ -202,10 +291,27 @@ func (d *devices) since(m map[string]time.Time, t0 time.Time) []time.Duration {
 	return out
 }
 
+// cpu returns the CPU time of the processes the devices run in (this one
+// included when they run here).
+func (d *devices) cpu() (time.Duration, error) {
+	pids := map[int]bool{os.Getpid(): true}
+	for _, p := range d.parts {
+		pids[p.pid()] = true
+	}
+	var total time.Duration
+	var errs []error
+	for _, pid := range slices.Sorted(maps.Keys(pids)) {
+		u, err := ReadUsage(pid)
+		errs = append(errs, err)
+		total += u.CPU
+	}
+	return total, errors.Join(errs...)
+}
+
 // stop disconnects every device and waits for them.
 func (d *devices) stop() {
 	d.cancel()
-	for _, f := range d.fleets {
-		f.Wait()
+	for _, p := range d.parts {
+		p.stop()
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"time"
 
 	"github.com/otter-ota/otter/client"
@@ -45,8 +44,8 @@ type FleetReport struct {
 	TaskTime  time.Duration `json:"task_ns"`
 	Succeeded int64         `json:"succeeded"`
 	Failed    int64         `json:"failed"`
-	// Failures counts the failures devices saw, by code and error.
-	Failures map[string]int `json:"failures,omitempty"`
+	// Failures counts the failures devices saw, by code.
+	Failures map[string]Failure `json:"failures,omitempty"`
 	// UpgradesPerSecond is Succeeded over TaskTime.
 	UpgradesPerSecond float64 `json:"upgrades_per_second"`
 	// Uplinks and Downlinks count MQTT messages the server handled during
@@ -66,8 +65,8 @@ type FleetReport struct {
 	ServerRSS     int64         `json:"server_rss_bytes"`
 	ServerCPU     time.Duration `json:"server_cpu_ns"`
 	ServerTaskCPU time.Duration `json:"server_task_cpu_ns"`
-	// SimulatorTaskCPU is this process's CPU time during the task: the
-	// simulated devices (and the server too, when it is not separate).
+	// SimulatorTaskCPU is the CPU time of the devices' processes during
+	// the task (the server's too, when it is not separate).
 	SimulatorTaskCPU time.Duration `json:"simulator_task_cpu_ns"`
 	// Server internals during the task: the engine's commits (batches
 	// written) and their mean time, and the mean time from a device
@@ -75,6 +74,12 @@ type FleetReport struct {
 	Commits    int64         `json:"engine_commits"`
 	CommitMean time.Duration `json:"engine_commit_mean_ns"`
 	UplinkMean time.Duration `json:"uplink_ack_mean_ns"`
+}
+
+// Failure is how many jobs failed with one code, with one device's error.
+type Failure struct {
+	Count   int    `json:"count"`
+	Example string `json:"example,omitempty"`
 }
 
 // Latency summarizes a set of durations.
@@ -128,11 +133,7 @@ func RunFleet(ctx context.Context, cfg FleetConfig) (*FleetReport, error) {
 // runTask creates the push task, waits for it to complete and fills in
 // the measurements.
 func (r *rig) runTask(ctx context.Context, fw *client.Firmware, timeout time.Duration, rep *FleetReport) error {
-	before, u0, err := r.sample(ctx)
-	if err != nil {
-		return err
-	}
-	self0, err := ReadUsage(os.Getpid())
+	before, err := r.snapshot(ctx)
 	if err != nil {
 		return err
 	}
@@ -147,31 +148,58 @@ func (r *rig) runTask(ctx context.Context, fw *client.Firmware, timeout time.Dur
 		return err
 	}
 	rep.TaskTime = time.Since(t0)
-	after, u1, err := r.sample(ctx)
-	if err != nil {
-		return err
-	}
-	self1, err := ReadUsage(os.Getpid())
+	after, err := r.snapshot(ctx)
 	if err != nil {
 		return err
 	}
 	rep.Succeeded, rep.Failed = done.Counts[client.JobSucceeded], done.Counts[client.JobFailed]
-	rep.UpgradesPerSecond = float64(rep.Succeeded) / rep.TaskTime.Seconds()
-	rep.Uplinks = int64(after["otter_mqtt_uplinks_total"] - before["otter_mqtt_uplinks_total"])
-	rep.Downlinks = int64(after["otter_mqtt_downlinks_total"] - before["otter_mqtt_downlinks_total"])
-	rep.MessagesPerSecond = float64(rep.Uplinks+rep.Downlinks) / rep.TaskTime.Seconds()
 	rep.Failures = r.devs.failureCounts()
 	rep.Upgrade = latency(r.devs.since(r.devs.upgrade, t0))
 	rep.Success = latency(r.devs.since(r.devs.succeeded, t0))
-	rep.ServerPeakRSS, rep.ServerRSS, rep.ServerCPU = u1.PeakRSS, u1.RSS, u1.CPU
-	rep.ServerTaskCPU = u1.CPU - u0.CPU
-	rep.SimulatorTaskCPU = self1.CPU - self0.CPU
-	rep.Commits, rep.CommitMean = histogram(before, after, "otter_engine_commit_seconds")
-	_, rep.UplinkMean = histogram(before, after, "otter_mqtt_uplink_seconds")
-	if done.State != client.TaskCompleted || rep.Succeeded != int64(rep.Devices) {
-		return fmt.Errorf("the task ended %s with %v: want all %d jobs succeeded", done.State, done.Counts, rep.Devices)
+	rep.measured(before, after)
+	if done.State != client.TaskCompleted {
+		return fmt.Errorf("the task ended %s with %v: want it completed", done.State, done.Counts)
 	}
 	return nil
+}
+
+// snapshot is what the server and the devices had used at one time.
+type snapshot struct {
+	metrics   Metrics
+	server    Usage
+	simulator time.Duration // CPU
+}
+
+func (r *rig) snapshot(ctx context.Context) (snapshot, error) {
+	m, u, err := r.sample(ctx)
+	if err != nil {
+		return snapshot{}, err
+	}
+	cpu, err := r.devs.cpu()
+	return snapshot{metrics: m, server: u, simulator: cpu}, err
+}
+
+// measured fills in the rates and the use of the server and the devices
+// between two snapshots around the task.
+func (rep *FleetReport) measured(before, after snapshot) {
+	b, a := before.metrics, after.metrics
+	rep.UpgradesPerSecond = float64(rep.Succeeded) / rep.TaskTime.Seconds()
+	rep.Uplinks = int64(a["otter_mqtt_uplinks_total"] - b["otter_mqtt_uplinks_total"])
+	rep.Downlinks = int64(a["otter_mqtt_downlinks_total"] - b["otter_mqtt_downlinks_total"])
+	rep.MessagesPerSecond = float64(rep.Uplinks+rep.Downlinks) / rep.TaskTime.Seconds()
+	rep.ServerPeakRSS, rep.ServerRSS, rep.ServerCPU = after.server.PeakRSS, after.server.RSS, after.server.CPU
+	rep.ServerTaskCPU = after.server.CPU - before.server.CPU
+	rep.SimulatorTaskCPU = after.simulator - before.simulator
+	rep.Commits, rep.CommitMean = histogram(b, a, "otter_engine_commit_seconds")
+	_, rep.UplinkMean = histogram(b, a, "otter_mqtt_uplink_seconds")
+}
+
+// Err describes the jobs that did not succeed, or is nil when all did.
+func (r *FleetReport) Err() error {
+	if r.Succeeded == int64(r.Devices) {
+		return nil
+	}
+	return fmt.Errorf("%d of %d jobs did not succeed (%d failed): see the failures above", int64(r.Devices)-r.Succeeded, r.Devices, r.Failed)
 }
 
 // waitTask polls the task until it ends.

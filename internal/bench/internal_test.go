@@ -152,10 +152,10 @@ func TestCheckFileLimit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := checkFileLimit(10, true); err != nil {
+	if _, err := checkFileLimit(10, true); err != nil {
 		t.Errorf("10 devices: %v", err)
 	}
-	err = checkFileLimit(int(limit), true)
+	_, err = checkFileLimit(int(limit), true)
 	if err == nil || !strings.Contains(err.Error(), "ulimit -n -H") {
 		t.Errorf("%d devices: error %v, want one that names the hard limit", limit, err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"time"
 
 	"github.com/otter-ota/otter/client"
@@ -16,6 +17,10 @@ type rig struct {
 	api      *client.Client
 	devs     *devices
 	progress io.Writer
+	// executable runs the devices in processes of their own when set.
+	executable string
+	perProcess int
+	tempDir    string
 }
 
 // fdMargin is the open files a process needs beside its device
@@ -25,7 +30,8 @@ const fdMargin = 256
 // newRig checks that this machine can hold the connections, starts the
 // server and creates the benchmark's product.
 func newRig(ctx context.Context, opts ServerOptions, devices int, progress io.Writer) (*rig, error) {
-	if err := checkFileLimit(devices, opts.Executable != ""); err != nil {
+	limit, err := checkFileLimit(devices, opts.Executable != "")
+	if err != nil {
 		return nil, err
 	}
 	ports, err := EphemeralPorts()
@@ -36,9 +42,13 @@ func newRig(ctx context.Context, opts ServerOptions, devices int, progress io.Wr
 		// Devices beyond one address's ports connect to 127.0.0.2, ...
 		opts.MQTTAddr = "0.0.0.0:0"
 	}
-	r := &rig{progress: progress}
+	r := &rig{progress: progress, executable: opts.Executable, perProcess: devicesPerProcess(limit)}
+	if r.tempDir, err = deviceTempDir(); err != nil {
+		return nil, err
+	}
 	r.say("starting the server (separate process: %t)", opts.Executable != "")
 	if r.srv, err = StartServer(ctx, opts); err != nil {
+		r.close()
 		return nil, err
 	}
 	r.api = client.New(r.srv.HTTPURL, r.srv.Token, client.WithUserAgent("otter-bench"))
@@ -49,31 +59,52 @@ func newRig(ctx context.Context, opts ServerOptions, devices int, progress io.Wr
 	return r, nil
 }
 
+// deviceTempDir makes a folder in /dev/shm, when there is one, for the
+// simulated devices' downloads: the SDK writes each download to a file
+// and syncs it, and on the server's disk those writes would compete with
+// the database's.
+func deviceTempDir() (string, error) {
+	if fi, err := os.Stat("/dev/shm"); err != nil || !fi.IsDir() {
+		return "", nil
+	}
+	dir, err := os.MkdirTemp("/dev/shm", "otter-bench-devices-")
+	if err != nil {
+		return "", fmt.Errorf("make a folder for the devices' downloads: %w", err)
+	}
+	return dir, nil
+}
+
 // perAddress is how many devices connect to one broker address: the
 // ephemeral ports, less a tenth for downloads and sockets in TIME_WAIT.
 func perAddress(ports int) int { return ports * 9 / 10 }
 
-// checkFileLimit refuses a fleet this process (or the server's) cannot
-// hold: each connection is an open file at both ends.
-func checkFileLimit(devices int, separate bool) error {
+// devicesPerProcess is how many simulated devices one process holds: each
+// has a connection and, while it downloads, a file open; downloads share
+// downloadConns connections.
+func devicesPerProcess(limit uint64) int { return max(1, (int(limit)-fdMargin-downloadConns)/2) }
+
+// checkFileLimit refuses a fleet the server's process cannot hold (each
+// connection is an open file), and returns the open-file limit. With the
+// server in this process, the devices must fit here too.
+func checkFileLimit(devices int, separate bool) (uint64, error) {
 	limit, err := RaiseFileLimit()
 	if err != nil {
-		return err
+		return 0, err
 	}
 	need := uint64(devices + fdMargin)
 	if !separate {
-		need += uint64(devices) // both ends in this process
+		need += 2*uint64(devices) + downloadConns // the devices' connections and downloads
 	}
 	if need > limit {
 		most := int(limit) - fdMargin
 		if !separate {
-			most /= 2
+			most /= 3
 		}
-		return fmt.Errorf("%d devices need about %d open files per process, but this machine allows %d (the hard limit, `ulimit -n -H`): "+
+		return limit, fmt.Errorf("%d devices need about %d open files in the server's process, but this machine allows %d (the hard limit, `ulimit -n -H`): "+
 			"raise it where otter starts (as root: `ulimit -Hn 1048576`, or LimitNOFILE= in a systemd unit), or run at most --devices %d",
 			devices, need, limit, max(most, 0))
 	}
-	return nil
+	return limit, nil
 }
 
 // connect starts n devices and waits until every one has connected and
@@ -90,12 +121,14 @@ func (r *rig) connect(ctx context.Context, n, rate int) (time.Duration, error) {
 	r.say("starting %d simulated devices", n)
 	t0 := time.Now()
 	r.devs, err = startDevices(ctx, deviceConfig{
-		API: r.api, Broker: r.srv.MQTTURL, PublicKey: key.PublicKey, Product: benchProduct,
+		API: r.api, Token: r.srv.Token, Broker: r.srv.MQTTURL, PublicKey: key.PublicKey, Product: benchProduct,
 		Devices: n, Version: "1.0.0", PerAddress: perAddress(ports), ConnectRate: rate,
+		Executable: r.executable, PerProcess: r.perProcess, TempDir: r.tempDir,
 	})
 	if err != nil {
 		return 0, err
 	}
+	r.say("devices run in %d process(es)", len(r.devs.parts))
 	if err := r.waitInformed(ctx, n); err != nil {
 		return 0, err
 	}
@@ -138,9 +171,13 @@ func (r *rig) close() {
 		r.say("stopping the devices")
 		r.devs.stop()
 	}
-	r.say("stopping the server")
-	if err := r.srv.Close(); err != nil {
-		r.say("stopping the server: %v", err)
+	if r.srv != nil {
+		r.say("stopping the server")
+		if err := r.srv.Close(); err != nil {
+			r.say("stopping the server: %v", err)
+		}
 	}
-	r.say("stopped")
+	if r.tempDir != "" {
+		_ = os.RemoveAll(r.tempDir)
+	}
 }

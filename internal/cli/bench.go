@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -20,7 +21,7 @@ import (
 // this machine, recorded in BENCHMARKS.md.
 func (a *app) benchCommand() *cobra.Command {
 	cmd := a.group("bench", "Measure a server on this machine with simulated devices",
-		a.benchFleetCommand(), a.benchConnectCommand(), a.benchJobsCommand(), a.benchServerCommand())
+		a.benchFleetCommand(), a.benchConnectCommand(), a.benchJobsCommand(), a.benchServerCommand(), a.benchDevicesCommand())
 	cmd.Long = `Measure otter on this machine. Each benchmark starts its own server on
 ephemeral ports of 127.0.0.1 with a temporary data folder (SQLite unless
 --db), so it needs no running server and leaves nothing behind. The server
@@ -36,8 +37,8 @@ a JSON object).`
 // benchServerFlags are the flags every server-starting benchmark shares.
 type benchServerFlags struct {
 	db, keep, cpuprofile, trace string
-	inProcess            bool
-	connectRate          int
+	inProcess                   bool
+	connectRate                 int
 }
 
 func (f *benchServerFlags) register(cmd *cobra.Command) {
@@ -123,11 +124,7 @@ command (p50, p99), and the server's peak memory and CPU time.`,
 				return err
 			}
 			cfg.FileSize, cfg.ConnectRate, cfg.Timeout, cfg.Progress = n, sf.connectRate, timeout, a.env.Stderr
-			rep, err := bench.RunFleet(cmd.Context(), cfg)
-			if err != nil {
-				return err
-			}
-			return a.render(rep, func(w io.Writer) error { return writeFields(w, fleetFields(rep)) })
+			return a.benchFleet(cmd.Context(), cfg)
 		},
 	}
 	sf.register(cmd)
@@ -135,6 +132,19 @@ command (p50, p99), and the server's peak memory and CPU time.`,
 	cmd.Flags().StringVar(&size, "file-size", "64KiB", "size `S` of the firmware file, e.g. 64KiB, 4MiB")
 	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Minute, "give up when the task has not ended after `D`")
 	return cmd
+}
+
+// benchFleet runs the fleet benchmark and shows its report; jobs that did
+// not succeed make the command fail after the report.
+func (a *app) benchFleet(ctx context.Context, cfg bench.FleetConfig) error {
+	rep, err := bench.RunFleet(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	if err := a.render(rep, func(w io.Writer) error { return writeFields(w, fleetFields(rep)) }); err != nil {
+		return err
+	}
+	return rep.Err()
 }
 
 func fleetFields(r *bench.FleetReport) []field {
@@ -159,7 +169,8 @@ func fleetFields(r *bench.FleetReport) []field {
 		{"device message to ack, mean", formatMillis(r.UplinkMean)},
 	}
 	for _, code := range slices.Sorted(maps.Keys(r.Failures)) {
-		f = append(f, field{"failure", fmt.Sprintf("%d × %s", r.Failures[code], code)})
+		fl := r.Failures[code]
+		f = append(f, field{"failed: " + code, fmt.Sprintf("%d, e.g. %s", fl.Count, orDash(fl.Example))})
 	}
 	return f
 }
@@ -234,6 +245,8 @@ func connectFields(r *bench.ConnectReport) []field {
 		{"server peak RSS (VmHWM)", formatSize(r.PeakRSS)},
 		{"server RSS per device", formatSize(r.PerDevice)},
 		{"server Go heap in use", formatSize(r.HeapInuse)},
+		{"server goroutine stacks", formatSize(r.StackInuse)},
+		{"server heap idle (released)", formatSize(r.HeapIdle) + " (" + formatSize(r.HeapReleased) + ")"},
 		{"server goroutines", strconv.FormatInt(r.Goroutines, 10)},
 		{"server open files", strconv.Itoa(r.ServerFDs)},
 		{"server CPU", formatSeconds(r.ServerCPU)},
@@ -321,5 +334,33 @@ func (a *app) benchServerCommand() *cobra.Command {
 	fl.StringVar(&cfg.MQTTAddr, "mqtt", "127.0.0.1:0", "MQTT listen address")
 	fl.StringVar(&cfg.CPUProfile, "cpuprofile", "", "CPU profile file")
 	fl.StringVar(&cfg.Trace, "trace", "", "execution trace file")
+	return cmd
+}
+
+// benchDevicesCommand runs part of a benchmark's simulated fleet in a
+// process of its own; the other bench commands start it.
+func (a *app) benchDevicesCommand() *cobra.Command {
+	var cfg bench.DevicesConfig
+	cmd := &cobra.Command{
+		Use:    "devices",
+		Short:  "Run simulated devices for a benchmark (started by the other bench commands)",
+		Hidden: true,
+		Args:   needArgs(),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg.Server, cfg.Token = a.server, a.tokenValue()
+			if cfg.Server == "" || cfg.Broker == "" || cfg.Token == "" || cfg.Devices <= 0 {
+				return usageErrorf("bench devices needs --server, --broker, --devices and OTTER_TOKEN (it is started by the other bench commands)")
+			}
+			return bench.RunDevices(cmd.Context(), cfg, a.env.Stdout)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&cfg.Broker, "broker", "", "MQTT broker URL")
+	fl.StringVar(&cfg.PublicKey, "public-key", "", "the server's signing key (base64)")
+	fl.StringVar(&cfg.Product, "product", "bench", "product")
+	fl.StringVar(&cfg.Prefix, "prefix", "bench-", "device key prefix")
+	fl.StringVar(&cfg.Version, "version", "1.0.0", "version the devices start on")
+	fl.IntVar(&cfg.Devices, "devices", 0, "number of devices")
+	fl.IntVar(&cfg.ConnectRate, "connect-rate", 2000, "new connections per second")
 	return cmd
 }

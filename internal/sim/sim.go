@@ -60,7 +60,13 @@ type Config struct {
 	// ConnectRate bounds new MQTT connections per second (0: 2,000), so a
 	// large fleet does not overrun the listen backlog at start.
 	ConnectRate int
-	Logger      *slog.Logger
+	// HTTPClient, when set, downloads firmware for every device instead of
+	// a shared client with unbounded connections. Benchmarks pass one
+	// with Transport.MaxConnsPerHost set: every connection is an open
+	// file, and a fleet that downloads at once can otherwise run a
+	// process out of them.
+	HTTPClient *http.Client
+	Logger     *slog.Logger
 	// OnEvent, when set, sees every SDK event of every device.
 	OnEvent func(key string, e device.Event)
 	// Confirm, when set, answers for device key an upgrade that asks for
@@ -115,7 +121,10 @@ func Start(ctx context.Context, cfg Config) (*Fleet, error) {
 		return nil, err
 	}
 	f := &Fleet{cfg: cfg, errs: make(chan error, 1)}
-	httpClient := sharedHTTPClient()
+	httpClient := cfg.HTTPClient
+	if httpClient == nil {
+		httpClient = sharedHTTPClient()
+	}
 	pace := time.NewTicker(time.Second / time.Duration(cfg.ConnectRate))
 	defer pace.Stop()
 	for i, c := range creds {

@@ -1,0 +1,153 @@
+package bench_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"os/signal"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/otter-ota/otter/internal/bench"
+	"github.com/otter-ota/otter/internal/cli"
+	"github.com/otter-ota/otter/internal/store/storetest"
+)
+
+// TestMain lets this test binary play `otter bench server` and `otter
+// bench devices`, so that the tests run the server and the devices in
+// processes of their own as the CLI does.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 2 && os.Args[1] == "bench" {
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+		code := cli.Execute(ctx, os.Args[1:], cli.OSEnv())
+		stop()
+		os.Exit(code)
+	}
+	os.Exit(m.Run())
+}
+
+func testContext(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func checkFleet(t *testing.T, rep *bench.FleetReport, devices int) {
+	t.Helper()
+	if rep.Err() != nil || rep.Failed != 0 || rep.Upgrade.Count != devices || rep.Success.Count != devices {
+		t.Fatalf("report %+v: want %d devices upgraded, each seen receiving its command and succeeding", rep, devices)
+	}
+	// Each device sends at least its progress and its new version, and
+	// receives its upgrade command.
+	if rep.Uplinks < 2*int64(devices) || rep.Downlinks < int64(devices) {
+		t.Errorf("MQTT messages: %d up, %d down for %d devices", rep.Uplinks, rep.Downlinks, devices)
+	}
+	if rep.TaskTime <= 0 || rep.Upgrade.P50 > rep.Upgrade.P99 || rep.Upgrade.P99 > rep.TaskTime || rep.Success.Max > rep.TaskTime {
+		t.Errorf("times out of order: task %s, upgrade %+v, success %+v", rep.TaskTime, rep.Upgrade, rep.Success)
+	}
+	if rep.ServerPeakRSS < rep.ServerRSS || rep.ServerRSS <= 0 || rep.ServerCPU <= 0 || rep.Commits <= 0 {
+		t.Errorf("server use: peak %d, RSS %d, CPU %s, commits %d", rep.ServerPeakRSS, rep.ServerRSS, rep.ServerCPU, rep.Commits)
+	}
+}
+
+func TestFleetInProcess(t *testing.T) {
+	rep, err := bench.RunFleet(testContext(t), bench.FleetConfig{
+		Devices: 5, FileSize: 4096, Server: bench.ServerOptions{DBURL: os.Getenv(storetest.PostgresEnv)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkFleet(t, rep, 5)
+	if rep.SeparateServer {
+		t.Error("an in-process server reported as separate")
+	}
+}
+
+func TestFleetSeparateServerWithProfile(t *testing.T) {
+	dir := t.TempDir()
+	profile := dir + "/cpu.pprof"
+	rep, err := bench.RunFleet(testContext(t), bench.FleetConfig{
+		Devices: 3, FileSize: 1000,
+		Server: bench.ServerOptions{Executable: os.Args[0], DataDir: dir + "/data", CPUProfile: profile},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkFleet(t, rep, 3)
+	if !rep.SeparateServer {
+		t.Error("a separate server reported as in-process")
+	}
+	if fi, err := os.Stat(profile); err != nil || fi.Size() == 0 {
+		t.Errorf("the server wrote no CPU profile: %v", err)
+	}
+	if _, err := os.Stat(dir + "/data/otter.db"); err != nil {
+		t.Errorf("the data folder given was not kept: %v", err)
+	}
+}
+
+func TestConnect(t *testing.T) {
+	rep, err := bench.RunConnect(testContext(t), bench.ConnectConfig{
+		Devices: 8, Server: bench.ServerOptions{Executable: os.Args[0]},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Connected != 8 || rep.RSS <= 0 || rep.PeakRSS < rep.RSS || rep.BaseRSS <= 0 || rep.ServerFDs < 8 || rep.Goroutines <= 0 {
+		t.Errorf("report %+v: want 8 connections and the server's memory", rep)
+	}
+}
+
+func TestJobs(t *testing.T) {
+	for _, b := range storetest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			db := ""
+			if b.Name == "postgres" {
+				db = os.Getenv(storetest.PostgresEnv)
+			}
+			rep, err := bench.RunJobs(testContext(t), bench.JobsConfig{Jobs: 2500, DBURL: db, BatchSize: 500, DataDir: t.TempDir()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.Jobs != 2500 || rep.JobsPerSecond <= 0 || rep.Commits < 5 || rep.Start <= 0 || rep.CreateTask <= 0 {
+				t.Errorf("report %+v: want 2500 jobs started in at least 5 commits of 500", rep)
+			}
+		})
+	}
+}
+
+// TestFleetCommand runs `otter bench fleet` through the CLI and reads its
+// JSON report.
+func TestFleetCommand(t *testing.T) {
+	var out, errs bytes.Buffer
+	code := cli.Execute(testContext(t), []string{"bench", "fleet", "--devices", "2", "--file-size", "2KiB", "--in-process", "-o", "json"},
+		cli.Env{Stdout: &out, Stderr: &errs})
+	if code != cli.ExitOK {
+		t.Fatalf("exit %d: %s", code, errs.String())
+	}
+	var rep bench.FleetReport
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatalf("output is not a JSON report: %v\n%s", err, out.String())
+	}
+	if rep.Devices != 2 || rep.Succeeded != 2 || rep.FileSize != 2048 {
+		t.Errorf("report %+v: want 2 devices upgraded with a 2 KiB file", rep)
+	}
+}
+
+func TestCommandsRefuseBadFlags(t *testing.T) {
+	tests := [][]string{
+		{"bench", "fleet", "--devices", "0"},
+		{"bench", "fleet", "--file-size", "lots"},
+		{"bench", "fleet", "--keep", "."}, // not empty
+		{"bench", "connect", "--devices", "-1"},
+		{"bench", "jobs", "--jobs", "0"},
+		{"bench", "server"},
+	}
+	for _, args := range tests {
+		var out, errs bytes.Buffer
+		if code := cli.Execute(testContext(t), args, cli.Env{Stdout: &out, Stderr: &errs}); code != cli.ExitUsage {
+			t.Errorf("%v: exit %d, want %d (usage): %s", args, code, cli.ExitUsage, errs.String())
+		}
+	}
+}
