@@ -90,6 +90,7 @@ type Fleet struct {
 	devices []*simDevice
 	stats   counters
 	wg      sync.WaitGroup
+	ownHTTP *http.Client // the download client the fleet made, closed at the end
 	errs    chan error
 }
 
@@ -124,6 +125,7 @@ func Start(ctx context.Context, cfg Config) (*Fleet, error) {
 	httpClient := cfg.HTTPClient
 	if httpClient == nil {
 		httpClient = sharedHTTPClient()
+		f.ownHTTP = httpClient
 	}
 	pace := time.NewTicker(time.Second / time.Duration(cfg.ConnectRate))
 	defer pace.Stop()
@@ -236,7 +238,13 @@ func (f *Fleet) run(ctx context.Context, d *simDevice) {
 }
 
 // Wait blocks until every device has stopped (their context ended).
-func (f *Fleet) Wait() { f.wg.Wait() }
+func (f *Fleet) Wait() {
+	f.wg.Wait()
+	if f.ownHTTP != nil {
+		// Idle download connections would hold a server's shutdown.
+		f.ownHTTP.CloseIdleConnections()
+	}
+}
 
 // Err returns the first error a device client stopped with, if any.
 func (f *Fleet) Err() error {

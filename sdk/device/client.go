@@ -94,6 +94,11 @@ func (c *Client) finishRun() {
 	c.tr.stop(ctx)
 	c.mu.Lock()
 	c.runCtx = nil
+	if j := c.st.Job; j != nil && c.cfg.StateFile == "" {
+		// Without a state file no later run can resume the download: drop
+		// its temporary file rather than leave it behind.
+		c.removePart(*j)
+	}
 	c.mu.Unlock()
 }
 
