@@ -337,44 +337,85 @@ func (s *sqlStore) Apply(ctx context.Context, c Change) ([]int64, error) {
 	return conflicts, t.Commit()
 }
 
-// updateJobs writes job changes with a revision check and returns the
+// jobUpdateColumns are the columns a job change writes, with their SQL types.
+var jobUpdateColumns = []struct{ name, sqlType string }{
+	{"id", "BIGINT"}, {"rev", "BIGINT"}, {"state", "TEXT"}, {"percent", "INTEGER"}, {"attempt", "INTEGER"},
+	{"code", "TEXT"}, {"message", "TEXT"}, {"phase", "INTEGER"}, {"started_at", "TIMESTAMPTZ"},
+	{"deadline", "TIMESTAMPTZ"}, {"next_attempt_at", "TIMESTAMPTZ"}, {"sent_at", "TIMESTAMPTZ"}, {"updated_at", "TIMESTAMPTZ"},
+}
+
+// updateJobs writes job changes with a revision check, a chunk of changes
+// per statement (UPDATE ... FROM VALUES ... RETURNING), and returns the
 // conflicting ids and the count deltas of the changes written.
 func updateJobs(ctx context.Context, t *tx, changes []JobChange) ([]int64, map[int64]PhaseCounts, error) {
-	if len(changes) == 0 {
-		return nil, nil, nil
+	written := make(map[int64]bool, len(changes))
+	for _, chunk := range chunks(changes, len(jobUpdateColumns)) {
+		ids, err := updateJobChunk(ctx, t, chunk)
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, id := range ids {
+			written[id] = true
+		}
 	}
-	stmt, err := t.PrepareContext(ctx, t.rebind(`UPDATE jobs SET state = $1, percent = $2, attempt = $3, code = $4,
-		message = $5, phase = $6, started_at = $7, deadline = $8, next_attempt_at = $9, sent_at = $10,
-		updated_at = $11, rev = rev + 1 WHERE id = $12 AND rev = $13`))
-	if err != nil {
-		return nil, nil, fmt.Errorf("prepare job update: %w", err)
-	}
-	defer stmt.Close()
 	var conflicts []int64
 	deltas := map[int64]PhaseCounts{}
 	for _, c := range changes {
-		n := c.New
-		res, err := stmt.ExecContext(ctx, n.State, n.Percent, n.Attempt, n.Code, n.Message, n.Phase,
-			nullTime(n.StartedAt), nullTime(n.Deadline), nullTime(n.NextAttemptAt), nullTime(n.SentAt),
-			n.UpdatedAt.UTC(), n.ID, c.Old.Rev)
-		if err != nil {
-			return nil, nil, fmt.Errorf("update job %d: %w", n.ID, err)
-		}
-		if k, _ := res.RowsAffected(); k == 0 {
+		o, n := c.Old, c.New
+		if !written[n.ID] {
 			conflicts = append(conflicts, n.ID)
 			continue
 		}
-		if c.Old.State != n.State || c.Old.Phase != n.Phase {
+		if o.State != n.State || o.Phase != n.Phase {
 			d := deltas[n.TaskID]
 			if d == nil {
 				d = PhaseCounts{}
 				deltas[n.TaskID] = d
 			}
-			d.Add(c.Old.Phase, c.Old.State, -1)
+			d.Add(o.Phase, o.State, -1)
 			d.Add(n.Phase, n.State, 1)
 		}
 	}
 	return conflicts, deltas, nil
+}
+
+func updateJobChunk(ctx context.Context, t *tx, chunk []JobChange) ([]int64, error) {
+	var a args
+	rows := make([]string, len(chunk))
+	for i, c := range chunk {
+		n := c.New
+		vals := []any{n.ID, c.Old.Rev, n.State, n.Percent, n.Attempt, n.Code, n.Message, n.Phase,
+			nullTime(n.StartedAt), nullTime(n.Deadline), nullTime(n.NextAttemptAt), nullTime(n.SentAt), n.UpdatedAt.UTC()}
+		ph := make([]string, len(vals))
+		for k, v := range vals {
+			ph[k] = t.typed(a.add(v), jobUpdateColumns[k].sqlType)
+		}
+		rows[i] = "(" + strings.Join(ph, ", ") + ")"
+	}
+	names := make([]string, len(jobUpdateColumns))
+	sets := make([]string, 0, len(jobUpdateColumns))
+	for i, c := range jobUpdateColumns {
+		names[i] = c.name
+		if c.name != "id" && c.name != "rev" {
+			sets = append(sets, c.name+" = v."+c.name)
+		}
+	}
+	q := "WITH v (" + strings.Join(names, ", ") + ") AS (VALUES " + strings.Join(rows, ", ") + ") UPDATE jobs SET " +
+		strings.Join(sets, ", ") + ", rev = jobs.rev + 1 FROM v WHERE jobs.id = v.id AND jobs.rev = v.rev RETURNING jobs.id"
+	res, err := t.QueryContext(ctx, q, a...)
+	if err != nil {
+		return nil, fmt.Errorf("update jobs: %w", err)
+	}
+	defer res.Close()
+	var ids []int64
+	for res.Next() {
+		var id int64
+		if err := res.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, res.Err()
 }
 
 func applyDeltas(ctx context.Context, t *tx, deltas map[int64]PhaseCounts) error {
@@ -400,18 +441,26 @@ func withoutConflicts(events []ota.Event, conflicts []int64) []ota.Event {
 	return out
 }
 
-// setPresence records connects and disconnects; when a batch holds several
-// for one device, the last one wins.
+// setPresence records connects and disconnects, a chunk of devices per
+// statement; when a batch holds several for one device, the last one wins.
 func setPresence(ctx context.Context, t *tx, ps []Presence) error {
 	last := make(map[int64]Presence, len(ps))
 	for _, p := range ps {
 		last[p.DeviceID] = p
 	}
-	for _, id := range slices.Sorted(maps.Keys(last)) {
-		p := last[id]
-		if _, err := t.ExecContext(ctx, "UPDATE devices SET online = $1, last_seen = $2 WHERE id = $3",
-			p.Online, p.At.UTC(), id); err != nil {
-			return fmt.Errorf("record presence of device %d: %w", id, err)
+	ids := slices.Sorted(maps.Keys(last))
+	for _, chunk := range chunks(ids, 3) {
+		var a args
+		rows := make([]string, len(chunk))
+		for i, id := range chunk {
+			p := last[id]
+			rows[i] = "(" + t.typed(a.add(id), "BIGINT") + ", " + t.typed(a.add(p.Online), "BOOLEAN") + ", " +
+				t.typed(a.add(p.At.UTC()), "TIMESTAMPTZ") + ")"
+		}
+		q := "WITH v (id, online, at) AS (VALUES " + strings.Join(rows, ", ") +
+			") UPDATE devices SET online = v.online, last_seen = v.at FROM v WHERE devices.id = v.id"
+		if _, err := t.ExecContext(ctx, q, a...); err != nil {
+			return fmt.Errorf("record device presence: %w", err)
 		}
 	}
 	return nil

@@ -31,6 +31,7 @@ type querier interface {
 type tx struct {
 	*sql.Tx
 	binder
+	dialect dialect
 	now     time.Time
 	actor   string
 	release func()
@@ -48,7 +49,7 @@ func (s *sqlStore) begin(ctx context.Context) (*tx, error) {
 		release()
 		return nil, fmt.Errorf("begin transaction: %w", err)
 	}
-	return &tx{Tx: sqlTx, binder: s.db.binder, now: s.now(), actor: ota.ActorFrom(ctx), release: release}, nil
+	return &tx{Tx: sqlTx, binder: s.db.binder, dialect: s.dialect, now: s.now(), actor: ota.ActorFrom(ctx), release: release}, nil
 }
 
 // acquireWrite waits for SQLite's single write slot; PostgreSQL needs none.
@@ -174,4 +175,15 @@ func chunks[T any](items []T, cols int) [][]T {
 		out = append(out, items)
 	}
 	return out
+}
+
+// typed returns a placeholder with the SQL type PostgreSQL needs to read a
+// parameter inside VALUES (where it cannot infer one). SQLite gets the bare
+// placeholder: its CAST would apply type affinity (a TIMESTAMP cast turns
+// "2026-11-27 ..." into the number 2026).
+func (t *tx) typed(placeholder, sqlType string) string {
+	if t.dialect == postgresDialect {
+		return "CAST(" + placeholder + " AS " + sqlType + ")"
+	}
+	return placeholder
 }

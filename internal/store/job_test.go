@@ -1,0 +1,119 @@
+package store_test
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/otter-ota/otter/internal/ota"
+	"github.com/otter-ota/otter/internal/store"
+)
+
+// rollout creates a product, n devices on 1.0.0, a firmware and a task over
+// all of them, and returns the task and its jobs.
+func rollout(t *testing.T, s store.Store, n int) (ota.Task, []ota.Job) {
+	t.Helper()
+	ctx := as("op")
+	must(t, s.CreateProduct(ctx, &ota.Product{Key: "demo"}))
+	var nd []store.NewDevice
+	for i := range n {
+		nd = append(nd, store.NewDevice{Product: "demo", Key: fmt.Sprintf("d%03d", i), SecretHash: hash("s"),
+			Versions: map[string]string{"default": "1.0.0"}})
+	}
+	devs, err := s.CreateDevices(ctx, nd)
+	must(t, err)
+	fw := ota.Firmware{Product: "demo", Module: "default", Version: "1.1.0", Size: 1, SHA256: fmt.Sprintf("%064d", 1), Signature: "x", BlobKey: "k"}
+	must(t, s.CreateFirmware(ctx, &fw))
+	task := ota.Task{Product: "demo", Module: "default", FirmwareID: fw.ID, Version: "1.1.0", Mode: ota.ModePush,
+		State: ota.TaskRunning, Total: int64(n)}
+	jobs := make([]ota.Job, n)
+	for i, d := range devs {
+		jobs[i] = ota.Job{DeviceID: d.ID, Device: d.Key, Product: "demo", Module: "default", State: ota.JobQueued,
+			Phase: i % 2, FromVersion: "1.0.0", Version: "1.1.0"}
+	}
+	must(t, s.CreateTask(ctx, &task, jobs))
+	var stored []ota.Job
+	for page := (store.Page{Limit: store.MaxPageSize}); ; {
+		jobs, next, err := s.ListJobs(ctx, store.JobFilter{TaskID: task.ID}, page)
+		must(t, err)
+		stored = append(stored, jobs...)
+		if next == "" {
+			return task, stored
+		}
+		page.After = next
+	}
+}
+
+func TestApplyWritesJobsCountsAndRefusesStaleRevisions(t *testing.T) {
+	run(t, func(t *testing.T, s store.Store) {
+		ctx := as("engine")
+		task, jobs := rollout(t, s, 1500) // more than one statement's chunk
+		now := time.Now().UTC().Truncate(time.Microsecond)
+		var changes []store.JobChange
+		for _, j := range jobs {
+			n := j
+			n.State, n.SentAt, n.StartedAt, n.UpdatedAt = ota.JobNotified, &now, &now, now
+			changes = append(changes, store.JobChange{Old: j, New: n})
+		}
+		conflicts, err := s.Apply(ctx, store.Change{Jobs: changes})
+		must(t, err)
+		if len(conflicts) != 0 {
+			t.Fatalf("%d conflicts on a first write", len(conflicts))
+		}
+		got, err := s.GetTask(ctx, task.ID)
+		must(t, err)
+		if got.Counts[ota.JobNotified] != 1500 || got.Counts[ota.JobQueued] != 0 {
+			t.Fatalf("counts %v, want 1500 notified", got.Counts)
+		}
+		phases, err := s.TaskPhaseCounts(ctx, task.ID)
+		must(t, err)
+		if phases[0][ota.JobNotified] != 750 || phases[1][ota.JobNotified] != 750 {
+			t.Fatalf("phase counts %v, want 750 notified in each", phases)
+		}
+		j, err := s.GetJob(ctx, jobs[7].ID)
+		must(t, err)
+		if j.State != ota.JobNotified || j.SentAt == nil || !j.SentAt.Equal(now) || j.Rev != jobs[7].Rev+1 {
+			t.Fatalf("job after the write: %+v", j)
+		}
+
+		// A writer that read before that change (the old revision) loses,
+		// and nothing of its change is written or counted.
+		stale := changes[7]
+		stale.New.State = ota.JobCancelled
+		conflicts, err = s.Apply(ctx, store.Change{Jobs: []store.JobChange{stale, changes[8]}})
+		must(t, err)
+		if len(conflicts) != 2 || conflicts[0] != j.ID {
+			t.Fatalf("conflicts %v, want both changes refused (stale revisions)", conflicts)
+		}
+		got, err = s.GetTask(ctx, task.ID)
+		must(t, err)
+		if got.Counts[ota.JobCancelled] != 0 || got.Counts[ota.JobNotified] != 1500 {
+			t.Fatalf("a stale change was counted: %v", got.Counts)
+		}
+		if j2, _ := s.GetJob(ctx, j.ID); j2.State != ota.JobNotified || j2.Rev != j.Rev {
+			t.Fatalf("a stale change was written: %+v", j2)
+		}
+	})
+}
+
+func TestCancelQueuedCancelsWithEventsAndCounts(t *testing.T) {
+	run(t, func(t *testing.T, s store.Store) {
+		ctx := as("op")
+		task, _ := rollout(t, s, 40)
+		cancelled, err := s.CancelQueued(ctx, store.CancelRequest{TaskID: task.ID, Code: ota.CodeTaskCancelled, Message: "by op", Actor: "op", At: time.Now()})
+		must(t, err)
+		if cancelled[0]+cancelled[1] != 40 {
+			t.Fatalf("cancelled %v, want 40", cancelled)
+		}
+		got, err := s.GetTask(ctx, task.ID)
+		must(t, err)
+		if got.Counts[ota.JobCancelled] != 40 || got.Counts[ota.JobQueued] != 0 {
+			t.Fatalf("counts %v", got.Counts)
+		}
+		events, _, err := s.ListEvents(ctx, store.EventFilter{TaskID: task.ID, Kind: ota.KindJob}, store.Page{Limit: 100})
+		must(t, err)
+		if len(events) != 40 || events[0].Action != string(ota.JobCancelled) || events[0].Actor != "op" {
+			t.Fatalf("%d job events, first %+v; want 40 cancellations by op", len(events), events[0])
+		}
+	})
+}
