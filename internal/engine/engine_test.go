@@ -566,3 +566,39 @@ func TestJobIsSupersededWhenTheDeviceGetsThereAnotherWay(t *testing.T) {
 		t.Fatalf("d1 was sent %+v", sent)
 	}
 }
+
+func TestEndTimeCancelsWhatHasNotStarted(t *testing.T) {
+	f := newFixture(t, 2)
+	f.connect("d1") // d2 stays offline
+	end := f.clock.Now().Add(10 * time.Minute)
+	task := f.task(engine.TaskSpec{Target: ota.Target{All: true}, Policy: ota.Policy{End: &end}})
+	f.upgrade("d1")
+	f.clock.Add(11 * time.Minute)
+	done := f.waitTask(task.ID, ota.TaskCompleted)
+	j := f.jobs(task.ID)["d2"]
+	if j.State != ota.JobCancelled || j.Code != ota.CodeWindowClosed {
+		t.Fatalf("offline device's job %s/%s, want cancelled/window_closed", j.State, j.Code)
+	}
+	if done.Counts[ota.JobSucceeded] != 1 || done.Counts[ota.JobCancelled] != 1 {
+		t.Fatalf("counts %v", done.Counts)
+	}
+	f.checkCounts(task.ID)
+}
+
+func TestDailyWindowHoldsStartsUntilItOpens(t *testing.T) {
+	f := newFixture(t, 1) // the clock starts at 10:00 UTC
+	f.connect("d1")
+	task := f.task(engine.TaskSpec{Target: ota.Target{All: true},
+		Policy: ota.Policy{Window: &ota.Window{Start: "11:00", End: "12:00", TZ: "UTC"}}})
+	f.waitTask(task.ID, ota.TaskRunning)
+	// Watch many scheduler ticks (10 ms each): nothing may start outside
+	// the window.
+	for watch := time.Now().Add(300 * time.Millisecond); time.Now().Before(watch); time.Sleep(10 * time.Millisecond) {
+		if sent := f.down.To("d1"); len(sent) != 0 {
+			t.Fatalf("a command went out before the window opened: %+v", sent)
+		}
+	}
+	f.clock.Add(time.Hour)
+	f.upgrade("d1")
+	f.waitTask(task.ID, ota.TaskCompleted)
+}
