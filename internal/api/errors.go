@@ -43,46 +43,41 @@ const problemType = "application/problem+json"
 // detail message gives the count).
 const maxDetails = 1000
 
-// HTTPStatus is the one place that maps ota error codes to HTTP statuses;
-// the console uses it too.
+// statuses pairs each ota error code with its HTTP status: the one place
+// both directions are read from (the console uses HTTPStatus too).
+var statuses = []struct {
+	code   string
+	status int
+}{
+	{ota.EINVALID, http.StatusBadRequest},
+	{ota.ENOTFOUND, http.StatusNotFound},
+	{ota.ECONFLICT, http.StatusConflict},
+	{ota.EUNAUTHORIZED, http.StatusUnauthorized},
+	{ota.EFORBIDDEN, http.StatusForbidden},
+	{ota.ETOOLARGE, http.StatusRequestEntityTooLarge},
+	{ota.EMISMATCH, http.StatusUnprocessableEntity},
+	{ota.EUNAVAILABLE, http.StatusServiceUnavailable},
+}
+
+// HTTPStatus returns the HTTP status of an ota error code; unknown codes
+// are internal errors.
 func HTTPStatus(code string) int {
-	switch code {
-	case ota.EINVALID:
-		return http.StatusBadRequest
-	case ota.ENOTFOUND:
-		return http.StatusNotFound
-	case ota.ECONFLICT:
-		return http.StatusConflict
-	case ota.EUNAUTHORIZED:
-		return http.StatusUnauthorized
-	case ota.EFORBIDDEN:
-		return http.StatusForbidden
-	case ota.ETOOLARGE:
-		return http.StatusRequestEntityTooLarge
-	case ota.EMISMATCH:
-		return http.StatusUnprocessableEntity
-	case ota.EUNAVAILABLE:
-		return http.StatusServiceUnavailable
+	for _, s := range statuses {
+		if s.code == code {
+			return s.status
+		}
 	}
 	return http.StatusInternalServerError
 }
 
 // codeOf names the code of a problem that did not start as an ota.Error
-// (request validation, unknown routes).
+// (request validation, unknown routes). 422 (huma's schema errors) stays
+// invalid rather than mismatch: it is the request's shape that is wrong.
 func codeOf(status int) string {
-	switch status {
-	case http.StatusNotFound:
-		return ota.ENOTFOUND
-	case http.StatusConflict:
-		return ota.ECONFLICT
-	case http.StatusUnauthorized:
-		return ota.EUNAUTHORIZED
-	case http.StatusForbidden:
-		return ota.EFORBIDDEN
-	case http.StatusRequestEntityTooLarge:
-		return ota.ETOOLARGE
-	case http.StatusServiceUnavailable:
-		return ota.EUNAVAILABLE
+	for _, s := range statuses {
+		if s.status == status && s.code != ota.EMISMATCH {
+			return s.code
+		}
 	}
 	if status >= 500 {
 		return ota.EINTERNAL

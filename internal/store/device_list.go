@@ -77,18 +77,5 @@ func versionCondition(a *args, module, version string) string {
 
 // queryDevices runs a SELECT of deviceColumns.
 func queryDevices(ctx context.Context, q querier, query string, a args) ([]ota.Device, error) {
-	rows, err := q.QueryContext(ctx, query, a...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	devs := []ota.Device{}
-	for rows.Next() {
-		d, err := scanDevice(rows)
-		if err != nil {
-			return nil, err
-		}
-		devs = append(devs, d)
-	}
-	return devs, rows.Err()
+	return queryAll(ctx, q, query, a, scanDevice)
 }

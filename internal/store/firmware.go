@@ -165,20 +165,7 @@ func (s *sqlStore) ListFirmware(ctx context.Context, f FirmwareFilter, page Page
 }
 
 func queryFirmware(ctx context.Context, q querier, query string, a args) ([]ota.Firmware, error) {
-	rows, err := q.QueryContext(ctx, query, a...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	list := []ota.Firmware{}
-	for rows.Next() {
-		f, err := scanFirmware(rows)
-		if err != nil {
-			return nil, err
-		}
-		list = append(list, f)
-	}
-	return list, rows.Err()
+	return queryAll(ctx, q, query, a, scanFirmware)
 }
 
 // DeleteFirmware deletes firmware that no task uses. Its file stays in the

@@ -43,20 +43,7 @@ func scanJob(row interface{ Scan(...any) error }) (ota.Job, error) {
 }
 
 func queryJobs(ctx context.Context, q querier, query string, a args) ([]ota.Job, error) {
-	rows, err := q.QueryContext(ctx, query, a...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var jobs []ota.Job
-	for rows.Next() {
-		j, err := scanJob(rows)
-		if err != nil {
-			return nil, err
-		}
-		jobs = append(jobs, j)
-	}
-	return jobs, rows.Err()
+	return queryAll(ctx, q, query, a, scanJob)
 }
 
 // byIDs runs query once per chunk of ids, the query's "%s" standing for

@@ -187,3 +187,21 @@ func (t *tx) typed(placeholder, sqlType string) string {
 	}
 	return placeholder
 }
+
+// queryAll runs a SELECT and reads every row with scan.
+func queryAll[T any](ctx context.Context, q querier, query string, a args, scan func(interface{ Scan(...any) error }) (T, error)) ([]T, error) {
+	rows, err := q.QueryContext(ctx, query, a...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []T{}
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
