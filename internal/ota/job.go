@@ -7,24 +7,30 @@ type JobState string
 
 // Job states, in the order a successful job passes through them.
 const (
-	JobQueued      JobState = "queued"
-	JobNotified    JobState = "notified" // push sent
-	JobOffered     JobState = "offered"  // answer to a device's request
-	JobAccepted    JobState = "accepted" // device confirmed
-	JobDownloading JobState = "downloading"
-	JobDownloaded  JobState = "downloaded"
-	JobInstalling  JobState = "installing"
-	JobRebooting   JobState = "rebooting"
-	JobSucceeded   JobState = "succeeded"
-	JobFailed      JobState = "failed"
-	JobRejected    JobState = "rejected" // the device declined
-	JobTimedOut    JobState = "timed_out"
-	JobCancelled   JobState = "cancelled"
+	// JobAwaitingVersion: the device has never reported the version of the
+	// job's module, so whether the firmware upgrades it is not known yet.
+	// The job waits, started by nothing, until the device reports: then it
+	// is queued, succeeds (the device already runs the target) or is
+	// cancelled with CodeVersionNotEligible.
+	JobAwaitingVersion JobState = "awaiting_version"
+	JobQueued          JobState = "queued"
+	JobNotified        JobState = "notified" // push sent
+	JobOffered         JobState = "offered"  // answer to a device's request
+	JobAccepted        JobState = "accepted" // device confirmed
+	JobDownloading     JobState = "downloading"
+	JobDownloaded      JobState = "downloaded"
+	JobInstalling      JobState = "installing"
+	JobRebooting       JobState = "rebooting"
+	JobSucceeded       JobState = "succeeded"
+	JobFailed          JobState = "failed"
+	JobRejected        JobState = "rejected" // the device declined
+	JobTimedOut        JobState = "timed_out"
+	JobCancelled       JobState = "cancelled"
 )
 
 // JobStates lists every job state in lifecycle order, for stable display.
 var JobStates = []JobState{
-	JobQueued, JobNotified, JobOffered, JobAccepted, JobDownloading, JobDownloaded,
+	JobAwaitingVersion, JobQueued, JobNotified, JobOffered, JobAccepted, JobDownloading, JobDownloaded,
 	JobInstalling, JobRebooting, JobSucceeded, JobFailed, JobRejected, JobTimedOut, JobCancelled,
 }
 
@@ -39,7 +45,11 @@ func (s JobState) Terminal() bool {
 }
 
 // InFlight reports whether a job in s has been started and not yet ended.
-func (s JobState) InFlight() bool { return !s.Terminal() && s != JobQueued }
+func (s JobState) InFlight() bool { return !s.Terminal() && !s.Waiting() }
+
+// Waiting reports whether a job in s has not been started: queued, or
+// awaiting the device's first version report.
+func (s JobState) Waiting() bool { return s == JobQueued || s == JobAwaitingVersion }
 
 // Valid reports whether s is a known job state.
 func (s JobState) Valid() bool {
@@ -66,6 +76,10 @@ const (
 	// CodeSuperseded: the device reported a version the firmware does not
 	// upgrade from (it got there another way), so the job would downgrade.
 	CodeSuperseded = "superseded"
+	// CodeVersionNotEligible: a device targeted before it had reported a
+	// version then reported one the firmware does not upgrade from (or
+	// outside the task's from-versions): the job does not apply to it.
+	CodeVersionNotEligible = "version_not_eligible"
 )
 
 // Job is one device's part of a task.

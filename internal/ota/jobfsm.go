@@ -48,6 +48,11 @@ type JobInput struct {
 	Message string
 	// Version is the version an inform reports.
 	Version string
+	// Eligible says, with an inform, whether the task upgrades a device on
+	// Version (the firmware upgrades from it and it is one of the task's
+	// from-versions, if any). Only a job awaiting its device's version
+	// uses it: the engine knows the firmware, the job does not.
+	Eligible bool
 	// Timeout is the policy's per-job timeout: when the job starts flight,
 	// Apply sets its Deadline that far ahead (0: no deadline).
 	Timeout time.Duration
@@ -132,12 +137,13 @@ func isCode(s string) bool {
 	return true
 }
 
-// Stage returns s's position in the lifecycle: 0 for queued, 1 for notified
+// Stage returns s's position in the lifecycle: 0 for awaiting_version and
+// queued, 1 for notified
 // and offered, rising to 6 for rebooting, and 7 for every terminal state.
 // A job's stage never decreases except when a retry requeues it.
 func (s JobState) Stage() int {
 	switch s {
-	case JobQueued:
+	case JobAwaitingVersion, JobQueued:
 		return 0
 	case JobNotified, JobOffered:
 		return 1
@@ -159,7 +165,8 @@ func (s JobState) Stage() int {
 // idempotent and monotonic: duplicate, late and out-of-order reports change
 // nothing, a job never moves back in its lifecycle, its percent only rises,
 // and a terminal job changes only when a retry requeues a failed or
-// timed-out job.
+// timed-out job, or when the device of a failed or timed-out job reports
+// the target version (a late success: the job becomes succeeded).
 //
 // Defaults: a failure report without a code gets download_failed before the
 // download finished and install_failed after; a cancel without a code gets
@@ -169,8 +176,11 @@ func (j Job) Apply(in JobInput, now time.Time) (Job, JobChange) {
 	if in.Validate() != nil {
 		return j, ignored(j, "invalid input")
 	}
-	if j.State.Terminal() && in.Kind != JobRequeue {
+	if j.State.Terminal() && in.Kind != JobRequeue && !j.lateSuccess(in) {
 		return j, ignored(j, fmt.Sprintf("job is %s", j.State))
+	}
+	if j.State == JobAwaitingVersion && in.Kind != JobInform && in.Kind != JobCancel {
+		return j, ignored(j, "the device has not reported its version yet")
 	}
 	next, why := j.apply(in, now)
 	if why != "" {
@@ -293,14 +303,40 @@ func (j Job) progress(in JobInput, now time.Time) (Job, string) {
 // the old image still running: that is not yet a rollback.
 func (j Job) inform(in JobInput, now time.Time) (Job, string) {
 	if SameVersion(in.Version, j.Version) {
+		msg := ""
+		if j.State.Terminal() {
+			msg = fmt.Sprintf("succeeded late: the device reported version %s after the job had ended %s (%s)", in.Version, j.State, j.Code)
+		}
 		j.Percent = 100
-		return j.end(JobSucceeded, "", ""), ""
+		return j.end(JobSucceeded, "", msg), ""
+	}
+	if j.State == JobAwaitingVersion {
+		return j.reported(in), ""
 	}
 	if j.State.Stage() < JobRebooting.Stage() {
 		return j, "not rebooted yet: the device still runs its old version"
 	}
 	msg := fmt.Sprintf("device reported version %s after rebooting into %s", in.Version, j.Version)
 	return j.end(JobFailed, CodeRolledBack, msg), ""
+}
+
+// lateSuccess reports whether in is the device of a failed or timed-out
+// job reporting the target version: it runs it after all.
+func (j Job) lateSuccess(in JobInput) bool {
+	return in.Kind == JobInform && (j.State == JobFailed || j.State == JobTimedOut) && SameVersion(in.Version, j.Version)
+}
+
+// reported settles a job that awaited its device's first version report:
+// queued when the task upgrades from that version, otherwise cancelled as
+// not applicable.
+func (j Job) reported(in JobInput) Job {
+	j.FromVersion = in.Version
+	if in.Eligible {
+		j.State = JobQueued
+		return j
+	}
+	return j.end(JobCancelled, CodeVersionNotEligible,
+		fmt.Sprintf("the device reported version %s, which this task does not upgrade from", in.Version))
 }
 
 func (j Job) timeout(now time.Time) (Job, string) {

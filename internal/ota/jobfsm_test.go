@@ -88,7 +88,22 @@ func TestJobApply(t *testing.T) {
 		// Terminal jobs do not change.
 		{"succeeded stays", JobSucceeded, 100, progress(JobRebooting, 0), JobSucceeded, 100, "", false},
 		{"succeeded ignores rollback inform", JobSucceeded, 100, inform("1.0.0"), JobSucceeded, 100, "", false},
-		{"failed ignores target inform", JobFailed, 30, inform("1.1.0"), JobFailed, 30, "", false},
+		{"failed ignores other inform", JobFailed, 30, inform("1.0.0"), JobFailed, 30, "", false},
+		{"rejected ignores target inform", JobRejected, 0, inform("1.1.0"), JobRejected, 0, "", false},
+		{"cancelled ignores target inform", JobCancelled, 0, inform("1.1.0"), JobCancelled, 0, "", false},
+		// Late success: the device of a failed or timed-out job runs the target.
+		{"failed succeeds late", JobFailed, 30, inform("1.1.0"), JobSucceeded, 100, "", true},
+		{"timed out succeeds late", JobTimedOut, 100, inform("v1.1.0"), JobSucceeded, 100, "", true},
+		// A job awaiting its device's first version report.
+		{"awaiting eligible version", JobAwaitingVersion, 0, JobInput{Kind: JobInform, Version: "1.0.0", Eligible: true}, JobQueued, 0, "", true},
+		{"awaiting ineligible version", JobAwaitingVersion, 0, inform("0.9.0"), JobCancelled, 0, CodeVersionNotEligible, true},
+		{"awaiting target version", JobAwaitingVersion, 0, inform("1.1.0"), JobSucceeded, 100, "", true},
+		{"awaiting is not notified", JobAwaitingVersion, 0, JobInput{Kind: JobNotify}, JobAwaitingVersion, 0, "", false},
+		{"awaiting is not offered", JobAwaitingVersion, 0, JobInput{Kind: JobOffer}, JobAwaitingVersion, 0, "", false},
+		{"awaiting ignores progress", JobAwaitingVersion, 0, progress(JobDownloading, 10), JobAwaitingVersion, 0, "", false},
+		{"awaiting ignores confirm", JobAwaitingVersion, 0, JobInput{Kind: JobConfirm, Accept: true}, JobAwaitingVersion, 0, "", false},
+		{"awaiting does not time out", JobAwaitingVersion, 0, JobInput{Kind: JobTimeout}, JobAwaitingVersion, 0, "", false},
+		{"awaiting cancelled", JobAwaitingVersion, 0, JobInput{Kind: JobCancel}, JobCancelled, 0, CodeTaskCancelled, true},
 		{"rejected ignores accept", JobRejected, 0, JobInput{Kind: JobConfirm, Accept: true}, JobRejected, 0, "", false},
 		{"timed out ignores progress", JobTimedOut, 30, progress(JobDownloading, 50), JobTimedOut, 30, "", false},
 		{"cancelled ignores notify", JobCancelled, 0, JobInput{Kind: JobNotify}, JobCancelled, 0, "", false},
@@ -240,7 +255,8 @@ func checkMonotonic(t *testing.T, before, after Job, in JobInput, ch JobChange) 
 		}
 		return
 	}
-	if before.State.Terminal() && ch.Changed {
+	late := in.Kind == JobInform && after.State == JobSucceeded && (before.State == JobFailed || before.State == JobTimedOut)
+	if before.State.Terminal() && ch.Changed && !late {
 		t.Fatalf("terminal %s changed to %s by %+v", before.State, after.State, in)
 	}
 	if after.State.Stage() < before.State.Stage() {

@@ -101,8 +101,8 @@ type PlanResult struct {
 	// Expired says the end time passed: cancel the queued jobs with code
 	// window_closed; jobs in flight run to their end.
 	Expired bool
-	// Complete says no job is queued or in flight and the task is not
-	// dynamic: it is done.
+	// Complete says no job is queued, awaiting its device's version or in
+	// flight, and the task is not dynamic: it is done.
 	Complete bool
 	// Wake is when to plan again if nothing else happens (next start
 	// time, window opening, rate slot or end time); zero: only on a job
@@ -121,7 +121,7 @@ func (p Policy) Plan(in PlanInput) PlanResult {
 	r.PhaseGateMet = p.phaseGateMet(in)
 	r.AdvancePhase = r.PhaseGateMet && p.PhaseGate != GateManual && in.Phase < len(p.Phases)-1 && !r.Abort
 	r.Expired = p.End != nil && !in.Now.Before(*p.End)
-	r.Complete = in.Counts[JobQueued] == 0 && inFlight(in.Counts) == 0 && !in.Dynamic
+	r.Complete = in.Counts[JobQueued] == 0 && in.Counts[JobAwaitingVersion] == 0 && inFlight(in.Counts) == 0 && !in.Dynamic
 	r.Start, r.Hold, r.Wake = p.starts(in, r)
 	if p.End != nil && in.Now.Before(*p.End) {
 		r.Wake = earliest(r.Wake, *p.End)

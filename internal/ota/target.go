@@ -49,14 +49,29 @@ func (t Target) Validate() error {
 // task gets close to, not exactly, the percentage of the devices; it is
 // stable for a Target.Seed, so a dynamic task keeps deciding the same way.
 func (t Target) Matches(d Device, fw Firmware) bool {
-	if d.Product != fw.Product || t.selectsNothing() {
+	return t.UpgradesFrom(d.Versions[fw.Module], fw) && t.selects(d, fw)
+}
+
+// Awaits reports whether t selects device d for firmware fw but for its
+// version of fw's module, which d has never reported: d is targeted, and
+// its job waits for the report to tell whether it applies.
+func (t Target) Awaits(d Device, fw Firmware) bool {
+	return d.Versions[fw.Module] == "" && t.selects(d, fw)
+}
+
+// UpgradesFrom reports whether a device running version of fw's module is
+// upgraded by a task with target t: fw upgrades from it, and it is one of
+// the from-versions if t lists any.
+func (t Target) UpgradesFrom(version string, fw Firmware) bool {
+	if !fw.UpgradesFrom(version) {
 		return false
 	}
-	current := d.Versions[fw.Module]
-	if !fw.UpgradesFrom(current) || !t.matchesTags(d.Tags) {
-		return false
-	}
-	if len(t.FromVersions) > 0 && !slices.ContainsFunc(t.FromVersions, func(v string) bool { return SameVersion(current, v) }) {
+	return len(t.FromVersions) == 0 || slices.ContainsFunc(t.FromVersions, func(v string) bool { return SameVersion(version, v) })
+}
+
+// selects applies every rule of t but the version ones.
+func (t Target) selects(d Device, fw Firmware) bool {
+	if d.Product != fw.Product || t.selectsNothing() || !t.matchesTags(d.Tags) {
 		return false
 	}
 	if len(t.Devices) > 0 && !slices.Contains(t.Devices, d.Key) {

@@ -48,6 +48,38 @@ func TestTargetMatches(t *testing.T) {
 	}
 }
 
+func TestTargetAwaits(t *testing.T) {
+	fw := Firmware{Product: "thermo", Module: "default", Version: "1.2.0"}
+	unreported := func(key string, tags map[string]string) Device {
+		return Device{Product: "thermo", Key: key, Tags: tags, Versions: map[string]string{"modem": "3.0"}}
+	}
+	eu := map[string]string{"region": "eu"}
+	tests := []struct {
+		name string
+		tg   Target
+		d    Device
+		want bool
+	}{
+		{"all", Target{All: true}, unreported("a", nil), true},
+		{"listed", Target{Devices: []string{"a"}}, unreported("a", nil), true},
+		{"not listed", Target{Devices: []string{"b"}}, unreported("a", nil), false},
+		{"tags match", Target{Tags: eu}, unreported("a", eu), true},
+		{"tags differ", Target{Tags: eu}, unreported("a", nil), false},
+		{"from-versions cannot tell yet", Target{FromVersions: []string{"1.0.0"}}, unreported("a", nil), true},
+		{"other product", Target{All: true}, Device{Product: "fridge", Key: "a"}, false},
+		{"reported", Target{All: true}, Device{Product: "thermo", Key: "a", Versions: map[string]string{"default": "1.0.0"}}, false},
+		{"empty target", Target{}, unreported("a", nil), false},
+		{"outside the sample", Target{All: true, Percent: 1e-9}, unreported("a", nil), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.tg.Awaits(tt.d, fw); got != tt.want {
+				t.Fatalf("Awaits = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
 func TestTargetPercentSample(t *testing.T) {
 	fw := Firmware{Product: "thermo", Module: "default", Version: "2.0"}
 	tg := Target{All: true, Percent: 10, Seed: "task-7"}
