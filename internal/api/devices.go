@@ -99,7 +99,26 @@ func (a *API) createDevice(ctx context.Context, in *createDeviceInput) (*bodyOut
 	if err != nil {
 		return nil, err
 	}
+	a.devicesChanged(ctx, devs)
 	return bodyOf(DeviceWithSecret{Device: devs[0], Secret: secret}), nil
+}
+
+// devicesChanged tells the engine that devices were created or re-tagged,
+// so that running dynamic tasks take those that now match. The registry
+// change is committed already and stands: when the engine cannot take it
+// now, that is logged, and the devices join when they next report a
+// version.
+func (a *API) devicesChanged(ctx context.Context, devs []ota.Device) {
+	if a.engine == nil || len(devs) == 0 {
+		return
+	}
+	ids := make([]int64, len(devs))
+	for i, d := range devs {
+		ids[i] = d.ID
+	}
+	if err := a.engine.DevicesChanged(ctx, ids); err != nil {
+		a.log.Error("dynamic tasks not told of changed devices", "devices", len(ids), "err", err)
+	}
 }
 
 func (a *API) listDevices(ctx context.Context, in *listDevicesInput) (*pageOutput[ota.Device], error) {
@@ -150,6 +169,7 @@ func (a *API) setDeviceTags(ctx context.Context, in *setTagsInput) (*bodyOutput[
 	if err != nil {
 		return nil, err
 	}
+	a.devicesChanged(ctx, []ota.Device{d})
 	return bodyOf(d), nil
 }
 

@@ -66,9 +66,11 @@ func (a *API) importDevices(w http.ResponseWriter, r *http.Request) error {
 		devs[i] = store.NewDevice{Product: product, Key: l.key, Tags: l.tags, SecretHash: credential.Hash(secret)}
 		res.Devices[i] = ImportedDevice{Key: l.key, Secret: secret}
 	}
-	if _, err := a.store.CreateDevices(r.Context(), devs); err != nil {
+	created, err := a.store.CreateDevices(r.Context(), devs)
+	if err != nil {
 		return err
 	}
+	a.devicesChanged(r.Context(), created)
 	writeJSON(w, http.StatusCreated, res)
 	return nil
 }

@@ -29,6 +29,9 @@ type Engine interface {
 	Advance(ctx context.Context, id int64) (ota.Task, error)
 	// RetryFailed requeues failed and timed-out jobs and says how many.
 	RetryFailed(ctx context.Context, id int64) (ota.Task, int, error)
+	// DevicesChanged tells the engine that devices were created or their
+	// tags changed: running dynamic tasks take those that now match.
+	DevicesChanged(ctx context.Context, deviceIDs []int64) error
 }
 
 // maxTaskBody bounds a task creation body: an explicit list of about half a

@@ -30,6 +30,7 @@ func (e *Engine) runDeviceOps(ctx context.Context, ops []*deviceOp) {
 		o.finish(nil)
 	}
 	e.metrics.deviceMessages.Add(float64(len(ops)))
+	e.reverify(ctx, w.late)
 }
 
 func (e *Engine) failAll(ctx context.Context, ops []*deviceOp, err error) {
@@ -60,10 +61,11 @@ func (e *Engine) loadWork(ctx context.Context, ops []*deviceOp) (*work, error) {
 		return nil, fmt.Errorf("load active jobs: %w", err)
 	}
 	w.addJobs(active)
-	if e.hasDynamic() {
-		if w.tags, err = e.st.DeviceTags(ctx, slices.Compact(devices)); err != nil {
-			return nil, fmt.Errorf("load device tags: %w", err)
-		}
+	if err := w.loadEnded(ctx, ops); err != nil {
+		return nil, err
+	}
+	if err := w.loadDynamic(ctx, devices); err != nil {
+		return nil, err
 	}
 	var missing []int64
 	for _, id := range named {
@@ -81,14 +83,28 @@ func (e *Engine) loadWork(ctx context.Context, ops []*deviceOp) (*work, error) {
 	return w, nil
 }
 
-// hasDynamic reports whether a running task takes devices as they come.
-func (e *Engine) hasDynamic() bool {
-	for _, ts := range e.tasks {
-		if ts.task.Target.Dynamic && ts.task.State == ota.TaskRunning {
-			return true
+// loadEnded reads the latest failed or timed-out jobs of the devices that
+// report versions: a report of the target version settles them late.
+func (w *work) loadEnded(ctx context.Context, ops []*deviceOp) error {
+	var informers []int64
+	for _, o := range ops {
+		if o.kind == opInform {
+			informers = append(informers, o.dev.ID)
 		}
 	}
-	return false
+	if len(informers) == 0 {
+		return nil
+	}
+	slices.Sort(informers)
+	ended, err := w.e.st.LatestEndedJobs(ctx, slices.Compact(informers))
+	if err != nil {
+		return fmt.Errorf("load ended jobs: %w", err)
+	}
+	w.addJobs(ended)
+	for _, j := range ended {
+		w.ended[refOf(j)] = j.ID
+	}
+	return nil
 }
 
 // handle applies one device message to the batch's view of the jobs.
@@ -141,12 +157,35 @@ func (w *work) inform(o *deviceOp) {
 			DeviceID: o.dev.ID, Module: module, Version: version, At: o.at,
 		})
 		if id, ok := w.active[jobRef{o.dev.ID, module}]; ok {
-			w.transition(id, ota.JobInput{Kind: ota.JobInform, Version: version}, "device")
-			w.supersede(id, version)
+			w.reportVersion(id, version, "device")
+		} else if id, ok := w.ended[jobRef{o.dev.ID, module}]; ok {
+			w.lateSuccess(id, version)
 		}
 		if _, busy := w.active[jobRef{o.dev.ID, module}]; !busy {
 			w.joinDynamic(o.dev, module, version)
 		}
+	}
+}
+
+// reportVersion applies a device's version report to its active job: a job
+// awaiting the version is queued, succeeds or ends as not eligible; a job
+// in flight may succeed, roll back or be superseded.
+func (w *work) reportVersion(id int64, version, actor string) {
+	j := w.jobs[id]
+	eligible := false
+	if ts := w.e.tasks[j.TaskID]; ts != nil {
+		eligible = ts.task.Target.UpgradesFrom(version, ts.firmware)
+	}
+	w.transition(id, ota.JobInput{Kind: ota.JobInform, Version: version, Eligible: eligible}, actor)
+	w.supersede(id, version)
+}
+
+// lateSuccess records that the device of a failed or timed-out job runs its
+// target version after all; a verification task may then prove its
+// firmware.
+func (w *work) lateSuccess(id int64, version string) {
+	if w.transition(id, ota.JobInput{Kind: ota.JobInform, Version: version}, "device") {
+		w.late[w.jobs[id].TaskID] = true
 	}
 }
 
@@ -166,28 +205,6 @@ func (w *work) supersede(id int64, version string) {
 	}
 }
 
-// joinDynamic adds a job for the device to each running dynamic task it has
-// come to match by reporting a version.
-func (w *work) joinDynamic(d Device, module, version string) {
-	for _, ts := range w.e.tasks {
-		t := ts.task
-		if !t.Target.Dynamic || t.State != ota.TaskRunning || t.Product != d.Product || t.Module != module {
-			continue
-		}
-		dev := ota.Device{Product: d.Product, Key: d.Key, Tags: w.tags[d.ID], Versions: map[string]string{module: version}}
-		if !t.Target.Matches(dev, ts.firmware) || w.joined[jobRef{d.ID, module}] {
-			continue
-		}
-		w.joined[jobRef{d.ID, module}] = true
-		w.change.NewJobs = append(w.change.NewJobs, ota.Job{
-			TaskID: t.ID, DeviceID: d.ID, Device: d.Key, Product: d.Product, Module: module,
-			State: ota.JobQueued, Phase: max(0, len(t.Policy.Phases)-1), FromVersion: version, Version: t.Version,
-			CreatedAt: w.now, UpdatedAt: w.now,
-		})
-		return
-	}
-}
-
 // request answers "is there an upgrade for me?".
 func (w *work) request(o *deviceOp) {
 	module := o.request.Module
@@ -198,6 +215,10 @@ func (w *work) request(o *deviceOp) {
 		w.change.Versions = append(w.change.Versions, store.VersionReport{DeviceID: o.dev.ID, Module: module, Version: v, At: o.at})
 	}
 	id, ok := w.active[jobRef{o.dev.ID, module}]
+	if ok && w.jobs[id].State == ota.JobAwaitingVersion && o.request.Version != "" {
+		w.reportVersion(id, o.request.Version, "device")
+		id, ok = w.active[jobRef{o.dev.ID, module}]
+	}
 	var ts *taskState
 	if ok {
 		ts = w.e.tasks[w.jobs[id].TaskID]
@@ -207,6 +228,10 @@ func (w *work) request(o *deviceOp) {
 		return
 	}
 	j := w.jobs[id]
+	if j.State == ota.JobAwaitingVersion {
+		o.answer = noUpgrade(module, "report the version of module "+module+" first (inform, or version in this request): the upgrade planned for this device depends on it")
+		return
+	}
 	if j.State == ota.JobQueued {
 		if wait, ok := ts.admit(j, o.at); !ok {
 			o.answer = &Answer{Kind: wire.KindReply, Message: wire.Reply{

@@ -57,9 +57,21 @@ type Store interface {
 	// after the given job id (paging through a task in the engine).
 	JobsInStates(ctx context.Context, taskID int64, states []ota.JobState, afterID int64, limit int) ([]ota.Job, error)
 
-	// CancelQueued cancels a task's queued jobs (and may end the task) in
-	// one transaction; it returns the number cancelled per phase.
-	CancelQueued(ctx context.Context, r store.CancelRequest) (map[int]int64, error)
+	// CancelQueued cancels a task's jobs that have not started (and may
+	// end the task) in one transaction; it returns the number cancelled
+	// per phase and former state.
+	CancelQueued(ctx context.Context, r store.CancelRequest) (store.PhaseCounts, error)
+	// JobsWithVersions pages through a task's jobs in some states with the
+	// versions their devices run.
+	JobsWithVersions(ctx context.Context, q store.JobVersionQuery) ([]store.JobVersion, error)
+	// LatestEndedJobs returns the devices' latest job per module when it
+	// failed or timed out.
+	LatestEndedJobs(ctx context.Context, deviceIDs []int64) ([]ota.Job, error)
+	// TaskMembers says which devices have a job (not cancelled) in which
+	// tasks.
+	TaskMembers(ctx context.Context, taskIDs, deviceIDs []int64) (map[store.TaskDevice]bool, error)
+	// DevicesByID returns devices with their tags and versions.
+	DevicesByID(ctx context.Context, ids []int64) ([]ota.Device, error)
 	// Apply writes a Change in one transaction. Job changes whose Old.Rev no
 	// longer matches are not written; their ids are returned.
 	Apply(ctx context.Context, c store.Change) (conflicts []int64, err error)

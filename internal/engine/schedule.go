@@ -111,6 +111,11 @@ func (ts *taskState) planInput(now time.Time) ota.PlanInput {
 		Bucket: ts.book.Bucket, Dynamic: ts.task.Target.Dynamic,
 	}
 	for s, n := range ts.counts[ts.task.Phase] {
+		if s == ota.JobCancelled {
+			// Not applicable to its device (superseded, version not
+			// eligible): no part of the phase's success rate.
+			continue
+		}
 		in.PhaseJobs += n
 		if s == ota.JobSucceeded {
 			in.PhaseSucceeded += n
@@ -374,6 +379,39 @@ func (e *Engine) complete(ctx context.Context, ts *taskState) error {
 	return e.saveTask(ctx, ts, next, taskEvent(next, ota.TaskComplete, "engine", e.now()))
 }
 
+// reverify proves the firmware of completed verification tasks whose jobs
+// have all come to succeed late: verification counts what the devices run.
+func (e *Engine) reverify(ctx context.Context, taskIDs map[int64]bool) {
+	for id := range taskIDs {
+		if err := e.reverifyTask(ctx, id); err != nil && ctx.Err() == nil {
+			e.log.Error("verification after a late success failed", "task", id, "err", err)
+		}
+	}
+}
+
+func (e *Engine) reverifyTask(ctx context.Context, id int64) error {
+	if ts := e.tasks[id]; ts != nil && !ts.task.State.Terminal() {
+		return nil // complete decides when the task ends
+	}
+	t, err := e.st.GetTask(ctx, id)
+	if err != nil || !t.Verification || t.State != ota.TaskCompleted || t.Total == 0 || t.Counts[ota.JobSucceeded] != t.Total {
+		return err
+	}
+	fw, err := e.st.GetFirmware(ctx, t.FirmwareID)
+	if err != nil || fw.VerifiedBy != 0 {
+		return err
+	}
+	if err := e.st.MarkFirmwareVerified(ctx, fw.ID, t.ID, e.now()); err != nil {
+		return err
+	}
+	delete(e.firmware, fw.ID)
+	t.Reason = "every job succeeded, some after they had failed or timed out: the firmware is verified"
+	// A completed task's engine bookkeeping (its rate bucket) is not worth
+	// keeping: it is written afresh.
+	_, err = e.st.Apply(ctx, store.Change{Tasks: []store.TaskUpdate{{Task: t}}})
+	return err
+}
+
 // endTask cancels or aborts a task: its queued jobs are cancelled with the
 // task in one transaction, then devices that were told to upgrade but have
 // not started installing are told it is withdrawn.
@@ -425,9 +463,11 @@ func (e *Engine) cancelQueued(ctx context.Context, ts *taskState, code, message,
 	if err != nil {
 		return err
 	}
-	for phase, n := range cancelled {
-		ts.counts.Add(phase, ota.JobQueued, -n)
-		ts.counts.Add(phase, ota.JobCancelled, n)
+	for phase, byState := range cancelled {
+		for state, n := range byState {
+			ts.counts.Add(phase, state, -n)
+			ts.counts.Add(phase, ota.JobCancelled, n)
+		}
 	}
 	if next != nil {
 		ts.task = *next

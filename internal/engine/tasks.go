@@ -34,6 +34,9 @@ type Preview struct {
 	Busy []string `json:"busy,omitempty"`
 	// PerPhase counts the devices of each phase.
 	PerPhase []int `json:"per_phase,omitempty"`
+	// Unreported counts the targeted devices that have never reported a
+	// version of the module: their jobs wait for the report.
+	Unreported int `json:"unreported"`
 }
 
 // withSeed seeds the rollout order by firmware unless the spec has a seed:
@@ -66,6 +69,9 @@ func preview(jobs []ota.Job, busy []string, phases int) Preview {
 	}
 	for i, j := range jobs {
 		p.Devices[i] = j.Device
+		if j.State == ota.JobAwaitingVersion {
+			p.Unreported++
+		}
 		if j.Phase < len(p.PerPhase) {
 			p.PerPhase[j.Phase]++
 		}
@@ -161,7 +167,8 @@ func checkTarget(spec TaskSpec) error {
 }
 
 // candidates lists the devices the target selects whose module the
-// firmware may upgrade.
+// firmware may upgrade, and those that have never reported a version of it
+// (their jobs wait for the report).
 func (e *Engine) candidates(ctx context.Context, fw ota.Firmware, t ota.Target) ([]store.Candidate, error) {
 	all, err := e.st.TargetCandidates(ctx, store.TargetQuery{
 		Product: fw.Product, Module: fw.Module, Tags: t.Tags, Devices: t.Devices,
@@ -174,11 +181,9 @@ func (e *Engine) candidates(ctx context.Context, fw ota.Firmware, t ota.Target) 
 	}
 	// Tags and the device list were applied by the query; the domain rule
 	// decides the versions.
-	probe := ota.Target{All: true, FromVersions: t.FromVersions}
 	out := all[:0]
 	for _, c := range all {
-		d := ota.Device{Product: fw.Product, Key: c.Key, Versions: map[string]string{fw.Module: c.Version}}
-		if probe.Matches(d, fw) {
+		if c.Version == "" || t.UpgradesFrom(c.Version, fw) {
 			out = append(out, c)
 		}
 	}
@@ -264,11 +269,20 @@ func (e *Engine) jobsFor(fw ota.Firmware, cands []store.Candidate, spec TaskSpec
 	for i, r := range rs {
 		jobs[i] = ota.Job{
 			DeviceID: r.c.DeviceID, Device: r.c.Key, Product: fw.Product, Module: fw.Module,
-			State: ota.JobQueued, Phase: ota.PhaseOf(i, len(rs), spec.Policy.Phases),
+			State: newJobState(r.c.Version), Phase: ota.PhaseOf(i, len(rs), spec.Policy.Phases),
 			FromVersion: r.c.Version, Version: fw.Version,
 		}
 	}
 	return jobs
+}
+
+// newJobState is queued for a device whose version is known, and awaits
+// the version of a device that never reported one.
+func newJobState(version string) ota.JobState {
+	if version == "" {
+		return ota.JobAwaitingVersion
+	}
+	return ota.JobQueued
 }
 
 func listed(keys []string) string {
@@ -368,23 +382,39 @@ func (e *Engine) retryFailed(ctx context.Context, id int64, actor string) (int, 
 	n := 0
 	var after int64
 	for {
-		jobs, err := e.st.JobsInStates(ctx, id, []ota.JobState{ota.JobFailed, ota.JobTimedOut}, after, e.cfg.BatchSize)
+		jobs, err := e.st.JobsWithVersions(ctx, store.JobVersionQuery{
+			TaskID: id, States: []ota.JobState{ota.JobFailed, ota.JobTimedOut}, AfterID: after, Limit: e.cfg.BatchSize,
+		})
 		if err != nil || len(jobs) == 0 {
 			return n, err
 		}
 		w := e.newWork()
-		w.addJobs(jobs)
-		for _, j := range jobs {
-			if w.transition(j.ID, ota.JobInput{Kind: ota.JobRequeue}, actor) {
-				n++
-			}
-			after = j.ID
+		for _, jv := range jobs {
+			w.addJobs([]ota.Job{jv.Job})
+			after = jv.Job.ID
+			n += w.retry(jv, actor)
 		}
+		ts.wantSweep = true
 		if err := e.commit(ctx, w); err != nil {
 			return n, err
 		}
-		ts.wantSweep = true
+		e.reverify(ctx, w.late)
 	}
+}
+
+// retry requeues a failed or timed-out job, unless its device already runs
+// the target version (a success reported late, or before this was
+// recorded): that job succeeds instead, and nothing is sent again. It
+// returns 1 for a requeued job.
+func (w *work) retry(jv store.JobVersion, actor string) int {
+	if ota.SameVersion(jv.Version, jv.Job.Version) {
+		w.lateSuccess(jv.Job.ID, jv.Version)
+		return 0
+	}
+	if w.transition(jv.Job.ID, ota.JobInput{Kind: ota.JobRequeue}, actor) {
+		return 1
+	}
+	return 0
 }
 
 // taskFor returns the loop's state of a task, loading a terminal task when
@@ -406,9 +436,12 @@ func (e *Engine) adopt(ctx context.Context, id int64) error {
 	if err != nil {
 		return err
 	}
-	_, err = e.track(ctx, store.ActiveTask{Task: t})
+	ts, err := e.track(ctx, store.ActiveTask{Task: t})
+	if err != nil {
+		return err
+	}
 	e.poke()
-	return err
+	return e.settleReported(ctx, ts)
 }
 
 func (e *Engine) loadTasks(ctx context.Context) error {
@@ -417,11 +450,40 @@ func (e *Engine) loadTasks(ctx context.Context) error {
 		return err
 	}
 	for _, a := range active {
-		if _, err := e.track(ctx, a); err != nil {
+		ts, err := e.track(ctx, a)
+		if err != nil {
+			return err
+		}
+		if err := e.settleReported(ctx, ts); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// settleReported settles the jobs awaiting a version their device has
+// reported meanwhile: a device whose report was stored between the
+// reading of a task's targets and the storing of its jobs (or before a
+// crash in between) is not left waiting for a report it already sent.
+func (e *Engine) settleReported(ctx context.Context, ts *taskState) error {
+	var after int64
+	for {
+		jobs, err := e.st.JobsWithVersions(ctx, store.JobVersionQuery{
+			TaskID: ts.task.ID, States: []ota.JobState{ota.JobAwaitingVersion}, AfterID: after, Limit: e.cfg.BatchSize, Reported: true,
+		})
+		if err != nil || len(jobs) == 0 {
+			return err
+		}
+		w := e.newWork()
+		for _, jv := range jobs {
+			w.addJobs([]ota.Job{jv.Job})
+			w.reportVersion(jv.Job.ID, jv.Version, "engine")
+			after = jv.Job.ID
+		}
+		if err := e.commit(ctx, w); err != nil {
+			return err
+		}
+	}
 }
 
 // track puts a task in the loop's cache with its firmware and counts.

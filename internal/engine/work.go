@@ -21,10 +21,17 @@ type work struct {
 	// count the move from its old state to its final one.
 	orig   map[int64]ota.Job
 	active map[jobRef]int64
+	// ended maps a device's module to its latest job when that failed or
+	// timed out (loaded for version reports: a late success settles it).
+	ended map[jobRef]int64
+	// late marks the tasks with a late success in this batch.
+	late map[int64]bool
 	// tags holds the tags of the batch's devices when a dynamic task may
-	// take them; joined marks devices given a dynamic job in this batch.
-	tags   map[int64]map[string]string
-	joined map[jobRef]bool
+	// take them, and members their jobs in the running dynamic tasks;
+	// joined marks devices given a dynamic job in this batch.
+	tags    map[int64]map[string]string
+	members map[store.TaskDevice]bool
+	joined  map[jobRef]bool
 	change store.Change
 	sends  []outgoing
 }
@@ -39,6 +46,8 @@ func (e *Engine) newWork() *work {
 	return &work{
 		e:      e,
 		now:    e.now(),
+		ended:  make(map[jobRef]int64),
+		late:   make(map[int64]bool),
 		jobs:   make(map[int64]*ota.Job),
 		orig:   make(map[int64]ota.Job),
 		active: make(map[jobRef]int64),
@@ -163,7 +172,7 @@ func (e *Engine) commit(ctx context.Context, w *work) error {
 	}
 	for _, j := range w.change.NewJobs {
 		if ts := e.tasks[j.TaskID]; ts != nil {
-			ts.counts.Add(j.Phase, ota.JobQueued, 1)
+			ts.counts.Add(j.Phase, j.State, 1)
 			ts.task.Total++
 			ts.wantSweep = true
 			e.poke()

@@ -139,6 +139,10 @@ type Rollouts interface {
 	ExpiredJobs(ctx context.Context, now time.Time, limit int) ([]ota.Job, error)
 	UnansweredJobs(ctx context.Context, taskID int64, sentBefore time.Time, limit int) ([]ota.Job, error)
 	JobsInStates(ctx context.Context, taskID int64, states []ota.JobState, afterID int64, limit int) ([]ota.Job, error)
-	CancelQueued(ctx context.Context, r CancelRequest) (map[int]int64, error)
+	CancelQueued(ctx context.Context, r CancelRequest) (PhaseCounts, error)
+	JobsWithVersions(ctx context.Context, q JobVersionQuery) ([]JobVersion, error)
+	LatestEndedJobs(ctx context.Context, deviceIDs []int64) ([]ota.Job, error)
+	TaskMembers(ctx context.Context, taskIDs, deviceIDs []int64) (map[TaskDevice]bool, error)
+	DevicesByID(ctx context.Context, ids []int64) ([]ota.Device, error)
 	Apply(ctx context.Context, c Change) (conflicts []int64, err error)
 }

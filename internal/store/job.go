@@ -26,7 +26,7 @@ const jobColumns = `j.id, j.task_id, j.device_id, j.device, j.product, j.module,
 	j.next_attempt_at, j.sent_at, j.rev`
 
 // activeStates is the SQL list of non-terminal job states.
-const activeStates = `('queued', 'notified', 'offered', 'accepted', 'downloading', 'downloaded', 'installing', 'rebooting')`
+const activeStates = `('awaiting_version', 'queued', 'notified', 'offered', 'accepted', 'downloading', 'downloaded', 'installing', 'rebooting')`
 
 func scanJob(row interface{ Scan(...any) error }) (ota.Job, error) {
 	var j ota.Job
@@ -219,26 +219,32 @@ func (s *sqlStore) candidates(ctx context.Context, q TargetQuery, keys []string)
 	return out, rows.Err()
 }
 
-// CancelQueued cancels a task's queued jobs with one UPDATE and records an
+// CancelQueued cancels a task's jobs that have not started (queued or
+// awaiting their device's version) with one UPDATE per state and records an
 // event per job with one INSERT ... SELECT, so cancelling a million queued
-// jobs takes seconds; it can end the task in the same transaction.
-func (s *sqlStore) CancelQueued(ctx context.Context, r CancelRequest) (map[int]int64, error) {
+// jobs takes seconds; it can end the task in the same transaction. It
+// returns the cancelled jobs per phase and the state they were in.
+func (s *sqlStore) CancelQueued(ctx context.Context, r CancelRequest) (PhaseCounts, error) {
 	t, err := s.begin(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer t.Rollback()
-	perPhase, err := queuedPerPhase(ctx, t, r.TaskID)
+	cancelled, err := waitingPerPhase(ctx, t, r.TaskID)
 	if err != nil {
 		return nil, err
 	}
-	if err := cancelQueuedJobs(ctx, t, r); err != nil {
-		return nil, err
+	for _, state := range []ota.JobState{ota.JobQueued, ota.JobAwaitingVersion} {
+		if err := cancelWaitingJobs(ctx, t, r, state); err != nil {
+			return nil, err
+		}
 	}
 	deltas := PhaseCounts{}
-	for phase, n := range perPhase {
-		deltas.Add(phase, ota.JobQueued, -n)
-		deltas.Add(phase, ota.JobCancelled, n)
+	for phase, byState := range cancelled {
+		for state, n := range byState {
+			deltas.Add(phase, state, -n)
+			deltas.Add(phase, ota.JobCancelled, n)
+		}
 	}
 	if err := addCounts(ctx, t, r.TaskID, deltas); err != nil {
 		return nil, err
@@ -253,42 +259,44 @@ func (s *sqlStore) CancelQueued(ctx context.Context, r CancelRequest) (map[int]i
 			return nil, err
 		}
 	}
-	return perPhase, t.Commit()
+	return cancelled, t.Commit()
 }
 
-func queuedPerPhase(ctx context.Context, t *tx, taskID int64) (map[int]int64, error) {
-	rows, err := t.QueryContext(ctx, "SELECT phase, COUNT(*) FROM jobs WHERE task_id = $1 AND state = 'queued' GROUP BY phase", taskID)
+func waitingPerPhase(ctx context.Context, t *tx, taskID int64) (PhaseCounts, error) {
+	rows, err := t.QueryContext(ctx, `SELECT phase, state, COUNT(*) FROM jobs WHERE task_id = $1
+		AND state IN ('queued', 'awaiting_version') GROUP BY phase, state`, taskID)
 	if err != nil {
 		return nil, fmt.Errorf("count queued jobs: %w", err)
 	}
 	defer rows.Close()
-	out := map[int]int64{}
+	out := PhaseCounts{}
 	for rows.Next() {
 		var phase int
+		var state ota.JobState
 		var n int64
-		if err := rows.Scan(&phase, &n); err != nil {
+		if err := rows.Scan(&phase, &state, &n); err != nil {
 			return nil, err
 		}
-		out[phase] = n
+		out.Add(phase, state, n)
 	}
 	return out, rows.Err()
 }
 
-func cancelQueuedJobs(ctx context.Context, t *tx, r CancelRequest) error {
+func cancelWaitingJobs(ctx context.Context, t *tx, r CancelRequest, state ota.JobState) error {
 	actor := r.Actor
 	if actor == "" {
 		actor = t.actor
 	}
-	data := encodeMap(map[string]string{"from": string(ota.JobQueued), "state": string(ota.JobCancelled), "code": r.Code})
+	data := encodeMap(map[string]string{"from": string(state), "state": string(ota.JobCancelled), "code": r.Code})
 	_, err := t.ExecContext(ctx, "INSERT INTO events ("+eventColumns+`) SELECT $1, $2, $3, $4, product, device, NULL,
-		task_id, id, $5, $6 FROM jobs WHERE task_id = $7 AND state = 'queued'`,
-		t.now, actor, ota.KindJob, string(ota.JobCancelled), r.Message, data, r.TaskID)
+		task_id, id, $5, $6 FROM jobs WHERE task_id = $7 AND state = $8`,
+		t.now, actor, ota.KindJob, string(ota.JobCancelled), r.Message, data, r.TaskID, state)
 	if err != nil {
 		return fmt.Errorf("record cancelled jobs: %w", err)
 	}
 	_, err = t.ExecContext(ctx, `UPDATE jobs SET state = $1, code = $2, message = $3, updated_at = $4,
-		deadline = NULL, next_attempt_at = NULL, rev = rev + 1 WHERE task_id = $5 AND state = 'queued'`,
-		ota.JobCancelled, r.Code, r.Message, t.now, r.TaskID)
+		deadline = NULL, next_attempt_at = NULL, rev = rev + 1 WHERE task_id = $5 AND state = $6`,
+		ota.JobCancelled, r.Code, r.Message, t.now, r.TaskID, state)
 	if err != nil {
 		return fmt.Errorf("cancel queued jobs: %w", err)
 	}
@@ -327,7 +335,7 @@ func (s *sqlStore) Apply(ctx context.Context, c Change) ([]int64, error) {
 // jobUpdateColumns are the columns a job change writes, with their SQL types.
 var jobUpdateColumns = []struct{ name, sqlType string }{
 	{"id", "BIGINT"}, {"rev", "BIGINT"}, {"state", "TEXT"}, {"percent", "INTEGER"}, {"attempt", "INTEGER"},
-	{"code", "TEXT"}, {"message", "TEXT"}, {"phase", "INTEGER"}, {"started_at", "TIMESTAMPTZ"},
+	{"code", "TEXT"}, {"message", "TEXT"}, {"phase", "INTEGER"}, {"from_version", "TEXT"}, {"started_at", "TIMESTAMPTZ"},
 	{"deadline", "TIMESTAMPTZ"}, {"next_attempt_at", "TIMESTAMPTZ"}, {"sent_at", "TIMESTAMPTZ"}, {"updated_at", "TIMESTAMPTZ"},
 }
 
@@ -371,7 +379,7 @@ func updateJobChunk(ctx context.Context, t *tx, chunk []JobChange) ([]int64, err
 	rows := make([]string, len(chunk))
 	for i, c := range chunk {
 		n := c.New
-		vals := []any{n.ID, c.Old.Rev, n.State, n.Percent, n.Attempt, n.Code, n.Message, n.Phase,
+		vals := []any{n.ID, c.Old.Rev, n.State, n.Percent, n.Attempt, n.Code, n.Message, n.Phase, n.FromVersion,
 			nullTime(n.StartedAt), nullTime(n.Deadline), nullTime(n.NextAttemptAt), nullTime(n.SentAt), n.UpdatedAt.UTC()}
 		ph := make([]string, len(vals))
 		for k, v := range vals {
@@ -614,11 +622,11 @@ func addJobs(ctx context.Context, t *tx, jobs []ota.Job) error {
 			seq++
 			_, err := t.ExecContext(ctx, `INSERT INTO jobs (task_id, device_id, device, product, module, state, phase, seq,
 				from_version, version, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
-				taskID, j.DeviceID, j.Device, j.Product, j.Module, ota.JobQueued, j.Phase, seq, j.FromVersion, j.Version, t.now, t.now)
+				taskID, j.DeviceID, j.Device, j.Product, j.Module, newJobState(j), j.Phase, seq, j.FromVersion, j.Version, t.now, t.now)
 			if err != nil {
 				return fmt.Errorf("add job for device %s: %w", j.Device, err)
 			}
-			counts.Add(j.Phase, ota.JobQueued, 1)
+			counts.Add(j.Phase, newJobState(j), 1)
 		}
 		if _, err := t.ExecContext(ctx, "UPDATE tasks SET total = total + $1 WHERE id = $2", len(js), taskID); err != nil {
 			return fmt.Errorf("count task jobs: %w", err)
@@ -662,4 +670,13 @@ func (s *sqlStore) NextRetry(ctx context.Context, taskID int64, now time.Time) (
 		return time.Time{}, false, fmt.Errorf("next retry of task %d: %w", taskID, err)
 	}
 	return next.UTC(), true, nil
+}
+
+// newJobState is the state a new job is stored in: queued unless it awaits
+// its device's first version report.
+func newJobState(j ota.Job) ota.JobState {
+	if j.State == ota.JobAwaitingVersion {
+		return j.State
+	}
+	return ota.JobQueued
 }

@@ -102,7 +102,7 @@ func TestCancelQueuedCancelsWithEventsAndCounts(t *testing.T) {
 		task, _ := rollout(t, s, 40)
 		cancelled, err := s.CancelQueued(ctx, store.CancelRequest{TaskID: task.ID, Code: ota.CodeTaskCancelled, Message: "by op", Actor: "op", At: time.Now()})
 		must(t, err)
-		if cancelled[0]+cancelled[1] != 40 {
+		if cancelled[0][ota.JobQueued]+cancelled[1][ota.JobQueued] != 40 {
 			t.Fatalf("cancelled %v, want 40", cancelled)
 		}
 		got, err := s.GetTask(ctx, task.ID)

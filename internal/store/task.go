@@ -113,7 +113,7 @@ func insertJobs(ctx context.Context, t *tx, taskID int64, jobs []ota.Job) error 
 		a := make(args, 0, len(chunk)*cols)
 		for _, j := range chunk {
 			seq++
-			a = append(a, taskID, j.DeviceID, j.Device, j.Product, j.Module, ota.JobQueued, j.Phase, seq,
+			a = append(a, taskID, j.DeviceID, j.Device, j.Product, j.Module, newJobState(j), j.Phase, seq,
 				j.FromVersion, j.Version, t.now, t.now)
 		}
 		q := `INSERT INTO jobs (task_id, device_id, device, product, module, state, phase, seq, from_version, version,
@@ -127,7 +127,7 @@ func insertJobs(ctx context.Context, t *tx, taskID int64, jobs []ota.Job) error 
 	}
 	counts := PhaseCounts{}
 	for _, j := range jobs {
-		counts.Add(j.Phase, ota.JobQueued, 1)
+		counts.Add(j.Phase, newJobState(j), 1)
 	}
 	return addCounts(ctx, t, taskID, counts)
 }

@@ -1,0 +1,120 @@
+package store
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/otter-ota/otter/internal/ota"
+)
+
+// JobVersion is a job with the version its device reports now for the
+// job's module ("" when it has never reported one).
+type JobVersion struct {
+	Job     ota.Job
+	Version string
+}
+
+// JobVersionQuery pages through a task's jobs in some states, with the
+// versions their devices run.
+type JobVersionQuery struct {
+	TaskID  int64
+	States  []ota.JobState
+	AfterID int64
+	Limit   int
+	// Reported keeps only the jobs whose device has reported a version of
+	// the job's module.
+	Reported bool
+}
+
+// JobsWithVersions returns up to q.Limit jobs of a task in q.States with
+// ids above q.AfterID, in id order, each with its device's version of the
+// job's module.
+func (s *sqlStore) JobsWithVersions(ctx context.Context, q JobVersionQuery) ([]JobVersion, error) {
+	var a args
+	join := " LEFT JOIN "
+	if q.Reported {
+		join = " JOIN "
+	}
+	query := "SELECT " + jobColumns + ", COALESCE(v.version, '') FROM jobs j" + join +
+		"device_versions v ON v.device_id = j.device_id AND v.module = j.module WHERE j.task_id = " + a.add(q.TaskID) +
+		" AND j.state IN (" + in(&a, q.States) + ") AND j.id > " + a.add(q.AfterID) + " ORDER BY j.id LIMIT " + a.add(q.Limit)
+	out, err := queryAll(ctx, s.db, query, a, func(row interface{ Scan(...any) error }) (JobVersion, error) {
+		var jv JobVersion
+		var err error
+		jv.Job, err = scanJob(withExtra{row, []any{&jv.Version}})
+		return jv, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("jobs of task %d with versions: %w", q.TaskID, err)
+	}
+	return out, nil
+}
+
+// withExtra scans the columns after a job's into extra.
+type withExtra struct {
+	row   interface{ Scan(...any) error }
+	extra []any
+}
+
+func (w withExtra) Scan(dest ...any) error { return w.row.Scan(append(dest, w.extra...)...) }
+
+// LatestEndedJobs returns, for each of the given devices and each module,
+// its latest job when that job failed or timed out: the job a late report
+// of the target version settles.
+func (s *sqlStore) LatestEndedJobs(ctx context.Context, deviceIDs []int64) ([]ota.Job, error) {
+	jobs, err := byIDs(ctx, s.db, "SELECT "+jobColumns+" FROM jobs j WHERE j.device_id IN (%s) AND j.state IN ('failed', 'timed_out')"+
+		" AND j.id = (SELECT MAX(k.id) FROM jobs k WHERE k.device_id = j.device_id AND k.module = j.module)", deviceIDs)
+	if err != nil {
+		return nil, fmt.Errorf("latest ended jobs: %w", err)
+	}
+	return jobs, nil
+}
+
+// TaskDevice names one device's membership of one task.
+type TaskDevice struct {
+	TaskID, DeviceID int64
+}
+
+// TaskMembers says which of the given devices have a job in which of the
+// given tasks, cancelled jobs aside (a device whose job was cancelled as not
+// applicable may match again later).
+func (s *sqlStore) TaskMembers(ctx context.Context, taskIDs, deviceIDs []int64) (map[TaskDevice]bool, error) {
+	out := map[TaskDevice]bool{}
+	if len(taskIDs) == 0 || len(deviceIDs) == 0 {
+		return out, nil
+	}
+	for _, chunk := range chunks(deviceIDs, 2) { // room for the task ids
+		var a args
+		q := "SELECT task_id, device_id FROM jobs WHERE device_id IN (" + in(&a, chunk) + ") AND task_id IN (" +
+			in(&a, taskIDs) + ") AND state <> 'cancelled'"
+		members, err := queryAll(ctx, s.db, q, a, func(row interface{ Scan(...any) error }) (TaskDevice, error) {
+			var m TaskDevice
+			return m, row.Scan(&m.TaskID, &m.DeviceID)
+		})
+		if err != nil {
+			return nil, fmt.Errorf("task members: %w", err)
+		}
+		for _, m := range members {
+			out[m] = true
+		}
+	}
+	return out, nil
+}
+
+// DevicesByID returns the given devices with their tags and versions
+// (unknown ids are skipped).
+func (s *sqlStore) DevicesByID(ctx context.Context, ids []int64) ([]ota.Device, error) {
+	var out []ota.Device
+	for _, chunk := range chunks(ids, 1) {
+		var a args
+		devs, err := queryAll(ctx, s.db, "SELECT "+deviceColumns+" FROM devices d WHERE d.id IN ("+in(&a, chunk)+") ORDER BY d.id", a, scanDevice)
+		if err != nil {
+			return nil, fmt.Errorf("devices by id: %w", err)
+		}
+		if err := loadDeviceDetails(ctx, s.db, devs); err != nil {
+			return nil, err
+		}
+		out = append(out, devs...)
+	}
+	return out, nil
+}
