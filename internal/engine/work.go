@@ -32,8 +32,8 @@ type work struct {
 	tags    map[int64]map[string]string
 	members map[store.TaskDevice]bool
 	joined  map[jobRef]bool
-	change store.Change
-	sends  []outgoing
+	change  store.Change
+	sends   []outgoing
 }
 
 // outgoing is a downlink message to send after the commit.
