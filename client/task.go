@@ -43,24 +43,28 @@ type JobState string
 
 // Job states, in the order a successful job passes through them.
 const (
-	JobQueued      JobState = "queued"
-	JobNotified    JobState = "notified"
-	JobOffered     JobState = "offered"
-	JobAccepted    JobState = "accepted"
-	JobDownloading JobState = "downloading"
-	JobDownloaded  JobState = "downloaded"
-	JobInstalling  JobState = "installing"
-	JobRebooting   JobState = "rebooting"
-	JobSucceeded   JobState = "succeeded"
-	JobFailed      JobState = "failed"
-	JobRejected    JobState = "rejected"
-	JobTimedOut    JobState = "timed_out"
-	JobCancelled   JobState = "cancelled"
+	// JobAwaitingVersion: the device has never reported its version; the
+	// job waits for the report, then is queued, succeeds, or is cancelled
+	// as version_not_eligible.
+	JobAwaitingVersion JobState = "awaiting_version"
+	JobQueued          JobState = "queued"
+	JobNotified        JobState = "notified"
+	JobOffered         JobState = "offered"
+	JobAccepted        JobState = "accepted"
+	JobDownloading     JobState = "downloading"
+	JobDownloaded      JobState = "downloaded"
+	JobInstalling      JobState = "installing"
+	JobRebooting       JobState = "rebooting"
+	JobSucceeded       JobState = "succeeded"
+	JobFailed          JobState = "failed"
+	JobRejected        JobState = "rejected"
+	JobTimedOut        JobState = "timed_out"
+	JobCancelled       JobState = "cancelled"
 )
 
 // JobStates lists every job state in lifecycle order.
 var JobStates = []JobState{
-	JobQueued, JobNotified, JobOffered, JobAccepted, JobDownloading, JobDownloaded,
+	JobAwaitingVersion, JobQueued, JobNotified, JobOffered, JobAccepted, JobDownloading, JobDownloaded,
 	JobInstalling, JobRebooting, JobSucceeded, JobFailed, JobRejected, JobTimedOut, JobCancelled,
 }
 
@@ -239,6 +243,9 @@ type TaskPreview struct {
 	// another task is upgrading them; BusyTotal counts them all.
 	Busy      []string `json:"busy,omitempty"`
 	BusyTotal int      `json:"busy_total,omitempty"`
+	// Unreported counts the targeted devices that have never reported a
+	// version of the module: their jobs await the report.
+	Unreported int `json:"unreported"`
 }
 
 // RetriedTask is a task after RetryFailed, with the number of jobs put back

@@ -63,6 +63,8 @@ type TaskPreview struct {
 	Busy     []string `json:"busy,omitempty" doc:"Devices left out by skip_busy because another task is upgrading the module on them (at most 1000)."`
 	// BusyTotal counts every busy device when Busy is cut short.
 	BusyTotal int `json:"busy_total,omitempty" doc:"The number of busy devices left out."`
+	// Unreported counts the targeted devices that never reported a version.
+	Unreported int `json:"unreported" doc:"How many of the targeted devices have never reported a version of the module: their jobs await the report, then proceed or end cancelled with code version_not_eligible."`
 }
 
 // RetriedTask is a task after retry-failed, with the number of jobs put
@@ -101,7 +103,7 @@ type listTasksInput struct {
 
 type listTaskJobsInput struct {
 	ID    int64    `path:"id" doc:"Task id."`
-	State []string `query:"state,explode" doc:"Only jobs in this state (queued, notified, offered, accepted, downloading, downloaded, installing, rebooting, succeeded, failed, rejected, timed_out, cancelled); repeat for several."`
+	State []string `query:"state,explode" doc:"Only jobs in this state (awaiting_version, queued, notified, offered, accepted, downloading, downloaded, installing, rebooting, succeeded, failed, rejected, timed_out, cancelled); repeat for several."`
 	PageQuery
 }
 
@@ -283,7 +285,7 @@ func previewPage(p engine.Preview, page store.Page) (TaskPreview, error) {
 		limit = store.DefaultPageSize
 	}
 	end := start + min(limit, store.MaxPageSize, len(p.Devices)-start)
-	out := TaskPreview{Total: p.Total, Devices: p.Devices[start:end], PerPhase: p.PerPhase, BusyTotal: len(p.Busy)}
+	out := TaskPreview{Total: p.Total, Devices: p.Devices[start:end], PerPhase: p.PerPhase, BusyTotal: len(p.Busy), Unreported: p.Unreported}
 	out.Busy = p.Busy[:min(len(p.Busy), maxPreviewBusy)]
 	if end < len(p.Devices) {
 		out.Next = strconv.Itoa(end)

@@ -241,7 +241,7 @@ func TestTaskUsageErrors(t *testing.T) {
 		{[]string{"task", "create", "--firmware", fw, "--all", "--start", "soon"}, `--start "soon"`},
 		{[]string{"task", "show", "x"}, `task id "x": want a positive number`},
 		{[]string{"task", "list", "--state", "done"}, `--state "done": want one of scheduled, running`},
-		{[]string{"task", "jobs", "1", "--state", "finished"}, `--state "finished": want one of queued`},
+		{[]string{"task", "jobs", "1", "--state", "finished"}, `--state "finished": want one of awaiting_version, queued`},
 		{[]string{"task", "pause"}, "missing ID"},
 		{[]string{"task"}, "missing command: one of advance, cancel, create, jobs, list, pause, resume, retry-failed, show, watch"},
 	}

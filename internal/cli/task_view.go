@@ -33,14 +33,22 @@ func writeTask(w io.Writer, t *client.Task) error {
 	}
 	fields = append(fields, field{"target", formatTarget(t.Target)})
 	fields = append(fields, policyFields(t.Policy)...)
+	fields = append(fields, field{"jobs", formatCounts(t.Counts)})
+	if n := t.Counts[client.JobAwaitingVersion]; n > 0 {
+		fields = append(fields, field{"not reported", unreportedNote(n)})
+	}
 	fields = append(fields,
-		field{"jobs", formatCounts(t.Counts)},
 		field{"progress", progressLine(t)},
 		field{"created", formatTime(t.CreatedAt) + " by " + orDash(t.CreatedBy)},
 		field{"started", formatOptTime(t.StartedAt)},
 		field{"ended", formatOptTime(t.EndedAt)},
 	)
 	return writeFields(w, fields)
+}
+
+// unreportedNote explains jobs awaiting their device's first version report.
+func unreportedNote(n int64) string {
+	return fmt.Sprintf("%d targeted devices have not reported a version yet: each job waits for the report, then proceeds or ends cancelled (version_not_eligible)", n)
 }
 
 func verificationNote(v bool) string {
@@ -181,7 +189,8 @@ func progressLine(t *client.Task) string {
 		name string
 		n    int64
 	}{{"rejected", t.Counts[client.JobRejected]}, {"cancelled", t.Counts[client.JobCancelled]},
-		{"in flight", inFlight(t.Counts)}, {"queued", t.Counts[client.JobQueued]}} {
+		{"in flight", inFlight(t.Counts)}, {"queued", t.Counts[client.JobQueued]},
+		{"awaiting version", t.Counts[client.JobAwaitingVersion]}} {
 		if part.n > 0 {
 			s += fmt.Sprintf(", %s %d", part.name, part.n)
 		}
@@ -192,7 +201,7 @@ func progressLine(t *client.Task) string {
 func inFlight(counts map[client.JobState]int64) int64 {
 	var n int64
 	for s, c := range counts {
-		if !s.Terminal() && s != client.JobQueued {
+		if !s.Terminal() && s != client.JobQueued && s != client.JobAwaitingVersion {
 			n += c
 		}
 	}
@@ -241,6 +250,9 @@ func writePreview(w io.Writer, p *client.TaskPreview, phases []float64) error {
 			parts[i] = fmt.Sprintf("%s: %d", label, n)
 		}
 		fields = append(fields, field{"per phase", strings.Join(parts, ", ")})
+	}
+	if p.Unreported > 0 {
+		fields = append(fields, field{"not reported", unreportedNote(int64(p.Unreported))})
 	}
 	if p.BusyTotal > 0 {
 		fields = append(fields, field{"busy, left out", fmt.Sprintf("%d (%s)", p.BusyTotal, shortList(p.Busy))})

@@ -125,7 +125,7 @@ type segment struct {
 }
 
 // progress splits a task's jobs into succeeded, failed, other endings, in
-// flight and queued, for its progress bar.
+// flight, queued and awaiting their device's version, for its progress bar.
 func progress(t ota.Task) []segment {
 	c := t.Counts
 	var inFlight int64
@@ -140,6 +140,7 @@ func progress(t ota.Task) []segment {
 		{Class: "warn", Label: "rejected or cancelled", N: c[ota.JobRejected] + c[ota.JobCancelled]},
 		{Class: "busy", Label: "in flight", N: inFlight},
 		{Class: "idle", Label: "queued", N: c[ota.JobQueued]},
+		{Class: "idle", Label: "awaiting version", N: c[ota.JobAwaitingVersion]},
 	}
 	// Total is exact; the sum guards against a dynamic task's new jobs.
 	total := t.Total

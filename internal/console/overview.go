@@ -64,6 +64,10 @@ func (t taskRow) Succeeded() int64 { return t.Counts[ota.JobSucceeded] }
 // queues again.
 func (t taskRow) FailedJobs() int64 { return t.Counts[ota.JobFailed] + t.Counts[ota.JobTimedOut] }
 
+// Unreported is the number of targeted devices that have not reported a
+// version yet: their jobs await the report.
+func (t taskRow) Unreported() int64 { return t.Counts[ota.JobAwaitingVersion] }
+
 // stateCount is the number of a task's jobs in one state.
 type stateCount struct {
 	State ota.JobState
