@@ -82,7 +82,8 @@ type PlanInput struct {
 type PlanResult struct {
 	// Start is how many queued jobs may start now. The engine takes them
 	// from released phases (phase <= Task.Phase) in rollout order, skipping
-	// jobs whose NextAttemptAt is ahead; it may start fewer.
+	// jobs whose NextAttemptAt is ahead and jobs still awaiting their
+	// device's version; it may start fewer.
 	Start int
 	// Hold says why Start is 0 while jobs are queued ("" otherwise).
 	Hold string
@@ -132,7 +133,9 @@ func (p Policy) Plan(in PlanInput) PlanResult {
 // starts decides how many jobs may start, or why none, and when a held
 // task may start more.
 func (p Policy) starts(in PlanInput, r PlanResult) (int, string, time.Time) {
-	queued := in.Counts[JobQueued]
+	// A job awaiting its device's version may be queued and started in the
+	// same batch (a device that asks with its version), so it counts.
+	queued := in.Counts[JobQueued] + in.Counts[JobAwaitingVersion]
 	switch {
 	case queued <= 0:
 		return 0, "", time.Time{}
