@@ -510,7 +510,7 @@ func addMinutes(ctx context.Context, t *tx, changes []JobChange, conflicts []int
 			points[k] = p
 		}
 		switch {
-		case o.State == ota.JobQueued && n.State.InFlight():
+		case o.State.Waiting() && n.State.InFlight():
 			p.Started++
 		case n.State == ota.JobSucceeded:
 			p.Succeeded++
