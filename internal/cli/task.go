@@ -46,9 +46,13 @@ func (a *app) taskCreateCommand() *cobra.Command {
 
 Devices: --devices, --devices-file (one key per line; a device import CSV
 works), --all, --tags, --from-versions; they narrow one another. --percent
-keeps a stable sample, --dynamic also takes devices that come to match later,
---skip-busy leaves out devices another task is upgrading (otherwise the task
-is refused and they are named).
+keeps a stable sample, --dynamic also takes devices that come to match later
+(by a version report, a tag change or being created), --skip-busy leaves out
+devices another task is upgrading (otherwise the task is refused and they
+are named). Devices that have never reported a version are targeted too:
+their jobs wait (awaiting_version) for the report, then proceed, or end
+cancelled with code version_not_eligible if the firmware does not upgrade
+from the version reported.
 
 --start and --end take an RFC 3339 time, "now", or a delay from now such as
 +10m, +2h or +1d. Percentages may be written 5 or 5%. Durations are Go
@@ -58,8 +62,9 @@ A firmware added with --verify-required needs a verification task first: a
 task with --verify on a short --devices list whose jobs all succeed.
 
 --dry-run creates nothing: it shows how many devices the task would target,
-per phase, which are busy, and the first devices in rollout order (-o json:
-the first 1000 and a cursor).`,
+how many of them have not reported a version yet, per phase, which are busy,
+and the first devices in rollout order (-o json: the first 1000 and a
+cursor).`,
 		Example: `  otter task create --firmware 3 --verify --devices d1,d2
   otter task create --firmware 3 --all --dry-run
   otter task create --firmware 3 --tags site=paris --phases 1%,10%,100% --phase-success 95% \
@@ -378,8 +383,12 @@ func phaseNote(t *client.Task) string {
 
 func (a *app) taskRetryCommand() *cobra.Command {
 	return &cobra.Command{
-		Use:     "retry-failed ID",
-		Short:   "Put a task's failed and timed-out jobs back in the queue",
+		Use:   "retry-failed ID",
+		Short: "Put a task's failed and timed-out jobs back in the queue",
+		Long: `Put a task's failed and timed-out jobs back in the queue (attempts count on)
+and run the task again if it had completed. A job whose device already runs
+the target version is recorded as succeeded instead: it is never sent the
+upgrade again.`,
 		Example: "  otter task retry-failed 7",
 		Args:    needArgs("ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
