@@ -98,6 +98,31 @@ func TestWriteTaskShowsEverySetField(t *testing.T) {
 	}
 }
 
+func TestWriteTaskCountsDevicesThatHaveNotReported(t *testing.T) {
+	task := &client.Task{ID: 2, Total: 5, Target: client.Target{All: true},
+		Counts: map[client.JobState]int64{client.JobAwaitingVersion: 3, client.JobSucceeded: 2}}
+	var b bytes.Buffer
+	if err := writeTask(&b, task); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"awaiting_version 3, succeeded 2\n",
+		"not reported: 3 targeted devices have not reported a version yet",
+		"[############..................] 40% succeeded 2/5, failed 0, awaiting version 3\n",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("task show lacks %q:\n%s", want, b.String())
+		}
+	}
+	b.Reset()
+	if err := writePreview(&b, &client.TaskPreview{Total: 4, Devices: []string{"a"}, Unreported: 3}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "not reported:  3 targeted devices") {
+		t.Errorf("dry run does not count the devices that have not reported:\n%s", b.String())
+	}
+}
+
 func TestWritePreview(t *testing.T) {
 	p := &client.TaskPreview{Total: 25, Devices: []string{"a", "b", "c"}, PerPhase: []int{1, 4, 20}, Busy: []string{"x"}, BusyTotal: 1}
 	var b bytes.Buffer

@@ -88,6 +88,29 @@ func TestTaskPreview(t *testing.T) {
 	}
 }
 
+func TestPreviewAndTaskPageCountDevicesThatHaveNotReported(t *testing.T) {
+	s := newStack(t)
+	s.fleet("demo", 2)
+	if _, err := s.st.CreateDevices(s.ctx, []store.NewDevice{
+		{Product: "demo", Key: "n1", SecretHash: []byte("x")}, {Product: "demo", Key: "n2", SecretHash: []byte("x")}}); err != nil {
+		t.Fatal(err)
+	}
+	op := s.signedIn(ota.RoleOperator)
+	fw := s.firmwareFor(op, "demo", "1.1.0", nil)
+	v := url.Values{"firmware": {fw}, "mode": {"push"}, "target_all": {"on"}, "tz": {"UTC"}, "phase_gate": {"auto"}}
+	status, body := op.htmx("/tasks/preview", v)
+	if status != http.StatusOK {
+		t.Fatalf("preview: %d\n%s", status, text(body))
+	}
+	mustContain(t, "preview", body, "4 devices would be upgraded")
+	mustContain(t, "preview", body, "2 of them have not reported a version yet")
+	status, body = op.post("/tasks", v)
+	if status != http.StatusOK {
+		t.Fatalf("create: %d\n%s", status, text(body))
+	}
+	mustContain(t, "task page", body, "2 targeted devices have not reported a version yet")
+}
+
 // fieldErrorsIn lists the non-empty error slots of a page.
 func fieldErrorsIn(page string) string {
 	var out []string
