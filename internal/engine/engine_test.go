@@ -93,6 +93,7 @@ type fixture struct {
 	clock *clock
 	fw    ota.Firmware
 	devs  map[string]engine.Device
+	stop  func()
 }
 
 func newFixture(t *testing.T, devices int) *fixture {
@@ -120,21 +121,42 @@ func newFixture(t *testing.T, devices int) *fixture {
 	if err := st.CreateFirmware(ctx, &f.fw); err != nil {
 		t.Fatal(err)
 	}
-	e, err := engine.New(engine.Config{Store: st, Downlink: f.down, URLs: urls{}, Now: c.Now,
-		Metrics: prometheus.NewRegistry(), Tick: 10 * time.Millisecond, Logger: slog.New(failOnError{t})})
+	t.Cleanup(cancel)
+	f.run()
+	return f
+}
+
+// run starts an engine on the fixture's store, stopped at the end of the
+// test or by restart.
+func (f *fixture) run() {
+	f.t.Helper()
+	e, err := engine.New(engine.Config{Store: f.st, Downlink: f.down, URLs: urls{}, Now: f.clock.Now,
+		Metrics: prometheus.NewRegistry(), Tick: 10 * time.Millisecond, Logger: slog.New(failOnError{f.t})})
 	if err != nil {
-		t.Fatal(err)
+		f.t.Fatal(err)
 	}
 	f.e = e
+	ctx, cancel := context.WithCancel(f.ctx)
 	done := make(chan error, 1)
 	go func() { done <- e.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("engine: %v", err)
-		}
-	})
-	return f
+	var once sync.Once
+	f.stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				f.t.Errorf("engine: %v", err)
+			}
+		})
+	}
+	f.t.Cleanup(f.stop)
+}
+
+// restart stops the engine and starts another on the same store, as a
+// process restart would.
+func (f *fixture) restart() {
+	f.t.Helper()
+	f.stop()
+	f.run()
 }
 
 // signed gives fw a real signature, as the API does on upload.

@@ -101,3 +101,26 @@ func TestFailedDeviceDoesNotRejoinItsDynamicTask(t *testing.T) {
 		t.Fatalf("d1 was sent %d commands, want 1", len(sent))
 	}
 }
+
+func TestReportStoredBeforeTheJobSettlesItAtStart(t *testing.T) {
+	f := newFixture(t, 0)
+	f.unreported("n1", "n2")
+	task := f.task(engine.TaskSpec{Target: ota.Target{All: true}})
+	// The devices' versions were stored without the engine seeing them
+	// against the jobs (between the reading of the targets and the storing
+	// of the jobs, or before a crash): the next start settles the jobs.
+	if _, err := f.st.Apply(f.ctx, store.Change{Versions: []store.VersionReport{
+		{DeviceID: f.devs["n1"].ID, Module: "default", Version: "1.0.0", At: f.clock.Now()},
+		{DeviceID: f.devs["n2"].ID, Module: "default", Version: "3.0.0", At: f.clock.Now()}}}); err != nil {
+		t.Fatal(err)
+	}
+	f.restart()
+	f.connect("n1")
+	f.upgrade("n1")
+	done := f.waitTask(task.ID, ota.TaskCompleted)
+	jobs := f.jobs(task.ID)
+	if done.Counts[ota.JobSucceeded] != 1 || jobs["n2"].Code != ota.CodeVersionNotEligible {
+		t.Fatalf("counts %v, n2 %s/%s; want n1 succeeded and n2 cancelled as version_not_eligible", done.Counts, jobs["n2"].State, jobs["n2"].Code)
+	}
+	f.checkCounts(task.ID)
+}
