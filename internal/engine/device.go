@@ -84,12 +84,19 @@ func (e *Engine) loadWork(ctx context.Context, ops []*deviceOp) (*work, error) {
 }
 
 // loadEnded reads the latest failed or timed-out jobs of the devices that
-// report versions: a report of the target version settles them late.
+// report the version of a module they have no active job on: a report of
+// the target version settles such a job late.
 func (w *work) loadEnded(ctx context.Context, ops []*deviceOp) error {
 	var informers []int64
 	for _, o := range ops {
-		if o.kind == opInform {
-			informers = append(informers, o.dev.ID)
+		if o.kind != opInform {
+			continue
+		}
+		for module := range o.inform.Modules {
+			if _, ok := w.active[jobRef{o.dev.ID, module}]; !ok {
+				informers = append(informers, o.dev.ID)
+				break
+			}
 		}
 	}
 	if len(informers) == 0 {
