@@ -221,16 +221,8 @@ func (w *work) request(o *deviceOp) {
 	if v := o.request.Version; v != "" {
 		w.change.Versions = append(w.change.Versions, store.VersionReport{DeviceID: o.dev.ID, Module: module, Version: v, At: o.at})
 	}
-	id, ok := w.active[jobRef{o.dev.ID, module}]
-	if ok && w.jobs[id].State == ota.JobAwaitingVersion && o.request.Version != "" {
-		w.reportVersion(id, o.request.Version, "device")
-		id, ok = w.active[jobRef{o.dev.ID, module}]
-	}
-	var ts *taskState
-	if ok {
-		ts = w.e.tasks[w.jobs[id].TaskID]
-	}
-	if !ok || ts == nil || ts.task.State != ota.TaskRunning {
+	id, ts := w.requestedJob(o.dev.ID, module, o.request.Version)
+	if ts == nil {
 		o.answer = noUpgrade(module, "no running task has an upgrade of module "+module+" for this device")
 		return
 	}
@@ -256,6 +248,24 @@ func (w *work) request(o *deviceOp) {
 		j = w.jobs[id]
 	}
 	o.answer = &Answer{Kind: wire.KindUpgrade, Message: w.e.upgradeMessage(o.dev, *j, ts)}
+}
+
+// requestedJob finds the device's job on module in a running task, settled
+// first when it awaited the version the request gives.
+func (w *work) requestedJob(device int64, module, version string) (int64, *taskState) {
+	id, ok := w.active[jobRef{device, module}]
+	if ok && version != "" && w.jobs[id].State == ota.JobAwaitingVersion {
+		w.reportVersion(id, version, "device")
+		id, ok = w.active[jobRef{device, module}]
+	}
+	if !ok {
+		return 0, nil
+	}
+	ts := w.e.tasks[w.jobs[id].TaskID]
+	if ts == nil || ts.task.State != ota.TaskRunning {
+		return 0, nil
+	}
+	return id, ts
 }
 
 // poll gives an HTTP device its pending push command, starting a queued
