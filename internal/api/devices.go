@@ -53,7 +53,7 @@ func (a *API) deviceRoutes() {
 	dev := Prefix + "/products/{product}/devices/{device}"
 	register(a, ota.RoleOperator, huma.Operation{
 		OperationID: "create-device", Method: http.MethodPost, Path: Prefix + "/products/{product}/devices",
-		Summary: "Register a device", Description: "Answers the device with its secret, shown only here.",
+		Summary: "Register a device", Description: "Answers the device with its secret, shown only here. Running dynamic tasks it matches take it at once (its job awaits its first version report).",
 		Tags: []string{"devices"}, DefaultStatus: http.StatusCreated,
 	}, a.createDevice)
 	register(a, ota.RoleViewer, huma.Operation{
@@ -66,7 +66,7 @@ func (a *API) deviceRoutes() {
 	}, a.getDevice)
 	register(a, ota.RoleOperator, huma.Operation{
 		OperationID: "set-device-tags", Method: http.MethodPut, Path: dev + "/tags",
-		Summary: "Replace a device's tags", Tags: []string{"devices"},
+		Summary: "Replace a device's tags", Description: "Running dynamic tasks the device now matches take it before this answers.", Tags: []string{"devices"},
 	}, a.setDeviceTags)
 	register(a, ota.RoleOperator, huma.Operation{
 		OperationID: "rotate-device-secret", Method: http.MethodPost, Path: dev + "/rotate-secret",

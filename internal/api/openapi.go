@@ -44,7 +44,8 @@ func (a *API) documentImport(path string) {
 		OperationID: "import-devices", Method: http.MethodPost, Path: path, Tags: []string{"devices"},
 		Summary: "Import devices from CSV",
 		Description: "One device per line as key[,tag=value...]; blank lines and # comments are ignored; " +
-			"at most 100,000 devices. All lines are checked first: any bad line answers 400 naming it and nothing is created.",
+			"at most 100,000 devices. All lines are checked first: any bad line answers 400 naming it and nothing is created. " +
+			"Running dynamic tasks take the imported devices they match (their jobs await their first version report).",
 		Parameters: []*huma.Param{{Name: "product", In: "path", Required: true, Schema: &huma.Schema{Type: huma.TypeString}}},
 		RequestBody: &huma.RequestBody{Required: true, Content: map[string]*huma.MediaType{
 			"text/csv": {Schema: &huma.Schema{Type: huma.TypeString}},

@@ -42,7 +42,8 @@ type Task struct {
 	// Phase is the index into Policy.Phases of the phase now released.
 	Phase int `json:"phase"`
 	// Counts holds the number of jobs per state, kept exact by the store in
-	// the same transaction as every job change.
+	// the same transaction as every job change; awaiting_version counts the
+	// targeted devices that have not reported a version yet.
 	Counts map[JobState]int64 `json:"counts"`
 	Total  int64              `json:"total"`
 	// Reason says why a task ended other than completed (abort rule, operator).
