@@ -1,0 +1,35 @@
+package cli
+
+import (
+	"regexp"
+	"testing"
+
+	"github.com/spf13/pflag"
+)
+
+var envInUsage = regexp.MustCompile(`\((OTTER_[A-Z_]+)\)$`)
+
+// TestEveryServeFlagHasAnEnvironmentVariable checks what the README and the
+// help promise: each flag of `otter serve` names an OTTER_* variable in its
+// help, and that variable sets the flag's default.
+func TestEveryServeFlagHasAnEnvironmentVariable(t *testing.T) {
+	values := map[string]string{}
+	env := Env{Getenv: func(k string) string { return values[k] }}
+	plain := newApp(env).serveCommand().Flags()
+	plain.VisitAll(func(f *pflag.Flag) {
+		if f.Name == "help" {
+			return
+		}
+		m := envInUsage.FindStringSubmatch(f.Usage)
+		if m == nil {
+			t.Errorf("--%s names no OTTER_* variable at the end of its help: %q", f.Name, f.Usage)
+			return
+		}
+		values[m[1]] = "from-env-" + f.Name
+		got := newApp(env).serveCommand().Flags().Lookup(f.Name).DefValue
+		if got != values[m[1]] {
+			t.Errorf("%s does not set --%s: default %q", m[1], f.Name, got)
+		}
+		delete(values, m[1])
+	})
+}
