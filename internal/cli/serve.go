@@ -23,13 +23,19 @@ func (a *app) serveCommand() *cobra.Command {
 		Short: "Run the otter server (API, console, MQTT broker, rollout engine)",
 		Long: `Run the otter server. With no flags it runs on embedded defaults: data in
 ./otter-data (SQLite, firmware files, signing key), HTTP on :8080 and the
-embedded MQTT broker on :1883. On first start it prints an admin token once.
+embedded MQTT broker on :1883. It prints what the CLI needs as export lines:
+OTTER_SERVER and, on first start, once every listener is bound, an admin
+token (OTTER_TOKEN), shown only once. A lost admin token is replaced with
+"otter token create --data DIR --role admin --name NAME", server stopped.
+
+With --tls-cert and --tls-key, --http serves HTTPS (API, console, downloads).
 
 Every flag can also be set by the environment variable shown in its help.`,
 		Example: `  otter serve
   otter serve --mqtt :1884               # when another broker (e.g. Mosquitto) holds :1883
   OTTER_ADMIN_TOKEN=otr_secret otter serve --data /var/lib/otter
-  otter serve --db postgres://otter@db/otter`,
+  otter serve --db postgres://otter@db/otter
+  otter serve --http :8443 --tls-cert cert.pem --tls-key key.pem --public-url https://otter.example.com:8443`,
 		Args: func(_ *cobra.Command, args []string) error {
 			if len(args) > 0 {
 				return usageErrorf("serve takes no arguments, only flags (got %q)", args[0])

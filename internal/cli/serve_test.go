@@ -1,7 +1,9 @@
 package cli
 
 import (
+	"os"
 	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/spf13/pflag"
@@ -31,5 +33,27 @@ func TestEveryServeFlagHasAnEnvironmentVariable(t *testing.T) {
 			t.Errorf("%s does not set --%s: default %q", m[1], f.Name, got)
 		}
 		delete(values, m[1])
+	})
+}
+
+// TestREADMEConfigurationListsEveryServeFlag keeps the README's
+// configuration table in step with `otter serve --help`.
+func TestREADMEConfigurationListsEveryServeFlag(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, table, _ := strings.Cut(string(readme), "## Configuration")
+	table, _, _ = strings.Cut(strings.TrimLeft(table, "\n"), "\n\n")
+	newApp(Env{}).serveCommand().Flags().VisitAll(func(f *pflag.Flag) {
+		if f.Name == "help" {
+			return
+		}
+		m := envInUsage.FindStringSubmatch(f.Usage)
+		for _, want := range []string{"`--" + f.Name + "`", "`" + m[1] + "`"} {
+			if !strings.Contains(table, want) {
+				t.Errorf("the README's configuration table lacks %s", want)
+			}
+		}
 	})
 }
