@@ -13,6 +13,7 @@ import (
 
 	"github.com/otter-ota/otter/internal/cli"
 	"github.com/otter-ota/otter/internal/store/storetest"
+	"github.com/otter-ota/otter/internal/testcert"
 )
 
 // lockedBuffer is a buffer that `otter serve`, running in a goroutine,
@@ -195,4 +196,27 @@ func TestTokenCreateOnTheDatabaseRecoversAdmin(t *testing.T) {
 func TestTokenCreateOnAMissingDataFolder(t *testing.T) {
 	o := &otter{t: t}
 	o.fails(1, "holds no otter database", "token", "create", "--data", t.TempDir()+"/nosuch", "--role", "admin", "--name", "x")
+}
+
+// TestServeOverHTTPSPrintsAnHTTPSServer: with OTTER_TLS_CERT and
+// OTTER_TLS_KEY the printed OTTER_SERVER is https, and a CLI that does not
+// trust the certificate is told how to.
+func TestServeOverHTTPSPrintsAnHTTPSServer(t *testing.T) {
+	env, _ := serveEnv(t)
+	env["OTTER_MQTT"] = "127.0.0.1:0"
+	env["OTTER_TLS_CERT"], env["OTTER_TLS_KEY"], _ = testcert.Write(t, t.TempDir())
+	s := serve(t, env)
+	s.ready(t)
+	exp := s.exports()
+	if exp["OTTER_SERVER"] != "https://"+env["OTTER_HTTP"] {
+		t.Fatalf("printed OTTER_SERVER=%s, want https://%s", exp["OTTER_SERVER"], env["OTTER_HTTP"])
+	}
+	o := &otter{t: t, url: exp["OTTER_SERVER"], token: exp["OTTER_TOKEN"]}
+	o.fails(1, "set SSL_CERT_FILE", "product", "list")
+
+	delete(env, "OTTER_TLS_KEY")
+	r := serve(t, env)
+	if code := r.wait(t); code != cli.ExitUsage || !strings.Contains(r.stderr.String(), "--tls-cert and --tls-key go together") {
+		t.Errorf("a certificate without its key: exit %d\n%s", code, r.stderr)
+	}
 }
