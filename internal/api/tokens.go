@@ -20,7 +20,7 @@ type TokenWithSecret struct {
 
 type createTokenInput struct {
 	Body struct {
-		Name string   `json:"name" doc:"Who or what uses the token; events record it as the actor." example:"ci"`
+		Name string   `json:"name" doc:"Who or what uses the token; events record it as the actor. Unique, ignoring case, revoked tokens included." example:"ci"`
 		Role ota.Role `json:"role" enum:"viewer,operator,admin"`
 	}
 }
