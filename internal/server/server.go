@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -95,6 +96,9 @@ type Server struct {
 	httpLn     net.Listener
 	tls        *tls.Config
 	adminToken string
+	// started is set once Start is done: /readyz waits for it, so that a
+	// client polling it finds the first admin token made.
+	started atomic.Bool
 
 	stopEngine context.CancelFunc
 	engineDone chan error
@@ -140,7 +144,11 @@ func (s *Server) start(ctx context.Context) error {
 	// Only now, with every listener bound and serving, is the first admin
 	// token made: a start that fails (a port taken) must not create a
 	// token that no one was shown.
-	return s.bootstrapAdmin(ctx)
+	if err := s.bootstrapAdmin(ctx); err != nil {
+		return err
+	}
+	s.started.Store(true)
+	return nil
 }
 
 // loadTLS reads the HTTPS certificate, or returns nil for plain HTTP.
@@ -356,6 +364,10 @@ func (s *Server) openSigner() (*signing.Signer, error) {
 }
 
 func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
+	if !s.started.Load() {
+		http.Error(w, "starting", http.StatusServiceUnavailable)
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
 	if err := s.store.Ping(ctx); err != nil {
