@@ -3,6 +3,7 @@ package cli_test
 import (
 	"bytes"
 	"context"
+	"maps"
 	"net"
 	"path/filepath"
 	"regexp"
@@ -45,6 +46,7 @@ type serving struct {
 // serve runs `otter serve` with env until the test ends or stop is called.
 func serve(t *testing.T, env map[string]string, args ...string) *serving {
 	t.Helper()
+	env = maps.Clone(env) // the test may change its map while this runs
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &serving{stdout: &lockedBuffer{}, stderr: &lockedBuffer{}, done: make(chan int, 1), stop: cancel}
 	go func() {
