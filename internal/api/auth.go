@@ -120,10 +120,21 @@ func BootstrapAdmin(ctx context.Context, st store.Store, fixed string) (string, 
 	if err != nil {
 		return "", err
 	}
-	t := ota.Token{Name: "admin", Role: ota.RoleAdmin}
-	err = st.CreateToken(ota.WithActor(ctx, "system"), &t, credential.Hash(secret))
-	if ota.ErrorCode(err) == ota.ECONFLICT {
-		return "", nil // another replica stored the same fixed token first
+	// Names are unique and revoked tokens keep theirs: when every token
+	// was revoked, "admin" is taken and the new one is "admin-2", ...
+	for i := 1; i <= 100; i++ {
+		t := ota.Token{Name: "admin", Role: ota.RoleAdmin}
+		if i > 1 {
+			t.Name = fmt.Sprintf("admin-%d", i)
+		}
+		err = st.CreateToken(ota.WithActor(ctx, "system"), &t, credential.Hash(secret))
+		if ota.ErrorCode(err) != ota.ECONFLICT {
+			break
+		}
+		// Another replica may have made the first token meanwhile.
+		if n, cerr := st.CountTokens(ctx); cerr != nil || n > 0 {
+			return "", cerr
+		}
 	}
 	if err != nil {
 		return "", fmt.Errorf("create the first admin token: %w", err)

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/otter-ota/otter/internal/api"
+	"github.com/otter-ota/otter/internal/credential"
 	"github.com/otter-ota/otter/internal/ota"
 	"github.com/otter-ota/otter/internal/store/storetest"
 )
@@ -126,6 +127,23 @@ func TestBootstrapAdmin(t *testing.T) {
 	random, err := api.BootstrapAdmin(ctx, st2, "")
 	if err != nil || !strings.HasPrefix(random, "otr_") {
 		t.Fatalf("random admin token: %q %v", random, err)
+	}
+
+	// Every token revoked: the next start makes a new admin under a free
+	// name, since "admin" stays the revoked token's.
+	tok, err := st2.TokenByHash(ctx, credential.Hash(random))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st2.RevokeToken(ctx, tok.ID); err != nil {
+		t.Fatal(err)
+	}
+	again, err := api.BootstrapAdmin(ctx, st2, "")
+	if err != nil || again == "" {
+		t.Fatalf("start with every token revoked: %q %v, want a new admin token", again, err)
+	}
+	if tok, err := st2.TokenByHash(ctx, credential.Hash(again)); err != nil || tok.Name != "admin-2" || tok.Role != ota.RoleAdmin {
+		t.Fatalf("new admin token %+v %v, want admin-2", tok, err)
 	}
 }
 

@@ -12,7 +12,7 @@ import (
 )
 
 type listEventsInput struct {
-	Kind     string    `query:"kind" doc:"Only events of this kind: product, device, firmware, task, job or token."`
+	Kind     string    `query:"kind" doc:"Only events of this kind: product, device, firmware, task, job, token, session (console sign-ins and sign-outs) or setting."`
 	Actor    string    `query:"actor" doc:"Only events caused by this actor (a token name, device, engine or system)."`
 	Product  string    `query:"product" doc:"Only events about this product."`
 	Device   string    `query:"device" doc:"Only events about this device key."`

@@ -8,6 +8,7 @@ import (
 
 	"github.com/otter-ota/otter/internal/credential"
 	"github.com/otter-ota/otter/internal/ota"
+	"github.com/otter-ota/otter/internal/store"
 )
 
 // TokenWithSecret is a new token together with its secret, answered only
@@ -19,7 +20,7 @@ type TokenWithSecret struct {
 
 type createTokenInput struct {
 	Body struct {
-		Name string   `json:"name" doc:"Who or what uses the token; events record it as the actor." example:"ci"`
+		Name string   `json:"name" doc:"Who or what uses the token; events record it as the actor. Unique, ignoring case, revoked tokens included." example:"ci"`
 		Role ota.Role `json:"role" enum:"viewer,operator,admin"`
 	}
 }
@@ -50,21 +51,33 @@ func (a *API) tokenRoutes() {
 }
 
 func (a *API) createToken(ctx context.Context, in *createTokenInput) (*bodyOutput[TokenWithSecret], error) {
-	if !nameRE.MatchString(in.Body.Name) {
-		return nil, ota.Errorf(ota.EINVALID, "token name %s is not valid: use %s", quote(in.Body.Name), nameRule)
-	}
-	if !in.Body.Role.Valid() {
-		return nil, ota.Errorf(ota.EINVALID, "role %s is not valid: use viewer, operator or admin", quote(string(in.Body.Role)))
-	}
-	secret, err := credential.NewToken()
+	t, err := CreateToken(ctx, a.store, in.Body.Name, in.Body.Role)
 	if err != nil {
 		return nil, err
 	}
-	t := ota.Token{Name: in.Body.Name, Role: in.Body.Role}
-	if err := a.store.CreateToken(ctx, &t, credential.Hash(secret)); err != nil {
-		return nil, err
+	return bodyOf(t), nil
+}
+
+// CreateToken checks a new token's name and role and stores it with a new
+// secret. The API serves it, and `otter token create --data` calls it on
+// the database directly to give an operator who lost every admin token a
+// new one.
+func CreateToken(ctx context.Context, st store.Store, name string, role ota.Role) (TokenWithSecret, error) {
+	if !nameRE.MatchString(name) {
+		return TokenWithSecret{}, ota.Errorf(ota.EINVALID, "token name %s is not valid: use %s", quote(name), nameRule)
 	}
-	return bodyOf(TokenWithSecret{Token: t, Secret: secret}), nil
+	if !role.Valid() {
+		return TokenWithSecret{}, ota.Errorf(ota.EINVALID, "role %s is not valid: use viewer, operator or admin", quote(string(role)))
+	}
+	secret, err := credential.NewToken()
+	if err != nil {
+		return TokenWithSecret{}, err
+	}
+	t := ota.Token{Name: name, Role: role}
+	if err := st.CreateToken(ctx, &t, credential.Hash(secret)); err != nil {
+		return TokenWithSecret{}, err
+	}
+	return TokenWithSecret{Token: t, Secret: secret}, nil
 }
 
 func (a *API) listTokens(ctx context.Context, in *listTokensInput) (*pageOutput[ota.Token], error) {

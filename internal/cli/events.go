@@ -52,7 +52,7 @@ date) or an age such as 30m, 2h or 7d. Shows the newest 100 events unless
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.Kind, "kind", "", "only events of kind `K`: product, device, firmware, task, job or token")
+	fl.StringVar(&f.Kind, "kind", "", "only events of kind `K`: product, device, firmware, task, job, token, session or setting")
 	fl.StringVar(&f.Actor, "actor", "", "only events by actor `A` (a token name, device, engine, system)")
 	fl.StringVar(&f.Product, "product", "", "only events of product `P`")
 	fl.StringVar(&f.Device, "device", "", "only events of device `D`")

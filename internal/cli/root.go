@@ -5,6 +5,7 @@ package cli
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -208,6 +209,8 @@ func (a *app) explain(err error) string {
 		return fmt.Sprintf("no otter server answers at %s (set --server or %s): %v", a.serverURL(), envServer, err)
 	case errors.Is(err, context.Canceled):
 		return "interrupted"
+	case errors.As(err, new(x509.UnknownAuthorityError)):
+		return err.Error() + "; for a self-signed server certificate, set SSL_CERT_FILE to its PEM file"
 	}
 	return err.Error()
 }

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"strconv"
 	"time"
@@ -16,19 +17,25 @@ import (
 // environment variable so containers and systemd units need no arguments.
 func (a *app) serveCommand() *cobra.Command {
 	var cfg server.Config
-	var maxSize string
+	var maxSize, ttl string
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the otter server (API, console, MQTT broker, rollout engine)",
 		Long: `Run the otter server. With no flags it runs on embedded defaults: data in
 ./otter-data (SQLite, firmware files, signing key), HTTP on :8080 and the
-embedded MQTT broker on :1883. On first start it prints an admin token once.
+embedded MQTT broker on :1883. It prints what the CLI needs as export lines:
+OTTER_SERVER and, on first start, once every listener is bound, an admin
+token (OTTER_TOKEN), shown only once. A lost admin token is replaced with
+"otter token create --data DIR --role admin --name NAME", server stopped.
+
+With --tls-cert and --tls-key, --http serves HTTPS (API, console, downloads).
 
 Every flag can also be set by the environment variable shown in its help.`,
 		Example: `  otter serve
   otter serve --mqtt :1884               # when another broker (e.g. Mosquitto) holds :1883
   OTTER_ADMIN_TOKEN=otr_secret otter serve --data /var/lib/otter
-  otter serve --db postgres://otter@db/otter`,
+  otter serve --db postgres://otter@db/otter
+  otter serve --http :8443 --tls-cert cert.pem --tls-key key.pem --public-url https://otter.example.com:8443`,
 		Args: func(_ *cobra.Command, args []string) error {
 			if len(args) > 0 {
 				return usageErrorf("serve takes no arguments, only flags (got %q)", args[0])
@@ -41,6 +48,12 @@ Every flag can also be set by the environment variable shown in its help.`,
 				return usageErrorf("--max-firmware-size: %v", err)
 			}
 			cfg.MaxFirmwareSize = size
+			if cfg.DownloadTTL, err = time.ParseDuration(ttl); err != nil || cfg.DownloadTTL <= 0 {
+				return usageErrorf("--download-ttl %q: want a positive duration such as 24h or 90m", ttl)
+			}
+			if (cfg.TLSCertFile == "") != (cfg.TLSKeyFile == "") {
+				return usageErrorf("--tls-cert and --tls-key go together: give both or neither")
+			}
 			if (cfg.MQTTTLSAddr == "") != (cfg.MQTTCertFile == "" && cfg.MQTTKeyFile == "") || (cfg.MQTTCertFile == "") != (cfg.MQTTKeyFile == "") {
 				return usageErrorf("--mqtt-tls, --mqtt-cert and --mqtt-key go together: give all three or none")
 			}
@@ -58,7 +71,9 @@ Every flag can also be set by the environment variable shown in its help.`,
 	f.StringVar(&cfg.MQTTKeyFile, "mqtt-key", a.envOr("OTTER_MQTT_KEY", ""), "TLS private key (PEM) of the MQTT TLS listener (OTTER_MQTT_KEY)")
 	f.StringVar(&cfg.PublicURL, "public-url", a.envOr("OTTER_PUBLIC_URL", ""), "base URL devices reach this server's HTTP listener at, used in download URLs; default: derived from --http (OTTER_PUBLIC_URL)")
 	f.StringVar(&cfg.PublicMQTT, "public-mqtt", a.envOr("OTTER_PUBLIC_MQTT", ""), "broker URL the server tells tools like the simulator, e.g. tcp://otter.example.com:1883; default: derived from --mqtt (OTTER_PUBLIC_MQTT)")
-	f.DurationVar(&cfg.DownloadTTL, "download-ttl", 24*time.Hour, "how long a firmware download URL stays valid")
+	f.StringVar(&cfg.TLSCertFile, "tls-cert", a.envOr("OTTER_TLS_CERT", ""), "TLS certificate (PEM, with its chain) to serve --http over HTTPS; needs --tls-key (OTTER_TLS_CERT)")
+	f.StringVar(&cfg.TLSKeyFile, "tls-key", a.envOr("OTTER_TLS_KEY", ""), "TLS private key (PEM) of --tls-cert (OTTER_TLS_KEY)")
+	f.StringVar(&ttl, "download-ttl", a.envOr("OTTER_DOWNLOAD_TTL", "24h"), "how long a firmware download URL stays valid, e.g. 24h, 90m (OTTER_DOWNLOAD_TTL)")
 	f.StringVar(&maxSize, "max-firmware-size", a.envOr("OTTER_MAX_FIRMWARE_SIZE", "2GiB"), "largest firmware file accepted, e.g. 512MiB, 2GiB (OTTER_MAX_FIRMWARE_SIZE)")
 	cfg.AdminToken = a.env.Getenv("OTTER_ADMIN_TOKEN")
 	return cmd
@@ -70,10 +85,7 @@ func runServe(ctx context.Context, cfg server.Config, cmd *cobra.Command) error 
 	if err != nil {
 		return err
 	}
-	if tok := s.AdminToken(); tok != "" && cfg.AdminToken == "" {
-		fmt.Fprintf(cmd.OutOrStdout(), "\nFirst start: created an admin token. It is shown only this once:\n\n    export OTTER_TOKEN=%s\n\n", tok)
-	}
-	fmt.Fprintf(cmd.OutOrStdout(), "otter is running: %s (Ctrl-C to stop)\n", s.HTTPURL())
+	printStart(cmd.OutOrStdout(), s, cfg)
 	werr := s.Wait(ctx)
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
 	defer cancel()
@@ -109,4 +121,30 @@ func parseSize(s string) (int64, error) {
 		return 0, fmt.Errorf("invalid size %q: use a positive number with an optional unit, e.g. 512MiB or 2GiB", s)
 	}
 	return n * mult, nil
+}
+
+// printStart tells the operator what the CLI needs: the server's URL and,
+// at first start, the admin token, as lines to paste into a shell.
+func printStart(w io.Writer, s *server.Server, cfg server.Config) {
+	tok := s.AdminToken()
+	switch {
+	case tok != "" && cfg.AdminToken == "":
+		fmt.Fprintf(w, "\nFirst start: created an admin token. It is shown only this once. For the CLI:\n\n"+
+			"    export OTTER_SERVER=%s\n    export OTTER_TOKEN=%s\n\n", s.PublicURL(), tok)
+	default:
+		fmt.Fprintf(w, "\nFor the CLI:\n\n    export OTTER_SERVER=%s\n\n", s.PublicURL())
+		if tok == "" {
+			fmt.Fprintf(w, "No new admin token: the database has tokens. Lost them? Stop the server and run:\n"+
+				"    otter token create %s --role admin --name NAME\n\n", recoveryFlags(cfg))
+		}
+	}
+	fmt.Fprintf(w, "otter is running: %s (Ctrl-C to stop)\n", s.PublicURL())
+}
+
+// recoveryFlags names the database `otter token create` should open.
+func recoveryFlags(cfg server.Config) string {
+	if cfg.DBURL != "" {
+		return "--db URL" // the URL may hold a password: not printed
+	}
+	return "--data " + cfg.DataDir
 }

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"net"
 	"net/url"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -28,9 +29,12 @@ func (a *app) simulateCommand() *cobra.Command {
 		Short: "Run simulated devices that upgrade over MQTT",
 		Long: `Run a fleet of simulated devices on the device SDK, each over its own MQTT
 connection, until Ctrl-C. Devices are named sim-00001, sim-00002, ... and are
-created through the API when missing (their secrets are kept in --secrets so
-a later run reuses them). A device that exists keeps the version the server
-knows it runs; a new one starts on --version.
+created through the API when missing. Their secrets are kept in --secrets so
+that a later run reuses them: by default in your state folder, one file per
+server and product ($XDG_STATE_HOME/otter/sim/, else otter/sim/ in your
+configuration folder, e.g. ~/.config), never in the current folder. A
+device that exists keeps the version the server knows it runs; a new one
+starts on --version.
 
 The broker address is asked of the server; --mqtt overrides it.`,
 		Example: `  otter simulate --product demo --devices 100 --version 1.0.0
@@ -45,7 +49,10 @@ The broker address is asked of the server; --mqtt overrides it.`,
 				return usageErrorf("--devices must be at least 1")
 			}
 			if secrets == "" {
-				secrets = filepath.Join("otter-sim", cfg.Product+".secrets.csv")
+				var err error
+				if secrets, err = a.defaultSecrets(cfg.Product); err != nil {
+					return err
+				}
 			}
 			cfg.Secrets = sim.FileSecrets(secrets)
 			return a.simulate(cmd, cfg, broker)
@@ -63,8 +70,27 @@ The broker address is asked of the server; --mqtt overrides it.`,
 	fl.DurationVar(&cfg.OfflineFor, "offline-for", 30*time.Second, "how long offline devices stay away")
 	fl.StringVar(&cfg.Prefix, "prefix", "sim-", "device key prefix")
 	fl.StringVar(&broker, "mqtt", "", "MQTT broker URL, e.g. tcp://127.0.0.1:1883 (default: asked of the server)")
-	fl.StringVar(&secrets, "secrets", "", "file that keeps device secrets between runs (default otter-sim/P.secrets.csv)")
+	fl.StringVar(&secrets, "secrets", "", "file that keeps device secrets between runs (default: in your state folder, see above)")
 	return cmd
+}
+
+// defaultSecrets is the simulator's secrets file for product on the
+// server: in the user's state folder, so that device secrets never land in
+// a repository, and per server, since two servers' devices differ.
+func (a *app) defaultSecrets(product string) (string, error) {
+	dir := a.env.Getenv("XDG_STATE_HOME")
+	if dir == "" {
+		var err error
+		if dir, err = os.UserConfigDir(); err != nil {
+			return "", fmt.Errorf("no folder for the device secrets (give --secrets): %w", err)
+		}
+	}
+	server := a.serverURL()
+	if u, err := url.Parse(server); err == nil && u.Host != "" {
+		server = u.Host
+	}
+	server = strings.NewReplacer(":", "_", "/", "_", "\\", "_").Replace(server)
+	return filepath.Join(dir, "otter", "sim", server, product+".secrets.csv"), nil
 }
 
 func (a *app) simulate(cmd *cobra.Command, cfg sim.Config, broker string) error {
@@ -80,7 +106,7 @@ func (a *app) simulate(cmd *cobra.Command, cfg sim.Config, broker string) error 
 	}
 	cfg.API = api
 	out := cmd.OutOrStdout()
-	fmt.Fprintf(out, "starting %d devices of %s on %s\n", cfg.Devices, cfg.Product, cfg.Broker)
+	fmt.Fprintf(out, "starting %d devices of %s on %s (device secrets in %s)\n", cfg.Devices, cfg.Product, cfg.Broker, cfg.Secrets)
 	fleet, err := sim.Start(ctx, cfg)
 	if err != nil {
 		return err

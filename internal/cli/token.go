@@ -1,13 +1,19 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"io"
+	"os"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/otter-ota/otter/client"
+	"github.com/otter-ota/otter/internal/api"
+	"github.com/otter-ota/otter/internal/ota"
+	"github.com/otter-ota/otter/internal/server"
+	"github.com/otter-ota/otter/internal/store"
 )
 
 func (a *app) tokenCommand() *cobra.Command {
@@ -20,22 +26,34 @@ func (a *app) tokenCommand() *cobra.Command {
 
 func (a *app) tokenCreateCommand() *cobra.Command {
 	var in client.TokenCreate
-	var role string
+	var role, dataDir, dbURL string
 	cmd := &cobra.Command{
-		Use:   "create --role viewer|operator|admin",
+		Use:   "create --role viewer|operator|admin --name NAME",
 		Short: "Create an API token and print it",
 		Long: `Create an operator API token and print it. The server keeps only a hash: the
-token is shown this once. Roles: viewer reads; operator also manages
-products, devices, firmware and tasks; admin also manages tokens.`,
+token is shown this once. Token names are unique (case-insensitive): events
+record the name as the actor. Roles: viewer reads; operator also manages
+products, devices, firmware and tasks; admin also manages tokens.
+
+With --data (or --db) the token is written to the server's database directly,
+with no server and no token: the way back in when every admin token is lost.
+Use it with the server stopped (SQLite) or on a server you run (PostgreSQL).`,
 		Example: `  otter token create --role viewer --name dashboard
-  otter token create --role operator --name ci -o json`,
+  otter token create --role operator --name ci -o json
+  otter token create --data ./otter-data --role admin --name rescue   # server stopped`,
 		Args: needArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := checkRole(role); err != nil {
 				return err
 			}
 			in.Role = client.Role(role)
-			t, err := a.client().CreateToken(cmd.Context(), in)
+			var t *client.TokenWithSecret
+			var err error
+			if dataDir != "" || dbURL != "" {
+				t, err = a.createTokenInDatabase(cmd.Context(), dataDir, dbURL, in)
+			} else {
+				t, err = a.client().CreateToken(cmd.Context(), in)
+			}
 			if err != nil {
 				return err
 			}
@@ -49,8 +67,37 @@ products, devices, firmware and tasks; admin also manages tokens.`,
 		},
 	}
 	cmd.Flags().StringVar(&role, "role", "", "role: viewer, operator or admin (required)")
-	cmd.Flags().StringVar(&in.Name, "name", "", "name recorded as the actor of the token's changes")
+	cmd.Flags().StringVar(&in.Name, "name", "", "unique name recorded as the actor of the token's changes")
+	cmd.Flags().StringVar(&dataDir, "data", "", "write to the SQLite database in this server data folder, not through a server")
+	cmd.Flags().StringVar(&dbURL, "db", "", "write to this database (postgres://...), not through a server")
 	return cmd
+}
+
+// createTokenInDatabase creates a token in a server's database without the
+// server: the recovery path when no admin token is left.
+func (a *app) createTokenInDatabase(ctx context.Context, dataDir, dbURL string, in client.TokenCreate) (*client.TokenWithSecret, error) {
+	if dataDir != "" && dbURL != "" {
+		return nil, usageErrorf("give --data or --db, not both")
+	}
+	if dbURL == "" {
+		// Opening a missing file would create an empty database: a typo
+		// would then print a token that no server knows.
+		if _, err := os.Stat(server.SQLitePath(dataDir)); err != nil {
+			return nil, fmt.Errorf("--data %s holds no otter database: %w", dataDir, err)
+		}
+	}
+	st, err := store.Open(ctx, server.DatabaseURL(dataDir, dbURL), nil)
+	if err != nil {
+		return nil, fmt.Errorf("open the database: %w", err)
+	}
+	defer st.Close()
+	t, err := api.CreateToken(ota.WithActor(ctx, "local"), st, in.Name, ota.Role(in.Role))
+	if err != nil {
+		return nil, err
+	}
+	return &client.TokenWithSecret{Secret: t.Secret, Token: client.Token{
+		ID: t.ID, Name: t.Name, Role: client.Role(t.Role), CreatedAt: t.CreatedAt,
+	}}, nil
 }
 
 func checkRole(role string) error {

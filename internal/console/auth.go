@@ -200,10 +200,13 @@ func (c *Console) signin(w http.ResponseWriter, r *http.Request) {
 	tok, err := c.store.TokenByHash(r.Context(), credential.Hash(token))
 	switch {
 	case token == "":
-		f.Errors["token"] = "Enter an API token (otr_...). An admin can create one with: otter token create --role operator NAME"
+		f.Errors["token"] = "Enter an API token (otr_...). An admin can create one with: otter token create --role operator --name NAME"
+		err = nil
 	case ota.ErrorCode(err) == ota.ENOTFOUND:
 		f.Errors["token"] = "This token is unknown or revoked."
-	case err != nil:
+		err = c.sessionEvent(r, "anonymous", "signin-failed", "unknown or revoked token")
+	}
+	if err != nil {
 		c.fail(w, r, nil, err)
 		return
 	}
@@ -211,12 +214,23 @@ func (c *Console) signin(w http.ResponseWriter, r *http.Request) {
 		c.showSignin(w, r, http.StatusUnauthorized, f, f.Get("next"))
 		return
 	}
+	// The event first: a sign-in that cannot be recorded does not happen.
+	if err := c.sessionEvent(r, tok.Name, "signed-in", ""); err != nil {
+		c.fail(w, r, nil, err)
+		return
+	}
 	if err := c.startSession(w, r, token); err != nil {
 		c.fail(w, r, nil, err)
 		return
 	}
-	c.log.InfoContext(r.Context(), "console: signed in", "token", tok.Name, "role", tok.Role)
 	http.Redirect(w, r, localPath(f.Get("next")), http.StatusSeeOther)
+}
+
+// sessionEvent records a sign-in, failed or not, with the address it came
+// from (the client's as the server sees it: a proxy's, behind one).
+func (c *Console) sessionEvent(r *http.Request, actor, action, message string) error {
+	e := ota.Event{Kind: ota.KindSession, Action: action, Message: message, Data: map[string]string{"remote": r.RemoteAddr}}
+	return c.store.RecordEvent(ota.WithActor(r.Context(), actor), e)
 }
 
 func (c *Console) startSession(w http.ResponseWriter, r *http.Request, token string) error {
@@ -233,8 +247,13 @@ func (c *Console) startSession(w http.ResponseWriter, r *http.Request, token str
 	return nil
 }
 
-// signout ends the session in this browser.
-func (c *Console) signout(w http.ResponseWriter, r *http.Request, _ *session) error {
+// signout ends the session on the server, so that a copy of the cookie is
+// refused from now on by every replica, and deletes it in this browser.
+func (c *Console) signout(w http.ResponseWriter, r *http.Request, s *session) error {
+	e := ota.Event{Kind: ota.KindSession, Action: "signed-out", Data: map[string]string{"remote": r.RemoteAddr}}
+	if err := c.store.EndSession(r.Context(), s.id, s.expires, e); err != nil {
+		return err
+	}
 	c.setCookie(w, r, sessionCookie, "", -1)
 	http.Redirect(w, r, "/signin", http.StatusSeeOther)
 	return nil

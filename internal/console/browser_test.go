@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/otter-ota/otter/internal/engine"
 	"github.com/otter-ota/otter/internal/ota"
+	"github.com/otter-ota/otter/internal/store"
 )
 
 // Browser tests drive Debian's chromium headless through chromedp. Under
@@ -450,5 +452,37 @@ func screenshot(t *testing.T, ctx context.Context, dir, name string) {
 		if err := os.WriteFile(filepath.Join(dir, name+".png"), png, 0o644); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestBrowserSignoutEndsTheSession signs in, copies the session cookie out
+// of the browser, signs out with the button, and finds the copy refused;
+// the sign-in and the sign-out are events.
+func TestBrowserSignoutEndsTheSession(t *testing.T) {
+	browser := newBrowser(t)
+	s := newStack(t)
+	ctx := tab(t, browser)
+	s.browserSignin(t, ctx, ota.RoleOperator)
+	cookies, err := chromedp.Call(ctx, network.GetCookies, network.GetCookiesParams{URLs: []string{s.srv.URL + "/"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodGet, s.srv.URL+"/", nil)
+	for _, c := range cookies.Cookies {
+		req.AddCookie(&http.Cookie{Name: c.Name, Value: c.Value})
+	}
+	if status := statusOf(t, req); status != http.StatusOK {
+		t.Fatalf("the copied cookie answers %d before the sign-out", status)
+	}
+	do(t, ctx, "sign out",
+		chromedp.Click(chromedp.CSS(`form[action="/signout"] button[type=submit]`)),
+		chromedp.WaitVisible(chromedp.ID("token")),
+	)
+	if status := statusOf(t, req); status != http.StatusSeeOther {
+		t.Errorf("the copied cookie answers %d after the sign-out, want a redirect to the sign-in", status)
+	}
+	events, _, err := s.st.ListEvents(s.ctx, store.EventFilter{Kind: ota.KindSession}, store.Page{})
+	if err != nil || len(events) != 2 || events[0].Action != "signed-out" || events[1].Action != "signed-in" || events[0].Actor != "operator-token" {
+		t.Errorf("session events %+v %v, want a sign-in and a sign-out by operator-token", events, err)
 	}
 }

@@ -10,7 +10,7 @@ import (
 )
 
 // eventKinds are the kinds the event filter offers.
-var eventKinds = []string{ota.KindProduct, ota.KindDevice, ota.KindFirmware, ota.KindTask, ota.KindJob, ota.KindToken, "setting"}
+var eventKinds = []string{ota.KindProduct, ota.KindDevice, ota.KindFirmware, ota.KindTask, ota.KindJob, ota.KindToken, ota.KindSession, "setting"}
 
 // eventsPage is the data of the audit log.
 type eventsPage struct {

@@ -21,10 +21,11 @@ import (
 
 // A session lives in one cookie: the operator's API token, a random session
 // id and an expiry, sealed with AES-256-GCM under a key that every replica
-// shares through the store's settings. Nothing is kept on the server, so any
-// replica serves any session and a restart signs nobody out; the token is
-// checked against the store on every request, so revoking it ends every
-// session that holds it at once. The cookie is HttpOnly and SameSite=Strict:
+// shares through the store's settings. Only signed-out sessions are kept in
+// the store (until they would expire), so any replica serves any session, a
+// restart signs nobody out, and a copy of a signed-out cookie is refused at
+// once; the token is checked against the store on every request, so
+// revoking it ends every session that holds it at once. The cookie is HttpOnly and SameSite=Strict:
 // scripts never read the token.
 const (
 	sessionCookie = "otter_session"
@@ -182,6 +183,11 @@ func (c *Console) session(r *http.Request) (*session, error) {
 	s, err := k.open(cookie.Value, c.now())
 	if err != nil {
 		return nil, err
+	}
+	if ended, err := c.store.SessionEnded(r.Context(), s.id); err != nil {
+		return nil, err
+	} else if ended {
+		return nil, errNoSession // signed out, maybe in another browser
 	}
 	tok, err := c.store.TokenByHash(r.Context(), credential.Hash(s.token))
 	if ota.ErrorCode(err) == ota.ENOTFOUND {

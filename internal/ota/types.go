@@ -136,4 +136,6 @@ const (
 	KindTask     = "task"
 	KindJob      = "job"
 	KindToken    = "token"
+	// KindSession is a console sign-in (failed ones included) or sign-out.
+	KindSession = "session"
 )

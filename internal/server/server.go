@@ -6,6 +6,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -24,9 +26,11 @@ import (
 	"github.com/otter-ota/otter/internal/api"
 	"github.com/otter-ota/otter/internal/blob"
 	"github.com/otter-ota/otter/internal/console"
+	"github.com/otter-ota/otter/internal/credential"
 	"github.com/otter-ota/otter/internal/devicehttp"
 	"github.com/otter-ota/otter/internal/engine"
 	"github.com/otter-ota/otter/internal/mqtt"
+	"github.com/otter-ota/otter/internal/ota"
 	"github.com/otter-ota/otter/internal/signing"
 	"github.com/otter-ota/otter/internal/store"
 )
@@ -38,6 +42,10 @@ type Config struct {
 	DataDir string
 	// HTTPAddr is the listen address of the API, console and downloads.
 	HTTPAddr string
+	// TLSCertFile and TLSKeyFile (PEM), when set, serve HTTPAddr over
+	// HTTPS: API, console, downloads and the device HTTP API.
+	TLSCertFile string
+	TLSKeyFile  string
 	// MQTTAddr is the listen address of the embedded MQTT broker.
 	MQTTAddr string
 	// MQTTTLSAddr, with MQTTCertFile and MQTTKeyFile (PEM), adds a TLS
@@ -86,7 +94,11 @@ type Server struct {
 	broker     *mqtt.Broker
 	http       *http.Server
 	httpLn     net.Listener
+	tls        *tls.Config
 	adminToken string
+	// started is set once Start is done: /readyz waits for it, so that a
+	// client polling it finds the first admin token made.
+	started atomic.Bool
 
 	stopEngine context.CancelFunc
 	engineDone chan error
@@ -119,11 +131,52 @@ func (s *Server) start(ctx context.Context) error {
 	if s.httpLn, err = listen(ctx, "--http", s.cfg.HTTPAddr); err != nil {
 		return err
 	}
+	if s.tls, err = s.loadTLS(); err != nil {
+		return err
+	}
 	handler, err := s.assemble(ctx)
 	if err != nil {
 		return err
 	}
-	s.run(ctx, handler)
+	if err := s.run(ctx, handler); err != nil {
+		return err
+	}
+	// Only now, with every listener bound and serving, is the first admin
+	// token made: a start that fails (a port taken) must not create a
+	// token that no one was shown.
+	if err := s.bootstrapAdmin(ctx); err != nil {
+		return err
+	}
+	s.started.Store(true)
+	return nil
+}
+
+// loadTLS reads the HTTPS certificate, or returns nil for plain HTTP.
+func (s *Server) loadTLS() (*tls.Config, error) {
+	if s.cfg.TLSCertFile == "" && s.cfg.TLSKeyFile == "" {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(s.cfg.TLSCertFile, s.cfg.TLSKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("HTTPS (--tls-cert, --tls-key): load certificate %q and key %q: %w", s.cfg.TLSCertFile, s.cfg.TLSKeyFile, err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+}
+
+func (s *Server) bootstrapAdmin(ctx context.Context) error {
+	token, err := api.BootstrapAdmin(ctx, s.store, s.cfg.AdminToken)
+	if err != nil {
+		return fmt.Errorf("create the first admin token: %w", err)
+	}
+	s.adminToken = token
+	if token == "" && s.cfg.AdminToken != "" {
+		// OTTER_ADMIN_TOKEN only seeds an empty database; say so rather
+		// than let the operator wonder why it is refused.
+		_, err := s.store.TokenByHash(ctx, credential.Hash(s.cfg.AdminToken))
+		if ota.ErrorCode(err) == ota.ENOTFOUND {
+			s.log.Warn("OTTER_ADMIN_TOKEN is not a token of this database, which had tokens already: it is ignored; create an admin token with: otter token create --data DIR --role admin --name NAME (server stopped)")
+		}
+	}
 	return nil
 }
 
@@ -150,21 +203,24 @@ func (s *Server) dbKind() string {
 	return "sqlite"
 }
 
-func (s *Server) openStore(ctx context.Context) error {
-	url := s.cfg.DBURL
-	if url == "" {
-		url = "sqlite:" + filepath.Join(s.cfg.DataDir, "otter.db")
+// DatabaseURL is the database a server with these --data and --db flags
+// uses: dbURL, or SQLite in dataDir.
+func DatabaseURL(dataDir, dbURL string) string {
+	if dbURL != "" {
+		return dbURL
 	}
-	st, err := store.Open(ctx, url, s.log)
+	return "sqlite:" + SQLitePath(dataDir)
+}
+
+// SQLitePath is the SQLite database file in dataDir.
+func SQLitePath(dataDir string) string { return filepath.Join(dataDir, "otter.db") }
+
+func (s *Server) openStore(ctx context.Context) error {
+	st, err := store.Open(ctx, DatabaseURL(s.cfg.DataDir, s.cfg.DBURL), s.log)
 	if err != nil {
 		return fmt.Errorf("open database (--db): %w", err)
 	}
 	s.store = st
-	token, err := api.BootstrapAdmin(ctx, st, s.cfg.AdminToken)
-	if err != nil {
-		return fmt.Errorf("create the first admin token: %w", err)
-	}
-	s.adminToken = token
 	// The embedded broker starts with no connection: devices marked online
 	// by a server that crashed are not.
 	if n, err := st.MarkAllOffline(ctx); err != nil {
@@ -240,20 +296,28 @@ func (s *Server) mux(apiHandler, deviceHandler, consoleHandler http.Handler) htt
 }
 
 // run starts the engine, the broker and the HTTP server.
-func (s *Server) run(ctx context.Context, handler http.Handler) {
+func (s *Server) run(ctx context.Context, handler http.Handler) error {
 	engineCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	s.stopEngine = stop
 	go func() { s.engineDone <- s.engine.Run(engineCtx) }()
 	if err := s.broker.Start(ctx); err != nil {
-		s.served <- err
-		return
+		return err
 	}
 	s.http = &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		TLSConfig:         s.tls,
 	}
-	go func() { s.served <- s.http.Serve(s.httpLn) }()
+	go func() { s.served <- s.serveHTTP() }()
+	return nil
+}
+
+func (s *Server) serveHTTP() error {
+	if s.tls != nil {
+		return s.http.ServeTLS(s.httpLn, "", "") // the certificate is in TLSConfig
+	}
+	return s.http.Serve(s.httpLn)
 }
 
 // urlSigner signs download URLs with a key every replica shares.
@@ -300,6 +364,10 @@ func (s *Server) openSigner() (*signing.Signer, error) {
 }
 
 func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
+	if !s.started.Load() {
+		http.Error(w, "starting", http.StatusServiceUnavailable)
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
 	if err := s.store.Ping(ctx); err != nil {
@@ -342,10 +410,18 @@ func (s *Server) MQTTURL() string {
 	return "tcp://" + dialable(s.broker.Addr())
 }
 
-// HTTPURL is the base URL of the HTTP listener, with the port it really got.
+// HTTPURL is the base URL of the HTTP listener, with the port it really
+// got: https:// when it serves TLS.
 func (s *Server) HTTPURL() string {
-	return "http://" + dialable(s.httpLn.Addr())
+	scheme := "http://"
+	if s.tls != nil {
+		scheme = "https://"
+	}
+	return scheme + dialable(s.httpLn.Addr())
 }
+
+// PublicURL is the base URL clients use: --public-url, or HTTPURL.
+func (s *Server) PublicURL() string { return s.publicURL() }
 
 // AdminToken returns the admin token created at this start, or "" when the
 // database already had tokens. It is shown once and never stored in clear.

@@ -8,6 +8,7 @@ import (
 	"hash/crc64"
 	"io/fs"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -155,7 +156,10 @@ func sqlitePath(rawURL string) (string, error) {
 }
 
 // migrate applies the embedded migrations that the database lacks.
-func (s *sqlStore) migrate(ctx context.Context) error {
+func (s *sqlStore) migrate(ctx context.Context) error { return s.migrateTo(ctx, math.MaxInt64) }
+
+// migrateTo applies the missing migrations up to version.
+func (s *sqlStore) migrateTo(ctx context.Context, version int64) error {
 	dir, err := fs.Sub(migrations, "migrations/"+string(s.dialect))
 	if err != nil {
 		return fmt.Errorf("migrations: %w", err)
@@ -174,7 +178,7 @@ func (s *sqlStore) migrate(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("migrations: %w", err)
 	}
-	results, err := p.Up(ctx)
+	results, err := p.UpTo(ctx, version)
 	if err != nil {
 		return fmt.Errorf("migrate database: %w", err)
 	}

@@ -125,6 +125,16 @@ type Store interface {
 	// CountTokens counts unrevoked tokens (first start creates an admin).
 	CountTokens(ctx context.Context) (int, error)
 
+	// EndSession records that the console session id was signed out, with
+	// event e, so that its cookie is refused until expires; it forgets
+	// sessions past their expiry.
+	EndSession(ctx context.Context, id []byte, expires time.Time, e ota.Event) error
+	// SessionEnded reports whether EndSession ended the session id.
+	SessionEnded(ctx context.Context, id []byte) (bool, error)
+	// RecordEvent records an event that goes with no other change (a
+	// console sign-in).
+	RecordEvent(ctx context.Context, e ota.Event) error
+
 	ListEvents(ctx context.Context, f EventFilter, page Page) ([]ota.Event, string, error)
 
 	// Setting reads a server-wide setting; a missing one is ENOTFOUND.

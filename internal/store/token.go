@@ -45,11 +45,19 @@ func (s *sqlStore) CreateToken(ctx context.Context, tok *ota.Token, hash []byte)
 		return err
 	}
 	defer t.Rollback()
+	var holder int64
+	err = t.QueryRowContext(ctx, `SELECT id FROM tokens WHERE lower(name) = lower($1)`, tok.Name).Scan(&holder)
+	if err == nil {
+		return conflict("a token named %q exists already (token %d; names are unique, revoked tokens' included, so that events name one token)", tok.Name, holder)
+	} else if !errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("create token: %w", err)
+	}
 	var id int64
 	err = t.QueryRowContext(ctx, `INSERT INTO tokens (name, role, hash, created_at) VALUES ($1, $2, $3, $4)
 		RETURNING id`, tok.Name, string(tok.Role), hash, t.now).Scan(&id)
 	if isUniqueViolation(err) {
-		return conflict("a token with this secret exists already")
+		// A racing insert of the same name, or the same secret.
+		return conflict("a token with this name or secret exists already")
 	} else if err != nil {
 		return fmt.Errorf("create token: %w", err)
 	}
