@@ -1,0 +1,128 @@
+package dynsec
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/otter-ota/otter/internal/brokeradmin"
+)
+
+var (
+	_ brokeradmin.Provisioner = (*Admin)(nil)
+	_ brokeradmin.Reconciler  = (*Admin)(nil)
+)
+
+// CreateDevice creates device d's role and client with secret. When they
+// exist already (a repeated call, or an account Sync made without a
+// secret) it sets them right and sets the secret.
+func (a *Admin) CreateDevice(ctx context.Context, d brokeradmin.Device, secret string) error {
+	return a.ensureDevice(ctx, d, &secret)
+}
+
+// ensureDevice creates d's role and client, or modifies the ones that
+// exist; secret nil leaves the password as it is (none for a new client).
+func (a *Admin) ensureDevice(ctx context.Context, d brokeradmin.Device, secret *string) error {
+	errs, err := a.do(ctx, []command{createRole(d), createClient(d, secret)})
+	if err != nil {
+		return err
+	}
+	var again []command
+	if exists(errs[0]) {
+		again, errs[0] = append(again, modifyRole(d)), nil
+	}
+	if exists(errs[1]) {
+		again, errs[1] = append(again, modifyClient(d, secret)), nil
+	}
+	if err := errors.Join(errs...); err != nil || len(again) == 0 {
+		return err
+	}
+	return a.run(ctx, again)
+}
+
+// RotateSecret sets device d's new secret and disconnects its open
+// connections (disabling and enabling a client kicks them), so the old
+// secret stops working at once. A device without an account gets one.
+func (a *Admin) RotateSecret(ctx context.Context, d brokeradmin.Device, secret string) error {
+	errs, err := a.do(ctx, []command{
+		{Command: "setClientPassword", Username: d.Username(), Password: &secret},
+		{Command: "disableClient", Username: d.Username()},
+		{Command: "enableClient", Username: d.Username()},
+	})
+	switch {
+	case err != nil:
+		return err
+	case notFound(errs[0]):
+		return a.CreateDevice(ctx, d, secret)
+	}
+	return errors.Join(errs...)
+}
+
+// DeleteDevice deletes device d's client, which disconnects its open
+// connections, and its role. An absent account is not an error.
+func (a *Admin) DeleteDevice(ctx context.Context, d brokeradmin.Device) error {
+	return a.run(ctx, deleteDevice(d), notFound)
+}
+
+// EnsureService gives user the otter-service role (creating the role, and
+// setting its ACLs), for otter's replicas. With a password, the client is
+// created too (or its password set); without, it must exist: typically the
+// admin user otter itself connects as.
+func (a *Admin) EnsureService(ctx context.Context, user, password string) error {
+	cmds := []command{
+		{Command: "createRole", Rolename: ServiceRole, ACLs: ServiceACLs()},
+		{Command: "modifyRole", Rolename: ServiceRole, ACLs: ServiceACLs()},
+	}
+	if password != "" {
+		cmds = append(cmds, command{Command: "createClient", Username: user, Password: &password},
+			command{Command: "setClientPassword", Username: user, Password: &password})
+	}
+	cmds = append(cmds, command{Command: "addClientRole", Username: user, Rolename: ServiceRole})
+	return a.run(ctx, cmds, exists)
+}
+
+// run sends cmds and fails on any refusal that none of ok excuses.
+func (a *Admin) run(ctx context.Context, cmds []command, ok ...func(error) bool) error {
+	errs, err := a.do(ctx, cmds)
+	if err != nil {
+		return err
+	}
+	for i, e := range errs {
+		for _, excused := range ok {
+			if excused(e) {
+				errs[i] = nil
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func createRole(d brokeradmin.Device) command {
+	return command{Command: "createRole", Rolename: RoleName(d), ACLs: DeviceACLs(d)}
+}
+
+func modifyRole(d brokeradmin.Device) command {
+	return command{Command: "modifyRole", Rolename: RoleName(d), ACLs: DeviceACLs(d)}
+}
+
+func createClient(d brokeradmin.Device, secret *string) command {
+	return command{Command: "createClient", Username: d.Username(), Password: secret, Textname: Marker,
+		Roles: []roleRef{{Rolename: RoleName(d)}}}
+}
+
+func modifyClient(d brokeradmin.Device, secret *string) command {
+	return command{Command: "modifyClient", Username: d.Username(), Password: secret, Textname: Marker,
+		Roles: []roleRef{{Rolename: RoleName(d)}}}
+}
+
+func deleteDevice(d brokeradmin.Device) []command {
+	return []command{
+		{Command: "deleteClient", Username: d.Username()},
+		{Command: "deleteRole", Rolename: RoleName(d)},
+	}
+}
+
+// errDevice names the device in an error.
+func errDevice(d brokeradmin.Device, err error) error {
+	return fmt.Errorf("device %s: %w", d, err)
+}
