@@ -40,15 +40,11 @@ func (a *Admin) ensureDevice(ctx context.Context, d brokeradmin.Device, secret *
 	return a.run(ctx, again)
 }
 
-// RotateSecret sets device d's new secret and disconnects its open
-// connections (disabling and enabling a client kicks them), so the old
-// secret stops working at once. A device without an account gets one.
+// RotateSecret sets device d's new secret, so the old one stops working at
+// once: the plugin disconnects the client's open connections when its
+// password changes. A device without an account gets one.
 func (a *Admin) RotateSecret(ctx context.Context, d brokeradmin.Device, secret string) error {
-	errs, err := a.do(ctx, []command{
-		{Command: "setClientPassword", Username: d.Username(), Password: &secret},
-		{Command: "disableClient", Username: d.Username()},
-		{Command: "enableClient", Username: d.Username()},
-	})
+	errs, err := a.do(ctx, []command{{Command: "setClientPassword", Username: d.Username(), Password: &secret}})
 	switch {
 	case err != nil:
 		return err

@@ -47,7 +47,9 @@ func testContext(t *testing.T) context.Context {
 	return ctx
 }
 
-func dev(product, key string) brokeradmin.Device { return brokeradmin.Device{Product: product, Key: key} }
+func dev(product, key string) brokeradmin.Device {
+	return brokeradmin.Device{Product: product, Key: key}
+}
 
 // create provisions devices with the secret "secret-{key}".
 func (e *env) create(t *testing.T, devs ...brokeradmin.Device) {

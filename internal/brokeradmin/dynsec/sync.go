@@ -14,8 +14,9 @@ import (
 )
 
 // listPage is how many clients or roles one list command returns: a
-// 1,000,000-device broker is listed in messages of a few hundred KiB.
-const listPage = 1000
+// 1,000,000-device broker is listed in messages of a few hundred KiB. A
+// variable so that a test can list in small pages.
+var listPage = 1000
 
 // syncBatch is how many devices' commands Sync sends in one message.
 const syncBatch = 50
