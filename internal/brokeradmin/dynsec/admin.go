@@ -12,6 +12,7 @@
 package dynsec
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -29,6 +30,7 @@ import (
 
 	"github.com/eclipse/paho.golang/autopaho"
 	"github.com/eclipse/paho.golang/paho"
+	pahosession "github.com/eclipse/paho.golang/paho/session"
 )
 
 // The plugin's topics: commands in, responses out (to every subscriber,
@@ -65,10 +67,23 @@ type Admin struct {
 
 	mu      sync.Mutex
 	pending map[string]*batch
-	ready   chan struct{} // closed while subscribed to ResponseTopic
-	up      bool
+	link    *link
 	fatal   chan error // the first connection's failure, for Dial
 }
+
+// link is one connection to the broker: ready is closed once it is
+// subscribed to the responses, down when it is lost.
+type link struct {
+	ready, down chan struct{}
+	up          bool
+}
+
+func newLink() *link { return &link{ready: make(chan struct{}), down: make(chan struct{})} }
+
+// ErrConnectionLost is returned by a command whose connection was lost
+// before its answer came: it may or may not have been applied, and may be
+// repeated.
+var ErrConnectionLost = errors.New("dynsec: connection to the broker lost")
 
 // batch is one published command message waiting for its responses.
 type batch struct {
@@ -86,7 +101,7 @@ func Dial(ctx context.Context, cfg Config) (*Admin, error) {
 		return nil, errors.New("dynsec: no broker URL")
 	}
 	a := &Admin{log: cfg.Log, prefix: "otter-" + randomHex(6), pending: map[string]*batch{},
-		ready: make(chan struct{}), fatal: make(chan error, 1)}
+		link: newLink(), fatal: make(chan error, 1)}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
 	}
@@ -98,7 +113,7 @@ func Dial(ctx context.Context, cfg Config) (*Admin, error) {
 	}
 	a.cm, a.cancel = cm, cancel
 	select {
-	case <-a.readyChan():
+	case <-a.current().ready:
 		return a, nil
 	case err = <-a.fatal:
 	case <-ctx.Done():
@@ -138,6 +153,7 @@ func (a *Admin) Close() error {
 // connectionUp subscribes to the responses again on every connection
 // (the session is clean); commands wait until the SUBACK.
 func (a *Admin) connectionUp(cm *autopaho.ConnectionManager, _ *paho.Connack) {
+	l := a.current()
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), defaultTimeout)
 		defer cancel()
@@ -150,9 +166,9 @@ func (a *Admin) connectionUp(cm *autopaho.ConnectionManager, _ *paho.Connack) {
 		}
 		a.mu.Lock()
 		defer a.mu.Unlock()
-		if !a.up {
-			a.up = true
-			close(a.ready)
+		if !l.up {
+			l.up = true
+			close(l.ready)
 		}
 	}()
 }
@@ -160,14 +176,17 @@ func (a *Admin) connectionUp(cm *autopaho.ConnectionManager, _ *paho.Connack) {
 func (a *Admin) connectionDown() bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.up {
-		a.up = false
-		a.ready = make(chan struct{})
-	}
+	close(a.link.down)
+	a.link = newLink()
 	return true
 }
 
 func (a *Admin) connectError(err error) {
+	var refused *autopaho.ConnackError
+	if errors.As(err, &refused) {
+		err = fmt.Errorf("the broker refused the connection with reason 0x%02x (0x86 and 0x87: wrong user name or password): %w",
+			refused.ReasonCode, err)
+	}
 	a.log.Warn("dynsec: cannot connect to the broker", "err", err)
 	a.fail(err)
 }
@@ -180,10 +199,24 @@ func (a *Admin) fail(err error) {
 	}
 }
 
-func (a *Admin) readyChan() <-chan struct{} {
+func (a *Admin) current() *link {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.ready
+	return a.link
+}
+
+// await returns the connection once it can carry commands.
+func (a *Admin) await(ctx context.Context) (*link, error) {
+	for {
+		l := a.current()
+		select {
+		case <-l.ready:
+			return l, nil
+		case <-l.down:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("dynsec: not connected to the broker: %w", ctx.Err())
+		}
+	}
 }
 
 // do publishes cmds as one message and waits for their responses. It
@@ -211,11 +244,19 @@ func (a *Admin) exchange(ctx context.Context, cmds []command) ([]*response, erro
 		ctx, cancel = context.WithTimeout(ctx, defaultTimeout)
 		defer cancel()
 	}
-	select {
-	case <-a.readyChan():
-	case <-ctx.Done():
-		return nil, fmt.Errorf("dynsec: not connected to the broker: %w", ctx.Err())
+	l, err := a.await(ctx)
+	if err != nil {
+		return nil, err
 	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	go func() {
+		select {
+		case <-l.down:
+			cancel(ErrConnectionLost)
+		case <-ctx.Done():
+		}
+	}()
 	id, b := a.register(cmds)
 	defer a.unregister(id)
 	payload, err := json.Marshal(struct {
@@ -225,14 +266,24 @@ func (a *Admin) exchange(ctx context.Context, cmds []command) ([]*response, erro
 		return nil, fmt.Errorf("dynsec: encode commands: %w", err)
 	}
 	if _, err := a.cm.Publish(ctx, &paho.Publish{Topic: ControlTopic, QoS: 1, Payload: payload}); err != nil {
-		return nil, fmt.Errorf("dynsec: publish %s: %w", cmds[0].Command, err)
+		if lost(err) {
+			err = ErrConnectionLost
+		}
+		return nil, fmt.Errorf("dynsec: publish %s: %w", cmds[0].Command, cmp.Or(context.Cause(ctx), err))
 	}
 	select {
 	case <-b.done:
 		return b.resp, nil
 	case <-ctx.Done():
-		return nil, fmt.Errorf("dynsec: no answer to %s: %w", cmds[0].Command, ctx.Err())
+		return nil, fmt.Errorf("dynsec: no answer to %s: %w", cmds[0].Command, context.Cause(ctx))
 	}
+}
+
+// lost reports whether a publish failed because the connection was, or
+// went, down.
+func lost(err error) bool {
+	return errors.Is(err, autopaho.ConnectionDownError) || errors.Is(err, pahosession.ErrNoConnection) ||
+		errors.Is(err, paho.ErrConnectionLost) || errors.Is(err, paho.ErrNetworkErrorAfterStored)
 }
 
 func (a *Admin) register(cmds []command) (string, *batch) {
