@@ -64,11 +64,14 @@ type Report struct {
 	// Deleted are otter-managed accounts of devices no longer in the
 	// registry.
 	Deleted []Device
+	// Roles are the shared roles (of all devices, of otter's replicas)
+	// that were missing or had other rules, and were set right.
+	Roles []string
 }
 
 // Changed reports whether Sync changed anything.
 func (r Report) Changed() bool {
-	return len(r.Created)+len(r.Repaired)+len(r.Deleted) > 0
+	return len(r.Created)+len(r.Repaired)+len(r.Deleted)+len(r.Roles) > 0
 }
 
 // Reconciler brings a broker's accounts in line with the whole registry.

@@ -10,30 +10,36 @@ import (
 // leaves every other client alone.
 const (
 	Marker      = "otter-device"
-	RolePrefix  = "otter-device/" // + {product}/{device}: one role per device
+	DeviceRole  = "otter-device"  // shared by every device: denies all that its own role does not allow
+	RolePrefix  = "otter-device/" // + {product}/{device}: each device's own role
 	ServiceRole = "otter-service"
 )
 
 // Priorities inside a role: the first matching rule decides, from the
-// highest priority down.
+// highest priority down. A device's own role comes before the shared one.
 const (
 	prioExact = 30
 	prioAllow = 20
 	prioDeny  = 0
+	prioOwn   = 1
+	prioShare = 0
 )
 
 // RoleName is the name of device d's own role.
 func RoleName(d brokeradmin.Device) string { return RolePrefix + d.Username() }
 
-// DeviceACLs confine device d exactly as the embedded broker does
+// DeviceACLs, in a device's own role and before the shared DeviceRole's
+// denials, confine device d exactly as the embedded broker does
 // (internal/mqtt/acl.go): it may publish anywhere under its own tree
 // otter/v1/{product}/{device}/, subscribe only to its own upgrade and reply
 // topics (by name, or with + or # as the tree's last level), and receive
 // nothing but its own upgrade and reply messages, so a device subscribed
 // to its own # does not see its own uplinks, and a device that took over
 // another's client id and session receives none of its messages.
-// Everything else is denied by the role itself, whatever the broker's
-// default access is.
+//
+// The plugin rewrites its whole file after every change, so a device's
+// share of it is kept small: its own role holds only what is particular to
+// it.
 func DeviceACLs(d brokeradmin.Device) []ACL {
 	root := wire.TopicPrefix + "/" + d.Username()
 	tree := root + "/"
@@ -46,14 +52,21 @@ func DeviceACLs(d brokeradmin.Device) []ACL {
 	for _, last := range []string{string(wire.KindUpgrade), string(wire.KindReply), "+", "#"} {
 		acls = append(acls, ACL{SubscribeLiteral, tree + last, prioAllow, true})
 	}
-	// "#" does not match topics that start with "$": the control topic is
-	// denied by name, the rest ($SYS, $share) by the plugin's defaults.
-	return append(acls,
-		ACL{PublishSend, "#", prioDeny, false},
-		ACL{PublishSend, "$CONTROL/#", prioDeny, false},
-		ACL{PublishReceive, "#", prioDeny, false},
-		ACL{SubscribePattern, "#", prioDeny, false},
-		ACL{SubscribePattern, "$CONTROL/#", prioDeny, false})
+	return acls
+}
+
+// DenyACLs, the shared DeviceRole's, deny a device everything its own
+// role does not allow, whatever the broker's default access is. "#" does
+// not match topics that start with "$": the control topic is denied by
+// name, the rest ($SYS, $share) by the plugin's defaults.
+func DenyACLs() []ACL {
+	return []ACL{
+		{PublishSend, "#", prioDeny, false},
+		{PublishSend, "$CONTROL/#", prioDeny, false},
+		{PublishReceive, "#", prioDeny, false},
+		{SubscribePattern, "#", prioDeny, false},
+		{SubscribePattern, "$CONTROL/#", prioDeny, false},
+	}
 }
 
 // ServiceACLs let otter's replicas receive every device's uplinks, also

@@ -41,9 +41,10 @@ const (
 )
 
 // defaultTimeout bounds one batch of commands when the caller's context
-// has no deadline: the plugin answers in milliseconds, so a silent broker
-// is a lost connection, and the commands are safe to repeat.
-const defaultTimeout = 30 * time.Second
+// has no deadline. The plugin rewrites its whole file after every command,
+// which takes a second per command with a few thousand devices (see
+// docs/cluster.md), and only then acknowledges the message.
+const defaultTimeout = time.Minute
 
 // Config says how to reach the broker as a dynamic security admin: a user
 // with a role that may publish to ControlTopic and subscribe to
@@ -136,6 +137,7 @@ func (a *Admin) clientConfig(cfg Config) autopaho.ClientConfig {
 		OnConnectError:                a.connectError,
 		ClientConfig: paho.ClientConfig{
 			ClientID:          a.prefix,
+			PacketTimeout:     defaultTimeout,
 			OnPublishReceived: []func(paho.PublishReceived) (bool, error){a.received},
 		},
 	}

@@ -33,7 +33,7 @@ func (c command) target() string {
 
 type roleRef struct {
 	Rolename string `json:"rolename"`
-	Priority int    `json:"priority,omitempty"`
+	Priority int    `json:"priority"`
 }
 
 // response is the plugin's answer to one command.

@@ -24,6 +24,12 @@ func (a *Admin) CreateDevice(ctx context.Context, d brokeradmin.Device, secret s
 // exist; secret nil leaves the password as it is (none for a new client).
 func (a *Admin) ensureDevice(ctx context.Context, d brokeradmin.Device, secret *string) error {
 	errs, err := a.do(ctx, []command{createRole(d), createClient(d, secret)})
+	if err == nil && notFound(errs[1]) { // the shared role: first device, or deleted by hand
+		if err := a.Setup(ctx); err != nil {
+			return err
+		}
+		errs, err = a.do(ctx, []command{createRole(d), createClient(d, secret)})
+	}
 	if err != nil {
 		return err
 	}
@@ -60,15 +66,27 @@ func (a *Admin) DeleteDevice(ctx context.Context, d brokeradmin.Device) error {
 	return a.run(ctx, deleteDevice(d), notFound)
 }
 
-// EnsureService gives user the otter-service role (creating the role, and
-// setting its ACLs), for otter's replicas. With a password, the client is
-// created too (or its password set); without, it must exist: typically the
-// admin user otter itself connects as.
-func (a *Admin) EnsureService(ctx context.Context, user, password string) error {
-	cmds := []command{
+// Setup creates (or sets right) the roles every device and otter's
+// replicas share: DeviceRole and ServiceRole. Run it once at start; the
+// other methods also run it when they find a role missing.
+func (a *Admin) Setup(ctx context.Context) error {
+	return a.run(ctx, []command{
+		{Command: "createRole", Rolename: DeviceRole, ACLs: DenyACLs()},
+		{Command: "modifyRole", Rolename: DeviceRole, ACLs: DenyACLs()},
 		{Command: "createRole", Rolename: ServiceRole, ACLs: ServiceACLs()},
 		{Command: "modifyRole", Rolename: ServiceRole, ACLs: ServiceACLs()},
+	}, exists)
+}
+
+// EnsureService gives user the otter-service role (and runs Setup), for
+// otter's replicas. With a password, the client is created too (or its
+// password set); without, it must exist: typically the admin user otter
+// itself connects as.
+func (a *Admin) EnsureService(ctx context.Context, user, password string) error {
+	if err := a.Setup(ctx); err != nil {
+		return err
 	}
+	var cmds []command
 	if password != "" {
 		cmds = append(cmds, command{Command: "createClient", Username: user, Password: &password},
 			command{Command: "setClientPassword", Username: user, Password: &password})
@@ -102,13 +120,17 @@ func modifyRole(d brokeradmin.Device) command {
 }
 
 func createClient(d brokeradmin.Device, secret *string) command {
-	return command{Command: "createClient", Username: d.Username(), Password: secret, Textname: Marker,
-		Roles: []roleRef{{Rolename: RoleName(d)}}}
+	return command{Command: "createClient", Username: d.Username(), Password: secret, Textname: Marker, Roles: deviceRoles(d)}
 }
 
 func modifyClient(d brokeradmin.Device, secret *string) command {
-	return command{Command: "modifyClient", Username: d.Username(), Password: secret, Textname: Marker,
-		Roles: []roleRef{{Rolename: RoleName(d)}}}
+	return command{Command: "modifyClient", Username: d.Username(), Password: secret, Textname: Marker, Roles: deviceRoles(d)}
+}
+
+// deviceRoles are a device client's roles: its own allowances first, then
+// the shared denials.
+func deviceRoles(d brokeradmin.Device) []roleRef {
+	return []roleRef{{Rolename: RoleName(d), Priority: prioOwn}, {Rolename: DeviceRole, Priority: prioShare}}
 }
 
 func deleteDevice(d brokeradmin.Device) []command {

@@ -75,13 +75,16 @@ func TestRotatedSecretReplacesTheOldAtOnce(t *testing.T) {
 	}
 }
 
-// Rotating the secret of a device without an account creates it;
-// creating an existing device sets its secret. Neither leaves anything
-// for Sync to repair.
+// Rotating the secret of a device without an account creates it (and
+// the shared role, when it is missing); creating an existing device sets
+// its secret. Neither leaves anything for Sync to repair.
 func TestCreateAndRotateAreIdempotent(t *testing.T) {
 	e := newEnv(t)
 	a, b := dev("p", "a"), dev("p", "b")
 	ctx := testContext(t)
+	if err := e.admin.run(ctx, []command{{Command: "deleteRole", Rolename: DeviceRole}}); err != nil {
+		t.Fatal(err)
+	}
 	if err := e.admin.RotateSecret(ctx, a, "secret-a"); err != nil {
 		t.Fatal(err)
 	}

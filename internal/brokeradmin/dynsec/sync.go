@@ -18,8 +18,10 @@ import (
 // variable so that a test can list in small pages.
 var listPage = 1000
 
-// syncBatch is how many devices' commands Sync sends in one message.
-const syncBatch = 50
+// syncBatch is how many devices' commands Sync sends in one message: the
+// plugin acknowledges a message after all its commands, each of which
+// rewrites its file.
+const syncBatch = 10
 
 // client is a client as the plugin lists it.
 type client struct {
@@ -108,8 +110,9 @@ func (a *Admin) apply(ctx context.Context, steps []step, rep *brokeradmin.Report
 
 // step is what Sync does for one device.
 type step struct {
-	kind     string // created, repaired, deleted, orphan (a role without client)
+	kind     string // setup (shared roles), created, repaired, deleted, orphan (a role without client)
 	dev      brokeradmin.Device
+	role     string // of setup
 	noSecret bool
 	cmds     []command
 }
@@ -136,6 +139,8 @@ func (s step) record(rep *brokeradmin.Report) {
 		rep.Repaired = append(rep.Repaired, s.dev)
 	case "deleted":
 		rep.Deleted = append(rep.Deleted, s.dev)
+	case "setup":
+		rep.Roles = append(rep.Roles, s.role)
 	}
 }
 
@@ -147,7 +152,7 @@ func plan(registry []brokeradmin.Want, clients []client, roles map[string][]ACL)
 		byUser[c.Username] = c
 	}
 	wanted := make(map[string]bool, len(registry))
-	var steps []step
+	steps := planShared(roles)
 	for _, w := range registry {
 		if wanted[w.Username()] {
 			continue
@@ -186,10 +191,41 @@ func planDevice(w brokeradmin.Want, byUser map[string]client, roles map[string][
 		}
 		return step{kind: "created", dev: d, noSecret: secret == nil, cmds: append(cmds, createClient(d, secret))}, true
 	}
-	if c.Textname != Marker || len(c.Roles) != 1 || c.Roles[0].Rolename != RoleName(d) {
+	if c.Textname != Marker || !sameRoles(c.Roles, deviceRoles(d)) {
 		cmds = append(cmds, modifyClient(d, nil))
 	}
 	return step{kind: "repaired", dev: d, cmds: cmds}, len(cmds) > 0
+}
+
+// planShared creates or sets right the roles shared by devices and by
+// otter's replicas; they come first, as device clients name them.
+func planShared(roles map[string][]ACL) []step {
+	var steps []step
+	for _, r := range []role{{DeviceRole, DenyACLs()}, {ServiceRole, ServiceACLs()}} {
+		acls, ok := roles[r.Rolename]
+		switch {
+		case !ok:
+			steps = append(steps, step{kind: "setup", role: r.Rolename,
+				cmds: []command{{Command: "createRole", Rolename: r.Rolename, ACLs: r.ACLs}}})
+		case !sameACLs(acls, r.ACLs):
+			steps = append(steps, step{kind: "setup", role: r.Rolename,
+				cmds: []command{{Command: "modifyRole", Rolename: r.Rolename, ACLs: r.ACLs}}})
+		}
+	}
+	return steps
+}
+
+// sameRoles compares role names regardless of order.
+func sameRoles(x, y []roleRef) bool {
+	names := func(rs []roleRef) []string {
+		out := make([]string, len(rs))
+		for i, r := range rs {
+			out[i] = r.Rolename
+		}
+		slices.Sort(out)
+		return out
+	}
+	return slices.Equal(names(x), names(y))
 }
 
 // orphanRoles deletes device roles left without a client (by a create

@@ -25,9 +25,11 @@ func TestSyncReconcilesWithTheRegistry(t *testing.T) {
 		}
 	}
 	// A role that lost a rule, and a role whose client creation failed.
+	// And a shared role that lost one.
 	if err := e.admin.run(ctx, []command{
 		{Command: "modifyRole", Rolename: RoleName(damaged), ACLs: DeviceACLs(damaged)[1:]},
 		{Command: "createRole", Rolename: RolePrefix + "p/orphan"},
+		{Command: "modifyRole", Rolename: DeviceRole, ACLs: DenyACLs()[1:]},
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -45,6 +47,7 @@ func TestSyncReconcilesWithTheRegistry(t *testing.T) {
 		NoSecret: []brokeradmin.Device{legacy},
 		Repaired: []brokeradmin.Device{adopt, damaged},
 		Deleted:  []brokeradmin.Device{gone},
+		Roles:    []string{DeviceRole},
 	}
 	if !sameReport(rep, want) {
 		t.Errorf("Sync = %+v\nwant %+v", rep, want)
@@ -82,5 +85,5 @@ func TestSyncReconcilesWithTheRegistry(t *testing.T) {
 
 func sameReport(x, y brokeradmin.Report) bool {
 	return slices.Equal(x.Created, y.Created) && slices.Equal(x.NoSecret, y.NoSecret) &&
-		slices.Equal(x.Repaired, y.Repaired) && slices.Equal(x.Deleted, y.Deleted)
+		slices.Equal(x.Repaired, y.Repaired) && slices.Equal(x.Deleted, y.Deleted) && slices.Equal(x.Roles, y.Roles)
 }
