@@ -85,7 +85,7 @@ func find(t testing.TB) (bin, ctrl, plugin string) {
 		}
 	}
 	if err1 != nil || err2 != nil || plugin == "" {
-		msg := fmt.Sprintf("Mosquitto 2 with the dynamic security plugin is not installed (apt-get install mosquitto mosquitto-clients): %v %v plugin %q", err1, err2, plugin)
+		msg := fmt.Sprintf("Mosquitto 2 with the dynamic security plugin is not installed (apt-get install mosquitto): %v %v plugin %q", err1, err2, plugin)
 		if os.Getenv("CI") == "true" {
 			t.Fatal(msg)
 		}
