@@ -61,3 +61,24 @@ func TestAdminReconnects(t *testing.T) {
 	}
 	e.login(t, a, session{})
 }
+
+// After the broker restarts, the admin connection comes back by itself and
+// the accounts made before are still there (the plugin saved them).
+func TestAdminSurvivesBrokerRestart(t *testing.T) {
+	e := newEnv(t)
+	a, b := dev("p", "a"), dev("p", "b")
+	e.create(t, a)
+	e.b.Restart(t)
+	ctx := testContext(t)
+	for {
+		err := e.admin.CreateDevice(ctx, b, "secret-b")
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, ErrConnectionLost) {
+			t.Fatalf("CreateDevice after the restart: %v", err)
+		}
+	}
+	e.login(t, a, session{})
+	e.login(t, b, session{})
+}

@@ -33,9 +33,11 @@ type Broker struct {
 	Addr string // 127.0.0.1:port
 	Dir  string // its configuration, dynamic security file and nothing else
 
-	cmd  *exec.Cmd
-	log  *lockedBuffer
-	done chan struct{}
+	bin, conf string
+	mu        sync.Mutex // guards cmd and done across Restart
+	cmd       *exec.Cmd
+	done      chan struct{}
+	log       *lockedBuffer
 }
 
 // URL is the broker's mqtt:// URL.
@@ -110,21 +112,44 @@ func start(bin, dir, plugin, dynsec string) (*Broker, error) {
 	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
 		return nil, err
 	}
-	b := &Broker{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Dir: dir, log: &lockedBuffer{}, done: make(chan struct{})}
-	b.cmd = exec.Command(bin, "-c", conf)
-	b.cmd.Stdout, b.cmd.Stderr = b.log, b.log
-	if err := b.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start mosquitto: %w", err)
-	}
-	go func() { _ = b.cmd.Wait(); close(b.done) }()
-	if err := b.awaitListening(10 * time.Second); err != nil {
-		b.kill()
+	b := &Broker{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Dir: dir, bin: bin, conf: conf, log: &lockedBuffer{}}
+	if err := b.run(); err != nil {
 		return nil, fmt.Errorf("mosquitto on port %d: %w\n%s", port, err, b.Log())
 	}
 	return b, nil
 }
 
-func (b *Broker) awaitListening(limit time.Duration) error {
+// run starts the process and waits until it listens.
+func (b *Broker) run() error {
+	cmd := exec.Command(b.bin, "-c", b.conf)
+	cmd.Stdout, cmd.Stderr = b.log, b.log
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start mosquitto: %w", err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	b.mu.Lock()
+	b.cmd, b.done = cmd, done
+	b.mu.Unlock()
+	if err := b.awaitListening(done, 10*time.Second); err != nil {
+		b.kill()
+		return err
+	}
+	return nil
+}
+
+// Restart kills the broker (SIGKILL: no goodbye to its clients) and starts
+// it again on the same port with the same configuration; what the dynamic
+// security plugin saved survives, sessions do not (persistence is off).
+func (b *Broker) Restart(t testing.TB) {
+	t.Helper()
+	b.kill()
+	if err := b.run(); err != nil {
+		t.Fatalf("restart mosquitto: %v\n%s", err, b.Log())
+	}
+}
+
+func (b *Broker) awaitListening(exited <-chan struct{}, limit time.Duration) error {
 	deadline := time.Now().Add(limit)
 	for {
 		c, err := net.DialTimeout("tcp", b.Addr, time.Second)
@@ -132,7 +157,7 @@ func (b *Broker) awaitListening(limit time.Duration) error {
 			return c.Close()
 		}
 		select {
-		case <-b.done:
+		case <-exited:
 			return errors.New("exited at start")
 		case <-time.After(20 * time.Millisecond):
 		}
@@ -150,8 +175,11 @@ func (b *Broker) stop(t testing.TB) {
 }
 
 func (b *Broker) kill() {
-	_ = b.cmd.Process.Kill()
-	<-b.done
+	b.mu.Lock()
+	cmd, done := b.cmd, b.done
+	b.mu.Unlock()
+	_ = cmd.Process.Kill()
+	<-done
 }
 
 func freePort() (int, error) {
