@@ -70,6 +70,24 @@ func TestDevicePublishesOnlyInItsOwnTree(t *testing.T) {
 	}
 }
 
+// A device's will is published only in its own tree: a will on another
+// device's topic is refused at CONNECT or never published.
+func TestDeviceWillOnlyInItsOwnTree(t *testing.T) {
+	e := newEnv(t)
+	a, b := dev("p", "a"), dev("p", "b")
+	e.create(t, a, b)
+	svc := e.service(t)
+	code, c := e.dial(t, a.Username(), "secret-a", session{will: "otter/v1/p/b/inform"})
+	if c != nil {
+		c.conn.Close() // no DISCONNECT: the broker publishes the will, if it took it
+	} else {
+		t.Logf("a will on another device's topic: CONNACK 0x%02x", code)
+	}
+	own := e.login(t, a, session{will: "otter/v1/p/a/inform"})
+	own.conn.Close()
+	svc.expectFirst(t, "otter/v1/p/a/inform", "will")
+}
+
 // A device receives only its own upgrade and reply messages, even when it
 // subscribed to its whole tree: not its own uplinks, not other devices'.
 func TestDeviceReceivesOnlyItsOwnDownlinks(t *testing.T) {

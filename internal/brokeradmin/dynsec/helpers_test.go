@@ -64,13 +64,16 @@ func (e *env) create(t *testing.T, devs ...brokeradmin.Device) {
 // mqttClient is an MQTT 5 client with the messages it received.
 type mqttClient struct {
 	c        *paho.Client
+	conn     net.Conn
 	received chan *paho.Publish
 }
 
-// session asks for a persistent session (clean start off, an expiry).
+// session asks for a persistent session (clean start off, an expiry),
+// and a will.
 type session struct {
 	clientID string
 	persist  bool
+	will     string // topic; the payload is "will"
 }
 
 // dial connects user; it returns the CONNACK reason code and the client
@@ -81,11 +84,14 @@ func (e *env) dial(t *testing.T, user, password string, s session) (byte, *mqttC
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &mqttClient{received: make(chan *paho.Publish, 64)}
+	c := &mqttClient{conn: nc, received: make(chan *paho.Publish, 64)}
 	c.c = paho.NewClient(paho.ClientConfig{Conn: nc, OnPublishReceived: []func(paho.PublishReceived) (bool, error){
 		func(p paho.PublishReceived) (bool, error) { c.received <- p.Packet; return true, nil }}})
 	cp := &paho.Connect{ClientID: s.clientID, CleanStart: !s.persist, KeepAlive: 30,
 		Username: user, UsernameFlag: true, Password: []byte(password), PasswordFlag: password != ""}
+	if s.will != "" {
+		cp.WillMessage = &paho.WillMessage{Topic: s.will, Payload: []byte("will"), QoS: 1}
+	}
 	if s.persist {
 		expiry := uint32(300)
 		cp.Properties = &paho.ConnectProperties{SessionExpiryInterval: &expiry}
