@@ -138,3 +138,30 @@ func TestTakingOverAnotherDevicesSessionLeaksNothing(t *testing.T) {
 	svc.publish(t, "otter/v1/p/a/upgrade", "barrier")
 	ca.expectFirst(t, "otter/v1/p/a/upgrade", "barrier")
 }
+
+// otter's replicas share the uplinks through a shared subscription, and
+// publish downlinks: the otter-service role allows both.
+func TestServiceSharesUplinksAndSendsDownlinks(t *testing.T) {
+	e := newEnv(t)
+	a := dev("p", "a")
+	e.create(t, a)
+	svc := e.mustDial(t, serviceUser, servicePassword, session{})
+	for _, filter := range []string{"$share/otter/otter/v1/+/+/+", "$share/otter/otter/v1/+/+/inform"} {
+		if code := svc.subscribe(t, filter); code >= 0x80 {
+			t.Fatalf("service subscribe %s: SUBACK 0x%02x", filter, code)
+		}
+	}
+	c := e.login(t, a, session{})
+	if code := c.subscribe(t, "otter/v1/p/a/upgrade"); code >= 0x80 {
+		t.Fatalf("subscribe: 0x%02x", code)
+	}
+	c.publish(t, "otter/v1/p/a/request", "req")
+	svc.expectFirst(t, "otter/v1/p/a/request", "req")
+	if code := svc.publish(t, "otter/v1/p/a/upgrade", "cmd"); code >= 0x80 {
+		t.Fatalf("service publish: PUBACK 0x%02x", code)
+	}
+	c.expectFirst(t, "otter/v1/p/a/upgrade", "cmd")
+	if code := svc.publish(t, "$CONTROL/dynamic-security/v1", "{}"); code < 0x80 {
+		t.Errorf("the service role may publish to the control topic: PUBACK 0x%02x", code)
+	}
+}
