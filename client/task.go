@@ -53,6 +53,9 @@ const (
 	JobAccepted        JobState = "accepted"
 	JobDownloading     JobState = "downloading"
 	JobDownloaded      JobState = "downloaded"
+	// JobAwaitingInstall: downloaded and verified; the device waits for its
+	// local confirmation before it activates the new image.
+	JobAwaitingInstall JobState = "awaiting_install_confirmation"
 	JobInstalling      JobState = "installing"
 	JobRebooting       JobState = "rebooting"
 	JobSucceeded       JobState = "succeeded"
@@ -65,7 +68,7 @@ const (
 // JobStates lists every job state in lifecycle order.
 var JobStates = []JobState{
 	JobAwaitingVersion, JobQueued, JobNotified, JobOffered, JobAccepted, JobDownloading, JobDownloaded,
-	JobInstalling, JobRebooting, JobSucceeded, JobFailed, JobRejected, JobTimedOut, JobCancelled,
+	JobAwaitingInstall, JobInstalling, JobRebooting, JobSucceeded, JobFailed, JobRejected, JobTimedOut, JobCancelled,
 }
 
 // Terminal reports whether s ends a job.
@@ -157,8 +160,10 @@ type Policy struct {
 	// finished jobs at which the task is aborted.
 	AbortFailure float64 `json:"abort_failure,omitempty"`
 	AbortMin     int     `json:"abort_min,omitempty"`
-	// Confirm asks devices to confirm before they install.
-	Confirm bool `json:"confirm,omitempty"`
+	// Confirm says where devices ask for a local confirmation: "none" (or
+	// empty, the default), "download" (before downloading), "install"
+	// (after the verified download, before activating) or "both".
+	Confirm string `json:"confirm,omitempty"`
 }
 
 // Window is a daily time range in a time zone, e.g. 01:00-05:00

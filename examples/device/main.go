@@ -21,9 +21,9 @@ import (
 )
 
 type options struct {
-	broker, httpBase, product, device, secret, pubkey, dir, version, request, confirm string
-	poll                                                                              time.Duration
-	exitOnReboot, verbose                                                             bool
+	broker, httpBase, product, device, secret, pubkey, dir, version, request, confirm, confirmInstall string
+	poll                                                                                              time.Duration
+	exitOnReboot, verbose                                                                             bool
 }
 
 func main() {
@@ -37,7 +37,8 @@ func main() {
 	flag.StringVar(&o.dir, "dir", "./device-data", "folder holding the slots, the active record and the SDK state")
 	flag.StringVar(&o.version, "version", "1.0.0", "version of the factory image when -dir is new")
 	flag.StringVar(&o.request, "request", "", "ask for an upgrade of this module at start (request mode)")
-	flag.StringVar(&o.confirm, "confirm", "yes", "answer to upgrades that need confirmation: yes, no or ask (on the terminal)")
+	flag.StringVar(&o.confirm, "confirm", "yes", "answer to upgrades that need confirmation before the download: yes, no or ask (on the terminal)")
+	flag.StringVar(&o.confirmInstall, "confirm-install", "yes", "answer, after the verified download and before activation, to upgrades that need it: yes, no or ask")
 	flag.DurationVar(&o.poll, "poll", 0, "HTTP mode: how often to poll for an upgrade (default 1m)")
 	flag.BoolVar(&o.exitOnReboot, "exit-on-reboot", false, "exit at the reboot like a real device; run again to boot the new slot")
 	flag.BoolVar(&o.verbose, "v", false, "log debug details")
@@ -91,13 +92,25 @@ func (o options) config(inst device.Installer, logger *slog.Logger, ready chan<-
 	if err != nil {
 		return device.Config{}, fmt.Errorf("-pubkey: %w", err)
 	}
-	confirm, err := confirmer(o.confirm)
+	confirm, err := confirmer("-confirm", o.confirm, "download")
+	if err != nil {
+		return device.Config{}, err
+	}
+	confirmInstall, err := confirmer("-confirm-install", o.confirmInstall, "activate the downloaded")
 	if err != nil {
 		return device.Config{}, err
 	}
 	return device.Config{
 		Broker: o.broker, HTTPBase: o.httpBase, Product: o.product, Device: o.device, Secret: o.secret,
 		PublicKey: pub, Installer: inst, Confirm: confirm, PollInterval: o.poll,
+		// The hook between verification and installation: the new image is
+		// activated only after this local confirmation.
+		ConfirmInstall: func(ctx context.Context, up wire.Upgrade) (bool, string) {
+			if confirmInstall == nil || confirmInstall(ctx, up) {
+				return true, ""
+			}
+			return false, "declined on the device before activation"
+		},
 		StateFile: filepath.Join(o.dir, "otter-state.json"), Logger: logger,
 		OnEvent: func(e device.Event) {
 			logEvent(logger, e)
@@ -111,7 +124,8 @@ func (o options) config(inst device.Installer, logger *slog.Logger, ready chan<-
 	}, nil
 }
 
-func confirmer(mode string) (device.ConfirmFunc, error) {
+// confirmer answers a confirmation as mode says; question names the step.
+func confirmer(flagName, mode, question string) (device.ConfirmFunc, error) {
 	switch mode {
 	case "yes":
 		return nil, nil
@@ -120,12 +134,12 @@ func confirmer(mode string) (device.ConfirmFunc, error) {
 	case "ask":
 		in := bufio.NewReader(os.Stdin)
 		return func(_ context.Context, up wire.Upgrade) bool {
-			fmt.Fprintf(os.Stderr, "install %s %s (%d bytes)? [y/N] ", up.Module, up.Version, up.Size)
+			fmt.Fprintf(os.Stderr, "%s %s %s (%d bytes)? [y/N] ", question, up.Module, up.Version, up.Size)
 			line, _ := in.ReadString('\n')
 			return strings.HasPrefix(strings.ToLower(strings.TrimSpace(line)), "y")
 		}, nil
 	}
-	return nil, fmt.Errorf("-confirm %q: want yes, no or ask", mode)
+	return nil, fmt.Errorf("%s %q: want yes, no or ask", flagName, mode)
 }
 
 // request asks for an upgrade once the client has connected and informed.

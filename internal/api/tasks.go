@@ -103,7 +103,7 @@ type listTasksInput struct {
 
 type listTaskJobsInput struct {
 	ID    int64    `path:"id" doc:"Task id."`
-	State []string `query:"state,explode" doc:"Only jobs in this state (awaiting_version, queued, notified, offered, accepted, downloading, downloaded, installing, rebooting, succeeded, failed, rejected, timed_out, cancelled); repeat for several."`
+	State []string `query:"state,explode" doc:"Only jobs in this state (awaiting_version, queued, notified, offered, accepted, downloading, downloaded, awaiting_install_confirmation, installing, rebooting, succeeded, failed, rejected, timed_out, cancelled); repeat for several."`
 	PageQuery
 }
 

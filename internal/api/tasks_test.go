@@ -273,10 +273,11 @@ func TestTaskDryRunPagesThePlan(t *testing.T) {
 func TestTaskCreateAndRead(t *testing.T) {
 	te := newTaskEnv(t, 5)
 	body := te.task(map[string]any{"tags": map[string]string{"ring": "main"}}, "name", "beta wave", "mode", "request",
-		"policy", map[string]any{"retries": 2, "retry_backoff": "30s", "timeout": "10m", "window": map[string]string{"start": "01:00", "end": "05:00", "tz": "Europe/Paris"}})
+		"policy", map[string]any{"retries": 2, "retry_backoff": "30s", "timeout": "10m", "window": map[string]string{"start": "01:00", "end": "05:00", "tz": "Europe/Paris"},
+			"confirm": "both"})
 	task := te.create(body)
 	want := ota.Policy{Retries: 2, RetryBackoff: ota.Duration(30 * time.Second), Timeout: ota.Duration(10 * time.Minute),
-		Window: &ota.Window{Start: "01:00", End: "05:00", TZ: "Europe/Paris"}}
+		Window: &ota.Window{Start: "01:00", End: "05:00", TZ: "Europe/Paris"}, Confirm: ota.ConfirmBoth}
 	if diff := cmp.Diff(want, task.Policy); diff != "" {
 		t.Errorf("policy (-want +got):\n%s", diff)
 	}
@@ -506,6 +507,8 @@ func TestTaskValidation(t *testing.T) {
 		{"bad backoff", te.task(map[string]any{"all": true}, "policy", map[string]any{"retries": 1, "retry_backoff": "soon"}), 422, "retry_backoff"},
 		{"unknown policy field", te.task(map[string]any{"all": true}, "policy", map[string]any{"rat": 5}), 422, "rat"},
 		{"bad mode", te.task(map[string]any{"all": true}, "mode", "pull"), 422, "mode"},
+		{"bad confirm", te.task(map[string]any{"all": true}, "policy", map[string]any{"confirm": "sometimes"}), 422, "confirm"},
+		{"boolean confirm", te.task(map[string]any{"all": true}, "policy", map[string]any{"confirm": true}), 422, "confirm"},
 		{"unknown firmware", map[string]any{"firmware_id": 999999, "target": map[string]any{"all": true}}, 404, "999999"},
 		{"long name", te.task(map[string]any{"all": true}, "name", strings.Repeat("n", 201)), 400, "task name"},
 	}

@@ -127,7 +127,7 @@ func addPolicyFlags(cmd *cobra.Command, f *taskFlags) {
 	fl.StringVar(&f.timeout, "timeout", "", "a job in flight longer than `D` times out")
 	fl.StringVar(&f.abortFailure, "abort-failure", "", "abort the task when `P%` of finished jobs failed")
 	fl.IntVar(&f.abortMin, "abort-min", 0, "apply --abort-failure only after `N` jobs finished")
-	fl.BoolVar(&f.confirm, "confirm", false, "devices ask for local confirmation before installing")
+	fl.StringVar(&f.confirm, "confirm", "", "where devices ask for a local confirmation: `none` (default; request offers still ask before the download), download (before downloading), install (after the download, before activating) or both")
 }
 
 // openKeys opens a --devices-file; "-" is standard input.

@@ -43,7 +43,7 @@ type taskFlags struct {
 	timeout         string
 	abortFailure    string
 	abortMin        int
-	confirm         bool
+	confirm         string
 }
 
 // keyReader opens a --devices-file ("-" is standard input).
@@ -169,7 +169,7 @@ func readKeys(r io.Reader, name string) ([]string, error) {
 func (f *taskFlags) policy(now time.Time) (client.Policy, error) {
 	p := ota.Policy{
 		Rate: f.rate, RateGrowth: f.rateGrowth, RateGrowthEvery: f.rateGrowthEvery, MaxConcurrent: f.maxConcurrent,
-		PhaseGate: f.phaseGate, Retries: f.retries, RetryOn: f.retryOn, AbortMin: f.abortMin, Confirm: f.confirm,
+		PhaseGate: f.phaseGate, Retries: f.retries, RetryOn: f.retryOn, AbortMin: f.abortMin, Confirm: ota.ConfirmMode(f.confirm),
 	}
 	for _, parse := range []func(*ota.Policy, time.Time) error{f.schedule, f.percents, f.durations} {
 		if err := parse(&p, now); err != nil {

@@ -41,13 +41,13 @@ func TestTaskFlagsSpec(t *testing.T) {
 			f.rate, f.rateGrowth, f.rateGrowthEvery, f.maxConcurrent = 100, 2, 50, 500
 			f.phases, f.phaseSuccess, f.phaseGate = "1%,10%,100%", "95%", "manual"
 			f.retries, f.retryBackoff, f.retryOn, f.timeout = 3, "1m", []string{"download_failed"}, "30m"
-			f.abortFailure, f.abortMin, f.confirm = "10", 20, true
+			f.abortFailure, f.abortMin, f.confirm = "10", 20, "install"
 		}, func(s *client.TaskCreate) {
 			s.Policy = client.Policy{Start: at(testNow.Add(10 * time.Minute)), End: at(time.Date(2026, 3, 17, 12, 0, 0, 0, time.UTC)),
 				Window: &client.Window{Start: "23:00", End: "05:00", TZ: "Europe/Paris"}, Rate: 100, RateGrowth: 2, RateGrowthEvery: 50,
 				MaxConcurrent: 500, Phases: []float64{1, 10, 100}, PhaseSuccess: 95, PhaseGate: "manual", Retries: 3,
 				RetryBackoff: client.Duration(time.Minute), RetryOn: []string{"download_failed"}, Timeout: client.Duration(30 * time.Minute),
-				AbortFailure: 10, AbortMin: 20, Confirm: true}
+				AbortFailure: 10, AbortMin: 20, Confirm: "install"}
 		}, ""},
 		{"start now", func(f *taskFlags) { f.start = "now" }, func(s *client.TaskCreate) { s.Policy.Start = at(testNow) }, ""},
 		{"no firmware", func(f *taskFlags) { f.firmware = 0 }, nil, "--firmware is required"},

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/otter-ota/otter/client"
+	"github.com/otter-ota/otter/internal/ota"
 )
 
 // barWidth is the number of cells in a task's progress bar.
@@ -36,6 +37,9 @@ func writeTask(w io.Writer, t *client.Task) error {
 	fields = append(fields, field{"jobs", formatCounts(t.Counts)})
 	if n := t.Counts[client.JobAwaitingVersion]; n > 0 {
 		fields = append(fields, field{"not reported", unreportedNote(n)})
+	}
+	if n := t.Counts[client.JobAwaitingInstall]; n > 0 {
+		fields = append(fields, field{"confirming", fmt.Sprintf("%d downloaded, waiting for the device's local confirmation to install (otter task jobs %d --state %s)", n, t.ID, client.JobAwaitingInstall)})
 	}
 	fields = append(fields,
 		field{"progress", progressLine(t)},
@@ -133,8 +137,20 @@ func policyFields(p client.Policy) []field {
 	add(p.Retries > 0, "retries", retryLine(p))
 	add(p.Timeout > 0, "timeout", time.Duration(p.Timeout).String()+" per job")
 	add(p.AbortFailure > 0, "abort", fmt.Sprintf("when %s of at least %d finished jobs failed", formatPercent(p.AbortFailure), p.AbortMin))
-	add(p.Confirm, "confirm", "devices confirm before installing")
+	add(p.Confirm != "" && p.Confirm != string(ota.ConfirmNone), "confirm", confirmLine(p.Confirm))
 	return out
+}
+
+func confirmLine(mode string) string {
+	switch ota.ConfirmMode(mode) {
+	case ota.ConfirmDownload:
+		return "download: devices confirm before downloading"
+	case ota.ConfirmInstall:
+		return "install: devices confirm after the download, before activating"
+	case ota.ConfirmBoth:
+		return "both: devices confirm before downloading and before activating"
+	}
+	return mode
 }
 
 func rateLine(p client.Policy) string {

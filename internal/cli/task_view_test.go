@@ -64,7 +64,7 @@ func TestWriteTaskShowsEverySetField(t *testing.T) {
 		Policy: client.Policy{Start: &start, Window: &client.Window{Start: "01:00", End: "05:00", TZ: "Europe/Paris"},
 			Rate: 100, RateGrowth: 2, RateGrowthEvery: 50, MaxConcurrent: 20, Phases: []float64{1, 10, 100}, PhaseSuccess: 95,
 			Retries: 3, RetryBackoff: client.Duration(time.Minute), RetryOn: []string{"download_failed"},
-			Timeout: client.Duration(30 * time.Minute), AbortFailure: 10, AbortMin: 20, Confirm: true},
+			Timeout: client.Duration(30 * time.Minute), AbortFailure: 10, AbortMin: 20, Confirm: "install"},
 	}
 	var b bytes.Buffer
 	if err := writeTask(&b, task); err != nil {
@@ -77,7 +77,7 @@ func TestWriteTaskShowsEverySetField(t *testing.T) {
 		"rate:           100 jobs/min, x2 every 50 successes\n", "max concurrent: 20 jobs in flight\n",
 		"phases:         1%,10%,100%\n", "phase success:  95% succeeded before the next phase\n",
 		"retries:        3, backoff 1m0s doubling, on download_failed\n", "timeout:        30m0s per job\n",
-		"abort:          when 10% of at least 20 finished jobs failed\n", "confirm:        devices confirm before installing\n",
+		"abort:          when 10% of at least 20 finished jobs failed\n", "confirm:        install: devices confirm after the download, before activating\n",
 		"jobs:           queued 4, downloading 1, succeeded 5\n",
 		"progress:       [###############...............] 50% succeeded 5/10, failed 0, in flight 1, queued 4\n",
 		"created:        2026-03-10T12:00:00Z by ops\n",
@@ -166,5 +166,23 @@ func TestJobStream(t *testing.T) {
 	want := "ID  DEVICE  STATE      PERCENT  ATTEMPT  CODE  MESSAGE  UPDATED\n1   d1      succeeded  100%     1        -     -        just now\n"
 	if b.String() != want {
 		t.Errorf("job table:\n%q\nwant\n%q", b.String(), want)
+	}
+}
+
+func TestWriteTaskShowsDevicesAwaitingConfirmation(t *testing.T) {
+	task := &client.Task{ID: 4, Product: "demo", Module: "default", Version: "1.1.0", Mode: client.ModePush,
+		State: client.TaskRunning, Total: 3, Policy: client.Policy{Confirm: "install"},
+		Counts: map[client.JobState]int64{client.JobAwaitingInstall: 2, client.JobSucceeded: 1}}
+	var b bytes.Buffer
+	if err := writeTask(&b, task); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"jobs:       awaiting_install_confirmation 2, succeeded 1\n",
+		"confirming: 2 downloaded, waiting for the device's local confirmation to install (otter task jobs 4 --state awaiting_install_confirmation)\n",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("task view lacks %q:\n%s", want, b.String())
+		}
 	}
 }

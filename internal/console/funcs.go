@@ -136,7 +136,7 @@ func stateClass(state string) string {
 		return "bad"
 	case string(ota.JobRejected), string(ota.JobCancelled), string(ota.TaskPaused):
 		return "warn"
-	case string(ota.JobQueued), string(ota.JobAwaitingVersion), string(ota.TaskScheduled):
+	case string(ota.JobQueued), string(ota.JobAwaitingVersion), string(ota.JobAwaitingInstall), string(ota.TaskScheduled):
 		return "idle"
 	}
 	return "busy"

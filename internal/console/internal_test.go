@@ -134,7 +134,7 @@ func TestParseTaskForm(t *testing.T) {
 		"rate": {"60"}, "rate_growth": {"1.5"}, "rate_growth_every": {"10"}, "max_concurrent": {"5"},
 		"phases": {"1,10,100"}, "phase_success": {"95"}, "phase_gate": {"manual"},
 		"retries": {"2"}, "retry_backoff": {"1m"}, "retry_on": {"download_failed timed_out"}, "timeout": {"90s"},
-		"abort_failure": {"10"}, "abort_min": {"20"}, "confirm": {"on"},
+		"abort_failure": {"10"}, "abort_min": {"20"}, "confirm": {"both"},
 	}
 	f := newForm(full)
 	spec := parseTaskForm(f)
@@ -148,7 +148,7 @@ func TestParseTaskForm(t *testing.T) {
 		Rate: 60, RateGrowth: 1.5, RateGrowthEvery: 10, MaxConcurrent: 5,
 		Phases: []float64{1, 10, 100}, PhaseSuccess: 95, PhaseGate: "manual",
 		Retries: 2, RetryBackoff: ota.Duration(time.Minute), RetryOn: []string{"download_failed", "timed_out"},
-		Timeout: ota.Duration(90 * time.Second), AbortFailure: 10, AbortMin: 20, Confirm: true,
+		Timeout: ota.Duration(90 * time.Second), AbortFailure: 10, AbortMin: 20, Confirm: ota.ConfirmBoth,
 	}
 	if d := cmp.Diff(want, spec.Policy); d != "" {
 		t.Errorf("policy (-want +got):\n%s", d)

@@ -68,6 +68,10 @@ func (t taskRow) FailedJobs() int64 { return t.Counts[ota.JobFailed] + t.Counts[
 // version yet: their jobs await the report.
 func (t taskRow) Unreported() int64 { return t.Counts[ota.JobAwaitingVersion] }
 
+// AwaitingConfirmation is the number of jobs whose devices downloaded the
+// firmware and wait for their local confirmation to install it.
+func (t taskRow) AwaitingConfirmation() int64 { return t.Counts[ota.JobAwaitingInstall] }
+
 // stateCount is the number of a task's jobs in one state.
 type stateCount struct {
 	State ota.JobState

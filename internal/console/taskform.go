@@ -42,6 +42,7 @@ var taskHints = []fieldHint{
 	hint("window", "window", "unknown time zone", "time zone"),
 	hint("firmware", "firmware"),
 	hint("mode", "mode"),
+	hint("confirm", "confirm"),
 	hint("devices", "a verification task", "~listed devices", "target device", "target lists"),
 	hint("skip_busy", "~already being upgraded"),
 	hint("tags", "target tag"),
@@ -88,7 +89,10 @@ func parseTaskForm(f *form) engine.TaskSpec {
 	pol := &p.spec.Policy
 	pol.AbortFailure = p.percent("abort_failure")
 	pol.AbortMin = p.int("abort_min")
-	pol.Confirm = f.Checked("confirm")
+	pol.Confirm = ota.ConfirmMode(f.Get("confirm"))
+	if !pol.Confirm.Valid() {
+		f.Errors["confirm"] = "Choose none, download, install or both."
+	}
 	return p.spec
 }
 

@@ -8,6 +8,7 @@ import (
 
 	"github.com/otter-ota/otter/internal/ota"
 	"github.com/otter-ota/otter/internal/store"
+	"github.com/otter-ota/otter/sdk/wire"
 )
 
 // firmwareFor uploads a firmware of product through the console and
@@ -148,7 +149,7 @@ func TestCreateTaskWithEveryPolicyField(t *testing.T) {
 		"rate": {"10"}, "rate_growth": {"2"}, "rate_growth_every": {"5"}, "max_concurrent": {"3"},
 		"phases": {"20%, 100%"}, "phase_success": {"90"}, "phase_gate": {"manual"},
 		"retries": {"3"}, "retry_backoff": {"30s"}, "retry_on": {"download_failed, timed_out"}, "timeout": {"10m"},
-		"abort_failure": {"25"}, "abort_min": {"4"}, "confirm": {"on"},
+		"abort_failure": {"25"}, "abort_min": {"4"}, "confirm": {"install"},
 	})
 	mustContain(t, "new task", body, "Task 1: full", "scheduled", "daily 01:00-05:00 Europe/Paris", "10 starts a minute", "at most 3 in flight")
 	task, err := s.st.GetTask(s.ctx, 1)
@@ -167,7 +168,7 @@ func TestCreateTaskWithEveryPolicyField(t *testing.T) {
 		t.Errorf("phases: %+v", p)
 	case p.Retries != 3 || p.RetryBackoff != ota.Duration(30e9) || len(p.RetryOn) != 2 || p.Timeout != ota.Duration(600e9):
 		t.Errorf("retries: %+v", p)
-	case p.AbortFailure != 25 || p.AbortMin != 4 || !p.Confirm:
+	case p.AbortFailure != 25 || p.AbortMin != 4 || p.Confirm != ota.ConfirmInstall:
 		t.Errorf("abort: %+v", p)
 	case !tg.All || tg.Tags["ring"] != "even" || len(tg.FromVersions) != 1 || !tg.Dynamic || !tg.SkipBusy:
 		t.Errorf("target: %+v", tg)
@@ -293,4 +294,35 @@ func (s *stack) upgradeEventually(product, key string) {
 		return len(jobs) == 1 && jobs[0].State == ota.JobNotified
 	})
 	s.upgrade(product, key)
+}
+
+// A task with confirm install shows, on its page, the devices that wait
+// for their local confirmation after the download, and lists them.
+func TestTaskPageShowsDevicesAwaitingConfirmation(t *testing.T) {
+	s := newStack(t)
+	s.fleet("demo", 2)
+	op := s.signedIn(ota.RoleOperator)
+	fw := s.firmwareFor(op, "demo", "1.1.0", nil)
+	s.connect("demo", "d1", "d2")
+	body := s.createTaskVia(op, url.Values{"firmware": {fw}, "mode": {"push"}, "target_all": {"on"}, "confirm": {"install"}})
+	mustContain(t, "new task", body, "devices confirm before activating")
+	key := firstNotified(t, s, 1)
+	var u wire.Upgrade
+	eventually(t, "the command", func() bool {
+		var ok bool
+		u, ok = s.down.last(key)
+		return ok
+	})
+	if !u.ConfirmInstall || u.Confirm {
+		t.Fatalf("command confirm=%v confirm_install=%v, want only confirm_install", u.Confirm, u.ConfirmInstall)
+	}
+	if _, err := s.eng.Progress(s.ctx, s.devices["demo/"+key], wire.Progress{Job: u.Job, Attempt: u.Attempt, State: wire.StateDownloaded}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the waiting device on the task page", func() bool {
+		_, b := op.get("/tasks/1/live")
+		return strings.Contains(text(b), "1 device has downloaded the firmware and waits for its local confirmation")
+	})
+	_, body = op.get("/tasks/1?state=awaiting_install_confirmation")
+	mustContain(t, "filtered jobs", body, key, "awaiting_install_confirmation")
 }

@@ -125,7 +125,8 @@ func newFixture(t *testing.T, edit ...func(*devicehttp.Config)) *fixture {
 func (f *fixture) startEngine() {
 	ctx, cancel := context.WithCancel(context.Background())
 	f.stopEngineLoop = cancel
-	e, err := engine.New(engine.Config{Store: f.st, Downlink: &downlink{}, URLs: f.signer, Logger: slog.New(slog.DiscardHandler),
+	e, err := engine.New(engine.Config{Store: f.st, Downlink: &downlink{}, URLs: f.signer, Commands: commandSigner{f.priv},
+		Logger:  slog.New(slog.DiscardHandler),
 		Metrics: prometheus.NewRegistry(), Tick: 10 * time.Millisecond})
 	if err != nil {
 		f.t.Fatal(err)
@@ -142,6 +143,12 @@ func (f *fixture) startEngine() {
 		}
 	})
 }
+
+// commandSigner signs upgrade commands with the fixture's key, as
+// internal/signing does for the server.
+type commandSigner struct{ key ed25519.PrivateKey }
+
+func (s commandSigner) SignCommand(c wire.Command) string { return c.Sign(s.key) }
 
 // seed creates the product, the devices and the firmware.
 func (f *fixture) seed() {
@@ -177,12 +184,16 @@ func (f *fixture) seed() {
 	f.fw = f.firmware("demo", "1.1.0", f.file)
 }
 
-// firmware stores a signed firmware of product with content file.
-func (f *fixture) firmware(product, version string, file []byte) ota.Firmware {
+// firmware stores a signed firmware of product with content file; edit
+// sets further fields.
+func (f *fixture) firmware(product, version string, file []byte, edit ...func(*ota.Firmware)) ota.Firmware {
 	f.t.Helper()
 	sum := sha256.Sum256(file)
 	fw := ota.Firmware{Product: product, Module: ota.DefaultModule, Version: version, Size: int64(len(file)),
 		SHA256: hex.EncodeToString(sum[:]), BlobKey: "firmware/" + hex.EncodeToString(sum[:]) + "-" + version}
+	for _, e := range edit {
+		e(&fw)
+	}
 	fw.Signature = wire.Manifest{Product: product, Module: fw.Module, Version: version, Size: fw.Size, SHA256: fw.SHA256}.Sign(f.priv)
 	w, err := f.blobs.Create(f.ctx)
 	if err != nil {
@@ -290,7 +301,12 @@ func (f *fixture) get(method, rawURL string, headers ...string) reply {
 
 func (f *fixture) task(mode ota.Mode, devices ...string) ota.Task {
 	f.t.Helper()
-	task, err := f.e.CreateTask(f.ctx, engine.TaskSpec{FirmwareID: f.fw.ID, Mode: mode, Target: ota.Target{Devices: devices}})
+	return f.createTask(engine.TaskSpec{FirmwareID: f.fw.ID, Mode: mode, Target: ota.Target{Devices: devices}})
+}
+
+func (f *fixture) createTask(spec engine.TaskSpec) ota.Task {
+	f.t.Helper()
+	task, err := f.e.CreateTask(f.ctx, spec)
 	if err != nil {
 		f.t.Fatalf("create task: %v", err)
 	}

@@ -3,8 +3,10 @@ package engine
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"slices"
 	"strconv"
+	"sync"
 
 	"github.com/otter-ota/otter/internal/ota"
 	"github.com/otter-ota/otter/internal/store"
@@ -126,7 +128,9 @@ func (w *work) handle(o *deviceOp) {
 	case opPoll:
 		w.poll(o)
 	case opConfirm:
-		w.jobMessage(o, ota.JobInput{Kind: ota.JobConfirm, Accept: o.confirm.Accept, Message: o.confirm.Message}, wire.KindConfirm, o.confirm.Job, o.confirm.Attempt)
+		c := o.confirm
+		w.jobMessage(o, ota.JobInput{Kind: ota.JobConfirm, Accept: c.Accept, Install: c.Stage == wire.StageInstall, Message: c.Message},
+			wire.KindConfirm, c.Job, c.Attempt)
 	case opProgress:
 		p := o.progress
 		w.jobMessage(o, ota.JobInput{
@@ -247,7 +251,7 @@ func (w *work) request(o *deviceOp) {
 		w.transition(id, ota.JobInput{Kind: kind}, "engine")
 		j = w.jobs[id]
 	}
-	o.answer = &Answer{Kind: wire.KindUpgrade, Message: w.e.upgradeMessage(o.dev, *j, ts)}
+	o.answer = &Answer{Kind: wire.KindUpgrade, Message: w.e.signed(o.dev.Product, o.dev.Key, w.e.upgradeMessage(o.dev, *j, ts))}
 }
 
 // requestedJob finds the device's job on module in a running task, settled
@@ -285,7 +289,7 @@ func (w *work) poll(o *deviceOp) {
 			j = *w.jobs[j.ID]
 		}
 		if j.State == ota.JobNotified || j.State == ota.JobAccepted {
-			o.answer = &Answer{Kind: wire.KindUpgrade, Message: w.e.upgradeMessage(o.dev, j, ts)}
+			o.answer = &Answer{Kind: wire.KindUpgrade, Message: w.e.signed(o.dev.Product, o.dev.Key, w.e.upgradeMessage(o.dev, j, ts))}
 			return
 		}
 	}
@@ -307,6 +311,9 @@ func (w *work) jobMessage(o *deviceOp, in ota.JobInput, to wire.Kind, job string
 		o.answer = &Answer{Kind: wire.KindUpgrade, Message: wire.CancelUpgrade(job, wireAttempt(*j))}
 		return
 	}
+	if ts := w.e.tasks[j.TaskID]; ts != nil {
+		in.ConfirmInstall = ts.task.Policy.Confirm.BeforeInstall()
+	}
 	w.transition(j.ID, in, "device")
 }
 
@@ -316,14 +323,16 @@ func noUpgrade(module, msg string) *Answer {
 	}}
 }
 
-// upgradeMessage is the command (push) or offer (request) for a job.
+// upgradeMessage is the command (push) or offer (request) for a job,
+// before its command signature (signed adds it).
 func (e *Engine) upgradeMessage(d Device, j ota.Job, ts *taskState) wire.Upgrade {
 	fw := ts.firmware
 	mode := wire.ModePush
 	if ts.task.Mode == ota.ModeRequest {
 		mode = wire.ModeRequest
 	}
-	return wire.Upgrade{
+	confirm := ts.task.Policy.Confirm
+	up := wire.Upgrade{
 		Job:            strconv.FormatInt(j.ID, 10),
 		Attempt:        wireAttempt(j),
 		Module:         fw.Module,
@@ -332,11 +341,40 @@ func (e *Engine) upgradeMessage(d Device, j ota.Job, ts *taskState) wire.Upgrade
 		SHA256:         fw.SHA256,
 		Signature:      fw.Signature,
 		URL:            e.urls.DownloadURL(d.Product, d.Key, fw.ID),
-		Confirm:        ts.task.Policy.Confirm || mode == wire.ModeRequest,
+		Confirm:        confirm.BeforeDownload() || mode == wire.ModeRequest,
+		ConfirmInstall: confirm.BeforeInstall(),
 		Mode:           mode,
 		Params:         fw.Params,
 		AllowDowngrade: fw.AllowDowngrade,
 	}
+	return up
+}
+
+// signed adds the command signature for device key of product to up (see
+// wire.Command).
+func (e *Engine) signed(product, key string, up wire.Upgrade) wire.Upgrade {
+	if e.cfg.Commands != nil && !up.Cancel {
+		up.CommandSignature = e.cfg.Commands.SignCommand(up.Command(product, key))
+	}
+	return up
+}
+
+// signSends signs the upgrade commands of a batch, on every core when the
+// batch is large: one ed25519 signature costs tens of microseconds, so a
+// thousand commands would hold the one writer for a core's 25 ms.
+func (e *Engine) signSends(sends []outgoing) {
+	workers := min(runtime.GOMAXPROCS(0), max(1, len(sends)/64))
+	var wg sync.WaitGroup
+	for n := range workers {
+		wg.Go(func() {
+			for i := n; i < len(sends); i += workers {
+				if up, ok := sends[i].msg.(wire.Upgrade); ok {
+					sends[i].msg = e.signed(sends[i].product, sends[i].device, up)
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // wireAttempt numbers a job's tries from 1 on the wire.

@@ -24,6 +24,7 @@ import (
 
 	"github.com/otter-ota/otter/internal/ota"
 	"github.com/otter-ota/otter/internal/store"
+	"github.com/otter-ota/otter/sdk/wire"
 )
 
 // Store is what the engine needs from persistence.
@@ -89,11 +90,20 @@ type URLSigner interface {
 	DownloadURL(product, device string, firmwareID int64) string
 }
 
+// CommandSigner signs the upgrade command sent to one device, so that the
+// device can trust every field that changes what it does.
+type CommandSigner interface {
+	SignCommand(c wire.Command) string
+}
+
 // Config wires an Engine.
 type Config struct {
 	Store    Store
 	Downlink Downlink
 	URLs     URLSigner
+	// Commands signs upgrade commands; nil sends them unsigned, which the
+	// device SDK refuses (tests of the engine alone may leave it nil).
+	Commands CommandSigner
 	Logger   *slog.Logger
 	Metrics  prometheus.Registerer
 	// Now is the clock (tests may move it); nil means time.Now.

@@ -130,7 +130,7 @@ func newFixture(t *testing.T, devices int) *fixture {
 // test or by restart.
 func (f *fixture) run() {
 	f.t.Helper()
-	e, err := engine.New(engine.Config{Store: f.st, Downlink: f.down, URLs: urls{}, Now: f.clock.Now,
+	e, err := engine.New(engine.Config{Store: f.st, Downlink: f.down, URLs: urls{}, Commands: commandKey, Now: f.clock.Now,
 		Metrics: prometheus.NewRegistry(), Tick: 10 * time.Millisecond, Logger: slog.New(failOnError{f.t})})
 	if err != nil {
 		f.t.Fatal(err)
@@ -158,6 +158,13 @@ func (f *fixture) restart() {
 	f.stop()
 	f.run()
 }
+
+// commandKey signs the engine's upgrade commands in these tests.
+var commandKey = commandSigner{ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize))}
+
+type commandSigner struct{ key ed25519.PrivateKey }
+
+func (s commandSigner) SignCommand(c wire.Command) string { return c.Sign(s.key) }
 
 // signed gives fw a real signature, as the API does on upload.
 func signed(fw ota.Firmware) ota.Firmware {
@@ -302,6 +309,14 @@ func TestPushTaskUpgradesOnlineDevicesAndOfflineOnesWhenTheyConnect(t *testing.T
 	}
 	f.connect("d3")
 	f.upgrade("d3")
+	pub := commandKey.key.Public().(ed25519.PublicKey)
+	for _, d := range []string{"d1", "d2", "d3"} {
+		for _, up := range f.down.To(d) {
+			if !up.Command("demo", d).Verify(pub, up.CommandSignature) {
+				t.Errorf("the command to %s does not carry a valid command signature: %+v", d, up)
+			}
+		}
+	}
 	done := f.waitTask(task.ID, ota.TaskCompleted)
 	if done.Counts[ota.JobSucceeded] != 3 || done.Total != 3 {
 		t.Fatalf("counts %v total %d, want 3 succeeded", done.Counts, done.Total)

@@ -476,7 +476,7 @@ func (e *Engine) cancelQueued(ctx context.Context, ts *taskState, code, message,
 }
 
 // withdrawable are the states in which a device has not started installing.
-var withdrawable = []ota.JobState{ota.JobNotified, ota.JobOffered, ota.JobAccepted, ota.JobDownloading, ota.JobDownloaded}
+var withdrawable = []ota.JobState{ota.JobNotified, ota.JobOffered, ota.JobAccepted, ota.JobDownloading, ota.JobDownloaded, ota.JobAwaitingInstall}
 
 // withdraw cancels the jobs whose devices were told to upgrade but have not
 // started installing, and tells those devices.

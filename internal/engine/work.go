@@ -187,6 +187,7 @@ func (e *Engine) commit(ctx context.Context, w *work) error {
 			e.countMove(c.Old, c.New)
 		}
 	}
+	e.signSends(w.sends)
 	for _, s := range w.sends {
 		e.down.Send(s.product, s.device, string(s.msg.Kind()), wire.Encode(s.msg))
 	}

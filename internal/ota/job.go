@@ -19,6 +19,9 @@ const (
 	JobAccepted        JobState = "accepted" // device confirmed
 	JobDownloading     JobState = "downloading"
 	JobDownloaded      JobState = "downloaded"
+	// JobAwaitingInstall: the file is downloaded and verified and the
+	// device waits for its local confirmation before it activates it.
+	JobAwaitingInstall JobState = "awaiting_install_confirmation"
 	JobInstalling      JobState = "installing"
 	JobRebooting       JobState = "rebooting"
 	JobSucceeded       JobState = "succeeded"
@@ -31,7 +34,7 @@ const (
 // JobStates lists every job state in lifecycle order, for stable display.
 var JobStates = []JobState{
 	JobAwaitingVersion, JobQueued, JobNotified, JobOffered, JobAccepted, JobDownloading, JobDownloaded,
-	JobInstalling, JobRebooting, JobSucceeded, JobFailed, JobRejected, JobTimedOut, JobCancelled,
+	JobAwaitingInstall, JobInstalling, JobRebooting, JobSucceeded, JobFailed, JobRejected, JobTimedOut, JobCancelled,
 }
 
 // Terminal reports whether s ends a job (a retry may still requeue a failed

@@ -41,8 +41,14 @@ type JobInput struct {
 	State JobState
 	// Percent is the download progress of a downloading report, 0..100.
 	Percent int
-	// Accept is the device's answer in a confirmation.
-	Accept bool
+	// Accept is the device's answer in a confirmation; Install says it
+	// answers the confirmation after the download, before activation.
+	Accept  bool
+	Install bool
+	// ConfirmInstall says the task asks devices to confirm before they
+	// activate: a downloaded report then means the device waits for that
+	// confirmation (JobAwaitingInstall).
+	ConfirmInstall bool
 	// Code and Message describe a failure or a cancellation.
 	Code    string
 	Message string
@@ -138,8 +144,8 @@ func isCode(s string) bool {
 }
 
 // Stage returns s's position in the lifecycle: 0 for awaiting_version and
-// queued, 1 for notified
-// and offered, rising to 6 for rebooting, and 7 for every terminal state.
+// queued, 1 for notified and offered, rising to 7 for rebooting, and 8 for
+// every terminal state.
 // A job's stage never decreases except when a retry requeues it.
 func (s JobState) Stage() int {
 	switch s {
@@ -153,12 +159,14 @@ func (s JobState) Stage() int {
 		return 3
 	case JobDownloaded:
 		return 4
-	case JobInstalling:
+	case JobAwaitingInstall:
 		return 5
-	case JobRebooting:
+	case JobInstalling:
 		return 6
+	case JobRebooting:
+		return 7
 	}
-	return 7
+	return 8
 }
 
 // Apply returns the job after in happened at now, and what changed. It is
@@ -257,6 +265,13 @@ func (j Job) advance(to JobState, in JobInput, now time.Time) Job {
 func (j Job) confirm(in JobInput, now time.Time) (Job, string) {
 	stage := j.State.Stage()
 	switch {
+	case in.Accept && in.Install && stage < JobInstalling.Stage():
+		// The device confirmed the activation: it installs now.
+		j = j.advance(JobInstalling, in, now)
+		j.Percent = 100
+		return j, ""
+	case in.Accept && in.Install:
+		return j, "already installing"
 	case in.Accept && stage < JobAccepted.Stage():
 		return j.advance(JobAccepted, in, now), ""
 	case in.Accept:
@@ -277,21 +292,25 @@ func (j Job) progress(in JobInput, now time.Time) (Job, string) {
 		}
 		return j.end(JobFailed, code, in.Message), ""
 	}
+	to := in.State
+	if to == JobDownloaded && in.ConfirmInstall {
+		to = JobAwaitingInstall // verified; the device now asks locally
+	}
 	switch {
-	case in.State.Stage() < j.State.Stage():
+	case to.Stage() < j.State.Stage():
 		return j, fmt.Sprintf("stale %s report: job is %s", in.State, j.State)
-	case in.State == j.State && in.State == JobDownloading:
+	case to == j.State && to == JobDownloading:
 		if in.Percent <= j.Percent {
 			return j, fmt.Sprintf("percent %d does not rise above %d", in.Percent, j.Percent)
 		}
 		j.Percent = in.Percent
 		return j, ""
-	case in.State == j.State:
+	case to == j.State:
 		return j, "duplicate report"
 	}
-	j = j.advance(in.State, in, now)
+	j = j.advance(to, in, now)
 	j.Percent = in.Percent
-	if in.State != JobDownloading {
+	if to != JobDownloading {
 		j.Percent = 100 // Percent is the download's: past it, the download is whole
 	}
 	return j, ""

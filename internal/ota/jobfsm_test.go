@@ -46,6 +46,15 @@ func TestJobApply(t *testing.T) {
 		{"decline offered", JobOffered, 0, JobInput{Kind: JobConfirm}, JobRejected, 0, "", true},
 		{"decline after download", JobDownloaded, 100, JobInput{Kind: JobConfirm}, JobRejected, 100, "", true},
 		{"decline while installing", JobInstalling, 100, JobInput{Kind: JobConfirm}, JobInstalling, 100, "", false},
+		// Confirmation after the download, before activation.
+		{"downloaded awaits install confirmation", JobDownloading, 90, JobInput{Kind: JobProgress, State: JobDownloaded, ConfirmInstall: true}, JobAwaitingInstall, 100, "", true},
+		{"downloaded again while awaiting", JobAwaitingInstall, 100, JobInput{Kind: JobProgress, State: JobDownloaded, ConfirmInstall: true}, JobAwaitingInstall, 100, "", false},
+		{"late downloading while awaiting", JobAwaitingInstall, 100, progress(JobDownloading, 90), JobAwaitingInstall, 100, "", false},
+		{"accept install", JobAwaitingInstall, 100, JobInput{Kind: JobConfirm, Accept: true, Install: true}, JobInstalling, 100, "", true},
+		{"accept install twice", JobInstalling, 100, JobInput{Kind: JobConfirm, Accept: true, Install: true}, JobInstalling, 100, "", false},
+		{"installing after awaiting", JobAwaitingInstall, 100, progress(JobInstalling, 0), JobInstalling, 100, "", true},
+		{"decline install", JobAwaitingInstall, 100, JobInput{Kind: JobConfirm, Install: true, Message: "user said no"}, JobRejected, 100, "", true},
+		{"decline install while installing", JobInstalling, 100, JobInput{Kind: JobConfirm, Install: true}, JobInstalling, 100, "", false},
 		// Progress forward, skipping stages.
 		{"accepted to downloading", JobAccepted, 0, progress(JobDownloading, 10), JobDownloading, 10, "", true},
 		{"notified to downloading", JobNotified, 0, progress(JobDownloading, 5), JobDownloading, 5, "", true},

@@ -31,13 +31,20 @@ const (
 // them. It reads tzdata (time.LoadLocation) to check a window's time zone.
 func (p Policy) Validate() error {
 	var problems []string
-	for _, check := range []func() []string{p.checkSchedule, p.checkRate, p.checkPhases, p.checkRetries, p.checkAbort} {
+	for _, check := range []func() []string{p.checkSchedule, p.checkRate, p.checkPhases, p.checkRetries, p.checkAbort, p.checkConfirm} {
 		problems = append(problems, check()...)
 	}
 	if len(problems) == 0 {
 		return nil
 	}
 	return &Error{Code: EINVALID, Message: "invalid policy: " + strings.Join(problems, "; "), Details: problems}
+}
+
+func (p Policy) checkConfirm() []string {
+	if !p.Confirm.Valid() {
+		return []string{fmt.Sprintf("confirm %q must be none, download, install or both", p.Confirm)}
+	}
+	return nil
 }
 
 func (p Policy) checkSchedule() []string {

@@ -1,6 +1,7 @@
 package ota
 
 import (
+	"encoding/json"
 	"errors"
 	"math"
 	"slices"
@@ -22,7 +23,7 @@ func TestPolicyValidate(t *testing.T) {
 			Start: ptime(t0), End: ptime(t0.Add(time.Hour)), Window: &Window{Start: "01:00", End: "05:00", TZ: "Europe/Paris"},
 			Rate: 60, RateGrowth: 2, RateGrowthEvery: 100, MaxConcurrent: 500, Phases: []float64{1, 10, 100},
 			PhaseSuccess: 95, PhaseGate: GateManual, Retries: 3, RetryBackoff: Duration(time.Minute),
-			RetryOn: []string{CodeDownloadFailed, CodeTimedOut}, Timeout: Duration(time.Hour), AbortFailure: 10, AbortMin: 20, Confirm: true,
+			RetryOn: []string{CodeDownloadFailed, CodeTimedOut}, Timeout: Duration(time.Hour), AbortFailure: 10, AbortMin: 20, Confirm: ConfirmBoth,
 		}, ""},
 		{"end before start", Policy{Start: ptime(t0), End: ptime(t0)}, "is not after start"},
 		{"bad window", Policy{Window: &Window{Start: "1", End: "05:00"}}, `window start "1" is not HH:MM`},
@@ -217,6 +218,43 @@ func TestEffectiveRate(t *testing.T) {
 	for _, tt := range tests {
 		if got := tt.p.EffectiveRate(tt.succeeded); got != tt.want {
 			t.Errorf("EffectiveRate(%d) = %g, want %g", tt.succeeded, got, tt.want)
+		}
+	}
+}
+
+// TestConfirmModeReadsStoredPolicies: policies stored before the modes
+// existed said "confirm": true for a confirmation before the download.
+func TestConfirmModeReadsStoredPolicies(t *testing.T) {
+	tests := []struct {
+		json string
+		want ConfirmMode
+		ok   bool
+	}{
+		{`{"confirm":true}`, ConfirmDownload, true},
+		{`{"confirm":false}`, "", true},
+		{`{}`, "", true},
+		{`{"confirm":"install"}`, ConfirmInstall, true},
+		{`{"confirm":"both"}`, ConfirmBoth, true},
+		{`{"confirm":"none"}`, ConfirmNone, true},
+		{`{"confirm":"sometimes"}`, "sometimes", false},
+		{`{"confirm":3}`, "", false},
+	}
+	for _, tt := range tests {
+		var p Policy
+		err := json.Unmarshal([]byte(tt.json), &p)
+		if err == nil {
+			err = p.Validate()
+		}
+		if (err == nil) != tt.ok || (err == nil && p.Confirm != tt.want) {
+			t.Errorf("%s: confirm %q, err %v; want %q, ok %v", tt.json, p.Confirm, err, tt.want, tt.ok)
+		}
+	}
+	for _, m := range []ConfirmMode{"", ConfirmNone, ConfirmDownload, ConfirmInstall, ConfirmBoth} {
+		if got, want := m.BeforeDownload(), m == ConfirmDownload || m == ConfirmBoth; got != want {
+			t.Errorf("%q.BeforeDownload() = %v", m, got)
+		}
+		if got, want := m.BeforeInstall(), m == ConfirmInstall || m == ConfirmBoth; got != want {
+			t.Errorf("%q.BeforeInstall() = %v", m, got)
 		}
 	}
 }

@@ -110,8 +110,10 @@ type Policy struct {
 	// finished jobs at which the whole task is aborted.
 	AbortFailure float64 `json:"abort_failure,omitempty"`
 	AbortMin     int     `json:"abort_min,omitempty"`
-	// Confirm asks devices to confirm before they install.
-	Confirm bool `json:"confirm,omitempty"`
+	// Confirm says where devices ask for a local confirmation: none
+	// (default), download (before downloading), install (after the verified
+	// download, before activating) or both.
+	Confirm ConfirmMode `json:"confirm,omitempty" enum:"none,download,install,both"`
 }
 
 // Window is a daily time range in a time zone, e.g. 01:00-05:00 Europe/Paris.

@@ -629,7 +629,7 @@ func TestPauseResumeCancel(t *testing.T) {
 			release <- struct{}{}
 		}
 	}
-	task := o.create(ctx, client.TaskCreate{FirmwareID: fw.ID, Policy: client.Policy{MaxConcurrent: 3, Confirm: true}})
+	task := o.create(ctx, client.TaskCreate{FirmwareID: fw.ID, Policy: client.Policy{MaxConcurrent: 3, Confirm: "download"}})
 	counts := func(succeeded, flying, queued int64) func() bool {
 		return func() bool {
 			got := o.taskNow(ctx, task.ID)

@@ -249,7 +249,7 @@ func (s *Server) assemble(ctx context.Context) (http.Handler, error) {
 		return nil, err
 	}
 	relay := &downlinkRelay{}
-	s.engine, err = engine.New(engine.Config{Store: s.store, Downlink: relay, URLs: urls, Logger: s.log, Metrics: s.reg})
+	s.engine, err = engine.New(engine.Config{Store: s.store, Downlink: relay, URLs: urls, Commands: signer, Logger: s.log, Metrics: s.reg})
 	if err != nil {
 		return nil, err
 	}

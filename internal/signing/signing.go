@@ -65,6 +65,10 @@ func LoadOrCreate(path string) (*Signer, error) {
 // Sign returns the base64 signature of m, as stored in ota.Firmware.
 func (s *Signer) Sign(m wire.Manifest) string { return m.Sign(s.key) }
 
+// SignCommand returns the base64 signature of an upgrade command for one
+// device (the engine's CommandSigner).
+func (s *Signer) SignCommand(c wire.Command) string { return c.Sign(s.key) }
+
 // ManifestOf returns the manifest of f that its Signature covers, so that
 // the uploader, the device API and the engine build it the same way.
 func ManifestOf(f ota.Firmware) wire.Manifest {

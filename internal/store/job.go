@@ -26,7 +26,7 @@ const jobColumns = `j.id, j.task_id, j.device_id, j.device, j.product, j.module,
 	j.next_attempt_at, j.sent_at, j.rev`
 
 // activeStates is the SQL list of non-terminal job states.
-const activeStates = `('awaiting_version', 'queued', 'notified', 'offered', 'accepted', 'downloading', 'downloaded', 'installing', 'rebooting')`
+const activeStates = `('awaiting_version', 'queued', 'notified', 'offered', 'accepted', 'downloading', 'downloaded', 'awaiting_install_confirmation', 'installing', 'rebooting')`
 
 func scanJob(row interface{ Scan(...any) error }) (ota.Job, error) {
 	var j ota.Job

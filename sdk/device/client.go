@@ -181,8 +181,23 @@ func (c *Client) Inform(ctx context.Context) error {
 	if err := c.sendReliably(ctx, wire.Inform{Modules: v}); err != nil {
 		return err
 	}
+	c.raiseFloors(v)
 	c.emit(Event{Kind: EventInformed, Versions: v})
 	return nil
+}
+
+// raiseFloors raises the downgrade floor of every module to the version it
+// runs, so that the floor is the highest version the device has run.
+func (c *Client) raiseFloors(versions map[string]string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	changed := false
+	for m, v := range versions {
+		changed = c.st.raiseFloor(m, v) || changed
+	}
+	if changed {
+		c.saveLocked()
+	}
 }
 
 // Request asks the server for an upgrade of module and waits for its

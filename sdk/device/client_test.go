@@ -292,7 +292,7 @@ func TestDuplicateDeliveryStartsOnce(t *testing.T) {
 	retry := up
 	retry.Attempt = 2 // the server retries the job: this one must run
 	inst.setVersion("1.0.0")
-	c.deliver(downlink{kind: wire.KindUpgrade, payload: wire.Encode(retry)})
+	c.deliver(downlink{kind: wire.KindUpgrade, payload: wire.Encode(signedCommand(retry))})
 	waitFor(t, "the retry runs", func() bool { return rec.count(EventSucceeded) == 2 })
 }
 
@@ -420,6 +420,7 @@ func TestRequestMode(t *testing.T) {
 	inst, rec, sl := newMemInstaller("1.0.0"), &recorder{}, &sleeps{}
 	offer := srv.firmware("9", "b.bin", "1.2.0", content(3000))
 	offer.Mode, offer.Confirm = wire.ModeRequest, false
+	offer = signedCommand(offer)
 	var asked atomic.Int32
 	var accept atomic.Bool
 	cfg := testConfig(t, srv, inst, rec, sl)
@@ -450,6 +451,7 @@ func TestRequestMode(t *testing.T) {
 	}
 
 	offer.Job = "10"
+	offer = signedCommand(offer)
 	accept.Store(true)
 	if _, err := c.Request(ctx, "default"); err != nil {
 		t.Fatal(err)

@@ -50,6 +50,14 @@ type Installer interface {
 // upgrade or the client stops.
 type ConfirmFunc func(ctx context.Context, up wire.Upgrade) bool
 
+// InstallConfirmFunc decides, after the download is complete and verified
+// and before the image is written and activated, whether to install it
+// (a task with confirm install or both). It may block, e.g. until a user
+// agrees or the device is idle; ctx ends when the server cancels the
+// upgrade or the client stops. Declining returns false and a reason for
+// the operator; the job ends rejected and the downloaded file is deleted.
+type InstallConfirmFunc func(ctx context.Context, up wire.Upgrade) (accept bool, reason string)
+
 // Config configures a Client. Product, Device, Secret, PublicKey,
 // Installer and one of Broker and HTTPBase are required.
 type Config struct {
@@ -66,9 +74,12 @@ type Config struct {
 	PublicKey ed25519.PublicKey
 	// Installer writes, activates and boots images.
 	Installer Installer
-	// Confirm is asked before an upgrade that needs a confirmation; nil
-	// accepts every upgrade.
+	// Confirm is asked before the download of an upgrade that needs a
+	// confirmation; nil accepts every upgrade.
 	Confirm ConfirmFunc
+	// ConfirmInstall is asked between verification and installation when
+	// the upgrade says confirm_install; nil accepts.
+	ConfirmInstall InstallConfirmFunc
 	// StateFile is where the client remembers an upgrade in progress
 	// across a restart; the partial download lives beside it with the
 	// suffix ".part". Empty keeps the state in memory and downloads to the
@@ -92,9 +103,21 @@ type Config struct {
 	// RetryBase and RetryCap bound the exponential backoff of reconnects,
 	// downloads and reports; 0 means 1 second and 5 minutes.
 	RetryBase, RetryCap time.Duration
-	// StallTimeout ends a download that received nothing for this long, so
-	// that it can be resumed; 0 means 60 seconds.
+	// StallTimeout is the window of the download's rate check: a request
+	// that brings fewer than MinDownloadRate × StallTimeout bytes in any
+	// such window (nothing at all, or a trickle) is dropped and resumed;
+	// 0 means 60 seconds.
 	StallTimeout time.Duration
+	// MinDownloadRate is the slowest rate, in bytes per second, a download
+	// may keep over a StallTimeout window; 0 means DefaultMinDownloadRate.
+	// A server (or a man in the middle) that trickles bytes cannot hold the
+	// device in one download forever.
+	MinDownloadRate int64
+	// DownloadGrace sets the overall deadline of a download, retries and
+	// resumes included: DownloadGrace + size / MinDownloadRate after the
+	// job's first download request (kept across restarts). Past it the job
+	// fails with download_failed. 0 means DefaultDownloadGrace.
+	DownloadGrace time.Duration
 	// Rand returns a random number in [0, 1) for jitter; nil uses
 	// math/rand/v2. Tests make it deterministic.
 	Rand func() float64
@@ -103,8 +126,17 @@ type Config struct {
 	Sleep func(ctx context.Context, d time.Duration) error
 }
 
-// DefaultPollInterval is how often HTTP mode polls when Config does not say.
-const DefaultPollInterval = time.Minute
+// Defaults of Config.
+const (
+	// DefaultPollInterval is how often HTTP mode polls.
+	DefaultPollInterval = time.Minute
+	// DefaultMinDownloadRate is 1 KiB/s: far below any working link, far
+	// above a trickle meant to hold the device.
+	DefaultMinDownloadRate = 1024
+	// DefaultDownloadGrace leaves room for backoff and outages on top of
+	// the time the minimum rate needs: a 1 MiB file may take 27 minutes.
+	DefaultDownloadGrace = 10 * time.Minute
+)
 
 // withDefaults checks c and fills in its optional fields.
 func (c Config) withDefaults() (Config, error) {
@@ -125,6 +157,10 @@ func (c Config) withDefaults() (Config, error) {
 	c.RetryBase = orDefault(c.RetryBase, time.Second)
 	c.RetryCap = orDefault(c.RetryCap, 5*time.Minute)
 	c.StallTimeout = orDefault(c.StallTimeout, time.Minute)
+	c.DownloadGrace = orDefault(c.DownloadGrace, DefaultDownloadGrace)
+	if c.MinDownloadRate <= 0 {
+		c.MinDownloadRate = DefaultMinDownloadRate
+	}
 	if c.Rand == nil {
 		c.Rand = rand.Float64
 	}

@@ -35,15 +35,27 @@
 //     [Client.Request], request mode). Delivery is at least once: a job it
 //     has or had is not started twice; a cancel stops a job that has not
 //     begun to install.
-//   - Before downloading it checks the ed25519 signature of the firmware
-//     manifest (product, module, version, size, SHA-256) against
-//     Config.PublicKey and refuses a version lower than the running one
-//     unless the upgrade allows a downgrade. It asks Config.Confirm when the
-//     upgrade needs a confirmation and sends the answer.
+//   - Before downloading it checks, against Config.PublicKey, the ed25519
+//     signatures of the firmware manifest (product, module, version, size,
+//     SHA-256) and of the command (those plus device, job, attempt, mode,
+//     confirm flags, allow_downgrade, params). It refuses a command not
+//     newer than the newest it took for the module (a replay), does not
+//     reinstall the version the module runs, and refuses a version lower
+//     than the running one or than the highest one it has run (kept in
+//     StateFile) unless the signed command allows a downgrade. Versions
+//     are ordered by [wire.OrderVersions], as on the server. It asks
+//     Config.Confirm when the upgrade needs a confirmation and sends the
+//     answer.
 //   - It downloads to StateFile+".part", resuming with Range and If-Range
 //     after an interruption, retrying with backoff, honouring Retry-After,
-//     and reporting progress every tenth. It then checks the size and the
-//     SHA-256 before the Installer sees a byte.
+//     and reporting progress at most every 10 percent. A request slower
+//     than Config.MinDownloadRate over a StallTimeout window is dropped and
+//     resumed; the whole download must end by DownloadGrace plus the time
+//     its size takes at that rate. It then checks the size and the SHA-256
+//     before the Installer sees a byte.
+//   - When the upgrade says confirm_install, it reports downloaded and asks
+//     Config.ConfirmInstall before it installs; a decline is sent with its
+//     reason and the downloaded file is deleted.
 //   - It reports downloaded, installing and rebooting, calls Write,
 //     Activate and Reboot, and records each step in StateFile first. When
 //     the device comes back (Run again with the same StateFile), the client
@@ -52,7 +64,7 @@
 //
 // Failures are reported to the server with the codes of package wire:
 // download_failed, verify_failed, signature_invalid, install_failed,
-// rolled_back and downgrade_refused.
+// rolled_back, downgrade_refused and replay_refused.
 //
 // # Many devices in one process
 //

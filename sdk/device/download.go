@@ -7,10 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/otter-ota/otter/sdk/wire"
@@ -27,7 +29,10 @@ const (
 	reportTimeout = 5 * time.Second
 )
 
-var errStalled = errors.New("the download stalled")
+var (
+	errTooSlow  = errors.New("the download is slower than the minimum rate")
+	errDeadline = errors.New("the download passed its overall deadline")
+)
 
 // download fetches the current job's file into its .part file, resuming
 // what an earlier try or an earlier run left, and verifies it. It returns
@@ -42,14 +47,35 @@ func (c *Client) download(ctx context.Context) (string, error) {
 		return "", failure(wire.FailDownload, "open the download file: %v", err)
 	}
 	defer f.Close()
+	deadline := c.downloadDeadline()
+	ctx, cancel := context.WithDeadlineCause(ctx, deadline, errDeadline)
+	defer cancel()
 	d := &fetch{c: c, f: f, buf: make([]byte, copyBufferSize), last: -1}
 	if err := d.loop(ctx); err != nil {
+		if errors.Is(context.Cause(ctx), errDeadline) {
+			return "", failure(wire.FailDownload, "the download did not finish by %s (%s plus the time %d bytes take at %d bytes/s)",
+				deadline.Format(time.RFC3339), c.cfg.DownloadGrace, c.current().Upgrade.Size, c.cfg.MinDownloadRate)
+		}
 		return "", err
 	}
 	if err := f.Sync(); err != nil {
 		return "", failure(wire.FailDownload, "sync the download file: %v", err)
 	}
 	return path, verifyFile(f, c.current().Upgrade, d.buf)
+}
+
+// downloadDeadline returns when the current job's download must be done:
+// DownloadGrace plus the time its size takes at MinDownloadRate, from the
+// first request of the job's download (recorded, so restarts keep it).
+func (c *Client) downloadDeadline() time.Time {
+	rec := c.current()
+	began := rec.Began
+	if began.IsZero() {
+		began = time.Now()
+		c.update(func(j *jobRecord) { j.Began = began })
+	}
+	need := time.Duration(float64(rec.Upgrade.Size) / float64(c.cfg.MinDownloadRate) * float64(time.Second))
+	return began.Add(c.cfg.DownloadGrace + need)
 }
 
 // partPath returns where the current job's download goes: beside the
@@ -217,16 +243,16 @@ func rangeStart(cr string) (int64, bool) {
 }
 
 // copy appends body to the file from off. A watchdog cancels the request
-// when nothing arrives for StallTimeout, so a dead link is resumed instead
-// of waited on forever.
+// when a StallTimeout window brings fewer bytes than MinDownloadRate asks
+// (a dead link, or a trickle), so that it is resumed instead of waited on
+// forever.
 func (d *fetch) copy(ctx context.Context, cancel context.CancelCauseFunc, body io.Reader, off, size int64) (int64, error) {
-	stall := d.c.cfg.StallTimeout
-	watchdog := time.AfterFunc(stall, func() { cancel(errStalled) })
-	defer watchdog.Stop()
+	w := d.c.watchRate(cancel)
+	defer w.stop()
 	var added int64
 	for {
 		n, rerr := body.Read(d.buf)
-		watchdog.Reset(stall)
+		w.got.Add(int64(n))
 		if off+added+int64(n) > size {
 			return added, &permanentError{failure(wire.FailVerify, "the server sent more than the %d bytes the upgrade announced", size)}
 		}
@@ -240,13 +266,38 @@ func (d *fetch) copy(ctx context.Context, cancel context.CancelCauseFunc, body i
 			return added, nil
 		case rerr == io.EOF:
 			return added, fmt.Errorf("download: the connection ended at byte %d of %d", off+added, size)
-		case rerr != nil && errors.Is(context.Cause(ctx), errStalled):
-			return added, fmt.Errorf("download: nothing received for %s", stall)
+		case rerr != nil && errors.Is(context.Cause(ctx), errTooSlow):
+			return added, fmt.Errorf("download: fewer than %d bytes in %s (minimum %d bytes/s)", w.need, d.c.cfg.StallTimeout, d.c.cfg.MinDownloadRate)
 		case rerr != nil:
 			return added, fmt.Errorf("download: %w", rerr)
 		}
 	}
 }
+
+// rateWatch checks, every StallTimeout, that the window brought at least
+// need bytes.
+type rateWatch struct {
+	got   atomic.Int64
+	need  int64
+	timer *time.Timer
+}
+
+func (c *Client) watchRate(cancel context.CancelCauseFunc) *rateWatch {
+	window := c.cfg.StallTimeout
+	w := &rateWatch{need: max(1, int64(float64(c.cfg.MinDownloadRate)*window.Seconds()))}
+	// Armed after the assignment, so the callback always sees w.timer.
+	w.timer = time.AfterFunc(time.Duration(math.MaxInt64), func() {
+		if w.got.Swap(0) < w.need {
+			cancel(errTooSlow)
+			return
+		}
+		w.timer.Reset(window)
+	})
+	w.timer.Reset(window)
+	return w
+}
+
+func (w *rateWatch) stop() { w.timer.Stop() }
 
 // progress reports the download at every tenth; 100 is left to the
 // "downloaded" report. The first report is sent reliably: it tells the

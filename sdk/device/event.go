@@ -41,6 +41,7 @@ type Event struct {
 	Percent  int
 	Code     string // a failure or reply code
 	Accept   bool
+	Stage    wire.Stage // with EventConfirmed: which confirmation
 	Delay    time.Duration
 	Versions map[string]string
 	Err      error

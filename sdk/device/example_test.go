@@ -90,16 +90,6 @@ func ExampleClient_Request() {
 	}
 }
 
-func ExampleCompareVersions() {
-	fmt.Println(device.CompareVersions("1.10.0", "1.9.2"))
-	fmt.Println(device.CompareVersions("2.0.0-rc.1", "2.0.0"))
-	fmt.Println(device.CompareVersions("v1.2", "1.2.0+build.7"))
-	// Output:
-	// 1
-	// -1
-	// 0
-}
-
 func ExampleParsePublicKey() {
 	pub, err := device.ParsePublicKey("3b6a27bcceb6a42d62a3a8d02a6f0d73653215771de243a63ac048a18b59da29")
 	fmt.Println(len(pub) == ed25519.PublicKeySize, err)

@@ -98,11 +98,17 @@ func (s *fakeServer) uplink(w http.ResponseWriter, r *http.Request) {
 	if p, ok := m.(wire.Progress); ok && s.pending != nil && s.pending.Job == p.Job {
 		s.pending = nil // the device has it
 	}
+	if i, ok := m.(wire.Inform); ok && s.pending != nil && i.Modules[s.pending.Module] == s.pending.Version {
+		s.pending = nil // the device runs it: the job succeeded
+	}
 	answer := s.answer
 	s.mu.Unlock()
 	switch m := m.(type) {
 	case wire.Inform:
-		s.informed <- m.Modules
+		select {
+		case s.informed <- m.Modules:
+		default: // nobody reads them; never block the device
+		}
 	case wire.Request:
 		if answer != nil {
 			json.NewEncoder(w).Encode(answer(m))
@@ -158,12 +164,24 @@ func (s *fakeServer) firmware(job, name, version string, content []byte) wire.Up
 	return signed(up)
 }
 
+// signed signs up's manifest and its command for the test device.
 func signed(up wire.Upgrade) wire.Upgrade {
 	up.Signature = up.Manifest(testProduct).Sign(testKey)
+	return signedCommand(up)
+}
+
+// signedCommand signs up's command as the server would after a test
+// changed a field the command covers.
+func signedCommand(up wire.Upgrade) wire.Upgrade {
+	up.CommandSignature = up.Command(testProduct, testDevice).Sign(testKey)
 	return up
 }
 
-func (s *fakeServer) push(up wire.Upgrade) {
+// push makes up the pending command, its command signed afresh.
+func (s *fakeServer) push(up wire.Upgrade) { s.pushRaw(signedCommand(up)) }
+
+// pushRaw makes up the pending command exactly as given (tampered ones).
+func (s *fakeServer) pushRaw(up wire.Upgrade) {
 	s.mu.Lock()
 	s.pending = &up
 	s.mu.Unlock()

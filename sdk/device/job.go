@@ -12,8 +12,21 @@ import (
 
 var (
 	errJobCancelled = errors.New("the server cancelled the job")
-	errDeclined     = errors.New("the upgrade was declined")
+	// errAlreadyRunning ends a job whose target version the module already
+	// runs: it is reported by an inform, never installed again.
+	errAlreadyRunning = errors.New("the module already runs the target version")
 )
+
+// declined ends a job the device said no to; answer is the Confirm that
+// said it, repeated if the job comes again.
+type declined struct{ answer wire.Confirm }
+
+func (d *declined) Error() string {
+	if d.answer.Message != "" {
+		return "the upgrade was declined: " + d.answer.Message
+	}
+	return "the upgrade was declined"
+}
 
 // jobFailure ends a job with a failure code the server records.
 type jobFailure struct {
@@ -149,7 +162,7 @@ func (c *Client) resume(ctx context.Context) {
 		c.mu.Unlock()
 		return
 	}
-	if j.Phase == phasePending || j.Phase == phaseDownloading {
+	if j.Phase == phasePending || j.Phase == phaseDownloading || j.Phase == phaseConfirming {
 		c.startLocked()
 		c.mu.Unlock()
 		return
@@ -168,51 +181,121 @@ func (c *Client) execute(ctx context.Context, rec jobRecord) error {
 		if err != nil {
 			return err
 		}
+		if err := c.confirm(ctx, up, up.Confirm || up.Mode == wire.ModeRequest, wire.StageDownload); err != nil {
+			return err
+		}
 		c.update(func(j *jobRecord) { j.Phase, j.From = phaseDownloading, from })
 	}
 	path, err := c.download(ctx)
 	if err != nil {
 		return err
 	}
+	c.update(func(j *jobRecord) { j.Phase = phaseConfirming })
 	c.report(ctx, wire.Progress{Job: up.Job, Attempt: up.Attempt, State: wire.StateDownloaded}, true)
+	if err := c.confirm(ctx, up, up.ConfirmInstall, wire.StageInstall); err != nil {
+		return err
+	}
 	if err := c.install(ctx, up, path); err != nil {
 		return err
 	}
 	return c.reboot(ctx, up)
 }
 
-// admit runs the checks that need no download (signature, downgrade) and
-// asks for confirmation when the upgrade needs it. It returns the module's
-// current version.
+// admit runs the checks that need no download: both signatures, replay,
+// the version the module runs and the downgrade floor. It records up as
+// the newest command of its module and returns the module's current
+// version.
 func (c *Client) admit(ctx context.Context, up wire.Upgrade) (string, error) {
-	if !up.Manifest(c.cfg.Product).Verify(c.publicKey(), up.Signature) {
-		return "", failure(wire.FailSignature, "the manifest signature of %s %s does not verify with the configured public key", up.Module, up.Version)
+	if err := c.verifySignatures(up); err != nil {
+		return "", err
 	}
 	versions, err := c.cfg.Installer.Versions(ctx)
 	if err != nil {
 		return "", failure(wire.FailInstall, "installer versions: %v", err)
 	}
 	cur := versions[up.Module]
-	if cur != "" && !up.AllowDowngrade && CompareVersions(up.Version, cur) < 0 {
-		return "", failure(wire.FailDowngradeRefused, "version %s is lower than the running %s and the upgrade does not allow a downgrade", up.Version, cur)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	resumed := c.st.Job != nil && c.st.Job.Admitted // a restart while confirming
+	if !resumed && c.st.replayed(up) {
+		last := c.st.Newest[up.Module]
+		return "", failure(wire.FailReplayRefused, "job %s attempt %d of %s is not newer than job %s attempt %d, already admitted: a replayed command never installs again",
+			up.Job, up.Attempt, up.Module, last.Job, last.Attempt)
 	}
-	if !up.Confirm && up.Mode != wire.ModeRequest {
-		return cur, nil
+	c.st.admitted(up)
+	if c.st.Job != nil {
+		c.st.Job.Admitted = true
 	}
-	accept := c.cfg.Confirm == nil || c.cfg.Confirm(ctx, up)
-	if ctx.Err() != nil {
-		return "", context.Cause(ctx)
+	c.saveLocked()
+	if cur != "" && wire.SameVersion(cur, up.Version) {
+		return "", errAlreadyRunning
 	}
-	if err := c.sendReliably(ctx, wire.Confirm{Job: up.Job, Attempt: up.Attempt, Accept: accept}); err != nil {
-		return "", err
-	}
-	e := jobEvent(EventConfirmed, up)
-	e.Accept = accept
-	c.emit(e)
-	if !accept {
-		return "", errDeclined
+	floor := c.st.Floor[up.Module]
+	if !up.AllowDowngrade && (wire.IsDowngrade(cur, up.Version) || wire.IsDowngrade(floor, up.Version)) {
+		return "", failure(wire.FailDowngradeRefused, "version %s is lower than the running %s or the highest version run, %s, and the signed command does not allow a downgrade",
+			up.Version, cur, floor)
 	}
 	return cur, nil
+}
+
+// verifySignatures checks the firmware manifest and the signed command,
+// which binds every other field of up (allow_downgrade, confirm, mode,
+// params) to this device, job and attempt.
+func (c *Client) verifySignatures(up wire.Upgrade) error {
+	if !up.Manifest(c.cfg.Product).Verify(c.publicKey(), up.Signature) {
+		return failure(wire.FailSignature, "the manifest signature of %s %s does not verify with the configured public key", up.Module, up.Version)
+	}
+	if !up.Command(c.cfg.Product, c.cfg.Device).Verify(c.publicKey(), up.CommandSignature) {
+		return failure(wire.FailSignature, "the command signature of job %s does not verify: a field was changed in transit, or the command was made for another device", up.Job)
+	}
+	return nil
+}
+
+// confirm asks the local hook for the confirmation at stage when the
+// upgrade needs it, and tells the server the answer.
+func (c *Client) confirm(ctx context.Context, up wire.Upgrade, needed bool, stage wire.Stage) error {
+	if !needed {
+		return nil
+	}
+	accept, reason := c.ask(ctx, up, stage)
+	if ctx.Err() != nil {
+		return context.Cause(ctx)
+	}
+	m := wire.Confirm{Job: up.Job, Attempt: up.Attempt, Accept: accept}
+	if stage == wire.StageInstall {
+		m.Stage = stage
+	}
+	if !accept {
+		m.Message = clipText(reason)
+	}
+	if err := c.sendReliably(ctx, m); err != nil {
+		return err
+	}
+	e := jobEvent(EventConfirmed, up)
+	e.Accept, e.Stage = accept, stage
+	c.emit(e)
+	if !accept {
+		return &declined{answer: m}
+	}
+	return nil
+}
+
+// ask calls the hook of stage; a missing hook accepts.
+func (c *Client) ask(ctx context.Context, up wire.Upgrade, stage wire.Stage) (bool, string) {
+	if stage == wire.StageInstall {
+		if c.cfg.ConfirmInstall == nil {
+			return true, ""
+		}
+		return c.cfg.ConfirmInstall(ctx, up)
+	}
+	return c.cfg.Confirm == nil || c.cfg.Confirm(ctx, up), ""
+}
+
+func clipText(s string) string {
+	if len(s) > wire.MaxTextLength {
+		return s[:wire.MaxTextLength]
+	}
+	return s
 }
 
 // install hands the verified file to the Installer. From here on the job
@@ -262,8 +345,7 @@ func (c *Client) afterReboot(ctx context.Context, rec jobRecord) {
 	}
 	if got := versions[up.Module]; got == up.Version {
 		c.log.Info("upgrade succeeded", "job", up.Job, "module", up.Module, "version", got)
-		c.finish(doneRecord{Job: up.Job, Attempt: up.Attempt, Outcome: outcomeSucceeded})
-		c.emit(jobEvent(EventSucceeded, up))
+		c.succeed(up)
 		return
 	}
 	f := failure(wire.FailRolledBack, "after the reboot %s runs %s, not %s", up.Module, versions[up.Module], up.Version)
@@ -273,10 +355,25 @@ func (c *Client) afterReboot(ctx context.Context, rec jobRecord) {
 	c.settle(ctx, rec, f)
 }
 
+// succeed ends the job as succeeded. A signed downgrade that ran lowers
+// the module's floor to its version; any other success raises it.
+func (c *Client) succeed(up wire.Upgrade) {
+	c.mu.Lock()
+	if up.AllowDowngrade {
+		c.st.setFloor(up.Module, up.Version)
+	} else {
+		c.st.raiseFloor(up.Module, up.Version)
+	}
+	c.finishLocked(doneRecord{Job: up.Job, Attempt: up.Attempt, Outcome: outcomeSucceeded})
+	c.mu.Unlock()
+	c.emit(jobEvent(EventSucceeded, up))
+}
+
 // settle records how the job ended and tells the server.
 func (c *Client) settle(ctx context.Context, rec jobRecord, err error) {
 	up := rec.Upgrade
 	var f *jobFailure
+	var no *declined
 	switch {
 	case err == nil:
 	case errors.Is(context.Cause(ctx), errJobCancelled):
@@ -288,9 +385,12 @@ func (c *Client) settle(ctx context.Context, rec jobRecord, err error) {
 		c.mu.Lock()
 		c.cancel = nil
 		c.mu.Unlock()
-	case errors.Is(err, errDeclined):
-		c.finish(doneRecord{Job: up.Job, Attempt: up.Attempt, Outcome: outcomeDeclined,
-			Decline: &wire.Confirm{Job: up.Job, Attempt: up.Attempt, Accept: false}})
+	case errors.As(err, &no):
+		c.log.Info("upgrade declined", "job", up.Job, "stage", no.answer.Stage, "reason", no.answer.Message)
+		c.removePart(rec) // a file declined after its download is dropped
+		c.finish(doneRecord{Job: up.Job, Attempt: up.Attempt, Outcome: outcomeDeclined, Decline: &no.answer})
+	case errors.Is(err, errAlreadyRunning):
+		c.alreadyRunning(ctx, rec)
 	case errors.As(err, &f):
 		c.failJob(ctx, rec, f)
 	default:
@@ -298,14 +398,21 @@ func (c *Client) settle(ctx context.Context, rec jobRecord, err error) {
 	}
 }
 
+// alreadyRunning ends a command for the version the module runs without
+// installing it again: the inform tells the server the job is done.
+func (c *Client) alreadyRunning(ctx context.Context, rec jobRecord) {
+	up := rec.Upgrade
+	c.log.Info("the module already runs the target version; not installing it again", "job", up.Job, "version", up.Version)
+	if err := c.Inform(ctx); err != nil && ctx.Err() == nil {
+		c.fail(err, "inform")
+	}
+	c.succeed(up)
+}
+
 func (c *Client) failJob(ctx context.Context, rec jobRecord, f *jobFailure) {
 	up := rec.Upgrade
 	c.log.Warn("upgrade failed", "job", up.Job, "code", f.code, "err", f.err)
-	msg := f.err.Error()
-	if len(msg) > wire.MaxTextLength {
-		msg = msg[:wire.MaxTextLength]
-	}
-	p := wire.Progress{Job: up.Job, Attempt: up.Attempt, State: wire.StateFailed, Code: f.code, Message: msg}
+	p := wire.Progress{Job: up.Job, Attempt: up.Attempt, State: wire.StateFailed, Code: f.code, Message: clipText(f.err.Error())}
 	c.removePart(rec)
 	c.finish(doneRecord{Job: up.Job, Attempt: up.Attempt, Outcome: outcomeFailed, Answer: &p})
 	e := jobEvent(EventFailed, up)

@@ -1,12 +1,15 @@
 package device
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
+	"time"
 
 	"github.com/otter-ota/otter/sdk/wire"
 )
@@ -17,6 +20,7 @@ type phase string
 const (
 	phasePending     phase = "pending"     // received; checks and confirmation to do
 	phaseDownloading phase = "downloading" // accepted; the .part file grows
+	phaseConfirming  phase = "confirming"  // verified; waits for the local confirmation to install
 	phaseInstalling  phase = "installing"  // verified; the installer writes and activates
 	phaseRebooting   phase = "rebooting"   // activated; the next start reports the outcome
 )
@@ -28,6 +32,12 @@ type jobRecord struct {
 	From    string       `json:"from,omitempty"` // the module's version when the job began
 	ETag    string       `json:"etag,omitempty"` // of the partial download, for If-Range
 	Part    string       `json:"part,omitempty"` // the partial download
+	// Admitted is set once the command passed the replay check, so that a
+	// restart before the download does not take it for its own replay.
+	Admitted bool `json:"admitted,omitempty"`
+	// Began is when the download of this job first started, for the
+	// overall download deadline (kept across restarts).
+	Began time.Time `json:"began,omitzero"`
 }
 
 // outcome is how a job ended on this device.
@@ -59,6 +69,72 @@ type state struct {
 	Format int          `json:"format"` // 1
 	Job    *jobRecord   `json:"job,omitempty"`
 	Done   []doneRecord `json:"done,omitempty"`
+	// Floor is, per module, the highest ordered version the device has run
+	// since its last signed downgrade: a command below it is refused unless
+	// its signed command allows a downgrade.
+	Floor map[string]string `json:"floor,omitempty"`
+	// Newest is, per module, the newest command the device has admitted: a
+	// command not newer is a replay and never installs again, however long
+	// ago the original ran (Done remembers only the last maxDone).
+	Newest map[string]commandMark `json:"newest,omitempty"`
+}
+
+// commandMark names one attempt of one job. Job ids signed by otter are
+// decimal and rise with every job; after orders them as numbers (shorter
+// first, then by bytes), which is a total order for any string.
+type commandMark struct {
+	Job     string `json:"job"`
+	Attempt int    `json:"attempt"`
+}
+
+func (m commandMark) after(o commandMark) bool {
+	if c := cmp.Compare(len(m.Job), len(o.Job)); c != 0 {
+		return c > 0
+	}
+	if c := strings.Compare(m.Job, o.Job); c != 0 {
+		return c > 0
+	}
+	return m.Attempt > o.Attempt
+}
+
+// replayed reports whether up is not newer than the newest command
+// admitted for its module.
+func (s *state) replayed(up wire.Upgrade) bool {
+	last, ok := s.Newest[up.Module]
+	return ok && !(commandMark{up.Job, up.Attempt}).after(last)
+}
+
+// admitted records up as the newest command of its module.
+func (s *state) admitted(up wire.Upgrade) {
+	if s.Newest == nil {
+		s.Newest = map[string]commandMark{}
+	}
+	s.Newest[up.Module] = commandMark{up.Job, up.Attempt}
+}
+
+// raiseFloor raises the module's floor to version when it is ordered and
+// higher (opaque versions have no order, so they never set a floor).
+func (s *state) raiseFloor(module, version string) bool {
+	if _, err := wire.ParseVersion(version); err != nil {
+		return false
+	}
+	cur, ok := s.Floor[module]
+	if ok && wire.OrderVersions(version, cur) != wire.Higher {
+		return false
+	}
+	s.setFloor(module, version)
+	return true
+}
+
+// setFloor sets the module's floor, lowering it after a signed downgrade.
+func (s *state) setFloor(module, version string) {
+	if _, err := wire.ParseVersion(version); err != nil {
+		return
+	}
+	if s.Floor == nil {
+		s.Floor = map[string]string{}
+	}
+	s.Floor[module] = version
 }
 
 // finished returns the record of job and attempt if it ended here. A

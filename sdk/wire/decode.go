@@ -176,6 +176,9 @@ func (m Confirm) Validate() error {
 	if err := checkJob(KindConfirm, m.Job, m.Attempt); err != nil {
 		return err
 	}
+	if m.Stage != "" && m.Stage != StageDownload && m.Stage != StageInstall {
+		return errorf(CodeMalformed, `confirm: field "stage" is %q; want download or install`, clip(string(m.Stage)))
+	}
 	return checkText(KindConfirm, m.Message)
 }
 
@@ -217,8 +220,11 @@ func (m Upgrade) Validate() error {
 	if !isSHA256Hex(m.SHA256) {
 		return errorf(CodeMalformed, `upgrade: field "sha256" must be 64 lowercase hex digits`)
 	}
-	if sig, err := base64.StdEncoding.DecodeString(m.Signature); err != nil || len(sig) != 64 {
+	if !isSignature(m.Signature) {
 		return errorf(CodeMalformed, `upgrade: field "signature" must be a 64-byte ed25519 signature in standard base64`)
+	}
+	if m.CommandSignature != "" && !isSignature(m.CommandSignature) {
+		return errorf(CodeMalformed, `upgrade: field "command_signature" must be a 64-byte ed25519 signature in standard base64`)
 	}
 	if p := urlProblem(m.URL); p != "" {
 		return errorf(CodeMalformed, `upgrade: field "url": %s`, p)
@@ -311,6 +317,11 @@ func codeProblem(s string) string {
 		}
 	}
 	return ""
+}
+
+func isSignature(s string) bool {
+	sig, err := base64.StdEncoding.DecodeString(s)
+	return err == nil && len(sig) == 64
 }
 
 func isSHA256Hex(s string) bool {

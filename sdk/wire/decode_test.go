@@ -80,6 +80,10 @@ func TestDecodeConfirm(t *testing.T) {
 		{"accept", `{"job":"42","accept":true}`, ""},
 		{"decline", `{"job":"42","accept":false,"message":"user said no"}`, ""},
 		{"attempt", `{"job":"42","attempt":2,"accept":true}`, ""},
+		{"install stage", `{"job":"42","stage":"install","accept":false,"message":"battery low"}`, ""},
+		{"download stage", `{"job":"42","stage":"download","accept":true}`, ""},
+		{"unknown stage", `{"job":"42","stage":"reboot","accept":true}`, CodeMalformed},
+		{"stage not a string", `{"job":"42","stage":1,"accept":true}`, CodeMalformed},
 		{"missing accept", `{"job":"42"}`, CodeMalformed},
 		{"null accept", `{"job":"42","accept":null}`, CodeMalformed},
 		{"accept not bool", `{"job":"42","accept":"yes"}`, CodeMalformed},
@@ -120,6 +124,8 @@ func TestDecodeUpgrade(t *testing.T) {
 	runDecodeCases(t, DecodeUpgrade, []decodeCase{
 		{"push", upgradeJSON(), ""},
 		{"request", upgradeJSON(`"push"`, `"request"`, `"confirm":false`, `"confirm":true`), ""},
+		{"signed command", upgradeJSON(`"allow_downgrade":false`, `"allow_downgrade":false,"confirm_install":true,"command_signature":"`+testSig+`"`), ""},
+		{"bad command signature", upgradeJSON(`"allow_downgrade":false`, `"allow_downgrade":false,"command_signature":"AAAA"`), CodeMalformed},
 		{"cancel", `{"job":"7","cancel":true}`, ""},
 		{"cancel without job", `{"cancel":true}`, CodeMalformed},
 		{"missing module", upgradeJSON(`"module":"default",`, ``), CodeMalformed},
@@ -208,9 +214,50 @@ func TestManifestWorkedExample(t *testing.T) {
 	}
 }
 
+// TestCommandWorkedExample pins the command signature example of
+// docs/protocol.md section 7.
+func TestCommandWorkedExample(t *testing.T) {
+	c := Command{Product: "thermostat", Device: "d1", Job: "42", Attempt: 1, Module: "default", Version: "1.1.0", Size: 12,
+		SHA256: "82cf02e4cd2a557d3f1ad35b4f0bf7158e4c2fab63e918c63825d3107269d31c", Mode: ModePush, ConfirmInstall: true}
+	payload := `{"product":"thermostat","device":"d1","job":"42","attempt":1,"module":"default","version":"1.1.0","size":12,` +
+		`"sha256":"82cf02e4cd2a557d3f1ad35b4f0bf7158e4c2fab63e918c63825d3107269d31c","mode":"push","confirm":false,` +
+		`"confirm_install":true,"allow_downgrade":false,"params":{}}`
+	if got := string(c.SignedBytes()); got != "DSSEv1 34 application/vnd.otter.command+json 273 "+payload {
+		t.Fatalf("SignedBytes =\n%s", got)
+	}
+	key := ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize))
+	const wantSig = "uZotv3eK2O6Nm+hEqwFdxpd48TINMTFicFgO8GvuwEmVnrjgbxqkSdYM/ZChejUXtEMZCZCoN9MrOEnbTFTODA=="
+	if sig := c.Sign(key); sig != wantSig {
+		t.Fatalf("Sign = %s, want %s", sig, wantSig)
+	}
+	pub := key.Public().(ed25519.PublicKey)
+	up := Upgrade{Job: "42", Attempt: 1, Module: "default", Version: "1.1.0", Size: 12, SHA256: c.SHA256, Mode: ModePush, ConfirmInstall: true}
+	if !up.Command("thermostat", "d1").Verify(pub, wantSig) {
+		t.Fatal("the command of the matching upgrade does not verify")
+	}
+	for name, tamper := range map[string]func(*Upgrade){
+		"allow_downgrade": func(u *Upgrade) { u.AllowDowngrade = true },
+		"confirm":         func(u *Upgrade) { u.ConfirmInstall = false },
+		"params":          func(u *Upgrade) { u.Params = map[string]string{"k": "v"} },
+		"attempt":         func(u *Upgrade) { u.Attempt = 2 },
+		"mode":            func(u *Upgrade) { u.Mode = ModeRequest },
+	} {
+		u := up
+		tamper(&u)
+		if u.Command("thermostat", "d1").Verify(pub, wantSig) {
+			t.Errorf("a command with %s changed verifies", name)
+		}
+	}
+	if up.Command("thermostat", "d2").Verify(pub, wantSig) {
+		t.Error("the command verifies for another device")
+	}
+}
+
 func FuzzDecodeInform(f *testing.F)  { fuzzDecoder(f, DecodeInform, `{"modules":{"default":"1.0.0"}}`) }
 func FuzzDecodeRequest(f *testing.F) { fuzzDecoder(f, DecodeRequest, `{"module":"default"}`) }
-func FuzzDecodeConfirm(f *testing.F) { fuzzDecoder(f, DecodeConfirm, `{"job":"1","accept":true}`) }
+func FuzzDecodeConfirm(f *testing.F) {
+	fuzzDecoder(f, DecodeConfirm, `{"job":"1","accept":true}`, `{"job":"1","stage":"install","accept":false,"message":"later"}`)
+}
 func FuzzDecodeProgress(f *testing.F) {
 	fuzzDecoder(f, DecodeProgress, `{"job":"1","state":"failed","code":"x"}`)
 }

@@ -40,10 +40,11 @@ const (
 	FailInstall          = "install_failed"    // writing or activating the image failed
 	FailRolledBack       = "rolled_back"       // the device came back on its old version
 	FailDowngradeRefused = "downgrade_refused" // the version is lower and allow_downgrade is false
+	FailReplayRefused    = "replay_refused"    // the signed command is not newer than one the device already took
 )
 
 // FailureCodes lists the failure codes the protocol defines.
-var FailureCodes = []string{FailDownload, FailVerify, FailSignature, FailInstall, FailRolledBack, FailDowngradeRefused}
+var FailureCodes = []string{FailDownload, FailVerify, FailSignature, FailInstall, FailRolledBack, FailDowngradeRefused, FailReplayRefused}
 
 // Mode says how an upgrade reached the device: pushed by a task, or offered
 // in answer to the device's request.
@@ -76,11 +77,22 @@ type Request struct {
 	Version string `json:"version,omitempty"`
 }
 
+// Stage says which confirmation a Confirm message answers.
+type Stage string
+
+// Confirmation stages. An empty stage means StageDownload.
+const (
+	StageDownload Stage = "download" // before the download (Upgrade.Confirm, request mode)
+	StageInstall  Stage = "install"  // after the verified download, before activation (Upgrade.ConfirmInstall)
+)
+
 // Confirm accepts or declines an upgrade that asked for confirmation
-// (Upgrade.Confirm) or was offered in request mode.
+// (Upgrade.Confirm or Upgrade.ConfirmInstall) or was offered in request
+// mode.
 type Confirm struct {
 	Job     string `json:"job"`
 	Attempt int    `json:"attempt,omitempty"` // echoes Upgrade.Attempt
+	Stage   Stage  `json:"stage,omitempty"`   // "" means StageDownload
 	Accept  bool   `json:"accept"`
 	Message string `json:"message,omitempty"` // why, when declined
 }
@@ -113,10 +125,17 @@ type Upgrade struct {
 	URL       string `json:"url"`       // short-lived download URL
 	// Confirm asks the device to confirm (Confirm message) before it
 	// downloads; offers in request mode always need a confirmation.
-	Confirm        bool              `json:"confirm"`
+	Confirm bool `json:"confirm"`
+	// ConfirmInstall asks the device to confirm locally (Confirm message
+	// with Stage StageInstall) after the file is downloaded and verified,
+	// before it activates the new image.
+	ConfirmInstall bool              `json:"confirm_install,omitempty"`
 	Mode           Mode              `json:"mode"`
 	Params         map[string]string `json:"params,omitempty"` // free-form, from the firmware
 	AllowDowngrade bool              `json:"allow_downgrade"`
+	// CommandSignature is the base64 ed25519 signature over
+	// Command.SignedBytes: it binds every field above to the device.
+	CommandSignature string `json:"command_signature,omitempty"`
 }
 
 // Reply answers a message without an upgrade: a request that found nothing
@@ -158,6 +177,17 @@ func CancelUpgrade(job string, attempt int) Upgrade {
 // Manifest returns what the signature of u covers for a device of product.
 func (u Upgrade) Manifest(product string) Manifest {
 	return Manifest{Product: product, Module: u.Module, Version: u.Version, Size: u.Size, SHA256: u.SHA256}
+}
+
+// Command returns what the command signature of u covers for device of
+// product.
+func (u Upgrade) Command(product, device string) Command {
+	return Command{
+		Product: product, Device: device, Job: u.Job, Attempt: u.Attempt,
+		Module: u.Module, Version: u.Version, Size: u.Size, SHA256: u.SHA256,
+		Mode: u.Mode, Confirm: u.Confirm, ConfirmInstall: u.ConfirmInstall,
+		AllowDowngrade: u.AllowDowngrade, Params: u.Params,
+	}
 }
 
 // MarshalJSON writes a cancel as {"job":..,"cancel":true} alone, and any
