@@ -45,6 +45,8 @@ type Answer struct {
 // acknowledged only once it cannot be lost.
 type Devices interface {
 	Connected(ctx context.Context, d Device) error
+	// Subscribed: the device can receive its upgrade commands now.
+	Subscribed(ctx context.Context, d Device) error
 	Disconnected(ctx context.Context, d Device) error
 	Inform(ctx context.Context, d Device, m wire.Inform) (*Answer, error)
 	Request(ctx context.Context, d Device, m wire.Request) (*Answer, error)
@@ -107,6 +109,7 @@ type Broker struct {
 	tlsLn        net.Listener
 	metrics      *metrics
 	presence     *presence
+	sessions     *sessions
 	refused      limiter // log lines about refused connections
 	presenceLogs limiter // log lines about presence the engine did not record
 
@@ -124,7 +127,7 @@ func New(cfg Config) (*Broker, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	b := &Broker{cfg: cfg, log: cfg.Logger, presence: newPresence(), base: context.Background()}
+	b := &Broker{cfg: cfg, log: cfg.Logger, presence: newPresence(), sessions: newSessions(), base: context.Background()}
 	if err := b.open(); err != nil {
 		b.closeListeners()
 		return nil, err

@@ -89,6 +89,9 @@ func (h *hook) OnDisconnect(cl *mochi.Client, err error, _ bool) {
 	if errors.Is(err, packets.ErrPacketTooLarge) {
 		h.b.tooLarge(c)
 	}
+	if c.revoked.Load() {
+		h.b.discardSession(cl)
+	}
 	c.releasePresence()
 }
 
@@ -156,6 +159,9 @@ func (b *Broker) denied(d *Device, action, topic string) {
 // count adds a connection to its device's presence and arms its release.
 func (b *Broker) count(c *conn) {
 	d := c.device()
+	if d == nil {
+		return // revoked while connecting: it is being closed
+	}
 	b.presence.add(d.ID)
 	b.metrics.connected.Inc()
 	c.setRelease(func() {
@@ -166,23 +172,33 @@ func (b *Broker) count(c *conn) {
 
 // online reports a connection that got its CONNACK. A session resumed with
 // a subscription to upgrade commands can receive the commands the engine
-// sends again now; a new session reports again when it subscribes.
+// sends again now, so it is reported subscribed at once; a new session is
+// reported subscribed when it subscribes. Each connection is reported
+// subscribed once: the engine then sends a pending command once.
 func (b *Broker) online(c *conn, cl *mochi.Client) {
 	if !c.goLive() {
 		return // already closed (taken over) before it went live
 	}
-	b.metrics.connects.Inc()
 	d := c.device()
+	if d == nil {
+		return // revoked: being closed; OnDisconnect releases its presence
+	}
+	b.metrics.connects.Inc()
 	for filter := range cl.State.Subscriptions.GetAll() {
 		c.receiving = c.receiving || coversUpgrade(d, filter)
 	}
-	b.presence.connected(d.ID, func() { b.report("Connected", d, b.cfg.Devices.Connected) })
+	b.presence.connected(d.ID, func() {
+		b.report("Connected", d, b.cfg.Devices.Connected)
+		if c.receiving {
+			b.report("Subscribed", d, b.cfg.Devices.Subscribed)
+		}
+	})
 }
 
-// subscribed reports the device connected again, after the SUBACK, when a
-// new session first subscribes to its upgrade commands: the engine sends
-// pending commands on Connected, and the ones it sent right after CONNECT
-// found no subscription yet.
+// subscribed reports, after the SUBACK, that a new session first
+// subscribed to its upgrade commands: the commands the engine sent before
+// (right after CONNECT, or while the device was away) found no
+// subscription, and are sent again now.
 func (b *Broker) subscribed(c *conn, pk packets.Packet, codes []byte) {
 	d := c.device()
 	if c.receiving || d == nil {
@@ -192,11 +208,18 @@ func (b *Broker) subscribed(c *conn, pk packets.Packet, codes []byte) {
 		if i < len(codes) && codes[i] < 0x80 && coversUpgrade(d, f.Filter) {
 			c.receiving = true
 			c.after = func() {
-				b.presence.connected(d.ID, func() { b.report("Connected", d, b.cfg.Devices.Connected) })
+				b.presence.connected(d.ID, func() { b.report("Subscribed", d, b.cfg.Devices.Subscribed) })
 			}
 			return
 		}
 	}
+}
+
+// deleted reports whether the engine refused a device as deleted: its
+// sessions are being closed, and its presence no longer matters.
+func deleted(err error) bool {
+	var we *wire.Error
+	return errors.As(err, &we) && we.Code == wire.CodeUnauthorized
 }
 
 // report calls the engine about a device's presence; a failure is logged:
@@ -204,7 +227,7 @@ func (b *Broker) subscribed(c *conn, pk packets.Packet, codes []byte) {
 func (b *Broker) report(what string, d *Device, f func(ctx context.Context, d Device) error) {
 	ctx, cancel := b.call()
 	defer cancel()
-	if err := f(ctx, *d); err != nil {
+	if err := f(ctx, *d); err != nil && !deleted(err) {
 		if ok, n := b.presenceLogs.allow(time.Now()); ok {
 			b.log.Warn("mqtt: presence not recorded", "event", what, "product", d.Product, "device", d.Key, "err", err, "suppressed", n)
 		}
