@@ -468,14 +468,14 @@ func TestClientIDsAreNamespacedPerDevice(t *testing.T) {
 	}
 }
 
-// A new session subscribes after its CONNACK, so commands the engine sends
-// on Connected would find no subscription: the first subscription to
-// upgrade commands reports the device connected again.
-func TestConnectedAgainOnFirstUpgradeSubscription(t *testing.T) {
+// A new session subscribes after its CONNACK, so commands sent at once
+// would find no subscription: the first subscription to upgrade commands
+// reports the device subscribed, once, and the engine sends then.
+func TestSubscribedOnFirstUpgradeSubscription(t *testing.T) {
 	e := newEnv(t)
 	var sent atomic.Int32
 	e.devices.setHandle(func(c call) (*Answer, error) {
-		if c.op == "Connected" {
+		if c.op == "Subscribed" {
 			e.b.Send(c.dev.Product, c.dev.Key, "upgrade", []byte(`{"job":"7"}`))
 			sent.Add(1)
 		}
@@ -488,8 +488,8 @@ func TestConnectedAgainOnFirstUpgradeSubscription(t *testing.T) {
 	if p := a.next(t); p.Topic != "otter/v1/p/a/upgrade" || string(p.Payload) != `{"job":"7"}` {
 		t.Errorf("got %s %s", p.Topic, p.Payload)
 	}
-	if got := ops(e.devices.snapshot(), "a"); !cmp.Equal(got, []string{"Connected", "Connected"}) {
-		t.Errorf("calls %v, want Connected at CONNECT and at the first upgrade subscription", got)
+	if got := ops(e.devices.snapshot(), "a"); !cmp.Equal(got, []string{"Connected", "Subscribed"}) {
+		t.Errorf("calls %v, want Connected at CONNECT and Subscribed at the first upgrade subscription", got)
 	}
 }
 
@@ -551,7 +551,7 @@ func TestMetricsRegistered(t *testing.T) {
 		names = append(names, f.GetName())
 	}
 	want := []string{"otter_mqtt_acl_denied_total", "otter_mqtt_auth_failures_total", "otter_mqtt_connected_clients",
-		"otter_mqtt_connects_total", "otter_mqtt_downlinks_total", "otter_mqtt_uplink_errors_total",
+		"otter_mqtt_connects_total", "otter_mqtt_downlinks_total", "otter_mqtt_revoked_sessions_total", "otter_mqtt_uplink_errors_total",
 		"otter_mqtt_uplink_seconds", "otter_mqtt_uplinks_total"}
 	if diff := cmp.Diff(want, names); diff != "" {
 		t.Errorf("metrics (-want +got):\n%s", diff)
