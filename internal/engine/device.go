@@ -205,8 +205,6 @@ func (w *work) handle(o *deviceOp) {
 	switch o.kind {
 	case opConnect, opDisconnect:
 		w.presence(o)
-	case opSubscribed:
-		w.subscribed(o)
 	case opInform:
 		w.inform(o)
 	case opRequest:
@@ -224,9 +222,9 @@ func (w *work) handle(o *deviceOp) {
 	}
 }
 
-// presence records a connect or disconnect; a connected device's queued
-// push jobs may start now. Pending commands wait for the device's
-// subscription (subscribed), which MQTT makes after the connect.
+// presence records a connect or disconnect. A connected device is sent
+// the commands it may have missed while away, and its queued push jobs may
+// start.
 func (w *work) presence(o *deviceOp) {
 	online := o.kind == opConnect
 	w.change.Presence = append(w.change.Presence, store.Presence{DeviceID: o.dev.ID, Online: online, At: o.at})
@@ -234,25 +232,14 @@ func (w *work) presence(o *deviceOp) {
 		return
 	}
 	for _, j := range w.activeOf(o.dev.ID) {
-		if ts := w.pushTask(j); ts != nil && j.State == ota.JobQueued {
+		ts := w.pushTask(j)
+		switch {
+		case ts == nil:
+		case j.State == ota.JobNotified:
+			w.send(o.dev, j, ts)
+		case j.State == ota.JobQueued:
 			ts.wantSweep = true
 			w.e.poke()
-		}
-	}
-}
-
-// subscribed sends a device that can now receive commands those it may
-// have missed: the ones sent before it subscribed (while it was away, or
-// between its connect and its subscription). A command sent since reached
-// it already and is not sent twice.
-func (w *work) subscribed(o *deviceOp) {
-	for _, j := range w.activeOf(o.dev.ID) {
-		ts := w.pushTask(j)
-		if ts == nil || j.State != ota.JobNotified {
-			continue
-		}
-		if j.SentAt == nil || j.SentAt.Before(o.at) {
-			w.send(o.dev, j, ts)
 		}
 	}
 }

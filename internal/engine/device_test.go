@@ -10,17 +10,6 @@ import (
 	"github.com/otter-ota/otter/sdk/wire"
 )
 
-// subscribe reports devices able to receive commands, as the broker does
-// after their subscription.
-func (f *fixture) subscribe(keys ...string) {
-	f.t.Helper()
-	for _, k := range keys {
-		if err := f.e.Subscribed(f.ctx, f.devs[k]); err != nil {
-			f.t.Fatal(err)
-		}
-	}
-}
-
 func TestDeletingADeviceCancelsItsJobsAndTheTaskCompletes(t *testing.T) {
 	f := newFixture(t, 3)
 	f.connect("d1", "d3") // d2 stays offline: its job stays queued
@@ -109,7 +98,6 @@ func TestEveryDeviceMessageMovesLastSeen(t *testing.T) {
 			return err
 		}},
 		{"poll", func() error { _, err := f.e.Poll(f.ctx, d); return err }},
-		{"subscribed", func() error { return f.e.Subscribed(f.ctx, d) }},
 	}
 	for _, m := range messages {
 		f.clock.Add(time.Minute)
@@ -126,35 +114,5 @@ func TestEveryDeviceMessageMovesLastSeen(t *testing.T) {
 		if !dev.Online {
 			t.Errorf("after %s: the MQTT-connected device is shown offline", m.name)
 		}
-	}
-}
-
-// The broker reports a connection (presence), then the moment it can
-// receive commands (its subscription): a pending command is sent once.
-func TestPendingCommandIsSentOnceWhenTheDeviceCanReceiveIt(t *testing.T) {
-	f := newFixture(t, 1)
-	f.connect("d1")
-	f.subscribe("d1")
-	f.task(engine.TaskSpec{Target: ota.Target{Devices: []string{"d1"}}})
-	f.upgradeOf("d1")
-	sent := func() int { return len(f.down.To("d1")) }
-	if n := sent(); n != 1 {
-		t.Fatalf("%d commands sent, want 1", n)
-	}
-	f.clock.Add(time.Second)
-	if err := f.e.Disconnected(f.ctx, f.devs["d1"]); err != nil {
-		t.Fatal(err)
-	}
-	f.connect("d1")
-	if n := sent(); n != 1 {
-		t.Fatalf("the connect sent the command again (%d sent) before the device subscribed", n)
-	}
-	f.subscribe("d1")
-	if n := sent(); n != 2 {
-		t.Fatalf("%d commands sent after the subscription, want 2", n)
-	}
-	f.subscribe("d1") // the command went out after this subscription: not again
-	if n := sent(); n != 2 {
-		t.Fatalf("%d commands sent, want 2: a command was sent twice to one subscription", n)
 	}
 }

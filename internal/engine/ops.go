@@ -48,7 +48,6 @@ const (
 	opConfirm
 	opProgress
 	opPoll
-	opSubscribed
 )
 
 // deviceOp is one device message waiting for the loop.
@@ -79,18 +78,12 @@ func (e *Engine) control(ctx context.Context, fn func(ctx context.Context) error
 	return e.submit(ctx, &controlOp{result: newResult(), fn: fn})
 }
 
-// Connected records that a device connected: it goes online, and its
-// queued push jobs may start. Commands it missed are sent by Subscribed.
+// Connected records that a device connected: it goes online, and push
+// commands it missed while offline are sent again, once per connection
+// (the broker holds what it sends to a connection until the device has
+// subscribed).
 func (e *Engine) Connected(ctx context.Context, d Device) error {
 	_, err := e.device(ctx, &deviceOp{kind: opConnect, dev: d})
-	return err
-}
-
-// Subscribed records that a connected device can receive commands (its
-// session subscribes to them): the push commands sent before that moment
-// are sent again, once; a command sent after it is not.
-func (e *Engine) Subscribed(ctx context.Context, d Device) error {
-	_, err := e.device(ctx, &deviceOp{kind: opSubscribed, dev: d})
 	return err
 }
 

@@ -45,8 +45,6 @@ type Answer struct {
 // acknowledged only once it cannot be lost.
 type Devices interface {
 	Connected(ctx context.Context, d Device) error
-	// Subscribed: the device can receive its upgrade commands now.
-	Subscribed(ctx context.Context, d Device) error
 	Disconnected(ctx context.Context, d Device) error
 	Inform(ctx context.Context, d Device, m wire.Inform) (*Answer, error)
 	Request(ctx context.Context, d Device, m wire.Request) (*Answer, error)
@@ -274,6 +272,9 @@ func (b *Broker) Send(product, device, kind string, payload []byte) {
 	if !k.Downlink() {
 		b.log.Error("mqtt: not a downlink kind; message dropped", "kind", kind, "product", product, "device", device)
 		return
+	}
+	if k == wire.KindUpgrade {
+		b.sessions.hold(wire.Username(product, device), payload)
 	}
 	b.publish(wire.Topic(product, device, k), k, payload)
 }

@@ -468,28 +468,47 @@ func TestClientIDsAreNamespacedPerDevice(t *testing.T) {
 	}
 }
 
-// A new session subscribes after its CONNACK, so commands sent at once
-// would find no subscription: the first subscription to upgrade commands
-// reports the device subscribed, once, and the engine sends then.
-func TestSubscribedOnFirstUpgradeSubscription(t *testing.T) {
-	e := newEnv(t)
-	var sent atomic.Int32
-	e.devices.setHandle(func(c call) (*Answer, error) {
-		if c.op == "Subscribed" {
-			e.b.Send(c.dev.Product, c.dev.Key, "upgrade", []byte(`{"job":"7"}`))
-			sent.Add(1)
-		}
-		return nil, nil
-	})
-	a := e.connect(t, "a", "")
-	a.subscribe(t, "otter/v1/p/a/reply")   // not upgrade commands
-	a.subscribe(t, "otter/v1/p/a/upgrade") // the first that is
-	a.subscribe(t, "otter/v1/p/a/+")       // no third report
-	if p := a.next(t); p.Topic != "otter/v1/p/a/upgrade" || string(p.Payload) != `{"job":"7"}` {
-		t.Errorf("got %s %s", p.Topic, p.Payload)
-	}
-	if got := ops(e.devices.snapshot(), "a"); !cmp.Equal(got, []string{"Connected", "Subscribed"}) {
-		t.Errorf("calls %v, want Connected at CONNECT and Subscribed at the first upgrade subscription", got)
+// A new session subscribes after its CONNACK. The engine sends a device's
+// pending commands when it connects (before the subscription) and starts
+// queued jobs soon after (before or after it): each command reaches the
+// device once, and the device is reported connected once.
+func TestPendingCommandReachesANewSessionOnce(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		delay bool // the command is sent after the subscription
+	}{{"sent at connect", false}, {"sent after the subscription", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			subscribed := make(chan struct{})
+			e.devices.setHandle(func(c call) (*Answer, error) {
+				if c.op != "Connected" {
+					return nil, nil
+				}
+				send := func() { e.b.Send(c.dev.Product, c.dev.Key, "upgrade", []byte(`{"job":"7"}`)) }
+				if tc.delay {
+					go func() { <-subscribed; send() }()
+				} else {
+					send()
+				}
+				return nil, nil
+			})
+			a := e.connect(t, "a", "")
+			a.subscribe(t, "otter/v1/p/a/reply")   // not upgrade commands
+			a.subscribe(t, "otter/v1/p/a/upgrade") // the first that is
+			close(subscribed)
+			a.subscribe(t, "otter/v1/p/a/+") // changes nothing
+			if p := a.next(t); p.Topic != "otter/v1/p/a/upgrade" || string(p.Payload) != `{"job":"7"}` {
+				t.Errorf("got %s %s", p.Topic, p.Payload)
+			}
+			select {
+			case p := <-a.received:
+				t.Errorf("the command came twice: %s %s", p.Topic, p.Payload)
+			case <-time.After(500 * time.Millisecond): // a window to see a second one in
+			}
+			if got := ops(e.devices.snapshot(), "a"); !cmp.Equal(got, []string{"Connected"}) {
+				t.Errorf("calls %v, want one Connected", got)
+			}
+		})
 	}
 }
 
@@ -718,5 +737,32 @@ func TestPacketOverLimitClosesConnection(t *testing.T) {
 	}
 	if n := count(e.devices.snapshot(), "inform", "a"); n != 0 {
 		t.Errorf("engine saw %d informs", n)
+	}
+}
+
+func TestCredentialsChangedClosesEverySessionOfTheDeviceAtOnce(t *testing.T) {
+	e := newEnv(t)
+	a1 := e.connect(t, "a", "one")
+	a2 := e.connect(t, "a", "two")
+	b := e.connect(t, "b", "")
+	for _, d := range []*device{a1, a2} {
+		d.subscribe(t, "otter/v1/p/a/upgrade")
+	}
+	b.subscribe(t, "otter/v1/p/b/upgrade")
+	e.b.CredentialsChanged("p", "a")
+	for i, d := range []*device{a1, a2} {
+		select {
+		case <-d.c.Done():
+		case <-time.After(waitTimeout):
+			t.Fatalf("session %d of a is still open", i+1)
+		}
+	}
+	e.b.Send("p", "b", "upgrade", []byte(`{"job":"1"}`))
+	if p := b.next(t); p.Topic != "otter/v1/p/b/upgrade" {
+		t.Errorf("b got %s", p.Topic)
+	}
+	e.devices.waitFor(t, "a's disconnection", func(c []call) bool { return count(c, "Disconnected", "a") == 1 })
+	if again := e.connect(t, "a", "one"); again == nil {
+		t.Fatal("a cannot log in again with its secret")
 	}
 }

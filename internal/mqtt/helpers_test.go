@@ -70,11 +70,6 @@ func (f *fakeDevices) Connected(_ context.Context, d Device) error {
 	return err
 }
 
-func (f *fakeDevices) Subscribed(_ context.Context, d Device) error {
-	_, err := f.record(call{op: "Subscribed", dev: d})
-	return err
-}
-
 func (f *fakeDevices) Disconnected(_ context.Context, d Device) error {
 	_, err := f.record(call{op: "Disconnected", dev: d})
 	return err

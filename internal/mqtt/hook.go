@@ -170,11 +170,10 @@ func (b *Broker) count(c *conn) {
 	})
 }
 
-// online reports a connection that got its CONNACK. A session resumed with
-// a subscription to upgrade commands can receive the commands the engine
-// sends again now, so it is reported subscribed at once; a new session is
-// reported subscribed when it subscribes. Each connection is reported
-// subscribed once: the engine then sends a pending command once.
+// online reports a connection that got its CONNACK: the engine then sends
+// the commands the device missed, once. A session resumed with a
+// subscription to upgrade commands receives them at once; a new session
+// gets them when it subscribes (held until then).
 func (b *Broker) online(c *conn, cl *mochi.Client) {
 	if !c.goLive() {
 		return // already closed (taken over) before it went live
@@ -187,18 +186,16 @@ func (b *Broker) online(c *conn, cl *mochi.Client) {
 	for filter := range cl.State.Subscriptions.GetAll() {
 		c.receiving = c.receiving || coversUpgrade(d, filter)
 	}
-	b.presence.connected(d.ID, func() {
-		b.report("Connected", d, b.cfg.Devices.Connected)
-		if c.receiving {
-			b.report("Subscribed", d, b.cfg.Devices.Subscribed)
-		}
-	})
+	if c.receiving {
+		c.receive() // what was held went through the inherited subscription
+	}
+	b.presence.connected(d.ID, func() { b.report("Connected", d, b.cfg.Devices.Connected) })
 }
 
-// subscribed reports, after the SUBACK, that a new session first
-// subscribed to its upgrade commands: the commands the engine sent before
-// (right after CONNECT, or while the device was away) found no
-// subscription, and are sent again now.
+// subscribed publishes, after the SUBACK, the commands held for a session
+// that first subscribed to its upgrade commands: the engine sent them
+// since the CONNECT (the missed ones, at Connected), and they found no
+// subscription.
 func (b *Broker) subscribed(c *conn, pk packets.Packet, codes []byte) {
 	d := c.device()
 	if c.receiving || d == nil {
@@ -207,8 +204,11 @@ func (b *Broker) subscribed(c *conn, pk packets.Packet, codes []byte) {
 	for i, f := range pk.Filters {
 		if i < len(codes) && codes[i] < 0x80 && coversUpgrade(d, f.Filter) {
 			c.receiving = true
+			held := c.receive()
 			c.after = func() {
-				b.presence.connected(d.ID, func() { b.report("Subscribed", d, b.cfg.Devices.Subscribed) })
+				for _, payload := range held {
+					b.publish(wire.Topic(d.Product, d.Key, wire.KindUpgrade), wire.KindUpgrade, payload)
+				}
 			}
 			return
 		}

@@ -134,6 +134,13 @@ type conn struct {
 	// end, when set, runs once the connection has been served.
 	endMu sync.Mutex
 	end   func()
+	// held keeps the upgrade commands sent to the device while this
+	// connection had not yet subscribed to them (ready), to be published
+	// once it has: a command sent between the CONNACK and the SUBSCRIBE is
+	// neither lost nor sent twice.
+	heldMu sync.Mutex
+	held   [][]byte
+	ready  bool
 
 	// release, when set, takes the connection out of the device's presence
 	// count, once. OnDisconnect runs it; so does Close until the connection
@@ -202,6 +209,34 @@ func (c *conn) device() *Device {
 		return nil
 	}
 	return c.dev.Load()
+}
+
+// maxHeld bounds the commands held for a connection that does not
+// subscribe; the oldest go first (the engine sends commands again anyway).
+const maxHeld = 16
+
+// hold keeps a command for the connection unless it already receives them.
+func (c *conn) hold(payload []byte) {
+	c.heldMu.Lock()
+	defer c.heldMu.Unlock()
+	if c.ready {
+		return
+	}
+	if len(c.held) == maxHeld {
+		c.held = c.held[1:]
+	}
+	c.held = append(c.held, payload)
+}
+
+// receive marks the connection as receiving commands and returns those
+// held for it.
+func (c *conn) receive() [][]byte {
+	c.heldMu.Lock()
+	defer c.heldMu.Unlock()
+	c.ready = true
+	held := c.held
+	c.held = nil
+	return held
 }
 
 // isLive reports whether the connection got its CONNACK and reads packets.

@@ -49,6 +49,18 @@ func (s *sessions) unregister(name string, c *conn) {
 	}
 }
 
+// hold keeps an upgrade command for the connections of a device name that
+// have logged in and not yet subscribed to their commands.
+func (s *sessions) hold(name string, payload []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.byName[name] {
+		if c.device() != nil {
+			c.hold(payload)
+		}
+	}
+}
+
 // revoke marks the connections of a device name revoked and returns them;
 // with keep set, the connections of device keep (and of any later device
 // of the name) are left alone. Device ids only grow, so a lower id under

@@ -24,10 +24,6 @@ func (b brokerDevices) Connected(ctx context.Context, d mqtt.Device) error {
 	return b.e.Connected(ctx, dev(d))
 }
 
-func (b brokerDevices) Subscribed(ctx context.Context, d mqtt.Device) error {
-	return b.e.Subscribed(ctx, dev(d))
-}
-
 func (b brokerDevices) Disconnected(ctx context.Context, d mqtt.Device) error {
 	return b.e.Disconnected(ctx, dev(d))
 }
