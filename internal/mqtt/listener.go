@@ -154,7 +154,7 @@ type conn struct {
 
 	// Fields below are used only by the connection's own read goroutine.
 	after     func()  // runs once the current packet has been answered
-	receiving bool    // Connected was reported with a subscription to "upgrade"
+	receiving bool    // the session is subscribed to its upgrade commands
 	logs      limiter // uplink error log lines
 }
 
