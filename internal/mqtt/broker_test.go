@@ -28,6 +28,8 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/otter-ota/otter/internal/credential"
+	"github.com/otter-ota/otter/internal/store"
 	"github.com/otter-ota/otter/internal/store/storetest"
 	"github.com/otter-ota/otter/sdk/wire"
 )
@@ -764,5 +766,41 @@ func TestCredentialsChangedClosesEverySessionOfTheDeviceAtOnce(t *testing.T) {
 	e.devices.waitFor(t, "a's disconnection", func(c []call) bool { return count(c, "Disconnected", "a") == 1 })
 	if again := e.connect(t, "a", "one"); again == nil {
 		t.Fatal("a cannot log in again with its secret")
+	}
+}
+
+// Even unannounced, a session of a deleted device ends when the device
+// created again with its key logs in, and never receives its messages.
+func TestNewerDeviceOfTheSameKeyClosesTheOlderOnesSessions(t *testing.T) {
+	e := newEnv(t)
+	old := e.connect(t, "a", "one")
+	old.subscribe(t, "otter/v1/p/a/upgrade")
+	ctx := context.Background()
+	if err := e.st.DeleteDevice(ctx, "p", "a"); err != nil {
+		t.Fatal(err)
+	}
+	secret, err := credential.NewDeviceSecret()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.st.CreateDevices(ctx, []store.NewDevice{{Product: "p", Key: "a", SecretHash: credential.Hash(secret)}}); err != nil {
+		t.Fatal(err)
+	}
+	e.secrets["a"] = secret
+	fresh := e.connect(t, "a", "two")
+	fresh.subscribe(t, "otter/v1/p/a/upgrade")
+	select {
+	case <-old.c.Done():
+	case <-time.After(waitTimeout):
+		t.Fatal("the deleted device's session is still open")
+	}
+	e.b.Send("p", "a", "upgrade", []byte(`{"job":"9"}`))
+	if p := fresh.next(t); string(p.Payload) != `{"job":"9"}` {
+		t.Errorf("new device got %s", p.Payload)
+	}
+	select {
+	case p := <-old.received:
+		t.Errorf("the deleted device's session received %s", p.Payload)
+	default:
 	}
 }
