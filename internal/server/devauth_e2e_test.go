@@ -190,28 +190,31 @@ func TestDeletedDevicesMessagesNeverFailHealthyOnes(t *testing.T) {
 	_, _, secrets := o.setup(keys...)
 	var wg sync.WaitGroup
 	var stop atomic.Bool
-	var bad atomic.Int64
+	var goneOK, goneRefused atomic.Int64
 	for _, k := range keys {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for !stop.Load() {
 				s := o.httpInform(k, secrets[k])
-				if k != "gone" && s != http.StatusNoContent {
-					bad.Add(1)
+				switch {
+				case k != "gone" && s != http.StatusNoContent:
 					t.Errorf("healthy %s got %d", k, s)
-				}
-				if k == "gone" && s != http.StatusNoContent && s != http.StatusUnauthorized {
+				case k == "gone" && s == http.StatusNoContent:
+					goneOK.Add(1)
+				case k == "gone" && s == http.StatusUnauthorized:
+					goneRefused.Add(1)
+				case k == "gone":
 					t.Errorf("deleted device got %d, want 204 before its deletion and 401 after", s)
 				}
 			}
 		}()
 	}
-	time.Sleep(200 * time.Millisecond) // let the devices send concurrently first
+	o.eventually(func() bool { return goneOK.Load() >= 20 }, "the device to send before its deletion")
 	if err := o.api.DeleteDevice(o.ctx(), "demo", "gone"); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond) // and after
+	o.eventually(func() bool { return goneRefused.Load() >= 20 }, "the device to send after its deletion")
 	stop.Store(true)
 	wg.Wait()
 	if s := o.httpInform("gone", secrets["gone"]); s != http.StatusUnauthorized {
