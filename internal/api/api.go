@@ -45,6 +45,9 @@ type Config struct {
 	// nil (not a nil pointer in the interface) when this process runs no
 	// engine: task reads still work, task writes answer 503.
 	Engine Engine
+	// Revoker is told when a device's credentials stop being valid
+	// (deleted, secret rotated), before the API answers; nil tells nobody.
+	Revoker Revoker
 	// Info describes the server at GET /api/v1/server.
 	Info ServerInfo
 }
@@ -55,6 +58,7 @@ type API struct {
 	blobs       blob.Store
 	signer      *signing.Signer
 	engine      Engine
+	revoke      Revoker
 	info        ServerInfo
 	log         *slog.Logger
 	maxFirmware int64
@@ -71,11 +75,14 @@ func New(cfg Config) (*API, error) {
 		return nil, errors.New("api: Config needs Store, Blobs and Signer")
 	}
 	a := &API{
-		store: cfg.Store, blobs: cfg.Blobs, signer: cfg.Signer, engine: cfg.Engine, info: cfg.Info,
+		store: cfg.Store, blobs: cfg.Blobs, signer: cfg.Signer, engine: cfg.Engine, revoke: cfg.Revoker, info: cfg.Info,
 		log: cfg.Logger, maxFirmware: cfg.MaxFirmwareSize,
 	}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
+	}
+	if a.revoke == nil {
+		a.revoke = noRevoker{}
 	}
 	if a.maxFirmware <= 0 {
 		a.maxFirmware = DefaultMaxFirmwareSize

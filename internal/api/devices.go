@@ -70,12 +70,13 @@ func (a *API) deviceRoutes() {
 	}, a.setDeviceTags)
 	register(a, ota.RoleOperator, huma.Operation{
 		OperationID: "rotate-device-secret", Method: http.MethodPost, Path: dev + "/rotate-secret",
-		Summary: "Give a device a new secret", Description: "The old secret stops working at once.",
+		Summary: "Give a device a new secret", Description: "The old secret stops working at once: the device API refuses it and the device's MQTT sessions are closed.",
 		Tags: []string{"devices"},
 	}, a.rotateSecret)
 	register(a, ota.RoleOperator, huma.Operation{
 		OperationID: "delete-device", Method: http.MethodDelete, Path: dev,
 		Summary: "Delete a device", Tags: []string{"devices"}, DefaultStatus: http.StatusNoContent,
+		Description: "Its active jobs are cancelled (code device_deleted), its secret stops working and its MQTT sessions are closed at once.",
 	}, a.deleteDevice)
 }
 
@@ -100,6 +101,7 @@ func (a *API) createDevice(ctx context.Context, in *createDeviceInput) (*bodyOut
 		return nil, err
 	}
 	a.devicesChanged(ctx, devs)
+	a.revoke.CredentialsChanged(in.Product, in.Body.Key)
 	return bodyOf(DeviceWithSecret{Device: devs[0], Secret: secret}), nil
 }
 
@@ -173,6 +175,19 @@ func (a *API) setDeviceTags(ctx context.Context, in *setTagsInput) (*bodyOutput[
 	return bodyOf(d), nil
 }
 
+// Revoker is told, before the API answers, that a device's credentials
+// changed (created, secret rotated, deleted), so that whatever its former
+// credentials opened ends at once: logins cached by the device API, live
+// MQTT sessions. The server wires it to both; it must not block on the
+// network.
+type Revoker interface {
+	CredentialsChanged(product, key string)
+}
+
+type noRevoker struct{}
+
+func (noRevoker) CredentialsChanged(string, string) {}
+
 func (a *API) rotateSecret(ctx context.Context, in *devicePath) (*bodyOutput[DeviceWithSecret], error) {
 	secret, err := credential.NewDeviceSecret()
 	if err != nil {
@@ -181,6 +196,7 @@ func (a *API) rotateSecret(ctx context.Context, in *devicePath) (*bodyOutput[Dev
 	if err := a.store.SetDeviceSecret(ctx, in.Product, in.Device, credential.Hash(secret)); err != nil {
 		return nil, err
 	}
+	a.revoke.CredentialsChanged(in.Product, in.Device)
 	d, err := a.store.GetDevice(ctx, in.Product, in.Device)
 	if err != nil {
 		return nil, err
@@ -188,6 +204,19 @@ func (a *API) rotateSecret(ctx context.Context, in *devicePath) (*bodyOutput[Dev
 	return bodyOf(DeviceWithSecret{Device: d, Secret: secret}), nil
 }
 
+// deleteDevice deletes through the engine, which cancels the device's
+// active jobs in the same transaction. A process without an engine deletes
+// in the store; the engine cancels such orphaned jobs when it starts.
 func (a *API) deleteDevice(ctx context.Context, in *devicePath) (*struct{}, error) {
-	return nil, a.store.DeleteDevice(ctx, in.Product, in.Device)
+	var err error
+	if a.engine != nil {
+		err = a.engine.DeleteDevice(ctx, in.Product, in.Device)
+	} else {
+		err = a.store.DeleteDevice(ctx, in.Product, in.Device)
+	}
+	if err != nil {
+		return nil, err
+	}
+	a.revoke.CredentialsChanged(in.Product, in.Device)
+	return nil, nil
 }

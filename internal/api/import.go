@@ -71,6 +71,9 @@ func (a *API) importDevices(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	a.devicesChanged(r.Context(), created)
+	for _, d := range devs {
+		a.revoke.CredentialsChanged(product, d.Key)
+	}
 	writeJSON(w, http.StatusCreated, res)
 	return nil
 }

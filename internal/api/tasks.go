@@ -32,6 +32,8 @@ type Engine interface {
 	// DevicesChanged tells the engine that devices were created or their
 	// tags changed: running dynamic tasks take those that now match.
 	DevicesChanged(ctx context.Context, deviceIDs []int64) error
+	// DeleteDevice deletes a device and cancels its active jobs.
+	DeleteDevice(ctx context.Context, product, key string) error
 }
 
 // maxTaskBody bounds a task creation body: an explicit list of about half a

@@ -228,7 +228,8 @@ func (a *app) deviceRotateSecretCommand() *cobra.Command {
 		Use:   "rotate-secret PRODUCT KEY",
 		Short: "Give a device a new secret",
 		Long: `Give a device a new secret and print it once. The old secret stops working at
-once: the device must be given the new one.`,
+once: the HTTP device API refuses it and the device's MQTT sessions are
+closed. The device must be given the new one.`,
 		Example: "  otter device rotate-secret demo d1",
 		Args:    needArgs("PRODUCT", "KEY"),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -243,8 +244,11 @@ once: the device must be given the new one.`,
 
 func (a *app) deviceDeleteCommand() *cobra.Command {
 	return &cobra.Command{
-		Use:     "delete PRODUCT KEY",
-		Short:   "Delete a device",
+		Use:   "delete PRODUCT KEY",
+		Short: "Delete a device",
+		Long: `Delete a device. Its active jobs are cancelled (code device_deleted), so its
+tasks complete without it; its secret stops working and its MQTT sessions
+are closed at once. Its jobs and events stay, readable under its key.`,
 		Example: "  otter device delete demo d1",
 		Args:    needArgs("PRODUCT", "KEY"),
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -15,9 +15,9 @@ import (
 // Defaults of the credential cache.
 const (
 	// DefaultCredentialTTL is how long a device's credentials are trusted
-	// from memory. A rotated or deleted secret keeps working on the HTTP
-	// API (and its download URLs keep naming an existing device) for at
-	// most this long.
+	// from memory. The API's changes to a device (create, rotate-secret,
+	// delete) reach the cache at once through Handler.CredentialsChanged;
+	// the TTL bounds staleness only for changes made by another process.
 	DefaultCredentialTTL = 30 * time.Second
 	// DefaultCredentialCacheSize bounds the devices whose credentials are
 	// held in memory.
@@ -45,6 +45,9 @@ type credCache struct {
 
 	mu sync.Mutex
 	m  map[string]credEntry
+	// gen moves on every forget: a fetch that read the store before a
+	// change and returns after it must not cache what it read.
+	gen uint64
 }
 
 type credEntry struct {
@@ -100,18 +103,34 @@ func (c *credCache) entry(ctx context.Context, product, key string) (credEntry, 
 
 // fetch reads a device's credentials from the store and caches them.
 func (c *credCache) fetch(ctx context.Context, product, key string) (credEntry, error) {
+	c.mu.Lock()
+	gen := c.gen
+	c.mu.Unlock()
 	creds, err := c.st.Credentials(ctx, product, key)
 	if err != nil && ota.ErrorCode(err) != ota.ENOTFOUND {
 		return credEntry{}, err
 	}
 	e := credEntry{creds: creds, found: err == nil, at: c.now()}
-	c.put(wire.Username(product, key), e)
+	c.put(wire.Username(product, key), e, gen)
 	return e, nil
 }
 
-func (c *credCache) put(name string, e credEntry) {
+// forget drops what the cache knows of a device whose credentials
+// changed; the next login reads the store.
+func (c *credCache) forget(product, key string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	delete(c.m, wire.Username(product, key))
+	c.gen++
+}
+
+// put caches e unless a device changed since gen was read.
+func (c *credCache) put(name string, e credEntry, gen uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.gen != gen {
+		return
+	}
 	if _, ok := c.m[name]; !ok && len(c.m) >= c.max {
 		c.evict()
 	}

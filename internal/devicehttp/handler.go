@@ -145,6 +145,13 @@ func withDefaults(cfg Config) Config {
 	return cfg
 }
 
+// CredentialsChanged makes the device API forget what it cached of a
+// device's credentials: after a rotation or deletion the old secret is
+// refused at once, and a new secret or a new device is let in at once.
+func (h *Handler) CredentialsChanged(product, key string) {
+	h.creds.forget(product, key)
+}
+
 // Routes returns the handler of /dl/ and /device/v1/; mount it at the root
 // of the HTTP listener. Other paths answer 404.
 func (h *Handler) Routes() http.Handler {

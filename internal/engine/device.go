@@ -14,25 +14,108 @@ import (
 )
 
 // runDeviceOps applies a batch of device messages in one transaction and
-// answers each message only after the commit.
+// answers each message only after the commit. A message that cannot be
+// applied fails alone: messages of deleted devices are refused before
+// anything is written, and a batch whose write fails anyway is written
+// again one message at a time, so that the others are stored.
 func (e *Engine) runDeviceOps(ctx context.Context, ops []*deviceOp) {
-	w, err := e.loadWork(ctx, ops)
+	ops, err := e.refuseDeleted(ctx, ops)
 	if err != nil {
 		e.failAll(ctx, ops, err)
 		return
 	}
-	for _, o := range ops {
-		w.handle(o)
+	if len(ops) == 0 {
+		return
 	}
-	if err := e.commit(ctx, w); err != nil {
+	err = e.applyDeviceOps(ctx, ops)
+	if err == nil {
+		return
+	}
+	if len(ops) == 1 || ctx.Err() != nil {
 		e.failAll(ctx, ops, err)
 		return
+	}
+	e.log.Warn("device messages not stored as a batch; storing them one by one", "count", len(ops), "err", err)
+	for _, o := range ops {
+		if err := e.applyDeviceOps(ctx, []*deviceOp{o}); err != nil {
+			e.failAll(ctx, []*deviceOp{o}, err)
+		}
+	}
+}
+
+// applyDeviceOps handles and commits ops as one batch and answers them. On
+// error nothing was written, nothing is answered, and the loop's budgets
+// are as they were, so the ops can be applied again.
+func (e *Engine) applyDeviceOps(ctx context.Context, ops []*deviceOp) error {
+	saved := e.saveBudgets()
+	w, err := e.loadWork(ctx, ops)
+	if err == nil {
+		for _, o := range ops {
+			w.handle(o)
+		}
+		err = e.commit(ctx, w)
+	}
+	if err != nil {
+		e.restoreBudgets(saved)
+		return err
 	}
 	for _, o := range ops {
 		o.finish(nil)
 	}
 	e.metrics.deviceMessages.Add(float64(len(ops)))
 	e.reverify(ctx, w.late)
+	return nil
+}
+
+// errDeviceDeleted answers a message of a device deleted after it logged in.
+var errDeviceDeleted = &wire.Error{Code: wire.CodeUnauthorized,
+	Message: "this device no longer exists: it was deleted"}
+
+// refuseDeleted answers the ops of devices that no longer exist as
+// unauthorized and returns the others. Devices are deleted only in the
+// loop, so a device found here still exists when the batch is written.
+func (e *Engine) refuseDeleted(ctx context.Context, ops []*deviceOp) ([]*deviceOp, error) {
+	ids := make([]int64, 0, len(ops))
+	for _, o := range ops {
+		ids = append(ids, o.dev.ID)
+	}
+	slices.Sort(ids)
+	exists, err := e.st.ExistingDevices(ctx, slices.Compact(ids))
+	if err != nil {
+		return ops, fmt.Errorf("check devices: %w", err)
+	}
+	kept := ops[:0:0]
+	for _, o := range ops {
+		if exists[o.dev.ID] {
+			kept = append(kept, o)
+		} else {
+			o.fail(errDeviceDeleted)
+		}
+	}
+	return kept, nil
+}
+
+// budgetState is what handling a device message may spend of a task's
+// budget before the batch is written.
+type budgetState struct {
+	budget int
+	bucket ota.RateBucket
+}
+
+func (e *Engine) saveBudgets() map[int64]budgetState {
+	out := make(map[int64]budgetState, len(e.tasks))
+	for id, ts := range e.tasks {
+		out[id] = budgetState{ts.budget, ts.book.Bucket}
+	}
+	return out
+}
+
+func (e *Engine) restoreBudgets(saved map[int64]budgetState) {
+	for id, b := range saved {
+		if ts := e.tasks[id]; ts != nil {
+			ts.budget, ts.book.Bucket = b.budget, b.bucket
+		}
+	}
 }
 
 func (e *Engine) failAll(ctx context.Context, ops []*deviceOp, err error) {
@@ -118,6 +201,9 @@ func (w *work) loadEnded(ctx context.Context, ops []*deviceOp) error {
 
 // handle applies one device message to the batch's view of the jobs.
 func (w *work) handle(o *deviceOp) {
+	if o.kind != opConnect && o.kind != opDisconnect {
+		w.change.Seen = append(w.change.Seen, store.Seen{DeviceID: o.dev.ID, At: o.at})
+	}
 	switch o.kind {
 	case opConnect, opDisconnect:
 		w.presence(o)
@@ -140,6 +226,9 @@ func (w *work) handle(o *deviceOp) {
 	}
 }
 
+// presence records a connect or disconnect. A connected device is sent
+// the commands it may have missed while away, and its queued push jobs may
+// start.
 func (w *work) presence(o *deviceOp) {
 	online := o.kind == opConnect
 	w.change.Presence = append(w.change.Presence, store.Presence{DeviceID: o.dev.ID, Online: online, At: o.at})
@@ -147,19 +236,25 @@ func (w *work) presence(o *deviceOp) {
 		return
 	}
 	for _, j := range w.activeOf(o.dev.ID) {
-		ts := w.e.tasks[j.TaskID]
-		if ts == nil || ts.task.State != ota.TaskRunning || ts.task.Mode != ota.ModePush {
-			continue
-		}
-		switch j.State {
-		case ota.JobNotified:
-			// The command may have been sent while the device was away.
+		ts := w.pushTask(j)
+		switch {
+		case ts == nil:
+		case j.State == ota.JobNotified:
 			w.send(o.dev, j, ts)
-		case ota.JobQueued:
+		case j.State == ota.JobQueued:
 			ts.wantSweep = true
 			w.e.poke()
 		}
 	}
+}
+
+// pushTask returns the running push task of a job, or nil.
+func (w *work) pushTask(j ota.Job) *taskState {
+	ts := w.e.tasks[j.TaskID]
+	if ts == nil || ts.task.State != ota.TaskRunning || ts.task.Mode != ota.ModePush {
+		return nil
+	}
+	return ts
 }
 
 func (w *work) inform(o *deviceOp) {
@@ -275,7 +370,6 @@ func (w *work) requestedJob(device int64, module, version string) (int64, *taskS
 // poll gives an HTTP device its pending push command, starting a queued
 // job when the task's policy admits it now, as a connect would.
 func (w *work) poll(o *deviceOp) {
-	w.change.Presence = append(w.change.Presence, store.Presence{DeviceID: o.dev.ID, Online: false, At: o.at})
 	for _, j := range w.activeOf(o.dev.ID) {
 		ts := w.e.tasks[j.TaskID]
 		if ts == nil || ts.task.State != ota.TaskRunning || ts.task.Mode != ota.ModePush {

@@ -40,6 +40,12 @@ type Store interface {
 	TaskPhaseCounts(ctx context.Context, taskID int64) (store.PhaseCounts, error)
 	TargetCandidates(ctx context.Context, q store.TargetQuery) ([]store.Candidate, error)
 
+	// Credentials finds a device by product and key (ENOTFOUND if none).
+	Credentials(ctx context.Context, product, key string) (store.DeviceCredentials, error)
+	// ExistingDevices returns which of the given devices exist.
+	ExistingDevices(ctx context.Context, deviceIDs []int64) (map[int64]bool, error)
+	// OrphanJobs returns up to limit active jobs of deleted devices.
+	OrphanJobs(ctx context.Context, limit int) ([]ota.Job, error)
 	// DeviceTags returns the tags of the given devices.
 	DeviceTags(ctx context.Context, deviceIDs []int64) (map[int64]map[string]string, error)
 	// ActiveJobs returns the non-terminal jobs of the given devices.
@@ -189,6 +195,10 @@ func (e *Engine) Run(ctx context.Context) error {
 			return nil // stopped while starting
 		}
 		return fmt.Errorf("engine: load tasks: %w", err)
+	}
+	if err := e.cancelOrphans(ctx); err != nil && ctx.Err() == nil {
+		// Not fatal: the jobs wait, as they did, until the next start.
+		e.log.Error("jobs of deleted devices not cancelled", "err", err)
 	}
 	ticker := time.NewTicker(e.cfg.Tick)
 	defer ticker.Stop()

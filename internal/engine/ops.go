@@ -79,7 +79,9 @@ func (e *Engine) control(ctx context.Context, fn func(ctx context.Context) error
 }
 
 // Connected records that a device connected: it goes online, and push
-// commands it missed while offline are sent again.
+// commands it missed while offline are sent again, once per connection
+// (the broker holds what it sends to a connection until the device has
+// subscribed).
 func (e *Engine) Connected(ctx context.Context, d Device) error {
 	_, err := e.device(ctx, &deviceOp{kind: opConnect, dev: d})
 	return err
@@ -106,11 +108,7 @@ func (e *Engine) Request(ctx context.Context, d Device, m wire.Request) (*Answer
 
 // Confirm records a device accepting or declining an upgrade.
 func (e *Engine) Confirm(ctx context.Context, d Device, m wire.Confirm) (*Answer, error) {
-	o := &deviceOp{kind: opConfirm, dev: d, confirm: m}
-	if a := parseJobID(o, m.Job, wire.KindConfirm); a != nil {
-		return a, nil
-	}
-	return e.device(ctx, o)
+	return e.device(ctx, &deviceOp{kind: opConfirm, dev: d, confirm: m, jobID: parseJobID(m.Job)})
 }
 
 // Poll answers a device that polls over HTTP for a pending upgrade: the
@@ -122,11 +120,7 @@ func (e *Engine) Poll(ctx context.Context, d Device) (*Answer, error) {
 
 // Progress records how far a device has come with a job.
 func (e *Engine) Progress(ctx context.Context, d Device, m wire.Progress) (*Answer, error) {
-	o := &deviceOp{kind: opProgress, dev: d, progress: m}
-	if a := parseJobID(o, m.Job, wire.KindProgress); a != nil {
-		return a, nil
-	}
-	return e.device(ctx, o)
+	return e.device(ctx, &deviceOp{kind: opProgress, dev: d, progress: m, jobID: parseJobID(m.Job)})
 }
 
 func (e *Engine) device(ctx context.Context, o *deviceOp) (*Answer, error) {
@@ -139,20 +133,18 @@ func (e *Engine) device(ctx context.Context, o *deviceOp) (*Answer, error) {
 }
 
 // parseJobID reads the job id of a confirm or progress message; job ids are
-// opaque strings on the wire and decimal numbers here.
-func parseJobID(o *deviceOp, job string, to wire.Kind) *Answer {
+// opaque strings on the wire and decimal numbers here. An id that is not
+// one of ours is 0, which names no job: the loop answers unknown_job (and
+// still counts the message as the device being seen).
+func parseJobID(job string) int64 {
 	var id int64
 	for _, c := range job {
 		if c < '0' || c > '9' || id > (1<<62)/10 {
-			return unknownJob(to, job)
+			return 0
 		}
 		id = id*10 + int64(c-'0')
 	}
-	if id == 0 {
-		return unknownJob(to, job)
-	}
-	o.jobID = id
-	return nil
+	return id
 }
 
 func unknownJob(to wire.Kind, job string) *Answer {

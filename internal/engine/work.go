@@ -197,8 +197,8 @@ func (e *Engine) commit(ctx context.Context, w *work) error {
 
 func (w *work) empty() bool {
 	c := w.change
-	return len(c.Jobs) == 0 && len(c.NewJobs) == 0 && len(c.Presence) == 0 &&
-		len(c.Versions) == 0 && len(c.Tasks) == 0 && len(c.Events) == 0 && len(w.sends) == 0
+	return len(c.Jobs) == 0 && len(c.NewJobs) == 0 && len(c.Presence) == 0 && len(c.Seen) == 0 &&
+		len(c.Versions) == 0 && len(c.Tasks) == 0 && len(c.DeleteDevices) == 0 && len(c.Events) == 0 && len(w.sends) == 0
 }
 
 // jobEvent records one job transition for the history.

@@ -56,7 +56,18 @@ func (b *Broker) authenticate(cl *mochi.Client, pk packets.Packet) error {
 	if !ok {
 		return errors.New("mqtt: client without a device connection")
 	}
-	d, r := b.check(pk)
+	product, key, err := wire.ParseUsername(string(pk.Connect.Username))
+	if err != nil {
+		r := badCredentials(refusedUsername, err)
+		b.refuse(cl, r)
+		return r
+	}
+	c.client.Store(cl)
+	b.sessions.register(wire.Username(product, key), c)
+	d, r := b.check(product, key, pk)
+	if r == nil && c.revoked.Load() {
+		r = badCredentials(refusedSecret, fmt.Errorf("device %s/%s: credentials changed while logging in", product, key))
+	}
 	if r != nil {
 		b.refuse(cl, r)
 		return r
@@ -68,17 +79,15 @@ func (b *Broker) authenticate(cl *mochi.Client, pk packets.Packet) error {
 		return r
 	}
 	c.dev.Store(d)
+	b.supersede(d)
 	cl.ID = wire.Username(d.Product, d.Key) + ":" + cl.ID
+	b.dropStaleSession(cl.ID, d)
 	return nil
 }
 
 // check looks the device up and compares the secret.
-func (b *Broker) check(pk packets.Packet) (*Device, *refusal) {
-	user := string(pk.Connect.Username)
-	product, key, err := wire.ParseUsername(user)
-	if err != nil {
-		return nil, badCredentials(refusedUsername, err)
-	}
+func (b *Broker) check(product, key string, pk packets.Packet) (*Device, *refusal) {
+	user := wire.Username(product, key)
 	ctx, cancel := b.call()
 	defer cancel()
 	creds, err := b.cfg.Credentials.Credentials(ctx, product, key)

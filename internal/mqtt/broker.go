@@ -107,6 +107,7 @@ type Broker struct {
 	tlsLn        net.Listener
 	metrics      *metrics
 	presence     *presence
+	sessions     *sessions
 	refused      limiter // log lines about refused connections
 	presenceLogs limiter // log lines about presence the engine did not record
 
@@ -124,7 +125,7 @@ func New(cfg Config) (*Broker, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	b := &Broker{cfg: cfg, log: cfg.Logger, presence: newPresence(), base: context.Background()}
+	b := &Broker{cfg: cfg, log: cfg.Logger, presence: newPresence(), sessions: newSessions(), base: context.Background()}
 	if err := b.open(); err != nil {
 		b.closeListeners()
 		return nil, err
@@ -271,6 +272,9 @@ func (b *Broker) Send(product, device, kind string, payload []byte) {
 	if !k.Downlink() {
 		b.log.Error("mqtt: not a downlink kind; message dropped", "kind", kind, "product", product, "device", device)
 		return
+	}
+	if k == wire.KindUpgrade {
+		b.sessions.hold(wire.Username(product, device), payload)
 	}
 	b.publish(wire.Topic(product, device, k), k, payload)
 }

@@ -28,6 +28,8 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/otter-ota/otter/internal/credential"
+	"github.com/otter-ota/otter/internal/store"
 	"github.com/otter-ota/otter/internal/store/storetest"
 	"github.com/otter-ota/otter/sdk/wire"
 )
@@ -468,28 +470,47 @@ func TestClientIDsAreNamespacedPerDevice(t *testing.T) {
 	}
 }
 
-// A new session subscribes after its CONNACK, so commands the engine sends
-// on Connected would find no subscription: the first subscription to
-// upgrade commands reports the device connected again.
-func TestConnectedAgainOnFirstUpgradeSubscription(t *testing.T) {
-	e := newEnv(t)
-	var sent atomic.Int32
-	e.devices.setHandle(func(c call) (*Answer, error) {
-		if c.op == "Connected" {
-			e.b.Send(c.dev.Product, c.dev.Key, "upgrade", []byte(`{"job":"7"}`))
-			sent.Add(1)
-		}
-		return nil, nil
-	})
-	a := e.connect(t, "a", "")
-	a.subscribe(t, "otter/v1/p/a/reply")   // not upgrade commands
-	a.subscribe(t, "otter/v1/p/a/upgrade") // the first that is
-	a.subscribe(t, "otter/v1/p/a/+")       // no third report
-	if p := a.next(t); p.Topic != "otter/v1/p/a/upgrade" || string(p.Payload) != `{"job":"7"}` {
-		t.Errorf("got %s %s", p.Topic, p.Payload)
-	}
-	if got := ops(e.devices.snapshot(), "a"); !cmp.Equal(got, []string{"Connected", "Connected"}) {
-		t.Errorf("calls %v, want Connected at CONNECT and at the first upgrade subscription", got)
+// A new session subscribes after its CONNACK. The engine sends a device's
+// pending commands when it connects (before the subscription) and starts
+// queued jobs soon after (before or after it): each command reaches the
+// device once, and the device is reported connected once.
+func TestPendingCommandReachesANewSessionOnce(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		delay bool // the command is sent after the subscription
+	}{{"sent at connect", false}, {"sent after the subscription", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			subscribed := make(chan struct{})
+			e.devices.setHandle(func(c call) (*Answer, error) {
+				if c.op != "Connected" {
+					return nil, nil
+				}
+				send := func() { e.b.Send(c.dev.Product, c.dev.Key, "upgrade", []byte(`{"job":"7"}`)) }
+				if tc.delay {
+					go func() { <-subscribed; send() }()
+				} else {
+					send()
+				}
+				return nil, nil
+			})
+			a := e.connect(t, "a", "")
+			a.subscribe(t, "otter/v1/p/a/reply")   // not upgrade commands
+			a.subscribe(t, "otter/v1/p/a/upgrade") // the first that is
+			close(subscribed)
+			a.subscribe(t, "otter/v1/p/a/+") // changes nothing
+			if p := a.next(t); p.Topic != "otter/v1/p/a/upgrade" || string(p.Payload) != `{"job":"7"}` {
+				t.Errorf("got %s %s", p.Topic, p.Payload)
+			}
+			select {
+			case p := <-a.received:
+				t.Errorf("the command came twice: %s %s", p.Topic, p.Payload)
+			case <-time.After(500 * time.Millisecond): // a window to see a second one in
+			}
+			if got := ops(e.devices.snapshot(), "a"); !cmp.Equal(got, []string{"Connected"}) {
+				t.Errorf("calls %v, want one Connected", got)
+			}
+		})
 	}
 }
 
@@ -551,7 +572,7 @@ func TestMetricsRegistered(t *testing.T) {
 		names = append(names, f.GetName())
 	}
 	want := []string{"otter_mqtt_acl_denied_total", "otter_mqtt_auth_failures_total", "otter_mqtt_connected_clients",
-		"otter_mqtt_connects_total", "otter_mqtt_downlinks_total", "otter_mqtt_uplink_errors_total",
+		"otter_mqtt_connects_total", "otter_mqtt_downlinks_total", "otter_mqtt_revoked_sessions_total", "otter_mqtt_uplink_errors_total",
 		"otter_mqtt_uplink_seconds", "otter_mqtt_uplinks_total"}
 	if diff := cmp.Diff(want, names); diff != "" {
 		t.Errorf("metrics (-want +got):\n%s", diff)
@@ -718,5 +739,68 @@ func TestPacketOverLimitClosesConnection(t *testing.T) {
 	}
 	if n := count(e.devices.snapshot(), "inform", "a"); n != 0 {
 		t.Errorf("engine saw %d informs", n)
+	}
+}
+
+func TestCredentialsChangedClosesEverySessionOfTheDeviceAtOnce(t *testing.T) {
+	e := newEnv(t)
+	a1 := e.connect(t, "a", "one")
+	a2 := e.connect(t, "a", "two")
+	b := e.connect(t, "b", "")
+	for _, d := range []*device{a1, a2} {
+		d.subscribe(t, "otter/v1/p/a/upgrade")
+	}
+	b.subscribe(t, "otter/v1/p/b/upgrade")
+	e.b.CredentialsChanged("p", "a")
+	for i, d := range []*device{a1, a2} {
+		select {
+		case <-d.c.Done():
+		case <-time.After(waitTimeout):
+			t.Fatalf("session %d of a is still open", i+1)
+		}
+	}
+	e.b.Send("p", "b", "upgrade", []byte(`{"job":"1"}`))
+	if p := b.next(t); p.Topic != "otter/v1/p/b/upgrade" {
+		t.Errorf("b got %s", p.Topic)
+	}
+	e.devices.waitFor(t, "a's disconnection", func(c []call) bool { return count(c, "Disconnected", "a") == 1 })
+	if again := e.connect(t, "a", "one"); again == nil {
+		t.Fatal("a cannot log in again with its secret")
+	}
+}
+
+// Even unannounced, a session of a deleted device ends when the device
+// created again with its key logs in, and never receives its messages.
+func TestNewerDeviceOfTheSameKeyClosesTheOlderOnesSessions(t *testing.T) {
+	e := newEnv(t)
+	old := e.connect(t, "a", "one")
+	old.subscribe(t, "otter/v1/p/a/upgrade")
+	ctx := context.Background()
+	if err := e.st.DeleteDevice(ctx, "p", "a"); err != nil {
+		t.Fatal(err)
+	}
+	secret, err := credential.NewDeviceSecret()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.st.CreateDevices(ctx, []store.NewDevice{{Product: "p", Key: "a", SecretHash: credential.Hash(secret)}}); err != nil {
+		t.Fatal(err)
+	}
+	e.secrets["a"] = secret
+	fresh := e.connect(t, "a", "two")
+	fresh.subscribe(t, "otter/v1/p/a/upgrade")
+	select {
+	case <-old.c.Done():
+	case <-time.After(waitTimeout):
+		t.Fatal("the deleted device's session is still open")
+	}
+	e.b.Send("p", "a", "upgrade", []byte(`{"job":"9"}`))
+	if p := fresh.next(t); string(p.Payload) != `{"job":"9"}` {
+		t.Errorf("new device got %s", p.Payload)
+	}
+	select {
+	case p := <-old.received:
+		t.Errorf("the deleted device's session received %s", p.Payload)
+	default:
 	}
 }

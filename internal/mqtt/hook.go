@@ -89,6 +89,9 @@ func (h *hook) OnDisconnect(cl *mochi.Client, err error, _ bool) {
 	if errors.Is(err, packets.ErrPacketTooLarge) {
 		h.b.tooLarge(c)
 	}
+	if c.revoked.Load() {
+		h.b.discardSession(cl)
+	}
 	c.releasePresence()
 }
 
@@ -156,6 +159,9 @@ func (b *Broker) denied(d *Device, action, topic string) {
 // count adds a connection to its device's presence and arms its release.
 func (b *Broker) count(c *conn) {
 	d := c.device()
+	if d == nil {
+		return // revoked while connecting: it is being closed
+	}
 	b.presence.add(d.ID)
 	b.metrics.connected.Inc()
 	c.setRelease(func() {
@@ -164,25 +170,32 @@ func (b *Broker) count(c *conn) {
 	})
 }
 
-// online reports a connection that got its CONNACK. A session resumed with
-// a subscription to upgrade commands can receive the commands the engine
-// sends again now; a new session reports again when it subscribes.
+// online reports a connection that got its CONNACK: the engine then sends
+// the commands the device missed, once. A session resumed with a
+// subscription to upgrade commands receives them at once; a new session
+// gets them when it subscribes (held until then).
 func (b *Broker) online(c *conn, cl *mochi.Client) {
 	if !c.goLive() {
 		return // already closed (taken over) before it went live
 	}
-	b.metrics.connects.Inc()
 	d := c.device()
+	if d == nil {
+		return // revoked: being closed; OnDisconnect releases its presence
+	}
+	b.metrics.connects.Inc()
 	for filter := range cl.State.Subscriptions.GetAll() {
 		c.receiving = c.receiving || coversUpgrade(d, filter)
+	}
+	if c.receiving {
+		c.receive() // what was held went through the inherited subscription
 	}
 	b.presence.connected(d.ID, func() { b.report("Connected", d, b.cfg.Devices.Connected) })
 }
 
-// subscribed reports the device connected again, after the SUBACK, when a
-// new session first subscribes to its upgrade commands: the engine sends
-// pending commands on Connected, and the ones it sent right after CONNECT
-// found no subscription yet.
+// subscribed publishes, after the SUBACK, the commands held for a session
+// that first subscribed to its upgrade commands: the engine sent them
+// since the CONNECT (the missed ones, at Connected), and they found no
+// subscription.
 func (b *Broker) subscribed(c *conn, pk packets.Packet, codes []byte) {
 	d := c.device()
 	if c.receiving || d == nil {
@@ -191,12 +204,22 @@ func (b *Broker) subscribed(c *conn, pk packets.Packet, codes []byte) {
 	for i, f := range pk.Filters {
 		if i < len(codes) && codes[i] < 0x80 && coversUpgrade(d, f.Filter) {
 			c.receiving = true
+			held := c.receive()
 			c.after = func() {
-				b.presence.connected(d.ID, func() { b.report("Connected", d, b.cfg.Devices.Connected) })
+				for _, payload := range held {
+					b.publish(wire.Topic(d.Product, d.Key, wire.KindUpgrade), wire.KindUpgrade, payload)
+				}
 			}
 			return
 		}
 	}
+}
+
+// deleted reports whether the engine refused a device as deleted: its
+// sessions are being closed, and its presence no longer matters.
+func deleted(err error) bool {
+	var we *wire.Error
+	return errors.As(err, &we) && we.Code == wire.CodeUnauthorized
 }
 
 // report calls the engine about a device's presence; a failure is logged:
@@ -204,7 +227,7 @@ func (b *Broker) subscribed(c *conn, pk packets.Packet, codes []byte) {
 func (b *Broker) report(what string, d *Device, f func(ctx context.Context, d Device) error) {
 	ctx, cancel := b.call()
 	defer cancel()
-	if err := f(ctx, *d); err != nil {
+	if err := f(ctx, *d); err != nil && !deleted(err) {
 		if ok, n := b.presenceLogs.allow(time.Now()); ok {
 			b.log.Warn("mqtt: presence not recorded", "event", what, "product", d.Product, "device", d.Key, "err", err, "suppressed", n)
 		}

@@ -95,6 +95,7 @@ func (l *listener) serve(establish listeners.EstablishFn, c *conn) {
 		// the ordinary end of a connection.
 		l.log.Debug("mqtt: connection ended", "listener", l.id, "remote", c.RemoteAddr().String(), "err", err)
 	}
+	c.finish()
 	l.mu.Lock()
 	delete(l.conns, c)
 	l.mu.Unlock()
@@ -125,6 +126,21 @@ type conn struct {
 	net.Conn
 
 	dev atomic.Pointer[Device] // set once, at CONNECT, before anyone else reads it
+	// client is the connection's mochi client, set at CONNECT; revoked
+	// says the device's credentials changed since it logged in: it is
+	// being closed, and takes and receives nothing more.
+	client  atomic.Pointer[mochi.Client]
+	revoked atomic.Bool
+	// end, when set, runs once the connection has been served.
+	endMu sync.Mutex
+	end   func()
+	// held keeps the upgrade commands sent to the device while this
+	// connection had not yet subscribed to them (ready), to be published
+	// once it has: a command sent between the CONNACK and the SUBSCRIBE is
+	// neither lost nor sent twice.
+	heldMu sync.Mutex
+	held   [][]byte
+	ready  bool
 
 	// release, when set, takes the connection out of the device's presence
 	// count, once. OnDisconnect runs it; so does Close until the connection
@@ -138,7 +154,7 @@ type conn struct {
 
 	// Fields below are used only by the connection's own read goroutine.
 	after     func()  // runs once the current packet has been answered
-	receiving bool    // Connected was reported with a subscription to "upgrade"
+	receiving bool    // the session is subscribed to its upgrade commands
 	logs      limiter // uplink error log lines
 }
 
@@ -186,8 +202,67 @@ func (c *conn) releasePresence() {
 	}
 }
 
-// device returns the authenticated device of the connection, or nil.
-func (c *conn) device() *Device { return c.dev.Load() }
+// device returns the authenticated device of the connection, or nil (also
+// once the connection is revoked).
+func (c *conn) device() *Device {
+	if c.revoked.Load() {
+		return nil
+	}
+	return c.dev.Load()
+}
+
+// maxHeld bounds the commands held for a connection that does not
+// subscribe; the oldest go first (the engine sends commands again anyway).
+const maxHeld = 16
+
+// hold keeps a command for the connection unless it already receives them.
+func (c *conn) hold(payload []byte) {
+	c.heldMu.Lock()
+	defer c.heldMu.Unlock()
+	if c.ready {
+		return
+	}
+	if len(c.held) == maxHeld {
+		c.held = c.held[1:]
+	}
+	c.held = append(c.held, payload)
+}
+
+// receive marks the connection as receiving commands and returns those
+// held for it.
+func (c *conn) receive() [][]byte {
+	c.heldMu.Lock()
+	defer c.heldMu.Unlock()
+	c.ready = true
+	held := c.held
+	c.held = nil
+	return held
+}
+
+// isLive reports whether the connection got its CONNACK and reads packets.
+func (c *conn) isLive() bool {
+	c.releaseMu.Lock()
+	defer c.releaseMu.Unlock()
+	return c.live
+}
+
+// setEnd arms what runs when the connection has been served.
+func (c *conn) setEnd(f func()) {
+	c.endMu.Lock()
+	defer c.endMu.Unlock()
+	c.end = f
+}
+
+// finish runs the connection's end, once.
+func (c *conn) finish() {
+	c.endMu.Lock()
+	f := c.end
+	c.end = nil
+	c.endMu.Unlock()
+	if f != nil {
+		f()
+	}
+}
 
 // connOf returns the connection of a device client; the inline client and
 // clients of other listeners have none.

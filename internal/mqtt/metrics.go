@@ -20,6 +20,7 @@ type metrics struct {
 	uplinkTime   prometheus.Histogram
 	downlinks    *prometheus.CounterVec
 	aclDenied    *prometheus.CounterVec
+	revoked      prometheus.Counter
 }
 
 // Reasons a CONNECT is refused, the label of otter_mqtt_auth_failures_total.
@@ -58,13 +59,16 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		aclDenied: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "otter_mqtt_acl_denied_total", Help: "Publishes and subscriptions outside a device's own topics, denied.",
 		}, []string{"action"}),
+		revoked: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "otter_mqtt_revoked_sessions_total", Help: "Device connections closed because the device's credentials changed (secret rotated, device deleted).",
+		}),
 	}
 	m.initLabels()
 	if reg == nil {
 		return m, nil
 	}
 	for _, c := range []prometheus.Collector{m.connected, m.connects, m.authFailures, m.uplinks,
-		m.uplinkErrors, m.uplinkTime, m.downlinks, m.aclDenied} {
+		m.uplinkErrors, m.uplinkTime, m.downlinks, m.aclDenied, m.revoked} {
 		if err := reg.Register(c); err != nil {
 			var dup prometheus.AlreadyRegisteredError
 			if errors.As(err, &dup) {

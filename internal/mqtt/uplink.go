@@ -98,6 +98,15 @@ func (b *Broker) refuseUplink(c *conn, d *Device, pk packets.Packet, kind wire.K
 // unacknowledged and closes the connection, so the device sends it again; a
 // message the engine refuses gets an error reply like a malformed one.
 func (b *Broker) failUplink(c *conn, cl *mochi.Client, d *Device, pk packets.Packet, kind wire.Kind, err error) error {
+	if deleted(err) {
+		// The device was deleted after it logged in: its session ends, and
+		// the message, which can have no effect, is not acknowledged.
+		b.metrics.uplinkErrors.WithLabelValues(wire.CodeUnauthorized).Inc()
+		if !c.revoked.Swap(true) {
+			c.after = func() { b.kick(c) }
+		}
+		return packets.ErrRejectPacket
+	}
 	if code, refused := deviceFault(err); refused {
 		b.refuseUplink(c, d, pk, kind, &wire.Error{Code: code, Message: ota.ErrorMessage(err)})
 		return packets.CodeSuccessIgnore

@@ -83,6 +83,8 @@ const (
 	// version then reported one the firmware does not upgrade from (or
 	// outside the task's from-versions): the job does not apply to it.
 	CodeVersionNotEligible = "version_not_eligible"
+	// CodeDeviceDeleted: the device was deleted while the job was active.
+	CodeDeviceDeleted = "device_deleted"
 )
 
 // Job is one device's part of a task.

@@ -270,6 +270,7 @@ func (s *Server) assemble(ctx context.Context) (http.Handler, error) {
 	a, err := api.New(api.Config{
 		Store: s.store, Blobs: blobs, Signer: signer, Logger: s.log, Metrics: s.reg,
 		MaxFirmwareSize: s.cfg.MaxFirmwareSize, Engine: s.engine, Info: s.info(),
+		Revoker: revokers{devices, s.broker},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("build the API: %w", err)
@@ -376,6 +377,17 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	_, _ = w.Write([]byte("ready\n"))
+}
+
+// revokers tells every part of the server that serves devices that a
+// device's credentials changed: the device API's credential cache and the
+// broker's sessions.
+type revokers []api.Revoker
+
+func (rs revokers) CredentialsChanged(product, key string) {
+	for _, r := range rs {
+		r.CredentialsChanged(product, key)
+	}
 }
 
 // downlinkRelay hands the engine's messages to the broker once it exists.

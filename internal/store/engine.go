@@ -24,6 +24,13 @@ type Presence struct {
 	At       time.Time
 }
 
+// Seen is a device sending a message: its last_seen moves to At (never
+// back), and its online state stays as it is.
+type Seen struct {
+	DeviceID int64
+	At       time.Time
+}
+
 // VersionReport is a device reporting the version one module runs.
 type VersionReport struct {
 	DeviceID int64
@@ -39,10 +46,16 @@ type Change struct {
 	Jobs     []JobChange
 	NewJobs  []ota.Job // jobs added to running dynamic tasks
 	Presence []Presence
+	Seen     []Seen
 	Versions []VersionReport
 	// Tasks are written whole (state, phase, reason, engine bookkeeping).
-	Tasks  []TaskUpdate
-	Events []ota.Event
+	Tasks []TaskUpdate
+	// DeleteDevices are deleted after everything else is written (with
+	// their tags and versions), so that the cancel of their jobs and the
+	// deletion are one change; a device that is already gone fails the
+	// whole Change with ENOTFOUND. Events record the deletion.
+	DeleteDevices []int64
+	Events        []ota.Event
 }
 
 // TaskUpdate is a task's new lifecycle fields.
@@ -132,6 +145,11 @@ type Rollouts interface {
 	GetJob(ctx context.Context, id int64) (ota.Job, error)
 	ListJobs(ctx context.Context, f JobFilter, page Page) ([]ota.Job, string, error)
 	ActiveJobs(ctx context.Context, deviceIDs []int64) ([]ota.Job, error)
+	// OrphanJobs returns up to limit active jobs whose device no longer
+	// exists (deleted before its jobs were cancelled with it).
+	OrphanJobs(ctx context.Context, limit int) ([]ota.Job, error)
+	// ExistingDevices returns which of the given devices exist.
+	ExistingDevices(ctx context.Context, deviceIDs []int64) (map[int64]bool, error)
 	DeviceTags(ctx context.Context, deviceIDs []int64) (map[int64]map[string]string, error)
 	JobsByID(ctx context.Context, ids []int64) ([]ota.Job, error)
 	QueuedJobs(ctx context.Context, q QueuedQuery) ([]ota.Job, error)

@@ -70,6 +70,36 @@ func (s *sqlStore) ActiveJobs(ctx context.Context, deviceIDs []int64) ([]ota.Job
 	return jobs, nil
 }
 
+// OrphanJobs returns up to limit active jobs whose device was deleted.
+func (s *sqlStore) OrphanJobs(ctx context.Context, limit int) ([]ota.Job, error) {
+	jobs, err := queryJobs(ctx, s.db, "SELECT "+jobColumns+" FROM jobs j WHERE j.state IN "+activeStates+
+		" AND NOT EXISTS (SELECT 1 FROM devices d WHERE d.id = j.device_id) ORDER BY j.id LIMIT $1", args{limit})
+	if err != nil {
+		return nil, fmt.Errorf("jobs of deleted devices: %w", err)
+	}
+	return jobs, nil
+}
+
+// ExistingDevices returns which of the given devices exist.
+func (s *sqlStore) ExistingDevices(ctx context.Context, deviceIDs []int64) (map[int64]bool, error) {
+	out := make(map[int64]bool, len(deviceIDs))
+	for _, chunk := range chunks(deviceIDs, 1) {
+		var a args
+		ids, err := queryAll(ctx, s.db, "SELECT id FROM devices WHERE id IN ("+in(&a, chunk)+")", a,
+			func(row interface{ Scan(...any) error }) (int64, error) {
+				var id int64
+				return id, row.Scan(&id)
+			})
+		if err != nil {
+			return nil, fmt.Errorf("existing devices: %w", err)
+		}
+		for _, id := range ids {
+			out[id] = true
+		}
+	}
+	return out, nil
+}
+
 // JobsByID returns the jobs with the given ids (missing ids are skipped).
 func (s *sqlStore) JobsByID(ctx context.Context, ids []int64) ([]ota.Job, error) {
 	jobs, err := byIDs(ctx, s.db, "SELECT "+jobColumns+" FROM jobs j WHERE j.id IN (%s)", ids)
@@ -319,9 +349,10 @@ func (s *sqlStore) Apply(ctx context.Context, c Change) ([]int64, error) {
 		func() error { return applyDeltas(ctx, t, deltas) },
 		func() error { return addMinutes(ctx, t, c.Jobs, conflicts) },
 		func() error { return addJobs(ctx, t, c.NewJobs) },
-		func() error { return setPresence(ctx, t, c.Presence) },
+		func() error { return setPresence(ctx, t, c.Presence, c.Seen) },
 		func() error { return setVersions(ctx, t, c.Versions) },
 		func() error { return updateTasks(ctx, t, c.Tasks) },
+		func() error { return deleteDevices(ctx, t, c.DeleteDevices) },
 		func() error { return t.addEvents(ctx, withoutConflicts(c.Events, conflicts)) },
 	}
 	for _, step := range steps {
@@ -436,26 +467,68 @@ func withoutConflicts(events []ota.Event, conflicts []int64) []ota.Event {
 	return out
 }
 
-// setPresence records connects and disconnects, a chunk of devices per
-// statement; when a batch holds several for one device, the last one wins.
-func setPresence(ctx context.Context, t *tx, ps []Presence) error {
-	last := make(map[int64]Presence, len(ps))
+// setPresence records connects and disconnects (online and last_seen) and
+// other messages (last_seen only), a chunk of devices per statement; when a
+// batch holds several connects or disconnects for one device, the last one
+// wins, and last_seen never moves back.
+func setPresence(ctx context.Context, t *tx, ps []Presence, seen []Seen) error {
+	type row struct {
+		online *bool
+		at     time.Time
+	}
+	last := make(map[int64]row, len(ps)+len(seen))
+	for _, s := range seen {
+		if r := last[s.DeviceID]; s.At.After(r.at) {
+			last[s.DeviceID] = row{at: s.At}
+		}
+	}
 	for _, p := range ps {
-		last[p.DeviceID] = p
+		online := p.Online
+		r := last[p.DeviceID]
+		last[p.DeviceID] = row{online: &online, at: maxTime(r.at, p.At)}
 	}
 	ids := slices.Sorted(maps.Keys(last))
 	for _, chunk := range chunks(ids, 3) {
 		var a args
 		rows := make([]string, len(chunk))
 		for i, id := range chunk {
-			p := last[id]
-			rows[i] = "(" + t.typed(a.add(id), "BIGINT") + ", " + t.typed(a.add(p.Online), "BOOLEAN") + ", " +
-				t.typed(a.add(p.At.UTC()), "TIMESTAMPTZ") + ")"
+			r := last[id]
+			var online any
+			if r.online != nil {
+				online = *r.online
+			}
+			rows[i] = "(" + t.typed(a.add(id), "BIGINT") + ", " + t.typed(a.add(online), "BOOLEAN") + ", " +
+				t.typed(a.add(r.at.UTC()), "TIMESTAMPTZ") + ")"
 		}
 		q := "WITH v (id, online, at) AS (VALUES " + strings.Join(rows, ", ") +
-			") UPDATE devices SET online = v.online, last_seen = v.at FROM v WHERE devices.id = v.id"
+			") UPDATE devices SET online = COALESCE(v.online, devices.online)," +
+			" last_seen = CASE WHEN devices.last_seen IS NULL OR devices.last_seen < v.at THEN v.at ELSE devices.last_seen END" +
+			" FROM v WHERE devices.id = v.id"
 		if _, err := t.ExecContext(ctx, q, a...); err != nil {
 			return fmt.Errorf("record device presence: %w", err)
+		}
+	}
+	return nil
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// deleteDevices deletes devices (their tags and versions go with them).
+func deleteDevices(ctx context.Context, t *tx, ids []int64) error {
+	for _, id := range ids {
+		res, err := t.ExecContext(ctx, "DELETE FROM devices WHERE id = $1", id)
+		if err != nil {
+			return fmt.Errorf("delete device: %w", err)
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return fmt.Errorf("delete device: %w", err)
+		} else if n == 0 {
+			return notFound("device %d no longer exists", id)
 		}
 	}
 	return nil

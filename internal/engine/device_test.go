@@ -1,0 +1,118 @@
+package engine_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/otter-ota/otter/internal/engine"
+	"github.com/otter-ota/otter/internal/ota"
+	"github.com/otter-ota/otter/internal/store"
+	"github.com/otter-ota/otter/sdk/wire"
+)
+
+func TestDeletingADeviceCancelsItsJobsAndTheTaskCompletes(t *testing.T) {
+	f := newFixture(t, 3)
+	f.connect("d1", "d3") // d2 stays offline: its job stays queued
+	task := f.task(engine.TaskSpec{Target: ota.Target{Devices: []string{"d1", "d2", "d3"}}})
+	f.upgradeOf("d3") // d3's job is in flight
+	for _, k := range []string{"d2", "d3"} {
+		if err := f.e.DeleteDevice(ota.WithActor(f.ctx, "token:ops"), "demo", k); err != nil {
+			t.Fatalf("delete %s: %v", k, err)
+		}
+	}
+	f.upgrade("d1")
+	done := f.waitTask(task.ID, ota.TaskCompleted)
+	if done.Counts[ota.JobSucceeded] != 1 || done.Counts[ota.JobCancelled] != 2 {
+		t.Fatalf("counts %v, want 1 succeeded and 2 cancelled", done.Counts)
+	}
+	f.checkCounts(task.ID)
+	f.restart()
+	jobs := f.jobs(task.ID)
+	for _, k := range []string{"d2", "d3"} {
+		if j := jobs[k]; j.State != ota.JobCancelled || j.Code != ota.CodeDeviceDeleted {
+			t.Errorf("%s's job after a restart: %s %q, want cancelled device_deleted", k, j.State, j.Code)
+		}
+		if _, err := f.st.GetDevice(f.ctx, "demo", k); ota.ErrorCode(err) != ota.ENOTFOUND {
+			t.Errorf("%s still exists: %v", k, err)
+		}
+	}
+	if got, _ := f.st.GetTask(f.ctx, task.ID); got.State != ota.TaskCompleted {
+		t.Errorf("task after a restart is %s", got.State)
+	}
+	events, _, err := f.st.ListEvents(f.ctx, store.EventFilter{Kind: ota.KindDevice, Device: "d2"}, store.Page{})
+	if err != nil || len(events) == 0 || events[0].Action != "deleted" || events[0].Actor != "token:ops" {
+		t.Errorf("device events of d2: %+v, %v; want the last one deleted by token:ops", events, err)
+	}
+	if err := f.e.DeleteDevice(f.ctx, "demo", "d2"); ota.ErrorCode(err) != ota.ENOTFOUND {
+		t.Errorf("deleting d2 again: %v, want not found", err)
+	}
+}
+
+// A device deleted without its jobs (by a version before deletion went
+// through the engine) leaves jobs that would wait forever: the engine
+// cancels them when it starts.
+func TestJobsOfDevicesDeletedBehindTheEngineAreCancelledAtStart(t *testing.T) {
+	f := newFixture(t, 2)
+	f.connect("d1")
+	task := f.task(engine.TaskSpec{Target: ota.Target{Devices: []string{"d1", "d2"}}})
+	if err := f.st.DeleteDevice(f.ctx, "demo", "d2"); err != nil {
+		t.Fatal(err)
+	}
+	f.upgrade("d1")
+	f.restart()
+	done := f.waitTask(task.ID, ota.TaskCompleted)
+	if done.Counts[ota.JobCancelled] != 1 || f.jobs(task.ID)["d2"].Code != ota.CodeDeviceDeleted {
+		t.Fatalf("counts %v, d2's job %+v: want it cancelled as device_deleted", done.Counts, f.jobs(task.ID)["d2"])
+	}
+	f.checkCounts(task.ID)
+}
+
+func TestMessagesOfADeletedDeviceAreRefusedAsUnauthorized(t *testing.T) {
+	f := newFixture(t, 2)
+	if err := f.e.DeleteDevice(f.ctx, "demo", "d2"); err != nil {
+		t.Fatal(err)
+	}
+	_, err := f.e.Inform(f.ctx, f.devs["d2"], wire.Inform{Modules: map[string]string{"default": "1.0.0"}})
+	if we, ok := err.(*wire.Error); !ok || we.Code != wire.CodeUnauthorized {
+		t.Fatalf("inform of a deleted device: %v, want unauthorized", err)
+	}
+	f.inform("d1", "1.0.1") // the engine goes on
+}
+
+func TestEveryDeviceMessageMovesLastSeen(t *testing.T) {
+	f := newFixture(t, 1)
+	d := f.devs["d1"]
+	f.connect("d1")
+	messages := []struct {
+		name string
+		send func() error
+	}{
+		{"inform", func() error {
+			_, err := f.e.Inform(f.ctx, d, wire.Inform{Modules: map[string]string{"default": "1.0.0"}})
+			return err
+		}},
+		{"request", func() error { _, err := f.e.Request(f.ctx, d, wire.Request{Module: "default"}); return err }},
+		{"confirm", func() error { _, err := f.e.Confirm(f.ctx, d, wire.Confirm{Job: "77", Accept: true}); return err }},
+		{"progress", func() error {
+			_, err := f.e.Progress(f.ctx, d, wire.Progress{Job: "x7", State: wire.StateDownloading, Percent: 5})
+			return err
+		}},
+		{"poll", func() error { _, err := f.e.Poll(f.ctx, d); return err }},
+	}
+	for _, m := range messages {
+		f.clock.Add(time.Minute)
+		if err := m.send(); err != nil {
+			t.Fatalf("%s: %v", m.name, err)
+		}
+		dev, err := f.st.GetDevice(f.ctx, "demo", "d1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if dev.LastSeen == nil || !dev.LastSeen.Equal(f.clock.Now()) {
+			t.Errorf("after %s: last_seen %v, want %v", m.name, dev.LastSeen, f.clock.Now())
+		}
+		if !dev.Online {
+			t.Errorf("after %s: the MQTT-connected device is shown offline", m.name)
+		}
+	}
+}
