@@ -184,14 +184,14 @@ func (f *fixture) firmware(product, version string, file []byte) ota.Firmware {
 	fw := ota.Firmware{Product: product, Module: ota.DefaultModule, Version: version, Size: int64(len(file)),
 		SHA256: hex.EncodeToString(sum[:]), BlobKey: "firmware/" + hex.EncodeToString(sum[:]) + "-" + version}
 	fw.Signature = wire.Manifest{Product: product, Module: fw.Module, Version: version, Size: fw.Size, SHA256: fw.SHA256}.Sign(f.priv)
-	w, err := f.blobs.Create(f.ctx)
+	w, err := f.blobs.Create(f.ctx, fw.BlobKey)
 	if err != nil {
 		f.t.Fatal(err)
 	}
 	if _, err := w.Write(file); err != nil {
 		f.t.Fatal(err)
 	}
-	if err := w.Commit(f.ctx, fw.BlobKey); err != nil {
+	if err := w.Commit(f.ctx); err != nil {
 		f.t.Fatal(err)
 	}
 	if err := f.st.CreateFirmware(f.ctx, &fw); err != nil {
