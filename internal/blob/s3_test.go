@@ -283,7 +283,9 @@ func TestS3UnreachableStoreFailsClearly(t *testing.T) {
 	ln := httptest.NewServer(http.NotFoundHandler())
 	addr := ln.URL
 	ln.Close() // nothing listens here now
-	getenv := func(k string) string { return map[string]string{"AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b"}[k] }
+	getenv := func(k string) string {
+		return map[string]string{"AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b"}[k]
+	}
 	st, err := blob.Open("s3://nowhere/fw?endpoint="+addr, "", getenv)
 	if err != nil {
 		t.Fatal(err)
