@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/otter-ota/otter/internal/blob"
 	"github.com/otter-ota/otter/internal/ota"
 )
 
@@ -18,10 +19,18 @@ import (
 // because too many are being served.
 const downloadRetryAfter = 30
 
+// redirectTTL bounds the life of the store URL a download is redirected
+// to: a device follows the redirect at once, and a resume comes back
+// through otter's own URL for a fresh one. S3 checks the signature when a
+// GET starts, so a transfer longer than this still completes.
+const redirectTTL = 5 * time.Minute
+
 // download serves GET and HEAD /dl/{id}: a firmware file, to the holder of
 // a valid signed URL, with Range, If-Range and ETag support. Errors are
 // short plain-text answers: devices only read the status.
 //
+//	307 with Config.Redirect: the file is at the Location, a presigned URL
+//	    of the blob store
 //	401 the token is missing or garbled
 //	403 the signature does not match, the URL expired, or the device it was
 //	    made for no longer exists
@@ -58,9 +67,27 @@ func (h *Handler) serveDownload(w *countingWriter, r *http.Request) {
 	h.metrics.dlInFlight.Inc()
 	defer h.metrics.dlInFlight.Dec()
 	fw, ok := h.grantedFirmware(w, r, g)
-	if ok {
+	switch {
+	case ok && h.cfg.Redirect:
+		h.redirect(w, r, g, fw)
+	case ok:
 		h.serveFile(w, r, g, fw)
 	}
+}
+
+// redirect sends the device to a presigned URL of the blob store for the
+// same method (a HEAD URL for HEAD: S3 signs the method). Range and
+// If-Range go with the redirected request and the store answers them
+// itself, with its own ETag, against which the device resumes.
+func (h *Handler) redirect(w *countingWriter, r *http.Request, g Grant, fw ota.Firmware) {
+	ttl := max(min(redirectTTL, g.Expires.Sub(h.cfg.Now())), time.Second)
+	u, err := h.cfg.Blobs.(blob.Presigner).Presign(r.Context(), r.Method, fw.BlobKey, fileName(fw), ttl)
+	if err != nil {
+		h.unavailable(w, "presign the store URL", err)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	http.Redirect(w, r, u.String(), http.StatusTemporaryRedirect)
 }
 
 // grantedFirmware loads the firmware of a valid grant and checks that the
