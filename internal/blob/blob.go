@@ -61,6 +61,9 @@ type Object struct {
 	Content io.ReadSeekCloser
 	Size    int64
 	ModTime time.Time
+	// ETag is the entity tag the store itself sends for the file (quoted),
+	// "" when it serves nothing itself (the filesystem).
+	ETag string
 }
 
 // Close releases the object.

@@ -96,7 +96,7 @@ func (s *S3) Open(ctx context.Context, key string) (*Object, error) {
 		return nil, s.unavailable("read "+key, err)
 	}
 	r := &s3Reader{ctx: ctx, s: s, object: s.object(key), etag: info.ETag, size: info.Size}
-	return &Object{Content: r, Size: info.Size, ModTime: info.LastModified}, nil
+	return &Object{Content: r, Size: info.Size, ModTime: info.LastModified, ETag: `"` + info.ETag + `"`}, nil
 }
 
 // Delete removes key; S3 answers a missing key with success too.

@@ -68,7 +68,7 @@ func (h *Handler) serveDownload(w *countingWriter, r *http.Request) {
 	defer h.metrics.dlInFlight.Dec()
 	fw, ok := h.grantedFirmware(w, r, g)
 	switch {
-	case ok && h.cfg.Redirect:
+	case ok && h.cfg.Redirect && !h.staleIfRange(r, fw):
 		h.redirect(w, r, g, fw)
 	case ok:
 		h.serveFile(w, r, g, fw)
@@ -79,6 +79,26 @@ func (h *Handler) serveDownload(w *countingWriter, r *http.Request) {
 // same method (a HEAD URL for HEAD: S3 signs the method). Range and
 // If-Range go with the redirected request and the store answers them
 // itself, with its own ETag, against which the device resumes.
+// staleIfRange reports whether a resume names an ETag that is neither
+// otter's nor the store's. S3 stores (AWS's among them) ignore If-Range
+// and would send the rest of a file the device does not hold the start
+// of; otter then answers itself, with the whole file. It costs a HEAD to
+// the store only for resumes that do not carry otter's own ETag.
+func (h *Handler) staleIfRange(r *http.Request, fw ota.Firmware) bool {
+	ir := r.Header.Get("If-Range")
+	if ir == "" || r.Header.Get("Range") == "" || ir == etag(fw) {
+		return false
+	}
+	obj, err := h.cfg.Blobs.Open(r.Context(), fw.BlobKey)
+	if err != nil {
+		return true // serveFile answers the error
+	}
+	obj.Close()
+	return ir != obj.ETag
+}
+
+func etag(fw ota.Firmware) string { return `"sha256-` + fw.SHA256 + `"` }
+
 func (h *Handler) redirect(w *countingWriter, r *http.Request, g Grant, fw ota.Firmware) {
 	ttl := max(min(redirectTTL, g.Expires.Sub(h.cfg.Now())), time.Second)
 	u, err := h.cfg.Blobs.(blob.Presigner).Presign(r.Context(), r.Method, fw.BlobKey, fileName(fw), ttl)
@@ -144,7 +164,7 @@ func (h *Handler) serveFile(w *countingWriter, r *http.Request, g Grant, fw ota.
 	hd := w.Header()
 	hd.Set("Content-Type", "application/octet-stream")
 	hd.Set("Content-Disposition", `attachment; filename="`+fileName(fw)+`"`)
-	hd.Set("ETag", `"sha256-`+fw.SHA256+`"`)
+	hd.Set("ETag", etag(fw))
 	maxAge := max(int64(g.Expires.Sub(h.cfg.Now())/time.Second), 0)
 	hd.Set("Cache-Control", "private, max-age="+strconv.FormatInt(maxAge, 10))
 	// A large image over a slow link takes longer than any sensible server

@@ -38,7 +38,7 @@ func (s *Server) openBlobs(ctx context.Context) (blob.Opened, error) {
 	}
 	st, err := blob.Open(s.cfg.Blob, filepath.Join(s.cfg.DataDir, "blobs"), getenv)
 	if err != nil {
-		return nil, fmt.Errorf("open firmware storage (--blob): %w", err)
+		return nil, fmt.Errorf("open firmware storage: %w", err)
 	}
 	cctx, cancel := context.WithTimeout(ctx, blobCheckTimeout)
 	defer cancel()

@@ -21,6 +21,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -41,8 +42,13 @@ type Server struct {
 	AccessKey string
 	SecretKey string
 	// Dir is the folder served; each sub-folder is a bucket.
-	Dir string
+	Dir  string
+	stop func()
 }
+
+// Stop stops the server before the test ends, to test an unreachable
+// store; stopping twice is harmless.
+func (s *Server) Stop() { s.stop() }
 
 // Required reports whether a missing S3 server fails tests rather than
 // skipping them: in CI, or when asked with OTTER_TEST_S3=1.
@@ -117,7 +123,7 @@ func (s *Server) start(tb testing.TB, bin string) error {
 		log, _ := os.ReadFile(logPath)
 		return fmt.Errorf("%w; its output:\n%s", err, log)
 	}
-	tb.Cleanup(func() {
+	s.stop = sync.OnceFunc(func() {
 		cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-exited:
@@ -126,6 +132,7 @@ func (s *Server) start(tb testing.TB, bin string) error {
 			<-exited
 		}
 	})
+	tb.Cleanup(s.stop)
 	return nil
 }
 
