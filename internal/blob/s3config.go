@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/minio/minio-go/v7/pkg/s3utils"
+
 	"github.com/otter-ota/otter/internal/ota"
 )
 
@@ -62,6 +64,9 @@ func ParseS3URL(raw string, getenv func(string) string) (S3Config, error) {
 		if !slices.Contains(s3Params, name) {
 			return S3Config{}, invalidS3("unknown S3 URL parameter %q: the URL takes %s", name, strings.Join(s3Params, ", "))
 		}
+	}
+	if err := s3utils.CheckValidBucketName(u.Host); err != nil {
+		return S3Config{}, invalidS3("bucket %q: %v", u.Host, err)
 	}
 	c := S3Config{Bucket: u.Host, Prefix: strings.Trim(u.Path, "/"), Region: firstOf(q.Get("region"), getenv("AWS_REGION"), "us-east-1")}
 	if c.Prefix != "" && CheckKey(c.Prefix) != nil {
