@@ -65,7 +65,7 @@ func ParseS3URL(raw string, getenv func(string) string) (S3Config, error) {
 			return S3Config{}, invalidS3("unknown S3 URL parameter %q: the URL takes %s", name, strings.Join(s3Params, ", "))
 		}
 	}
-	if err := s3utils.CheckValidBucketName(u.Host); err != nil {
+	if err := s3utils.CheckValidBucketNameStrict(u.Host); err != nil {
 		return S3Config{}, invalidS3("bucket %q: %v", u.Host, err)
 	}
 	c := S3Config{Bucket: u.Host, Prefix: strings.Trim(u.Path, "/"), Region: firstOf(q.Get("region"), getenv("AWS_REGION"), "us-east-1")}

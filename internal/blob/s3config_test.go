@@ -22,24 +22,24 @@ func TestParseS3URL(t *testing.T) {
 		want blob.S3Config
 		err  string // part of the error; "" for success
 	}{
-		{"s3://fw", with(func(c *blob.S3Config) { c.Bucket, c.Endpoint, c.Secure = "fw", "s3.amazonaws.com", true }), ""},
-		{"s3://fw/otter/prod/?endpoint=http://127.0.0.1:7070&region=eu-west-1&part_size=5MiB", with(func(c *blob.S3Config) {
-			c.Bucket, c.Prefix, c.Endpoint, c.Region, c.PartSize = "fw", "otter/prod", "127.0.0.1:7070", "eu-west-1", 5<<20
+		{"s3://firmware", with(func(c *blob.S3Config) { c.Bucket, c.Endpoint, c.Secure = "firmware", "s3.amazonaws.com", true }), ""},
+		{"s3://firmware/otter/prod/?endpoint=http://127.0.0.1:7070&region=eu-west-1&part_size=5MiB", with(func(c *blob.S3Config) {
+			c.Bucket, c.Prefix, c.Endpoint, c.Region, c.PartSize = "firmware", "otter/prod", "127.0.0.1:7070", "eu-west-1", 5<<20
 		}), ""},
-		{"s3://fw?endpoint=minio.local:9000&part_size=8388608", with(func(c *blob.S3Config) {
-			c.Bucket, c.Endpoint, c.Secure, c.PartSize = "fw", "minio.local:9000", true, 8<<20
+		{"s3://firmware?endpoint=minio.local:9000&part_size=8388608", with(func(c *blob.S3Config) {
+			c.Bucket, c.Endpoint, c.Secure, c.PartSize = "firmware", "minio.local:9000", true, 8<<20
 		}), ""},
-		{"s3://fw?endpoint=https://s3.example.com", with(func(c *blob.S3Config) { c.Bucket, c.Endpoint, c.Secure = "fw", "s3.example.com", true }), ""},
+		{"s3://firmware?endpoint=https://s3.example.com", with(func(c *blob.S3Config) { c.Bucket, c.Endpoint, c.Secure = "firmware", "s3.example.com", true }), ""},
 		{"http://fw", blob.S3Config{}, "not an S3 URL"},
 		{"s3:///prefix", blob.S3Config{}, "not an S3 URL"},
 		{"s3://ak:sk@fw", blob.S3Config{}, "must not hold credentials"},
 		{"s3://Fw_x:99", blob.S3Config{}, `bucket "Fw_x:99"`},
-		{"s3://fw?endpoit=x", blob.S3Config{}, `unknown S3 URL parameter "endpoit"`},
-		{"s3://fw/a/../b", blob.S3Config{}, "not a clean"},
-		{"s3://fw?endpoint=http://h/path", blob.S3Config{}, "not a base URL"},
-		{"s3://fw?endpoint=h/x", blob.S3Config{}, "not host:port"},
-		{"s3://fw?part_size=1MiB", blob.S3Config{}, "part_size"},
-		{"s3://fw?part_size=lots", blob.S3Config{}, "part_size"},
+		{"s3://firmware?endpoit=x", blob.S3Config{}, `unknown S3 URL parameter "endpoit"`},
+		{"s3://firmware/a/../b", blob.S3Config{}, "not a clean"},
+		{"s3://firmware?endpoint=http://h/path", blob.S3Config{}, "not a base URL"},
+		{"s3://firmware?endpoint=h/x", blob.S3Config{}, "not host:port"},
+		{"s3://firmware?part_size=1MiB", blob.S3Config{}, "part_size"},
+		{"s3://firmware?part_size=lots", blob.S3Config{}, "part_size"},
 	}
 	for _, tt := range tests {
 		got, err := blob.ParseS3URL(tt.url, creds)
@@ -55,7 +55,7 @@ func TestParseS3URL(t *testing.T) {
 			t.Errorf("%s (-want +got):\n%s", tt.url, d)
 		}
 	}
-	if _, err := blob.ParseS3URL("s3://fw", func(string) string { return "" }); err == nil || !strings.Contains(err.Error(), "AWS_ACCESS_KEY_ID") {
+	if _, err := blob.ParseS3URL("s3://firmware", func(string) string { return "" }); err == nil || !strings.Contains(err.Error(), "AWS_ACCESS_KEY_ID") {
 		t.Errorf("without credentials: %v", err)
 	}
 }
@@ -63,7 +63,7 @@ func TestParseS3URL(t *testing.T) {
 // FuzzParseS3URL: any --blob value is either refused as invalid or gives a
 // usable configuration; none panics.
 func FuzzParseS3URL(f *testing.F) {
-	for _, s := range []string{"s3://fw/p?endpoint=http://127.0.0.1:9000&region=x&part_size=5MiB", "s3://b", "s3://b/%zz", "s3://b?part_size=99999999999999999999"} {
+	for _, s := range []string{"s3://firmware/p?endpoint=http://127.0.0.1:9000&region=x&part_size=5MiB", "s3://b", "s3://b/%zz", "s3://b?part_size=99999999999999999999"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {

@@ -205,7 +205,7 @@ func TestServeRefusesUnusableS3Settings(t *testing.T) {
 	}{
 		{"SQLite", server.Config{Blob: srv.URL(bucket, "")}, "needs --db postgres://"},
 		{"redirect without S3", server.Config{DownloadRedirect: true, DBURL: postgresURL(t)}, "--download-redirect needs --blob s3://"},
-		{"unreachable bucket", server.Config{Blob: gone.URL("b", ""), DBURL: postgresURL(t)}, "--blob: firmware storage s3://b/"},
+		{"unreachable bucket", server.Config{Blob: gone.URL("gone-bucket", ""), DBURL: postgresURL(t)}, "--blob: firmware storage s3://gone-bucket/"},
 		{"missing bucket", server.Config{Blob: srv.URL("no-such-bucket", ""), DBURL: postgresURL(t)}, `bucket "no-such-bucket" does not exist`},
 		{"no credentials", server.Config{Blob: srv.URL(bucket, ""), DBURL: postgresURL(t), Getenv: func(string) string { return "" }}, "AWS_ACCESS_KEY_ID"},
 	}
