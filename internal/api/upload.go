@@ -59,12 +59,13 @@ func (a *API) uploadFirmware(w http.ResponseWriter, r *http.Request) error {
 		return a.tooLarge()
 	}
 	liftDeadlines(w)
-	bw, size, sum, err := a.receive(ctx, r.Body, q.sha256)
+	bw, key, size, sum, err := a.receive(ctx, r.Body, q.sha256)
 	if err != nil {
 		return err
 	}
 	defer bw.Abort()
 	f := q.firmware(size, sum)
+	f.BlobKey = key
 	f.Signature = a.signer.Sign(signing.ManifestOf(f))
 	if err := a.keep(ctx, bw, &f); err != nil {
 		return err
@@ -75,15 +76,17 @@ func (a *API) uploadFirmware(w http.ResponseWriter, r *http.Request) error {
 
 // receive copies body into a new blob, refusing more than the size limit
 // and a SHA-256 other than the declared one. On success the caller owns the
-// uncommitted writer; on failure it has been aborted.
-func (a *API) receive(ctx context.Context, body io.Reader, declared string) (blob.Writer, int64, string, error) {
-	bw, err := a.blobs.Create(ctx)
-	if err != nil {
-		return nil, 0, "", err
+// uncommitted writer of the returned key; on failure it has been aborted.
+func (a *API) receive(ctx context.Context, body io.Reader, declared string) (bw blob.Writer, key string, n int64, sum string, err error) {
+	if key, err = blobKey(); err != nil {
+		return nil, "", 0, "", err
+	}
+	if bw, err = a.blobs.Create(ctx, key); err != nil {
+		return nil, "", 0, "", err
 	}
 	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(bw, h), io.LimitReader(body, a.maxFirmware+1))
-	sum := hex.EncodeToString(h.Sum(nil))
+	n, err = io.Copy(io.MultiWriter(bw, h), io.LimitReader(body, a.maxFirmware+1))
+	sum = hex.EncodeToString(h.Sum(nil))
 	switch {
 	case err != nil:
 		err = fmt.Errorf("receive firmware: %w", err)
@@ -97,9 +100,9 @@ func (a *API) receive(ctx context.Context, body io.Reader, declared string) (blo
 	}
 	if err != nil {
 		bw.Abort()
-		return nil, 0, "", err
+		return nil, "", 0, "", err
 	}
-	return bw, n, sum, nil
+	return bw, key, n, sum, nil
 }
 
 // liftDeadlines removes the server's read and write timeouts for one
@@ -119,19 +122,14 @@ func (a *API) tooLarge() error {
 // leaves at worst an orphan file, never a firmware without its file; when
 // the row is refused (a duplicate version), the file is removed again.
 func (a *API) keep(ctx context.Context, bw blob.Writer, f *ota.Firmware) error {
-	key, err := blobKey(f.SHA256)
-	if err != nil {
+	if err := bw.Commit(ctx); err != nil {
 		return err
 	}
-	if err := bw.Commit(ctx, key); err != nil {
-		return err
-	}
-	f.BlobKey = key
-	err = a.store.CreateFirmware(ctx, f)
+	err := a.store.CreateFirmware(ctx, f)
 	if err != nil {
 		// The request's context may be cancelled; the cleanup must still run.
-		if derr := a.blobs.Delete(context.WithoutCancel(ctx), key); derr != nil {
-			a.log.ErrorContext(ctx, "api: firmware refused, its file was not removed", "blob", key, "err", derr)
+		if derr := a.blobs.Delete(context.WithoutCancel(ctx), f.BlobKey); derr != nil {
+			a.log.ErrorContext(ctx, "api: firmware refused, its file was not removed", "blob", f.BlobKey, "err", derr)
 		}
 	}
 	return err
@@ -169,15 +167,17 @@ func sameAs(existing, given string) string {
 	return "; " + quote(given) + " names the same version"
 }
 
-// blobKey names a firmware file by its hash and a random suffix, so two
-// uploads of the same file never share (and never delete) one another's
-// file.
-func blobKey(sum string) (string, error) {
-	b := make([]byte, 8)
+// blobKey names a new firmware file with 128 random bits: the file is
+// named before its hash is known (an S3 multipart upload names its object
+// when it starts), and two uploads never share (or delete) one another's
+// file. Files stored by earlier versions keep their "firmware/{sha256}-{random}"
+// names: the key is read from the firmware's row, never rebuilt.
+func blobKey() (string, error) {
+	b := make([]byte, 16)
 	if _, err := rand.Read(b); err != nil {
 		return "", fmt.Errorf("blob key: %w", err)
 	}
-	return "firmware/" + sum + "-" + hex.EncodeToString(b), nil
+	return "firmware/" + hex.EncodeToString(b), nil
 }
 
 func (q uploadQuery) firmware(size int64, sum string) ota.Firmware {

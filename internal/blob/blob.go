@@ -1,12 +1,14 @@
 // Package blob stores firmware files. The interface suits both a local
-// folder (the single-node default) and S3-compatible object storage: a
-// file is streamed in once under a temporary name, then either committed
-// under its final key or aborted, so a refused upload leaves nothing behind.
+// folder (the single-node default, FS) and S3-compatible object storage
+// (S3): a file is streamed in once, then either committed under its key or
+// aborted, so a refused upload leaves nothing behind. Open picks the
+// implementation from the --blob setting.
 package blob
 
 import (
 	"context"
 	"io"
+	"net/url"
 	"path"
 	"strings"
 	"time"
@@ -16,10 +18,12 @@ import (
 
 // Store keeps firmware files under keys chosen by the caller.
 type Store interface {
-	// Create starts a new file. The caller writes its content, then calls
-	// Commit or Abort exactly once (Abort after Commit is a no-op, so it is
-	// safe to defer).
-	Create(ctx context.Context) (Writer, error)
+	// Create starts a new file under key. The caller writes its content,
+	// then calls Commit or Abort exactly once (Abort after Commit is a
+	// no-op, so it is safe to defer). Nothing is visible under key before
+	// Commit. The key is chosen up front because an S3 multipart upload
+	// names its object when it starts.
+	Create(ctx context.Context, key string) (Writer, error)
 	// Open returns a stored file; a missing key answers ota.ENOTFOUND.
 	Open(ctx context.Context, key string) (*Object, error)
 	// Delete removes a file; deleting a missing key is not an error, so a
@@ -30,11 +34,23 @@ type Store interface {
 // Writer receives the content of a file being created.
 type Writer interface {
 	io.Writer
-	// Commit makes the written content durable under key, replacing nothing:
-	// committing to a key that exists answers ota.ECONFLICT.
-	Commit(ctx context.Context, key string) error
+	// Commit makes the written content durable under the writer's key. The
+	// filesystem store replaces nothing (a key that exists answers
+	// ota.ECONFLICT); S3 has no such condition on every server, so callers
+	// use keys with a random part, which never meet.
+	Commit(ctx context.Context) error
 	// Abort discards the written content.
 	Abort() error
+}
+
+// Presigner is a Store whose files can be fetched from the store itself by
+// anyone holding a short-lived URL (S3 presigned URLs), so downloads need
+// not pass through otter.
+type Presigner interface {
+	// Presign returns a URL answering method (GET or HEAD) for key until
+	// ttl has passed. The response names the file filename and has the
+	// type application/octet-stream.
+	Presign(ctx context.Context, method, key, filename string, ttl time.Duration) (*url.URL, error)
 }
 
 // Object is an open stored file, ready for http.ServeContent (which serves
@@ -45,6 +61,9 @@ type Object struct {
 	Content io.ReadSeekCloser
 	Size    int64
 	ModTime time.Time
+	// ETag is the entity tag the store itself sends for the file (quoted),
+	// "" when it serves nothing itself (the filesystem).
+	ETag string
 }
 
 // Close releases the object.

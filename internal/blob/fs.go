@@ -33,8 +33,11 @@ func NewFS(root string) (*FS, error) {
 }
 
 // Create starts a temporary file in the root folder, on the same filesystem
-// as every key, so that Commit is an atomic rename.
-func (s *FS) Create(ctx context.Context) (Writer, error) {
+// as every key, so that Commit is an atomic link.
+func (s *FS) Create(ctx context.Context, key string) (Writer, error) {
+	if err := CheckKey(key); err != nil {
+		return nil, err
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -42,8 +45,11 @@ func (s *FS) Create(ctx context.Context) (Writer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create temporary blob: %w", err)
 	}
-	return &fsWriter{s: s, f: f}, nil
+	return &fsWriter{s: s, f: f, key: key}, nil
 }
+
+// String names the store in messages.
+func (s *FS) String() string { return s.root }
 
 // Open opens the file under key.
 func (s *FS) Open(ctx context.Context, key string) (*Object, error) {
@@ -82,6 +88,7 @@ func (s *FS) path(key string) string { return filepath.Join(s.root, filepath.Fro
 type fsWriter struct {
 	s    *FS
 	f    *os.File
+	key  string
 	done bool
 }
 
@@ -90,12 +97,9 @@ func (w *fsWriter) Write(p []byte) (int, error) { return w.f.Write(p) }
 // Commit syncs the temporary file and links it under key. A hard link
 // rather than a rename refuses to replace an existing file, and the final
 // directory sync makes the new name survive a crash.
-func (w *fsWriter) Commit(ctx context.Context, key string) error {
+func (w *fsWriter) Commit(ctx context.Context) error {
 	if w.done {
 		return errors.New("blob: commit after commit or abort")
-	}
-	if err := CheckKey(key); err != nil {
-		return err
 	}
 	defer w.Abort() // removes the temporary name whatever happens
 	if err := ctx.Err(); err != nil {
@@ -107,7 +111,7 @@ func (w *fsWriter) Commit(ctx context.Context, key string) error {
 	if err := w.f.Close(); err != nil {
 		return fmt.Errorf("close blob: %w", err)
 	}
-	return w.link(key)
+	return w.link(w.key)
 }
 
 func (w *fsWriter) link(key string) error {

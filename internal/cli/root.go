@@ -126,6 +126,7 @@ server through its REST API, with the token given by --token or OTTER_TOKEN.`,
 		a.taskCommand(),
 		a.simulateCommand(),
 		a.benchCommand(),
+		a.blobCommand(),
 	)
 	return root
 }

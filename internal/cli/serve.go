@@ -18,6 +18,7 @@ import (
 func (a *app) serveCommand() *cobra.Command {
 	var cfg server.Config
 	var maxSize, ttl string
+	redirectEnv, redirectErr := parseFlagBool("OTTER_DOWNLOAD_REDIRECT", a.envOr("OTTER_DOWNLOAD_REDIRECT", "false"))
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the otter server (API, console, MQTT broker, rollout engine)",
@@ -35,7 +36,9 @@ Every flag can also be set by the environment variable shown in its help.`,
   otter serve --mqtt :1884               # when another broker (e.g. Mosquitto) holds :1883
   OTTER_ADMIN_TOKEN=otr_secret otter serve --data /var/lib/otter
   otter serve --db postgres://otter@db/otter
-  otter serve --http :8443 --tls-cert cert.pem --tls-key key.pem --public-url https://otter.example.com:8443`,
+  otter serve --http :8443 --tls-cert cert.pem --tls-key key.pem --public-url https://otter.example.com:8443
+  AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=... otter serve --db postgres://otter@db/otter \
+      --blob 's3://firmware/otter?endpoint=https://s3.example.com&region=eu-west-1' --download-redirect`,
 		Args: func(_ *cobra.Command, args []string) error {
 			if len(args) > 0 {
 				return usageErrorf("serve takes no arguments, only flags (got %q)", args[0])
@@ -54,6 +57,10 @@ Every flag can also be set by the environment variable shown in its help.`,
 			if (cfg.TLSCertFile == "") != (cfg.TLSKeyFile == "") {
 				return usageErrorf("--tls-cert and --tls-key go together: give both or neither")
 			}
+			if redirectErr != nil {
+				return redirectErr
+			}
+			cfg.Getenv = a.env.Getenv
 			if (cfg.MQTTTLSAddr == "") != (cfg.MQTTCertFile == "" && cfg.MQTTKeyFile == "") || (cfg.MQTTCertFile == "") != (cfg.MQTTKeyFile == "") {
 				return usageErrorf("--mqtt-tls, --mqtt-cert and --mqtt-key go together: give all three or none")
 			}
@@ -74,6 +81,9 @@ Every flag can also be set by the environment variable shown in its help.`,
 	f.StringVar(&cfg.TLSCertFile, "tls-cert", a.envOr("OTTER_TLS_CERT", ""), "TLS certificate (PEM, with its chain) to serve --http over HTTPS; needs --tls-key (OTTER_TLS_CERT)")
 	f.StringVar(&cfg.TLSKeyFile, "tls-key", a.envOr("OTTER_TLS_KEY", ""), "TLS private key (PEM) of --tls-cert (OTTER_TLS_KEY)")
 	f.StringVar(&ttl, "download-ttl", a.envOr("OTTER_DOWNLOAD_TTL", "24h"), "how long a firmware download URL stays valid, e.g. 24h, 90m (OTTER_DOWNLOAD_TTL)")
+	f.StringVar(&cfg.Blob, "blob", a.envOr("OTTER_BLOB", ""), "firmware storage: empty for files in the data folder, s3://bucket/prefix?endpoint=host:port&region=... "+
+		"for S3-compatible storage with credentials from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; needs --db postgres:// (OTTER_BLOB)")
+	f.BoolVar(&cfg.DownloadRedirect, "download-redirect", redirectEnv, "with --blob s3://: redirect device downloads to short-lived presigned URLs of the store instead of proxying them (OTTER_DOWNLOAD_REDIRECT)")
 	f.StringVar(&maxSize, "max-firmware-size", a.envOr("OTTER_MAX_FIRMWARE_SIZE", "2GiB"), "largest firmware file accepted, e.g. 512MiB, 2GiB (OTTER_MAX_FIRMWARE_SIZE)")
 	cfg.AdminToken = a.env.Getenv("OTTER_ADMIN_TOKEN")
 	return cmd
@@ -93,6 +103,15 @@ func runServe(ctx context.Context, cfg server.Config, cmd *cobra.Command) error 
 		return fmt.Errorf("shut down: %w", err)
 	}
 	return werr
+}
+
+// parseFlagBool reads the environment variable of a boolean flag.
+func parseFlagBool(name, s string) (bool, error) {
+	b, err := strconv.ParseBool(s)
+	if err != nil {
+		return false, usageErrorf("%s=%s: want true or false", name, s)
+	}
+	return b, nil
 }
 
 func (a *app) envOr(name, fallback string) string {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/otter-ota/otter/internal/blob"
 	"github.com/otter-ota/otter/internal/ota"
 )
 
@@ -18,10 +19,18 @@ import (
 // because too many are being served.
 const downloadRetryAfter = 30
 
+// redirectTTL bounds the life of the store URL a download is redirected
+// to: a device follows the redirect at once, and a resume comes back
+// through otter's own URL for a fresh one. S3 checks the signature when a
+// GET starts, so a transfer longer than this still completes.
+const redirectTTL = 5 * time.Minute
+
 // download serves GET and HEAD /dl/{id}: a firmware file, to the holder of
 // a valid signed URL, with Range, If-Range and ETag support. Errors are
 // short plain-text answers: devices only read the status.
 //
+//	307 with Config.Redirect: the file is at the Location, a presigned URL
+//	    of the blob store
 //	401 the token is missing or garbled
 //	403 the signature does not match, the URL expired, or the device it was
 //	    made for no longer exists
@@ -58,9 +67,47 @@ func (h *Handler) serveDownload(w *countingWriter, r *http.Request) {
 	h.metrics.dlInFlight.Inc()
 	defer h.metrics.dlInFlight.Dec()
 	fw, ok := h.grantedFirmware(w, r, g)
-	if ok {
+	switch {
+	case ok && h.cfg.Redirect && !h.staleIfRange(r, fw):
+		h.redirect(w, r, g, fw)
+	case ok:
 		h.serveFile(w, r, g, fw)
 	}
+}
+
+// redirect sends the device to a presigned URL of the blob store for the
+// same method (a HEAD URL for HEAD: S3 signs the method). Range and
+// If-Range go with the redirected request and the store answers them
+// itself, with its own ETag, against which the device resumes.
+// staleIfRange reports whether a resume names an ETag that is neither
+// otter's nor the store's. S3 stores (AWS's among them) ignore If-Range
+// and would send the rest of a file the device does not hold the start
+// of; otter then answers itself, with the whole file. It costs a HEAD to
+// the store only for resumes that do not carry otter's own ETag.
+func (h *Handler) staleIfRange(r *http.Request, fw ota.Firmware) bool {
+	ir := r.Header.Get("If-Range")
+	if ir == "" || r.Header.Get("Range") == "" || ir == etag(fw) {
+		return false
+	}
+	obj, err := h.cfg.Blobs.Open(r.Context(), fw.BlobKey)
+	if err != nil {
+		return true // serveFile answers the error
+	}
+	obj.Close()
+	return ir != obj.ETag
+}
+
+func etag(fw ota.Firmware) string { return `"sha256-` + fw.SHA256 + `"` }
+
+func (h *Handler) redirect(w *countingWriter, r *http.Request, g Grant, fw ota.Firmware) {
+	ttl := max(min(redirectTTL, g.Expires.Sub(h.cfg.Now())), time.Second)
+	u, err := h.cfg.Blobs.(blob.Presigner).Presign(r.Context(), r.Method, fw.BlobKey, fileName(fw), ttl)
+	if err != nil {
+		h.unavailable(w, "presign the store URL", err)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	http.Redirect(w, r, u.String(), http.StatusTemporaryRedirect)
 }
 
 // grantedFirmware loads the firmware of a valid grant and checks that the
@@ -117,7 +164,7 @@ func (h *Handler) serveFile(w *countingWriter, r *http.Request, g Grant, fw ota.
 	hd := w.Header()
 	hd.Set("Content-Type", "application/octet-stream")
 	hd.Set("Content-Disposition", `attachment; filename="`+fileName(fw)+`"`)
-	hd.Set("ETag", `"sha256-`+fw.SHA256+`"`)
+	hd.Set("ETag", etag(fw))
 	maxAge := max(int64(g.Expires.Sub(h.cfg.Now())/time.Second), 0)
 	hd.Set("Cache-Control", "private, max-age="+strconv.FormatInt(maxAge, 10))
 	// A large image over a slow link takes longer than any sensible server

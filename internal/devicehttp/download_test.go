@@ -228,3 +228,13 @@ func TestDownloadKeepsSendfile(t *testing.T) {
 		t.Errorf("bytes counted %v, want %d", n, len(f.file))
 	}
 }
+
+// Redirecting downloads needs a store that makes presigned URLs; the
+// filesystem store makes none, so the handler refuses to be built.
+func TestRedirectNeedsAPresigningStore(t *testing.T) {
+	f := newFixture(t)
+	_, err := devicehttp.New(devicehttp.Config{Store: f.st, Blobs: f.blobs, Devices: f.e, Signer: f.signer, Redirect: true})
+	if err == nil || !strings.Contains(err.Error(), "presigned") {
+		t.Fatalf("New with Redirect over the filesystem store: %v, want a refusal", err)
+	}
+}

@@ -85,6 +85,10 @@ type Config struct {
 	BodyTimeout time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Redirect answers a download, once its signed URL is checked, with a
+	// redirect to a short-lived URL of the blob store itself, so firmware
+	// bytes do not pass through otter. Blobs must be a blob.Presigner.
+	Redirect bool
 }
 
 // Handler serves the device API and firmware downloads.
@@ -102,6 +106,9 @@ type Handler struct {
 func New(cfg Config) (*Handler, error) {
 	if cfg.Store == nil || cfg.Blobs == nil || cfg.Devices == nil || cfg.Signer == nil {
 		return nil, errors.New("devicehttp: Config needs Store, Blobs, Devices and Signer")
+	}
+	if _, ok := cfg.Blobs.(blob.Presigner); cfg.Redirect && !ok {
+		return nil, errors.New("download redirects need a blob store that makes presigned URLs (S3)")
 	}
 	cfg = withDefaults(cfg)
 	m, err := newMetrics(cfg.Metrics)

@@ -195,14 +195,14 @@ func (f *fixture) firmware(product, version string, file []byte, edit ...func(*o
 		e(&fw)
 	}
 	fw.Signature = wire.Manifest{Product: product, Module: fw.Module, Version: version, Size: fw.Size, SHA256: fw.SHA256}.Sign(f.priv)
-	w, err := f.blobs.Create(f.ctx)
+	w, err := f.blobs.Create(f.ctx, fw.BlobKey)
 	if err != nil {
 		f.t.Fatal(err)
 	}
 	if _, err := w.Write(file); err != nil {
 		f.t.Fatal(err)
 	}
-	if err := w.Commit(f.ctx, fw.BlobKey); err != nil {
+	if err := w.Commit(f.ctx); err != nil {
 		f.t.Fatal(err)
 	}
 	if err := f.st.CreateFirmware(f.ctx, &fw); err != nil {

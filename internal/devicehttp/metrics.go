@@ -38,7 +38,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 		downloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "otter_download_requests_total",
-			Help: "Firmware download requests by status; 200 and 206 are downloads started, 401 and 403 refused URLs.",
+			Help: "Firmware download requests by status; 200 and 206 are downloads started, 307 downloads redirected to the blob store (--download-redirect), 401 and 403 refused URLs.",
 		}, []string{"status"}),
 		bytes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "otter_download_bytes_total",

@@ -24,7 +24,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/otter-ota/otter/internal/api"
-	"github.com/otter-ota/otter/internal/blob"
 	"github.com/otter-ota/otter/internal/console"
 	"github.com/otter-ota/otter/internal/credential"
 	"github.com/otter-ota/otter/internal/devicehttp"
@@ -71,7 +70,16 @@ type Config struct {
 	AdminToken string
 	// MaxFirmwareSize bounds an uploaded firmware file; 0 means 2 GiB.
 	MaxFirmwareSize int64
-	Logger          *slog.Logger
+	// Blob selects the firmware storage: "" for files in DataDir/blobs,
+	// s3://bucket/prefix?endpoint=...&region=... for S3-compatible storage
+	// (PostgreSQL only).
+	Blob string
+	// DownloadRedirect answers device downloads with a redirect to a
+	// presigned URL of the S3 store instead of proxying the bytes.
+	DownloadRedirect bool
+	// Getenv reads the AWS_* credentials of S3 storage; nil means os.Getenv.
+	Getenv func(string) string
+	Logger *slog.Logger
 }
 
 // Version is the server's version, reported by the API.
@@ -121,6 +129,9 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 }
 
 func (s *Server) start(ctx context.Context) error {
+	if err := s.cfg.checkBlobFlags(s.dbKind()); err != nil {
+		return err
+	}
 	s.reg = prometheus.NewRegistry()
 	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if err := s.openStore(ctx); err != nil {
@@ -236,9 +247,9 @@ func (s *Server) openStore(ctx context.Context) error {
 // jobs send commands), so the engine sends through a relay set once the
 // broker exists; it sends nothing before Run.
 func (s *Server) assemble(ctx context.Context) (http.Handler, error) {
-	blobs, err := blob.NewFS(filepath.Join(s.cfg.DataDir, "blobs"))
+	blobs, err := s.openBlobs(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("open firmware storage: %w", err)
+		return nil, err
 	}
 	signer, err := s.openSigner()
 	if err != nil {
@@ -263,6 +274,7 @@ func (s *Server) assemble(ctx context.Context) (http.Handler, error) {
 	relay.to = s.broker
 	devices, err := devicehttp.New(devicehttp.Config{
 		Store: s.store, Blobs: blobs, Devices: s.engine, Signer: urls, Logger: s.log, Metrics: s.reg,
+		Redirect: s.cfg.DownloadRedirect,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("build the device API: %w", err)
