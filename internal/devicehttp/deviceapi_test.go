@@ -71,8 +71,8 @@ func TestDeviceAPIRefusesBadMessages(t *testing.T) {
 		{"unknown job", http.MethodPost, wire.PathProgress, `{"job":"999","state":"downloading","percent":5}`, false, 404, wire.CodeUnknownJob},
 		{"job that is not a number", http.MethodPost, wire.PathConfirm, `{"job":"abc","accept":true}`, false, 404, wire.CodeUnknownJob},
 		{"unknown path", http.MethodPost, wire.HTTPPrefix + "reboot", informBody, false, 404, wire.CodeUnknownTopic},
-		{"GET an uplink", http.MethodGet, wire.PathInform, ``, false, 405, wire.CodeUnknownTopic},
-		{"POST the poll", http.MethodPost, wire.PathUpgrade, informBody, false, 405, wire.CodeUnknownTopic},
+		{"GET an uplink", http.MethodGet, wire.PathInform, ``, false, 405, wire.CodeMethodNotAllowed},
+		{"POST the poll", http.MethodPost, wire.PathUpgrade, informBody, false, 405, wire.CodeMethodNotAllowed},
 		{"HEAD the poll", http.MethodHead, wire.PathUpgrade, ``, false, 405, ""},
 	}
 	for _, tt := range tests {
@@ -93,8 +93,17 @@ func TestDeviceAPIRefusesBadMessages(t *testing.T) {
 			if tt.wantCode == "" {
 				return
 			}
-			if rep := f.wireReply(r); rep.Error != tt.wantCode || rep.Message == "" {
+			rep := f.wireReply(r)
+			if rep.Error != tt.wantCode || rep.Message == "" {
 				t.Fatalf("reply %+v, want code %s with a message", rep, tt.wantCode)
+			}
+			// A refused body that names a job is answered about that job.
+			wantJob := map[string]string{`{"job":"1"}`: "1", `{"job":"1","state":"done"}`: "1", `{"job":"abc","accept":true}`: "abc"}[tt.body]
+			if strings.HasPrefix(tt.body, `{"job":"999"`) {
+				wantJob = "999"
+			}
+			if rep.Job != wantJob {
+				t.Fatalf("reply %+v names job %q, want %q", rep, rep.Job, wantJob)
 			}
 		})
 	}

@@ -48,12 +48,18 @@ func (e *Engine) failAll(ctx context.Context, ops []*deviceOp, err error) {
 func (e *Engine) loadWork(ctx context.Context, ops []*deviceOp) (*work, error) {
 	w := e.newWork()
 	devices := make([]int64, 0, len(ops))
-	var named []int64
+	var named, polling []int64
 	for _, o := range ops {
 		devices = append(devices, o.dev.ID)
 		if o.jobID != 0 {
 			named = append(named, o.jobID)
 		}
+		if o.kind == opPoll {
+			polling = append(polling, o.dev.ID)
+		}
+	}
+	if err := w.loadLast(ctx, polling); err != nil {
+		return nil, err
 	}
 	slices.Sort(devices)
 	active, err := e.st.ActiveJobs(ctx, slices.Compact(devices))
@@ -144,14 +150,15 @@ func (w *work) presence(o *deviceOp) {
 	}
 	for _, j := range w.activeOf(o.dev.ID) {
 		ts := w.e.tasks[j.TaskID]
-		if ts == nil || ts.task.State != ota.TaskRunning || ts.task.Mode != ota.ModePush {
+		if ts == nil || ts.task.Mode != ota.ModePush {
 			continue
 		}
-		switch j.State {
-		case ota.JobNotified:
-			// The command may have been sent while the device was away.
+		switch {
+		case j.State.CommandPending():
+			// The command may have been sent while the device was away, or
+			// the device may have lost it with its power.
 			w.send(o.dev, j, ts)
-		case ota.JobQueued:
+		case j.State == ota.JobQueued && ts.task.State == ota.TaskRunning:
 			ts.wantSweep = true
 			w.e.poke()
 		}
@@ -268,27 +275,55 @@ func (w *work) requestedJob(device int64, module, version string) (int64, *taskS
 	return id, ts
 }
 
-// poll gives an HTTP device its pending push command, starting a queued
-// job when the task's policy admits it now, as a connect would.
+// poll gives an HTTP device what a connected MQTT device would have been
+// sent: the command of its push job while the device may still need it
+// (starting a queued job when the task's policy admits it now), or else the
+// cancel of its last job if that job was cancelled after it was sent.
 func (w *work) poll(o *deviceOp) {
 	w.change.Presence = append(w.change.Presence, store.Presence{DeviceID: o.dev.ID, Online: false, At: o.at})
 	for _, j := range w.activeOf(o.dev.ID) {
 		ts := w.e.tasks[j.TaskID]
-		if ts == nil || ts.task.State != ota.TaskRunning || ts.task.Mode != ota.ModePush {
+		if ts == nil || ts.task.Mode != ota.ModePush {
 			continue
 		}
 		if j.State == ota.JobQueued {
+			if ts.task.State != ota.TaskRunning {
+				continue
+			}
 			if _, ok := ts.admit(&j, o.at); !ok {
 				continue
 			}
 			w.transition(j.ID, ota.JobInput{Kind: ota.JobNotify}, "engine")
 			j = *w.jobs[j.ID]
 		}
-		if j.State == ota.JobNotified || j.State == ota.JobAccepted {
+		if j.State.CommandPending() {
 			o.answer = &Answer{Kind: wire.KindUpgrade, Message: w.e.upgradeMessage(o.dev, j, ts)}
 			return
 		}
 	}
+	for _, j := range w.last[o.dev.ID] {
+		if j.State == ota.JobCancelled && j.StartedAt != nil {
+			o.answer = &Answer{Kind: wire.KindUpgrade, Message: wire.CancelUpgrade(strconv.FormatInt(j.ID, 10), wireAttempt(j))}
+			return
+		}
+	}
+}
+
+// loadLast reads the newest job of each module of the polling devices.
+func (w *work) loadLast(ctx context.Context, devices []int64) error {
+	if len(devices) == 0 {
+		return nil
+	}
+	slices.Sort(devices)
+	jobs, err := w.e.st.LastJobs(ctx, slices.Compact(devices))
+	if err != nil {
+		return fmt.Errorf("load last jobs: %w", err)
+	}
+	w.last = make(map[int64][]ota.Job, len(devices))
+	for _, j := range jobs {
+		w.last[j.DeviceID] = append(w.last[j.DeviceID], j)
+	}
+	return nil
 }
 
 // jobMessage applies a confirm or progress message to the job it names.

@@ -32,8 +32,11 @@ type work struct {
 	tags    map[int64]map[string]string
 	members map[store.TaskDevice]bool
 	joined  map[jobRef]bool
-	change  store.Change
-	sends   []outgoing
+	// last holds, for the devices that poll in this batch, the newest job
+	// of each of their modules, so a poll can repeat a cancel.
+	last   map[int64][]ota.Job
+	change store.Change
+	sends  []outgoing
 }
 
 // outgoing is a downlink message to send after the commit.

@@ -51,6 +51,15 @@ func (s JobState) InFlight() bool { return !s.Terminal() && !s.Waiting() }
 // awaiting the device's first version report.
 func (s JobState) Waiting() bool { return s == JobQueued || s == JobAwaitingVersion }
 
+// CommandPending reports whether the device of a job in s may still need
+// the job's command: the job is in flight and the device has not reported
+// rebooting. A device that lost its state (power lost mid-download) goes on
+// only if it is sent the command again; after rebooting, its inform
+// settles the job.
+func (s JobState) CommandPending() bool {
+	return s.InFlight() && s.Stage() < JobRebooting.Stage()
+}
+
 // Valid reports whether s is a known job state.
 func (s JobState) Valid() bool {
 	for _, v := range JobStates {

@@ -132,6 +132,7 @@ type Rollouts interface {
 	GetJob(ctx context.Context, id int64) (ota.Job, error)
 	ListJobs(ctx context.Context, f JobFilter, page Page) ([]ota.Job, string, error)
 	ActiveJobs(ctx context.Context, deviceIDs []int64) ([]ota.Job, error)
+	LastJobs(ctx context.Context, deviceIDs []int64) ([]ota.Job, error)
 	DeviceTags(ctx context.Context, deviceIDs []int64) (map[int64]map[string]string, error)
 	JobsByID(ctx context.Context, ids []int64) ([]ota.Job, error)
 	QueuedJobs(ctx context.Context, q QueuedQuery) ([]ota.Job, error)

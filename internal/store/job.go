@@ -70,6 +70,17 @@ func (s *sqlStore) ActiveJobs(ctx context.Context, deviceIDs []int64) ([]ota.Job
 	return jobs, nil
 }
 
+// LastJobs returns the newest job of each device and module of the given
+// devices, whatever its state: a poll reads it to repeat a cancel.
+func (s *sqlStore) LastJobs(ctx context.Context, deviceIDs []int64) ([]ota.Job, error) {
+	jobs, err := byIDs(ctx, s.db, "SELECT "+jobColumns+" FROM jobs j WHERE j.id IN "+
+		"(SELECT MAX(id) FROM jobs WHERE device_id IN (%s) GROUP BY device_id, module)", deviceIDs)
+	if err != nil {
+		return nil, fmt.Errorf("last jobs: %w", err)
+	}
+	return jobs, nil
+}
+
 // JobsByID returns the jobs with the given ids (missing ids are skipped).
 func (s *sqlStore) JobsByID(ctx context.Context, ids []int64) ([]ota.Job, error) {
 	jobs, err := byIDs(ctx, s.db, "SELECT "+jobColumns+" FROM jobs j WHERE j.id IN (%s)", ids)
