@@ -340,3 +340,44 @@ func TestCredentialCacheIsBounded(t *testing.T) {
 func (f *fixture) stopEngine() {
 	f.stopEngineLoop()
 }
+
+// A device that lost its state after its first report (power lost while
+// downloading) gets its job again from a poll, with the same attempt, until
+// the job ends; when the operator cancels the task, the poll answers the
+// cancel, as docs/protocol.md says.
+func TestPollAnswersTheActiveJobUntilItEndsThenItsCancel(t *testing.T) {
+	f := newFixture(t)
+	task := f.task(ota.ModePush, "d1")
+	f.waitTask(task.ID, ota.TaskRunning)
+	var u wire.Upgrade
+	eventually(t, func() bool {
+		r := f.call(http.MethodGet, wire.PathUpgrade, "d1", "")
+		var err error
+		u, err = wire.DecodeUpgrade(r.body)
+		return r.status == http.StatusOK && err == nil
+	}, "the push command in a poll")
+	for _, p := range []wire.Progress{
+		{Job: u.Job, Attempt: u.Attempt, State: wire.StateDownloading, Percent: 0},
+		{Job: u.Job, Attempt: u.Attempt, State: wire.StateDownloading, Percent: 30},
+	} {
+		f.send("d1", p, http.StatusNoContent)
+		r := f.call(http.MethodGet, wire.PathUpgrade, "d1", "")
+		again, err := wire.DecodeUpgrade(r.body)
+		if r.status != http.StatusOK || err != nil || again.Job != u.Job || again.Attempt != u.Attempt || again.Cancel {
+			t.Fatalf("poll after progress %d%%: HTTP %d %s; want job %s attempt %d again", p.Percent, r.status, r.body, u.Job, u.Attempt)
+		}
+	}
+	if _, err := f.e.Cancel(f.ctx, task.ID); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // the cancel stays pending: an answer may be lost
+		r := f.call(http.MethodGet, wire.PathUpgrade, "d1", "")
+		c, err := wire.DecodeUpgrade(r.body)
+		if r.status != http.StatusOK || err != nil || !c.Cancel || c.Job != u.Job || c.Attempt != u.Attempt {
+			t.Fatalf("poll after the cancel: HTTP %d %s; want the cancel of job %s", r.status, r.body, u.Job)
+		}
+	}
+	if r := f.call(http.MethodGet, wire.PathUpgrade, "d2", ""); r.status != http.StatusNoContent {
+		t.Fatalf("d2, never in a task: HTTP %d %s, want 204", r.status, r.body)
+	}
+}
