@@ -6,13 +6,13 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"unicode"
-	"unicode/utf8"
+
+	"github.com/otter-ota/otter/sdk/wire"
 )
 
-// MaxVersionLen is the longest version string accepted, in bytes. Versions
-// travel in topics, payloads and file names, so a bound keeps them readable.
-const MaxVersionLen = 128
+// MaxVersionLen is the longest version string accepted, in bytes: the
+// protocol's (wire.VersionRule).
+const MaxVersionLen = wire.MaxVersionLen
 
 // Version is a parsed firmware version: SemVer 2.0 (three release parts) or
 // dotted numeric (one or more release parts, e.g. 1.2.3.4), each with an
@@ -67,19 +67,11 @@ func parseVersion(s string) (Version, string) {
 }
 
 // checkVersionText checks what every version string, parsable or opaque,
-// must satisfy.
+// must satisfy: the protocol's rule (wire.VersionRule), so a version the
+// server accepts is one every device accepts too.
 func checkVersionText(s string) string {
-	switch {
-	case s == "":
-		return "it is empty"
-	case len(s) > MaxVersionLen:
-		return fmt.Sprintf("it is %d bytes long, at most %d are allowed", len(s), MaxVersionLen)
-	case !utf8.ValidString(s):
-		return "it is not valid UTF-8"
-	case strings.IndexFunc(s, unicode.IsSpace) >= 0:
-		return "it contains whitespace"
-	case strings.IndexFunc(s, unicode.IsControl) >= 0:
-		return "it contains control characters"
+	if r := wire.VersionReason(s); r != "" {
+		return r + "; use " + wire.VersionRule
 	}
 	return ""
 }
