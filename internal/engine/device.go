@@ -303,7 +303,7 @@ func (w *work) poll(o *deviceOp) {
 	}
 	for _, j := range w.last[o.dev.ID] {
 		if j.State == ota.JobCancelled && j.StartedAt != nil {
-			o.answer = &Answer{Kind: wire.KindUpgrade, Message: wire.CancelUpgrade(strconv.FormatInt(j.ID, 10), wireAttempt(j))}
+			o.answer = &Answer{Kind: wire.KindUpgrade, Message: wire.CancelUpgrade(strconv.FormatInt(j.ID, 10), j.Attempt)}
 			return
 		}
 	}
@@ -333,13 +333,13 @@ func (w *work) jobMessage(o *deviceOp, in ota.JobInput, to wire.Kind, job string
 		o.answer = unknownJob(to, job)
 		return
 	}
-	if attempt != 0 && attempt != wireAttempt(*j) {
+	if attempt != 0 && attempt != j.Attempt {
 		return // a late message about an earlier attempt of a retried job
 	}
 	if j.State == ota.JobCancelled {
 		// Tell the device again: it may have missed the cancel (an HTTP
 		// device hears it only in answers like this one).
-		o.answer = &Answer{Kind: wire.KindUpgrade, Message: wire.CancelUpgrade(job, wireAttempt(*j))}
+		o.answer = &Answer{Kind: wire.KindUpgrade, Message: wire.CancelUpgrade(job, j.Attempt)}
 		return
 	}
 	w.transition(j.ID, in, "device")
@@ -360,7 +360,7 @@ func (e *Engine) upgradeMessage(d Device, j ota.Job, ts *taskState) wire.Upgrade
 	}
 	return wire.Upgrade{
 		Job:            strconv.FormatInt(j.ID, 10),
-		Attempt:        wireAttempt(j),
+		Attempt:        j.Attempt,
 		Module:         fw.Module,
 		Version:        fw.Version,
 		Size:           fw.Size,
@@ -373,6 +373,3 @@ func (e *Engine) upgradeMessage(d Device, j ota.Job, ts *taskState) wire.Upgrade
 		AllowDowngrade: fw.AllowDowngrade,
 	}
 }
-
-// wireAttempt numbers a job's tries from 1 on the wire.
-func wireAttempt(j ota.Job) int { return j.Attempt + 1 }

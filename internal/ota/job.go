@@ -100,12 +100,18 @@ type Job struct {
 	Product  string   `json:"product"`
 	Module   string   `json:"module"`
 	State    JobState `json:"state"`
-	Percent  int      `json:"percent"`
-	Attempt  int      `json:"attempt"`
-	Code     string   `json:"code,omitempty"`
-	Message  string   `json:"message,omitempty"`
-	// Phase is the index of the task phase this job belongs to.
-	Phase int `json:"phase"`
+	// Percent is the download's progress while the job is in flight (100
+	// once the file is whole); a succeeded job is at 100, and a job that
+	// ended any other way at 0, so that no failure reads as complete.
+	Percent int `json:"percent"`
+	// Attempt counts the tries of the job from 1, as the device protocol
+	// does: a retry after a failure is attempt 2.
+	Attempt int    `json:"attempt"`
+	Code    string `json:"code,omitempty"`
+	Message string `json:"message,omitempty"`
+	// Phase is the task phase this job belongs to (in JSON its number,
+	// from 1).
+	Phase PhaseIndex `json:"phase"`
 	// FromVersion is the module version the device ran when the job was
 	// made; a device that reports it again after rebooting rolled back.
 	FromVersion string     `json:"from_version,omitempty"`

@@ -378,8 +378,8 @@ func updateJobs(ctx context.Context, t *tx, changes []JobChange) ([]int64, map[i
 				d = PhaseCounts{}
 				deltas[n.TaskID] = d
 			}
-			d.Add(o.Phase, o.State, -1)
-			d.Add(n.Phase, n.State, 1)
+			d.Add(int(o.Phase), o.State, -1)
+			d.Add(int(n.Phase), n.State, 1)
 		}
 	}
 	return conflicts, deltas, nil
@@ -632,12 +632,12 @@ func addJobs(ctx context.Context, t *tx, jobs []ota.Job) error {
 		for _, j := range js {
 			seq++
 			_, err := t.ExecContext(ctx, `INSERT INTO jobs (task_id, device_id, device, product, module, state, phase, seq,
-				from_version, version, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
-				taskID, j.DeviceID, j.Device, j.Product, j.Module, newJobState(j), j.Phase, seq, j.FromVersion, j.Version, t.now, t.now)
+				from_version, version, created_at, updated_at, attempt) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
+				taskID, j.DeviceID, j.Device, j.Product, j.Module, newJobState(j), j.Phase, seq, j.FromVersion, j.Version, t.now, t.now, 1)
 			if err != nil {
 				return fmt.Errorf("add job for device %s: %w", j.Device, err)
 			}
-			counts.Add(j.Phase, newJobState(j), 1)
+			counts.Add(int(j.Phase), newJobState(j), 1)
 		}
 		if _, err := t.ExecContext(ctx, "UPDATE tasks SET total = total + $1 WHERE id = $2", len(js), taskID); err != nil {
 			return fmt.Errorf("count task jobs: %w", err)

@@ -1,0 +1,10 @@
+-- Attempts count from 1, as the device protocol always counted them: the
+-- first try of a job is attempt 1 in the database, the API, the CLI, the
+-- console and the events alike. Inserts name the attempt explicitly
+-- (SQLite cannot change a column default).
+
+-- +goose Up
+UPDATE jobs SET attempt = attempt + 1;
+
+-- +goose Down
+UPDATE jobs SET attempt = attempt - 1;
