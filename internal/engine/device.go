@@ -302,7 +302,7 @@ func (w *work) poll(o *deviceOp) {
 		}
 	}
 	for _, j := range w.last[o.dev.ID] {
-		if j.State == ota.JobCancelled && j.StartedAt != nil {
+		if j.State == ota.JobCancelled && j.SentAt != nil {
 			o.answer = &Answer{Kind: wire.KindUpgrade, Message: wire.CancelUpgrade(strconv.FormatInt(j.ID, 10), j.Attempt)}
 			return
 		}
