@@ -338,7 +338,7 @@ func (w *work) jobMessage(o *deviceOp, in ota.JobInput, to wire.Kind, job string
 	}
 	if j.State == ota.JobCancelled {
 		// Tell the device again: it may have missed the cancel (an HTTP
-		// device hears it only in answers like this one).
+		// device hears it in a poll or in answers like this one).
 		o.answer = &Answer{Kind: wire.KindUpgrade, Message: wire.CancelUpgrade(job, j.Attempt)}
 		return
 	}

@@ -182,17 +182,25 @@ func TestProtocolDocExamplesOverMQTT(t *testing.T) {
 	fw := o.docFirmware(doc)
 	secrets := o.devices("d1", "d2")
 	d := o.docDevice("d1", secrets["d1"])
+	o.docInformAndRequest(doc, d)
+	d = o.docPush(doc, d, fw, secrets["d1"])
+	o.docCancel(doc, d, fw)
+	o.docPacedReply(doc, fw, secrets)
+	checkDiagramMessages(t, doc)
+}
 
-	// 4.1: the inform example is stored as given.
+// docInformAndRequest: 4.1, the inform example is stored as given; 4.2 and
+// 4.6, a request with nothing to offer gets the first reply example, and the
+// session by hand (9.1) shows the same line.
+func (o *otter) docInformAndRequest(doc protocolDoc, d *rawDevice) {
+	t := o.t
+	t.Helper()
 	inform := doc.example(t, "4.1", 0)
 	d.publish(d.topic(wire.KindInform), raw(t, inform, nil))
 	o.eventually(func() bool {
 		dev, err := o.api.Device(o.ctx(), "demo", "d1")
 		return err == nil && reflect.DeepEqual(anyMap(dev.Versions), inform["modules"])
 	}, "the versions of the inform example")
-
-	// 4.2 and 4.6: a request with nothing to offer gets the first reply
-	// example, and the session by hand (9.1) shows the same line.
 	d.publish(d.topic(wire.KindRequest), raw(t, doc.example(t, "4.2", 0), nil))
 	got := d.next(wire.KindReply)
 	sameAs(t, "no_upgrade reply", doc.example(t, "4.6", 0), got)
@@ -201,7 +209,16 @@ func TestProtocolDocExamplesOverMQTT(t *testing.T) {
 	if want := "otter/v1/demo/d1/reply " + string(got); !slices.Contains(doc.output, want) {
 		t.Errorf("section 9.1 does not show the reply the server sends: %s", want)
 	}
+}
 
+// docPush: 4.5, the command of a push task has the example's fields and
+// values; 4.3 and 4.4, confirm and progress are taken; 4.6, a malformed
+// report is answered about its job; 8, a device that lost its power after
+// its first report gets its command again when it reconnects. It returns
+// the reconnected device.
+func (o *otter) docPush(doc protocolDoc, d *rawDevice, fw *client.Firmware, secret string) *rawDevice {
+	t := o.t
+	t.Helper()
 	// 4.5: the command of a push task has the example's fields and values.
 	task := o.create(o.ctx(), client.TaskCreate{FirmwareID: fw.ID, Target: client.Target{Devices: []string{"d1"}}})
 	up := sameAs(t, "upgrade command", doc.example(t, "4.5", 0), d.next(wire.KindUpgrade), "job", "size", "sha256", "signature", "url")
@@ -224,7 +241,7 @@ func TestProtocolDocExamplesOverMQTT(t *testing.T) {
 	// 8: a device that lost its power after its first report gets its
 	// command again when it reconnects.
 	_ = d.c.Disconnect(&paho.Disconnect{})
-	d = o.docDevice("d1", secrets["d1"])
+	d = o.docDevice("d1", secret)
 	again := sameAs(t, "command after a reconnect", doc.example(t, "4.5", 0), d.next(wire.KindUpgrade), "job", "size", "sha256", "signature", "url")
 	if again["job"] != job || again["attempt"] != attempt {
 		t.Errorf("after a reconnect the server sent job %v attempt %v; want job %s attempt %v again", again["job"], again["attempt"], job, attempt)
@@ -235,10 +252,7 @@ func TestProtocolDocExamplesOverMQTT(t *testing.T) {
 	d.publish(d.topic(wire.KindProgress), raw(t, failed, map[string]any{"job": job}))
 	o.jobIs(job, client.JobFailed, -1, failed["code"].(string)+": "+failed["message"].(string))
 	o.waitTask(o.ctx(), task.ID, client.TaskCompleted)
-
-	o.docCancel(doc, d, fw)
-	o.docPacedReply(doc, fw, secrets)
-	checkDiagramMessages(t, doc)
+	return d
 }
 
 // docCancel: 4.5 and 8, an operator's cancel reaches the device as the
@@ -305,6 +319,15 @@ func checkDiagramMessages(t *testing.T, doc protocolDoc) {
 	}
 }
 
+// The calls of section 6, as its table names them.
+const (
+	callInform   = "POST /device/v1/inform"
+	callRequest  = "POST /device/v1/request"
+	callConfirm  = "POST /device/v1/confirm"
+	callProgress = "POST /device/v1/progress"
+	callPoll     = "GET /device/v1/upgrade"
+)
+
 // TestProtocolDocHTTPCalls plays the calls and the errors of the HTTP
 // device API's tables (section 6) with net/http: each call answers the
 // documented status, the poll answers the command until the job ends and
@@ -313,65 +336,79 @@ func TestProtocolDocHTTPCalls(t *testing.T) {
 	doc := readProtocolDoc(t)
 	o := start(t)
 	fw := o.docFirmware(doc)
-	secret := o.devices("d1")["d1"]
-	rows := map[string][]string{}
-	for _, row := range doc.calls {
-		rows[strings.Trim(row[0], "`")] = row
-	}
-	known := []string{"POST /device/v1/inform", "POST /device/v1/request", "POST /device/v1/confirm", "POST /device/v1/progress", "GET /device/v1/upgrade"}
-	if got := slices.Sorted(maps.Keys(rows)); !slices.Equal(got, slices.Sorted(slices.Values(known))) {
-		t.Fatalf("section 6 lists the calls %v; the test knows %v", got, known)
-	}
-	call := func(name string, want int, body []byte) []byte {
-		t.Helper()
-		method, path, _ := strings.Cut(name, " ")
-		r := o.deviceCall(method, path, "demo/d1", secret, string(body))
-		if r.status != want {
-			t.Fatalf("%s: HTTP %d %s; want %d as section 6 says (%s)", name, r.status, r.body, want, rows[name][2])
-		}
-		return r.body
-	}
-	const inform, request, confirm, progress, poll = "POST /device/v1/inform", "POST /device/v1/request", "POST /device/v1/confirm", "POST /device/v1/progress", "GET /device/v1/upgrade"
-	call(inform, http.StatusNoContent, raw(t, doc.example(t, "4.1", 0), nil))
-	sameAs(t, "request over HTTP", doc.example(t, "4.6", 0), call(request, http.StatusOK, raw(t, doc.example(t, "4.2", 0), nil)))
-	call(poll, http.StatusNoContent, nil)
+	h := newDocHTTP(o, doc, o.devices("d1")["d1"])
+	h.call(callInform, http.StatusNoContent, raw(t, doc.example(t, "4.1", 0), nil))
+	sameAs(t, "request over HTTP", doc.example(t, "4.6", 0), h.call(callRequest, http.StatusOK, raw(t, doc.example(t, "4.2", 0), nil)))
+	h.call(callPoll, http.StatusNoContent, nil)
 
 	task := o.create(o.ctx(), client.TaskCreate{FirmwareID: fw.ID, Target: client.Target{Devices: []string{"d1"}}})
-	variable := []string{"job", "size", "sha256", "signature", "url"}
-	var first []byte
-	o.eventually(func() bool {
-		r := o.deviceCall(http.MethodGet, wire.PathUpgrade, "demo/d1", secret, "")
-		first = r.body
-		return r.status == http.StatusOK
-	}, "the command in a poll")
-	up := sameAs(t, "polled command", doc.example(t, "4.5", 0), first, variable...)
+	up := h.command("polled command")
 	job := up["job"].(string)
-	call(confirm, http.StatusNoContent, raw(t, doc.example(t, "4.3", 0), map[string]any{"job": job}))
-	call(progress, http.StatusNoContent, raw(t, doc.example(t, "4.4", 0), map[string]any{"job": job}))
-	again := sameAs(t, "poll after the first report", doc.example(t, "4.5", 0), call(poll, http.StatusOK, nil), variable...)
-	if again["job"] != job || again["attempt"] != up["attempt"] {
+	h.call(callConfirm, http.StatusNoContent, raw(t, doc.example(t, "4.3", 0), map[string]any{"job": job}))
+	h.call(callProgress, http.StatusNoContent, raw(t, doc.example(t, "4.4", 0), map[string]any{"job": job}))
+	if again := h.command("poll after the first report"); again["job"] != job || again["attempt"] != up["attempt"] {
 		t.Errorf("poll after the first report: job %v attempt %v; want job %s attempt %v again", again["job"], again["attempt"], job, up["attempt"])
 	}
 	if _, err := o.api.CancelTask(o.ctx(), task.ID); err != nil {
 		t.Fatal(err)
 	}
 	cancel := map[string]any{"job": job, "cancel": true, "attempt": up["attempt"]}
-	sameAs(t, "polled cancel", cancel, call(poll, http.StatusOK, nil))
-	sameAs(t, "polled cancel, again", cancel, call(poll, http.StatusOK, nil))
+	sameAs(t, "polled cancel", cancel, h.call(callPoll, http.StatusOK, nil))
+	sameAs(t, "polled cancel, again", cancel, h.call(callPoll, http.StatusOK, nil))
 
 	// A job that ends in failure leaves nothing pending.
 	o.create(o.ctx(), client.TaskCreate{FirmwareID: fw.ID, Target: client.Target{Devices: []string{"d1"}}})
-	o.eventually(func() bool {
-		r := o.deviceCall(http.MethodGet, wire.PathUpgrade, "demo/d1", secret, "")
+	job = h.command("the second task's command")["job"].(string)
+	h.call(callProgress, http.StatusNoContent, raw(t, doc.example(t, "4.4", 1), map[string]any{"job": job}))
+	h.call(callPoll, http.StatusNoContent, nil)
+	o.docHTTPErrors(doc, "demo/d1", h.secret)
+}
+
+// docHTTP is device d1 of product demo calling the HTTP device API by the
+// rows of section 6.
+type docHTTP struct {
+	o      *otter
+	doc    protocolDoc
+	rows   map[string][]string
+	secret string
+}
+
+func newDocHTTP(o *otter, doc protocolDoc, secret string) docHTTP {
+	o.t.Helper()
+	h := docHTTP{o: o, doc: doc, rows: map[string][]string{}, secret: secret}
+	for _, row := range doc.calls {
+		h.rows[strings.Trim(row[0], "`")] = row
+	}
+	known := []string{callInform, callRequest, callConfirm, callProgress, callPoll}
+	if got := slices.Sorted(maps.Keys(h.rows)); !slices.Equal(got, slices.Sorted(slices.Values(known))) {
+		o.t.Fatalf("section 6 lists the calls %v; the test knows %v", got, known)
+	}
+	return h
+}
+
+// call makes a documented call, which must answer status want.
+func (h docHTTP) call(name string, want int, body []byte) []byte {
+	h.o.t.Helper()
+	method, path, _ := strings.Cut(name, " ")
+	r := h.o.deviceCall(method, path, "demo/d1", h.secret, string(body))
+	if r.status != want {
+		h.o.t.Fatalf("%s: HTTP %d %s; want %d as section 6 says (%s)", name, r.status, r.body, want, h.rows[name][2])
+	}
+	return r.body
+}
+
+// command polls until the answer is an upgrade command (not a cancel),
+// which must match the example of section 4.5.
+func (h docHTTP) command(what string) map[string]any {
+	h.o.t.Helper()
+	var body []byte
+	h.o.eventually(func() bool {
+		r := h.o.deviceCall(http.MethodGet, wire.PathUpgrade, "demo/d1", h.secret, "")
 		u, err := wire.DecodeUpgrade(r.body)
-		if err == nil && !u.Cancel {
-			job = u.Job
-		}
-		return err == nil && !u.Cancel
-	}, "the second task's command in a poll")
-	call(progress, http.StatusNoContent, raw(t, doc.example(t, "4.4", 1), map[string]any{"job": job}))
-	call(poll, http.StatusNoContent, nil)
-	o.docHTTPErrors(doc, "demo/d1", secret)
+		body = r.body
+		return r.status == http.StatusOK && err == nil && !u.Cancel
+	}, what)
+	return sameAs(h.o.t, what, h.doc.example(h.o.t, "4.5", 0), body, "job", "size", "sha256", "signature", "url")
 }
 
 // docHTTPErrors: every status and code of the error table, where a test can
