@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	sdkdevice "github.com/otter-ota/otter/sdk/device"
 	"github.com/otter-ota/otter/sdk/wire"
 )
 
@@ -37,6 +38,9 @@ func TestSigningKeyCommandPrintsTheKeyFirmwareVerifiesWith(t *testing.T) {
 	m := wire.Manifest{Product: "demo", Module: fw.Module, Version: fw.Version, Size: fw.Size, SHA256: fw.SHA256}
 	if !m.Verify(pub, fw.Signature) {
 		t.Fatal("the firmware signature does not verify with the printed key")
+	}
+	if sdkKey, err := sdkdevice.ParsePublicKey(out); err != nil || !pub.Equal(sdkKey) {
+		t.Fatalf("the device SDK reads the printed PEM as %x, %v", sdkKey, err)
 	}
 	var js struct {
 		Algorithm string `json:"algorithm"`
