@@ -4,13 +4,15 @@ import (
 	"context"
 	"testing"
 
+	"github.com/otter-ota/otter/internal/ota"
 	"github.com/otter-ota/otter/internal/store"
 	"github.com/otter-ota/otter/internal/store/storetest"
 )
 
 // TestMigrationCountsAttemptsFromOne: a database written before attempts
-// counted from 1 (its jobs at attempt 0, migration 2 not applied) reads
-// every job one attempt higher once migrated, and new jobs start at 1.
+// counted from 1 (its jobs at attempt 0, migration 3 not applied) reads
+// every job one attempt higher once migrated, new jobs start at 1, and a
+// failed job stored at 100% reads 0%.
 func TestMigrationCountsAttemptsFromOne(t *testing.T) {
 	runURL(t, func(t *testing.T, url string) {
 		ctx := context.Background()
@@ -25,7 +27,8 @@ func TestMigrationCountsAttemptsFromOne(t *testing.T) {
 		for _, stmt := range []string{
 			"UPDATE jobs SET attempt = attempt - 1",
 			"UPDATE jobs SET attempt = 1 WHERE id = (SELECT MIN(id) FROM jobs)", // retried once, as counted before
-			"DELETE FROM goose_db_version WHERE version_id = 2",
+			"UPDATE jobs SET state = 'failed', percent = 100 WHERE id = (SELECT MAX(id) FROM jobs)",
+			"DELETE FROM goose_db_version WHERE version_id = 3",
 		} {
 			if _, err := db.ExecContext(ctx, stmt); err != nil {
 				t.Fatalf("%s: %v", stmt, err)
@@ -42,8 +45,8 @@ func TestMigrationCountsAttemptsFromOne(t *testing.T) {
 			if j.ID == first {
 				want = 2
 			}
-			if j.Attempt != want {
-				t.Errorf("job %d after the migration: attempt %d, want %d", j.ID, j.Attempt, want)
+			if j.Attempt != want || j.State == ota.JobFailed && j.Percent != 0 {
+				t.Errorf("job %d after the migration: %s %d%% attempt %d, want attempt %d (and 0%% if failed)", j.ID, j.State, j.Percent, j.Attempt, want)
 			}
 		}
 	})
