@@ -95,7 +95,8 @@ type Task struct {
 	State        TaskState `json:"state"`
 	Policy       Policy    `json:"policy"`
 	Target       Target    `json:"target"`
-	// Phase is the index into Policy.Phases of the phase now released.
+	// Phase is the number of the phase now released, from 1 (Policy.Phases
+	// [Phase-1]); a task without phases is in phase 1.
 	Phase int `json:"phase"`
 	// Counts holds the number of jobs in each state.
 	Counts map[JobState]int64 `json:"counts"`
@@ -200,12 +201,15 @@ type Job struct {
 	Product string   `json:"product"`
 	Module  string   `json:"module"`
 	State   JobState `json:"state"`
-	Percent int      `json:"percent"`
-	Attempt int      `json:"attempt"`
+	// Percent is the download's progress while the job is in flight; 100
+	// when it succeeded, 0 when it ended any other way.
+	Percent int `json:"percent"`
+	// Attempt counts the job's tries from 1, as the device protocol does.
+	Attempt int `json:"attempt"`
 	// Code is the failure code of a failed, timed-out or cancelled job.
 	Code    string `json:"code"`
 	Message string `json:"message"`
-	// Phase is the index of the task phase the job belongs to.
+	// Phase is the number of the task phase the job belongs to, from 1.
 	Phase int `json:"phase"`
 	// FromVersion is the version the device ran when the job was made.
 	FromVersion string     `json:"from_version,omitempty"`

@@ -10,6 +10,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/otter-ota/otter/internal/ota"
+
+	"github.com/otter-ota/otter/sdk/wire"
 )
 
 func TestParseDeviceLine(t *testing.T) {
@@ -67,8 +69,8 @@ func TestParseKV(t *testing.T) {
 		{tagRule, []string{"=paris"}, nil},
 		{tagRule, []string{"si te=paris"}, nil},
 		{tagRule, []string{"site=paris", "site=lyon"}, nil},
-		{tagRule, []string{"site=" + strings.Repeat("x", maxTagValue+1)}, nil},
-		{paramRule, []string{"p=" + strings.Repeat("x", maxTagValue+1)}, map[string]string{"p": strings.Repeat("x", maxTagValue+1)}},
+		{tagRule, []string{"site=" + strings.Repeat("x", wire.MaxTagValue+1)}, nil},
+		{paramRule, []string{"p=" + strings.Repeat("x", wire.MaxTagValue+1)}, map[string]string{"p": strings.Repeat("x", wire.MaxTagValue+1)}},
 		{tagRule, []string{"site=\xff"}, nil},
 	}
 	for _, tt := range tests {

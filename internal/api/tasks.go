@@ -14,6 +14,7 @@ import (
 	"github.com/otter-ota/otter/internal/engine"
 	"github.com/otter-ota/otter/internal/ota"
 	"github.com/otter-ota/otter/internal/store"
+	"github.com/otter-ota/otter/sdk/wire"
 )
 
 // Engine is the part of the rollout engine the API drives. The engine is
@@ -260,8 +261,8 @@ func checkTaskTarget(t ota.Target) error {
 		return ota.Errorf(ota.EINVALID, "the target selects no device: set all, devices, tags or from_versions (percent and dynamic only narrow or extend one of these)")
 	}
 	for i, k := range t.Devices {
-		if !deviceKeyRE.MatchString(k) {
-			return ota.Errorf(ota.EINVALID, "target device %d: key %s is not valid: use %s", i+1, quote(k), deviceKeyRule)
+		if err := wire.CheckKey("device key", k); err != nil {
+			return ota.Errorf(ota.EINVALID, "target device %d: %s", i+1, ota.ErrorMessage(invalidInput(err)))
 		}
 	}
 	if err := tagRule.checkMap(t.Tags); err != nil {

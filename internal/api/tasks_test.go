@@ -264,7 +264,7 @@ func TestTaskDryRunPagesThePlan(t *testing.T) {
 	task := te.create(body)
 	jobs := te.allJobs(taskURL(task.ID, "jobs"), 1000)
 	for i, j := range jobs {
-		if wantPhase := min(i/2, 1); j.Device != first.Devices[i] || j.Phase != wantPhase {
+		if wantPhase := min(i/2, 1); j.Device != first.Devices[i] || int(j.Phase) != wantPhase {
 			t.Errorf("job %d: device %s phase %d, dry run said %s phase %d", i, j.Device, j.Phase, first.Devices[i], wantPhase)
 		}
 	}
@@ -480,7 +480,7 @@ func TestTaskRetryFailed(t *testing.T) {
 		t.Errorf("task after retry-failed: %s %v", out.State, out.Counts)
 	}
 	retried := te.allJobs(taskURL(task.ID, "jobs")+"?state=queued", 10)
-	if len(retried) != 3 || retried[0].Attempt != 1 {
+	if len(retried) != 3 || retried[0].Attempt != 2 || retried[2].Attempt != 1 { // attempts count from 1
 		t.Errorf("jobs after retry-failed: %+v", retried)
 	}
 }

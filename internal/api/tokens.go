@@ -9,6 +9,7 @@ import (
 	"github.com/otter-ota/otter/internal/credential"
 	"github.com/otter-ota/otter/internal/ota"
 	"github.com/otter-ota/otter/internal/store"
+	"github.com/otter-ota/otter/sdk/wire"
 )
 
 // TokenWithSecret is a new token together with its secret, answered only
@@ -63,8 +64,8 @@ func (a *API) createToken(ctx context.Context, in *createTokenInput) (*bodyOutpu
 // the database directly to give an operator who lost every admin token a
 // new one.
 func CreateToken(ctx context.Context, st store.Store, name string, role ota.Role) (TokenWithSecret, error) {
-	if !nameRE.MatchString(name) {
-		return TokenWithSecret{}, ota.Errorf(ota.EINVALID, "token name %s is not valid: use %s", quote(name), nameRule)
+	if err := wire.CheckKey("token name", name); err != nil {
+		return TokenWithSecret{}, invalidInput(err)
 	}
 	if !role.Valid() {
 		return TokenWithSecret{}, ota.Errorf(ota.EINVALID, "role %s is not valid: use viewer, operator or admin", quote(string(role)))

@@ -1,38 +1,24 @@
 package api
 
 import (
-	"regexp"
+	"errors"
 	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf8"
 
 	"github.com/otter-ota/otter/internal/ota"
-)
-
-// Key rules of the API contract. Device keys allow upper case for serial
-// numbers; they appear in MQTT topics and in the HTTP Basic user name
-// "{product}/{device}", so no ':' (write MAC addresses with '-'), '/', '+'
-// or '#'. They are a subset of the wire protocol's key rule (wire.CheckKey).
-// Product and module keys end up in topics and file names too, so they stay
-// lower case.
-var (
-	productKeyRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
-	deviceKeyRE  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
-	nameRE       = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`) // tag and param names
+	"github.com/otter-ota/otter/sdk/wire"
 )
 
 // Limits on free-form input, so that one request cannot store megabytes.
+// Keys, versions, tags and params follow the rules of sdk/wire (ident.go),
+// which the device side checks too.
 const (
 	maxTags          = 32
-	maxTagValue      = 256
 	maxParams        = 64
-	maxParamValue    = 1024
 	maxNameLen       = 200
 	maxDescription   = 4000
-	productKeyRule   = "1-64 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit"
-	deviceKeyRule    = "1-64 letters, digits, '.', '_' or '-', starting with a letter or digit (no ':': write a MAC address as aa-bb-cc-dd-ee-ff)"
-	nameRule         = "1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
 	maxQuotedBadText = 64
 )
 
@@ -45,25 +31,23 @@ func quote(s string) string {
 	return strconv.Quote(s)
 }
 
-func checkProductKey(k string) error {
-	if !productKeyRE.MatchString(k) {
-		return ota.Errorf(ota.EINVALID, "product key %s is not valid: use %s", quote(k), productKeyRule)
-	}
-	return nil
-}
+func checkProductKey(k string) error { return invalidInput(wire.CheckKey("product key", k)) }
 
-func checkModule(m string) error {
-	if !productKeyRE.MatchString(m) {
-		return ota.Errorf(ota.EINVALID, "module %s is not valid: use %s", quote(m), productKeyRule)
-	}
-	return nil
-}
+func checkModule(m string) error { return invalidInput(wire.CheckKey("module", m)) }
 
-func checkDeviceKey(k string) error {
-	if !deviceKeyRE.MatchString(k) {
-		return ota.Errorf(ota.EINVALID, "device key %s is not valid: use %s", quote(k), deviceKeyRule)
+func checkDeviceKey(k string) error { return invalidInput(wire.CheckKey("device key", k)) }
+
+// invalidInput turns a broken identifier rule into the API's invalid-input
+// error.
+func invalidInput(err error) error {
+	if err == nil {
+		return nil
 	}
-	return nil
+	var we *wire.Error
+	if errors.As(err, &we) {
+		return ota.Errorf(ota.EINVALID, "%s", we.Message)
+	}
+	return ota.Errorf(ota.EINVALID, "%v", err)
 }
 
 // checkText bounds a free-form name or description.
@@ -83,16 +67,14 @@ func checkText(what, s string, limit int) error {
 // params.
 type kvRule struct {
 	what     string // "tag" or "param"
-	maxValue int
 	maxPairs int
-	// commaOK allows commas in values; tags refuse them because the device
-	// CSV import separates tags with commas.
-	commaOK bool
+	// checkValue is the wire rule of the values.
+	checkValue func(name, value string) error
 }
 
 var (
-	tagRule   = kvRule{what: "tag", maxValue: maxTagValue, maxPairs: maxTags}
-	paramRule = kvRule{what: "param", maxValue: maxParamValue, maxPairs: maxParams, commaOK: true}
+	tagRule   = kvRule{what: "tag", maxPairs: maxTags, checkValue: wire.CheckTagValue}
+	paramRule = kvRule{what: "param", maxPairs: maxParams, checkValue: wire.CheckParamValue}
 )
 
 // parse splits "name=value" at the first '=' and checks both parts.
@@ -109,22 +91,10 @@ func (k kvRule) parse(s string) (string, string, error) {
 
 // check checks one name and value.
 func (k kvRule) check(name, value string) error {
-	if !nameRE.MatchString(name) {
-		return ota.Errorf(ota.EINVALID, "%s name %s is not valid: use %s", k.what, quote(name), nameRule)
+	if err := wire.CheckKey(k.what+" name", name); err != nil {
+		return invalidInput(err)
 	}
-	switch {
-	case value == "":
-		return ota.Errorf(ota.EINVALID, "%s %s has an empty value", k.what, name)
-	case len(value) > k.maxValue:
-		return ota.Errorf(ota.EINVALID, "%s %s: the value is %d bytes long, at most %d are allowed", k.what, name, len(value), k.maxValue)
-	case !utf8.ValidString(value):
-		return ota.Errorf(ota.EINVALID, "%s %s: the value is not valid UTF-8", k.what, name)
-	case strings.ContainsFunc(value, unicode.IsControl):
-		return ota.Errorf(ota.EINVALID, "%s %s: the value contains control characters", k.what, name)
-	case !k.commaOK && strings.Contains(value, ","):
-		return ota.Errorf(ota.EINVALID, "%s %s: the value contains a comma, which tags may not hold", k.what, name)
-	}
-	return nil
+	return invalidInput(k.checkValue(name, value))
 }
 
 // parseAll parses a list of "name=value" pairs into a map; a name given

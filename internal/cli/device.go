@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/otter-ota/otter/client"
+	"github.com/otter-ota/otter/sdk/wire"
 )
 
 func (a *app) deviceCommand() *cobra.Command {
@@ -34,8 +35,9 @@ func (a *app) deviceCreateCommand() *cobra.Command {
 		Use:   "create PRODUCT KEY",
 		Short: "Create a device and print its secret",
 		Long: `Create a device of PRODUCT and print its secret. The server keeps only a
-hash of the secret: it is shown this once. KEY is 1 to 128 characters:
-letters, digits, ".", "_", ":" and "-", starting with a letter or digit.`,
+hash of the secret: it is shown this once. KEY is ` + wire.KeyRule + `:
+write a MAC address as aa-bb-cc-dd-ee-ff. Tag names follow the same rule;
+tag values are ` + wire.TagValueRule + `.`,
 		Example: `  otter device create demo d1
   otter device create demo d2 --tag site=paris --tag ring=beta
   otter device create demo d3 -o json`,

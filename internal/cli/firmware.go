@@ -14,6 +14,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/otter-ota/otter/client"
+	"github.com/otter-ota/otter/sdk/wire"
 )
 
 func (a *app) firmwareCommand() *cobra.Command {
@@ -37,7 +38,9 @@ func (a *app) firmwareAddCommand() *cobra.Command {
 		Short: "Add a firmware version",
 		Long: `Add a firmware version of a product's module, uploading its file. The server
 hashes and signs it; firmware is immutable once added. With --sha256 the
-server refuses (and keeps nothing) unless the file has that hash.`,
+server refuses (and keeps nothing) unless the file has that hash.
+The module is ` + wire.KeyRule + `; versions are
+` + wire.VersionRule + `.`,
 		Example: `  otter firmware add --product demo --version 1.1.0 --file fw.bin
   otter firmware add --product demo --module modem --version 2.0.0 --file modem.bin \
       --from 1.0.0,1.0.1 --sha256 9f86d0... --param reboot=soft --verify-required`,

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/otter-ota/otter/client"
+	"github.com/otter-ota/otter/sdk/wire"
 )
 
 func (a *app) productCommand() *cobra.Command {
@@ -25,8 +26,7 @@ func (a *app) productCreateCommand() *cobra.Command {
 		Use:   "create KEY",
 		Short: "Create a product",
 		Long: `Create a product, the device model that firmware and devices belong to.
-KEY is 1 to 64 characters: lowercase letters, digits, ".", "_" and "-",
-starting with a letter or digit.`,
+KEY is ` + wire.KeyRule + `.`,
 		Example: `  otter product create thermostat-v2 --name "Thermostat v2"
   otter product create demo -o json`,
 		Args: needArgs("KEY"),

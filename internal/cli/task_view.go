@@ -72,7 +72,7 @@ func reasonNote(reason string) string {
 // phaseLine shows the phase released, e.g. "2 of 3 (10%)".
 func phaseLine(t *client.Task) string {
 	phases := t.Policy.Phases
-	i := min(max(t.Phase, 0), len(phases)-1)
+	i := min(max(t.Phase-1, 0), len(phases)-1) // the API numbers phases from 1
 	s := fmt.Sprintf("%d of %d (%s)", i+1, len(phases), formatPercent(phases[i]))
 	if t.Policy.PhaseGate == "manual" && i < len(phases)-1 && !t.State.Terminal() {
 		s += fmt.Sprintf(", manual gate: otter task advance %d", t.ID)

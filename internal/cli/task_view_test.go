@@ -39,12 +39,14 @@ func TestPhaseLine(t *testing.T) {
 		state client.TaskState
 		want  string
 	}{
-		{0, "", client.TaskRunning, "1 of 3 (1%)"},
-		{1, "auto", client.TaskRunning, "2 of 3 (10%)"},
-		{1, "manual", client.TaskPaused, "2 of 3 (10%), manual gate: otter task advance 7"},
-		{2, "manual", client.TaskRunning, "3 of 3 (100%)"},
-		{1, "manual", client.TaskCancelled, "2 of 3 (10%)"},
+		// The API numbers phases from 1.
+		{1, "", client.TaskRunning, "1 of 3 (1%)"},
+		{2, "auto", client.TaskRunning, "2 of 3 (10%)"},
+		{2, "manual", client.TaskPaused, "2 of 3 (10%), manual gate: otter task advance 7"},
+		{3, "manual", client.TaskRunning, "3 of 3 (100%)"},
+		{2, "manual", client.TaskCancelled, "2 of 3 (10%)"},
 		{9, "", client.TaskRunning, "3 of 3 (100%)"}, // out of range: clamped, never a panic
+		{0, "", client.TaskRunning, "1 of 3 (1%)"},
 	}
 	for _, tt := range tests {
 		task := &client.Task{ID: 7, Phase: tt.phase, State: tt.state, Policy: client.Policy{Phases: []float64{1, 10, 100}, PhaseGate: tt.gate}}
@@ -58,7 +60,7 @@ func TestWriteTaskShowsEverySetField(t *testing.T) {
 	start := time.Date(2026, 3, 10, 13, 0, 0, 0, time.UTC)
 	task := &client.Task{
 		ID: 7, Name: "spring", Product: "demo", Module: "default", FirmwareID: 3, Version: "1.1.0", Mode: client.ModePush,
-		State: client.TaskRunning, Phase: 1, Total: 10, CreatedBy: "ops", CreatedAt: testNow,
+		State: client.TaskRunning, Phase: 2, Total: 10, CreatedBy: "ops", CreatedAt: testNow,
 		Counts: map[client.JobState]int64{client.JobQueued: 4, client.JobDownloading: 1, client.JobSucceeded: 5},
 		Target: client.Target{Tags: map[string]string{"site": "paris"}, Percent: 50, SkipBusy: true},
 		Policy: client.Policy{Start: &start, Window: &client.Window{Start: "01:00", End: "05:00", TZ: "Europe/Paris"},

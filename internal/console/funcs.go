@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/otter-ota/otter/internal/ota"
+	"github.com/otter-ota/otter/sdk/wire"
 )
 
 // funcs are the helpers templates may call.
@@ -31,6 +32,8 @@ func (p *pages) funcs() template.FuncMap {
 		"chartY":     func(h float64) float64 { return chartHeight - h },
 		"twice":      func(w float64) float64 { return 2 * w },
 		"dur":        func(d ota.Duration) string { return durationText(d) },
+		"keyRule":    func() string { return wire.KeyRule },
+		"keyPattern": func() string { return wire.KeyPattern },
 	}
 }
 

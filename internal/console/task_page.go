@@ -164,7 +164,7 @@ func (c *Console) phaseRows(ctx context.Context, t ota.Task) ([]phaseRow, error)
 	}
 	rows := make([]phaseRow, len(t.Policy.Phases))
 	for i, pct := range t.Policy.Phases {
-		row := phaseRow{Index: i + 1, Percent: pct, Current: i == t.Phase, Released: i <= t.Phase}
+		row := phaseRow{Index: ota.PhaseIndex(i).Number(), Percent: pct, Current: i == int(t.Phase), Released: i <= int(t.Phase)}
 		for st, n := range counts[i] {
 			row.Jobs += n
 			switch st {
@@ -226,7 +226,7 @@ var taskActions = map[string]func(c *Console, ctx context.Context, id int64) (st
 	},
 	"advance": func(c *Console, ctx context.Context, id int64) (string, error) {
 		t, err := c.engine.Advance(ctx, id)
-		return fmt.Sprintf("Phase %d released.", t.Phase+1), err
+		return fmt.Sprintf("Phase %d released.", t.Phase.Number()), err
 	},
 	"retry": func(c *Console, ctx context.Context, id int64) (string, error) {
 		_, n, err := c.engine.RetryFailed(ctx, id)

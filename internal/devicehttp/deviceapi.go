@@ -21,8 +21,10 @@ import (
 //   - 200 with an upgrade message (an offer, a command, a cancel), or with
 //     a reply whose error is no_upgrade (a request that found nothing);
 //   - a reply message with an error status otherwise: 400 malformed, 401
-//     unauthorized, 404 unknown_job or unknown_topic, 413 too_large, 429 or
-//     503 unavailable (with Retry-After), 500 internal.
+//     unauthorized, 404 unknown_job or unknown_topic, 405
+//     method_not_allowed (with Allow), 413 too_large, 429 or 503
+//     unavailable (with Retry-After), 500 internal. A reply about a body
+//     that names a job names it too.
 
 // endpoint is one call of the device API.
 type endpoint struct {
@@ -101,7 +103,7 @@ func (h *Handler) call(w http.ResponseWriter, r *http.Request, e endpoint) respo
 	defer cancel()
 	a, err := e.run(ctx, dev, body)
 	if err != nil {
-		return h.fail(r, e.kind, err)
+		return withJob(h.fail(r, e.kind, err), body)
 	}
 	return answer(a)
 }
@@ -175,6 +177,15 @@ func (h *Handler) fail(r *http.Request, kind wire.Kind, err error) response {
 	return busy(kind, http.StatusServiceUnavailable, "the server could not take the message now: send it again after Retry-After seconds")
 }
 
+// withJob names in an error reply the job the refused body named.
+func withJob(resp response, body []byte) response {
+	if reply, ok := resp.body.(wire.Reply); ok && reply.Job == "" {
+		reply.Job = wire.JobNamed(body)
+		resp.body = reply
+	}
+	return resp
+}
+
 // busy is a 429 or 503 answer with Retry-After.
 func busy(kind wire.Kind, status int, msg string) response {
 	return response{status: status, retryAfter: retryAfterSeconds, body: wire.Reply{
@@ -211,6 +222,8 @@ func statusOf(code string) int {
 		return http.StatusUnauthorized
 	case wire.CodeUnknownJob, wire.CodeUnknownTopic:
 		return http.StatusNotFound
+	case wire.CodeMethodNotAllowed:
+		return http.StatusMethodNotAllowed
 	case wire.CodeTooLarge:
 		return http.StatusRequestEntityTooLarge
 	case wire.CodeUnavailable:
@@ -241,7 +254,7 @@ func (h *Handler) write(w http.ResponseWriter, resp response) {
 
 func methodNotAllowed(w http.ResponseWriter, e endpoint, method string) response {
 	w.Header().Set("Allow", e.method)
-	return response{status: http.StatusMethodNotAllowed, body: wire.Reply{To: e.kind, Error: wire.CodeUnknownTopic,
+	return response{status: http.StatusMethodNotAllowed, body: wire.Reply{To: e.kind, Error: wire.CodeMethodNotAllowed,
 		Message: fmt.Sprintf("%s %s: method %s is not allowed; use %s", e.method, wire.HTTPPath(e.kind), clip(method), e.method)}}
 }
 

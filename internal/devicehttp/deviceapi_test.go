@@ -71,8 +71,8 @@ func TestDeviceAPIRefusesBadMessages(t *testing.T) {
 		{"unknown job", http.MethodPost, wire.PathProgress, `{"job":"999","state":"downloading","percent":5}`, false, 404, wire.CodeUnknownJob},
 		{"job that is not a number", http.MethodPost, wire.PathConfirm, `{"job":"abc","accept":true}`, false, 404, wire.CodeUnknownJob},
 		{"unknown path", http.MethodPost, wire.HTTPPrefix + "reboot", informBody, false, 404, wire.CodeUnknownTopic},
-		{"GET an uplink", http.MethodGet, wire.PathInform, ``, false, 405, wire.CodeUnknownTopic},
-		{"POST the poll", http.MethodPost, wire.PathUpgrade, informBody, false, 405, wire.CodeUnknownTopic},
+		{"GET an uplink", http.MethodGet, wire.PathInform, ``, false, 405, wire.CodeMethodNotAllowed},
+		{"POST the poll", http.MethodPost, wire.PathUpgrade, informBody, false, 405, wire.CodeMethodNotAllowed},
 		{"HEAD the poll", http.MethodHead, wire.PathUpgrade, ``, false, 405, ""},
 	}
 	for _, tt := range tests {
@@ -93,8 +93,17 @@ func TestDeviceAPIRefusesBadMessages(t *testing.T) {
 			if tt.wantCode == "" {
 				return
 			}
-			if rep := f.wireReply(r); rep.Error != tt.wantCode || rep.Message == "" {
+			rep := f.wireReply(r)
+			if rep.Error != tt.wantCode || rep.Message == "" {
 				t.Fatalf("reply %+v, want code %s with a message", rep, tt.wantCode)
+			}
+			// A refused body that names a job is answered about that job.
+			wantJob := map[string]string{`{"job":"1"}`: "1", `{"job":"1","state":"done"}`: "1", `{"job":"abc","accept":true}`: "abc"}[tt.body]
+			if strings.HasPrefix(tt.body, `{"job":"999"`) {
+				wantJob = "999"
+			}
+			if rep.Job != wantJob {
+				t.Fatalf("reply %+v names job %q, want %q", rep, rep.Job, wantJob)
 			}
 		})
 	}
@@ -330,4 +339,45 @@ func TestCredentialCacheIsBounded(t *testing.T) {
 // stopEngine stops the fixture's engine loop; calls then time out.
 func (f *fixture) stopEngine() {
 	f.stopEngineLoop()
+}
+
+// A device that lost its state after its first report (power lost while
+// downloading) gets its job again from a poll, with the same attempt, until
+// the job ends; when the operator cancels the task, the poll answers the
+// cancel, as docs/protocol.md says.
+func TestPollAnswersTheActiveJobUntilItEndsThenItsCancel(t *testing.T) {
+	f := newFixture(t)
+	task := f.task(ota.ModePush, "d1")
+	f.waitTask(task.ID, ota.TaskRunning)
+	var u wire.Upgrade
+	eventually(t, func() bool {
+		r := f.call(http.MethodGet, wire.PathUpgrade, "d1", "")
+		var err error
+		u, err = wire.DecodeUpgrade(r.body)
+		return r.status == http.StatusOK && err == nil
+	}, "the push command in a poll")
+	for _, p := range []wire.Progress{
+		{Job: u.Job, Attempt: u.Attempt, State: wire.StateDownloading, Percent: 0},
+		{Job: u.Job, Attempt: u.Attempt, State: wire.StateDownloading, Percent: 30},
+	} {
+		f.send("d1", p, http.StatusNoContent)
+		r := f.call(http.MethodGet, wire.PathUpgrade, "d1", "")
+		again, err := wire.DecodeUpgrade(r.body)
+		if r.status != http.StatusOK || err != nil || again.Job != u.Job || again.Attempt != u.Attempt || again.Cancel {
+			t.Fatalf("poll after progress %d%%: HTTP %d %s; want job %s attempt %d again", p.Percent, r.status, r.body, u.Job, u.Attempt)
+		}
+	}
+	if _, err := f.e.Cancel(f.ctx, task.ID); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // the cancel stays pending: an answer may be lost
+		r := f.call(http.MethodGet, wire.PathUpgrade, "d1", "")
+		c, err := wire.DecodeUpgrade(r.body)
+		if r.status != http.StatusOK || err != nil || !c.Cancel || c.Job != u.Job || c.Attempt != u.Attempt {
+			t.Fatalf("poll after the cancel: HTTP %d %s; want the cancel of job %s", r.status, r.body, u.Job)
+		}
+	}
+	if r := f.call(http.MethodGet, wire.PathUpgrade, "d2", ""); r.status != http.StatusNoContent {
+		t.Fatalf("d2, never in a task: HTTP %d %s, want 204", r.status, r.body)
+	}
 }

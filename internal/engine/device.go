@@ -133,12 +133,18 @@ func (e *Engine) failAll(ctx context.Context, ops []*deviceOp, err error) {
 func (e *Engine) loadWork(ctx context.Context, ops []*deviceOp) (*work, error) {
 	w := e.newWork()
 	devices := make([]int64, 0, len(ops))
-	var named []int64
+	var named, polling []int64
 	for _, o := range ops {
 		devices = append(devices, o.dev.ID)
 		if o.jobID != 0 {
 			named = append(named, o.jobID)
 		}
+		if o.kind == opPoll {
+			polling = append(polling, o.dev.ID)
+		}
+	}
+	if err := w.loadLast(ctx, polling); err != nil {
+		return nil, err
 	}
 	slices.Sort(devices)
 	active, err := e.st.ActiveJobs(ctx, slices.Compact(devices))
@@ -236,25 +242,20 @@ func (w *work) presence(o *deviceOp) {
 		return
 	}
 	for _, j := range w.activeOf(o.dev.ID) {
-		ts := w.pushTask(j)
+		ts := w.e.tasks[j.TaskID]
+		if ts == nil || ts.task.Mode != ota.ModePush {
+			continue
+		}
 		switch {
-		case ts == nil:
-		case j.State == ota.JobNotified:
+		case j.State.CommandPending():
+			// The command may have been sent while the device was away, or
+			// the device may have lost it with its power.
 			w.send(o.dev, j, ts)
-		case j.State == ota.JobQueued:
+		case j.State == ota.JobQueued && ts.task.State == ota.TaskRunning:
 			ts.wantSweep = true
 			w.e.poke()
 		}
 	}
-}
-
-// pushTask returns the running push task of a job, or nil.
-func (w *work) pushTask(j ota.Job) *taskState {
-	ts := w.e.tasks[j.TaskID]
-	if ts == nil || ts.task.State != ota.TaskRunning || ts.task.Mode != ota.ModePush {
-		return nil
-	}
-	return ts
 }
 
 func (w *work) inform(o *deviceOp) {
@@ -367,26 +368,54 @@ func (w *work) requestedJob(device int64, module, version string) (int64, *taskS
 	return id, ts
 }
 
-// poll gives an HTTP device its pending push command, starting a queued
-// job when the task's policy admits it now, as a connect would.
+// poll gives an HTTP device what a connected MQTT device would have been
+// sent: the command of its push job while the device may still need it
+// (starting a queued job when the task's policy admits it now), or else the
+// cancel of its last job if that job was cancelled after it was sent.
 func (w *work) poll(o *deviceOp) {
 	for _, j := range w.activeOf(o.dev.ID) {
 		ts := w.e.tasks[j.TaskID]
-		if ts == nil || ts.task.State != ota.TaskRunning || ts.task.Mode != ota.ModePush {
+		if ts == nil || ts.task.Mode != ota.ModePush {
 			continue
 		}
 		if j.State == ota.JobQueued {
+			if ts.task.State != ota.TaskRunning {
+				continue
+			}
 			if _, ok := ts.admit(&j, o.at); !ok {
 				continue
 			}
 			w.transition(j.ID, ota.JobInput{Kind: ota.JobNotify}, "engine")
 			j = *w.jobs[j.ID]
 		}
-		if j.State == ota.JobNotified || j.State == ota.JobAccepted {
+		if j.State.CommandPending() {
 			o.answer = &Answer{Kind: wire.KindUpgrade, Message: w.e.signed(o.dev.Product, o.dev.Key, w.e.upgradeMessage(o.dev, j, ts))}
 			return
 		}
 	}
+	for _, j := range w.last[o.dev.ID] {
+		if j.State == ota.JobCancelled && j.SentAt != nil {
+			o.answer = &Answer{Kind: wire.KindUpgrade, Message: wire.CancelUpgrade(strconv.FormatInt(j.ID, 10), j.Attempt)}
+			return
+		}
+	}
+}
+
+// loadLast reads the newest job of each module of the polling devices.
+func (w *work) loadLast(ctx context.Context, devices []int64) error {
+	if len(devices) == 0 {
+		return nil
+	}
+	slices.Sort(devices)
+	jobs, err := w.e.st.LastJobs(ctx, slices.Compact(devices))
+	if err != nil {
+		return fmt.Errorf("load last jobs: %w", err)
+	}
+	w.last = make(map[int64][]ota.Job, len(devices))
+	for _, j := range jobs {
+		w.last[j.DeviceID] = append(w.last[j.DeviceID], j)
+	}
+	return nil
 }
 
 // jobMessage applies a confirm or progress message to the job it names.
@@ -396,13 +425,13 @@ func (w *work) jobMessage(o *deviceOp, in ota.JobInput, to wire.Kind, job string
 		o.answer = unknownJob(to, job)
 		return
 	}
-	if attempt != 0 && attempt != wireAttempt(*j) {
+	if attempt != 0 && attempt != j.Attempt {
 		return // a late message about an earlier attempt of a retried job
 	}
 	if j.State == ota.JobCancelled {
 		// Tell the device again: it may have missed the cancel (an HTTP
-		// device hears it only in answers like this one).
-		o.answer = &Answer{Kind: wire.KindUpgrade, Message: wire.CancelUpgrade(job, wireAttempt(*j))}
+		// device hears it in a poll or in answers like this one).
+		o.answer = &Answer{Kind: wire.KindUpgrade, Message: wire.CancelUpgrade(job, j.Attempt)}
 		return
 	}
 	if ts := w.e.tasks[j.TaskID]; ts != nil {
@@ -428,7 +457,7 @@ func (e *Engine) upgradeMessage(d Device, j ota.Job, ts *taskState) wire.Upgrade
 	confirm := ts.task.Policy.Confirm
 	up := wire.Upgrade{
 		Job:            strconv.FormatInt(j.ID, 10),
-		Attempt:        wireAttempt(j),
+		Attempt:        j.Attempt,
 		Module:         fw.Module,
 		Version:        fw.Version,
 		Size:           fw.Size,
@@ -470,6 +499,3 @@ func (e *Engine) signSends(sends []outgoing) {
 	}
 	wg.Wait()
 }
-
-// wireAttempt numbers a job's tries from 1 on the wire.
-func wireAttempt(j ota.Job) int { return j.Attempt + 1 }

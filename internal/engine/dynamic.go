@@ -125,7 +125,7 @@ func (w *work) joinDynamic(d Device, module, version string) {
 		w.joined[ref] = true
 		w.change.NewJobs = append(w.change.NewJobs, ota.Job{
 			TaskID: t.ID, DeviceID: d.ID, Device: d.Key, Product: d.Product, Module: module,
-			State: newJobState(version), Phase: max(0, len(t.Policy.Phases)-1), FromVersion: version, Version: t.Version,
+			State: newJobState(version), Attempt: 1, Phase: ota.PhaseIndex(max(0, len(t.Policy.Phases)-1)), FromVersion: version, Version: t.Version,
 			CreatedAt: w.now, UpdatedAt: w.now,
 		})
 		return

@@ -50,6 +50,9 @@ type Store interface {
 	DeviceTags(ctx context.Context, deviceIDs []int64) (map[int64]map[string]string, error)
 	// ActiveJobs returns the non-terminal jobs of the given devices.
 	ActiveJobs(ctx context.Context, deviceIDs []int64) ([]ota.Job, error)
+	// LastJobs returns the newest job of each device and module of the
+	// given devices.
+	LastJobs(ctx context.Context, deviceIDs []int64) ([]ota.Job, error)
 	JobsByID(ctx context.Context, ids []int64) ([]ota.Job, error)
 	QueuedJobs(ctx context.Context, q store.QueuedQuery) ([]ota.Job, error)
 	// NextRetry returns the earliest retry time after now of a task's

@@ -428,8 +428,8 @@ func TestRetriesThenSuccess(t *testing.T) {
 		t.Fatal(err)
 	}
 	j := f.jobs(task.ID)["d1"]
-	if j.State != ota.JobQueued || j.Attempt != 1 {
-		t.Fatalf("after a failure the job is %s attempt %d, want queued attempt 1", j.State, j.Attempt)
+	if j.State != ota.JobQueued || j.Attempt != 2 || u.Attempt != 1 {
+		t.Fatalf("after a failure of attempt %d the job is %s attempt %d, want queued attempt 2", u.Attempt, j.State, j.Attempt)
 	}
 	f.clock.Add(61 * time.Second)
 	f.eventually(func() bool { return len(f.down.To("d1")) >= 2 }, "the retry's command")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/otter-ota/otter/internal/ota"
@@ -107,10 +108,10 @@ func (e *Engine) run(ctx context.Context, ts *taskState, now time.Time) error {
 
 func (ts *taskState) planInput(now time.Time) ota.PlanInput {
 	in := ota.PlanInput{
-		Now: now, Location: ts.loc, Counts: ts.totals(), Phase: ts.task.Phase,
+		Now: now, Location: ts.loc, Counts: ts.totals(), Phase: int(ts.task.Phase),
 		Bucket: ts.book.Bucket, Dynamic: ts.task.Target.Dynamic,
 	}
-	for s, n := range ts.counts[ts.task.Phase] {
+	for s, n := range ts.counts[int(ts.task.Phase)] {
 		if s == ota.JobCancelled {
 			// Not applicable to its device (superseded, version not
 			// eligible): no part of the phase's success rate.
@@ -146,7 +147,7 @@ func (e *Engine) startJobs(ctx context.Context, ts *taskState, now time.Time) er
 	for ts.budget > 0 {
 		limit := min(ts.budget, e.cfg.BatchSize)
 		jobs, err := e.st.QueuedJobs(ctx, store.QueuedQuery{
-			TaskID: ts.task.ID, MaxPhase: ts.task.Phase, Limit: limit, OnlineOnly: true, Now: now,
+			TaskID: ts.task.ID, MaxPhase: int(ts.task.Phase), Limit: limit, OnlineOnly: true, Now: now,
 		})
 		if err != nil {
 			return err
@@ -274,8 +275,8 @@ func (e *Engine) countMove(old, new ota.Job) {
 	if ts == nil || old.State == new.State && old.Phase == new.Phase {
 		return
 	}
-	ts.counts.Add(old.Phase, old.State, -1)
-	ts.counts.Add(new.Phase, new.State, 1)
+	ts.counts.Add(int(old.Phase), old.State, -1)
+	ts.counts.Add(int(new.Phase), new.State, 1)
 	if new.State == ota.JobQueued || new.State.Terminal() {
 		ts.wantSweep = true // a slot freed or a retry was queued
 		e.poke()
@@ -338,7 +339,7 @@ func taskEvent(t ota.Task, a ota.TaskAction, actor string, at time.Time) ota.Eve
 	return ota.Event{
 		At: at, Actor: actor, Kind: ota.KindTask, Action: string(t.State),
 		Product: t.Product, TaskID: t.ID, FirmwareID: t.FirmwareID, Message: t.Reason,
-		Data: map[string]string{"action": string(a), "phase": fmt.Sprint(t.Phase)},
+		Data: map[string]string{"action": string(a), "phase": strconv.Itoa(t.Phase.Number())},
 	}
 }
 
@@ -348,7 +349,7 @@ func (e *Engine) advancePhase(ctx context.Context, ts *taskState, actor string) 
 	next.Phase++
 	ev := taskEvent(next, "advance", actor, e.now())
 	ev.Action = "phase_advanced"
-	ev.Message = fmt.Sprintf("phase %d of %d released (up to %g%% of the devices)", next.Phase+1, len(next.Policy.Phases), next.Policy.Phases[next.Phase])
+	ev.Message = fmt.Sprintf("phase %d of %d released (up to %g%% of the devices)", next.Phase.Number(), len(next.Policy.Phases), next.Policy.Phases[next.Phase])
 	if err := e.saveTask(ctx, ts, next, ev); err != nil {
 		return err
 	}

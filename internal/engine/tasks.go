@@ -72,7 +72,7 @@ func preview(jobs []ota.Job, busy []string, phases int) Preview {
 		if j.State == ota.JobAwaitingVersion {
 			p.Unreported++
 		}
-		if j.Phase < len(p.PerPhase) {
+		if int(j.Phase) < len(p.PerPhase) {
 			p.PerPhase[j.Phase]++
 		}
 	}
@@ -269,7 +269,7 @@ func (e *Engine) jobsFor(fw ota.Firmware, cands []store.Candidate, spec TaskSpec
 	for i, r := range rs {
 		jobs[i] = ota.Job{
 			DeviceID: r.c.DeviceID, Device: r.c.Key, Product: fw.Product, Module: fw.Module,
-			State: newJobState(r.c.Version), Phase: ota.PhaseOf(i, len(rs), spec.Policy.Phases),
+			State: newJobState(r.c.Version), Attempt: 1, Phase: ota.PhaseIndex(ota.PhaseOf(i, len(rs), spec.Policy.Phases)),
 			FromVersion: r.c.Version, Version: fw.Version,
 		}
 	}
@@ -333,7 +333,7 @@ func (e *Engine) Advance(ctx context.Context, id int64) (ota.Task, error) {
 		if err != nil {
 			return err
 		}
-		if ts.task.Phase+1 >= len(ts.task.Policy.Phases) {
+		if int(ts.task.Phase)+1 >= len(ts.task.Policy.Phases) {
 			return ota.Errorf(ota.ECONFLICT, "task %d is in its last phase already", id)
 		}
 		if ts.task.State != ota.TaskRunning && ts.task.State != ota.TaskPaused {

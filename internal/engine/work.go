@@ -32,8 +32,11 @@ type work struct {
 	tags    map[int64]map[string]string
 	members map[store.TaskDevice]bool
 	joined  map[jobRef]bool
-	change  store.Change
-	sends   []outgoing
+	// last holds, for the devices that poll in this batch, the newest job
+	// of each of their modules, so a poll can repeat a cancel.
+	last   map[int64][]ota.Job
+	change store.Change
+	sends  []outgoing
 }
 
 // outgoing is a downlink message to send after the commit.
@@ -130,7 +133,7 @@ func (w *work) maybeRetry(j *ota.Job) {
 	w.active[refOf(*j)] = j.ID
 	ev := jobEvent(*j, prev, "engine", w.now)
 	ev.Action = "retry_scheduled"
-	ev.Message = fmt.Sprintf("attempt %d after %s", j.Attempt+1, roundDelay(delay))
+	ev.Message = fmt.Sprintf("attempt %d after %s", j.Attempt, roundDelay(delay))
 	w.change.Events = append(w.change.Events, ev)
 }
 
@@ -148,7 +151,7 @@ func (w *work) send(d Device, j ota.Job, ts *taskState) {
 
 // sendCancel withdraws a job the device may have received.
 func (w *work) sendCancel(j ota.Job) {
-	w.sends = append(w.sends, outgoing{j.Product, j.Device, wire.CancelUpgrade(strconv.FormatInt(j.ID, 10), wireAttempt(j))})
+	w.sends = append(w.sends, outgoing{j.Product, j.Device, wire.CancelUpgrade(strconv.FormatInt(j.ID, 10), j.Attempt)})
 }
 
 // commit writes the batch, then updates the loop's counts and sends the
@@ -172,7 +175,7 @@ func (e *Engine) commit(ctx context.Context, w *work) error {
 	}
 	for _, j := range w.change.NewJobs {
 		if ts := e.tasks[j.TaskID]; ts != nil {
-			ts.counts.Add(j.Phase, j.State, 1)
+			ts.counts.Add(int(j.Phase), j.State, 1)
 			ts.task.Total++
 			ts.wantSweep = true
 			e.poke()
@@ -203,7 +206,7 @@ func (w *work) empty() bool {
 
 // jobEvent records one job transition for the history.
 func jobEvent(j ota.Job, prev ota.JobState, actor string, at time.Time) ota.Event {
-	data := map[string]string{"from": string(prev), "state": string(j.State)}
+	data := map[string]string{"from": string(prev), "state": string(j.State), "attempt": strconv.Itoa(j.Attempt)}
 	if j.State == ota.JobDownloading {
 		data["percent"] = strconv.Itoa(j.Percent)
 	}

@@ -85,6 +85,9 @@ func (b *Broker) dispatch(d *Device, m wire.Message) (*Answer, error) {
 // would not help).
 func (b *Broker) refuseUplink(c *conn, d *Device, pk packets.Packet, kind wire.Kind, err error) {
 	reply := wire.ErrorReply(kind, err)
+	if reply.Job == "" {
+		reply.Job = wire.JobNamed(pk.Payload)
+	}
 	b.metrics.uplinkErrors.WithLabelValues(reply.Error).Inc()
 	if ok, n := c.logs.allow(time.Now()); ok {
 		b.log.Info("mqtt: device message refused", "product", d.Product, "device", d.Key,

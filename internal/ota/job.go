@@ -54,6 +54,15 @@ func (s JobState) InFlight() bool { return !s.Terminal() && !s.Waiting() }
 // awaiting the device's first version report.
 func (s JobState) Waiting() bool { return s == JobQueued || s == JobAwaitingVersion }
 
+// CommandPending reports whether the device of a job in s may still need
+// the job's command: the job is in flight and the device has not reported
+// rebooting. A device that lost its state (power lost mid-download) goes on
+// only if it is sent the command again; after rebooting, its inform
+// settles the job.
+func (s JobState) CommandPending() bool {
+	return s.InFlight() && s.Stage() < JobRebooting.Stage()
+}
+
 // Valid reports whether s is a known job state.
 func (s JobState) Valid() bool {
 	for _, v := range JobStates {
@@ -96,12 +105,18 @@ type Job struct {
 	Product  string   `json:"product"`
 	Module   string   `json:"module"`
 	State    JobState `json:"state"`
-	Percent  int      `json:"percent"`
-	Attempt  int      `json:"attempt"`
-	Code     string   `json:"code,omitempty"`
-	Message  string   `json:"message,omitempty"`
-	// Phase is the index of the task phase this job belongs to.
-	Phase int `json:"phase"`
+	// Percent is the download's progress while the job is in flight (100
+	// once the file is whole); a succeeded job is at 100, and a job that
+	// ended any other way at 0, so that no failure reads as complete.
+	Percent int `json:"percent"`
+	// Attempt counts the tries of the job from 1, as the device protocol
+	// does: a retry after a failure is attempt 2.
+	Attempt int    `json:"attempt"`
+	Code    string `json:"code,omitempty"`
+	Message string `json:"message,omitempty"`
+	// Phase is the task phase this job belongs to (in JSON its number,
+	// from 1).
+	Phase PhaseIndex `json:"phase"`
 	// FromVersion is the module version the device ran when the job was
 	// made; a device that reports it again after rebooting rolled back.
 	FromVersion string     `json:"from_version,omitempty"`

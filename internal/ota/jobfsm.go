@@ -369,8 +369,12 @@ func (j Job) timeout(now time.Time) (Job, string) {
 	return j.end(JobTimedOut, CodeTimedOut, msg), ""
 }
 
-// end moves the job to a terminal state.
+// end moves the job to a terminal state. Only success keeps a percent:
+// a failed job that had downloaded its file must not read as 100%.
 func (j Job) end(to JobState, code, message string) Job {
+	if to != JobSucceeded {
+		j.Percent = 0
+	}
 	j.State = to
 	j.Code = code
 	j.Message = message

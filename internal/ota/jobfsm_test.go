@@ -44,7 +44,7 @@ func TestJobApply(t *testing.T) {
 		{"accept late while downloading", JobDownloading, 50, JobInput{Kind: JobConfirm, Accept: true}, JobDownloading, 50, "", false},
 		{"decline notified", JobNotified, 0, JobInput{Kind: JobConfirm}, JobRejected, 0, "", true},
 		{"decline offered", JobOffered, 0, JobInput{Kind: JobConfirm}, JobRejected, 0, "", true},
-		{"decline after download", JobDownloaded, 100, JobInput{Kind: JobConfirm}, JobRejected, 100, "", true},
+		{"decline after download", JobDownloaded, 100, JobInput{Kind: JobConfirm}, JobRejected, 0, "", true},
 		{"decline while installing", JobInstalling, 100, JobInput{Kind: JobConfirm}, JobInstalling, 100, "", false},
 		// Confirmation after the download, before activation.
 		{"downloaded awaits install confirmation", JobDownloading, 90, JobInput{Kind: JobProgress, State: JobDownloaded, ConfirmInstall: true}, JobAwaitingInstall, 100, "", true},
@@ -72,28 +72,28 @@ func TestJobApply(t *testing.T) {
 		{"downloaded twice", JobDownloaded, 100, progress(JobDownloaded, 0), JobDownloaded, 100, "", false},
 		{"installing after rebooting", JobRebooting, 100, progress(JobInstalling, 0), JobRebooting, 100, "", false},
 		// Failures.
-		{"failed with code", JobInstalling, 100, JobInput{Kind: JobProgress, State: JobFailed, Code: CodeVerifyFailed, Message: "bad hash"}, JobFailed, 100, CodeVerifyFailed, true},
-		{"failed downloading default", JobDownloading, 30, progress(JobFailed, 0), JobFailed, 30, CodeDownloadFailed, true},
+		{"failed with code", JobInstalling, 100, JobInput{Kind: JobProgress, State: JobFailed, Code: CodeVerifyFailed, Message: "bad hash"}, JobFailed, 0, CodeVerifyFailed, true},
+		{"failed downloading default", JobDownloading, 30, progress(JobFailed, 0), JobFailed, 0, CodeDownloadFailed, true},
 		{"failed notified default", JobNotified, 0, progress(JobFailed, 0), JobFailed, 0, CodeDownloadFailed, true},
-		{"failed downloaded default", JobDownloaded, 100, progress(JobFailed, 0), JobFailed, 100, CodeInstallFailed, true},
-		{"failed rebooting default", JobRebooting, 100, progress(JobFailed, 0), JobFailed, 100, CodeInstallFailed, true},
+		{"failed downloaded default", JobDownloaded, 100, progress(JobFailed, 0), JobFailed, 0, CodeInstallFailed, true},
+		{"failed rebooting default", JobRebooting, 100, progress(JobFailed, 0), JobFailed, 0, CodeInstallFailed, true},
 		// Informs.
 		{"inform target after reboot", JobRebooting, 100, inform("1.1.0"), JobSucceeded, 100, "", true},
 		{"inform normalised target", JobRebooting, 100, inform("v1.1"), JobSucceeded, 100, "", true},
 		{"inform target while downloading", JobDownloading, 30, inform("1.1.0"), JobSucceeded, 100, "", true},
 		{"inform target while notified", JobNotified, 0, inform("1.1.0"), JobSucceeded, 100, "", true},
 		{"inform target while queued", JobQueued, 0, inform("1.1.0"), JobSucceeded, 100, "", true},
-		{"inform old version after reboot", JobRebooting, 100, inform("1.0.0"), JobFailed, 100, CodeRolledBack, true},
-		{"inform other version after reboot", JobRebooting, 100, inform("0.9.0"), JobFailed, 100, CodeRolledBack, true},
+		{"inform old version after reboot", JobRebooting, 100, inform("1.0.0"), JobFailed, 0, CodeRolledBack, true},
+		{"inform other version after reboot", JobRebooting, 100, inform("0.9.0"), JobFailed, 0, CodeRolledBack, true},
 		{"inform old version while installing", JobInstalling, 100, inform("1.0.0"), JobInstalling, 100, "", false},
 		{"inform old version before install", JobDownloaded, 100, inform("1.0.0"), JobDownloaded, 100, "", false},
 		{"inform old version while queued", JobQueued, 0, inform("1.0.0"), JobQueued, 0, "", false},
 		{"inform old version while notified", JobNotified, 0, inform("1.0.0"), JobNotified, 0, "", false},
 		// Timeouts and cancels.
-		{"timeout in flight", JobDownloading, 30, JobInput{Kind: JobTimeout}, JobTimedOut, 30, CodeTimedOut, true},
+		{"timeout in flight", JobDownloading, 30, JobInput{Kind: JobTimeout}, JobTimedOut, 0, CodeTimedOut, true},
 		{"timeout queued", JobQueued, 0, JobInput{Kind: JobTimeout}, JobQueued, 0, "", false},
 		{"cancel queued", JobQueued, 0, JobInput{Kind: JobCancel, Code: CodeWindowClosed}, JobCancelled, 0, CodeWindowClosed, true},
-		{"cancel in flight default code", JobInstalling, 100, JobInput{Kind: JobCancel}, JobCancelled, 100, CodeTaskCancelled, true},
+		{"cancel in flight default code", JobInstalling, 100, JobInput{Kind: JobCancel}, JobCancelled, 0, CodeTaskCancelled, true},
 		// Terminal jobs do not change.
 		{"succeeded stays", JobSucceeded, 100, progress(JobRebooting, 0), JobSucceeded, 100, "", false},
 		{"succeeded ignores rollback inform", JobSucceeded, 100, inform("1.0.0"), JobSucceeded, 100, "", false},
@@ -254,7 +254,8 @@ func randomInput(r *rand.Rand) JobInput {
 }
 
 // checkMonotonic fails when one Apply moved a job backwards, lowered its
-// percent within an attempt, or left a terminal state other than by retry.
+// percent within an attempt (except to 0 when it ends without success), or
+// left a terminal state other than by retry.
 func checkMonotonic(t *testing.T, before, after Job, in JobInput, ch JobChange) {
 	t.Helper()
 	checkChange(t, before, after, ch)
@@ -270,6 +271,12 @@ func checkMonotonic(t *testing.T, before, after Job, in JobInput, ch JobChange) 
 	}
 	if after.State.Stage() < before.State.Stage() {
 		t.Fatalf("%s moved back to %s by %+v", before.State, after.State, in)
+	}
+	if after.State.Terminal() && after.State != JobSucceeded {
+		if after.Percent != 0 {
+			t.Fatalf("%s job shows %d%%; a job that ended without success shows 0", after.State, after.Percent)
+		}
+		return
 	}
 	if after.Percent < before.Percent || after.Attempt != before.Attempt {
 		t.Fatalf("percent %d -> %d, attempt %d -> %d by %+v", before.Percent, after.Percent, before.Attempt, after.Attempt, in)

@@ -202,10 +202,11 @@ func ParsePhases(s string) ([]float64, error) {
 }
 
 // RetryAfter reports whether a failed or timed-out job should be retried
-// under p, and after what backoff: RetryBackoff doubled for each attempt
-// already retried (job.Attempt), at most MaxRetryBackoff. Retries are
-// allowed while job.Attempt < Retries and, when RetryOn is set, only for
-// the codes it lists (timed-out jobs carry the code timed_out).
+// under p, and after what backoff: RetryBackoff doubled for each retry
+// already made (job.Attempt counts from 1), at most MaxRetryBackoff.
+// Retries are allowed while fewer than Retries were made and, when RetryOn
+// is set, only for the codes it lists (timed-out jobs carry the code
+// timed_out).
 func (p Policy) RetryAfter(job Job) (time.Duration, bool) {
 	code := job.Code
 	switch job.State {
@@ -215,10 +216,11 @@ func (p Policy) RetryAfter(job Job) (time.Duration, bool) {
 	default:
 		return 0, false
 	}
-	if job.Attempt >= p.Retries || len(p.RetryOn) > 0 && !slices.Contains(p.RetryOn, code) {
+	retried := max(job.Attempt-1, 0)
+	if retried >= p.Retries || len(p.RetryOn) > 0 && !slices.Contains(p.RetryOn, code) {
 		return 0, false
 	}
-	return backoff(time.Duration(p.RetryBackoff), job.Attempt), true
+	return backoff(time.Duration(p.RetryBackoff), retried), true
 }
 
 func backoff(base time.Duration, attempt int) time.Duration {

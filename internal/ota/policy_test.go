@@ -177,20 +177,20 @@ func TestRetryAfter(t *testing.T) {
 		want time.Duration
 		ok   bool
 	}{
-		{"first retry", p, job(JobFailed, CodeInstallFailed, 0), time.Minute, true},
-		{"second retry doubles", p, job(JobFailed, CodeInstallFailed, 1), 2 * time.Minute, true},
-		{"third retry", p, job(JobTimedOut, CodeTimedOut, 2), 4 * time.Minute, true},
-		{"out of retries", p, job(JobFailed, CodeInstallFailed, 3), 0, false},
-		{"no retries", Policy{}, job(JobFailed, CodeInstallFailed, 0), 0, false},
-		{"listed code", only, job(JobFailed, CodeDownloadFailed, 0), time.Minute, true},
-		{"unlisted code", only, job(JobFailed, CodeRolledBack, 0), 0, false},
-		{"unlisted timeout", only, job(JobTimedOut, "", 0), 0, false},
-		{"timeout listed", Policy{Retries: 1, RetryOn: []string{CodeTimedOut}}, job(JobTimedOut, "", 0), 0, true},
-		{"rejected", p, job(JobRejected, "", 0), 0, false},
-		{"succeeded", p, job(JobSucceeded, "", 0), 0, false},
-		{"cancelled", p, job(JobCancelled, CodeTaskCancelled, 0), 0, false},
-		{"active", p, job(JobDownloading, "", 0), 0, false},
-		{"capped", big, job(JobFailed, "", 35), MaxRetryBackoff, true},
+		{"first retry", p, job(JobFailed, CodeInstallFailed, 1), time.Minute, true},
+		{"second retry doubles", p, job(JobFailed, CodeInstallFailed, 2), 2 * time.Minute, true},
+		{"third retry", p, job(JobTimedOut, CodeTimedOut, 3), 4 * time.Minute, true},
+		{"out of retries", p, job(JobFailed, CodeInstallFailed, 4), 0, false},
+		{"no retries", Policy{}, job(JobFailed, CodeInstallFailed, 1), 0, false},
+		{"listed code", only, job(JobFailed, CodeDownloadFailed, 1), time.Minute, true},
+		{"unlisted code", only, job(JobFailed, CodeRolledBack, 1), 0, false},
+		{"unlisted timeout", only, job(JobTimedOut, "", 1), 0, false},
+		{"timeout listed", Policy{Retries: 1, RetryOn: []string{CodeTimedOut}}, job(JobTimedOut, "", 1), 0, true},
+		{"rejected", p, job(JobRejected, "", 1), 0, false},
+		{"succeeded", p, job(JobSucceeded, "", 1), 0, false},
+		{"cancelled", p, job(JobCancelled, CodeTaskCancelled, 1), 0, false},
+		{"active", p, job(JobDownloading, "", 1), 0, false},
+		{"capped", big, job(JobFailed, "", 36), MaxRetryBackoff, true},
 	}
 	for _, tt := range tests {
 		got, ok := tt.p.RetryAfter(tt.j)

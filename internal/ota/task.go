@@ -39,8 +39,8 @@ type Task struct {
 	State        TaskState `json:"state"`
 	Policy       Policy    `json:"policy"`
 	Target       Target    `json:"target"`
-	// Phase is the index into Policy.Phases of the phase now released.
-	Phase int `json:"phase"`
+	// Phase is the phase now released (in JSON its number, from 1).
+	Phase PhaseIndex `json:"phase"`
 	// Counts holds the number of jobs per state, kept exact by the store in
 	// the same transaction as every job change; awaiting_version counts the
 	// targeted devices that have not reported a version yet.

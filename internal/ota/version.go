@@ -8,8 +8,8 @@ import (
 	"github.com/otter-ota/otter/sdk/wire"
 )
 
-// MaxVersionLen is the longest version string accepted, in bytes. Versions
-// travel in topics, payloads and file names, so a bound keeps them readable.
+// MaxVersionLen is the longest version string accepted, in bytes: the
+// protocol's (wire.VersionRule).
 const MaxVersionLen = wire.MaxVersionLen
 
 // Version is a parsed firmware version. It is the device protocol's type, so
@@ -38,8 +38,14 @@ func parseVersion(s string) (Version, string) {
 }
 
 // checkVersionText checks what every version string, parsable or opaque,
-// must satisfy.
-func checkVersionText(s string) string { return wire.CheckVersionText(s) }
+// must satisfy: the protocol's rule (wire.VersionRule), so a version the
+// server accepts is one every device accepts too.
+func checkVersionText(s string) string {
+	if r := wire.VersionReason(s); r != "" {
+		return r + "; use " + wire.VersionRule
+	}
+	return ""
+}
 
 // quoteInput quotes s for a message, shortening it so that a hostile
 // megabyte never ends up in a log line.

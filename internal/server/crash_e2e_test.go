@@ -317,7 +317,7 @@ func (r *crashRig) checkExactlyOnce(ctx context.Context, done *client.Task, flee
 			t.Fatal(err)
 		}
 		jobs = append(jobs, j)
-		if j.State != client.JobSucceeded || j.Attempt != 0 {
+		if j.State != client.JobSucceeded || j.Attempt != 1 {
 			t.Errorf("job %d of %s is %s at attempt %d (code %q: %s), want succeeded at its first attempt", j.ID, j.Device, j.State, j.Attempt, j.Code, j.Message)
 		}
 	}

@@ -332,7 +332,7 @@ func TestRateIsRespected(t *testing.T) {
 	}
 }
 
-// phaseOf groups a task's jobs by phase.
+// phaseOf groups a task's jobs by phase number (from 1).
 func phaseOf(jobs []client.Job) map[int][]client.Job {
 	out := map[int][]client.Job{}
 	for _, j := range jobs {
@@ -352,16 +352,16 @@ func TestPhasesAdvanceWhenEachSucceeds(t *testing.T) {
 	done := o.waitTask(ctx, task.ID, client.TaskCompleted)
 	_, jobs := o.settled(ctx, task.ID)
 
-	if done.Phase != 2 || done.Counts[client.JobSucceeded] != 20 {
-		t.Fatalf("task ended in phase %d with counts %v, want phase 2 (the last) and 20 succeeded", done.Phase, done.Counts)
+	if done.Phase != 3 || done.Counts[client.JobSucceeded] != 20 {
+		t.Fatalf("task ended in phase %d with counts %v, want phase 3 (the last) and 20 succeeded", done.Phase, done.Counts)
 	}
 	phases := phaseOf(jobs)
-	if len(phases[0]) != 2 || len(phases[1]) != 8 || len(phases[2]) != 10 {
-		t.Fatalf("phase sizes %d, %d, %d; want 2, 8, 10 for 10%%, 50%%, 100%% of 20", len(phases[0]), len(phases[1]), len(phases[2]))
+	if len(phases[1]) != 2 || len(phases[2]) != 8 || len(phases[3]) != 10 {
+		t.Fatalf("phase sizes %d, %d, %d; want 2, 8, 10 for 10%%, 50%%, 100%% of 20", len(phases[1]), len(phases[2]), len(phases[3]))
 	}
 	// With phase_success 100 a phase starts only after every job of the one
 	// before succeeded.
-	for p := 1; p <= 2; p++ {
+	for p := 2; p <= 3; p++ {
 		var lastDone, firstStart time.Time
 		for _, j := range phases[p-1] {
 			lastDone = latest(lastDone, j.UpdatedAt)
@@ -372,7 +372,7 @@ func TestPhasesAdvanceWhenEachSucceeds(t *testing.T) {
 			}
 		}
 		if firstStart.Before(lastDone) {
-			t.Fatalf("phase %d started at %s, before phase %d finished at %s", p+1, firstStart.Format(time.StampMicro), p, lastDone.Format(time.StampMicro))
+			t.Fatalf("phase %d started at %s, before phase %d finished at %s", p, firstStart.Format(time.StampMicro), p-1, lastDone.Format(time.StampMicro))
 		}
 	}
 	advanced := 0
@@ -405,7 +405,7 @@ func TestFailingPhaseStopsTheRollout(t *testing.T) {
 	o.eventually(func() bool { return o.taskNow(ctx, task.ID).Counts[client.JobFailed] == 2 }, "the first phase's 2 jobs to fail")
 	o.holds(func() (bool, string) {
 		got := o.taskNow(ctx, task.ID)
-		ok := got.State == client.TaskRunning && got.Phase == 0 && got.Counts[client.JobQueued] == 18 && ob.count(device.EventUpgrade, "") == 2
+		ok := got.State == client.TaskRunning && got.Phase == 1 && got.Counts[client.JobQueued] == 18 && ob.count(device.EventUpgrade, "") == 2
 		return ok, fmt.Sprintf("task %s in phase %d with counts %v, %d devices told to upgrade", got.State, got.Phase, got.Counts, ob.count(device.EventUpgrade, ""))
 	}, "after its first phase failed the task must stay in phase 1 with 18 jobs queued")
 
@@ -417,8 +417,8 @@ func TestFailingPhaseStopsTheRollout(t *testing.T) {
 		t.Fatalf("after cancel: task %s counts %v, want cancelled with 2 failed and 18 cancelled", done.State, done.Counts)
 	}
 	for _, j := range jobs {
-		if j.Phase > 0 && (j.StartedAt != nil || j.State != client.JobCancelled) {
-			t.Fatalf("job of %s in phase %d is %s started %v: later phases must never start", j.Device, j.Phase+1, j.State, j.StartedAt)
+		if j.Phase > 1 && (j.StartedAt != nil || j.State != client.JobCancelled) {
+			t.Fatalf("job of %s in phase %d is %s started %v: later phases must never start", j.Device, j.Phase, j.State, j.StartedAt)
 		}
 	}
 }
@@ -432,17 +432,18 @@ func TestManualPhaseGateWaitsForAdvance(t *testing.T) {
 	task := o.create(ctx, client.TaskCreate{FirmwareID: fw.ID,
 		Policy: client.Policy{Phases: []float64{10, 50, 100}, PhaseGate: "manual"}})
 
-	for phase, succeeded := range []int64{2, 10} {
+	for i, succeeded := range []int64{2, 10} {
+		phase := i + 1 // phases are numbered from 1
 		o.eventually(func() bool { return o.taskNow(ctx, task.ID).Counts[client.JobSucceeded] == succeeded },
-			fmt.Sprintf("phase %d's jobs to succeed", phase+1))
+			fmt.Sprintf("phase %d's jobs to succeed", phase))
 		o.holds(func() (bool, string) {
 			got := o.taskNow(ctx, task.ID)
 			ok := got.State == client.TaskRunning && got.Phase == phase && got.Counts[client.JobQueued] == 20-succeeded
-			return ok, fmt.Sprintf("task %s in phase %d with counts %v", got.State, got.Phase+1, got.Counts)
-		}, fmt.Sprintf("a manual gate must hold the task in phase %d until an operator advances it", phase+1))
+			return ok, fmt.Sprintf("task %s in phase %d with counts %v", got.State, got.Phase, got.Counts)
+		}, fmt.Sprintf("a manual gate must hold the task in phase %d until an operator advances it", phase))
 		advanced, err := o.api.AdvanceTask(ctx, task.ID)
 		if err != nil || advanced.Phase != phase+1 {
-			t.Fatalf("advance from phase %d: %+v, %v", phase+1, advanced, err)
+			t.Fatalf("advance from phase %d: %+v, %v", phase, advanced, err)
 		}
 	}
 	done := o.waitTask(ctx, task.ID, client.TaskCompleted)
@@ -476,8 +477,8 @@ func TestRetriesThenSuccess(t *testing.T) {
 		t.Fatalf("counts %v, want 10 succeeded after one retry each", done.Counts)
 	}
 	for _, j := range jobs {
-		if j.Attempt != 1 {
-			t.Fatalf("job of %s succeeded at attempt %d, want 1 (the first retry)", j.Device, j.Attempt)
+		if j.Attempt != 2 {
+			t.Fatalf("job of %s succeeded at attempt %d, want 2 (the first retry)", j.Device, j.Attempt)
 		}
 	}
 	if st := fleet.Stats(); st.Installs != 20 || st.Failed != 10 || st.Versions["1.1.0"] != 10 {
@@ -511,8 +512,8 @@ func TestRetriesThenSuccess(t *testing.T) {
 		t.Fatalf("counts %v, want 5 failed once the retries ran out", done2.Counts)
 	}
 	for _, j := range jobs2 {
-		if j.Attempt != 2 || j.Code != wire.FailInstall {
-			t.Fatalf("job of %s: attempt %d code %q, want attempt 2 (two retries) with %s", j.Device, j.Attempt, j.Code, wire.FailInstall)
+		if j.Attempt != 3 || j.Code != wire.FailInstall {
+			t.Fatalf("job of %s: attempt %d code %q, want attempt 3 (two retries) with %s", j.Device, j.Attempt, j.Code, wire.FailInstall)
 		}
 	}
 	if st := stubborn.Stats(); st.Installs != 15 || st.Versions["1.0.0"] != 5 {
@@ -545,8 +546,8 @@ func TestTimeouts(t *testing.T) {
 		t.Fatalf("counts %v, want 5 timed out", done.Counts)
 	}
 	for _, j := range jobs {
-		if j.Code != "timed_out" || j.Attempt != 0 {
-			t.Fatalf("job of %s: code %q attempt %d, want timed_out at attempt 0", j.Device, j.Code, j.Attempt)
+		if j.Code != "timed_out" || j.Attempt != 1 {
+			t.Fatalf("job of %s: code %q attempt %d, want timed_out at attempt 1", j.Device, j.Code, j.Attempt)
 		}
 	}
 
@@ -562,7 +563,7 @@ func TestTimeouts(t *testing.T) {
 		}
 	}
 	for _, j := range jobs2 {
-		if j.Attempt < 1 || !timedOut[j.Device] {
+		if j.Attempt < 2 || !timedOut[j.Device] {
 			t.Fatalf("job of %s: attempt %d, timed out before: %v; want a timeout then a retry", j.Device, j.Attempt, timedOut[j.Device])
 		}
 	}

@@ -150,6 +150,7 @@ type Rollouts interface {
 	OrphanJobs(ctx context.Context, limit int) ([]ota.Job, error)
 	// ExistingDevices returns which of the given devices exist.
 	ExistingDevices(ctx context.Context, deviceIDs []int64) (map[int64]bool, error)
+	LastJobs(ctx context.Context, deviceIDs []int64) ([]ota.Job, error)
 	DeviceTags(ctx context.Context, deviceIDs []int64) (map[int64]map[string]string, error)
 	JobsByID(ctx context.Context, ids []int64) ([]ota.Job, error)
 	QueuedJobs(ctx context.Context, q QueuedQuery) ([]ota.Job, error)

@@ -80,6 +80,17 @@ func (s *sqlStore) OrphanJobs(ctx context.Context, limit int) ([]ota.Job, error)
 	return jobs, nil
 }
 
+// LastJobs returns the newest job of each device and module of the given
+// devices, whatever its state: a poll reads it to repeat a cancel.
+func (s *sqlStore) LastJobs(ctx context.Context, deviceIDs []int64) ([]ota.Job, error) {
+	jobs, err := byIDs(ctx, s.db, "SELECT "+jobColumns+" FROM jobs j WHERE j.id IN "+
+		"(SELECT MAX(id) FROM jobs WHERE device_id IN (%s) GROUP BY device_id, module)", deviceIDs)
+	if err != nil {
+		return nil, fmt.Errorf("last jobs: %w", err)
+	}
+	return jobs, nil
+}
+
 // ExistingDevices returns which of the given devices exist.
 func (s *sqlStore) ExistingDevices(ctx context.Context, deviceIDs []int64) (map[int64]bool, error) {
 	out := make(map[int64]bool, len(deviceIDs))
@@ -398,8 +409,8 @@ func updateJobs(ctx context.Context, t *tx, changes []JobChange) ([]int64, map[i
 				d = PhaseCounts{}
 				deltas[n.TaskID] = d
 			}
-			d.Add(o.Phase, o.State, -1)
-			d.Add(n.Phase, n.State, 1)
+			d.Add(int(o.Phase), o.State, -1)
+			d.Add(int(n.Phase), n.State, 1)
 		}
 	}
 	return conflicts, deltas, nil
@@ -694,12 +705,12 @@ func addJobs(ctx context.Context, t *tx, jobs []ota.Job) error {
 		for _, j := range js {
 			seq++
 			_, err := t.ExecContext(ctx, `INSERT INTO jobs (task_id, device_id, device, product, module, state, phase, seq,
-				from_version, version, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
-				taskID, j.DeviceID, j.Device, j.Product, j.Module, newJobState(j), j.Phase, seq, j.FromVersion, j.Version, t.now, t.now)
+				from_version, version, created_at, updated_at, attempt) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
+				taskID, j.DeviceID, j.Device, j.Product, j.Module, newJobState(j), j.Phase, seq, j.FromVersion, j.Version, t.now, t.now, 1)
 			if err != nil {
 				return fmt.Errorf("add job for device %s: %w", j.Device, err)
 			}
-			counts.Add(j.Phase, newJobState(j), 1)
+			counts.Add(int(j.Phase), newJobState(j), 1)
 		}
 		if _, err := t.ExecContext(ctx, "UPDATE tasks SET total = total + $1 WHERE id = $2", len(js), taskID); err != nil {
 			return fmt.Errorf("count task jobs: %w", err)

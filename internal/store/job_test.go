@@ -29,7 +29,7 @@ func rollout(t *testing.T, s store.Store, n int) (ota.Task, []ota.Job) {
 	jobs := make([]ota.Job, n)
 	for i, d := range devs {
 		jobs[i] = ota.Job{DeviceID: d.ID, Device: d.Key, Product: "demo", Module: "default", State: ota.JobQueued,
-			Phase: i % 2, FromVersion: "1.0.0", Version: "1.1.0"}
+			Phase: ota.PhaseIndex(i % 2), FromVersion: "1.0.0", Version: "1.1.0"}
 	}
 	must(t, s.CreateTask(ctx, &task, jobs))
 	var stored []ota.Job

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/otter-ota/otter/internal/ota"
+	"github.com/otter-ota/otter/sdk/wire"
 )
 
 // CreateProduct stores p and assigns p.CreatedAt.
@@ -141,19 +142,14 @@ func plural(n int64, one, many string) string {
 	return fmt.Sprintf("%d %s", n, many)
 }
 
-// checkKey refuses a product or device key that is empty, too long, or
-// holds characters that would break the MQTT topics and URLs it appears in.
+// checkKey refuses a product or device key that breaks the protocol's key
+// rule (wire.KeyRule): the API checks it first, the store makes sure.
 func checkKey(what, key string) error {
-	switch {
-	case key == "":
-		return invalid("a %s needs a key", what)
-	case len(key) > 128:
-		return invalid("%s key %.20q... is too long: use at most 128 bytes", what, key)
-	}
-	for _, r := range key {
-		if r <= ' ' || r == 0x7f || strings.ContainsRune("/+#?%", r) {
-			return invalid("%s key %q must not contain spaces, control characters or any of / + # ? %%", what, key)
+	if err := wire.CheckKey(what+" key", key); err != nil {
+		if we := (*wire.Error)(nil); errors.As(err, &we) {
+			return invalid("%s", we.Message)
 		}
+		return invalid("%v", err)
 	}
 	return nil
 }

@@ -107,17 +107,17 @@ func insertTask(ctx context.Context, t *tx, task *ota.Task) (int64, error) {
 // insertJobs writes a new task's jobs with multi-row INSERTs and counts
 // them per phase.
 func insertJobs(ctx context.Context, t *tx, taskID int64, jobs []ota.Job) error {
-	const cols = 12
+	const cols = 13
 	seq := 0
 	for _, chunk := range chunks(jobs, cols) {
 		a := make(args, 0, len(chunk)*cols)
 		for _, j := range chunk {
 			seq++
 			a = append(a, taskID, j.DeviceID, j.Device, j.Product, j.Module, newJobState(j), j.Phase, seq,
-				j.FromVersion, j.Version, t.now, t.now)
+				j.FromVersion, j.Version, t.now, t.now, 1) // a new job is at its first attempt
 		}
 		q := `INSERT INTO jobs (task_id, device_id, device, product, module, state, phase, seq, from_version, version,
-			created_at, updated_at) VALUES ` + values(len(chunk), cols)
+			created_at, updated_at, attempt) VALUES ` + values(len(chunk), cols)
 		if _, err := t.ExecContext(ctx, q, a...); err != nil {
 			if isUniqueViolation(err) {
 				return conflict("a device of this task is already being upgraded on this module by another task: create the task again to see which, or use --skip-busy")
@@ -127,7 +127,7 @@ func insertJobs(ctx context.Context, t *tx, taskID int64, jobs []ota.Job) error 
 	}
 	counts := PhaseCounts{}
 	for _, j := range jobs {
-		counts.Add(j.Phase, newJobState(j), 1)
+		counts.Add(int(j.Phase), newJobState(j), 1)
 	}
 	return addCounts(ctx, t, taskID, counts)
 }

@@ -178,10 +178,10 @@ func orDefault(d, def time.Duration) time.Duration {
 }
 
 func (c Config) check() error {
-	if err := wire.CheckKey("product", c.Product); err != nil {
+	if err := wire.CheckKey("product key", c.Product); err != nil {
 		return err
 	}
-	if err := wire.CheckKey("device", c.Device); err != nil {
+	if err := wire.CheckKey("device key", c.Device); err != nil {
 		return err
 	}
 	switch {

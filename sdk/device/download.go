@@ -299,8 +299,9 @@ func (c *Client) watchRate(cancel context.CancelCauseFunc) *rateWatch {
 
 func (w *rateWatch) stop() { w.timer.Stop() }
 
-// progress reports the download at every tenth; 100 is left to the
-// "downloaded" report. The first report is sent reliably: it tells the
+// progress reports the download as docs/protocol.md section 4.4 says: at
+// the start, then each time the percent's tens digit rises; 100 is left to
+// the "downloaded" report. The first report is sent reliably: it tells the
 // server the device has the job.
 func (d *fetch) progress(ctx context.Context, n, size int64) {
 	pct := int(n * 100 / size)

@@ -7,9 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"strings"
-	"unicode"
-	"unicode/utf8"
 )
 
 // Limits on messages. A decoder refuses larger input with CodeTooLarge
@@ -266,23 +263,6 @@ func checkText(k Kind, s string) error {
 		return errorf(CodeMalformed, `%s: field "message" is %d bytes; the limit is %d`, k, len(s), MaxTextLength)
 	}
 	return nil
-}
-
-// versionProblem checks a version as the server does: 1 to MaxVersionLen
-// bytes of UTF-8 without spaces or control characters. Versions that do not
-// parse as SemVer or dotted numbers are allowed (opaque versions).
-func versionProblem(what, s string) string {
-	switch {
-	case s == "":
-		return what + " is empty"
-	case len(s) > MaxVersionLen:
-		return fmt.Sprintf("%s is %d bytes long; the limit is %d", what, len(s), MaxVersionLen)
-	case !utf8.ValidString(s):
-		return what + " is not valid UTF-8"
-	case strings.IndexFunc(s, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0:
-		return fmt.Sprintf("%s %q contains a space or control character", what, clip(s))
-	}
-	return ""
 }
 
 // tokenProblem checks a job id: 1 to MaxFieldLength printable

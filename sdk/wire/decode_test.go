@@ -292,3 +292,22 @@ func fuzzDecoder[M Message](f *testing.F, decode func([]byte) (M, error), seeds 
 		}
 	})
 }
+
+func TestJobNamed(t *testing.T) {
+	for _, tt := range []struct {
+		payload, want string
+	}{
+		{`{"job":"42","state":"downloading","percent":140}`, "42"},
+		{`{"job":"42","state":`, ""}, // not JSON: the job is not known
+		{`{"job":42}`, ""},
+		{`{"job":"has space"}`, ""},
+		{`{"job":""}`, ""},
+		{`["42"]`, ""},
+		{`{"modules":{"default":"1.0.0"}}`, ""},
+		{`{"job":"` + strings.Repeat("9", MaxFieldLength+1) + `"}`, ""},
+	} {
+		if got := JobNamed([]byte(tt.payload)); got != tt.want {
+			t.Errorf("JobNamed(%.40s) = %q, want %q", tt.payload, got, tt.want)
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -18,6 +19,9 @@ const (
 	CodeInternal     = "internal"      // the server failed; try again later
 	CodeUnauthorized = "unauthorized"  // HTTP only: missing or wrong credentials
 	CodeUnavailable  = "unavailable"   // HTTP only: busy (429/503), see Retry-After
+	// CodeMethodNotAllowed: HTTP only, a device API path called with the
+	// wrong method (405, with Allow).
+	CodeMethodNotAllowed = "method_not_allowed"
 )
 
 // Error is a protocol error: what a decoder or parser found wrong with a
@@ -46,6 +50,28 @@ func ErrorCode(err error) string {
 		return e.Code
 	}
 	return CodeInternal
+}
+
+// JobNamed returns the job a device message names: its "job" field when
+// the message is a JSON object of at most MaxMessageSize bytes whose "job"
+// is a valid job id, and "" otherwise. An error reply about a message that
+// broke a rule names the job this way, so the device knows which job's
+// report was refused.
+func JobNamed(payload []byte) string {
+	if len(payload) > MaxMessageSize {
+		return ""
+	}
+	var probe struct {
+		Job any `json:"job"`
+	}
+	if json.Unmarshal(payload, &probe) != nil {
+		return ""
+	}
+	job, ok := probe.Job.(string)
+	if !ok || tokenProblem("job", job) != "" {
+		return ""
+	}
+	return job
 }
 
 // ErrorReply turns an error met while handling a message of kind to into the

@@ -47,9 +47,9 @@ func ParseUsername(user string) (product, device string, err error) {
 	if !ok {
 		return "", "", errorf(CodeUnauthorized, "user name %q must be {product}/{device}", clip(user))
 	}
-	p := keyProblem("product", product)
+	p := keyProblem("product key", product)
 	if p == "" {
-		p = keyProblem("device", device)
+		p = keyProblem("device key", device)
 	}
 	if p != "" {
 		return "", "", errorf(CodeUnauthorized, "user name: %s", p)

@@ -1,7 +1,6 @@
 package wire
 
 import (
-	"fmt"
 	"strings"
 	"unicode/utf8"
 )
@@ -42,10 +41,6 @@ func (k Kind) Uplink() bool {
 // Downlink reports whether devices receive messages of kind k.
 func (k Kind) Downlink() bool { return k == KindUpgrade || k == KindReply }
 
-// MaxKeyLength bounds product and device keys as they appear in topics, so
-// that a topic always fits the limits of common brokers.
-const MaxKeyLength = 64
-
 // Topic returns the topic of messages of kind k for one device, e.g.
 // "otter/v1/thermostat/d1/inform".
 func Topic(product, device string, k Kind) string {
@@ -69,7 +64,7 @@ func ParseTopic(topic string) (product, device string, kind Kind, err error) {
 	if len(parts) != 3 {
 		return "", "", "", errorf(CodeUnknownTopic, "topic %q must be %s/{product}/{device}/{kind}", clip(topic), TopicPrefix)
 	}
-	for i, what := range []string{"product", "device"} {
+	for i, what := range []string{"product key", "device key"} {
 		if p := keyProblem(what, parts[i]); p != "" {
 			return "", "", "", errorf(CodeUnknownTopic, "topic %q: %s", clip(topic), p)
 		}
@@ -79,39 +74,6 @@ func ParseTopic(topic string) (product, device string, kind Kind, err error) {
 		return "", "", "", errorf(CodeUnknownTopic, "topic %q: unknown message kind %q (want one of inform, request, confirm, progress, upgrade, reply)", clip(topic), clip(parts[2]))
 	}
 	return parts[0], parts[1], k, nil
-}
-
-// CheckKey reports, as a *Error of code malformed, why s cannot be a product
-// or device key in a topic, an HTTP user name or a file name: it must be 1 to
-// MaxKeyLength characters of letters, digits, '.', '_' or '-', not starting
-// with '.'. what names the key in the message ("product" or "device").
-func CheckKey(what, s string) error {
-	if p := keyProblem(what, s); p != "" {
-		return &Error{Code: CodeMalformed, Message: p}
-	}
-	return nil
-}
-
-func keyProblem(what, s string) string {
-	switch {
-	case s == "":
-		return what + " key is empty"
-	case len(s) > MaxKeyLength:
-		return fmt.Sprintf("%s key is %d bytes long; the limit is %d", what, len(s), MaxKeyLength)
-	case s[0] == '.':
-		return fmt.Sprintf("%s key %q starts with '.'", what, s)
-	}
-	for _, r := range s {
-		if !keyRune(r) {
-			return fmt.Sprintf("%s key %q contains %q; use letters, digits, '.', '_' or '-'", what, clip(s), r)
-		}
-	}
-	return ""
-}
-
-func keyRune(r rune) bool {
-	return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' ||
-		r == '.' || r == '_' || r == '-'
 }
 
 // clip shortens s for an error message, so that a hostile input cannot make

@@ -6,8 +6,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"unicode"
-	"unicode/utf8"
 )
 
 // Version is a parsed firmware version: SemVer 2.0 (three release parts) or
@@ -37,7 +35,7 @@ func (e *VersionError) Error() string {
 
 // ParseVersion parses s as SemVer 2.0 or as a dotted numeric version, with
 // an optional leading "v" or "V". Any other string is an opaque version: it
-// is a valid version (see CheckVersionText) but has no order, and
+// is a valid version (see VersionReason) but has no order, and
 // ParseVersion returns a *VersionError saying why.
 func ParseVersion(s string) (Version, error) {
 	v, reason := parseVersion(s)
@@ -48,7 +46,7 @@ func ParseVersion(s string) (Version, error) {
 }
 
 func parseVersion(s string) (Version, string) {
-	if reason := CheckVersionText(s); reason != "" {
+	if reason := VersionReason(s); reason != "" {
 		return Version{}, reason
 	}
 	if s[0] == 'v' || s[0] == 'V' {
@@ -72,25 +70,6 @@ func parseVersion(s string) (Version, string) {
 		return Version{}, reason
 	}
 	return v, ""
-}
-
-// CheckVersionText returns what makes s unusable as any version, ordered or
-// opaque, or "" when it is usable: 1 to MaxVersionLen bytes of UTF-8
-// without whitespace or control characters.
-func CheckVersionText(s string) string {
-	switch {
-	case s == "":
-		return "it is empty"
-	case len(s) > MaxVersionLen:
-		return fmt.Sprintf("it is %d bytes long, at most %d are allowed", len(s), MaxVersionLen)
-	case !utf8.ValidString(s):
-		return "it is not valid UTF-8"
-	case strings.IndexFunc(s, unicode.IsSpace) >= 0:
-		return "it contains whitespace"
-	case strings.IndexFunc(s, unicode.IsControl) >= 0:
-		return "it contains control characters"
-	}
-	return ""
 }
 
 func parseRelease(s string) ([]uint64, string) {

@@ -1,0 +1,53 @@
+package store_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/otter-ota/otter/internal/ota"
+	"github.com/otter-ota/otter/internal/store"
+	"github.com/otter-ota/otter/internal/store/storetest"
+)
+
+// TestMigrationCountsAttemptsFromOne: a database written before attempts
+// counted from 1 (its jobs at attempt 0, migration 3 not applied) reads
+// every job one attempt higher once migrated, new jobs start at 1, and a
+// failed job stored at 100% reads 0%.
+func TestMigrationCountsAttemptsFromOne(t *testing.T) {
+	runURL(t, func(t *testing.T, url string) {
+		ctx := context.Background()
+		s := storetest.OpenURL(t, url)
+		task, jobs := rollout(t, s, 3)
+		for _, j := range jobs {
+			if j.Attempt != 1 {
+				t.Fatalf("a new job is at attempt %d, want 1", j.Attempt)
+			}
+		}
+		db := rawDB(t, url)
+		for _, stmt := range []string{
+			"UPDATE jobs SET attempt = attempt - 1",
+			"UPDATE jobs SET attempt = 1 WHERE id = (SELECT MIN(id) FROM jobs)", // retried once, as counted before
+			"UPDATE jobs SET state = 'failed', percent = 100 WHERE id = (SELECT MAX(id) FROM jobs)",
+			"DELETE FROM goose_db_version WHERE version_id = 3",
+		} {
+			if _, err := db.ExecContext(ctx, stmt); err != nil {
+				t.Fatalf("%s: %v", stmt, err)
+			}
+		}
+		migrated, _, err := storetest.OpenURL(t, url).ListJobs(ctx, store.JobFilter{TaskID: task.ID}, store.Page{Limit: 10})
+		must(t, err)
+		first := migrated[0].ID
+		for _, j := range migrated {
+			first = min(first, j.ID)
+		}
+		for _, j := range migrated {
+			want := 1
+			if j.ID == first {
+				want = 2
+			}
+			if j.Attempt != want || j.State == ota.JobFailed && j.Percent != 0 {
+				t.Errorf("job %d after the migration: %s %d%% attempt %d, want attempt %d (and 0%% if failed)", j.ID, j.State, j.Percent, j.Attempt, want)
+			}
+		}
+	})
+}
