@@ -53,7 +53,7 @@ func TestJobApply(t *testing.T) {
 		{"accept install", JobAwaitingInstall, 100, JobInput{Kind: JobConfirm, Accept: true, Install: true}, JobInstalling, 100, "", true},
 		{"accept install twice", JobInstalling, 100, JobInput{Kind: JobConfirm, Accept: true, Install: true}, JobInstalling, 100, "", false},
 		{"installing after awaiting", JobAwaitingInstall, 100, progress(JobInstalling, 0), JobInstalling, 100, "", true},
-		{"decline install", JobAwaitingInstall, 100, JobInput{Kind: JobConfirm, Install: true, Message: "user said no"}, JobRejected, 100, "", true},
+		{"decline install", JobAwaitingInstall, 100, JobInput{Kind: JobConfirm, Install: true, Message: "user said no"}, JobRejected, 0, "", true},
 		{"decline install while installing", JobInstalling, 100, JobInput{Kind: JobConfirm, Install: true}, JobInstalling, 100, "", false},
 		// Progress forward, skipping stages.
 		{"accepted to downloading", JobAccepted, 0, progress(JobDownloading, 10), JobDownloading, 10, "", true},

@@ -221,7 +221,7 @@ func (o *otter) docPush(doc protocolDoc, d *rawDevice, fw *client.Firmware, secr
 	t.Helper()
 	// 4.5: the command of a push task has the example's fields and values.
 	task := o.create(o.ctx(), client.TaskCreate{FirmwareID: fw.ID, Target: client.Target{Devices: []string{"d1"}}})
-	up := sameAs(t, "upgrade command", doc.example(t, "4.5", 0), d.next(wire.KindUpgrade), "job", "size", "sha256", "signature", "url")
+	up := sameAs(t, "upgrade command", doc.example(t, "4.5", 0), d.next(wire.KindUpgrade), "job", "size", "sha256", "signature", "url", "command_signature")
 	job, attempt := up["job"].(string), up["attempt"]
 
 	// 4.3 and 4.4: confirm and progress, with the server's job id.
@@ -242,7 +242,7 @@ func (o *otter) docPush(doc protocolDoc, d *rawDevice, fw *client.Firmware, secr
 	// command again when it reconnects.
 	_ = d.c.Disconnect(&paho.Disconnect{})
 	d = o.docDevice("d1", secret)
-	again := sameAs(t, "command after a reconnect", doc.example(t, "4.5", 0), d.next(wire.KindUpgrade), "job", "size", "sha256", "signature", "url")
+	again := sameAs(t, "command after a reconnect", doc.example(t, "4.5", 0), d.next(wire.KindUpgrade), "job", "size", "sha256", "signature", "url", "command_signature")
 	if again["job"] != job || again["attempt"] != attempt {
 		t.Errorf("after a reconnect the server sent job %v attempt %v; want job %s attempt %v again", again["job"], again["attempt"], job, attempt)
 	}
@@ -408,7 +408,7 @@ func (h docHTTP) command(what string) map[string]any {
 		body = r.body
 		return r.status == http.StatusOK && err == nil && !u.Cancel
 	}, what)
-	return sameAs(h.o.t, what, h.doc.example(h.o.t, "4.5", 0), body, "job", "size", "sha256", "signature", "url")
+	return sameAs(h.o.t, what, h.doc.example(h.o.t, "4.5", 0), body, "job", "size", "sha256", "signature", "url", "command_signature")
 }
 
 // docHTTPErrors: every status and code of the error table, where a test can

@@ -129,7 +129,7 @@ type Upgrade struct {
 	// ConfirmInstall asks the device to confirm locally (Confirm message
 	// with Stage StageInstall) after the file is downloaded and verified,
 	// before it activates the new image.
-	ConfirmInstall bool              `json:"confirm_install,omitempty"`
+	ConfirmInstall bool              `json:"confirm_install"`
 	Mode           Mode              `json:"mode"`
 	Params         map[string]string `json:"params,omitempty"` // free-form, from the firmware
 	AllowDowngrade bool              `json:"allow_downgrade"`
