@@ -26,8 +26,8 @@ const downloadRetryAfter = 30
 //	403 the signature does not match, the URL expired, or the device it was
 //	    made for no longer exists
 //	404 the firmware was deleted
-//	429 too many downloads at once (Retry-After)
-//	503 the store failed (Retry-After)
+//	416 the Range cannot be satisfied (beyond the end, or "-0")
+//	503 too many downloads at once, or the store failed (Retry-After)
 func (h *Handler) download(w http.ResponseWriter, r *http.Request) {
 	cw := &countingWriter{ResponseWriter: w, bytes: h.metrics.bytes}
 	h.serveDownload(cw, r)
@@ -51,7 +51,7 @@ func (h *Handler) serveDownload(w *countingWriter, r *http.Request) {
 	}
 	if !acquire(h.dlSlots) {
 		w.Header().Set("Retry-After", strconv.Itoa(downloadRetryAfter))
-		plainError(w, http.StatusTooManyRequests, "too many downloads at once: try again after Retry-After seconds")
+		plainError(w, http.StatusServiceUnavailable, "too many downloads at once: try again after Retry-After seconds")
 		return
 	}
 	defer release(h.dlSlots)
@@ -124,7 +124,33 @@ func (h *Handler) serveFile(w *countingWriter, r *http.Request, g Grant, fw ota.
 	// write timeout; the device's own stall detection ends a dead transfer.
 	_ = http.NewResponseController(w).SetWriteDeadline(time.Time{})
 	w.counting = true
+	dropEmptySuffixRanges(r, obj.Size)
 	http.ServeContent(w, r, "", fw.CreatedAt, obj.Content)
+}
+
+// dropEmptySuffixRanges removes the ranges "-0" (the last zero bytes) from
+// the Range header: RFC 9110 calls them unsatisfiable, but ServeContent
+// answers 206 with the invalid Content-Range "bytes size-(size-1)/size".
+// When no range is left, the header asks for one past the end, which
+// ServeContent answers 416 with "bytes */size" (and still ignores when
+// If-Range does not match, as it must).
+func dropEmptySuffixRanges(r *http.Request, size int64) {
+	spec, ok := strings.CutPrefix(r.Header.Get("Range"), "bytes=")
+	if !ok {
+		return
+	}
+	var kept []string
+	for _, ra := range strings.Split(spec, ",") {
+		ra = strings.TrimSpace(ra)
+		if digits, ok := strings.CutPrefix(ra, "-"); ok && digits != "" && strings.Trim(digits, "0") == "" {
+			continue
+		}
+		kept = append(kept, ra)
+	}
+	if len(kept) == 0 {
+		kept = []string{strconv.FormatInt(size, 10) + "-"}
+	}
+	r.Header.Set("Range", "bytes="+strings.Join(kept, ","))
 }
 
 func (h *Handler) unavailable(w http.ResponseWriter, what string, err error) {
