@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/otter-ota/otter/internal/deadline"
 	"github.com/otter-ota/otter/internal/ota"
 )
 
@@ -120,9 +121,9 @@ func (h *Handler) serveFile(w *countingWriter, r *http.Request, g Grant, fw ota.
 	hd.Set("ETag", `"sha256-`+fw.SHA256+`"`)
 	maxAge := max(int64(g.Expires.Sub(h.cfg.Now())/time.Second), 0)
 	hd.Set("Cache-Control", "private, max-age="+strconv.FormatInt(maxAge, 10))
-	// A large image over a slow link takes longer than any sensible server
-	// write timeout; the device's own stall detection ends a dead transfer.
-	_ = http.NewResponseController(w).SetWriteDeadline(time.Time{})
+	// A large image over a slow link takes longer than any fixed write
+	// timeout: the transfer may last as long as it keeps a minimum rate.
+	w.ResponseWriter = deadline.Transfer(w.ResponseWriter, r)
 	w.counting = true
 	dropEmptySuffixRanges(r, obj.Size)
 	http.ServeContent(w, r, "", fw.CreatedAt, obj.Content)
