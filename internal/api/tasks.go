@@ -32,6 +32,8 @@ type Engine interface {
 	// DevicesChanged tells the engine that devices were created or their
 	// tags changed: running dynamic tasks take those that now match.
 	DevicesChanged(ctx context.Context, deviceIDs []int64) error
+	// Waiting says what a task held by its policy waits for (nil: not held).
+	Waiting(id int64) *ota.Waiting
 }
 
 // maxTaskBody bounds a task creation body: an explicit list of about half a
@@ -306,7 +308,18 @@ func (a *API) listTasks(ctx context.Context, in *listTasksInput) (*pageOutput[ot
 	if err != nil {
 		return nil, err
 	}
+	for i := range items {
+		a.addWaiting(&items[i])
+	}
 	return pageOf(items, next), nil
+}
+
+// addWaiting fills in what a live task waits for, which the engine knows
+// and the store does not.
+func (a *API) addWaiting(t *ota.Task) {
+	if a.engine != nil && (t.State == ota.TaskScheduled || t.State == ota.TaskRunning) {
+		t.Waiting = a.engine.Waiting(t.ID)
+	}
 }
 
 // parseStates checks state names against the valid ones, so that a typo is
@@ -336,6 +349,7 @@ func (a *API) getTask(ctx context.Context, in *taskPath) (*bodyOutput[ota.Task],
 	if err != nil {
 		return nil, err
 	}
+	a.addWaiting(&t)
 	return bodyOf(t), nil
 }
 

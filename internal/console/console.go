@@ -40,6 +40,8 @@ type Engine interface {
 	// RetryFailed requeues a task's failed and timed-out jobs and returns
 	// how many it requeued.
 	RetryFailed(ctx context.Context, id int64) (ota.Task, int, error)
+	// Waiting says what a task held by its policy waits for (nil: not held).
+	Waiting(id int64) *ota.Waiting
 }
 
 // Config is what the console needs; Store, Engine and API are required.

@@ -217,4 +217,3 @@ func TestSecureCookies(t *testing.T) {
 		}
 	}
 }
-
