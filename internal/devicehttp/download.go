@@ -142,11 +142,9 @@ func dropEmptySuffixRanges(r *http.Request, size int64) {
 	}
 	var kept []string
 	for _, ra := range strings.Split(spec, ",") {
-		ra = strings.TrimSpace(ra)
-		if digits, ok := strings.CutPrefix(ra, "-"); ok && digits != "" && strings.Trim(digits, "0") == "" {
-			continue
+		if !emptySuffix(ra) {
+			kept = append(kept, ra)
 		}
-		kept = append(kept, ra)
 	}
 	if len(kept) == 0 {
 		kept = []string{strconv.FormatInt(size, 10) + "-"}
@@ -158,6 +156,19 @@ func (h *Handler) unavailable(w http.ResponseWriter, what string, err error) {
 	h.logErrors.Do(func() { h.log.Warn("devicehttp: download failed", "step", what, "err", err) })
 	w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds))
 	plainError(w, http.StatusServiceUnavailable, "the server cannot serve the file now: try again after Retry-After seconds")
+}
+
+// emptySuffix reports whether ra is a suffix range of zero bytes, read as
+// net/http reads it: spaces around either side, and any spelling that
+// strconv.ParseInt takes for 0 ("0", "000", "+0").
+func emptySuffix(ra string) bool {
+	start, end, ok := strings.Cut(ra, "-")
+	start, end = strings.Trim(start, " \t"), strings.Trim(end, " \t")
+	if !ok || start != "" || end == "" || end[0] == '-' {
+		return false
+	}
+	n, err := strconv.ParseInt(end, 10, 64)
+	return err == nil && n == 0
 }
 
 // fileName is "{product}-{module}-{version}.bin" with anything unusual in

@@ -159,6 +159,7 @@ func TestDownloadRanges(t *testing.T) {
 		{"bytes=-0", "bytes */" + size, http.StatusRequestedRangeNotSatisfiable, nil},
 		{"bytes=-000", "bytes */" + size, http.StatusRequestedRangeNotSatisfiable, nil},
 		{"bytes=-0, -0", "bytes */" + size, http.StatusRequestedRangeNotSatisfiable, nil},
+		{"bytes= - +0", "bytes */" + size, http.StatusRequestedRangeNotSatisfiable, nil},
 		{"bytes=" + size + "-", "bytes */" + size, http.StatusRequestedRangeNotSatisfiable, nil},
 		{"bytes=-0,0-1", "bytes 0-1/" + size, http.StatusPartialContent, f.file[:2]},
 		{"bytes=-1", "bytes " + last + "-" + last + "/" + size, http.StatusPartialContent, f.file[len(f.file)-1:]},
