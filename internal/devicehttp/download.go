@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/textproto"
 	"strconv"
 	"strings"
 	"time"
@@ -159,11 +160,11 @@ func (h *Handler) unavailable(w http.ResponseWriter, what string, err error) {
 }
 
 // emptySuffix reports whether ra is a suffix range of zero bytes, read as
-// net/http reads it: spaces around either side, and any spelling that
+// net/http reads it: white space around either side, and any spelling that
 // strconv.ParseInt takes for 0 ("0", "000", "+0").
 func emptySuffix(ra string) bool {
 	start, end, ok := strings.Cut(ra, "-")
-	start, end = strings.Trim(start, " \t"), strings.Trim(end, " \t")
+	start, end = textproto.TrimString(start), textproto.TrimString(end)
 	if !ok || start != "" || end == "" || end[0] == '-' {
 		return false
 	}
