@@ -28,6 +28,9 @@ func TestEveryServeFlagHasAnEnvironmentVariable(t *testing.T) {
 			return
 		}
 		values[m[1]] = "from-env-" + f.Name
+		if f.Value.Type() == "bool" {
+			values[m[1]] = "true"
+		}
 		got := newApp(env).serveCommand().Flags().Lookup(f.Name).DefValue
 		if got != values[m[1]] {
 			t.Errorf("%s does not set --%s: default %q", m[1], f.Name, got)
