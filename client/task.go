@@ -102,11 +102,28 @@ type Task struct {
 	Counts map[JobState]int64 `json:"counts"`
 	Total  int64              `json:"total"`
 	// Reason says why a task ended, or what its completion proved.
-	Reason    string     `json:"reason,omitempty"`
+	Reason string `json:"reason,omitempty"`
+	// Waiting says what a scheduled or running task that starts no job
+	// waits for, and until when; nil when its policy holds nothing back.
+	Waiting   *Waiting   `json:"waiting,omitempty"`
 	CreatedBy string     `json:"created_by"`
 	CreatedAt time.Time  `json:"created_at"`
 	StartedAt *time.Time `json:"started_at,omitempty"`
 	EndedAt   *time.Time `json:"ended_at,omitempty"`
+}
+
+// Waiting is what a task waits for: its start time, its daily window, its
+// rate limit, its concurrency limit, or a phase gate.
+type Waiting struct {
+	// Reason is before_start, window_closed, rate, concurrency or
+	// phase_gate.
+	Reason string `json:"reason"`
+	// Until is when the task resumes by itself, in TimeZone; nil when an
+	// event resumes it (a job ends, an operator advances the phase).
+	Until    *time.Time `json:"until,omitempty"`
+	TimeZone string     `json:"time_zone"`
+	// Message says it in words.
+	Message string `json:"message"`
 }
 
 // Target selects the devices of a task; its fields narrow one another.

@@ -9,6 +9,7 @@ import (
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/go-chi/chi/v5"
 
+	"github.com/otter-ota/otter/internal/deadline"
 	"github.com/otter-ota/otter/internal/ota"
 	"github.com/otter-ota/otter/internal/store"
 )
@@ -93,7 +94,7 @@ func (a *API) serveFirmwareFile(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	defer obj.Close()
-	liftDeadlines(w)
+	w = deadline.Transfer(w, r)
 	h := w.Header()
 	h.Set("Content-Type", "application/octet-stream")
 	h.Set("ETag", `"`+f.SHA256+`"`)

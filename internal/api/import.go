@@ -13,6 +13,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/otter-ota/otter/internal/credential"
+	"github.com/otter-ota/otter/internal/deadline"
 	"github.com/otter-ota/otter/internal/ota"
 	"github.com/otter-ota/otter/internal/store"
 )
@@ -51,7 +52,7 @@ func (a *API) importDevices(w http.ResponseWriter, r *http.Request) error {
 	if _, err := a.store.GetProduct(r.Context(), product); err != nil {
 		return err
 	}
-	liftDeadlines(w)
+	w = deadline.Transfer(w, r)
 	lines, err := readDeviceLines(http.MaxBytesReader(w, r.Body, maxImportBytes))
 	if err != nil {
 		return err

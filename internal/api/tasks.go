@@ -35,6 +35,8 @@ type Engine interface {
 	DevicesChanged(ctx context.Context, deviceIDs []int64) error
 	// DeleteDevice deletes a device and cancels its active jobs.
 	DeleteDevice(ctx context.Context, product, key string) error
+	// Waiting says what a task held by its policy waits for (nil: not held).
+	Waiting(id int64) *ota.Waiting
 }
 
 // maxTaskBody bounds a task creation body: an explicit list of about half a
@@ -309,7 +311,18 @@ func (a *API) listTasks(ctx context.Context, in *listTasksInput) (*pageOutput[ot
 	if err != nil {
 		return nil, err
 	}
+	for i := range items {
+		a.addWaiting(&items[i])
+	}
 	return pageOf(items, next), nil
+}
+
+// addWaiting fills in what a live task waits for, which the engine knows
+// and the store does not.
+func (a *API) addWaiting(t *ota.Task) {
+	if a.engine != nil && (t.State == ota.TaskScheduled || t.State == ota.TaskRunning) {
+		t.Waiting = a.engine.Waiting(t.ID)
+	}
 }
 
 // parseStates checks state names against the valid ones, so that a typo is
@@ -339,6 +352,7 @@ func (a *API) getTask(ctx context.Context, in *taskPath) (*bodyOutput[ota.Task],
 	if err != nil {
 		return nil, err
 	}
+	a.addWaiting(&t)
 	return bodyOf(t), nil
 }
 

@@ -12,9 +12,9 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/otter-ota/otter/internal/blob"
+	"github.com/otter-ota/otter/internal/deadline"
 	"github.com/otter-ota/otter/internal/ota"
 	"github.com/otter-ota/otter/internal/signing"
 	"github.com/otter-ota/otter/internal/store"
@@ -58,7 +58,7 @@ func (a *API) uploadFirmware(w http.ResponseWriter, r *http.Request) error {
 	if r.ContentLength > a.maxFirmware {
 		return a.tooLarge()
 	}
-	liftDeadlines(w)
+	w = deadline.Transfer(w, r)
 	bw, key, size, sum, err := a.receive(ctx, r.Body, q.sha256)
 	if err != nil {
 		return err
@@ -103,15 +103,6 @@ func (a *API) receive(ctx context.Context, body io.Reader, declared string) (bw 
 		return nil, "", 0, "", err
 	}
 	return bw, key, n, sum, nil
-}
-
-// liftDeadlines removes the server's read and write timeouts for one
-// request that moves a large file: sending gigabytes may take an
-// authenticated operator longer than any timeout sized for JSON calls.
-func liftDeadlines(w http.ResponseWriter) {
-	rc := http.NewResponseController(w)
-	rc.SetReadDeadline(time.Time{}) // writers without deadlines ignore this
-	rc.SetWriteDeadline(time.Time{})
 }
 
 func (a *API) tooLarge() error {

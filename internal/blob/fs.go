@@ -20,7 +20,10 @@ type FS struct {
 	root string
 }
 
-// NewFS returns a Store over the folder root, creating it if needed.
+// NewFS returns a Store over the folder root, creating it if needed. It
+// removes the temporary files of uploads that a crash (kill -9, power
+// loss) interrupted: only one server uses a folder, and at its start no
+// upload is in progress, so every temporary file is garbage.
 func NewFS(root string) (*FS, error) {
 	if err := os.MkdirAll(root, 0o750); err != nil {
 		return nil, fmt.Errorf("create blob folder: %w", err)
@@ -29,7 +32,25 @@ func NewFS(root string) (*FS, error) {
 	if err != nil {
 		return nil, fmt.Errorf("blob folder %s: %w", root, err)
 	}
-	return &FS{root: abs}, nil
+	s := &FS{root: abs}
+	if err := s.sweep(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// sweep removes the temporary files left in the root folder.
+func (s *FS) sweep() error {
+	left, err := filepath.Glob(filepath.Join(s.root, tempPrefix+"*"))
+	if err != nil {
+		return fmt.Errorf("list interrupted uploads: %w", err)
+	}
+	for _, p := range left {
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("remove interrupted upload: %w", err)
+		}
+	}
+	return nil
 }
 
 // Create starts a temporary file in the root folder, on the same filesystem

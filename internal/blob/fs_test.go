@@ -113,6 +113,26 @@ func TestFSAbortLeavesNothing(t *testing.T) {
 	}
 }
 
+// A process killed mid-upload leaves its temporary file; the next start
+// removes it and keeps every committed file.
+func TestFSOpenSweepsInterruptedUploads(t *testing.T) {
+	ctx := context.Background()
+	s, dir := newFS(t)
+	if err := write(t, s, "firmware/kept", []byte("kept")).Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_ = write(t, s, "firmware/interrupted", []byte("interrupted")) // neither committed nor aborted: the crash
+	if got := files(t, dir); len(got) != 2 {
+		t.Fatalf("want the committed and the temporary file before restart, have %v", got)
+	}
+	if _, err := blob.NewFS(dir); err != nil {
+		t.Fatal(err)
+	}
+	if got := files(t, dir); len(got) != 1 || got[0] != "firmware/kept" {
+		t.Fatalf("after restart have %v, want only firmware/kept", got)
+	}
+}
+
 func TestFSCommitRefusesExistingKey(t *testing.T) {
 	ctx := context.Background()
 	s, dir := newFS(t)

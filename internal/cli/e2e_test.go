@@ -180,6 +180,8 @@ func TestUsageAndConnectionErrors(t *testing.T) {
 		{[]string{"token", "create"}, "otter: --role is required"},
 		{[]string{"token", "create", "--role", "root"}, `otter: --role "root": want viewer, operator or admin`},
 		{[]string{"events", "--since", "yesterday"}, `otter: --since "yesterday": want a time`},
+		{[]string{"serve", "--max-downloads", "0"}, `otter: --max-downloads (OTTER_MAX_DOWNLOADS): "0" is not a positive number`},
+		{[]string{"serve", "--mqtt-max-per-device", "many"}, `otter: --mqtt-max-per-device (OTTER_MQTT_MAX_PER_DEVICE): "many" is not a positive number`},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {

@@ -10,15 +10,14 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/otter-ota/otter/internal/mqtt"
 	"github.com/otter-ota/otter/internal/server"
 )
 
 // serveCommand returns `otter serve`: every flag also reads an OTTER_*
 // environment variable so containers and systemd units need no arguments.
 func (a *app) serveCommand() *cobra.Command {
-	var cfg server.Config
-	var maxSize, ttl string
-	redirectEnv, redirectErr := parseFlagBool("OTTER_DOWNLOAD_REDIRECT", a.envOr("OTTER_DOWNLOAD_REDIRECT", "false"))
+	var sf serveFlags
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the otter server (API, console, MQTT broker, rollout engine)",
@@ -46,28 +45,31 @@ Every flag can also be set by the environment variable shown in its help.`,
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			size, err := parseSize(maxSize)
-			if err != nil {
-				return usageErrorf("--max-firmware-size: %v", err)
+			if err := sf.check(); err != nil {
+				return err
 			}
-			cfg.MaxFirmwareSize = size
-			if cfg.DownloadTTL, err = time.ParseDuration(ttl); err != nil || cfg.DownloadTTL <= 0 {
-				return usageErrorf("--download-ttl %q: want a positive duration such as 24h or 90m", ttl)
-			}
-			if (cfg.TLSCertFile == "") != (cfg.TLSKeyFile == "") {
-				return usageErrorf("--tls-cert and --tls-key go together: give both or neither")
-			}
-			if redirectErr != nil {
-				return redirectErr
-			}
-			cfg.Getenv = a.env.Getenv
-			if (cfg.MQTTTLSAddr == "") != (cfg.MQTTCertFile == "" && cfg.MQTTKeyFile == "") || (cfg.MQTTCertFile == "") != (cfg.MQTTKeyFile == "") {
-				return usageErrorf("--mqtt-tls, --mqtt-cert and --mqtt-key go together: give all three or none")
-			}
-			return runServe(cmd.Context(), cfg, cmd)
+			return runServe(cmd.Context(), sf.cfg, cmd)
 		},
 	}
-	f := cmd.Flags()
+	a.defineServeFlags(cmd, &sf)
+	return cmd
+}
+
+// serveFlags holds the flags of `otter serve`: the Config, and the values
+// parsed only once the command runs.
+type serveFlags struct {
+	cfg                                      server.Config
+	maxSize, ttl, maxDownloads, maxPerDevice string
+	secureErr                                error // a bad OTTER_SECURE_COOKIES
+	redirectErr                              error // a bad OTTER_DOWNLOAD_REDIRECT
+}
+
+func (a *app) defineServeFlags(cmd *cobra.Command, sf *serveFlags) {
+	f, cfg := cmd.Flags(), &sf.cfg
+	secure, err := a.envBool("OTTER_SECURE_COOKIES")
+	sf.secureErr = err
+	redirect, err := a.envBool("OTTER_DOWNLOAD_REDIRECT")
+	sf.redirectErr = err
 	f.StringVar(&cfg.DataDir, "data", a.envOr("OTTER_DATA", server.DefaultDataDir), "data folder: SQLite database, firmware files, signing key (OTTER_DATA)")
 	f.StringVar(&cfg.HTTPAddr, "http", a.envOr("OTTER_HTTP", server.DefaultHTTPAddr), "HTTP listen address: API, console, downloads (OTTER_HTTP)")
 	f.StringVar(&cfg.MQTTAddr, "mqtt", a.envOr("OTTER_MQTT", server.DefaultMQTTAddr), "embedded MQTT broker listen address (OTTER_MQTT)")
@@ -80,13 +82,49 @@ Every flag can also be set by the environment variable shown in its help.`,
 	f.StringVar(&cfg.PublicMQTT, "public-mqtt", a.envOr("OTTER_PUBLIC_MQTT", ""), "broker URL the server tells tools like the simulator, e.g. tcp://otter.example.com:1883; default: derived from --mqtt (OTTER_PUBLIC_MQTT)")
 	f.StringVar(&cfg.TLSCertFile, "tls-cert", a.envOr("OTTER_TLS_CERT", ""), "TLS certificate (PEM, with its chain) to serve --http over HTTPS; needs --tls-key (OTTER_TLS_CERT)")
 	f.StringVar(&cfg.TLSKeyFile, "tls-key", a.envOr("OTTER_TLS_KEY", ""), "TLS private key (PEM) of --tls-cert (OTTER_TLS_KEY)")
-	f.StringVar(&ttl, "download-ttl", a.envOr("OTTER_DOWNLOAD_TTL", "24h"), "how long a firmware download URL stays valid, e.g. 24h, 90m (OTTER_DOWNLOAD_TTL)")
+	f.StringVar(&sf.ttl, "download-ttl", a.envOr("OTTER_DOWNLOAD_TTL", "24h"), "how long a firmware download URL stays valid, e.g. 24h, 90m (OTTER_DOWNLOAD_TTL)")
 	f.StringVar(&cfg.Blob, "blob", a.envOr("OTTER_BLOB", ""), "firmware storage: empty for files in the data folder, s3://bucket/prefix?endpoint=host:port&region=... "+
 		"for S3-compatible storage with credentials from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; needs --db postgres:// (OTTER_BLOB)")
-	f.BoolVar(&cfg.DownloadRedirect, "download-redirect", redirectEnv, "with --blob s3://: redirect device downloads to short-lived presigned URLs of the store instead of proxying them (OTTER_DOWNLOAD_REDIRECT)")
-	f.StringVar(&maxSize, "max-firmware-size", a.envOr("OTTER_MAX_FIRMWARE_SIZE", "2GiB"), "largest firmware file accepted, e.g. 512MiB, 2GiB (OTTER_MAX_FIRMWARE_SIZE)")
+	f.BoolVar(&cfg.DownloadRedirect, "download-redirect", redirect, "with --blob s3://: redirect device downloads to short-lived presigned URLs of the store instead of proxying them (OTTER_DOWNLOAD_REDIRECT)")
+	f.StringVar(&sf.maxSize, "max-firmware-size", a.envOr("OTTER_MAX_FIRMWARE_SIZE", "2GiB"), "largest firmware file accepted, e.g. 512MiB, 2GiB (OTTER_MAX_FIRMWARE_SIZE)")
+	f.StringVar(&sf.maxDownloads, "max-downloads", a.envOr("OTTER_MAX_DOWNLOADS", strconv.Itoa(server.DefaultMaxDownloads)), "firmware downloads served at once; more are answered 503 with Retry-After (OTTER_MAX_DOWNLOADS)")
+	f.StringVar(&sf.maxPerDevice, "mqtt-max-per-device", a.envOr("OTTER_MQTT_MAX_PER_DEVICE", strconv.Itoa(mqtt.DefaultMaxConnectionsPerDevice)), "MQTT connections one device may hold at once; more are refused at CONNECT (OTTER_MQTT_MAX_PER_DEVICE)")
+	f.BoolVar(&cfg.SecureCookies, "secure-cookies", secure, "mark console cookies Secure: set it when a TLS proxy serves the console over HTTPS; with --tls-cert they always are (OTTER_SECURE_COOKIES)")
 	cfg.AdminToken = a.env.Getenv("OTTER_ADMIN_TOKEN")
-	return cmd
+	cfg.Getenv = a.env.Getenv
+}
+
+// check parses the flags that need it into the Config and refuses
+// combinations that cannot work.
+func (sf *serveFlags) check() error {
+	cfg := &sf.cfg
+	size, err := parseSize(sf.maxSize)
+	if err != nil {
+		return usageErrorf("--max-firmware-size: %v", err)
+	}
+	cfg.MaxFirmwareSize = size
+	if cfg.DownloadTTL, err = time.ParseDuration(sf.ttl); err != nil || cfg.DownloadTTL <= 0 {
+		return usageErrorf("--download-ttl %q: want a positive duration such as 24h or 90m", sf.ttl)
+	}
+	if cfg.MaxDownloads, err = strconv.Atoi(sf.maxDownloads); err != nil || cfg.MaxDownloads <= 0 {
+		return usageErrorf("--max-downloads (OTTER_MAX_DOWNLOADS): %q is not a positive number", sf.maxDownloads)
+	}
+	if cfg.MQTTMaxPerDevice, err = strconv.Atoi(sf.maxPerDevice); err != nil || cfg.MQTTMaxPerDevice <= 0 {
+		return usageErrorf("--mqtt-max-per-device (OTTER_MQTT_MAX_PER_DEVICE): %q is not a positive number", sf.maxPerDevice)
+	}
+	if sf.secureErr != nil {
+		return usageErrorf("OTTER_SECURE_COOKIES: %v", sf.secureErr)
+	}
+	if sf.redirectErr != nil {
+		return usageErrorf("OTTER_DOWNLOAD_REDIRECT: %v", sf.redirectErr)
+	}
+	if (cfg.TLSCertFile == "") != (cfg.TLSKeyFile == "") {
+		return usageErrorf("--tls-cert and --tls-key go together: give both or neither")
+	}
+	if (cfg.MQTTTLSAddr == "") != (cfg.MQTTCertFile == "" && cfg.MQTTKeyFile == "") || (cfg.MQTTCertFile == "") != (cfg.MQTTKeyFile == "") {
+		return usageErrorf("--mqtt-tls, --mqtt-cert and --mqtt-key go together: give all three or none")
+	}
+	return nil
 }
 
 func runServe(ctx context.Context, cfg server.Config, cmd *cobra.Command) error {
@@ -105,17 +143,21 @@ func runServe(ctx context.Context, cfg server.Config, cmd *cobra.Command) error 
 	return werr
 }
 
-// parseFlagBool reads the environment variable of a boolean flag.
-func parseFlagBool(name, s string) (bool, error) {
-	b, err := strconv.ParseBool(s)
-	if err != nil {
-		return false, usageErrorf("%s=%s: want true or false", name, s)
-	}
-	return b, nil
-}
-
 func (a *app) envOr(name, fallback string) string {
 	return firstNonEmpty(a.env.Getenv(name), fallback)
+}
+
+// envBool reads a boolean environment variable; unset is false.
+func (a *app) envBool(name string) (bool, error) {
+	v := a.env.Getenv(name)
+	if v == "" {
+		return false, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, fmt.Errorf("%q is not a boolean: use true or false", v)
+	}
+	return b, nil
 }
 
 // parseSize reads a byte size such as 2GiB, 512MiB, 10MB or 1048576.

@@ -267,3 +267,72 @@ func jsonDecode(s string, v any) error { return json.Unmarshal([]byte(s), v) }
 func hasField(out, name, value string) bool {
 	return regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + `: +` + regexp.QuoteMeta(value) + `$`).MatchString(out)
 }
+
+// A task held by its start time or its daily window says so, with when it
+// resumes in the window's time zone: in JSON (the API's task resource) and
+// in `task show`.
+func TestTaskShowsWhatItWaitsFor(t *testing.T) {
+	o, _, fw := startTaskOtter(t, 2)
+	paris, err := time.LoadLocation("Europe/Paris")
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().In(paris)
+	window := now.Add(2*time.Hour).Format("15:04") + "-" + now.Add(3*time.Hour).Format("15:04")
+	var held task
+	o.json(&held, "task", "create", "--firmware", fw, "--devices", "d1", "--window", window, "--tz", "Europe/Paris")
+	shown := o.waitWaiting(held.ID)
+	w := shown.Waiting
+	opens := now.Add(2 * time.Hour).Truncate(time.Minute)
+	if shown.State != "running" || w.Reason != "window_closed" || w.TimeZone != "Europe/Paris" || w.Until == nil ||
+		w.Until.Sub(opens).Abs() > time.Minute {
+		t.Fatalf("waiting %+v (state %s), want window_closed until about %v in Europe/Paris", w, shown.State, opens)
+	}
+	_, want := opens.Zone()
+	if _, offset := w.Until.Zone(); offset != want {
+		t.Errorf("until %v is not given in the window's zone", w.Until)
+	}
+	out := o.ok("task", "show", fmt.Sprint(held.ID))
+	if !hasField(out, "waiting", w.Message) || !strings.Contains(w.Message, "outside the daily window "+window+" (Europe/Paris)") {
+		t.Errorf("task show of a task outside its window:\n%s", out)
+	}
+
+	var later task
+	o.json(&later, "task", "create", "--firmware", fw, "--devices", "d2", "--start", "+1h")
+	if shown := o.waitWaiting(later.ID); shown.State != "scheduled" || shown.Waiting.Reason != "before_start" {
+		t.Fatalf("a task before its start: %+v", shown)
+	}
+	out = o.ok("task", "show", fmt.Sprint(later.ID))
+	if !regexp.MustCompile(`(?m)^waiting: +the task starts at \d{4}-\d\d-\d\d \d\d:\d\d UTC$`).MatchString(out) {
+		t.Errorf("task show of a task before its start:\n%s", out)
+	}
+}
+
+// waitingTask is what the CLI's JSON shows of a held task.
+type waitingTask struct {
+	State   string `json:"state"`
+	Waiting *struct {
+		Reason   string     `json:"reason"`
+		Until    *time.Time `json:"until"`
+		TimeZone string     `json:"time_zone"`
+		Message  string     `json:"message"`
+	} `json:"waiting"`
+}
+
+// waitWaiting polls `task show -o json` until the task says what it waits
+// for (the engine plans it within a tick).
+func (o *otter) waitWaiting(id int64) waitingTask {
+	o.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var got waitingTask
+		o.json(&got, "task", "show", fmt.Sprint(id))
+		if got.Waiting != nil {
+			return got
+		}
+		if time.Now().After(deadline) {
+			o.t.Fatalf("task %d never said what it waits for: %+v", id, got)
+		}
+		time.Sleep(10 * time.Millisecond) // polling interval
+	}
+}

@@ -29,6 +29,9 @@ func writeTask(w io.Writer, t *client.Task) error {
 		{"mode", string(t.Mode) + verificationNote(t.Verification)},
 		{"state", string(t.State) + reasonNote(t.Reason)},
 	}
+	if t.Waiting != nil {
+		fields = append(fields, field{"waiting", t.Waiting.Message})
+	}
 	if len(t.Policy.Phases) > 0 {
 		fields = append(fields, field{"phase", phaseLine(t)})
 	}
@@ -231,7 +234,11 @@ func watchLine(t *client.Task) string {
 	if len(t.Policy.Phases) > 0 {
 		s += ", phase " + phaseLine(t)
 	}
-	return s + ": " + progressLine(t)
+	s += ": " + progressLine(t)
+	if t.Waiting != nil {
+		s += "; waiting: " + t.Waiting.Message
+	}
+	return s
 }
 
 func writeTaskList(w io.Writer, ts []client.Task, now time.Time) error {

@@ -188,3 +188,15 @@ func TestWriteTaskShowsDevicesAwaitingConfirmation(t *testing.T) {
 		}
 	}
 }
+
+// `task watch` says what a held task waits for on every line.
+func TestWatchLineSaysWhatTheTaskWaitsFor(t *testing.T) {
+	task := &client.Task{ID: 3, State: client.TaskRunning, Total: 4, Counts: map[client.JobState]int64{client.JobQueued: 4},
+		Waiting: &client.Waiting{Reason: "window_closed", TimeZone: "Europe/Paris",
+			Message: "outside the daily window 01:00-05:00 (Europe/Paris): jobs start again at 2026-12-02 01:00 CET"}}
+	want := "task 3 running: [..............................] 0% succeeded 0/4, failed 0, queued 4; " +
+		"waiting: outside the daily window 01:00-05:00 (Europe/Paris): jobs start again at 2026-12-02 01:00 CET"
+	if got := watchLine(task); got != want {
+		t.Errorf("watchLine:\n got %q\nwant %q", got, want)
+	}
+}

@@ -37,14 +37,23 @@ func (c *Console) action(need ota.Role, h handler) http.HandlerFunc {
 // checks only the X-CSRF-Token header, so h must check the token it reads
 // from the body with checkCSRF before it acts when the header is absent.
 func (c *Console) streamed(need ota.Role, h handler) http.HandlerFunc {
-	return c.guard(need, checkHeaderOnly, h)
+	return c.guard(need, checkMultipart, h)
 }
 
+// scripted serves a post sent by the console's script whose body is not a
+// form (a firmware file): the CSRF token must come in the X-CSRF-Token
+// header, since nothing reads the body before h forwards it.
+func (c *Console) scripted(need ota.Role, h handler) http.HandlerFunc {
+	return c.guard(need, checkHeader, h)
+}
+
+// csrfMode says where a post's CSRF token is.
 type csrfMode int
 
 const (
-	checkForm csrfMode = iota
-	checkHeaderOnly
+	checkForm      csrfMode = iota // the header or the url-encoded form
+	checkMultipart                 // the header, or a field h reads from the multipart body
+	checkHeader                    // the header only
 )
 
 // guard authenticates the request, checks the CSRF token and the origin of
@@ -81,18 +90,18 @@ func (c *Console) checkPost(w http.ResponseWriter, r *http.Request, s *session, 
 	if !sameOrigin(r) {
 		return errCSRF
 	}
-	if mode == checkForm {
+	token := r.Header.Get(csrfHeader)
+	switch {
+	case mode == checkForm:
 		r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
 		if err := r.ParseForm(); err != nil {
 			return ota.Errorf(ota.EINVALID, "the form could not be read: %v", err)
 		}
-	}
-	token := r.Header.Get(csrfHeader)
-	if token == "" {
-		if mode == checkHeaderOnly && isMultipart(r) {
-			return nil // the handler reads the token from the body
+		if token == "" {
+			token = r.PostForm.Get(csrfField)
 		}
-		token = r.PostForm.Get(csrfField)
+	case mode == checkMultipart && token == "" && isMultipart(r):
+		return nil // the handler reads the token from the body
 	}
 	return checkCSRF(s, token)
 }

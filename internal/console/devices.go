@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/otter-ota/otter/client"
+	"github.com/otter-ota/otter/internal/deadline"
 	"github.com/otter-ota/otter/internal/ota"
 	"github.com/otter-ota/otter/internal/store"
 )
@@ -66,6 +67,8 @@ const maxShownSecrets = 100
 // multipart body is read part by part, the CSRF token first, so the file
 // is never held whole.
 func (c *Console) importDevices(w http.ResponseWriter, r *http.Request, s *session) error {
+	// The API is called in-process, so the file's deadlines are set here.
+	w = deadline.Transfer(w, r)
 	product := r.PathValue("product")
 	f := newForm(nil)
 	res, asFile, err := c.readImport(r, s, product)

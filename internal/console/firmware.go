@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"time"
 
 	"github.com/otter-ota/otter/internal/ota"
 	"github.com/otter-ota/otter/internal/signing"
@@ -76,11 +75,10 @@ func (c *Console) uploadForm(w http.ResponseWriter, r *http.Request, s *session)
 // from the browser into the blob store while being hashed, and the API's
 // answer (the firmware, or a problem naming what is wrong) goes straight
 // back to the page's script.
+//
+// The API's route puts the request under the transfer deadlines, as it
+// gets the server's own writer.
 func (c *Console) upload(w http.ResponseWriter, r *http.Request, s *session) error {
-	// Sending gigabytes takes longer than any timeout sized for pages.
-	rc := http.NewResponseController(w)
-	rc.SetReadDeadline(time.Time{})
-	rc.SetWriteDeadline(time.Time{})
 	c.forward(w, r, s, apiPrefix+"/firmware")
 	return nil
 }

@@ -96,6 +96,7 @@ type stack struct {
 	down    *downlink
 	clock   *clock
 	srv     *httptest.Server
+	console *console.Console
 	tokens  map[ota.Role]string
 	devices map[string]engine.Device // "product/key" -> device
 }
@@ -124,6 +125,7 @@ func newStack(t *testing.T) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
+	s.console = c
 	mux := http.NewServeMux()
 	mux.Handle("/api/", a.Handler())
 	mux.Handle("/", c.Handler())

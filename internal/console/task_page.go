@@ -94,6 +94,9 @@ func (c *Console) loadLive(r *http.Request, s *session) (*taskLive, error) {
 	if err != nil {
 		return nil, err
 	}
+	if t.State == ota.TaskScheduled || t.State == ota.TaskRunning {
+		t.Waiting = c.engine.Waiting(t.ID)
+	}
 	live := &taskLive{Task: newTaskRow(t), CanAct: s.can(ota.RoleOperator), CSRF: s.CSRF, PollEvery: pollEvery, query: jobQuery(r)}
 	if live.Phases, err = c.phaseRows(ctx, t); err != nil {
 		return nil, err

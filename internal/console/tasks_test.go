@@ -326,3 +326,20 @@ func TestTaskPageShowsDevicesAwaitingConfirmation(t *testing.T) {
 	_, body = op.get("/tasks/1?state=awaiting_install_confirmation")
 	mustContain(t, "filtered jobs", body, key, "awaiting_install_confirmation")
 }
+
+// The task page says what a held task waits for and when it resumes, in
+// the zone of its window.
+func TestTaskPageSaysWhatTheTaskWaitsFor(t *testing.T) {
+	s := newStack(t)
+	s.fleet("demo", 2)
+	op := s.signedIn(ota.RoleOperator)
+	fw := s.firmwareFor(op, "demo", "1.1.0", nil)
+	s.createTaskVia(op, url.Values{"firmware": {fw}, "mode": {"push"}, "target_all": {"on"},
+		"start": {"2030-01-02T03:04"}, "tz": {"Europe/Paris"}, "window": {"01:00-05:00"}})
+	var page string
+	eventually(t, "the task page to say what the task waits for", func() bool {
+		_, page = op.get("/tasks/1")
+		return strings.Contains(page, `id="waiting"`)
+	})
+	mustContain(t, "task page", page, "Waiting: the task starts at 2030-01-02 03:04 CET")
+}

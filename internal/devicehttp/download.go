@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/textproto"
 	"strconv"
 	"strings"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/otter-ota/otter/internal/blob"
+	"github.com/otter-ota/otter/internal/deadline"
 	"github.com/otter-ota/otter/internal/ota"
 )
 
@@ -35,8 +37,8 @@ const redirectTTL = 5 * time.Minute
 //	403 the signature does not match, the URL expired, or the device it was
 //	    made for no longer exists
 //	404 the firmware was deleted
-//	429 too many downloads at once (Retry-After)
-//	503 the store failed (Retry-After)
+//	416 the Range cannot be satisfied (beyond the end, or "-0")
+//	503 too many downloads at once, or the store failed (Retry-After)
 func (h *Handler) download(w http.ResponseWriter, r *http.Request) {
 	cw := &countingWriter{ResponseWriter: w, bytes: h.metrics.bytes}
 	h.serveDownload(cw, r)
@@ -60,7 +62,7 @@ func (h *Handler) serveDownload(w *countingWriter, r *http.Request) {
 	}
 	if !acquire(h.dlSlots) {
 		w.Header().Set("Retry-After", strconv.Itoa(downloadRetryAfter))
-		plainError(w, http.StatusTooManyRequests, "too many downloads at once: try again after Retry-After seconds")
+		plainError(w, http.StatusServiceUnavailable, "too many downloads at once: try again after Retry-After seconds")
 		return
 	}
 	defer release(h.dlSlots)
@@ -167,17 +169,54 @@ func (h *Handler) serveFile(w *countingWriter, r *http.Request, g Grant, fw ota.
 	hd.Set("ETag", etag(fw))
 	maxAge := max(int64(g.Expires.Sub(h.cfg.Now())/time.Second), 0)
 	hd.Set("Cache-Control", "private, max-age="+strconv.FormatInt(maxAge, 10))
-	// A large image over a slow link takes longer than any sensible server
-	// write timeout; the device's own stall detection ends a dead transfer.
-	_ = http.NewResponseController(w).SetWriteDeadline(time.Time{})
+	// A large image over a slow link takes longer than any fixed write
+	// timeout: the transfer may last as long as it keeps a minimum rate.
+	w.ResponseWriter = deadline.Transfer(w.ResponseWriter, r)
 	w.counting = true
+	dropEmptySuffixRanges(r, obj.Size)
 	http.ServeContent(w, r, "", fw.CreatedAt, obj.Content)
+}
+
+// dropEmptySuffixRanges removes the ranges "-0" (the last zero bytes) from
+// the Range header: RFC 9110 calls them unsatisfiable, but ServeContent
+// answers 206 with the invalid Content-Range "bytes size-(size-1)/size".
+// When no range is left, the header asks for one past the end, which
+// ServeContent answers 416 with "bytes */size" (and still ignores when
+// If-Range does not match, as it must).
+func dropEmptySuffixRanges(r *http.Request, size int64) {
+	spec, ok := strings.CutPrefix(r.Header.Get("Range"), "bytes=")
+	if !ok {
+		return
+	}
+	var kept []string
+	for _, ra := range strings.Split(spec, ",") {
+		if !emptySuffix(ra) {
+			kept = append(kept, ra)
+		}
+	}
+	if len(kept) == 0 {
+		kept = []string{strconv.FormatInt(size, 10) + "-"}
+	}
+	r.Header.Set("Range", "bytes="+strings.Join(kept, ","))
 }
 
 func (h *Handler) unavailable(w http.ResponseWriter, what string, err error) {
 	h.logErrors.Do(func() { h.log.Warn("devicehttp: download failed", "step", what, "err", err) })
 	w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds))
 	plainError(w, http.StatusServiceUnavailable, "the server cannot serve the file now: try again after Retry-After seconds")
+}
+
+// emptySuffix reports whether ra is a suffix range of zero bytes, read as
+// net/http reads it: white space around either side, and any spelling that
+// strconv.ParseInt takes for 0 ("0", "000", "+0").
+func emptySuffix(ra string) bool {
+	start, end, ok := strings.Cut(ra, "-")
+	start, end = textproto.TrimString(start), textproto.TrimString(end)
+	if !ok || start != "" || end == "" || end[0] == '-' {
+		return false
+	}
+	n, err := strconv.ParseInt(end, 10, 64)
+	return err == nil && n == 0
 }
 
 // fileName is "{product}-{module}-{version}.bin" with anything unusual in

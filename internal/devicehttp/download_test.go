@@ -144,6 +144,45 @@ func TestDownloadResumes(t *testing.T) {
 	f.waitCounter(1, "otter_download_requests_total", "status", "206")
 }
 
+// Ranges of zero bytes cannot be satisfied (RFC 9110): "-0" alone answers
+// 416 with "bytes */size", and beside a valid range it is ignored.
+func TestDownloadRanges(t *testing.T) {
+	f := newFixture(t)
+	u := f.signer.DownloadURL("demo", "d1", f.fw.ID)
+	size := strconv.Itoa(len(f.file))
+	last := strconv.Itoa(len(f.file) - 1)
+	cases := []struct {
+		rng, contentRange string
+		status            int
+		body              []byte
+	}{
+		{"bytes=-0", "bytes */" + size, http.StatusRequestedRangeNotSatisfiable, nil},
+		{"bytes=-000", "bytes */" + size, http.StatusRequestedRangeNotSatisfiable, nil},
+		{"bytes=-0, -0", "bytes */" + size, http.StatusRequestedRangeNotSatisfiable, nil},
+		{"bytes= - +0", "bytes */" + size, http.StatusRequestedRangeNotSatisfiable, nil},
+		{"bytes=" + size + "-", "bytes */" + size, http.StatusRequestedRangeNotSatisfiable, nil},
+		{"bytes=-0,0-1", "bytes 0-1/" + size, http.StatusPartialContent, f.file[:2]},
+		{"bytes=-1", "bytes " + last + "-" + last + "/" + size, http.StatusPartialContent, f.file[len(f.file)-1:]},
+		{"bytes=-10", "bytes " + strconv.Itoa(len(f.file)-10) + "-" + last + "/" + size, http.StatusPartialContent, f.file[len(f.file)-10:]},
+		{"bytes=0-", "bytes 0-" + last + "/" + size, http.StatusPartialContent, f.file},
+	}
+	for _, c := range cases {
+		r := f.get(http.MethodGet, u, "Range", c.rng)
+		if r.status != c.status || r.header.Get("Content-Range") != c.contentRange {
+			t.Errorf("Range %q: HTTP %d Content-Range %q, want %d %q", c.rng, r.status, r.header.Get("Content-Range"), c.status, c.contentRange)
+			continue
+		}
+		if c.body != nil {
+			equalBytes(t, "body of "+c.rng, r.body, c.body)
+		}
+	}
+	// A stale If-Range still means the whole file, even for "-0".
+	r := f.get(http.MethodGet, u, "Range", "bytes=-0", "If-Range", `"sha256-0000"`)
+	if r.status != http.StatusOK {
+		t.Fatalf(`"-0" with a stale If-Range: HTTP %d, want 200`, r.status)
+	}
+}
+
 // open starts a download and returns the response, of which the caller
 // reads a part before closing it: a link that breaks.
 func (f *fixture) open(u string) *http.Response {
@@ -189,8 +228,8 @@ func TestDownloadLimit(t *testing.T) {
 	defer held.Body.Close()
 	eventually(t, func() bool { return f.counter("otter_downloads_in_flight") == 1 }, "the first download to be served")
 	r := f.get(http.MethodGet, u)
-	if r.status != http.StatusTooManyRequests || r.header.Get("Retry-After") == "" {
-		t.Fatalf("second download: HTTP %d Retry-After %q, want 429 with Retry-After", r.status, r.header.Get("Retry-After"))
+	if r.status != http.StatusServiceUnavailable || r.header.Get("Retry-After") == "" {
+		t.Fatalf("second download: HTTP %d Retry-After %q, want 503 with Retry-After", r.status, r.header.Get("Retry-After"))
 	}
 }
 

@@ -71,8 +71,8 @@ type Config struct {
 	// MaxInFlight bounds the device API requests handled at once; more
 	// are answered 429 with Retry-After. 0 means DefaultMaxInFlight.
 	MaxInFlight int
-	// MaxDownloads bounds the downloads served at once (429 beyond);
-	// 0 means no limit.
+	// MaxDownloads bounds the downloads served at once (503 with
+	// Retry-After beyond); 0 means no limit.
 	MaxDownloads int
 	// CredentialTTL and CredentialCacheSize tune the credential cache;
 	// 0 means DefaultCredentialTTL and DefaultCredentialCacheSize.

@@ -147,6 +147,11 @@ type Engine struct {
 	// Owned by the loop goroutine.
 	tasks    map[int64]*taskState
 	firmware map[int64]ota.Firmware
+
+	// waits holds what each held task waits for, written by the loop at
+	// every plan and read by Waiting from any goroutine.
+	waitMu sync.Mutex
+	waits  map[int64]*ota.Waiting
 }
 
 // New returns an engine; nothing runs until Run.

@@ -51,6 +51,7 @@ func (e *Engine) schedule(ctx context.Context) {
 		}
 		if ts.task.State.Terminal() {
 			delete(e.tasks, id)
+			e.setWaiting(id, nil)
 		}
 	}
 	if err := e.expireJobs(ctx); err != nil && ctx.Err() == nil {
@@ -64,18 +65,24 @@ func (e *Engine) step(ctx context.Context, ts *taskState) error {
 	switch ts.task.State {
 	case ota.TaskScheduled:
 		if p := ts.task.Policy.Start; p != nil && now.Before(*p) {
+			e.setWaiting(ts.task.ID, ts.task.Policy.Waiting(ts.waitInput(ts.planInput(now)), ota.PlanResult{}))
 			return nil
 		}
+		e.setWaiting(ts.task.ID, nil)
 		return e.changeTask(ctx, ts, ota.TaskStart, "", "engine")
 	case ota.TaskRunning:
 		return e.run(ctx, ts, now)
 	}
+	e.setWaiting(ts.task.ID, nil)
 	return nil
 }
 
 // run applies the policy's plan to a running task.
 func (e *Engine) run(ctx context.Context, ts *taskState, now time.Time) error {
 	r := ts.task.Policy.Plan(ts.planInput(now))
+	if r.Abort || r.Expired || r.Complete {
+		e.setWaiting(ts.task.ID, nil)
+	}
 	switch {
 	case r.Abort:
 		return e.endTask(ctx, ts, ota.TaskAbort, r.Reason, ota.CodeTaskAborted)
@@ -91,6 +98,7 @@ func (e *Engine) run(ctx context.Context, ts *taskState, now time.Time) error {
 	}
 	ts.book.Bucket = r.Bucket
 	ts.wake = r.Wake
+	e.setWaiting(ts.task.ID, ts.task.Policy.Waiting(ts.waitInput(ts.planInput(now)), r))
 	// The budget admits devices that ask (request mode) or poll over HTTP;
 	// a push task spends it first on connected devices.
 	ts.budget = r.Start
@@ -126,6 +134,54 @@ func (ts *taskState) planInput(now time.Time) ota.PlanInput {
 		}
 	}
 	return in
+}
+
+// waitInput adds to a plan's input what Policy.Waiting needs: whether the
+// released phases are idle while later ones hold jobs (a phase gate).
+func (ts *taskState) waitInput(in ota.PlanInput) ota.WaitInput {
+	var released, later int64 // queued or in flight
+	for phase, byState := range ts.counts {
+		for s, n := range byState {
+			switch {
+			case s != ota.JobQueued && !s.InFlight():
+			case phase <= int(ts.task.Phase):
+				released += n
+			default:
+				later += n
+			}
+		}
+	}
+	return ota.WaitInput{
+		Now: in.Now, Location: ts.loc, Scheduled: ts.task.State == ota.TaskScheduled, Phase: int(ts.task.Phase),
+		GateHeld: released == 0 && later > 0, PhaseSucceeded: in.PhaseSucceeded, PhaseJobs: in.PhaseJobs,
+	}
+}
+
+// setWaiting records what task id waits for (nil: nothing).
+func (e *Engine) setWaiting(id int64, w *ota.Waiting) {
+	e.waitMu.Lock()
+	defer e.waitMu.Unlock()
+	if w == nil {
+		delete(e.waits, id)
+		return
+	}
+	if e.waits == nil {
+		e.waits = make(map[int64]*ota.Waiting)
+	}
+	e.waits[id] = w
+}
+
+// Waiting returns what task id waited for at its last plan (at most a tick
+// ago), or nil when it was not held by its policy. The result is a copy.
+func (e *Engine) Waiting(id int64) *ota.Waiting {
+	e.waitMu.Lock()
+	defer e.waitMu.Unlock()
+	w, ok := e.waits[id]
+	if !ok {
+		return nil
+	}
+	c := *w
+	return &c
 }
 
 // totals sums the counts over phases.

@@ -39,6 +39,7 @@ const (
 	v3NotAuthorized  = 0x05
 	v5Unavailable    = 0x88
 	v3Unavailable    = 0x03
+	v5QuotaExceeded  = 0x97
 )
 
 func badCredentials(reason string, err error) *refusal {
@@ -78,9 +79,20 @@ func (b *Broker) authenticate(cl *mochi.Client, pk packets.Packet) error {
 		b.refuse(cl, r)
 		return r
 	}
+	id := wire.Username(d.Product, d.Key) + ":" + cl.ID
+	_, takeover := b.srv.Clients.Get(id) // replaces a connection, so never adds one for long
+	release, ok := b.limit.take(d.ID, takeover)
+	if !ok {
+		r := &refusal{reason: refusedTooMany, v5: v5QuotaExceeded, v3: v3Unavailable,
+			text: fmt.Sprintf("the device has %d connections open already: close them or wait until they end", b.limit.max),
+			err:  fmt.Errorf("device %s/%s: over the limit of %d connections", d.Product, d.Key, b.limit.max)}
+		b.refuse(cl, r)
+		return r
+	}
+	c.slot = release
 	c.dev.Store(d)
 	b.supersede(d)
-	cl.ID = wire.Username(d.Product, d.Key) + ":" + cl.ID
+	cl.ID = id
 	b.dropStaleSession(cl.ID, d)
 	return nil
 }

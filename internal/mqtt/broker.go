@@ -75,6 +75,10 @@ type Config struct {
 	Logger *slog.Logger
 	// Metrics registers the broker's metrics; nil leaves them unregistered.
 	Metrics prometheus.Registerer
+	// MaxConnectionsPerDevice bounds the connections one device holds at
+	// once; more are refused at CONNECT. 0 means
+	// DefaultMaxConnectionsPerDevice.
+	MaxConnectionsPerDevice int
 }
 
 // Limits of the broker, chosen for a large fleet of mostly idle devices.
@@ -108,6 +112,7 @@ type Broker struct {
 	metrics      *metrics
 	presence     *presence
 	sessions     *sessions
+	limit        *connLimit
 	refused      limiter // log lines about refused connections
 	presenceLogs limiter // log lines about presence the engine did not record
 
@@ -125,7 +130,8 @@ func New(cfg Config) (*Broker, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	b := &Broker{cfg: cfg, log: cfg.Logger, presence: newPresence(), sessions: newSessions(), base: context.Background()}
+	b := &Broker{cfg: cfg, log: cfg.Logger, presence: newPresence(), sessions: newSessions(),
+		limit: newConnLimit(cfg.MaxConnectionsPerDevice), base: context.Background()}
 	if err := b.open(); err != nil {
 		b.closeListeners()
 		return nil, err

@@ -96,6 +96,9 @@ func (l *listener) serve(establish listeners.EstablishFn, c *conn) {
 		l.log.Debug("mqtt: connection ended", "listener", l.id, "remote", c.RemoteAddr().String(), "err", err)
 	}
 	c.finish()
+	if c.slot != nil {
+		c.slot() // the connection is over: its device may open another
+	}
 	l.mu.Lock()
 	delete(l.conns, c)
 	l.mu.Unlock()
@@ -141,6 +144,9 @@ type conn struct {
 	heldMu sync.Mutex
 	held   [][]byte
 	ready  bool
+	// slot gives back the device's connection slot (connLimit); set at
+	// CONNECT in the connection's goroutine, run once it has ended.
+	slot func()
 
 	// release, when set, takes the connection out of the device's presence
 	// count, once. OnDisconnect runs it; so does Close until the connection

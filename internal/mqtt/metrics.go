@@ -30,6 +30,7 @@ const (
 	refusedSecret      = "wrong_secret"
 	refusedWill        = "will_topic"  // a will outside the device's tree
 	refusedUnavailable = "unavailable" // the store failed
+	refusedTooMany     = "too_many_connections"
 )
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -83,7 +84,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 // initLabels makes every expected series exist at 0, so that rates and
 // alerts work before the first event.
 func (m *metrics) initLabels() {
-	for _, r := range []string{refusedUsername, refusedUnknown, refusedSecret, refusedWill, refusedUnavailable} {
+	for _, r := range []string{refusedUsername, refusedUnknown, refusedSecret, refusedWill, refusedUnavailable, refusedTooMany} {
 		m.authFailures.WithLabelValues(r)
 	}
 	for _, k := range wire.UplinkKinds {

@@ -47,7 +47,10 @@ type Task struct {
 	Counts map[JobState]int64 `json:"counts"`
 	Total  int64              `json:"total"`
 	// Reason says why a task ended other than completed (abort rule, operator).
-	Reason    string     `json:"reason,omitempty"`
+	Reason string `json:"reason,omitempty"`
+	// Waiting says what a scheduled or running task that starts no job
+	// waits for and until when; the engine knows it, the store does not.
+	Waiting   *Waiting   `json:"waiting,omitempty"`
 	CreatedBy string     `json:"created_by"`
 	CreatedAt time.Time  `json:"created_at"`
 	StartedAt *time.Time `json:"started_at,omitempty"`

@@ -31,7 +31,7 @@ func start(t *testing.T) *otter {
 	return startIn(t, dir, storetest.URL(t))
 }
 
-func startIn(t *testing.T, dir, db string) *otter {
+func startIn(t *testing.T, dir, db string, edit ...func(*server.Config)) *otter {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -39,10 +39,14 @@ func startIn(t *testing.T, dir, db string) *otter {
 	if os.Getenv("OTTER_TEST_LOG") != "" {
 		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	s, err := server.Start(ctx, server.Config{
+	cfg := server.Config{
 		DataDir: dir, HTTPAddr: "127.0.0.1:0", MQTTAddr: "127.0.0.1:0", DBURL: db,
 		AdminToken: "otr_e2e-admin-token-for-tests-only", Logger: logger,
-	})
+	}
+	for _, e := range edit {
+		e(&cfg)
+	}
+	s, err := server.Start(ctx, cfg)
 	if err != nil {
 		t.Fatalf("start otter: %v", err)
 	}

@@ -26,6 +26,7 @@ import (
 	"github.com/otter-ota/otter/internal/api"
 	"github.com/otter-ota/otter/internal/console"
 	"github.com/otter-ota/otter/internal/credential"
+	"github.com/otter-ota/otter/internal/deadline"
 	"github.com/otter-ota/otter/internal/devicehttp"
 	"github.com/otter-ota/otter/internal/engine"
 	"github.com/otter-ota/otter/internal/mqtt"
@@ -79,7 +80,19 @@ type Config struct {
 	DownloadRedirect bool
 	// Getenv reads the AWS_* credentials of S3 storage; nil means os.Getenv.
 	Getenv func(string) string
-	Logger *slog.Logger
+	// MaxDownloads bounds the firmware downloads served at once (503 with
+	// Retry-After beyond); 0 means DefaultMaxDownloads.
+	MaxDownloads int
+	// MQTTMaxPerDevice bounds the MQTT connections one device holds at
+	// once; 0 means mqtt.DefaultMaxConnectionsPerDevice.
+	MQTTMaxPerDevice int
+	// HTTPTimeouts are the HTTP listener's deadlines; zero fields mean
+	// deadline.Default.
+	HTTPTimeouts deadline.Timeouts
+	// SecureCookies marks the console's cookies Secure, for a console
+	// served over HTTPS by a TLS-terminating proxy.
+	SecureCookies bool
+	Logger        *slog.Logger
 }
 
 // Version is the server's version, reported by the API.
@@ -90,6 +103,10 @@ const (
 	DefaultDataDir  = "./otter-data"
 	DefaultHTTPAddr = ":8080"
 	DefaultMQTTAddr = ":1883"
+	// DefaultMaxDownloads bounds concurrent downloads: each holds a file
+	// and a connection, and a fleet told to upgrade at once must queue
+	// (devices honour Retry-After) rather than exhaust file descriptors.
+	DefaultMaxDownloads = 256
 )
 
 // Server is a running otter.
@@ -204,6 +221,10 @@ func (c Config) withDefaults() Config {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	if c.MaxDownloads <= 0 {
+		c.MaxDownloads = DefaultMaxDownloads
+	}
+	c.HTTPTimeouts = c.HTTPTimeouts.OrDefault()
 	return c
 }
 
@@ -267,6 +288,7 @@ func (s *Server) assemble(ctx context.Context) (http.Handler, error) {
 	s.broker, err = mqtt.New(mqtt.Config{
 		Addr: s.cfg.MQTTAddr, TLSAddr: s.cfg.MQTTTLSAddr, TLSCertFile: s.cfg.MQTTCertFile, TLSKeyFile: s.cfg.MQTTKeyFile,
 		Devices: brokerDevices{s.engine}, Credentials: s.store, Logger: s.log, Metrics: s.reg,
+		MaxConnectionsPerDevice: s.cfg.MQTTMaxPerDevice,
 	})
 	if err != nil {
 		return nil, err
@@ -275,6 +297,7 @@ func (s *Server) assemble(ctx context.Context) (http.Handler, error) {
 	devices, err := devicehttp.New(devicehttp.Config{
 		Store: s.store, Blobs: blobs, Devices: s.engine, Signer: urls, Logger: s.log, Metrics: s.reg,
 		Redirect: s.cfg.DownloadRedirect,
+		MaxDownloads: s.cfg.MaxDownloads,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("build the device API: %w", err)
@@ -287,7 +310,9 @@ func (s *Server) assemble(ctx context.Context) (http.Handler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("build the API: %w", err)
 	}
-	con, err := console.New(console.Config{Store: s.store, Engine: s.engine, API: a.Handler(), Logger: s.log})
+	con, err := console.New(console.Config{
+		Store: s.store, Engine: s.engine, API: a.Handler(), Logger: s.log, SecureCookies: s.cfg.SecureCookies,
+	})
 	if err != nil {
 		return nil, fmt.Errorf("build the console: %w", err)
 	}
@@ -316,12 +341,11 @@ func (s *Server) run(ctx context.Context, handler http.Handler) error {
 	if err := s.broker.Start(ctx); err != nil {
 		return err
 	}
-	s.http = &http.Server{
-		Handler:           handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
-		TLSConfig:         s.tls,
-	}
+	// Deadlines per request, not net/http's per-connection ReadTimeout and
+	// WriteTimeout: see package deadline.
+	s.http = s.cfg.HTTPTimeouts.Server(handler)
+	s.http.ErrorLog = slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)
+	s.http.TLSConfig = s.tls
 	go func() { s.served <- s.serveHTTP() }()
 	return nil
 }
