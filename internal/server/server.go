@@ -296,7 +296,7 @@ func (s *Server) assemble(ctx context.Context) (http.Handler, error) {
 	relay.to = s.broker
 	devices, err := devicehttp.New(devicehttp.Config{
 		Store: s.store, Blobs: blobs, Devices: s.engine, Signer: urls, Logger: s.log, Metrics: s.reg,
-		Redirect: s.cfg.DownloadRedirect,
+		Redirect:     s.cfg.DownloadRedirect,
 		MaxDownloads: s.cfg.MaxDownloads,
 	})
 	if err != nil {
