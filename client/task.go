@@ -429,3 +429,16 @@ func taskPath(id int64, sub string) string {
 	}
 	return p
 }
+
+// UpdateTask changes the policy of a scheduled, running or paused task:
+// each field of policy (JSON names, e.g. "rate", "max_concurrent", "end")
+// replaces the task's, a nil value unsets it, other fields stay. Target,
+// firmware, mode and phases are fixed.
+func (c *Client) UpdateTask(ctx context.Context, id int64, policy map[string]any) (*Task, error) {
+	var out Task
+	body := map[string]any{"policy": policy}
+	if err := c.call(ctx, request{method: "PATCH", path: taskPath(id, ""), in: body}, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"reflect"
 	"slices"
@@ -30,6 +31,8 @@ type Engine interface {
 	Advance(ctx context.Context, id int64) (ota.Task, error)
 	// RetryFailed requeues failed and timed-out jobs and says how many.
 	RetryFailed(ctx context.Context, id int64) (ota.Task, int, error)
+	// UpdatePolicy changes a task's policy by a JSON merge patch.
+	UpdatePolicy(ctx context.Context, id int64, patch map[string]json.RawMessage) (ota.Task, error)
 	// DevicesChanged tells the engine that devices were created or their
 	// tags changed: running dynamic tasks take those that now match.
 	DevicesChanged(ctx context.Context, deviceIDs []int64) error
@@ -91,6 +94,21 @@ type createTaskOutput struct {
 	Body   any
 }
 
+// TaskEdit is the body of a task change: a partial policy. The fixed
+// fields are listed so that trying to change them gets a clear answer.
+type TaskEdit struct {
+	Policy       map[string]any `json:"policy" doc:"The policy fields to change (a JSON merge patch: null unsets a field)." example:"{\"rate\": 100, \"max_concurrent\": 20}"`
+	FirmwareID   *int64         `json:"firmware_id,omitempty" doc:"Fixed: refused. Create a new task for another firmware."`
+	Mode         *string        `json:"mode,omitempty" doc:"Fixed: refused."`
+	Target       map[string]any `json:"target,omitempty" doc:"Fixed: refused. Create a new task for other devices."`
+	Verification *bool          `json:"verification,omitempty" doc:"Fixed: refused."`
+}
+
+type updateTaskInput struct {
+	ID   int64 `path:"id" doc:"Task id."`
+	Body TaskEdit
+}
+
 type taskPath struct {
 	ID int64 `path:"id" doc:"Task id."`
 }
@@ -142,6 +160,16 @@ func (a *API) taskRoutes() {
 		Summary: "List a device's jobs, oldest first (job id order)", Tags: []string{"tasks", "devices"},
 	}, a.listDeviceJobs)
 	a.taskActionRoutes()
+	register(a, ota.RoleOperator, huma.Operation{
+		OperationID: "update-task", Method: http.MethodPatch, Path: Prefix + "/tasks/{id}",
+		Summary: "Change a task's policy",
+		Description: "A JSON merge patch of a scheduled, running or paused task's policy: each field given replaces the " +
+			"task's, null unsets it, others stay. Editable: " + strings.Join(ota.EditablePolicyFields, ", ") +
+			". The result is validated as a new task's policy is (400 lists every problem) and applied by the engine at once; " +
+			"a new timeout applies to jobs started afterwards. The event of kind task, action policy_changed, records who " +
+			"changed what (old -> new). Target, firmware, mode and phases are fixed (400); an ended task answers 409.",
+		Tags: []string{"tasks"},
+	}, a.updateTask)
 }
 
 func (a *API) registerCreateTask() {
@@ -199,6 +227,48 @@ func (a *API) taskActionRoutes() {
 		Description: "Puts them back in the queue (attempts count on) and runs a completed task again; answers how many were requeued.",
 		Tags:        []string{"tasks"},
 	}, a.retryFailed)
+}
+
+func (a *API) updateTask(ctx context.Context, in *updateTaskInput) (*bodyOutput[ota.Task], error) {
+	if err := a.needEngine(); err != nil {
+		return nil, err
+	}
+	patch, err := in.Body.patch()
+	if err != nil {
+		return nil, err
+	}
+	t, err := a.engine.UpdatePolicy(ctx, in.ID, patch)
+	if err != nil {
+		return nil, err
+	}
+	return bodyOf(t), nil
+}
+
+// patch refuses the fixed fields and returns the policy patch field by
+// field.
+func (b TaskEdit) patch() (map[string]json.RawMessage, error) {
+	var fixed []string
+	for name, set := range map[string]bool{"firmware_id": b.FirmwareID != nil, "mode": b.Mode != nil, "target": b.Target != nil, "verification": b.Verification != nil} {
+		if set {
+			fixed = append(fixed, name)
+		}
+	}
+	if len(fixed) > 0 {
+		slices.Sort(fixed)
+		return nil, ota.Errorf(ota.EINVALID, "a task's %s cannot be changed: create a new task (and cancel this one) instead", strings.Join(fixed, ", "))
+	}
+	if len(b.Policy) == 0 {
+		return nil, ota.Errorf(ota.EINVALID, "nothing to change: give policy fields, e.g. {\"policy\": {\"rate\": 100}}")
+	}
+	patch := make(map[string]json.RawMessage, len(b.Policy))
+	for k, v := range b.Policy {
+		raw, err := json.Marshal(v)
+		if err != nil {
+			return nil, ota.Errorf(ota.EINVALID, "policy %s: %v", k, err)
+		}
+		patch[k] = raw
+	}
+	return patch, nil
 }
 
 // needEngine refuses writes when this process runs no rollout engine.

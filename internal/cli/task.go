@@ -34,6 +34,7 @@ func (a *app) taskCommand() *cobra.Command {
 		a.taskActionCommand("cancel", "Cancel a task: queued jobs are cancelled, unstarted devices are told", (*client.Client).CancelTask),
 		a.taskActionCommand("advance", "Open the next phase of a task with a manual phase gate", (*client.Client).AdvanceTask),
 		a.taskRetryCommand(),
+		a.taskUpdateCommand(),
 	)
 }
 

@@ -532,3 +532,73 @@ func (e *Engine) sortedTaskIDs() []int64 {
 	slices.Sort(ids)
 	return ids
 }
+
+// UpdatePolicy changes the policy of a task that has not ended by a JSON
+// merge patch (see ota.Policy.Patch): the stored task, the loop's copy and
+// an event naming each change (old -> new) are written together, and the
+// task is planned again at once. Target, firmware and mode stay fixed.
+func (e *Engine) UpdatePolicy(ctx context.Context, id int64, patch map[string]json.RawMessage) (ota.Task, error) {
+	actor := ota.ActorFrom(ctx)
+	err := e.control(ctx, func(ctx context.Context) error {
+		ts, err := e.taskFor(ctx, id)
+		if err != nil {
+			return err
+		}
+		return e.updatePolicy(ctx, ts, patch, actor)
+	})
+	if err != nil {
+		return ota.Task{}, err
+	}
+	return e.st.GetTask(ctx, id)
+}
+
+func (e *Engine) updatePolicy(ctx context.Context, ts *taskState, patch map[string]json.RawMessage, actor string) error {
+	if s := ts.task.State; s.Terminal() {
+		return ota.Errorf(ota.ECONFLICT, "task %d is %s: only a scheduled, running or paused task can be changed", ts.task.ID, s)
+	}
+	policy, err := ts.task.Policy.Patch(patch)
+	if err != nil {
+		return err
+	}
+	changes := ota.PolicyDiff(ts.task.Policy, policy)
+	if len(changes) == 0 {
+		return nil
+	}
+	if end := policy.End; end != nil && !end.After(e.now()) && !sameTime(end, ts.task.Policy.End) {
+		return ota.Errorf(ota.EINVALID, "the end time %s has passed: give a later end time, or none", end.UTC().Format(time.RFC3339))
+	}
+	loc, err := locationOf(policy)
+	if err != nil {
+		return err
+	}
+	next := ts.task
+	next.Policy = policy
+	if err := e.saveTask(ctx, ts, next, policyEvent(next, changes, actor, e.now())); err != nil {
+		return err
+	}
+	ts.loc = loc
+	ts.wantSweep = true
+	e.poke()
+	return nil
+}
+
+func sameTime(a, b *time.Time) bool { return b != nil && a.Equal(*b) }
+
+func locationOf(p ota.Policy) (*time.Location, error) {
+	if p.Window == nil {
+		return nil, nil
+	}
+	return p.Window.Location()
+}
+
+func policyEvent(t ota.Task, changes []ota.PolicyChange, actor string, at time.Time) ota.Event {
+	data := make(map[string]string, len(changes))
+	for _, c := range changes {
+		data[c.Field] = c.Old + " -> " + c.New
+	}
+	return ota.Event{
+		At: at, Actor: actor, Kind: ota.KindTask, Action: ota.ActionPolicyChanged,
+		Product: t.Product, TaskID: t.ID, FirmwareID: t.FirmwareID,
+		Message: "policy changed: " + ota.DiffText(changes), Data: data,
+	}
+}

@@ -139,3 +139,7 @@ const (
 	// KindSession is a console sign-in (failed ones included) or sign-out.
 	KindSession = "session"
 )
+
+// ActionPolicyChanged is the action of a task event that records an edit
+// of the task's policy; its Data maps each changed field to "old -> new".
+const ActionPolicyChanged = "policy_changed"

@@ -291,7 +291,8 @@ func (s *sqlStore) TaskPhaseCounts(ctx context.Context, taskID int64) (PhaseCoun
 	return out, rows.Err()
 }
 
-// updateTasks writes tasks' lifecycle fields and engine bookkeeping.
+// updateTasks writes tasks' lifecycle fields, policy (operators edit it)
+// and engine bookkeeping.
 func updateTasks(ctx context.Context, t *tx, updates []TaskUpdate) error {
 	for _, u := range updates {
 		task := u.Task
@@ -299,9 +300,14 @@ func updateTasks(ctx context.Context, t *tx, updates []TaskUpdate) error {
 		if engine == "" {
 			engine = "{}"
 		}
+		policy, err := json.Marshal(task.Policy)
+		if err != nil {
+			return err
+		}
 		res, err := t.ExecContext(ctx, `UPDATE tasks SET state = $1, phase = $2, reason = $3, engine = $4,
-			started_at = $5, ended_at = $6, updated_at = $7 WHERE id = $8`,
-			task.State, task.Phase, task.Reason, engine, nullTime(task.StartedAt), nullTime(task.EndedAt), t.now, task.ID)
+			started_at = $5, ended_at = $6, updated_at = $7, policy = $8 WHERE id = $9`,
+			task.State, task.Phase, task.Reason, engine, nullTime(task.StartedAt), nullTime(task.EndedAt), t.now,
+			string(policy), task.ID)
 		if err != nil {
 			return fmt.Errorf("update task %d: %w", task.ID, err)
 		}
