@@ -21,7 +21,7 @@ import (
 // this machine, recorded in BENCHMARKS.md.
 func (a *app) benchCommand() *cobra.Command {
 	cmd := a.group("bench", "Measure a server on this machine with simulated devices",
-		a.benchFleetCommand(), a.benchConnectCommand(), a.benchJobsCommand(), a.benchServerCommand(), a.benchDevicesCommand())
+		a.benchFleetCommand(), a.benchConnectCommand(), a.benchJobsCommand(), a.benchServerCommand(), a.benchDevicesCommand(), a.benchListsCommand())
 	cmd.Long = `Measure otter on this machine. Each benchmark starts its own server on
 ephemeral ports of 127.0.0.1 with a temporary data folder (SQLite unless
 --db), so it needs no running server and leaves nothing behind. The server
@@ -363,4 +363,46 @@ func (a *app) benchDevicesCommand() *cobra.Command {
 	fl.IntVar(&cfg.Devices, "devices", 0, "number of devices")
 	fl.IntVar(&cfg.ConnectRate, "connect-rate", 2000, "new connections per second")
 	return cmd
+}
+
+func (a *app) benchListsCommand() *cobra.Command {
+	var cfg bench.ListsConfig
+	cmd := &cobra.Command{
+		Use:   "lists --rows N",
+		Short: "Measure the lists the console and the API serve at N devices, jobs and events",
+		Long: `Create a product with N devices (on 1.0.0, online), a task with N jobs
+(one in ten succeeded, one in a thousand failed) and N events, directly in
+the store; then read pages of 100 of every list (a task's jobs with and
+without state filters, devices, events) from --readers concurrent readers,
+from the first page and from pages deep in the list, and show p50 and p99.`,
+		Example: `  otter bench lists --rows 1000000
+  otter bench lists --rows 1000000 --db postgres://postgres@127.0.0.1:5432/test?sslmode=disable`,
+		Args: needArgs(),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cfg.Rows <= 0 {
+				return usageErrorf("--rows must be at least 1")
+			}
+			cfg.Progress = a.env.Stderr
+			rep, err := bench.RunLists(cmd.Context(), cfg)
+			if err != nil {
+				return err
+			}
+			return a.render(rep, func(w io.Writer) error { return writeFields(w, listsFields(rep)) })
+		},
+	}
+	fl := cmd.Flags()
+	fl.IntVar(&cfg.Rows, "rows", 1000000, "number of devices, jobs and events `N`")
+	fl.StringVar(&cfg.DBURL, "db", "", "database URL: empty for SQLite in a temporary folder, postgres://... for PostgreSQL (a fresh schema)")
+	fl.IntVar(&cfg.Readers, "readers", 8, "concurrent readers `R`")
+	fl.IntVar(&cfg.Requests, "requests", 50, "pages each reader reads of each list `N`")
+	return cmd
+}
+
+func listsFields(r *bench.ListsReport) []field {
+	out := []field{{"rows", strconv.Itoa(r.Rows)}, {"database", r.Database}, {"readers", strconv.Itoa(r.Readers)}}
+	for _, l := range r.Lists {
+		out = append(out, field{l.Name, fmt.Sprintf("p50 %s, p99 %s, max %s", l.Latency.P50.Round(10*time.Microsecond),
+			l.Latency.P99.Round(10*time.Microsecond), l.Latency.Max.Round(10*time.Microsecond))})
+	}
+	return out
 }

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -142,6 +143,42 @@ func (s *sqlStore) ListJobs(ctx context.Context, f JobFilter, page Page) ([]ota.
 	if err != nil {
 		return nil, "", err
 	}
+	var jobs []ota.Job
+	if len(f.States) <= 1 {
+		jobs, err = s.jobPage(ctx, f, after, limit+1)
+	} else {
+		jobs, err = s.mergedJobPage(ctx, f, after, limit+1)
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("list jobs: %w", err)
+	}
+	jobs, next := cutPage(jobs, limit, func(j ota.Job) string { return idKey(j.ID) })
+	return jobs, next, nil
+}
+
+// mergedJobPage reads a page for several states as one page per state,
+// merged in id order: each is a range of the (task_id, state, id) index,
+// where "state IN (...) ORDER BY id" would sort every matching job.
+func (s *sqlStore) mergedJobPage(ctx context.Context, f JobFilter, after int64, limit int) ([]ota.Job, error) {
+	var all []ota.Job
+	states := slices.Compact(slices.Sorted(slices.Values(f.States)))
+	for _, st := range states {
+		one := f
+		one.States = []ota.JobState{st}
+		jobs, err := s.jobPage(ctx, one, after, limit)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, jobs...)
+	}
+	slices.SortFunc(all, func(a, b ota.Job) int { return cmp.Compare(a.ID, b.ID) })
+	return all[:min(len(all), limit)], nil
+}
+
+// jobPage reads up to limit jobs after id after, in id order, for at most
+// one state: every filter it gets is served in order by an index,
+// (task_id, id), (task_id, state, id), or (device_id, id).
+func (s *sqlStore) jobPage(ctx context.Context, f JobFilter, after int64, limit int) ([]ota.Job, error) {
 	var a args
 	where := []string{"j.id > " + a.add(after)}
 	if f.TaskID != 0 {
@@ -151,16 +188,11 @@ func (s *sqlStore) ListJobs(ctx context.Context, f JobFilter, page Page) ([]ota.
 		where = append(where, "j.device_id = "+a.add(f.DeviceID))
 	}
 	if len(f.States) > 0 {
-		where = append(where, "j.state IN ("+in(&a, f.States)+")")
+		where = append(where, "j.state = "+a.add(f.States[0]))
 	}
 	q := "SELECT " + jobColumns + " FROM jobs j WHERE " + strings.Join(where, " AND ") +
-		" ORDER BY j.id LIMIT " + a.add(limit+1)
-	jobs, err := queryJobs(ctx, s.db, q, a)
-	if err != nil {
-		return nil, "", fmt.Errorf("list jobs: %w", err)
-	}
-	jobs, next := cutPage(jobs, limit, func(j ota.Job) string { return idKey(j.ID) })
-	return jobs, next, nil
+		" ORDER BY j.id LIMIT " + a.add(limit)
+	return queryJobs(ctx, s.db, q, a)
 }
 
 // QueuedJobs returns the next jobs a task may start, in rollout order.

@@ -62,3 +62,7 @@ func cutPage[T any](items []T, limit int, key func(T) string) ([]T, string) {
 
 // idKey formats an id as a cursor key.
 func idKey(id int64) string { return strconv.FormatInt(id, 10) }
+
+// IDCursor is the cursor of a page that follows the item with id id, for
+// lists in id order (a benchmark reads pages from the middle of a list).
+func IDCursor(id int64) string { return encodeCursor(idKey(id)) }
