@@ -309,8 +309,14 @@ func (j *journey) watchItComplete() {
 	if txt := js[string](t, ctx, `document.getElementById("failures").textContent`); !strings.Contains(txt, "download_failed") {
 		t.Errorf("the failure codes table says %q", txt)
 	}
-	if n := js[int](t, ctx, `document.querySelectorAll("#live .timeline rect").length`); n == 0 {
-		t.Errorf("the progress chart has no bars")
+	// A rollout of seconds is charted per second: a curve of several
+	// points that rises to the 5 successes.
+	pts := js[string](t, ctx, `document.querySelector("#live .timeline polyline.ok").getAttribute("points")`)
+	if ys := strings.Fields(pts); len(ys) < 3 || !strings.HasSuffix(ys[0], ",160.0") || !strings.HasSuffix(ys[len(ys)-1], ",0.0") {
+		t.Errorf("the progress chart's succeeded curve is %q: want several points rising from 0 to the top", pts)
+	}
+	if cap := js[string](t, ctx, `document.querySelector("#live .timeline figcaption").textContent`); !strings.Contains(cap, "one point every 1s") {
+		t.Errorf("the chart of a short rollout says %q, want one point a second", cap)
 	}
 	screenshot(t, ctx, j.shots, "task")
 }

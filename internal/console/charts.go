@@ -2,8 +2,10 @@ package console
 
 import (
 	"cmp"
+	"fmt"
 	"net/url"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/otter-ota/otter/internal/ota"
@@ -158,84 +160,117 @@ func progress(t ota.Task) []segment {
 	return parts
 }
 
-// timeline is a task's activity over time as grouped bars: started,
-// succeeded and failed jobs per bin of one or more minutes.
+// timeline is a task's progress over time: cumulative succeeded, failed
+// and in flight (started less ended) jobs, one point per step, with the
+// step chosen for the task's duration so that the chart has up to
+// maxPoints points (a 15 s rollout gets one a second, a 15 day one one
+// every two hours).
 type timeline struct {
-	Bins       []timeBin
-	Max        int64
-	BinMinutes int
-	From, To   time.Time
-	BarWidth   float64
-	// EndX is where the last column ends, in SVG units.
-	EndX float64
+	Points   []timePoint
+	Step     time.Duration
+	Max      int64
+	From, To time.Time
+	// Succeeded, Failed and InFlight are SVG polyline points.
+	Succeeded, Failed, InFlight string
 }
 
-// timeBin is one column of the timeline; heights are in SVG units.
-type timeBin struct {
-	ota.TimelinePoint
-	X                           float64
-	HStarted, HSucceeded, HFail float64
+// timePoint is the state of a task at the end of one step.
+type timePoint struct {
+	At                                   time.Time
+	Started, Succeeded, Failed, InFlight int64
+	NewStarted, NewSucceeded, NewFailed  int64
 }
 
 // Timeline chart geometry, in SVG units.
 const (
 	chartWidth  = 600.0
 	chartHeight = 160.0
-	maxBins     = 60
-	maxSlot     = 48.0
+	maxPoints   = 200
 )
 
-// newTimeline bins per-minute points (oldest first) from the task's start
-// to end (the last point, or now for a task still running) into at most
-// maxBins columns, with empty minutes as zeros.
-func newTimeline(points []ota.TimelinePoint, start, end time.Time) timeline {
-	start, end = start.UTC().Truncate(time.Minute), end.UTC().Truncate(time.Minute)
-	if len(points) > 0 {
-		start = minTime(start, points[0].Minute)
-		end = maxTime(end, points[len(points)-1].Minute)
+// steps are the chart's resolutions, finest first.
+var steps = []time.Duration{
+	time.Second, 2 * time.Second, 5 * time.Second, 10 * time.Second, 15 * time.Second, 30 * time.Second,
+	time.Minute, 2 * time.Minute, 5 * time.Minute, 10 * time.Minute, 15 * time.Minute, 30 * time.Minute,
+	time.Hour, 2 * time.Hour, 3 * time.Hour, 6 * time.Hour, 12 * time.Hour, 24 * time.Hour,
+}
+
+// chooseStep is the finest step, no finer than res, that covers start to
+// end in at most maxPoints points.
+func chooseStep(start, end time.Time, res time.Duration) time.Duration {
+	for _, s := range steps {
+		if s >= res && int(end.Sub(start)/s)+1 <= maxPoints {
+			return s
+		}
 	}
+	return steps[len(steps)-1]
+}
+
+// newTimeline sums timeline points of resolution res (a second or a
+// minute, oldest first) from the task's start to end (now for a task
+// still running) into cumulative points.
+func newTimeline(points []ota.TimelinePoint, start, end time.Time, res time.Duration) timeline {
+	start, end = start.UTC().Truncate(res), end.UTC()
 	if end.Before(start) {
 		end = start
 	}
-	minutes := int(end.Sub(start)/time.Minute) + 1
-	binMin := (minutes + maxBins - 1) / maxBins
-	tl := timeline{BinMinutes: binMin, From: start, To: end.Add(time.Minute)}
-	tl.Bins = make([]timeBin, (minutes+binMin-1)/binMin)
-	for i := range tl.Bins {
-		tl.Bins[i].Minute = start.Add(time.Duration(i*binMin) * time.Minute)
-	}
+	step := chooseStep(start, end, res)
+	start = start.Truncate(step)
+	n := int(end.Sub(start)/step) + 1
+	tl := timeline{Step: step, From: start, To: start.Add(time.Duration(n) * step), Points: make([]timePoint, n)}
 	for _, p := range points {
-		i := int(p.Minute.Sub(start)/time.Minute) / binMin
-		if i >= 0 && i < len(tl.Bins) {
-			b := &tl.Bins[i]
-			b.Started += p.Started
-			b.Succeeded += p.Succeeded
-			b.Failed += p.Failed
+		i := max(0, int(p.Minute.Sub(start)/step))
+		if i < n {
+			tl.Points[i].NewStarted += p.Started
+			tl.Points[i].NewSucceeded += p.Succeeded
+			tl.Points[i].NewFailed += p.Failed
 		}
 	}
-	tl.scale()
+	var prev timePoint
+	for i := range tl.Points {
+		p := &tl.Points[i]
+		p.At = start.Add(time.Duration(i+1) * step)
+		p.Started, p.Succeeded, p.Failed = prev.Started+p.NewStarted, prev.Succeeded+p.NewSucceeded, prev.Failed+p.NewFailed
+		p.InFlight = max(0, p.Started-p.Succeeded-p.Failed)
+		tl.Max = max(tl.Max, p.Succeeded, p.Failed, p.InFlight)
+		prev = *p
+	}
+	tl.draw()
 	return tl
 }
 
-func (tl *timeline) scale() {
-	for _, b := range tl.Bins {
-		tl.Max = max(tl.Max, b.Started, b.Succeeded, b.Failed)
+// draw computes the polylines: x across the chart, y up from its bottom,
+// from zero at the start to each step's end.
+func (tl *timeline) draw() {
+	var ok, bad, busy strings.Builder
+	for _, b := range []*strings.Builder{&ok, &bad, &busy} {
+		fmt.Fprintf(b, "0.0,%.1f ", chartHeight)
 	}
-	// A short task keeps narrow columns rather than a few wide blocks.
-	slot := min(chartWidth/float64(len(tl.Bins)), maxSlot)
-	tl.BarWidth = slot / 3 * 0.9
-	tl.EndX = slot * float64(len(tl.Bins))
-	h := func(v int64) float64 {
-		if tl.Max == 0 {
-			return 0
+	for i, p := range tl.Points {
+		x := float64(i+1) * chartWidth / float64(len(tl.Points))
+		for _, l := range []struct {
+			b *strings.Builder
+			v int64
+		}{{&ok, p.Succeeded}, {&bad, p.Failed}, {&busy, p.InFlight}} {
+			y := chartHeight
+			if tl.Max > 0 {
+				y -= float64(l.v) * chartHeight / float64(tl.Max)
+			}
+			fmt.Fprintf(l.b, "%.1f,%.1f ", x, y)
 		}
-		return float64(v) * chartHeight / float64(tl.Max)
 	}
-	for i := range tl.Bins {
-		b := &tl.Bins[i]
-		b.X = float64(i) * slot
-		b.HStarted, b.HSucceeded, b.HFail = h(b.Started), h(b.Succeeded), h(b.Failed)
+	tl.Succeeded, tl.Failed, tl.InFlight = ok.String(), bad.String(), busy.String()
+}
+
+// StepText names the step for people: "1s", "2m", "6h".
+func (tl timeline) StepText() string {
+	switch {
+	case tl.Step < time.Minute:
+		return fmt.Sprintf("%ds", tl.Step/time.Second)
+	case tl.Step < time.Hour:
+		return fmt.Sprintf("%dm", tl.Step/time.Minute)
 	}
+	return fmt.Sprintf("%dh", tl.Step/time.Hour)
 }
 
 func minTime(a, b time.Time) time.Time {

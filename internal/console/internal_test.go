@@ -277,28 +277,46 @@ func TestVersionCharts(t *testing.T) {
 	}
 }
 
-func TestTimelineBins(t *testing.T) {
+func TestTimelineFitsTheDuration(t *testing.T) {
 	start := time.Date(2026, 1, 1, 10, 0, 30, 0, time.UTC)
-	points := []ota.TimelinePoint{
-		{Minute: start.Truncate(time.Minute), Started: 5},
-		{Minute: start.Truncate(time.Minute).Add(2 * time.Minute), Succeeded: 3, Failed: 1},
+	// A 15 s rollout from per-second points: one point a second, a curve.
+	var secs []ota.TimelinePoint
+	for i := range 15 {
+		secs = append(secs, ota.TimelinePoint{Minute: start.Add(time.Duration(i) * time.Second), Started: 2, Succeeded: int64(min(i, 2))})
 	}
-	tl := newTimeline(points, start, start.Add(3*time.Minute))
-	if len(tl.Bins) != 4 || tl.BinMinutes != 1 || tl.Max != 5 || tl.Bins[1].Started != 0 || tl.Bins[2].Succeeded != 3 {
-		t.Errorf("short timeline: %+v", tl)
+	short := newTimeline(secs, start, start.Add(15*time.Second), time.Second)
+	last := short.Points[len(short.Points)-1]
+	if short.Step != time.Second || len(short.Points) != 16 || last.Started != 30 || last.Succeeded != 27 || last.InFlight != 3 {
+		t.Fatalf("15 s rollout: step %s, %d points, last %+v", short.Step, len(short.Points), last)
 	}
-	if tl.Bins[0].HStarted != chartHeight {
-		t.Errorf("the highest bar is %g high, want %g", tl.Bins[0].HStarted, chartHeight)
+	if short.Points[4].Succeeded != 7 || short.Max != 27 || strings.Count(short.Succeeded, ",") != 17 {
+		t.Errorf("15 s rollout: %+v", short)
 	}
-	long := newTimeline(points, start, start.Add(10*time.Hour))
-	var sum int64
-	for _, b := range long.Bins {
-		sum += b.Started + b.Succeeded + b.Failed
+	// A 15 day rollout from per-minute points: bucketed to at most 200.
+	var mins []ota.TimelinePoint
+	for i := 0; i < 15*24*60; i += 7 {
+		mins = append(mins, ota.TimelinePoint{Minute: start.Truncate(time.Minute).Add(time.Duration(i) * time.Minute), Started: 1, Succeeded: 1})
 	}
-	if len(long.Bins) > maxBins || long.BinMinutes != 11 || sum != 9 {
-		t.Errorf("long timeline: %d bins of %d minutes, %d jobs", len(long.Bins), long.BinMinutes, sum)
+	long := newTimeline(mins, start, start.Add(15*24*time.Hour), time.Minute)
+	if long.Step != 2*time.Hour || len(long.Points) > maxPoints || len(long.Points) < 60 || long.StepText() != "2h" {
+		t.Fatalf("15 day rollout: step %s (%s), %d points", long.Step, long.StepText(), len(long.Points))
 	}
-	if empty := newTimeline(nil, start, start); len(empty.Bins) != 1 || empty.Max != 0 {
+	if got := long.Points[len(long.Points)-1].Succeeded; got != int64(len(mins)) {
+		t.Errorf("15 day rollout: %d succeeded at the end, want %d", got, len(mins))
+	}
+	for _, c := range []struct {
+		d    time.Duration
+		want time.Duration
+	}{{time.Minute, time.Second}, {5 * time.Minute, 2 * time.Second}, {3 * time.Hour, time.Minute}, {2 * time.Hour, time.Minute}, {40 * 24 * time.Hour, 6 * time.Hour}} {
+		res := time.Second
+		if c.d >= 10*time.Minute {
+			res = time.Minute
+		}
+		if got := chooseStep(start, start.Add(c.d), res); got != c.want {
+			t.Errorf("a task of %s: step %s, want %s", c.d, got, c.want)
+		}
+	}
+	if empty := newTimeline(nil, start, start, time.Second); len(empty.Points) != 1 || empty.Max != 0 {
 		t.Errorf("empty timeline: %+v", empty)
 	}
 }

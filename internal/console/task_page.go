@@ -183,8 +183,12 @@ func (c *Console) phaseRows(ctx context.Context, t ota.Task) ([]phaseRow, error)
 }
 
 // timelineWindow is the longest stretch of a task's history the chart
-// shows: the store keeps a week of minutes per read.
-const timelineWindow = 7 * 24 * time.Hour
+// shows: the store keeps 30 days of minutes per read.
+const timelineWindow = 30 * 24 * time.Hour
+
+// secondsKept is how long from its start a task's timeline is kept per
+// second by the store: a task that ran no longer is charted per second.
+const secondsKept = 10 * time.Minute
 
 func (c *Console) timelineOf(ctx context.Context, t ota.Task) (timeline, error) {
 	start := t.CreatedAt
@@ -195,12 +199,19 @@ func (c *Console) timelineOf(ctx context.Context, t ota.Task) (timeline, error) 
 	if t.EndedAt != nil {
 		end = *t.EndedAt
 	}
+	if end.Sub(start) < secondsKept {
+		points, err := c.store.TaskSeconds(ctx, t.ID)
+		if err != nil {
+			return timeline{}, err
+		}
+		return newTimeline(points, start, end, time.Second), nil
+	}
 	start = maxTime(start, end.Add(-timelineWindow))
 	points, err := c.store.TaskTimeline(ctx, t.ID, start.Truncate(time.Minute))
 	if err != nil {
 		return timeline{}, err
 	}
-	return newTimeline(points, start, end), nil
+	return newTimeline(points, start, end, time.Minute), nil
 }
 
 // taskLiveFragment answers the poll with the live part only.

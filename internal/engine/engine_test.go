@@ -558,6 +558,21 @@ func TestTimelineAndFailuresFollowTheJobs(t *testing.T) {
 	if started != 3 || succeeded != 1 || failed != 1 {
 		t.Fatalf("timeline %+v: started %d succeeded %d failed %d, want 3 1 1", points, started, succeeded, failed)
 	}
+	// The first minutes are kept per second too, for short rollouts.
+	secs, err := f.st.TaskSeconds(f.ctx, task.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	started, succeeded, failed = 0, 0, 0
+	for _, p := range secs {
+		started, succeeded, failed = started+p.Started, succeeded+p.Succeeded, failed+p.Failed
+		if !p.Minute.Equal(p.Minute.Truncate(time.Second)) {
+			t.Errorf("per-second point at %s", p.Minute)
+		}
+	}
+	if started != 3 || succeeded != 1 || failed != 1 {
+		t.Fatalf("per-second timeline %+v: started %d succeeded %d failed %d, want 3 1 1", secs, started, succeeded, failed)
+	}
 	codes, err := f.st.TaskFailures(f.ctx, task.ID)
 	if err != nil {
 		t.Fatal(err)

@@ -140,6 +140,9 @@ type Rollouts interface {
 	TargetCandidates(ctx context.Context, q TargetQuery) ([]Candidate, error)
 
 	TaskTimeline(ctx context.Context, taskID int64, since time.Time) ([]ota.TimelinePoint, error)
+	// TaskSeconds is the timeline per second over a task's first ten
+	// minutes.
+	TaskSeconds(ctx context.Context, taskID int64) ([]ota.TimelinePoint, error)
 	TaskFailures(ctx context.Context, taskID int64) ([]FailureCount, error)
 
 	GetJob(ctx context.Context, id int64) (ota.Job, error)

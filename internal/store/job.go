@@ -610,34 +610,24 @@ type minuteKey struct {
 	minute time.Time
 }
 
+// secondsKept is how long after its start a task's timeline is also kept
+// per second (task_seconds), for the chart of a rollout that takes seconds.
+const secondsKept = 10 * time.Minute
+
 // addMinutes adds the batch's starts, successes and failures to the tasks'
-// per-minute timeline.
+// timeline: per minute, and per second over each task's first minutes.
 func addMinutes(ctx context.Context, t *tx, changes []JobChange, conflicts []int64) error {
-	points := map[minuteKey]*ota.TimelinePoint{}
+	minutes := map[minuteKey]*ota.TimelinePoint{}
+	seconds := map[minuteKey]*ota.TimelinePoint{}
 	for _, c := range changes {
-		o, n := c.Old, c.New
-		if o.State == n.State || slices.Contains(conflicts, n.ID) {
+		if c.Old.State == c.New.State || slices.Contains(conflicts, c.New.ID) {
 			continue
 		}
-		k := minuteKey{n.TaskID, n.UpdatedAt.UTC().Truncate(time.Minute)}
-		p := points[k]
-		if p == nil {
-			p = &ota.TimelinePoint{Minute: k.minute}
-			points[k] = p
-		}
-		switch {
-		case o.State.Waiting() && n.State.InFlight():
-			p.Started++
-		case n.State == ota.JobSucceeded:
-			p.Succeeded++
-		case n.State == ota.JobFailed || n.State == ota.JobTimedOut:
-			p.Failed++
-		}
+		at := c.New.UpdatedAt.UTC()
+		countMove(minutes, minuteKey{c.New.TaskID, at.Truncate(time.Minute)}, c.Old.State, c.New.State)
+		countMove(seconds, minuteKey{c.New.TaskID, at.Truncate(time.Second)}, c.Old.State, c.New.State)
 	}
-	for k, p := range points {
-		if p.Started+p.Succeeded+p.Failed == 0 {
-			continue
-		}
+	for k, p := range minutes {
 		_, err := t.ExecContext(ctx, `INSERT INTO task_minutes (task_id, minute, started, succeeded, failed)
 			VALUES ($1, $2, $3, $4, $5) ON CONFLICT (task_id, minute) DO UPDATE SET
 			started = task_minutes.started + excluded.started, succeeded = task_minutes.succeeded + excluded.succeeded,
@@ -646,14 +636,71 @@ func addMinutes(ctx context.Context, t *tx, changes []JobChange, conflicts []int
 			return fmt.Errorf("record task timeline: %w", err)
 		}
 	}
+	for k, p := range seconds {
+		// Only within secondsKept of the task's start: a task of days
+		// adds at most 600 rows here.
+		_, err := t.ExecContext(ctx, `INSERT INTO task_seconds (task_id, second, started, succeeded, failed)
+			SELECT id, `+t.typed("$2", "TIMESTAMPTZ")+`, $3, $4, $5 FROM tasks WHERE id = $1 AND started_at >= $6
+			ON CONFLICT (task_id, second) DO UPDATE SET
+			started = task_seconds.started + excluded.started, succeeded = task_seconds.succeeded + excluded.succeeded,
+			failed = task_seconds.failed + excluded.failed`, k.task, k.minute, p.Started, p.Succeeded, p.Failed, k.minute.Add(-secondsKept))
+		if err != nil {
+			return fmt.Errorf("record task timeline: %w", err)
+		}
+	}
 	return nil
 }
 
+// countMove counts a job's move into the timeline point of key, if it is
+// a start, a success or a failure.
+func countMove(points map[minuteKey]*ota.TimelinePoint, k minuteKey, old, new ota.JobState) {
+	var p ota.TimelinePoint
+	switch {
+	case old.Waiting() && new.InFlight():
+		p.Started = 1
+	case new == ota.JobSucceeded:
+		p.Succeeded = 1
+	case new == ota.JobFailed || new == ota.JobTimedOut:
+		p.Failed = 1
+	default:
+		return
+	}
+	q := points[k]
+	if q == nil {
+		q = &ota.TimelinePoint{Minute: k.minute}
+		points[k] = q
+	}
+	q.Started += p.Started
+	q.Succeeded += p.Succeeded
+	q.Failed += p.Failed
+}
+
 // TaskTimeline returns a task's activity per minute since a time, oldest
-// first (at most a week of minutes).
+// first (at most 30 days of minutes).
 func (s *sqlStore) TaskTimeline(ctx context.Context, taskID int64, since time.Time) ([]ota.TimelinePoint, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT minute, started, succeeded, failed FROM task_minutes
-		WHERE task_id = $1 AND minute >= $2 ORDER BY minute LIMIT 10080`, taskID, since.UTC())
+		WHERE task_id = $1 AND minute >= $2 ORDER BY minute LIMIT 43200`, taskID, since.UTC())
+	if err != nil {
+		return nil, fmt.Errorf("task %d timeline: %w", taskID, err)
+	}
+	defer rows.Close()
+	var out []ota.TimelinePoint
+	for rows.Next() {
+		var p ota.TimelinePoint
+		if err := rows.Scan(&p.Minute, &p.Started, &p.Succeeded, &p.Failed); err != nil {
+			return nil, err
+		}
+		p.Minute = p.Minute.UTC()
+		out = append(out, p)
+	}
+	return out, rows.Err()
+}
+
+// TaskSeconds returns a task's activity per second over its first ten
+// minutes, oldest first (Minute holds the second).
+func (s *sqlStore) TaskSeconds(ctx context.Context, taskID int64) ([]ota.TimelinePoint, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT second, started, succeeded, failed FROM task_seconds
+		WHERE task_id = $1 ORDER BY second LIMIT 1000`, taskID)
 	if err != nil {
 		return nil, fmt.Errorf("task %d timeline: %w", taskID, err)
 	}
