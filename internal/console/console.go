@@ -13,6 +13,7 @@
 package console
 
 import (
+	"encoding/json"
 	"context"
 	"errors"
 	"log/slog"
@@ -42,6 +43,8 @@ type Engine interface {
 	RetryFailed(ctx context.Context, id int64) (ota.Task, int, error)
 	// Waiting says what a task held by its policy waits for (nil: not held).
 	Waiting(id int64) *ota.Waiting
+	// UpdatePolicy changes a task's policy by a JSON merge patch.
+	UpdatePolicy(ctx context.Context, id int64, patch map[string]json.RawMessage) (ota.Task, error)
 }
 
 // Config is what the console needs; Store, Engine and API are required.
@@ -173,6 +176,7 @@ func (c *Console) routeTable() []route {
 		{"POST /tasks", c.action(op, c.createTask)},
 		{"GET /tasks/{id}", c.view(c.task)},
 		{"GET /tasks/{id}/live", c.view(c.taskLiveFragment)},
+		{"POST /tasks/{id}/policy", c.action(op, c.updatePolicy)},
 		{"POST /tasks/{id}/{action}", c.action(op, c.taskAction)},
 
 		{"GET /events", c.view(c.events)},

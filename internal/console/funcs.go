@@ -22,6 +22,7 @@ func (p *pages) funcs() template.FuncMap {
 		"bytes":      humanBytes,
 		"count":      countAny,
 		"pct":        percent,
+		"editFields": func() []editField { return editFields },
 		"join":       strings.Join,
 		"kvs":        kvs,
 		"tagText":    tagText,

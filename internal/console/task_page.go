@@ -20,6 +20,8 @@ type taskPage struct {
 	Firmware ota.Firmware
 	Filter   *form
 	Live     *taskLive
+	// Edit holds the policy edit form's values.
+	Edit *form
 }
 
 // taskLive is everything on a task's page that changes as it runs.
@@ -70,7 +72,7 @@ func (c *Console) showTask(w http.ResponseWriter, r *http.Request, s *session, s
 	t := live.Task.Task
 	data := &taskPage{
 		base: c.base(s, taskTitle(t)+" · Tasks", "tasks"), Task: t, Firmware: fw,
-		Filter: newForm(r.URL.Query()), Live: live,
+		Filter: newForm(r.URL.Query()), Live: live, Edit: newForm(policyForm(t.Policy)),
 	}
 	c.render(w, r, status, "task", data)
 	return nil
