@@ -13,8 +13,8 @@
 package console
 
 import (
-	"encoding/json"
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
