@@ -28,7 +28,9 @@ func TestMigrationCountsAttemptsFromOne(t *testing.T) {
 			"UPDATE jobs SET attempt = attempt - 1",
 			"UPDATE jobs SET attempt = 1 WHERE id = (SELECT MIN(id) FROM jobs)", // retried once, as counted before
 			"UPDATE jobs SET state = 'failed', percent = 100 WHERE id = (SELECT MAX(id) FROM jobs)",
-			"DELETE FROM goose_db_version WHERE version_id = 3",
+			// Later migrations are undone in the record too, or goose calls
+			// 3 out of order; they are written to run again.
+			"DELETE FROM goose_db_version WHERE version_id >= 3",
 		} {
 			if _, err := db.ExecContext(ctx, stmt); err != nil {
 				t.Fatalf("%s: %v", stmt, err)

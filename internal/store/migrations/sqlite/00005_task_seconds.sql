@@ -2,7 +2,7 @@
 -- A task's activity per second over its first ten minutes, beside
 -- task_minutes: the progress chart of a rollout that takes seconds needs
 -- more than one point a minute, and ten minutes bound the rows a task adds.
-CREATE TABLE task_seconds (
+CREATE TABLE IF NOT EXISTS task_seconds (
     task_id   BIGINT NOT NULL REFERENCES tasks (id) ON DELETE CASCADE,
     second    TIMESTAMP NOT NULL,
     started   BIGINT NOT NULL DEFAULT 0,
