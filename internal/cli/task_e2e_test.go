@@ -243,7 +243,7 @@ func TestTaskUsageErrors(t *testing.T) {
 		{[]string{"task", "list", "--state", "done"}, `--state "done": want one of scheduled, running`},
 		{[]string{"task", "jobs", "1", "--state", "finished"}, `--state "finished": want one of awaiting_version, queued`},
 		{[]string{"task", "pause"}, "missing ID"},
-		{[]string{"task"}, "missing command: one of advance, cancel, create, jobs, list, pause, resume, retry-failed, show, watch"},
+		{[]string{"task"}, "missing command: one of advance, cancel, create, jobs, list, pause, resume, retry-failed, show, update, watch"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
