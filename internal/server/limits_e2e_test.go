@@ -20,11 +20,12 @@ import (
 )
 
 // quick are HTTP timeouts a test outlasts in a second or two. The
-// transfer window is a second: on loopback, TCP queues up to a few
-// megabytes, which a steady reader must drain by a third within a window.
+// transfer window is two seconds: on loopback, TCP queues up to a few
+// megabytes, and the answer's last write waits until a steady reader has
+// drained them, which on a loaded machine took over a second.
 var quick = deadline.Timeouts{
 	Header: time.Second, Body: 500 * time.Millisecond, Write: 500 * time.Millisecond, Idle: 2 * time.Second,
-	Transfer: deadline.Policy{Window: time.Second, MinBytes: 4 << 10},
+	Transfer: deadline.Policy{Window: 2 * time.Second, MinBytes: 8 << 10},
 }
 
 // cutWithin is how soon after its timeout a stalled client must be cut:
