@@ -1,8 +1,10 @@
 package console_test
 
 import (
+	"html"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -137,9 +139,9 @@ func TestCreateTaskWithEveryPolicyField(t *testing.T) {
 		}
 	}
 	mustContain(t, "defaults", page, "Create task")
-	for _, def := range []string{`name="retries" value="2"`, `name="timeout" value="1h"`, `name="tz" value="UTC"`} {
+	for _, def := range []string{`name="tz" value="UTC"`, `id="t-safety-help"`} {
 		if !strings.Contains(page, def) {
-			t.Errorf("the new form lacks the default %s", def)
+			t.Errorf("the new form lacks %s", def)
 		}
 	}
 	body := s.createTaskVia(op, url.Values{
@@ -172,6 +174,35 @@ func TestCreateTaskWithEveryPolicyField(t *testing.T) {
 		t.Errorf("abort: %+v", p)
 	case !tg.All || tg.Tags["ring"] != "even" || len(tg.FromVersions) != 1 || !tg.Dynamic || !tg.SkipBusy:
 		t.Errorf("target: %+v", tg)
+	}
+}
+
+// A task made from the untouched form has the CLI's policy: no retries, no
+// timeout, no abort rule (the form once added them silently).
+func TestNewTaskFormStartsFromTheCLIDefaults(t *testing.T) {
+	s := newStack(t)
+	s.fleet("demo", 3)
+	op := s.signedIn(ota.RoleOperator)
+	fw := s.firmwareFor(op, "demo", "1.1.0", nil)
+	_, page := op.get("/tasks/new?firmware=" + fw)
+	for _, field := range []string{"retries", "retry_backoff", "timeout", "abort_failure", "abort_min", "rate", "max_concurrent"} {
+		if strings.Contains(page, `name="`+field+`" value="`) && !strings.Contains(page, `name="`+field+`" value=""`) {
+			t.Errorf("the new form proposes a value for %s", field)
+		}
+	}
+	// What the browser posts for the untouched form: the checked boxes,
+	// the selected options and every text field as rendered.
+	form := url.Values{"firmware": {fw}, "mode": {"push"}, "target_all": {"on"}, "phase_gate": {"auto"}}
+	for _, m := range regexp.MustCompile(`<input id="[^"]*" name="([a-z_]+)" value="([^"]*)"`).FindAllStringSubmatch(page, -1) {
+		form.Set(m[1], html.UnescapeString(m[2]))
+	}
+	s.createTaskVia(op, form)
+	task, err := s.st.GetTask(s.ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := task.Policy; p.Retries != 0 || p.RetryBackoff != 0 || p.Timeout != 0 || p.AbortFailure != 0 || p.AbortMin != 0 {
+		t.Errorf("a task from the untouched form has policy %+v, want the CLI's defaults", p)
 	}
 }
 
