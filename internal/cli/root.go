@@ -213,8 +213,31 @@ func (a *app) explain(err error) string {
 		return "interrupted"
 	case errors.As(err, new(x509.UnknownAuthorityError)):
 		return err.Error() + "; for a self-signed server certificate, set SSL_CERT_FILE to its PEM file"
+	case ae != nil:
+		return err.Error() + flagHint(ae.Detail)
 	}
 	return err.Error()
+}
+
+// flagHints name the flags that act on a server message: the server
+// speaks to API users too, so its messages name no flag.
+var flagHints = []struct{ in, hint string }{
+	{"already being upgraded", "--skip-busy leaves the busy devices out"},
+	{"no device matches the task's target", "--dry-run shows what a target selects"},
+	{"must be verified before batch use", "otter task create --verify --firmware ID --devices D1,D2 runs one"},
+	{"a task needs a target", "give --all, --tags, --from-versions or --devices"},
+	{"a verification task runs on an explicit device list", "give --devices"},
+	{"give explicit from-versions", "give --from"},
+}
+
+// flagHint returns the CLI's hint for a server message, or "".
+func flagHint(msg string) string {
+	for _, h := range flagHints {
+		if strings.Contains(msg, h.in) {
+			return "; " + h.hint
+		}
+	}
+	return ""
 }
 
 // usageError is a mistake in the command line; Execute exits with

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/otter-ota/otter/client"
+	"github.com/otter-ota/otter/internal/ota"
 )
 
 // watchEvery is how often `task watch` redraws.
@@ -401,7 +402,7 @@ upgrade again.`,
 				return err
 			}
 			return a.render(r, func(w io.Writer) error {
-				_, err := fmt.Fprintf(w, "requeued %d jobs of task %d (%s)\n", r.Requeued, r.ID, r.State)
+				_, err := fmt.Fprintf(w, "requeued %s of task %d (%s)\n", ota.Plural(r.Requeued, "job", "jobs"), r.ID, r.State)
 				return err
 			})
 		},

@@ -97,7 +97,8 @@ func TestTaskCommands(t *testing.T) {
 		t.Fatalf("task create: %v %+v\n%s", err, first, r)
 	}
 	r = o.fails(1, "(409 conflict)", "task", "create", "--firmware", fw, "--all")
-	if !strings.Contains(r.stderr, "d1") || !strings.Contains(r.stderr, "--skip-busy") {
+	if !strings.Contains(r.stderr, "d1 (task 1)") || !strings.Contains(r.stderr, "; --skip-busy leaves the busy devices out") ||
+		strings.Count(r.stderr, "d1") != 1 {
 		t.Errorf("double-targeting: %s", r)
 	}
 	var rest task
