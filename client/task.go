@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"fmt"
+	"io"
 	"iter"
 	"net/url"
 	"strconv"
@@ -359,6 +360,24 @@ func (c *Client) AllTaskJobs(ctx context.Context, id int64, states []JobState, o
 	return all(ctx, opts, func(ctx context.Context, o ListOptions) (*Page[Job], error) {
 		return c.TaskJobs(ctx, id, states, o)
 	})
+}
+
+// ExportTaskJobs writes the CSV export of a task's jobs in any of states
+// (all when none) to w, as the server streams it.
+func (c *Client) ExportTaskJobs(ctx context.Context, id int64, states []JobState, w io.Writer) error {
+	q := url.Values{}
+	for _, s := range states {
+		q.Add("state", string(s))
+	}
+	resp, err := c.send(ctx, request{method: "GET", path: taskPath(id, "jobs.csv"), query: q})
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(w, resp.Body); err != nil {
+		return fmt.Errorf("export the jobs of task %d: %w", id, err)
+	}
+	return nil
 }
 
 // Job returns one job.

@@ -115,7 +115,7 @@ server through its REST API, with the token given by --token or OTTER_TOKEN.`,
 	pf := root.PersistentFlags()
 	pf.StringVar(&a.server, "server", "", "server URL (env "+envServer+", default "+defaultServer+")")
 	pf.StringVar(&a.token, "token", "", "API token (env "+envToken+")")
-	pf.StringVarP(&a.output, "output", "o", "table", "output format: table or json")
+	pf.StringVarP(&a.output, "output", "o", "table", "output format: table or json (csv for task jobs)")
 	root.AddCommand(
 		a.serveCommand(),
 		a.productCommand(),
@@ -132,12 +132,18 @@ server through its REST API, with the token given by --token or OTTER_TOKEN.`,
 	return root
 }
 
-func (a *app) checkGlobalFlags(*cobra.Command, []string) error {
-	if a.output != "table" && a.output != "json" {
-		return usageErrorf("unknown output format %q: use table or json", a.output)
+func (a *app) checkGlobalFlags(cmd *cobra.Command, _ []string) error {
+	switch {
+	case a.output == "csv" && cmd.Annotations[annotCSV] == "":
+		return usageErrorf("-o csv is for otter task jobs only: use table or json")
+	case a.output != "table" && a.output != "json" && a.output != "csv":
+		return usageErrorf("unknown output format %q: use table or json (or csv for task jobs)", a.output)
 	}
 	return nil
 }
+
+// annotCSV marks the commands that print CSV with -o csv.
+const annotCSV = "otter/csv"
 
 // noSubcommand answers a command group run without (or with an unknown)
 // subcommand; it serves as both Args and RunE, so that a typo is a usage

@@ -231,9 +231,13 @@ func (a *app) taskJobsCommand() *cobra.Command {
 		Use:   "jobs ID",
 		Short: "List a task's jobs, in job id order",
 		Long: `List a task's jobs in job id order, following the pages (a task may have a
-million jobs: the output is streamed). -o json prints one JSON array.`,
-		Example: "  otter task jobs 7 --state failed --state timed_out\n  otter task jobs 7 -o json",
-		Args:    needArgs("ID"),
+million jobs: the output is streamed). -o json prints one JSON array; -o csv
+prints the server's CSV export (columns job_id, device, state, phase, attempt,
+percent, code, message, from_version, to_version, created_at, started_at,
+updated_at; --limit does not apply).`,
+		Example:     "  otter task jobs 7 --state failed --state timed_out\n  otter task jobs 7 -o json\n  otter task jobs 7 -o csv > jobs.csv",
+		Args:        needArgs("ID"),
+		Annotations: map[string]string{annotCSV: "yes"},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id, err := parseID("task", args[0])
 			if err != nil {
@@ -245,6 +249,9 @@ million jobs: the output is streamed). -o json prints one JSON array.`,
 			st, err := parseStates("--state", states, client.JobStates)
 			if err != nil {
 				return err
+			}
+			if a.output == "csv" {
+				return a.client().ExportTaskJobs(cmd.Context(), id, st, a.env.Stdout)
 			}
 			return a.streamJobs(a.client().AllTaskJobs(cmd.Context(), id, st, pageOptions(limit)), limit)
 		},

@@ -1,6 +1,7 @@
 package cli_test
 
 import (
+	"encoding/csv"
 	"encoding/json"
 	"fmt"
 	"regexp"
@@ -163,6 +164,49 @@ func testTaskJobs(t *testing.T, o *otter, s *apitest.Server, id int64) {
 	if !regexp.MustCompile(`(?m)^ID +DEVICE +STATE +PERCENT +ATTEMPT +CODE +MESSAGE +UPDATED\n\d+ +d1 +succeeded +100% `).MatchString(table) {
 		t.Errorf("task jobs table:\n%s", table)
 	}
+	testTaskJobsCSV(t, o, id)
+}
+
+// -o csv prints the server's export: it parses, and holds the jobs -o json
+// lists, field for field.
+func testTaskJobsCSV(t *testing.T, o *otter, id int64) {
+	var jobs []map[string]any
+	o.json(&jobs, "task", "jobs", fmt.Sprint(id))
+	rows, err := csv.NewReader(strings.NewReader(o.ok("task", "jobs", fmt.Sprint(id), "-o", "csv"))).ReadAll()
+	if err != nil || len(rows) != len(jobs)+1 {
+		t.Fatalf("task jobs -o csv: %v %q", err, rows)
+	}
+	col := make(map[string]int)
+	for i, name := range rows[0] {
+		col[name] = i
+	}
+	for i, j := range jobs {
+		row := rows[i+1]
+		want := map[string]string{"job_id": fmt.Sprint(j["id"]), "device": j["device"].(string), "state": j["state"].(string),
+			"attempt": fmt.Sprint(j["attempt"]), "percent": fmt.Sprint(j["percent"]), "to_version": j["version"].(string),
+			"from_version": fmt.Sprint(j["from_version"]), "code": fmt.Sprint(j["code"])}
+		for k, v := range want {
+			if v == "<nil>" {
+				v = ""
+			}
+			if got := row[col[k]]; got != v {
+				t.Errorf("job %v: %s = %q, want %q", j["id"], k, got, v)
+			}
+		}
+		if ts, err := time.Parse(time.RFC3339Nano, row[col["updated_at"]]); err != nil || !ts.Equal(mustParse(t, j["updated"].(string))) {
+			t.Errorf("job %v: updated_at %q, want %v", j["id"], row[col["updated_at"]], j["updated"])
+		}
+	}
+	o.fails(2, "-o csv is for otter task jobs only", "task", "list", "-o", "csv")
+}
+
+func mustParse(t *testing.T, s string) time.Time {
+	t.Helper()
+	ts, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ts
 }
 
 func testTaskActions(t *testing.T, o *otter, id int64) {

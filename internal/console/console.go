@@ -173,6 +173,7 @@ func (c *Console) routeTable() []route {
 		{"POST /tasks", c.action(op, c.createTask)},
 		{"GET /tasks/{id}", c.view(c.task)},
 		{"GET /tasks/{id}/live", c.view(c.taskLiveFragment)},
+		{"GET /tasks/{id}/jobs.csv", c.view(c.taskJobsCSV)},
 		{"POST /tasks/{id}/{action}", c.action(op, c.taskAction)},
 
 		{"GET /events", c.view(c.events)},

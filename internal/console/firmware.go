@@ -105,6 +105,17 @@ func (c *Console) firmwareFile(w http.ResponseWriter, r *http.Request, s *sessio
 	return nil
 }
 
+// taskJobsCSV lets the browser download a task's jobs through the API's
+// CSV export, streamed as the API writes it.
+func (c *Console) taskJobsCSV(w http.ResponseWriter, r *http.Request, s *session) error {
+	id, err := pathID(r, "id", "task")
+	if err != nil {
+		return err
+	}
+	c.forward(w, r, s, apiPrefix+"/tasks/"+strconv.FormatInt(id, 10)+"/jobs.csv")
+	return nil
+}
+
 // firmwarePage is the data of one firmware's page.
 type firmwarePage struct {
 	base

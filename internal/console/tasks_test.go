@@ -1,6 +1,7 @@
 package console_test
 
 import (
+	"encoding/csv"
 	"html"
 	"net/http"
 	"net/url"
@@ -373,4 +374,36 @@ func TestTaskPageSaysWhatTheTaskWaitsFor(t *testing.T) {
 		return strings.Contains(page, `id="waiting"`)
 	})
 	mustContain(t, "task page", page, "Waiting: the task starts at 2030-01-02 03:04 CET")
+}
+
+// The task page links to the CSV export, which the console streams from
+// the API for any signed-in user.
+func TestTaskJobsCSVDownload(t *testing.T) {
+	s := newStack(t)
+	s.fleet("demo", 3)
+	op := s.signedIn(ota.RoleOperator)
+	fw := s.firmwareFor(op, "demo", "1.1.0", nil)
+	s.createTaskVia(op, url.Values{"firmware": {fw}, "mode": {"push"}, "target_all": {"on"}})
+	_, page := op.get("/tasks/1")
+	if !strings.Contains(page, `href="/tasks/1/jobs.csv"`) {
+		t.Error("the task page has no link to the CSV export")
+	}
+	viewer := s.signedIn(ota.RoleViewer)
+	status, body := viewer.get("/tasks/1/jobs.csv")
+	rows, err := csv.NewReader(strings.NewReader(body)).ReadAll()
+	if status != http.StatusOK || err != nil || len(rows) != 4 || rows[0][1] != "device" {
+		t.Fatalf("download: %d %v %q", status, err, rows)
+	}
+	jobs, _, err := s.st.ListJobs(s.ctx, store.JobFilter{TaskID: 1}, store.Page{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, j := range jobs {
+		if rows[i+1][1] != j.Device || rows[i+1][2] != string(j.State) {
+			t.Errorf("row %d %q, job %+v", i+1, rows[i+1], j)
+		}
+	}
+	if status, _ := viewer.get("/tasks/99/jobs.csv"); status != http.StatusNotFound {
+		t.Errorf("unknown task: %d", status)
+	}
 }
