@@ -433,6 +433,35 @@ func (c *Client) RetryFailed(ctx context.Context, id int64) (*RetriedTask, error
 	return &out, nil
 }
 
+// RetryFailedDevices requeues the failed and timed-out jobs of the given
+// devices in a task.
+func (c *Client) RetryFailedDevices(ctx context.Context, id int64, devices []string) (*RetriedTask, error) {
+	var out RetriedTask
+	in := map[string][]string{"devices": devices}
+	if err := c.call(ctx, request{method: "POST", path: taskPath(id, "retry-failed-devices"), in: in}, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// CancelledDevicesTask is a task after CancelDevices, with the number of
+// jobs cancelled.
+type CancelledDevicesTask struct {
+	Task
+	Cancelled int `json:"cancelled"`
+}
+
+// CancelDevices cancels the jobs of the given devices in a task that have
+// not started installing; the task goes on with its other devices.
+func (c *Client) CancelDevices(ctx context.Context, id int64, devices []string) (*CancelledDevicesTask, error) {
+	var out CancelledDevicesTask
+	in := map[string][]string{"devices": devices}
+	if err := c.call(ctx, request{method: "POST", path: taskPath(id, "cancel-devices"), in: in}, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
 func (c *Client) taskAction(ctx context.Context, id int64, action string) (*Task, error) {
 	var out Task
 	if err := c.call(ctx, request{method: "POST", path: taskPath(id, action)}, &out); err != nil {

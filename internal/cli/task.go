@@ -35,6 +35,7 @@ func (a *app) taskCommand() *cobra.Command {
 		a.taskActionCommand("cancel", "Cancel a task: queued jobs are cancelled, unstarted devices are told", (*client.Client).CancelTask),
 		a.taskActionCommand("advance", "Open the next phase of a task with a manual phase gate", (*client.Client).AdvanceTask),
 		a.taskRetryCommand(),
+		a.taskCancelDevicesCommand(),
 	)
 }
 
@@ -390,21 +391,28 @@ func phaseNote(t *client.Task) string {
 }
 
 func (a *app) taskRetryCommand() *cobra.Command {
-	return &cobra.Command{
+	var devices []string
+	cmd := &cobra.Command{
 		Use:   "retry-failed ID",
 		Short: "Put a task's failed and timed-out jobs back in the queue",
 		Long: `Put a task's failed and timed-out jobs back in the queue (attempts count on)
-and run the task again if it had completed. A job whose device already runs
-the target version is recorded as succeeded instead: it is never sent the
-upgrade again.`,
-		Example: "  otter task retry-failed 7",
+and run the task again if it had completed; with --devices, only the jobs of
+those devices (each must have a job in the task). A job whose device already
+runs the target version is recorded as succeeded instead: it is never sent
+the upgrade again.`,
+		Example: "  otter task retry-failed 7\n  otter task retry-failed 7 --devices sn-001,sn-002",
 		Args:    needArgs("ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id, err := parseID("task", args[0])
 			if err != nil {
 				return err
 			}
-			r, err := a.client().RetryFailed(cmd.Context(), id)
+			var r *client.RetriedTask
+			if cmd.Flags().Changed("devices") {
+				r, err = a.client().RetryFailedDevices(cmd.Context(), id, devices)
+			} else {
+				r, err = a.client().RetryFailed(cmd.Context(), id)
+			}
 			if err != nil {
 				return err
 			}
@@ -414,4 +422,39 @@ upgrade again.`,
 			})
 		},
 	}
+	cmd.Flags().StringSliceVar(&devices, "devices", nil, "only the jobs of devices `D1,D2` (at most 1000)")
+	return cmd
+}
+
+func (a *app) taskCancelDevicesCommand() *cobra.Command {
+	var devices []string
+	cmd := &cobra.Command{
+		Use:   "cancel-devices ID --devices D1,D2",
+		Short: "Cancel the jobs of some devices of a task",
+		Long: `Cancel the jobs of the given devices in a task (each must have a job in it);
+the task goes on with its other devices. Jobs that have not started installing
+are cancelled, and a device already told to upgrade is told it is withdrawn;
+jobs installing, rebooting or ended are left as they are.`,
+		Example: "  otter task cancel-devices 7 --devices sn-001,sn-002",
+		Args:    needArgs("ID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, err := parseID("task", args[0])
+			if err != nil {
+				return err
+			}
+			if len(devices) == 0 {
+				return usageErrorf("name the devices with --devices D1,D2")
+			}
+			r, err := a.client().CancelDevices(cmd.Context(), id, devices)
+			if err != nil {
+				return err
+			}
+			return a.render(r, func(w io.Writer) error {
+				_, err := fmt.Fprintf(w, "cancelled %s of task %d (%s)\n", ota.Plural(r.Cancelled, "job", "jobs"), r.ID, r.State)
+				return err
+			})
+		},
+	}
+	cmd.Flags().StringSliceVar(&devices, "devices", nil, "device keys `D1,D2` (at most 1000)")
+	return cmd
 }

@@ -381,3 +381,27 @@ func (o *otter) waitWaiting(id int64) waitingTask {
 		time.Sleep(10 * time.Millisecond) // polling interval
 	}
 }
+
+func TestTaskPerDeviceCommands(t *testing.T) {
+	o, _, fw := startTaskOtter(t, 3)
+	var created task
+	o.json(&created, "task", "create", "--firmware", fw, "--all")
+	id := fmt.Sprint(created.ID)
+	if out := o.ok("task", "cancel-devices", id, "--devices", "d2"); out != "cancelled 1 job of task "+id+" (running)\n" &&
+		out != "cancelled 1 job of task "+id+" (scheduled)\n" {
+		t.Errorf("cancel-devices: %q", out)
+	}
+	var jobs []map[string]any
+	o.json(&jobs, "task", "jobs", id, "--state", "cancelled")
+	if len(jobs) != 1 || jobs[0]["device"] != "d2" {
+		t.Errorf("cancelled jobs: %v", jobs)
+	}
+	if out := o.ok("task", "retry-failed", id, "--devices", "d1"); !strings.HasPrefix(out, "requeued 0 jobs of task "+id) {
+		t.Errorf("retry-failed --devices (none failed): %q", out)
+	}
+	r := o.fails(1, "2 devices have no job in task "+id+": nope1, nope2 (400 invalid)", "task", "cancel-devices", id, "--devices", "nope1,nope2")
+	if strings.Count(r.stderr, "nope1") != 1 {
+		t.Errorf("the message repeats its list: %s", r.stderr)
+	}
+	o.fails(2, "name the devices with --devices", "task", "cancel-devices", id)
+}

@@ -42,6 +42,10 @@ type Engine interface {
 	RetryFailed(ctx context.Context, id int64) (ota.Task, int, error)
 	// Waiting says what a task held by its policy waits for (nil: not held).
 	Waiting(id int64) *ota.Waiting
+	// RetryFailedDevices and CancelDevices act on the jobs of the given
+	// devices only, and return how many they changed.
+	RetryFailedDevices(ctx context.Context, id int64, devices []string) (ota.Task, int, error)
+	CancelDevices(ctx context.Context, id int64, devices []string) (ota.Task, int, error)
 }
 
 // Config is what the console needs; Store, Engine and API are required.

@@ -407,3 +407,41 @@ func TestTaskJobsCSVDownload(t *testing.T) {
 		t.Errorf("unknown task: %d", status)
 	}
 }
+
+// A job's row has a button for its device: cancel a queued job (the others
+// go on), and the event names the operator; viewers see no buttons.
+func TestTaskPerJobActions(t *testing.T) {
+	s := newStack(t)
+	s.fleet("demo", 3)
+	op := s.signedIn(ota.RoleOperator)
+	fw := s.firmwareFor(op, "demo", "1.1.0", nil)
+	s.createTaskVia(op, url.Values{"firmware": {fw}, "mode": {"push"}, "target_all": {"on"}})
+	_, page := op.get("/tasks/1")
+	if !strings.Contains(page, `id="cancel-device-d2"`) || !strings.Contains(page, `name="device" value="d2"`) {
+		t.Fatal("a queued job's row has no cancel button")
+	}
+	status, body := op.post("/tasks/1/cancel-device", url.Values{"device": {"d2"}})
+	mustContain(t, "cancel d2", body, "The job of d2 was cancelled.")
+	if status != http.StatusOK {
+		t.Errorf("cancel-device: %d", status)
+	}
+	jobs, _, err := s.st.ListJobs(s.ctx, store.JobFilter{TaskID: 1}, store.Page{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, j := range jobs {
+		if want := j.Device == "d2"; (j.State == ota.JobCancelled) != want {
+			t.Errorf("%s is %s", j.Device, j.State)
+		}
+	}
+	evs, _, err := s.st.ListEvents(s.ctx, store.EventFilter{Device: "d2", Kind: "job"}, store.Page{})
+	if err != nil || len(evs) == 0 || evs[0].Actor == "engine" || evs[0].Actor == "" {
+		t.Errorf("events of d2's job: %v %+v", err, evs)
+	}
+	_, body = op.post("/tasks/1/retry-device", url.Values{"device": {"nosuch"}})
+	mustContain(t, "retry an unknown device", body, "1 device has no job in task 1: nosuch")
+	viewer := s.signedIn(ota.RoleViewer)
+	if _, page := viewer.get("/tasks/1"); strings.Contains(page, `id="cancel-device-`) {
+		t.Error("a viewer sees job buttons")
+	}
+}

@@ -406,6 +406,12 @@ func (e *Engine) RetryFailed(ctx context.Context, id int64) (ota.Task, int, erro
 }
 
 func (e *Engine) retryFailed(ctx context.Context, id int64, actor string) (int, error) {
+	return e.retryFailedOf(ctx, id, nil, actor)
+}
+
+// retryFailedOf requeues the failed and timed-out jobs of a task, only
+// those of the given devices when any are given.
+func (e *Engine) retryFailedOf(ctx context.Context, id int64, devices []string, actor string) (int, error) {
 	ts, err := e.taskFor(ctx, id)
 	if err != nil {
 		return 0, err
@@ -418,6 +424,7 @@ func (e *Engine) retryFailed(ctx context.Context, id int64, actor string) (int, 
 	for {
 		jobs, err := e.st.JobsWithVersions(ctx, store.JobVersionQuery{
 			TaskID: id, States: []ota.JobState{ota.JobFailed, ota.JobTimedOut}, AfterID: after, Limit: e.cfg.BatchSize,
+			Devices: devices,
 		})
 		if err != nil || len(jobs) == 0 {
 			return n, err
