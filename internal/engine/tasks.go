@@ -143,6 +143,9 @@ func (e *Engine) checkSpec(ctx context.Context, spec TaskSpec) (ota.Firmware, er
 	if err != nil {
 		return fw, err
 	}
+	if fw.Status != ota.FirmwareActive {
+		return fw, ota.Errorf(ota.ECONFLICT, "firmware %d (%s %s) is %s: no new task may use it", fw.ID, fw.Module, fw.Version, fw.Status)
+	}
 	if fw.VerifyRequired && fw.VerifiedBy == 0 && !spec.Verification {
 		return fw, ota.Errorf(ota.ECONFLICT, "firmware %d (%s %s) must be verified before batch use: run a verification task of it on a few devices first and let it complete with every job succeeded", fw.ID, fw.Module, fw.Version)
 	}
