@@ -217,7 +217,7 @@ deprecated; delete removes its file.`,
 
 func (a *app) firmwareDeleteCommand() *cobra.Command {
 	return &cobra.Command{
-		Use:     "delete ID",
+		Use:   "delete ID",
 		Short: "Delete a firmware's file, keeping its record",
 		Long: `Delete a firmware's file. The server refuses while a task that is not
 finished (scheduled, running or paused) uses the firmware: cancel it or wait

@@ -288,7 +288,7 @@ func TestTaskUsageErrors(t *testing.T) {
 		{[]string{"task", "list", "--state", "done"}, `--state "done": want one of scheduled, running`},
 		{[]string{"task", "jobs", "1", "--state", "finished"}, `--state "finished": want one of awaiting_version, queued`},
 		{[]string{"task", "pause"}, "missing ID"},
-		{[]string{"task"}, "missing command: one of advance, cancel, create, jobs, list, pause, resume, retry-failed, show, watch"},
+		{[]string{"task"}, "missing command: one of advance, cancel, cancel-devices, create, jobs, list, pause, resume, retry-failed, show, watch"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
@@ -404,4 +404,33 @@ func TestTaskPerDeviceCommands(t *testing.T) {
 		t.Errorf("the message repeats its list: %s", r.stderr)
 	}
 	o.fails(2, "name the devices with --devices", "task", "cancel-devices", id)
+}
+
+// firmware deprecate and delete: a deprecated firmware takes no new task;
+// delete is refused while a task that is not finished uses it, then keeps
+// the record, shown as deleted.
+func TestFirmwareLifecycleCommands(t *testing.T) {
+	o, _, fw := startTaskOtter(t, 2)
+	var created task
+	o.json(&created, "task", "create", "--firmware", fw, "--devices", "d1")
+	if out := o.ok("firmware", "deprecate", fw); !strings.HasPrefix(out, "deprecated firmware "+fw+" (default ") {
+		t.Errorf("deprecate: %q", out)
+	}
+	if !hasField(o.ok("firmware", "get", fw), "status", "deprecated") {
+		t.Error("firmware get does not show the deprecation")
+	}
+	if !regexp.MustCompile(`(?m)^` + fw + ` +demo +default +\S+ +deprecated `).MatchString(o.ok("firmware", "list")) {
+		t.Errorf("firmware list:\n%s", o.ok("firmware", "list"))
+	}
+	o.fails(1, "is deprecated: no new task may use it", "task", "create", "--firmware", fw, "--devices", "d2")
+	o.fails(1, "is used by 1 task that is not finished", "firmware", "delete", fw)
+	o.ok("task", "cancel", fmt.Sprint(created.ID))
+	o.ok("firmware", "delete", fw)
+	if !hasField(o.ok("firmware", "get", fw), "status", "deleted") {
+		t.Error("firmware get does not show the deletion")
+	}
+	help := o.ok("firmware", "delete", "--help")
+	if !strings.Contains(help, "refuses while a task that is not\nfinished (scheduled, running or paused) uses the firmware") {
+		t.Errorf("delete help:\n%s", help)
+	}
 }

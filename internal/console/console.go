@@ -170,6 +170,7 @@ func (c *Console) routeTable() []route {
 		{"GET /firmware/{id}", c.view(c.firmware)},
 		{"GET /firmware/{id}/file", c.view(c.firmwareFile)},
 		{"POST /firmware/{id}/delete", c.action(op, c.deleteFirmware)},
+		{"POST /firmware/{id}/deprecate", c.action(op, c.deprecateFirmware)},
 
 		{"GET /tasks", c.view(c.tasks)},
 		{"GET /tasks/new", c.view(c.newTask)},

@@ -186,3 +186,19 @@ func (c *Console) deleteFirmware(w http.ResponseWriter, r *http.Request, s *sess
 	http.Redirect(w, r, "/firmware?product="+url.QueryEscape(fw.Product)+"&done=firmware-deleted", http.StatusSeeOther)
 	return nil
 }
+
+// deprecateFirmware retires a firmware through the API and shows its page
+// again, with the outcome.
+func (c *Console) deprecateFirmware(w http.ResponseWriter, r *http.Request, s *session) error {
+	id, err := pathID(r, "id", "firmware")
+	if err != nil {
+		return err
+	}
+	f := newForm(nil)
+	if _, err := c.client(s).DeprecateFirmware(r.Context(), id); err != nil {
+		f.Fail("", err)
+		return c.showFirmware(w, r, s, statusOf(err), f)
+	}
+	http.Redirect(w, r, "/firmware/"+strconv.FormatInt(id, 10), http.StatusSeeOther)
+	return nil
+}

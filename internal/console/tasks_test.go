@@ -265,7 +265,7 @@ func TestTaskActionsAndLiveProgress(t *testing.T) {
 	s.fail("demo", firstNotified(t, s, 1), "download_failed")
 	eventually(t, "the failure on the live part", func() bool { return strings.Contains(text(live()), "download_failed") })
 	_, body = op.htmx("/tasks/1/retry", nil)
-	mustContain(t, "retry", body, "1 failed or timed-out jobs queued again")
+	mustContain(t, "retry", body, "1 failed or timed-out job queued again")
 	_, body = op.htmx("/tasks/1/advance", nil)
 	mustContain(t, "advance", body, "Phase 2 released", "phase 2 of 2")
 	_, body = op.htmx("/tasks/1/advance", nil)
@@ -443,5 +443,37 @@ func TestTaskPerJobActions(t *testing.T) {
 	viewer := s.signedIn(ota.RoleViewer)
 	if _, page := viewer.get("/tasks/1"); strings.Contains(page, `id="cancel-device-`) {
 		t.Error("a viewer sees job buttons")
+	}
+}
+
+// The firmware page deprecates and deletes: a deprecated firmware leaves
+// the new-task form, a deleted one keeps its page (version, hash) for the
+// task that used it, without its file.
+func TestFirmwareDeprecateAndDelete(t *testing.T) {
+	s := newStack(t)
+	s.fleet("demo", 2)
+	op := s.signedIn(ota.RoleOperator)
+	fw := s.firmwareFor(op, "demo", "1.1.0", nil)
+	s.createTaskVia(op, url.Values{"firmware": {fw}, "mode": {"push"}, "target_all": {"on"}})
+	_, page := op.post("/firmware/"+fw+"/deprecate", nil)
+	mustContain(t, "deprecated", page, "Status deprecated", "no new task may use it")
+	if _, form := op.get("/tasks/new?product=demo"); strings.Contains(form, `<option value="`+fw+`"`) {
+		t.Error("the new-task form offers a deprecated firmware")
+	}
+	if _, list := op.get("/firmware"); !strings.Contains(list, `<span class="state warn">deprecated</span>`) {
+		t.Error("the firmware list does not show the deprecation")
+	}
+	op.post("/tasks/1/cancel", nil)
+	status, _ := op.post("/firmware/"+fw+"/delete", nil)
+	if status != http.StatusOK {
+		t.Errorf("delete: %d", status)
+	}
+	_, page = op.get("/firmware/" + fw)
+	mustContain(t, "deleted", page, "Status deleted", "its file is gone", "1.1.0")
+	if strings.Contains(page, `/firmware/`+fw+`/file"`) {
+		t.Error("a deleted firmware's page offers its file")
+	}
+	if status, _ := op.get("/firmware/" + fw + "/file"); status != http.StatusNotFound {
+		t.Errorf("the deleted file answers %d", status)
 	}
 }
