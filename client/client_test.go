@@ -236,7 +236,7 @@ func TestFirmware(t *testing.T) {
 	want := client.Firmware{
 		ID: fw.ID, Product: "demo", Module: "default", Version: "1.1.0", Size: int64(len(file)), SHA256: sum,
 		Signature: fw.Signature, FromVersions: []string{"1.0.0", "1.0.1"}, Params: up.Params,
-		Description: "fixes", VerifyRequired: true, CreatedAt: fw.CreatedAt,
+		Description: "fixes", VerifyRequired: true, Status: "active", CreatedAt: fw.CreatedAt,
 	}
 	if diff := cmp.Diff(&want, fw); diff != "" || fw.ID == 0 || fw.Signature == "" {
 		t.Errorf("uploaded firmware (-want +got):\n%s", diff)

@@ -64,7 +64,8 @@ func (e *Error) Error() string {
 		}
 		b.WriteString(fe.Message)
 	}
-	if len(e.Details) > 0 {
+	// Most messages name their items already; list them only when not.
+	if len(e.Details) > 0 && !namesItem(e.message(), e.Details[0]) {
 		b.WriteString(": " + strings.Join(e.Details[:min(len(e.Details), maxShownDetails)], ", "))
 		if n := len(e.Details) - maxShownDetails; n > 0 {
 			fmt.Fprintf(&b, " and %d more", n)
@@ -114,4 +115,24 @@ func plainMessage(raw []byte) string {
 		return ""
 	}
 	return line
+}
+
+// namesItem reports whether msg names item as a whole word (a device key
+// "a" is not named by "already").
+func namesItem(msg, item string) bool {
+	for i := 0; ; {
+		j := strings.Index(msg[i:], item)
+		if j < 0 || item == "" {
+			return false
+		}
+		start, end := i+j, i+j+len(item)
+		if (start == 0 || !keyByte(msg[start-1])) && (end == len(msg) || !keyByte(msg[end])) {
+			return true
+		}
+		i = start + 1
+	}
+}
+
+func keyByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.'
 }

@@ -27,6 +27,11 @@ func TestErrorMessage(t *testing.T) {
 			"devices exist already: d1, d2 (409 conflict)"},
 		{"many details", Error{Status: 409, Code: "conflict", Detail: "devices exist already", Details: many},
 			"devices exist already: a, b, c, d, e, f, g, h, i, j and 2 more (409 conflict)"},
+		{"details the message names already", Error{Status: 409, Code: "conflict", Detail: `device "d1" already exists`, Details: []string{"d1"}},
+			`device "d1" already exists (409 conflict)`},
+		{"listed details", Error{Status: 400, Code: "invalid", Detail: "2 of the listed devices do not exist in this product (or lack the tags): nosuch1, nosuch2",
+			Details: []string{"nosuch1", "nosuch2"}},
+			"2 of the listed devices do not exist in this product (or lack the tags): nosuch1, nosuch2 (400 invalid)"},
 		{"field errors", Error{Status: 422, Code: "invalid", Detail: "validation failed", Errors: []FieldError{
 			{Message: "expected string to match pattern", Location: "body.key"}, {Message: "required"}}},
 			"validation failed: body.key: expected string to match pattern; required (422 invalid)"},

@@ -143,10 +143,21 @@ func (c *Client) DownloadFirmware(ctx context.Context, id int64, w io.Writer) (i
 	return n, nil
 }
 
-// DeleteFirmware deletes a firmware and its file; the server refuses (409)
-// while a task uses it.
+// DeleteFirmware deletes a firmware's file and marks it deleted (its record
+// stays); the server refuses (409) while a scheduled, running or paused
+// task uses it.
 func (c *Client) DeleteFirmware(ctx context.Context, id int64) error {
 	return c.call(ctx, request{method: "DELETE", path: firmwarePath(id)}, nil)
+}
+
+// DeprecateFirmware stops new tasks from using a firmware; running tasks
+// go on.
+func (c *Client) DeprecateFirmware(ctx context.Context, id int64) (*Firmware, error) {
+	var out Firmware
+	if err := c.call(ctx, request{method: "POST", path: firmwarePath(id) + "/deprecate"}, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
 }
 
 func firmwarePath(id int64) string {

@@ -107,7 +107,10 @@ type Firmware struct {
 	// batch tasks; zero while unverified.
 	VerifiedBy int64      `json:"verified_by,omitempty"`
 	VerifiedAt *time.Time `json:"verified_at,omitempty"`
-	CreatedAt  time.Time  `json:"created_at"`
+	// Status is active, deprecated (no new task may use it) or deleted
+	// (its file is gone, its record stays).
+	Status    string    `json:"status"`
+	CreatedAt time.Time `json:"created_at"`
 }
 
 // Token is an operator API token, without its secret.

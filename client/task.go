@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"fmt"
+	"io"
 	"iter"
 	"net/url"
 	"strconv"
@@ -361,6 +362,24 @@ func (c *Client) AllTaskJobs(ctx context.Context, id int64, states []JobState, o
 	})
 }
 
+// ExportTaskJobs writes the CSV export of a task's jobs in any of states
+// (all when none) to w, as the server streams it.
+func (c *Client) ExportTaskJobs(ctx context.Context, id int64, states []JobState, w io.Writer) error {
+	q := url.Values{}
+	for _, s := range states {
+		q.Add("state", string(s))
+	}
+	resp, err := c.send(ctx, request{method: "GET", path: taskPath(id, "jobs.csv"), query: q})
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(w, resp.Body); err != nil {
+		return fmt.Errorf("export the jobs of task %d: %w", id, err)
+	}
+	return nil
+}
+
 // Job returns one job.
 func (c *Client) Job(ctx context.Context, id int64) (*Job, error) {
 	var out Job
@@ -409,6 +428,35 @@ func (c *Client) AdvanceTask(ctx context.Context, id int64) (*Task, error) {
 func (c *Client) RetryFailed(ctx context.Context, id int64) (*RetriedTask, error) {
 	var out RetriedTask
 	if err := c.call(ctx, request{method: "POST", path: taskPath(id, "retry-failed")}, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// RetryFailedDevices requeues the failed and timed-out jobs of the given
+// devices in a task.
+func (c *Client) RetryFailedDevices(ctx context.Context, id int64, devices []string) (*RetriedTask, error) {
+	var out RetriedTask
+	in := map[string][]string{"devices": devices}
+	if err := c.call(ctx, request{method: "POST", path: taskPath(id, "retry-failed-devices"), in: in}, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// CancelledDevicesTask is a task after CancelDevices, with the number of
+// jobs cancelled.
+type CancelledDevicesTask struct {
+	Task
+	Cancelled int `json:"cancelled"`
+}
+
+// CancelDevices cancels the jobs of the given devices in a task that have
+// not started installing; the task goes on with its other devices.
+func (c *Client) CancelDevices(ctx context.Context, id int64, devices []string) (*CancelledDevicesTask, error) {
+	var out CancelledDevicesTask
+	in := map[string][]string{"devices": devices}
+	if err := c.call(ctx, request{method: "POST", path: taskPath(id, "cancel-devices"), in: in}, &out); err != nil {
 		return nil, err
 	}
 	return &out, nil

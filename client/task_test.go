@@ -77,7 +77,7 @@ func TestTaskLifecycle(t *testing.T) {
 		t.Errorf("created %+v", task)
 	}
 	_, err = c.CreateTask(ctx, client.TaskCreate{FirmwareID: s.fw.ID, Target: client.Target{All: true}})
-	ce := wantError(t, err, 409, client.CodeConflict, "skip-busy")
+	ce := wantError(t, err, 409, client.CodeConflict, "leave the busy devices out")
 	if !slices.Equal(slices.Sorted(slices.Values(ce.Details)), []string{"d1", "d2"}) {
 		t.Errorf("conflict details %v", ce.Details)
 	}

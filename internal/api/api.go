@@ -147,6 +147,7 @@ func (a *API) routes() {
 	a.tokenRoutes()
 	a.eventRoutes()
 	a.taskRoutes()
+	a.exportRoutes()
 	a.router.Get(Prefix+"/openapi.json", a.serveSpec)
 }
 

@@ -37,9 +37,16 @@ func (a *API) firmwareRoutes() {
 	}, a.getFirmware)
 	register(a, ota.RoleOperator, huma.Operation{
 		OperationID: "delete-firmware", Method: http.MethodDelete, Path: Prefix + "/firmware/{id}",
-		Summary: "Delete a firmware and its file", Description: "Refused (409) while a task uses it.",
+		Summary: "Delete a firmware's file, keeping its record",
+		Description: "Refused (409) while a scheduled, running or paused task uses the firmware. The file is removed; " +
+			"the firmware stays listed with status deleted, so the tasks, jobs and events that used it still name its version and hash.",
 		Tags: []string{"firmware"}, DefaultStatus: http.StatusNoContent,
 	}, a.deleteFirmware)
+	register(a, ota.RoleOperator, huma.Operation{
+		OperationID: "deprecate-firmware", Method: http.MethodPost, Path: Prefix + "/firmware/{id}/deprecate",
+		Summary: "Deprecate a firmware", Description: "No new task may use it; running tasks go on. Only an active firmware is deprecated.",
+		Tags: []string{"firmware"},
+	}, a.deprecateFirmware)
 	file := Prefix + "/firmware/{id}/file"
 	a.router.Get(file, a.plain(ota.RoleViewer, a.serveFirmwareFile))
 	a.documentFile(file)
@@ -78,6 +85,14 @@ func (a *API) deleteFirmware(ctx context.Context, in *firmwarePath) (*struct{}, 
 	return nil, nil
 }
 
+func (a *API) deprecateFirmware(ctx context.Context, in *firmwarePath) (*bodyOutput[ota.Firmware], error) {
+	f, err := a.store.DeprecateFirmware(ctx, in.ID)
+	if err != nil {
+		return nil, err
+	}
+	return bodyOf(f), nil
+}
+
 // serveFirmwareFile serves the file with Range and If-Range support; the
 // ETag is the file's SHA-256, which never changes for a firmware.
 func (a *API) serveFirmwareFile(w http.ResponseWriter, r *http.Request) error {
@@ -88,6 +103,9 @@ func (a *API) serveFirmwareFile(w http.ResponseWriter, r *http.Request) error {
 	f, err := a.store.GetFirmware(r.Context(), id)
 	if err != nil {
 		return err
+	}
+	if f.Status == ota.FirmwareDeleted {
+		return ota.Errorf(ota.ENOTFOUND, "the file of firmware %d (%s %s) was deleted", f.ID, f.Module, f.Version)
 	}
 	obj, err := a.blobs.Open(r.Context(), f.BlobKey)
 	if err != nil {

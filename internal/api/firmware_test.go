@@ -44,7 +44,7 @@ func TestFirmwareUploadAndDownload(t *testing.T) {
 		ID: f.ID, Product: "demo", Module: "default", Version: "1.1.0", Size: int64(len(content)), SHA256: sum(content),
 		Signature: f.Signature, FromVersions: []string{"1.0.0", "1.0.1", "1.0.2"},
 		Params: map[string]string{"reboot": "soft", "url": "http://x/?a=b"}, Description: "fixes", VerifyRequired: true,
-		CreatedAt: f.CreatedAt,
+		Status: ota.FirmwareActive, CreatedAt: f.CreatedAt,
 	}
 	if diff := cmp.Diff(want, f); diff != "" {
 		t.Fatalf("firmware (-want +got):\n%s", diff)

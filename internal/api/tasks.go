@@ -33,6 +33,12 @@ type Engine interface {
 	RetryFailed(ctx context.Context, id int64) (ota.Task, int, error)
 	// UpdatePolicy changes a task's policy by a JSON merge patch.
 	UpdatePolicy(ctx context.Context, id int64, patch map[string]json.RawMessage) (ota.Task, error)
+	// RetryFailedDevices requeues the failed and timed-out jobs of the
+	// given devices only.
+	RetryFailedDevices(ctx context.Context, id int64, devices []string) (ota.Task, int, error)
+	// CancelDevices cancels the jobs of the given devices that have not
+	// started installing, and says how many.
+	CancelDevices(ctx context.Context, id int64, devices []string) (ota.Task, int, error)
 	// DevicesChanged tells the engine that devices were created or their
 	// tags changed: running dynamic tasks take those that now match.
 	DevicesChanged(ctx context.Context, deviceIDs []int64) error
@@ -80,6 +86,20 @@ type TaskPreview struct {
 type RetriedTask struct {
 	ota.Task
 	Requeued int `json:"requeued" doc:"The number of failed or timed-out jobs put back in the queue."`
+}
+
+// CancelledDevicesTask is a task after cancel-devices, with the number of
+// jobs cancelled.
+type CancelledDevicesTask struct {
+	ota.Task
+	Cancelled int `json:"cancelled" doc:"The number of the devices' jobs cancelled; jobs already installing, rebooting or ended are left as they are."`
+}
+
+type taskDevicesInput struct {
+	ID   int64 `path:"id" doc:"Task id."`
+	Body struct {
+		Devices []string `json:"devices" minItems:"1" maxItems:"1000" doc:"Keys of devices that have a job in the task."`
+	}
 }
 
 type createTaskInput struct {
@@ -227,6 +247,41 @@ func (a *API) taskActionRoutes() {
 		Description: "Puts them back in the queue (attempts count on) and runs a completed task again; answers how many were requeued.",
 		Tags:        []string{"tasks"},
 	}, a.retryFailed)
+	register(a, ota.RoleOperator, huma.Operation{
+		OperationID: "retry-failed-devices", Method: http.MethodPost, Path: Prefix + "/tasks/{id}/retry-failed-devices",
+		Summary:     "Retry the failed and timed-out jobs of some devices of a task",
+		Description: "As retry-failed, for the named devices only; a device without a job in the task is refused.",
+		Tags:        []string{"tasks"},
+	}, a.retryFailedDevices)
+	register(a, ota.RoleOperator, huma.Operation{
+		OperationID: "cancel-devices", Method: http.MethodPost, Path: Prefix + "/tasks/{id}/cancel-devices",
+		Summary: "Cancel the jobs of some devices of a task",
+		Description: "Jobs that have not started installing are cancelled, and devices already told to upgrade are told it is withdrawn; " +
+			"the task goes on with its other devices. A device without a job in the task is refused.",
+		Tags: []string{"tasks"},
+	}, a.cancelDevices)
+}
+
+func (a *API) retryFailedDevices(ctx context.Context, in *taskDevicesInput) (*bodyOutput[RetriedTask], error) {
+	if err := a.needEngine(); err != nil {
+		return nil, err
+	}
+	t, n, err := a.engine.RetryFailedDevices(ctx, in.ID, in.Body.Devices)
+	if err != nil {
+		return nil, err
+	}
+	return bodyOf(RetriedTask{Task: t, Requeued: n}), nil
+}
+
+func (a *API) cancelDevices(ctx context.Context, in *taskDevicesInput) (*bodyOutput[CancelledDevicesTask], error) {
+	if err := a.needEngine(); err != nil {
+		return nil, err
+	}
+	t, n, err := a.engine.CancelDevices(ctx, in.ID, in.Body.Devices)
+	if err != nil {
+		return nil, err
+	}
+	return bodyOf(CancelledDevicesTask{Task: t, Cancelled: n}), nil
 }
 
 func (a *API) updateTask(ctx context.Context, in *updateTaskInput) (*bodyOutput[ota.Task], error) {

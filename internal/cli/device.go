@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/otter-ota/otter/client"
+	"github.com/otter-ota/otter/internal/ota"
 	"github.com/otter-ota/otter/sdk/wire"
 )
 
@@ -97,7 +98,7 @@ the server's JSON answer with -o json.`,
 				if err := writeSecretsCSV(w, res.Devices); err != nil {
 					return err
 				}
-				fmt.Fprintf(a.env.Stderr, "Created %d devices. %s\n", res.Created, "Save the secrets now: they will not be shown again.")
+				fmt.Fprintf(a.env.Stderr, "Created %s. %s\n", ota.Plural(res.Created, "device", "devices"), "Save the secrets now: they will not be shown again.")
 				return nil
 			})
 		},

@@ -342,6 +342,7 @@ type firmware struct {
 	Params         map[string]string `json:"params"`
 	VerifyRequired bool              `json:"verify_required"`
 	Description    string
+	Status         string
 }
 
 func TestFirmwareCommands(t *testing.T) {
@@ -361,7 +362,7 @@ func TestFirmwareCommands(t *testing.T) {
 		"--from", "1.0.0,1.0.1", "--param", "reboot=soft", "--param", "url=http://x/?a=b", "--verify-required", "--description", "fixes")
 	want := firmware{ID: fw.ID, Product: "demo", Module: "default", Version: "1.1.0", Size: int64(len(data)), SHA256: hash,
 		FromVersions: []string{"1.0.0", "1.0.1"}, Params: map[string]string{"reboot": "soft", "url": "http://x/?a=b"},
-		VerifyRequired: true, Description: "fixes"}
+		VerifyRequired: true, Description: "fixes", Status: "active"}
 	if diff := cmp.Diff(want, fw); diff != "" || fw.ID == 0 {
 		t.Errorf("firmware add -o json (-want +got):\n%s", diff)
 	}

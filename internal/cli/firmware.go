@@ -22,6 +22,7 @@ func (a *app) firmwareCommand() *cobra.Command {
 		a.firmwareAddCommand(),
 		a.firmwareListCommand(),
 		a.firmwareGetCommand(),
+		a.firmwareDeprecateCommand(),
 		a.firmwareDeleteCommand(),
 		a.firmwareDownloadCommand(),
 	)
@@ -188,11 +189,41 @@ func (a *app) firmwareGetCommand() *cobra.Command {
 	}
 }
 
+func (a *app) firmwareDeprecateCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "deprecate ID",
+		Short: "Retire a firmware: no new task may use it",
+		Long: `Deprecate a firmware: no new task may use it; tasks already using it go on,
+and its file stays downloadable for them. Only an active firmware is
+deprecated; delete removes its file.`,
+		Example: "  otter firmware deprecate 3",
+		Args:    needArgs("ID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, err := parseID("firmware", args[0])
+			if err != nil {
+				return err
+			}
+			fw, err := a.client().DeprecateFirmware(cmd.Context(), id)
+			if err != nil {
+				return err
+			}
+			return a.render(fw, func(w io.Writer) error {
+				_, err := fmt.Fprintf(w, "deprecated firmware %d (%s %s)\n", fw.ID, fw.Module, fw.Version)
+				return err
+			})
+		},
+	}
+}
+
 func (a *app) firmwareDeleteCommand() *cobra.Command {
 	return &cobra.Command{
-		Use:     "delete ID",
-		Short:   "Delete a firmware and its file",
-		Long:    "Delete a firmware and its file. The server refuses while a task uses it.",
+		Use:   "delete ID",
+		Short: "Delete a firmware's file, keeping its record",
+		Long: `Delete a firmware's file. The server refuses while a task that is not
+finished (scheduled, running or paused) uses the firmware: cancel it or wait
+for it to end first. The firmware stays listed with status deleted, so the
+tasks, jobs and events that used it still show its version and hash; no task
+may use it again.`,
 		Example: "  otter firmware delete 3",
 		Args:    needArgs("ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -315,9 +346,9 @@ func (a *app) downloadChecked(cmd *cobra.Command, fw *client.Firmware, w io.Writ
 }
 
 func writeFirmwareList(w io.Writer, fs []client.Firmware, now time.Time) error {
-	t := newTable(w, "ID", "PRODUCT", "MODULE", "VERSION", "SIZE", "SHA256", "FROM", "VERIFIED", "CREATED")
+	t := newTable(w, "ID", "PRODUCT", "MODULE", "VERSION", "STATUS", "SIZE", "SHA256", "FROM", "VERIFIED", "CREATED")
 	for _, f := range fs {
-		t.row(fmt.Sprint(f.ID), f.Product, f.Module, f.Version, formatSize(f.Size), shortHash(f.SHA256),
+		t.row(fmt.Sprint(f.ID), f.Product, f.Module, f.Version, f.Status, formatSize(f.Size), shortHash(f.SHA256),
 			formatList(f.FromVersions), verification(&f), formatAge(f.CreatedAt, now))
 	}
 	return t.flush()
@@ -329,6 +360,7 @@ func writeFirmware(w io.Writer, f *client.Firmware) error {
 		{"product", f.Product},
 		{"module", f.Module},
 		{"version", f.Version},
+		{"status", f.Status},
 		{"size", fmt.Sprintf("%d (%s)", f.Size, formatSize(f.Size))},
 		{"sha256", f.SHA256},
 		{"from", formatList(f.FromVersions)},

@@ -108,13 +108,13 @@ demo     d2   no      never      -                        -
 `},
 		{"firmware", func(b *bytes.Buffer) error {
 			return writeFirmwareList(b, []client.Firmware{
-				{ID: 3, Product: "demo", Module: "default", Version: "1.1.0", Size: 3 << 20, SHA256: strings.Repeat("ab", 32), FromVersions: []string{"1.0.0", "1.0.1"}, VerifyRequired: true, CreatedAt: created},
-				{ID: 4, Product: "demo", Module: "modem", Version: "2.0", Size: 10, SHA256: strings.Repeat("cd", 32), VerifyRequired: true, VerifiedBy: 7, CreatedAt: created},
+				{ID: 3, Product: "demo", Module: "default", Version: "1.1.0", Size: 3 << 20, SHA256: strings.Repeat("ab", 32), FromVersions: []string{"1.0.0", "1.0.1"}, VerifyRequired: true, Status: "active", CreatedAt: created},
+				{ID: 4, Product: "demo", Module: "modem", Version: "2.0", Size: 10, SHA256: strings.Repeat("cd", 32), VerifyRequired: true, VerifiedBy: 7, Status: "deprecated", CreatedAt: created},
 			}, testNow)
 		}, `
-ID  PRODUCT  MODULE   VERSION  SIZE     SHA256        FROM         VERIFIED      CREATED
-3   demo     default  1.1.0    3.0 MiB  abababababab  1.0.0,1.0.1  required      3d ago
-4   demo     modem    2.0      10 B     cdcdcdcdcdcd  -            yes (task 7)  3d ago
+ID  PRODUCT  MODULE   VERSION  STATUS      SIZE     SHA256        FROM         VERIFIED      CREATED
+3   demo     default  1.1.0    active      3.0 MiB  abababababab  1.0.0,1.0.1  required      3d ago
+4   demo     modem    2.0      deprecated  10 B     cdcdcdcdcdcd  -            yes (task 7)  3d ago
 `},
 		{"tokens", func(b *bytes.Buffer) error {
 			return writeTokens(b, []client.Token{
@@ -173,12 +173,13 @@ tags:      site=paris
 created:   2026-03-01T08:00:00Z
 `},
 		{"firmware", func(b *bytes.Buffer) error {
-			return writeFirmware(b, &client.Firmware{ID: 3, Product: "demo", Module: "default", Version: "1.1.0", Size: 2048, SHA256: "abc", Params: map[string]string{"reboot": "soft"}, CreatedAt: created})
+			return writeFirmware(b, &client.Firmware{ID: 3, Product: "demo", Module: "default", Version: "1.1.0", Size: 2048, SHA256: "abc", Params: map[string]string{"reboot": "soft"}, Status: "deleted", CreatedAt: created})
 		}, `
 id:              3
 product:         demo
 module:          default
 version:         1.1.0
+status:          deleted
 size:            2048 (2.0 KiB)
 sha256:          abc
 from:            -

@@ -115,7 +115,7 @@ server through its REST API, with the token given by --token or OTTER_TOKEN.`,
 	pf := root.PersistentFlags()
 	pf.StringVar(&a.server, "server", "", "server URL (env "+envServer+", default "+defaultServer+")")
 	pf.StringVar(&a.token, "token", "", "API token (env "+envToken+")")
-	pf.StringVarP(&a.output, "output", "o", "table", "output format: table or json")
+	pf.StringVarP(&a.output, "output", "o", "table", "output format: table or json (csv for task jobs)")
 	root.AddCommand(
 		a.serveCommand(),
 		a.productCommand(),
@@ -132,12 +132,18 @@ server through its REST API, with the token given by --token or OTTER_TOKEN.`,
 	return root
 }
 
-func (a *app) checkGlobalFlags(*cobra.Command, []string) error {
-	if a.output != "table" && a.output != "json" {
-		return usageErrorf("unknown output format %q: use table or json", a.output)
+func (a *app) checkGlobalFlags(cmd *cobra.Command, _ []string) error {
+	switch {
+	case a.output == "csv" && cmd.Annotations[annotCSV] == "":
+		return usageErrorf("-o csv is for otter task jobs only: use table or json")
+	case a.output != "table" && a.output != "json" && a.output != "csv":
+		return usageErrorf("unknown output format %q: use table or json (or csv for task jobs)", a.output)
 	}
 	return nil
 }
+
+// annotCSV marks the commands that print CSV with -o csv.
+const annotCSV = "otter/csv"
 
 // noSubcommand answers a command group run without (or with an unknown)
 // subcommand; it serves as both Args and RunE, so that a typo is a usage
@@ -213,8 +219,31 @@ func (a *app) explain(err error) string {
 		return "interrupted"
 	case errors.As(err, new(x509.UnknownAuthorityError)):
 		return err.Error() + "; for a self-signed server certificate, set SSL_CERT_FILE to its PEM file"
+	case ae != nil:
+		return err.Error() + flagHint(ae.Detail)
 	}
 	return err.Error()
+}
+
+// flagHints name the flags that act on a server message: the server
+// speaks to API users too, so its messages name no flag.
+var flagHints = []struct{ in, hint string }{
+	{"already being upgraded", "--skip-busy leaves the busy devices out"},
+	{"no device matches the task's target", "--dry-run shows what a target selects"},
+	{"must be verified before batch use", "otter task create --verify --firmware ID --devices D1,D2 runs one"},
+	{"a task needs a target", "give --all, --tags, --from-versions or --devices"},
+	{"a verification task runs on an explicit device list", "give --devices"},
+	{"give explicit from-versions", "give --from"},
+}
+
+// flagHint returns the CLI's hint for a server message, or "".
+func flagHint(msg string) string {
+	for _, h := range flagHints {
+		if strings.Contains(msg, h.in) {
+			return "; " + h.hint
+		}
+	}
+	return ""
 }
 
 // usageError is a mistake in the command line; Execute exits with

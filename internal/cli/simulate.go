@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/otter-ota/otter/internal/ota"
 	"github.com/otter-ota/otter/internal/sim"
 )
 
@@ -106,7 +107,7 @@ func (a *app) simulate(cmd *cobra.Command, cfg sim.Config, broker string) error 
 	}
 	cfg.API = api
 	out := cmd.OutOrStdout()
-	fmt.Fprintf(out, "starting %d devices of %s on %s (device secrets in %s)\n", cfg.Devices, cfg.Product, cfg.Broker, cfg.Secrets)
+	fmt.Fprintf(out, "starting %s of %s on %s (device secrets in %s)\n", ota.Plural(cfg.Devices, "device", "devices"), cfg.Product, cfg.Broker, cfg.Secrets)
 	fleet, err := sim.Start(ctx, cfg)
 	if err != nil {
 		return err

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/otter-ota/otter/client"
+	"github.com/otter-ota/otter/internal/ota"
 )
 
 // watchEvery is how often `task watch` redraws.
@@ -35,6 +36,7 @@ func (a *app) taskCommand() *cobra.Command {
 		a.taskActionCommand("advance", "Open the next phase of a task with a manual phase gate", (*client.Client).AdvanceTask),
 		a.taskRetryCommand(),
 		a.taskUpdateCommand(),
+		a.taskCancelDevicesCommand(),
 	)
 }
 
@@ -231,9 +233,13 @@ func (a *app) taskJobsCommand() *cobra.Command {
 		Use:   "jobs ID",
 		Short: "List a task's jobs, in job id order",
 		Long: `List a task's jobs in job id order, following the pages (a task may have a
-million jobs: the output is streamed). -o json prints one JSON array.`,
-		Example: "  otter task jobs 7 --state failed --state timed_out\n  otter task jobs 7 -o json",
-		Args:    needArgs("ID"),
+million jobs: the output is streamed). -o json prints one JSON array; -o csv
+prints the server's CSV export (columns job_id, device, state, phase, attempt,
+percent, code, message, from_version, to_version, created_at, started_at,
+updated_at; --limit does not apply).`,
+		Example:     "  otter task jobs 7 --state failed --state timed_out\n  otter task jobs 7 -o json\n  otter task jobs 7 -o csv > jobs.csv",
+		Args:        needArgs("ID"),
+		Annotations: map[string]string{annotCSV: "yes"},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id, err := parseID("task", args[0])
 			if err != nil {
@@ -245,6 +251,9 @@ million jobs: the output is streamed). -o json prints one JSON array.`,
 			st, err := parseStates("--state", states, client.JobStates)
 			if err != nil {
 				return err
+			}
+			if a.output == "csv" {
+				return a.client().ExportTaskJobs(cmd.Context(), id, st, a.env.Stdout)
 			}
 			return a.streamJobs(a.client().AllTaskJobs(cmd.Context(), id, st, pageOptions(limit)), limit)
 		},
@@ -383,28 +392,70 @@ func phaseNote(t *client.Task) string {
 }
 
 func (a *app) taskRetryCommand() *cobra.Command {
-	return &cobra.Command{
+	var devices []string
+	cmd := &cobra.Command{
 		Use:   "retry-failed ID",
 		Short: "Put a task's failed and timed-out jobs back in the queue",
 		Long: `Put a task's failed and timed-out jobs back in the queue (attempts count on)
-and run the task again if it had completed. A job whose device already runs
-the target version is recorded as succeeded instead: it is never sent the
-upgrade again.`,
-		Example: "  otter task retry-failed 7",
+and run the task again if it had completed; with --devices, only the jobs of
+those devices (each must have a job in the task). A job whose device already
+runs the target version is recorded as succeeded instead: it is never sent
+the upgrade again.`,
+		Example: "  otter task retry-failed 7\n  otter task retry-failed 7 --devices sn-001,sn-002",
 		Args:    needArgs("ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id, err := parseID("task", args[0])
 			if err != nil {
 				return err
 			}
-			r, err := a.client().RetryFailed(cmd.Context(), id)
+			var r *client.RetriedTask
+			if cmd.Flags().Changed("devices") {
+				r, err = a.client().RetryFailedDevices(cmd.Context(), id, devices)
+			} else {
+				r, err = a.client().RetryFailed(cmd.Context(), id)
+			}
 			if err != nil {
 				return err
 			}
 			return a.render(r, func(w io.Writer) error {
-				_, err := fmt.Fprintf(w, "requeued %d jobs of task %d (%s)\n", r.Requeued, r.ID, r.State)
+				_, err := fmt.Fprintf(w, "requeued %s of task %d (%s)\n", ota.Plural(r.Requeued, "job", "jobs"), r.ID, r.State)
 				return err
 			})
 		},
 	}
+	cmd.Flags().StringSliceVar(&devices, "devices", nil, "only the jobs of devices `D1,D2` (at most 1000)")
+	return cmd
+}
+
+func (a *app) taskCancelDevicesCommand() *cobra.Command {
+	var devices []string
+	cmd := &cobra.Command{
+		Use:   "cancel-devices ID --devices D1,D2",
+		Short: "Cancel the jobs of some devices of a task",
+		Long: `Cancel the jobs of the given devices in a task (each must have a job in it);
+the task goes on with its other devices. Jobs that have not started installing
+are cancelled, and a device already told to upgrade is told it is withdrawn;
+jobs installing, rebooting or ended are left as they are.`,
+		Example: "  otter task cancel-devices 7 --devices sn-001,sn-002",
+		Args:    needArgs("ID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, err := parseID("task", args[0])
+			if err != nil {
+				return err
+			}
+			if len(devices) == 0 {
+				return usageErrorf("name the devices with --devices D1,D2")
+			}
+			r, err := a.client().CancelDevices(cmd.Context(), id, devices)
+			if err != nil {
+				return err
+			}
+			return a.render(r, func(w io.Writer) error {
+				_, err := fmt.Fprintf(w, "cancelled %s of task %d (%s)\n", ota.Plural(r.Cancelled, "job", "jobs"), r.ID, r.State)
+				return err
+			})
+		},
+	}
+	cmd.Flags().StringSliceVar(&devices, "devices", nil, "device keys `D1,D2` (at most 1000)")
+	return cmd
 }

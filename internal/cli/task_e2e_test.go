@@ -1,6 +1,7 @@
 package cli_test
 
 import (
+	"encoding/csv"
 	"encoding/json"
 	"fmt"
 	"regexp"
@@ -97,7 +98,8 @@ func TestTaskCommands(t *testing.T) {
 		t.Fatalf("task create: %v %+v\n%s", err, first, r)
 	}
 	r = o.fails(1, "(409 conflict)", "task", "create", "--firmware", fw, "--all")
-	if !strings.Contains(r.stderr, "d1") || !strings.Contains(r.stderr, "--skip-busy") {
+	if !strings.Contains(r.stderr, "d1 (task 1)") || !strings.Contains(r.stderr, "; --skip-busy leaves the busy devices out") ||
+		strings.Count(r.stderr, "d1") != 1 {
 		t.Errorf("double-targeting: %s", r)
 	}
 	var rest task
@@ -162,6 +164,49 @@ func testTaskJobs(t *testing.T, o *otter, s *apitest.Server, id int64) {
 	if !regexp.MustCompile(`(?m)^ID +DEVICE +STATE +PERCENT +ATTEMPT +CODE +MESSAGE +UPDATED\n\d+ +d1 +succeeded +100% `).MatchString(table) {
 		t.Errorf("task jobs table:\n%s", table)
 	}
+	testTaskJobsCSV(t, o, id)
+}
+
+// -o csv prints the server's export: it parses, and holds the jobs -o json
+// lists, field for field.
+func testTaskJobsCSV(t *testing.T, o *otter, id int64) {
+	var jobs []map[string]any
+	o.json(&jobs, "task", "jobs", fmt.Sprint(id))
+	rows, err := csv.NewReader(strings.NewReader(o.ok("task", "jobs", fmt.Sprint(id), "-o", "csv"))).ReadAll()
+	if err != nil || len(rows) != len(jobs)+1 {
+		t.Fatalf("task jobs -o csv: %v %q", err, rows)
+	}
+	col := make(map[string]int)
+	for i, name := range rows[0] {
+		col[name] = i
+	}
+	for i, j := range jobs {
+		row := rows[i+1]
+		want := map[string]string{"job_id": fmt.Sprint(j["id"]), "device": j["device"].(string), "state": j["state"].(string),
+			"attempt": fmt.Sprint(j["attempt"]), "percent": fmt.Sprint(j["percent"]), "to_version": j["version"].(string),
+			"from_version": fmt.Sprint(j["from_version"]), "code": fmt.Sprint(j["code"])}
+		for k, v := range want {
+			if v == "<nil>" {
+				v = ""
+			}
+			if got := row[col[k]]; got != v {
+				t.Errorf("job %v: %s = %q, want %q", j["id"], k, got, v)
+			}
+		}
+		if ts, err := time.Parse(time.RFC3339Nano, row[col["updated_at"]]); err != nil || !ts.Equal(mustParse(t, j["updated"].(string))) {
+			t.Errorf("job %v: updated_at %q, want %v", j["id"], row[col["updated_at"]], j["updated"])
+		}
+	}
+	o.fails(2, "-o csv is for otter task jobs only", "task", "list", "-o", "csv")
+}
+
+func mustParse(t *testing.T, s string) time.Time {
+	t.Helper()
+	ts, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ts
 }
 
 func testTaskActions(t *testing.T, o *otter, id int64) {
@@ -243,7 +288,7 @@ func TestTaskUsageErrors(t *testing.T) {
 		{[]string{"task", "list", "--state", "done"}, `--state "done": want one of scheduled, running`},
 		{[]string{"task", "jobs", "1", "--state", "finished"}, `--state "finished": want one of awaiting_version, queued`},
 		{[]string{"task", "pause"}, "missing ID"},
-		{[]string{"task"}, "missing command: one of advance, cancel, create, jobs, list, pause, resume, retry-failed, show, update, watch"},
+		{[]string{"task"}, "missing command: one of advance, cancel, cancel-devices, create, jobs, list, pause, resume, retry-failed, show, update, watch"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
@@ -334,5 +379,58 @@ func (o *otter) waitWaiting(id int64) waitingTask {
 			o.t.Fatalf("task %d never said what it waits for: %+v", id, got)
 		}
 		time.Sleep(10 * time.Millisecond) // polling interval
+	}
+}
+
+func TestTaskPerDeviceCommands(t *testing.T) {
+	o, _, fw := startTaskOtter(t, 3)
+	var created task
+	o.json(&created, "task", "create", "--firmware", fw, "--all")
+	id := fmt.Sprint(created.ID)
+	if out := o.ok("task", "cancel-devices", id, "--devices", "d2"); out != "cancelled 1 job of task "+id+" (running)\n" &&
+		out != "cancelled 1 job of task "+id+" (scheduled)\n" {
+		t.Errorf("cancel-devices: %q", out)
+	}
+	var jobs []map[string]any
+	o.json(&jobs, "task", "jobs", id, "--state", "cancelled")
+	if len(jobs) != 1 || jobs[0]["device"] != "d2" {
+		t.Errorf("cancelled jobs: %v", jobs)
+	}
+	if out := o.ok("task", "retry-failed", id, "--devices", "d1"); !strings.HasPrefix(out, "requeued 0 jobs of task "+id) {
+		t.Errorf("retry-failed --devices (none failed): %q", out)
+	}
+	r := o.fails(1, "2 devices have no job in task "+id+": nope1, nope2 (400 invalid)", "task", "cancel-devices", id, "--devices", "nope1,nope2")
+	if strings.Count(r.stderr, "nope1") != 1 {
+		t.Errorf("the message repeats its list: %s", r.stderr)
+	}
+	o.fails(2, "name the devices with --devices", "task", "cancel-devices", id)
+}
+
+// firmware deprecate and delete: a deprecated firmware takes no new task;
+// delete is refused while a task that is not finished uses it, then keeps
+// the record, shown as deleted.
+func TestFirmwareLifecycleCommands(t *testing.T) {
+	o, _, fw := startTaskOtter(t, 2)
+	var created task
+	o.json(&created, "task", "create", "--firmware", fw, "--devices", "d1")
+	if out := o.ok("firmware", "deprecate", fw); !strings.HasPrefix(out, "deprecated firmware "+fw+" (default ") {
+		t.Errorf("deprecate: %q", out)
+	}
+	if !hasField(o.ok("firmware", "get", fw), "status", "deprecated") {
+		t.Error("firmware get does not show the deprecation")
+	}
+	if !regexp.MustCompile(`(?m)^` + fw + ` +demo +default +\S+ +deprecated `).MatchString(o.ok("firmware", "list")) {
+		t.Errorf("firmware list:\n%s", o.ok("firmware", "list"))
+	}
+	o.fails(1, "is deprecated: no new task may use it", "task", "create", "--firmware", fw, "--devices", "d2")
+	o.fails(1, "is used by 1 task that is not finished", "firmware", "delete", fw)
+	o.ok("task", "cancel", fmt.Sprint(created.ID))
+	o.ok("firmware", "delete", fw)
+	if !hasField(o.ok("firmware", "get", fw), "status", "deleted") {
+		t.Error("firmware get does not show the deletion")
+	}
+	help := o.ok("firmware", "delete", "--help")
+	if !strings.Contains(help, "refuses while a task that is not\nfinished (scheduled, running or paused) uses the firmware") {
+		t.Errorf("delete help:\n%s", help)
 	}
 }

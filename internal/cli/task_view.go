@@ -262,7 +262,7 @@ func jobRow(tb *table, j *client.Job, now time.Time) {
 // writePreview shows a dry run: how many devices, per phase, which are
 // busy, and the first devices in rollout order.
 func writePreview(w io.Writer, p *client.TaskPreview, phases []float64) error {
-	fields := []field{{"would target", fmt.Sprintf("%d devices", p.Total)}}
+	fields := []field{{"would target", ota.Plural(p.Total, "device", "devices")}}
 	if len(p.PerPhase) > 0 {
 		parts := make([]string, len(p.PerPhase))
 		for i, n := range p.PerPhase {

@@ -194,7 +194,7 @@ func TestFirmwareUploadAndDelete(t *testing.T) {
 
 	s.createTaskVia(op, url.Values{"firmware": {id}, "mode": {"push"}, "target_all": {"on"}})
 	_, page = op.post("/firmware/"+id+"/delete", nil)
-	mustContain(t, "delete a used firmware", page, "cannot be deleted while tasks use it")
+	mustContain(t, "delete a used firmware", page, "is used by 1 task that is not finished (scheduled, running or paused)")
 
 	status, fw = op.uploadFirmware(url.Values{"product": {"demo"}, "version": {"2.1.0"}}, "unused")
 	if status != http.StatusCreated {

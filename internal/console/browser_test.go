@@ -257,7 +257,7 @@ func (j *journey) createTask() {
 	waitJS(t, ctx, "the preview", `document.getElementById("preview-total") && document.getElementById("preview-total").textContent === "6"`)
 	do(t, ctx, "fill the task form",
 		chromedp.SendKeys(chromedp.ID("t-name"), "spring rollout"),
-		setField("t-retries", "0"),
+		setField("t-backoff", "1m"),
 		chromedp.SendKeys(chromedp.ID("t-phases"), "50%, 100%"),
 	)
 	waitJS(t, ctx, "the policy error next to the backoff field",

@@ -45,6 +45,10 @@ type Engine interface {
 	Waiting(id int64) *ota.Waiting
 	// UpdatePolicy changes a task's policy by a JSON merge patch.
 	UpdatePolicy(ctx context.Context, id int64, patch map[string]json.RawMessage) (ota.Task, error)
+	// RetryFailedDevices and CancelDevices act on the jobs of the given
+	// devices only, and return how many they changed.
+	RetryFailedDevices(ctx context.Context, id int64, devices []string) (ota.Task, int, error)
+	CancelDevices(ctx context.Context, id int64, devices []string) (ota.Task, int, error)
 }
 
 // Config is what the console needs; Store, Engine and API are required.
@@ -169,6 +173,7 @@ func (c *Console) routeTable() []route {
 		{"GET /firmware/{id}", c.view(c.firmware)},
 		{"GET /firmware/{id}/file", c.view(c.firmwareFile)},
 		{"POST /firmware/{id}/delete", c.action(op, c.deleteFirmware)},
+		{"POST /firmware/{id}/deprecate", c.action(op, c.deprecateFirmware)},
 
 		{"GET /tasks", c.view(c.tasks)},
 		{"GET /tasks/new", c.view(c.newTask)},
@@ -177,6 +182,7 @@ func (c *Console) routeTable() []route {
 		{"GET /tasks/{id}", c.view(c.task)},
 		{"GET /tasks/{id}/live", c.view(c.taskLiveFragment)},
 		{"POST /tasks/{id}/policy", c.action(op, c.updatePolicy)},
+		{"GET /tasks/{id}/jobs.csv", c.view(c.taskJobsCSV)},
 		{"POST /tasks/{id}/{action}", c.action(op, c.taskAction)},
 
 		{"GET /events", c.view(c.events)},

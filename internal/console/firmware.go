@@ -105,6 +105,17 @@ func (c *Console) firmwareFile(w http.ResponseWriter, r *http.Request, s *sessio
 	return nil
 }
 
+// taskJobsCSV lets the browser download a task's jobs through the API's
+// CSV export, streamed as the API writes it.
+func (c *Console) taskJobsCSV(w http.ResponseWriter, r *http.Request, s *session) error {
+	id, err := pathID(r, "id", "task")
+	if err != nil {
+		return err
+	}
+	c.forward(w, r, s, apiPrefix+"/tasks/"+strconv.FormatInt(id, 10)+"/jobs.csv")
+	return nil
+}
+
 // firmwarePage is the data of one firmware's page.
 type firmwarePage struct {
 	base
@@ -173,5 +184,21 @@ func (c *Console) deleteFirmware(w http.ResponseWriter, r *http.Request, s *sess
 		return c.showFirmware(w, r, s, statusOf(err), f)
 	}
 	http.Redirect(w, r, "/firmware?product="+url.QueryEscape(fw.Product)+"&done=firmware-deleted", http.StatusSeeOther)
+	return nil
+}
+
+// deprecateFirmware retires a firmware through the API and shows its page
+// again, with the outcome.
+func (c *Console) deprecateFirmware(w http.ResponseWriter, r *http.Request, s *session) error {
+	id, err := pathID(r, "id", "firmware")
+	if err != nil {
+		return err
+	}
+	f := newForm(nil)
+	if _, err := c.client(s).DeprecateFirmware(r.Context(), id); err != nil {
+		f.Fail("", err)
+		return c.showFirmware(w, r, s, statusOf(err), f)
+	}
+	http.Redirect(w, r, "/firmware/"+strconv.FormatInt(id, 10), http.StatusSeeOther)
 	return nil
 }

@@ -21,6 +21,7 @@ func (p *pages) funcs() template.FuncMap {
 		"iso":        func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
 		"bytes":      humanBytes,
 		"count":      countAny,
+		"counted":    counted,
 		"pct":        percent,
 		"editFields": func() []editField { return editFields },
 		"join":       strings.Join,
@@ -84,6 +85,16 @@ func countAny(v any) string {
 		return humanCount(n)
 	}
 	return fmt.Sprint(v)
+}
+
+// counted writes a count and the noun in the right number: "1 device",
+// "1,200 devices".
+func counted(v any, one, many string) string {
+	s := countAny(v)
+	if s == "1" {
+		return s + " " + one
+	}
+	return s + " " + many
 }
 
 // humanCount writes a count with thousands separators: 1,000,000.

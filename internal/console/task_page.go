@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"time"
 
@@ -246,9 +247,67 @@ var taskActions = map[string]func(c *Console, ctx context.Context, id int64) (st
 	},
 	"retry": func(c *Console, ctx context.Context, id int64) (string, error) {
 		_, n, err := c.engine.RetryFailed(ctx, id)
-		return fmt.Sprintf("%d failed or timed-out jobs queued again.", n), err
+		return fmt.Sprintf("%s queued again.", ota.Plural(n, "failed or timed-out job", "failed or timed-out jobs")), err
 	},
 }
+
+// deviceActions are the buttons on one job of a task: they act on that
+// job's device only.
+var deviceActions = map[string]func(c *Console, ctx context.Context, id int64, device string) (string, error){
+	"cancel-device": func(c *Console, ctx context.Context, id int64, device string) (string, error) {
+		_, n, err := c.engine.CancelDevices(ctx, id, []string{device})
+		if err == nil && n == 0 {
+			return fmt.Sprintf("The job of %s was not cancelled: it is installing, rebooting or has ended.", device), nil
+		}
+		return fmt.Sprintf("The job of %s was cancelled.", device), err
+	},
+	"retry-device": func(c *Console, ctx context.Context, id int64, device string) (string, error) {
+		_, n, err := c.engine.RetryFailedDevices(ctx, id, []string{device})
+		if err == nil && n == 0 {
+			return fmt.Sprintf("The job of %s was not queued again: it has not failed, or its device runs the version already.", device), nil
+		}
+		return fmt.Sprintf("The job of %s was queued again.", device), err
+	},
+}
+
+// runTaskAction runs the task or job action the path names.
+func (c *Console) runTaskAction(r *http.Request, id int64) (string, error) {
+	name := r.PathValue("action")
+	if act, ok := deviceActions[name]; ok {
+		return act(c, r.Context(), id, r.FormValue("device"))
+	}
+	return taskActions[name](c, r.Context(), id)
+}
+
+// jobButton is the action button on one job's row.
+type jobButton struct {
+	URL, Name, Device, Label, CSRF string
+}
+
+// JobAction returns the button a job's row offers, or nil: retry for a
+// failed or timed-out job of a task that may still run it, cancel for a
+// job whose device has not started installing.
+func (l *taskLive) JobAction(j ota.Job) *jobButton {
+	b := func(name, label string) *jobButton {
+		return &jobButton{URL: l.Action(name), Name: name, Device: j.Device, Label: label, CSRF: l.CSRF}
+	}
+	switch s := l.Task.State; {
+	case !l.CanAct:
+		return nil
+	case j.State == ota.JobFailed || j.State == ota.JobTimedOut:
+		if s == ota.TaskCancelled || s == ota.TaskAborted {
+			return nil
+		}
+		return b("retry-device", "Retry")
+	case j.State == ota.JobQueued || j.State == ota.JobAwaitingVersion || slices.Contains(withdrawableStates, j.State):
+		return b("cancel-device", "Cancel")
+	}
+	return nil
+}
+
+// withdrawableStates are the in-flight states a device's job can still be
+// cancelled in: it has not started installing.
+var withdrawableStates = []ota.JobState{ota.JobNotified, ota.JobOffered, ota.JobAccepted, ota.JobDownloading, ota.JobDownloaded}
 
 // taskAction runs an operator's button. To htmx it answers the live part
 // with the outcome next to the buttons; to a plain form post, the page.
@@ -257,11 +316,11 @@ func (c *Console) taskAction(w http.ResponseWriter, r *http.Request, s *session)
 	if err != nil {
 		return err
 	}
-	act, ok := taskActions[r.PathValue("action")]
-	if !ok {
-		return notFoundf("there is no task action %q: use pause, resume, cancel, advance or retry", clip(r.PathValue("action")))
+	name := r.PathValue("action")
+	if taskActions[name] == nil && deviceActions[name] == nil {
+		return notFoundf("there is no task action %q: use pause, resume, cancel, advance, retry, cancel-device or retry-device", clip(name))
 	}
-	notice, err := act(c, r.Context(), id)
+	notice, err := c.runTaskAction(r, id)
 	actionErr := ""
 	if err != nil {
 		notice, actionErr = "", messageOf(err)

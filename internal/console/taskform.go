@@ -51,15 +51,15 @@ var taskHints = []fieldHint{
 	hint("target_all", "a task needs a target", "the target selects no device", "no device matches"),
 }
 
-// newTaskDefaults are the values a new task form starts with: every device
-// that can take the firmware, pushed, with a couple of retries, a timeout
-// and an abort rule, so that a bad firmware stops before it reaches the
-// whole fleet.
+// newTaskDefaults are the values a new task form starts with: the CLI's
+// defaults (pushed, no retries, no timeout, no abort rule, UTC), so a task
+// made in the console behaves as one made with "otter task create" unless
+// the operator asks for more. Only the target differs: the CLI needs one
+// named, the form starts from every device so the preview has something to
+// show.
 func newTaskDefaults() url.Values {
 	return url.Values{
 		"mode": {"push"}, "target_all": {"on"}, "tz": {"UTC"}, "phase_gate": {ota.GateAuto},
-		"retries": {"2"}, "retry_backoff": {"1m"}, "timeout": {"1h"},
-		"abort_failure": {"20"}, "abort_min": {"10"},
 	}
 }
 

@@ -1,8 +1,11 @@
 package console_test
 
 import (
+	"encoding/csv"
+	"html"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -137,9 +140,9 @@ func TestCreateTaskWithEveryPolicyField(t *testing.T) {
 		}
 	}
 	mustContain(t, "defaults", page, "Create task")
-	for _, def := range []string{`name="retries" value="2"`, `name="timeout" value="1h"`, `name="tz" value="UTC"`} {
+	for _, def := range []string{`name="tz" value="UTC"`, `id="t-safety-help"`} {
 		if !strings.Contains(page, def) {
-			t.Errorf("the new form lacks the default %s", def)
+			t.Errorf("the new form lacks %s", def)
 		}
 	}
 	body := s.createTaskVia(op, url.Values{
@@ -172,6 +175,35 @@ func TestCreateTaskWithEveryPolicyField(t *testing.T) {
 		t.Errorf("abort: %+v", p)
 	case !tg.All || tg.Tags["ring"] != "even" || len(tg.FromVersions) != 1 || !tg.Dynamic || !tg.SkipBusy:
 		t.Errorf("target: %+v", tg)
+	}
+}
+
+// A task made from the untouched form has the CLI's policy: no retries, no
+// timeout, no abort rule (the form once added them silently).
+func TestNewTaskFormStartsFromTheCLIDefaults(t *testing.T) {
+	s := newStack(t)
+	s.fleet("demo", 3)
+	op := s.signedIn(ota.RoleOperator)
+	fw := s.firmwareFor(op, "demo", "1.1.0", nil)
+	_, page := op.get("/tasks/new?firmware=" + fw)
+	for _, field := range []string{"retries", "retry_backoff", "timeout", "abort_failure", "abort_min", "rate", "max_concurrent"} {
+		if strings.Contains(page, `name="`+field+`" value="`) && !strings.Contains(page, `name="`+field+`" value=""`) {
+			t.Errorf("the new form proposes a value for %s", field)
+		}
+	}
+	// What the browser posts for the untouched form: the checked boxes,
+	// the selected options and every text field as rendered.
+	form := url.Values{"firmware": {fw}, "mode": {"push"}, "target_all": {"on"}, "phase_gate": {"auto"}}
+	for _, m := range regexp.MustCompile(`<input id="[^"]*" name="([a-z_]+)" value="([^"]*)"`).FindAllStringSubmatch(page, -1) {
+		form.Set(m[1], html.UnescapeString(m[2]))
+	}
+	s.createTaskVia(op, form)
+	task, err := s.st.GetTask(s.ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := task.Policy; p.Retries != 0 || p.RetryBackoff != 0 || p.Timeout != 0 || p.AbortFailure != 0 || p.AbortMin != 0 {
+		t.Errorf("a task from the untouched form has policy %+v, want the CLI's defaults", p)
 	}
 }
 
@@ -233,7 +265,7 @@ func TestTaskActionsAndLiveProgress(t *testing.T) {
 	s.fail("demo", firstNotified(t, s, 1), "download_failed")
 	eventually(t, "the failure on the live part", func() bool { return strings.Contains(text(live()), "download_failed") })
 	_, body = op.htmx("/tasks/1/retry", nil)
-	mustContain(t, "retry", body, "1 failed or timed-out jobs queued again")
+	mustContain(t, "retry", body, "1 failed or timed-out job queued again")
 	_, body = op.htmx("/tasks/1/advance", nil)
 	mustContain(t, "advance", body, "Phase 2 released", "phase 2 of 2")
 	_, body = op.htmx("/tasks/1/advance", nil)
@@ -342,4 +374,106 @@ func TestTaskPageSaysWhatTheTaskWaitsFor(t *testing.T) {
 		return strings.Contains(page, `id="waiting"`)
 	})
 	mustContain(t, "task page", page, "Waiting: the task starts at 2030-01-02 03:04 CET")
+}
+
+// The task page links to the CSV export, which the console streams from
+// the API for any signed-in user.
+func TestTaskJobsCSVDownload(t *testing.T) {
+	s := newStack(t)
+	s.fleet("demo", 3)
+	op := s.signedIn(ota.RoleOperator)
+	fw := s.firmwareFor(op, "demo", "1.1.0", nil)
+	s.createTaskVia(op, url.Values{"firmware": {fw}, "mode": {"push"}, "target_all": {"on"}})
+	_, page := op.get("/tasks/1")
+	if !strings.Contains(page, `href="/tasks/1/jobs.csv"`) {
+		t.Error("the task page has no link to the CSV export")
+	}
+	viewer := s.signedIn(ota.RoleViewer)
+	status, body := viewer.get("/tasks/1/jobs.csv")
+	rows, err := csv.NewReader(strings.NewReader(body)).ReadAll()
+	if status != http.StatusOK || err != nil || len(rows) != 4 || rows[0][1] != "device" {
+		t.Fatalf("download: %d %v %q", status, err, rows)
+	}
+	jobs, _, err := s.st.ListJobs(s.ctx, store.JobFilter{TaskID: 1}, store.Page{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, j := range jobs {
+		if rows[i+1][1] != j.Device || rows[i+1][2] != string(j.State) {
+			t.Errorf("row %d %q, job %+v", i+1, rows[i+1], j)
+		}
+	}
+	if status, _ := viewer.get("/tasks/99/jobs.csv"); status != http.StatusNotFound {
+		t.Errorf("unknown task: %d", status)
+	}
+}
+
+// A job's row has a button for its device: cancel a queued job (the others
+// go on), and the event names the operator; viewers see no buttons.
+func TestTaskPerJobActions(t *testing.T) {
+	s := newStack(t)
+	s.fleet("demo", 3)
+	op := s.signedIn(ota.RoleOperator)
+	fw := s.firmwareFor(op, "demo", "1.1.0", nil)
+	s.createTaskVia(op, url.Values{"firmware": {fw}, "mode": {"push"}, "target_all": {"on"}})
+	_, page := op.get("/tasks/1")
+	if !strings.Contains(page, `id="cancel-device-d2"`) || !strings.Contains(page, `name="device" value="d2"`) {
+		t.Fatal("a queued job's row has no cancel button")
+	}
+	status, body := op.post("/tasks/1/cancel-device", url.Values{"device": {"d2"}})
+	mustContain(t, "cancel d2", body, "The job of d2 was cancelled.")
+	if status != http.StatusOK {
+		t.Errorf("cancel-device: %d", status)
+	}
+	jobs, _, err := s.st.ListJobs(s.ctx, store.JobFilter{TaskID: 1}, store.Page{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, j := range jobs {
+		if want := j.Device == "d2"; (j.State == ota.JobCancelled) != want {
+			t.Errorf("%s is %s", j.Device, j.State)
+		}
+	}
+	evs, _, err := s.st.ListEvents(s.ctx, store.EventFilter{Device: "d2", Kind: "job"}, store.Page{})
+	if err != nil || len(evs) == 0 || evs[0].Actor == "engine" || evs[0].Actor == "" {
+		t.Errorf("events of d2's job: %v %+v", err, evs)
+	}
+	_, body = op.post("/tasks/1/retry-device", url.Values{"device": {"nosuch"}})
+	mustContain(t, "retry an unknown device", body, "1 device has no job in task 1: nosuch")
+	viewer := s.signedIn(ota.RoleViewer)
+	if _, page := viewer.get("/tasks/1"); strings.Contains(page, `id="cancel-device-`) {
+		t.Error("a viewer sees job buttons")
+	}
+}
+
+// The firmware page deprecates and deletes: a deprecated firmware leaves
+// the new-task form, a deleted one keeps its page (version, hash) for the
+// task that used it, without its file.
+func TestFirmwareDeprecateAndDelete(t *testing.T) {
+	s := newStack(t)
+	s.fleet("demo", 2)
+	op := s.signedIn(ota.RoleOperator)
+	fw := s.firmwareFor(op, "demo", "1.1.0", nil)
+	s.createTaskVia(op, url.Values{"firmware": {fw}, "mode": {"push"}, "target_all": {"on"}})
+	_, page := op.post("/firmware/"+fw+"/deprecate", nil)
+	mustContain(t, "deprecated", page, "Status deprecated", "no new task may use it")
+	if _, form := op.get("/tasks/new?product=demo"); strings.Contains(form, `<option value="`+fw+`"`) {
+		t.Error("the new-task form offers a deprecated firmware")
+	}
+	if _, list := op.get("/firmware"); !strings.Contains(list, `<span class="state warn">deprecated</span>`) {
+		t.Error("the firmware list does not show the deprecation")
+	}
+	op.post("/tasks/1/cancel", nil)
+	status, _ := op.post("/firmware/"+fw+"/delete", nil)
+	if status != http.StatusOK {
+		t.Errorf("delete: %d", status)
+	}
+	_, page = op.get("/firmware/" + fw)
+	mustContain(t, "deleted", page, "Status deleted", "its file is gone", "1.1.0")
+	if strings.Contains(page, `/firmware/`+fw+`/file"`) {
+		t.Error("a deleted firmware's page offers its file")
+	}
+	if status, _ := op.get("/firmware/" + fw + "/file"); status != http.StatusNotFound {
+		t.Errorf("the deleted file answers %d", status)
+	}
 }

@@ -426,7 +426,7 @@ func (e *Engine) complete(ctx context.Context, ts *taskState) error {
 			delete(e.firmware, ts.task.FirmwareID)
 			reason = "every job succeeded: the firmware is verified"
 		} else {
-			reason = fmt.Sprintf("%d of %d jobs succeeded: the firmware is not verified", totals[ota.JobSucceeded], ts.task.Total)
+			reason = fmt.Sprintf("%d of %s succeeded: the firmware is not verified", totals[ota.JobSucceeded], ota.Plural(ts.task.Total, "job", "jobs"))
 		}
 	}
 	next, changed, err := ts.task.Apply(ota.TaskComplete, reason, e.now())

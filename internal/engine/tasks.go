@@ -88,7 +88,7 @@ func (e *Engine) CreateTask(ctx context.Context, spec TaskSpec) (ota.Task, error
 		return ota.Task{}, err
 	}
 	if len(jobs) == 0 && !spec.Target.Dynamic {
-		return ota.Task{}, ota.Errorf(ota.EINVALID, "no device matches the task's target: nothing to upgrade (try --dry-run to see what a target selects)")
+		return ota.Task{}, ota.Errorf(ota.EINVALID, "no device matches the task's target: nothing to upgrade")
 	}
 	now := e.now()
 	t := ota.Task{
@@ -143,8 +143,11 @@ func (e *Engine) checkSpec(ctx context.Context, spec TaskSpec) (ota.Firmware, er
 	if err != nil {
 		return fw, err
 	}
+	if fw.Status != ota.FirmwareActive {
+		return fw, ota.Errorf(ota.ECONFLICT, "firmware %d (%s %s) is %s: no new task may use it", fw.ID, fw.Module, fw.Version, fw.Status)
+	}
 	if fw.VerifyRequired && fw.VerifiedBy == 0 && !spec.Verification {
-		return fw, ota.Errorf(ota.ECONFLICT, "firmware %d (%s %s) must be verified before batch use: run a verification task on a few devices first (otter task create --verify --firmware %d --devices ...) and let it complete with every job succeeded", fw.ID, fw.Module, fw.Version, fw.ID)
+		return fw, ota.Errorf(ota.ECONFLICT, "firmware %d (%s %s) must be verified before batch use: run a verification task of it on a few devices first and let it complete with every job succeeded", fw.ID, fw.Module, fw.Version)
 	}
 	return fw, nil
 }
@@ -152,13 +155,13 @@ func (e *Engine) checkSpec(ctx context.Context, spec TaskSpec) (ota.Firmware, er
 func checkTarget(spec TaskSpec) error {
 	t := spec.Target
 	if !t.All && len(t.Devices) == 0 && len(t.Tags) == 0 && len(t.FromVersions) == 0 {
-		return ota.Errorf(ota.EINVALID, "a task needs a target: all devices (--all), tags (--tags), from-versions, or a device list (--devices)")
+		return ota.Errorf(ota.EINVALID, "a task needs a target: all devices, tags, from-versions, or a device list")
 	}
 	if err := t.Validate(); err != nil {
 		return err
 	}
 	if spec.Verification && len(t.Devices) == 0 {
-		return ota.Errorf(ota.EINVALID, "a verification task runs on an explicit device list (--devices)")
+		return ota.Errorf(ota.EINVALID, "a verification task runs on an explicit device list")
 	}
 	if t.Percent < 0 || t.Percent > 100 {
 		return ota.Errorf(ota.EINVALID, "percent %g is outside 0..100", t.Percent)
@@ -207,7 +210,11 @@ func unknownDevices(keys []string, found []store.Candidate) error {
 	if len(missing) == 0 {
 		return nil
 	}
-	e := ota.Errorf(ota.EINVALID, "%d of the listed devices do not exist in this product (or lack the tags): %s", len(missing), listed(missing))
+	verb := "do not exist"
+	if len(missing) == 1 {
+		verb = "does not exist"
+	}
+	e := ota.Errorf(ota.EINVALID, "%d of the listed devices %s in this product (or lack the tags): %s", len(missing), verb, listed(missing))
 	e.Details = missing
 	return e
 }
@@ -233,10 +240,12 @@ func (e *Engine) dropBusy(ctx context.Context, fw ota.Firmware, cands []store.Ca
 		return cands, nil, nil
 	}
 	var keys []string
+	holder := make(map[string]int64)
 	kept := cands[:0]
 	for _, c := range cands {
-		if _, ok := busy[c.DeviceID]; ok {
+		if task, ok := busy[c.DeviceID]; ok {
 			keys = append(keys, c.Key)
+			holder[c.Key] = task
 			continue
 		}
 		kept = append(kept, c)
@@ -244,9 +253,37 @@ func (e *Engine) dropBusy(ctx context.Context, fw ota.Firmware, cands []store.Ca
 	if skipBusy {
 		return kept, keys, nil
 	}
-	err = ota.Errorf(ota.ECONFLICT, "%d devices are already being upgraded on module %s by another task: %s; wait for it, cancel it, or leave them out with --skip-busy", len(keys), fw.Module, listed(keys))
-	err.(*ota.Error).Details = keys
-	return nil, nil, err
+	return nil, nil, busyError(fw.Module, keys, holder)
+}
+
+// busyError names each busy device with the task that holds it, so the
+// operator knows which task to wait for or cancel.
+func busyError(module string, keys []string, holder map[string]int64) error {
+	shown := keys[:min(len(keys), maxListed)]
+	named := make([]string, len(shown))
+	tasks := make(map[int64]bool)
+	for i, k := range shown {
+		named[i] = fmt.Sprintf("%s (task %d)", k, holder[k])
+	}
+	for _, t := range holder {
+		tasks[t] = true
+	}
+	list := strings.Join(named, ", ")
+	if n := len(keys) - len(shown); n > 0 {
+		list += fmt.Sprintf(" and %d more", n)
+	}
+	subject, verb := ota.Plural(len(keys), "device", "devices"), "are"
+	if len(keys) == 1 {
+		verb = "is"
+	}
+	them, it := "those tasks", "them"
+	if len(tasks) == 1 {
+		them, it = "that task", "it"
+	}
+	e := ota.Errorf(ota.ECONFLICT, "%s %s already being upgraded on module %s by another task: %s; wait for %s to end, cancel %s, or leave the busy devices out",
+		subject, verb, module, list, them, it)
+	e.Details = keys
+	return e
 }
 
 // jobsFor orders the candidates for the rollout (a stable hash, so a 10%
@@ -372,6 +409,12 @@ func (e *Engine) RetryFailed(ctx context.Context, id int64) (ota.Task, int, erro
 }
 
 func (e *Engine) retryFailed(ctx context.Context, id int64, actor string) (int, error) {
+	return e.retryFailedOf(ctx, id, nil, actor)
+}
+
+// retryFailedOf requeues the failed and timed-out jobs of a task, only
+// those of the given devices when any are given.
+func (e *Engine) retryFailedOf(ctx context.Context, id int64, devices []string, actor string) (int, error) {
 	ts, err := e.taskFor(ctx, id)
 	if err != nil {
 		return 0, err
@@ -384,6 +427,7 @@ func (e *Engine) retryFailed(ctx context.Context, id int64, actor string) (int, 
 	for {
 		jobs, err := e.st.JobsWithVersions(ctx, store.JobVersionQuery{
 			TaskID: id, States: []ota.JobState{ota.JobFailed, ota.JobTimedOut}, AfterID: after, Limit: e.cfg.BatchSize,
+			Devices: devices,
 		})
 		if err != nil || len(jobs) == 0 {
 			return n, err

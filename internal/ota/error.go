@@ -37,6 +37,14 @@ func Errorf(code, format string, args ...any) *Error {
 	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
 }
 
+// Plural counts n things: "1 device", "2 devices".
+func Plural[N ~int | ~int64](n N, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
+}
+
 // ErrorCode returns the code of the first *Error in err's chain, EINTERNAL
 // for any other non-nil error, and "" for nil.
 func ErrorCode(err error) string {

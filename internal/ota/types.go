@@ -54,10 +54,24 @@ type Firmware struct {
 	// firmware for batch tasks; zero while unverified.
 	VerifiedBy int64      `json:"verified_by,omitempty"`
 	VerifiedAt *time.Time `json:"verified_at,omitempty"`
+	// Status is where the firmware is in its lifecycle.
+	Status FirmwareStatus `json:"status"`
 	// BlobKey names the file in the blob store.
 	BlobKey   string    `json:"-"`
 	CreatedAt time.Time `json:"created_at"`
 }
+
+// FirmwareStatus is a firmware's place in its lifecycle.
+type FirmwareStatus string
+
+// A firmware is active when uploaded; deprecated, running tasks go on but
+// no new task may use it; deleted, its file is gone and only the record
+// stays, so the tasks, jobs and events that used it still name it.
+const (
+	FirmwareActive     FirmwareStatus = "active"
+	FirmwareDeprecated FirmwareStatus = "deprecated"
+	FirmwareDeleted    FirmwareStatus = "deleted"
+)
 
 // Mode is how a task delivers its firmware.
 type Mode string

@@ -94,7 +94,7 @@ func ValidateFirmwareVersion(version string, from []string) error {
 	}
 	if _, reason := parseVersion(version); reason != "" && len(from) == 0 {
 		return Errorf(EINVALID,
-			"version %s is neither SemVer nor dotted numeric (%s): give explicit from-versions (--from) to use it",
+			"version %s is neither SemVer nor dotted numeric (%s): give explicit from-versions to use it",
 			quoteInput(version), reason)
 	}
 	return nil

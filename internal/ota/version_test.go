@@ -190,7 +190,7 @@ func TestValidateFirmwareVersion(t *testing.T) {
 		{"v2.0.0-rc.1+b5", nil, ""},
 		{"1.2.3.4", []string{"1.2.3.3", "beta-ice"}, ""},
 		{"beta-ice", []string{"alpha-fire"}, ""},
-		{"beta-ice", nil, `version "beta-ice" is neither SemVer nor dotted numeric (part "beta" is not a number): give explicit from-versions (--from) to use it`},
+		{"beta-ice", nil, `version "beta-ice" is neither SemVer nor dotted numeric (part "beta" is not a number): give explicit from-versions to use it`},
 		{"1.02", nil, `part "02" has a leading zero`},
 		{"", nil, `version "" is not usable: it is empty`},
 		{"1 0", []string{"x"}, "whitespace"},

@@ -13,7 +13,7 @@ import (
 
 // firmwareColumns are the firmware columns scanFirmware reads, in order.
 const firmwareColumns = `id, product, module, version, size, sha256, signature, from_versions, params,
-	description, verify_required, allow_downgrade, verified_by, verified_at, blob_key, created_at`
+	description, verify_required, allow_downgrade, verified_by, verified_at, blob_key, created_at, status`
 
 // scanFirmware reads one row of firmwareColumns.
 func scanFirmware(row interface{ Scan(...any) error }) (ota.Firmware, error) {
@@ -22,7 +22,7 @@ func scanFirmware(row interface{ Scan(...any) error }) (ota.Firmware, error) {
 	var verifiedBy sql.NullInt64
 	var verifiedAt sql.NullTime
 	err := row.Scan(&f.ID, &f.Product, &f.Module, &f.Version, &f.Size, &f.SHA256, &f.Signature, &from, &params,
-		&f.Description, &f.VerifyRequired, &f.AllowDowngrade, &verifiedBy, &verifiedAt, &f.BlobKey, &f.CreatedAt)
+		&f.Description, &f.VerifyRequired, &f.AllowDowngrade, &verifiedBy, &verifiedAt, &f.BlobKey, &f.CreatedAt, &f.Status)
 	if err != nil {
 		return ota.Firmware{}, err
 	}
@@ -67,7 +67,7 @@ func (s *sqlStore) CreateFirmware(ctx context.Context, f *ota.Firmware) error {
 	if err := t.Commit(); err != nil {
 		return err
 	}
-	f.ID, f.CreatedAt = id, t.now
+	f.ID, f.CreatedAt, f.Status = id, t.now, ota.FirmwareActive
 	f.FromVersions, f.Params = orEmptyList(f.FromVersions), orEmpty(f.Params)
 	return nil
 }
@@ -82,7 +82,7 @@ func insertFirmware(ctx context.Context, t *tx, f *ota.Firmware) (int64, error) 
 		f.BlobKey, t.now).Scan(&id)
 	switch {
 	case isUniqueViolation(err):
-		return 0, conflict("firmware %s %s %s already exists", f.Product, f.Module, f.Version)
+		return 0, conflict("firmware %s %s %s already exists (a deleted firmware keeps its version: upload a new one)", f.Product, f.Module, f.Version)
 	case isForeignKeyViolation(err):
 		return 0, notFound("product %q does not exist", f.Product)
 	case err != nil:
@@ -180,23 +180,86 @@ func (s *sqlStore) DeleteFirmware(ctx context.Context, id int64) error {
 	if err != nil {
 		return err
 	}
-	var tasks int64
-	if err := t.QueryRowContext(ctx, `SELECT COUNT(*) FROM tasks WHERE firmware_id = $1`, id).Scan(&tasks); err != nil {
+	if f.Status == ota.FirmwareDeleted {
+		return conflict("firmware %d (%s %s %s) is deleted already", id, f.Product, f.Module, f.Version)
+	}
+	var unfinished int64
+	q := `SELECT COUNT(*) FROM tasks WHERE firmware_id = $1 AND state IN ('scheduled', 'running', 'paused')`
+	if err := t.QueryRowContext(ctx, q, id).Scan(&unfinished); err != nil {
 		return fmt.Errorf("delete firmware: %w", err)
 	}
-	if tasks > 0 {
-		return conflict("firmware %d (%s %s %s) is used by %s and cannot be deleted",
-			id, f.Product, f.Module, f.Version, plural(tasks, "task", "tasks"))
+	if unfinished > 0 {
+		return conflict("firmware %d (%s %s %s) is used by %s that %s not finished (scheduled, running or paused): cancel or wait for %s first",
+			id, f.Product, f.Module, f.Version, plural(unfinished, "task", "tasks"), isAre(unfinished), itThem(unfinished))
 	}
-	if _, err := t.ExecContext(ctx, `DELETE FROM firmware WHERE id = $1`, id); err != nil {
-		return fmt.Errorf("delete firmware: %w", err)
+	if err := t.removeFirmware(ctx, id); err != nil {
+		return err
 	}
 	e := ota.Event{Kind: ota.KindFirmware, Action: "deleted", Product: f.Product, FirmwareID: id,
-		Data: map[string]string{"module": f.Module, "version": f.Version}}
+		Data: map[string]string{"module": f.Module, "version": f.Version, "sha256": f.SHA256}}
 	if err := t.addEvent(ctx, e); err != nil {
 		return err
 	}
 	return t.Commit()
+}
+
+// removeFirmware deletes the row of a firmware no task used; the row of
+// one that tasks used stays as a tombstone: those tasks, their jobs and
+// events name it by id, and readers still find its version and hash.
+func (t *tx) removeFirmware(ctx context.Context, id int64) error {
+	var used bool
+	if err := t.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM tasks WHERE firmware_id = $1)`, id).Scan(&used); err != nil {
+		return fmt.Errorf("delete firmware: %w", err)
+	}
+	q := `DELETE FROM firmware WHERE id = $1`
+	if used {
+		q = `UPDATE firmware SET status = 'deleted' WHERE id = $1`
+	}
+	if _, err := t.ExecContext(ctx, q, id); err != nil {
+		return fmt.Errorf("delete firmware: %w", err)
+	}
+	return nil
+}
+
+// DeprecateFirmware retires an active firmware: no new task may use it,
+// running tasks go on.
+func (s *sqlStore) DeprecateFirmware(ctx context.Context, id int64) (ota.Firmware, error) {
+	t, err := s.begin(ctx)
+	if err != nil {
+		return ota.Firmware{}, err
+	}
+	defer t.Rollback()
+	f, err := getFirmware(ctx, t, id)
+	if err != nil {
+		return f, err
+	}
+	if f.Status != ota.FirmwareActive {
+		return f, conflict("firmware %d (%s %s %s) is %s: only an active firmware is deprecated", id, f.Product, f.Module, f.Version, f.Status)
+	}
+	if _, err := t.ExecContext(ctx, `UPDATE firmware SET status = 'deprecated' WHERE id = $1`, id); err != nil {
+		return f, fmt.Errorf("deprecate firmware: %w", err)
+	}
+	e := ota.Event{Kind: ota.KindFirmware, Action: "deprecated", Product: f.Product, FirmwareID: id,
+		Data: map[string]string{"module": f.Module, "version": f.Version}}
+	if err := t.addEvent(ctx, e); err != nil {
+		return f, err
+	}
+	f.Status = ota.FirmwareDeprecated
+	return f, t.Commit()
+}
+
+func isAre(n int64) string {
+	if n == 1 {
+		return "is"
+	}
+	return "are"
+}
+
+func itThem(n int64) string {
+	if n == 1 {
+		return "it"
+	}
+	return "them"
 }
 
 func orEmptyList(l []string) []string {

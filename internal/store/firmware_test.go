@@ -172,9 +172,51 @@ func TestFirmwareDelete(t *testing.T) {
 		wantCode(t, err, ota.ENOTFOUND)
 		wantCode(t, s.DeleteFirmware(ctx, unused.ID), ota.ENOTFOUND)
 		want := ota.Event{Actor: "gina", Kind: ota.KindFirmware, Action: "deleted", Product: "p", FirmwareID: unused.ID,
-			Data: map[string]string{"module": "default", "version": "2.0"}}
+			Data: map[string]string{"module": "default", "version": "2.0", "sha256": unused.SHA256}}
 		if diff := cmp.Diff(want, lastEvent(t, s), ignoreEventIDAt); diff != "" {
 			t.Errorf("event (-want +got):\n%s", diff)
 		}
+	})
+}
+
+// Lifecycle: deprecate, then delete once no unfinished task uses it; the
+// row stays (status deleted) for the tasks that used it.
+func TestFirmwareLifecycle(t *testing.T) {
+	runURL(t, func(t *testing.T, url string) {
+		s := storetest.OpenURL(t, url)
+		ctx := context.Background()
+		createProduct(t, s, "p")
+		fw := newFirmware("p", "1.0")
+		must(t, s.CreateFirmware(ctx, &fw))
+		if fw.Status != ota.FirmwareActive {
+			t.Errorf("new firmware is %q", fw.Status)
+		}
+		now := time.Now().UTC()
+		_, err := rawDB(t, url).ExecContext(ctx, `INSERT INTO tasks (product, module, firmware_id, version, mode,
+			state, created_at, updated_at) VALUES ('p', 'default', $1, '1.0', 'push', 'paused', $2, $2)`, fw.ID, now)
+		must(t, err)
+
+		got, err := s.DeprecateFirmware(as("gina"), fw.ID)
+		if err != nil || got.Status != ota.FirmwareDeprecated {
+			t.Fatalf("deprecate: %v %+v", err, got)
+		}
+		if e := lastEvent(t, s); e.Action != "deprecated" || e.Actor != "gina" || e.FirmwareID != fw.ID {
+			t.Errorf("deprecate event %+v", e)
+		}
+		wantCode(t, func() error { _, err := s.DeprecateFirmware(ctx, fw.ID); return err }(), ota.ECONFLICT)
+
+		err = s.DeleteFirmware(ctx, fw.ID)
+		wantCode(t, err, ota.ECONFLICT)
+		if want := "is used by 1 task that is not finished (scheduled, running or paused): cancel or wait for it first"; !strings.Contains(err.Error(), want) {
+			t.Errorf("message %q, want it to say %q", err, want)
+		}
+		_, err = rawDB(t, url).ExecContext(ctx, `UPDATE tasks SET state = 'completed' WHERE firmware_id = $1`, fw.ID)
+		must(t, err)
+		must(t, s.DeleteFirmware(as("gina"), fw.ID))
+		kept, err := s.GetFirmware(ctx, fw.ID)
+		if err != nil || kept.Status != ota.FirmwareDeleted || kept.Version != "1.0" || kept.SHA256 != fw.SHA256 {
+			t.Errorf("tombstone: %v %+v", err, kept)
+		}
+		wantCode(t, s.DeleteFirmware(ctx, fw.ID), ota.ECONFLICT)
 	})
 }

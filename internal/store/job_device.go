@@ -24,6 +24,8 @@ type JobVersionQuery struct {
 	// Reported keeps only the jobs whose device has reported a version of
 	// the job's module.
 	Reported bool
+	// Devices, when set, keeps only the jobs of these device keys.
+	Devices []string
 }
 
 // JobsWithVersions returns up to q.Limit jobs of a task in q.States with
@@ -37,7 +39,7 @@ func (s *sqlStore) JobsWithVersions(ctx context.Context, q JobVersionQuery) ([]J
 	}
 	query := "SELECT " + jobColumns + ", COALESCE(v.version, '') FROM jobs j" + join +
 		"device_versions v ON v.device_id = j.device_id AND v.module = j.module WHERE j.task_id = " + a.add(q.TaskID) +
-		" AND j.state IN (" + in(&a, q.States) + ") AND j.id > " + a.add(q.AfterID) + " ORDER BY j.id LIMIT " + a.add(q.Limit)
+		" AND j.state IN (" + in(&a, q.States) + ")" + devicesIn(&a, q.Devices) + " AND j.id > " + a.add(q.AfterID) + " ORDER BY j.id LIMIT " + a.add(q.Limit)
 	out, err := queryAll(ctx, s.db, query, a, func(row interface{ Scan(...any) error }) (JobVersion, error) {
 		var jv JobVersion
 		var err error
@@ -117,4 +119,12 @@ func (s *sqlStore) DevicesByID(ctx context.Context, ids []int64) ([]ota.Device, 
 		out = append(out, devs...)
 	}
 	return out, nil
+}
+
+// devicesIn narrows a job query to the given device keys, when any.
+func devicesIn(a *args, keys []string) string {
+	if len(keys) == 0 {
+		return ""
+	}
+	return " AND j.device IN (" + in(a, keys) + ")"
 }

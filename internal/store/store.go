@@ -112,8 +112,12 @@ type Store interface {
 	CreateFirmware(ctx context.Context, f *ota.Firmware) error
 	GetFirmware(ctx context.Context, id int64) (ota.Firmware, error)
 	ListFirmware(ctx context.Context, f FirmwareFilter, page Page) ([]ota.Firmware, string, error)
-	// DeleteFirmware refuses (ECONFLICT) while a task uses the firmware.
+	// DeleteFirmware marks the firmware deleted, keeping its row for the
+	// history; it refuses (ECONFLICT) while a scheduled, running or paused
+	// task uses it. The caller removes the file.
 	DeleteFirmware(ctx context.Context, id int64) error
+	// DeprecateFirmware stops new tasks from using an active firmware.
+	DeprecateFirmware(ctx context.Context, id int64) (ota.Firmware, error)
 
 	// CreateToken stores a token under the hash of its secret; it assigns
 	// t.ID and t.CreatedAt.

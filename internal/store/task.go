@@ -66,7 +66,7 @@ func (s *sqlStore) CreateTask(ctx context.Context, task *ota.Task, jobs []ota.Jo
 		return err
 	}
 	e := ota.Event{Kind: ota.KindTask, Action: "created", Product: task.Product, TaskID: id, FirmwareID: task.FirmwareID,
-		Message: fmt.Sprintf("%s task of %s %s on %d devices", task.Mode, task.Module, task.Version, len(jobs)),
+		Message: fmt.Sprintf("%s task of %s %s on %s", task.Mode, task.Module, task.Version, ota.Plural(len(jobs), "device", "devices")),
 		Data:    map[string]string{"jobs": strconv.Itoa(len(jobs)), "mode": string(task.Mode)}}
 	if err := t.addEvent(ctx, e); err != nil {
 		return err
@@ -120,7 +120,7 @@ func insertJobs(ctx context.Context, t *tx, taskID int64, jobs []ota.Job) error 
 			created_at, updated_at, attempt) VALUES ` + values(len(chunk), cols)
 		if _, err := t.ExecContext(ctx, q, a...); err != nil {
 			if isUniqueViolation(err) {
-				return conflict("a device of this task is already being upgraded on this module by another task: create the task again to see which, or use --skip-busy")
+				return conflict("a device of this task is already being upgraded on this module by another task: create the task again to see which, or leave the busy devices out")
 			}
 			return fmt.Errorf("insert jobs: %w", err)
 		}
