@@ -273,13 +273,6 @@ func (tl timeline) StepText() string {
 	return fmt.Sprintf("%dh", tl.Step/time.Hour)
 }
 
-func minTime(a, b time.Time) time.Time {
-	if b.Before(a) {
-		return b
-	}
-	return a
-}
-
 func maxTime(a, b time.Time) time.Time {
 	if b.After(a) {
 		return b
