@@ -55,7 +55,12 @@ func writeTask(w io.Writer, t *client.Task) error {
 
 // unreportedNote explains jobs awaiting their device's first version report.
 func unreportedNote(n int64) string {
-	return fmt.Sprintf("%d targeted devices have not reported a version yet: each job waits for the report, then proceeds or ends cancelled (version_not_eligible)", n)
+	verb := "have"
+	if n == 1 {
+		verb = "has"
+	}
+	return ota.Plural(n, "targeted device", "targeted devices") + " " + verb +
+		" not reported a version yet: each job waits for the report, then proceeds or ends cancelled (version_not_eligible)"
 }
 
 func verificationNote(v bool) string {
