@@ -97,7 +97,9 @@ func (t *tx) addEvent(ctx context.Context, e ota.Event) error {
 }
 
 // addEvents records events with multi-row INSERTs; an event without an actor
-// gets the transaction's.
+// or a time gets the transaction's. An event keeps its own time: the engine
+// decides at one instant (a retry's backoff counts from it) and may commit
+// a little later, and the history must show when things happened.
 func (t *tx) addEvents(ctx context.Context, events []ota.Event) error {
 	const cols = 11
 	for _, chunk := range chunks(events, cols) {
@@ -107,7 +109,11 @@ func (t *tx) addEvents(ctx context.Context, events []ota.Event) error {
 			if actor == "" {
 				actor = t.actor
 			}
-			a = append(a, t.now, actor, e.Kind, e.Action, e.Product, e.Device,
+			at := e.At
+			if at.IsZero() {
+				at = t.now
+			}
+			a = append(a, at, actor, e.Kind, e.Action, e.Product, e.Device,
 				nullID(e.FirmwareID), nullID(e.TaskID), nullID(e.JobID), e.Message, encodeMap(e.Data))
 		}
 		q := "INSERT INTO events (" + eventColumns + ") VALUES " + values(len(chunk), cols)
