@@ -678,43 +678,29 @@ func countMove(points map[minuteKey]*ota.TimelinePoint, k minuteKey, old, new ot
 // TaskTimeline returns a task's activity per minute since a time, oldest
 // first (at most 30 days of minutes).
 func (s *sqlStore) TaskTimeline(ctx context.Context, taskID int64, since time.Time) ([]ota.TimelinePoint, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT minute, started, succeeded, failed FROM task_minutes
-		WHERE task_id = $1 AND minute >= $2 ORDER BY minute LIMIT 43200`, taskID, since.UTC())
-	if err != nil {
-		return nil, fmt.Errorf("task %d timeline: %w", taskID, err)
-	}
-	defer rows.Close()
-	var out []ota.TimelinePoint
-	for rows.Next() {
-		var p ota.TimelinePoint
-		if err := rows.Scan(&p.Minute, &p.Started, &p.Succeeded, &p.Failed); err != nil {
-			return nil, err
-		}
-		p.Minute = p.Minute.UTC()
-		out = append(out, p)
-	}
-	return out, rows.Err()
+	return s.timeline(ctx, taskID, `SELECT minute, started, succeeded, failed FROM task_minutes
+		WHERE task_id = $1 AND minute >= $2 ORDER BY minute LIMIT 43200`, args{taskID, since.UTC()})
 }
 
 // TaskSeconds returns a task's activity per second over its first ten
 // minutes, oldest first (Minute holds the second).
 func (s *sqlStore) TaskSeconds(ctx context.Context, taskID int64) ([]ota.TimelinePoint, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT second, started, succeeded, failed FROM task_seconds
-		WHERE task_id = $1 ORDER BY second LIMIT 1000`, taskID)
+	return s.timeline(ctx, taskID, `SELECT second, started, succeeded, failed FROM task_seconds
+		WHERE task_id = $1 ORDER BY second LIMIT 1000`, args{taskID})
+}
+
+// timeline reads timeline points: a time and the three counts.
+func (s *sqlStore) timeline(ctx context.Context, taskID int64, query string, a args) ([]ota.TimelinePoint, error) {
+	points, err := queryAll(ctx, s.db, query, a, func(row interface{ Scan(...any) error }) (ota.TimelinePoint, error) {
+		var p ota.TimelinePoint
+		err := row.Scan(&p.Minute, &p.Started, &p.Succeeded, &p.Failed)
+		p.Minute = p.Minute.UTC()
+		return p, err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("task %d timeline: %w", taskID, err)
 	}
-	defer rows.Close()
-	var out []ota.TimelinePoint
-	for rows.Next() {
-		var p ota.TimelinePoint
-		if err := rows.Scan(&p.Minute, &p.Started, &p.Succeeded, &p.Failed); err != nil {
-			return nil, err
-		}
-		p.Minute = p.Minute.UTC()
-		out = append(out, p)
-	}
-	return out, rows.Err()
+	return points, nil
 }
 
 // FailureCount is how many jobs of a task ended with one failure code.
