@@ -109,6 +109,9 @@ func (a *API) problem(ctx context.Context, err error) *Problem {
 	if errors.As(err, &oe) && HTTPStatus(oe.Code) != http.StatusInternalServerError {
 		p := newProblem(HTTPStatus(oe.Code), oe.Code, oe.Message)
 		p.Details = oe.Details[:min(len(oe.Details), maxDetails)]
+		for _, f := range oe.Fields {
+			p.Errors = append(p.Errors, &huma.ErrorDetail{Location: "body." + f.Field, Message: f.Message})
+		}
 		return p
 	}
 	level := slog.LevelError

@@ -3,6 +3,7 @@ package ota
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Error codes shared by every layer. The API maps each to one HTTP status in
@@ -27,6 +28,27 @@ type Error struct {
 	// Details optionally names the offending items (for example the devices
 	// that a task would double-target), so clients can act on them.
 	Details []string
+	// Fields names, for an EINVALID error, each input that broke a rule and
+	// what is wrong with it, so a form or a client can show every problem
+	// beside its own field instead of parsing the message.
+	Fields []FieldError
+}
+
+// FieldError is one rule one input broke. Field is the input's path in the
+// API's request body, dotted ("policy.rate", "target.devices").
+type FieldError struct {
+	Field   string
+	Message string
+}
+
+// Invalid returns an EINVALID *Error listing every field error; its message
+// joins theirs, so a client that reads only the message still reads all.
+func Invalid(fields ...FieldError) *Error {
+	msgs := make([]string, len(fields))
+	for i, f := range fields {
+		msgs[i] = f.Message
+	}
+	return &Error{Code: EINVALID, Message: strings.Join(msgs, "; "), Fields: fields}
 }
 
 // Error implements the error interface.
