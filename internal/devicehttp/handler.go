@@ -24,17 +24,6 @@ import (
 	"github.com/otter-ota/otter/sdk/wire"
 )
 
-// Devices is what the device API needs from the rollout engine: its device
-// methods. The engine stores a message before it returns; an error means
-// the message was not stored; a nil *engine.Answer means nothing to say.
-type Devices interface {
-	Inform(ctx context.Context, d engine.Device, m wire.Inform) (*engine.Answer, error)
-	Request(ctx context.Context, d engine.Device, m wire.Request) (*engine.Answer, error)
-	Confirm(ctx context.Context, d engine.Device, m wire.Confirm) (*engine.Answer, error)
-	Progress(ctx context.Context, d engine.Device, m wire.Progress) (*engine.Answer, error)
-	Poll(ctx context.Context, d engine.Device) (*engine.Answer, error)
-}
-
 // Store is what the handler reads from persistence; store.Store has it.
 type Store interface {
 	// Credentials answers an *ota.Error of code ENOTFOUND for an unknown
@@ -60,7 +49,7 @@ const (
 type Config struct {
 	Store   Store
 	Blobs   blob.Store
-	Devices Devices
+	Devices engine.Devices
 	// Signer checks download URLs; the engine must make them with the same
 	// signer (or one with the same key).
 	Signer *URLSigner

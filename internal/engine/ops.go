@@ -22,22 +22,6 @@ func (r result) done() <-chan error { return r.errc }
 func (r result) fail(err error)     { r.errc <- err }
 func (r result) finish(err error)   { r.errc <- err }
 
-// Device names an authenticated device.
-type Device struct {
-	ID      int64
-	Product string
-	Key     string
-}
-
-// Answer is what the engine says back to a device for one message: an
-// Upgrade (an offer, or the command again) or a Reply (no upgrade, an
-// error). Transports deliver it: MQTT on the device's downlink topic, HTTP
-// in the response.
-type Answer struct {
-	Kind    wire.Kind
-	Message wire.Message
-}
-
 type deviceOpKind int
 
 const (

@@ -11,6 +11,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/otter-ota/otter/internal/credential"
+	"github.com/otter-ota/otter/internal/engine"
 	"github.com/otter-ota/otter/internal/ota"
 	"github.com/otter-ota/otter/sdk/wire"
 )
@@ -98,7 +99,7 @@ func (b *Broker) authenticate(cl *mochi.Client, pk packets.Packet) error {
 }
 
 // check looks the device up and compares the secret.
-func (b *Broker) check(product, key string, pk packets.Packet) (*Device, *refusal) {
+func (b *Broker) check(product, key string, pk packets.Packet) (*engine.Device, *refusal) {
 	user := wire.Username(product, key)
 	ctx, cancel := b.call()
 	defer cancel()
@@ -112,7 +113,7 @@ func (b *Broker) check(product, key string, pk packets.Packet) (*Device, *refusa
 	case !pk.Connect.PasswordFlag || !credential.Equal(creds.SecretHash, string(pk.Connect.Password)):
 		return nil, badCredentials(refusedSecret, fmt.Errorf("device %s: wrong secret", user))
 	}
-	return &Device{ID: creds.DeviceID, Product: product, Key: key}, nil
+	return &engine.Device{ID: creds.DeviceID, Product: product, Key: key}, nil
 }
 
 // refuse answers a refused CONNECT with the code of its protocol version;

@@ -20,37 +20,10 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/otter-ota/otter/internal/engine"
 	"github.com/otter-ota/otter/internal/store"
 	"github.com/otter-ota/otter/sdk/wire"
 )
-
-// Device names an authenticated device. It mirrors engine.Device; the
-// server adapts the engine to Devices, so that this package does not
-// depend on the engine.
-type Device struct {
-	ID      int64
-	Product string
-	Key     string
-}
-
-// Answer is a message the engine sends back to one device on its downlink
-// topic of kind Kind. It has the fields of engine.Answer (see Device).
-type Answer struct {
-	Kind    wire.Kind
-	Message wire.Message
-}
-
-// Devices handles what devices do: the rollout engine. Each method returns
-// only after the engine has stored what it was told, so that an uplink is
-// acknowledged only once it cannot be lost.
-type Devices interface {
-	Connected(ctx context.Context, d Device) error
-	Disconnected(ctx context.Context, d Device) error
-	Inform(ctx context.Context, d Device, m wire.Inform) (*Answer, error)
-	Request(ctx context.Context, d Device, m wire.Request) (*Answer, error)
-	Confirm(ctx context.Context, d Device, m wire.Confirm) (*Answer, error)
-	Progress(ctx context.Context, d Device, m wire.Progress) (*Answer, error)
-}
 
 // Credentials looks up what a device login is checked against; the store
 // implements it. A device that does not exist answers an *ota.Error of code
@@ -69,7 +42,7 @@ type Config struct {
 	TLSCertFile string
 	TLSKeyFile  string
 
-	Devices     Devices
+	Devices     engine.Devices
 	Credentials Credentials
 	// Logger receives the broker's own log lines, and mochi's from warn up.
 	Logger *slog.Logger

@@ -29,13 +29,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/otter-ota/otter/internal/credential"
+	"github.com/otter-ota/otter/internal/engine"
 	"github.com/otter-ota/otter/internal/store"
 	"github.com/otter-ota/otter/internal/store/storetest"
 	"github.com/otter-ota/otter/sdk/wire"
 )
 
 func TestACLRules(t *testing.T) {
-	a := &Device{ID: 1, Product: "p", Key: "a"}
+	a := &engine.Device{ID: 1, Product: "p", Key: "a"}
 	tests := []struct {
 		topic            string
 		publish, receive bool
@@ -315,13 +316,13 @@ func TestUplinkHandledBeforePuback(t *testing.T) {
 	a := e.connect(t, "a", "")
 	a.subscribe(t, "otter/v1/p/a/reply")
 	entered, release := make(chan call, 1), make(chan struct{})
-	e.devices.setHandle(func(c call) (*Answer, error) {
+	e.devices.setHandle(func(c call) (*engine.Answer, error) {
 		if c.op != "request" {
 			return nil, nil
 		}
 		entered <- c
 		<-release
-		return &Answer{Kind: wire.KindReply, Message: wire.Reply{To: wire.KindRequest, Module: "default", Error: wire.CodeNoUpgrade}}, nil
+		return &engine.Answer{Kind: wire.KindReply, Message: wire.Reply{To: wire.KindRequest, Module: "default", Error: wire.CodeNoUpgrade}}, nil
 	})
 
 	acked := make(chan error, 1)
@@ -361,7 +362,7 @@ func TestUplinkHandledBeforePuback(t *testing.T) {
 
 func TestEngineErrorMeansNoPuback(t *testing.T) {
 	e := newEnv(t)
-	e.devices.setHandle(func(c call) (*Answer, error) {
+	e.devices.setHandle(func(c call) (*engine.Answer, error) {
 		if c.msg != nil {
 			return nil, errors.New("database is locked")
 		}
@@ -482,7 +483,7 @@ func TestPendingCommandReachesANewSessionOnce(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t)
 			subscribed := make(chan struct{})
-			e.devices.setHandle(func(c call) (*Answer, error) {
+			e.devices.setHandle(func(c call) (*engine.Answer, error) {
 				if c.op != "Connected" {
 					return nil, nil
 				}

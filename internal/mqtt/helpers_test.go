@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/otter-ota/otter/internal/credential"
+	"github.com/otter-ota/otter/internal/engine"
 	"github.com/otter-ota/otter/internal/ota"
 	"github.com/otter-ota/otter/internal/store"
 	"github.com/otter-ota/otter/internal/store/storetest"
@@ -28,8 +29,8 @@ const waitTimeout = 10 * time.Second
 
 // call is one call the broker made to the engine.
 type call struct {
-	op  string // Connected, Disconnected, inform, request, confirm, progress
-	dev Device
+	op  string // Connected, Disconnected, inform, request, confirm, progress, poll
+	dev engine.Device
 	msg wire.Message
 }
 
@@ -39,18 +40,18 @@ type fakeDevices struct {
 	mu     sync.Mutex
 	calls  []call
 	signal chan struct{}
-	handle func(c call) (*Answer, error)
+	handle func(c call) (*engine.Answer, error)
 }
 
 func newFakeDevices() *fakeDevices { return &fakeDevices{signal: make(chan struct{}, 1)} }
 
-func (f *fakeDevices) setHandle(h func(c call) (*Answer, error)) {
+func (f *fakeDevices) setHandle(h func(c call) (*engine.Answer, error)) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.handle = h
 }
 
-func (f *fakeDevices) record(c call) (*Answer, error) {
+func (f *fakeDevices) record(c call) (*engine.Answer, error) {
 	f.mu.Lock()
 	f.calls = append(f.calls, c)
 	h := f.handle
@@ -65,30 +66,36 @@ func (f *fakeDevices) record(c call) (*Answer, error) {
 	return nil, nil
 }
 
-func (f *fakeDevices) Connected(_ context.Context, d Device) error {
+func (f *fakeDevices) Connected(_ context.Context, d engine.Device) error {
 	_, err := f.record(call{op: "Connected", dev: d})
 	return err
 }
 
-func (f *fakeDevices) Disconnected(_ context.Context, d Device) error {
+func (f *fakeDevices) Disconnected(_ context.Context, d engine.Device) error {
 	_, err := f.record(call{op: "Disconnected", dev: d})
 	return err
 }
 
-func (f *fakeDevices) Inform(_ context.Context, d Device, m wire.Inform) (*Answer, error) {
+func (f *fakeDevices) Inform(_ context.Context, d engine.Device, m wire.Inform) (*engine.Answer, error) {
 	return f.record(call{op: "inform", dev: d, msg: m})
 }
 
-func (f *fakeDevices) Request(_ context.Context, d Device, m wire.Request) (*Answer, error) {
+func (f *fakeDevices) Request(_ context.Context, d engine.Device, m wire.Request) (*engine.Answer, error) {
 	return f.record(call{op: "request", dev: d, msg: m})
 }
 
-func (f *fakeDevices) Confirm(_ context.Context, d Device, m wire.Confirm) (*Answer, error) {
+func (f *fakeDevices) Confirm(_ context.Context, d engine.Device, m wire.Confirm) (*engine.Answer, error) {
 	return f.record(call{op: "confirm", dev: d, msg: m})
 }
 
-func (f *fakeDevices) Progress(_ context.Context, d Device, m wire.Progress) (*Answer, error) {
+func (f *fakeDevices) Progress(_ context.Context, d engine.Device, m wire.Progress) (*engine.Answer, error) {
 	return f.record(call{op: "progress", dev: d, msg: m})
+}
+
+// Poll completes the engine's contract. Only HTTP devices poll, so the
+// broker never calls it; a call would show in the recorded calls.
+func (f *fakeDevices) Poll(_ context.Context, d engine.Device) (*engine.Answer, error) {
+	return f.record(call{op: "poll", dev: d})
 }
 
 func (f *fakeDevices) snapshot() []call {
@@ -178,7 +185,9 @@ func (e *env) createDevices(t *testing.T, keys ...string) {
 	}
 }
 
-func (e *env) dev(key string) Device { return Device{ID: e.ids[key], Product: "p", Key: key} }
+func (e *env) dev(key string) engine.Device {
+	return engine.Device{ID: e.ids[key], Product: "p", Key: key}
+}
 
 // startBroker starts a broker whose log is shown when the test fails.
 func startBroker(t *testing.T, cfg Config) *Broker {

@@ -9,6 +9,7 @@ import (
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"github.com/otter-ota/otter/internal/engine"
 	"github.com/otter-ota/otter/sdk/wire"
 )
 
@@ -147,7 +148,7 @@ func (b *Broker) tooLarge(c *conn) {
 }
 
 // denied counts and logs an ACL denial.
-func (b *Broker) denied(d *Device, action, topic string) {
+func (b *Broker) denied(d *engine.Device, action, topic string) {
 	b.metrics.aclDenied.WithLabelValues(action).Inc()
 	if d == nil {
 		return
@@ -224,7 +225,7 @@ func deleted(err error) bool {
 
 // report calls the engine about a device's presence; a failure is logged:
 // the engine's timers send commands again anyway.
-func (b *Broker) report(what string, d *Device, f func(ctx context.Context, d Device) error) {
+func (b *Broker) report(what string, d *engine.Device, f func(ctx context.Context, d engine.Device) error) {
 	ctx, cancel := b.call()
 	defer cancel()
 	if err := f(ctx, *d); err != nil && !deleted(err) {

@@ -10,6 +10,8 @@ import (
 
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
+
+	"github.com/otter-ota/otter/internal/engine"
 )
 
 // listener serves mochi from a net.Listener opened by New, so that New
@@ -128,7 +130,7 @@ func (l *listener) Close(listeners.CloseFn) {
 type conn struct {
 	net.Conn
 
-	dev atomic.Pointer[Device] // set once, at CONNECT, before anyone else reads it
+	dev atomic.Pointer[engine.Device] // set once, at CONNECT, before anyone else reads it
 	// client is the connection's mochi client, set at CONNECT; revoked
 	// says the device's credentials changed since it logged in: it is
 	// being closed, and takes and receives nothing more.
@@ -210,7 +212,7 @@ func (c *conn) releasePresence() {
 
 // device returns the authenticated device of the connection, or nil (also
 // once the connection is revoked).
-func (c *conn) device() *Device {
+func (c *conn) device() *engine.Device {
 	if c.revoked.Load() {
 		return nil
 	}
@@ -281,7 +283,7 @@ func connOf(cl *mochi.Client) (*conn, bool) {
 }
 
 // deviceOf returns the authenticated device of a client, or nil.
-func deviceOf(cl *mochi.Client) *Device {
+func deviceOf(cl *mochi.Client) *engine.Device {
 	if c, ok := connOf(cl); ok {
 		return c.device()
 	}

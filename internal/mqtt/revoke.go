@@ -7,6 +7,7 @@ import (
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"github.com/otter-ota/otter/internal/engine"
 	"github.com/otter-ota/otter/sdk/wire"
 )
 
@@ -98,7 +99,7 @@ func (b *Broker) CredentialsChanged(product, key string) {
 // supersede revokes the connections of older devices of the same name: a
 // session of a deleted device must never receive what is sent to the
 // device that took its key.
-func (b *Broker) supersede(d *Device) {
+func (b *Broker) supersede(d *engine.Device) {
 	for _, c := range b.sessions.revoke(wire.Username(d.Product, d.Key), d.ID) {
 		b.kick(c)
 	}
@@ -138,7 +139,7 @@ func (b *Broker) discardSession(cl *mochi.Client) {
 // client id a device is connecting with when it belongs to another device
 // (a deleted one with the same key) or to a revoked login: it is not the
 // connecting device's to resume.
-func (b *Broker) dropStaleSession(id string, d *Device) {
+func (b *Broker) dropStaleSession(id string, d *engine.Device) {
 	old, ok := b.srv.Clients.Get(id)
 	if !ok || !old.Closed() {
 		return

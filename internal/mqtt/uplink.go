@@ -8,6 +8,7 @@ import (
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"github.com/otter-ota/otter/internal/engine"
 	"github.com/otter-ota/otter/internal/ota"
 	"github.com/otter-ota/otter/sdk/wire"
 )
@@ -63,7 +64,7 @@ func decodeUplink(topic string, payload []byte) (wire.Kind, wire.Message, error)
 }
 
 // dispatch hands a decoded message to the engine.
-func (b *Broker) dispatch(d *Device, m wire.Message) (*Answer, error) {
+func (b *Broker) dispatch(d *engine.Device, m wire.Message) (*engine.Answer, error) {
 	ctx, cancel := b.call()
 	defer cancel()
 	h := b.cfg.Devices
@@ -83,7 +84,7 @@ func (b *Broker) dispatch(d *Device, m wire.Message) (*Answer, error) {
 // refuseUplink answers a message the device got wrong with an error reply
 // on its reply topic; the message itself is acknowledged (sending it again
 // would not help).
-func (b *Broker) refuseUplink(c *conn, d *Device, pk packets.Packet, kind wire.Kind, err error) {
+func (b *Broker) refuseUplink(c *conn, d *engine.Device, pk packets.Packet, kind wire.Kind, err error) {
 	reply := wire.ErrorReply(kind, err)
 	if reply.Job == "" {
 		reply.Job = wire.JobNamed(pk.Payload)
@@ -100,7 +101,7 @@ func (b *Broker) refuseUplink(c *conn, d *Device, pk packets.Packet, kind wire.K
 // (or any error not caused by the message) leaves the message
 // unacknowledged and closes the connection, so the device sends it again; a
 // message the engine refuses gets an error reply like a malformed one.
-func (b *Broker) failUplink(c *conn, cl *mochi.Client, d *Device, pk packets.Packet, kind wire.Kind, err error) error {
+func (b *Broker) failUplink(c *conn, cl *mochi.Client, d *engine.Device, pk packets.Packet, kind wire.Kind, err error) error {
 	if deleted(err) {
 		// The device was deleted after it logged in: its session ends, and
 		// the message, which can have no effect, is not acknowledged.
@@ -155,7 +156,7 @@ func (b *Broker) drop(cl *mochi.Client) {
 var errNotStored = errors.New("a message could not be stored")
 
 // answer publishes the engine's answer to a device.
-func (b *Broker) answer(d *Device, a *Answer) {
+func (b *Broker) answer(d *engine.Device, a *engine.Answer) {
 	if !a.Kind.Downlink() || a.Message == nil {
 		b.log.Error("mqtt: engine answer is not a downlink message; dropped", "kind", a.Kind, "product", d.Product, "device", d.Key)
 		return
@@ -163,6 +164,6 @@ func (b *Broker) answer(d *Device, a *Answer) {
 	b.send(d, a.Kind, a.Message)
 }
 
-func (b *Broker) send(d *Device, k wire.Kind, m wire.Message) {
+func (b *Broker) send(d *engine.Device, k wire.Kind, m wire.Message) {
 	b.publish(wire.Topic(d.Product, d.Key, k), k, wire.Encode(m))
 }

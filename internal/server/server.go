@@ -287,7 +287,7 @@ func (s *Server) assemble(ctx context.Context) (http.Handler, error) {
 	}
 	s.broker, err = mqtt.New(mqtt.Config{
 		Addr: s.cfg.MQTTAddr, TLSAddr: s.cfg.MQTTTLSAddr, TLSCertFile: s.cfg.MQTTCertFile, TLSKeyFile: s.cfg.MQTTKeyFile,
-		Devices: brokerDevices{s.engine}, Credentials: s.store, Logger: s.log, Metrics: s.reg,
+		Devices: s.engine, Credentials: s.store, Logger: s.log, Metrics: s.reg,
 		MaxConnectionsPerDevice: s.cfg.MQTTMaxPerDevice,
 	})
 	if err != nil {
