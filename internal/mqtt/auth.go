@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"time"
 	"unicode/utf8"
 
 	mochi "github.com/mochi-mqtt/server/v2"
@@ -120,14 +119,14 @@ func (b *Broker) check(product, key string, pk packets.Packet) (*engine.Device, 
 // mochi closes the connection when OnConnect returns the error.
 func (b *Broker) refuse(cl *mochi.Client, r *refusal) {
 	b.metrics.authFailures.WithLabelValues(r.reason).Inc()
-	if ok, n := b.refused.allow(time.Now()); ok {
+	b.refused.Do(func() {
 		level := slog.LevelInfo
 		if r.reason == refusedUnavailable {
 			level = slog.LevelWarn
 		}
 		b.log.Log(b.base, level, "mqtt: connection refused", "reason", r.reason, "remote", cl.Net.Remote,
-			"err", r.err, "suppressed", n)
-	}
+			"err", r.err)
+	})
 	if cl.Properties.ProtocolVersion == 5 {
 		_ = b.srv.SendConnack(cl, packets.Code{Code: r.v5, Reason: r.text}, false, nil)
 		return

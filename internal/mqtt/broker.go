@@ -19,6 +19,7 @@ import (
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
 
 	"github.com/otter-ota/otter/internal/engine"
 	"github.com/otter-ota/otter/internal/store"
@@ -86,8 +87,8 @@ type Broker struct {
 	presence     *presence
 	sessions     *sessions
 	limit        *connLimit
-	refused      limiter // log lines about refused connections
-	presenceLogs limiter // log lines about presence the engine did not record
+	refused      rate.Sometimes // log lines about refused connections
+	presenceLogs rate.Sometimes // log lines about presence the engine did not record
 
 	base      context.Context // parent of every call from a hook
 	startOnce sync.Once
@@ -104,7 +105,8 @@ func New(cfg Config) (*Broker, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	b := &Broker{cfg: cfg, log: cfg.Logger, presence: newPresence(), sessions: newSessions(),
-		limit: newConnLimit(cfg.MaxConnectionsPerDevice), base: context.Background()}
+		limit: newConnLimit(cfg.MaxConnectionsPerDevice), base: context.Background(),
+		refused: rate.Sometimes{Interval: logInterval}, presenceLogs: rate.Sometimes{Interval: logInterval}}
 	if err := b.open(); err != nil {
 		b.closeListeners()
 		return nil, err

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"time"
 
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -140,10 +139,10 @@ func (h *hook) OnPacketProcessed(cl *mochi.Client, _ packets.Packet, _ error) {
 func (b *Broker) tooLarge(c *conn) {
 	b.metrics.uplinkErrors.WithLabelValues(wire.CodeTooLarge).Inc()
 	if d := c.device(); d != nil {
-		if ok, n := c.logs.allow(time.Now()); ok {
+		c.logs.Do(func() {
 			b.log.Info("mqtt: connection closed: a packet was over the size limit", "product", d.Product, "device", d.Key,
-				"limit", maxPacketSize, "suppressed", n)
-		}
+				"limit", maxPacketSize)
+		})
 	}
 }
 
@@ -229,8 +228,8 @@ func (b *Broker) report(what string, d *engine.Device, f func(ctx context.Contex
 	ctx, cancel := b.call()
 	defer cancel()
 	if err := f(ctx, *d); err != nil && !deleted(err) {
-		if ok, n := b.presenceLogs.allow(time.Now()); ok {
-			b.log.Warn("mqtt: presence not recorded", "event", what, "product", d.Product, "device", d.Key, "err", err, "suppressed", n)
-		}
+		b.presenceLogs.Do(func() {
+			b.log.Warn("mqtt: presence not recorded", "event", what, "product", d.Product, "device", d.Key, "err", err)
+		})
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
+	"golang.org/x/time/rate"
 
 	"github.com/otter-ota/otter/internal/engine"
 )
@@ -69,7 +70,7 @@ func (l *listener) Serve(establish listeners.EstablishFn) {
 		}
 		delay = 0
 		_ = nc.SetDeadline(time.Now().Add(connectTimeout)) // mochi sets the keepalive deadline after CONNECT
-		c := &conn{Conn: nc}
+		c := &conn{Conn: nc, logs: rate.Sometimes{Interval: logInterval}}
 		if !l.track(c) {
 			nc.Close()
 			return
@@ -161,9 +162,9 @@ type conn struct {
 	live      bool
 
 	// Fields below are used only by the connection's own read goroutine.
-	after     func()  // runs once the current packet has been answered
-	receiving bool    // the session is subscribed to its upgrade commands
-	logs      limiter // uplink error log lines
+	after     func()         // runs once the current packet has been answered
+	receiving bool           // the session is subscribed to its upgrade commands
+	logs      rate.Sometimes // uplink error log lines
 }
 
 // Close closes the connection and releases its presence if it never went

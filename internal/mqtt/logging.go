@@ -3,7 +3,6 @@ package mqtt
 import (
 	"context"
 	"log/slog"
-	"sync"
 	"time"
 )
 
@@ -48,26 +47,7 @@ func (h *quietHandler) WithGroup(name string) slog.Handler {
 
 func packetAttr(key string) bool { return key == "pk" || key == "packet" }
 
-// limiter lets one log line through per interval and counts the others, so
-// that a misbehaving device (or an outage hitting every device) cannot flood
-// the log.
-type limiter struct {
-	mu         sync.Mutex
-	last       time.Time
-	suppressed int
-}
-
+// logInterval is the least time between two log lines of one kind (per
+// connection, or per broker for what every device may hit at once), so
+// that a misbehaving device or an outage cannot flood the log.
 const logInterval = 10 * time.Second
-
-// allow reports whether a line may be logged now and how many were
-// suppressed since the last one.
-func (l *limiter) allow(now time.Time) (ok bool, suppressed int) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if !l.last.IsZero() && now.Sub(l.last) < logInterval {
-		l.suppressed++
-		return false, 0
-	}
-	l.last, suppressed, l.suppressed = now, l.suppressed, 0
-	return true, suppressed
-}

@@ -90,10 +90,10 @@ func (b *Broker) refuseUplink(c *conn, d *engine.Device, pk packets.Packet, kind
 		reply.Job = wire.JobNamed(pk.Payload)
 	}
 	b.metrics.uplinkErrors.WithLabelValues(reply.Error).Inc()
-	if ok, n := c.logs.allow(time.Now()); ok {
+	c.logs.Do(func() {
 		b.log.Info("mqtt: device message refused", "product", d.Product, "device", d.Key,
-			"topic", clip(pk.TopicName), "bytes", len(pk.Payload), "code", reply.Error, "err", reply.Message, "suppressed", n)
-	}
+			"topic", clip(pk.TopicName), "bytes", len(pk.Payload), "code", reply.Error, "err", reply.Message)
+	})
 	c.after = func() { b.send(d, wire.KindReply, reply) }
 }
 
@@ -116,10 +116,10 @@ func (b *Broker) failUplink(c *conn, cl *mochi.Client, d *engine.Device, pk pack
 		return packets.CodeSuccessIgnore
 	}
 	b.metrics.uplinkErrors.WithLabelValues(wire.CodeUnavailable).Inc()
-	if ok, n := c.logs.allow(time.Now()); ok {
+	c.logs.Do(func() {
 		b.log.Warn("mqtt: device message not stored; closing the connection so the device sends it again",
-			"product", d.Product, "device", d.Key, "kind", kind, "err", err, "suppressed", n)
-	}
+			"product", d.Product, "device", d.Key, "kind", kind, "err", err)
+	})
 	c.after = func() { b.drop(cl) }
 	return packets.ErrRejectPacket
 }
