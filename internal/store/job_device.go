@@ -7,27 +7,6 @@ import (
 	"github.com/otter-ota/otter/internal/ota"
 )
 
-// JobVersion is a job with the version its device reports now for the
-// job's module ("" when it has never reported one).
-type JobVersion struct {
-	Job     ota.Job
-	Version string
-}
-
-// JobVersionQuery pages through a task's jobs in some states, with the
-// versions their devices run.
-type JobVersionQuery struct {
-	TaskID  int64
-	States  []ota.JobState
-	AfterID int64
-	Limit   int
-	// Reported keeps only the jobs whose device has reported a version of
-	// the job's module.
-	Reported bool
-	// Devices, when set, keeps only the jobs of these device keys.
-	Devices []string
-}
-
 // JobsWithVersions returns up to q.Limit jobs of a task in q.States with
 // ids above q.AfterID, in id order, each with its device's version of the
 // job's module.
@@ -70,11 +49,6 @@ func (s *sqlStore) LatestEndedJobs(ctx context.Context, deviceIDs []int64) ([]ot
 		return nil, fmt.Errorf("latest ended jobs: %w", err)
 	}
 	return jobs, nil
-}
-
-// TaskDevice names one device's membership of one task.
-type TaskDevice struct {
-	TaskID, DeviceID int64
 }
 
 // TaskMembers says which of the given devices have a job in which of the

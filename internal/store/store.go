@@ -70,12 +70,6 @@ type EventFilter struct {
 	Until    time.Time
 }
 
-// DeviceCredentials is what a device login is checked against.
-type DeviceCredentials struct {
-	DeviceID   int64
-	SecretHash []byte
-}
-
 // Store is otter's persistence. Methods return *ota.Error values with code
 // ENOTFOUND, ECONFLICT or EINVALID for the caller's mistakes; anything else
 // is an internal error.
