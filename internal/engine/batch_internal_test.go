@@ -24,7 +24,7 @@ type poisoned struct {
 	device int64
 }
 
-func (p poisoned) Apply(ctx context.Context, c store.Change) ([]int64, error) {
+func (p poisoned) Apply(ctx context.Context, c ota.ChangeSet) ([]int64, error) {
 	for _, v := range c.Versions {
 		if v.DeviceID == p.device {
 			return nil, errors.New("the database refuses this row")

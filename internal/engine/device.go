@@ -9,7 +9,6 @@ import (
 	"sync"
 
 	"github.com/otter-ota/otter/internal/ota"
-	"github.com/otter-ota/otter/internal/store"
 	"github.com/otter-ota/otter/sdk/wire"
 )
 
@@ -208,7 +207,7 @@ func (w *work) loadEnded(ctx context.Context, ops []*deviceOp) error {
 // handle applies one device message to the batch's view of the jobs.
 func (w *work) handle(o *deviceOp) {
 	if o.kind != opConnect && o.kind != opDisconnect {
-		w.change.Seen = append(w.change.Seen, store.Seen{DeviceID: o.dev.ID, At: o.at})
+		w.change.Seen = append(w.change.Seen, ota.LastSeen{DeviceID: o.dev.ID, At: o.at})
 	}
 	switch o.kind {
 	case opConnect, opDisconnect:
@@ -237,7 +236,7 @@ func (w *work) handle(o *deviceOp) {
 // start.
 func (w *work) presence(o *deviceOp) {
 	online := o.kind == opConnect
-	w.change.Presence = append(w.change.Presence, store.Presence{DeviceID: o.dev.ID, Online: online, At: o.at})
+	w.change.Presence = append(w.change.Presence, ota.Presence{DeviceID: o.dev.ID, Online: online, At: o.at})
 	if !online {
 		return
 	}
@@ -260,7 +259,7 @@ func (w *work) presence(o *deviceOp) {
 
 func (w *work) inform(o *deviceOp) {
 	for module, version := range o.inform.Modules {
-		w.change.Versions = append(w.change.Versions, store.VersionReport{
+		w.change.Versions = append(w.change.Versions, ota.VersionReport{
 			DeviceID: o.dev.ID, Module: module, Version: version, At: o.at,
 		})
 		if id, ok := w.active[jobRef{o.dev.ID, module}]; ok {
@@ -319,7 +318,7 @@ func (w *work) request(o *deviceOp) {
 		module = ota.DefaultModule
 	}
 	if v := o.request.Version; v != "" {
-		w.change.Versions = append(w.change.Versions, store.VersionReport{DeviceID: o.dev.ID, Module: module, Version: v, At: o.at})
+		w.change.Versions = append(w.change.Versions, ota.VersionReport{DeviceID: o.dev.ID, Module: module, Version: v, At: o.at})
 	}
 	id, ts := w.requestedJob(o.dev.ID, module, o.request.Version)
 	if ts == nil {

@@ -5,7 +5,6 @@ import (
 	"slices"
 
 	"github.com/otter-ota/otter/internal/ota"
-	"github.com/otter-ota/otter/internal/store"
 )
 
 // maxDeviceAction bounds the devices one per-device action names: the
@@ -75,7 +74,7 @@ func (e *Engine) cancelDevices(ctx context.Context, id int64, devices []string, 
 	if err != nil {
 		return 0, err
 	}
-	jobs, err := e.st.JobsWithVersions(ctx, store.JobVersionQuery{TaskID: id, States: cancellable, Devices: devices, Limit: maxDeviceAction})
+	jobs, err := e.st.JobsWithVersions(ctx, ota.JobVersionQuery{TaskID: id, States: cancellable, Devices: devices, Limit: maxDeviceAction})
 	if err != nil || len(jobs) == 0 {
 		return 0, err
 	}
@@ -109,7 +108,7 @@ func (e *Engine) checkMembers(ctx context.Context, id int64, devices []string) e
 	if _, err := e.taskFor(ctx, id); err != nil {
 		return err
 	}
-	jobs, err := e.st.JobsWithVersions(ctx, store.JobVersionQuery{TaskID: id, States: ota.JobStates, Devices: devices, Limit: maxDeviceAction * 4})
+	jobs, err := e.st.JobsWithVersions(ctx, ota.JobVersionQuery{TaskID: id, States: ota.JobStates, Devices: devices, Limit: maxDeviceAction * 4})
 	if err != nil {
 		return err
 	}

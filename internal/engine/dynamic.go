@@ -6,7 +6,6 @@ import (
 	"slices"
 
 	"github.com/otter-ota/otter/internal/ota"
-	"github.com/otter-ota/otter/internal/store"
 )
 
 // Dynamic tasks take devices that come to match while they run: by
@@ -115,7 +114,7 @@ func (w *work) joinDynamic(d Device, module, version string) {
 	}
 	for _, ts := range w.e.dynamicTasks() {
 		t := ts.task
-		if t.Product != d.Product || t.Module != module || w.members[store.TaskDevice{TaskID: t.ID, DeviceID: d.ID}] {
+		if t.Product != d.Product || t.Module != module || w.members[ota.TaskDevice{TaskID: t.ID, DeviceID: d.ID}] {
 			continue
 		}
 		dev := ota.Device{Product: d.Product, Key: d.Key, Tags: w.tags[d.ID], Versions: map[string]string{module: version}}

@@ -23,7 +23,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/otter-ota/otter/internal/ota"
-	"github.com/otter-ota/otter/internal/store"
 	"github.com/otter-ota/otter/sdk/wire"
 )
 
@@ -36,12 +35,12 @@ type Store interface {
 	GetTask(ctx context.Context, id int64) (ota.Task, error)
 	// ActiveTasks lists the tasks that are not terminal, with their counts
 	// and the engine's bookkeeping.
-	ActiveTasks(ctx context.Context) ([]store.ActiveTask, error)
-	TaskPhaseCounts(ctx context.Context, taskID int64) (store.PhaseCounts, error)
-	TargetCandidates(ctx context.Context, q store.TargetQuery) ([]store.Candidate, error)
+	ActiveTasks(ctx context.Context) ([]ota.ActiveTask, error)
+	TaskPhaseCounts(ctx context.Context, taskID int64) (ota.PhaseCounts, error)
+	TargetCandidates(ctx context.Context, q ota.TargetQuery) ([]ota.Candidate, error)
 
 	// Credentials finds a device by product and key (ENOTFOUND if none).
-	Credentials(ctx context.Context, product, key string) (store.DeviceCredentials, error)
+	Credentials(ctx context.Context, product, key string) (ota.DeviceCredentials, error)
 	// ExistingDevices returns which of the given devices exist.
 	ExistingDevices(ctx context.Context, deviceIDs []int64) (map[int64]bool, error)
 	// OrphanJobs returns up to limit active jobs of deleted devices.
@@ -54,7 +53,7 @@ type Store interface {
 	// given devices.
 	LastJobs(ctx context.Context, deviceIDs []int64) ([]ota.Job, error)
 	JobsByID(ctx context.Context, ids []int64) ([]ota.Job, error)
-	QueuedJobs(ctx context.Context, q store.QueuedQuery) ([]ota.Job, error)
+	QueuedJobs(ctx context.Context, q ota.QueuedQuery) ([]ota.Job, error)
 	// NextRetry returns the earliest retry time after now of a task's
 	// queued jobs, if any job waits for one.
 	NextRetry(ctx context.Context, taskID int64, now time.Time) (time.Time, bool, error)
@@ -70,21 +69,21 @@ type Store interface {
 	// CancelQueued cancels a task's jobs that have not started (and may
 	// end the task) in one transaction; it returns the number cancelled
 	// per phase and former state.
-	CancelQueued(ctx context.Context, r store.CancelRequest) (store.PhaseCounts, error)
+	CancelQueued(ctx context.Context, r ota.CancelRequest) (ota.PhaseCounts, error)
 	// JobsWithVersions pages through a task's jobs in some states with the
 	// versions their devices run.
-	JobsWithVersions(ctx context.Context, q store.JobVersionQuery) ([]store.JobVersion, error)
+	JobsWithVersions(ctx context.Context, q ota.JobVersionQuery) ([]ota.JobVersion, error)
 	// LatestEndedJobs returns the devices' latest job per module when it
 	// failed or timed out.
 	LatestEndedJobs(ctx context.Context, deviceIDs []int64) ([]ota.Job, error)
 	// TaskMembers says which devices have a job (not cancelled) in which
 	// tasks.
-	TaskMembers(ctx context.Context, taskIDs, deviceIDs []int64) (map[store.TaskDevice]bool, error)
+	TaskMembers(ctx context.Context, taskIDs, deviceIDs []int64) (map[ota.TaskDevice]bool, error)
 	// DevicesByID returns devices with their tags and versions.
 	DevicesByID(ctx context.Context, ids []int64) ([]ota.Device, error)
 	// Apply writes a Change in one transaction. Job changes whose Old.Rev no
 	// longer matches are not written; their ids are returned.
-	Apply(ctx context.Context, c store.Change) (conflicts []int64, err error)
+	Apply(ctx context.Context, c ota.ChangeSet) (conflicts []int64, err error)
 }
 
 // Downlink delivers messages to connected devices. Send must not block on

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/otter-ota/otter/internal/ota"
-	"github.com/otter-ota/otter/internal/store"
 )
 
 // taskState is the loop's view of one task: the task, its firmware, its
@@ -17,7 +16,7 @@ import (
 type taskState struct {
 	task     ota.Task
 	firmware ota.Firmware
-	counts   store.PhaseCounts
+	counts   ota.PhaseCounts
 	book     book
 	loc      *time.Location
 
@@ -202,7 +201,7 @@ func (e *Engine) startJobs(ctx context.Context, ts *taskState, now time.Time) er
 	started := 0
 	for ts.budget > 0 {
 		limit := min(ts.budget, e.cfg.BatchSize)
-		jobs, err := e.st.QueuedJobs(ctx, store.QueuedQuery{
+		jobs, err := e.st.QueuedJobs(ctx, ota.QueuedQuery{
 			TaskID: ts.task.ID, MaxPhase: int(ts.task.Phase), Limit: limit, OnlineOnly: true, Now: now,
 		})
 		if err != nil {
@@ -367,7 +366,7 @@ func (e *Engine) saveTask(ctx context.Context, ts *taskState, next ota.Task, ev 
 	if err != nil {
 		return err
 	}
-	if _, err := e.st.Apply(ctx, store.Change{Tasks: []store.TaskUpdate{u}, Events: []ota.Event{ev}}); err != nil {
+	if _, err := e.st.Apply(ctx, ota.ChangeSet{Tasks: []ota.TaskUpdate{u}, Events: []ota.Event{ev}}); err != nil {
 		return fmt.Errorf("store task %d: %w", next.ID, err)
 	}
 	ts.task = next
@@ -379,16 +378,16 @@ func (e *Engine) saveBook(ctx context.Context, ts *taskState) error {
 	if err != nil {
 		return err
 	}
-	_, err = e.st.Apply(ctx, store.Change{Tasks: []store.TaskUpdate{u}})
+	_, err = e.st.Apply(ctx, ota.ChangeSet{Tasks: []ota.TaskUpdate{u}})
 	return err
 }
 
-func (ts *taskState) update(t ota.Task) (store.TaskUpdate, error) {
+func (ts *taskState) update(t ota.Task) (ota.TaskUpdate, error) {
 	b, err := json.Marshal(ts.book)
 	if err != nil {
-		return store.TaskUpdate{}, err
+		return ota.TaskUpdate{}, err
 	}
-	return store.TaskUpdate{Task: t, Engine: b}, nil
+	return ota.TaskUpdate{Task: t, Engine: b}, nil
 }
 
 func taskEvent(t ota.Task, a ota.TaskAction, actor string, at time.Time) ota.Event {
@@ -465,7 +464,7 @@ func (e *Engine) reverifyTask(ctx context.Context, id int64) error {
 	t.Reason = "every job succeeded, some after they had failed or timed out: the firmware is verified"
 	// A completed task's engine bookkeeping (its rate bucket) is not worth
 	// keeping: it is written afresh.
-	_, err = e.st.Apply(ctx, store.Change{Tasks: []store.TaskUpdate{{Task: t}}})
+	_, err = e.st.Apply(ctx, ota.ChangeSet{Tasks: []ota.TaskUpdate{{Task: t}}})
 	return err
 }
 
@@ -506,7 +505,7 @@ func (e *Engine) expireTask(ctx context.Context, ts *taskState) error {
 }
 
 func (e *Engine) cancelQueued(ctx context.Context, ts *taskState, code, message, actor string, next *ota.Task) error {
-	req := store.CancelRequest{TaskID: ts.task.ID, Code: code, Message: message, Actor: actor, At: e.now()}
+	req := ota.CancelRequest{TaskID: ts.task.ID, Code: code, Message: message, Actor: actor, At: e.now()}
 	if next != nil {
 		u, err := ts.update(*next)
 		if err != nil {

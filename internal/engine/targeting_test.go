@@ -66,7 +66,7 @@ func TestRetryFailedNeverTargetsADeviceOnTheTarget(t *testing.T) {
 	f.waitTask(task.ID, ota.TaskCompleted)
 	// d1's version was stored while its job stayed timed out (as before
 	// late successes were recorded): the retry must not send it again.
-	if _, err := f.st.Apply(f.ctx, store.Change{Versions: []store.VersionReport{
+	if _, err := f.st.Apply(f.ctx, ota.ChangeSet{Versions: []ota.VersionReport{
 		{DeviceID: f.devs["d1"].ID, Module: "default", Version: "1.1.0", At: f.clock.Now()}}}); err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +109,7 @@ func TestReportStoredBeforeTheJobSettlesItAtStart(t *testing.T) {
 	// The devices' versions were stored without the engine seeing them
 	// against the jobs (between the reading of the targets and the storing
 	// of the jobs, or before a crash): the next start settles the jobs.
-	if _, err := f.st.Apply(f.ctx, store.Change{Versions: []store.VersionReport{
+	if _, err := f.st.Apply(f.ctx, ota.ChangeSet{Versions: []ota.VersionReport{
 		{DeviceID: f.devs["n1"].ID, Module: "default", Version: "1.0.0", At: f.clock.Now()},
 		{DeviceID: f.devs["n2"].ID, Module: "default", Version: "3.0.0", At: f.clock.Now()}}}); err != nil {
 		t.Fatal(err)

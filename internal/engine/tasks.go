@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/otter-ota/otter/internal/ota"
-	"github.com/otter-ota/otter/internal/store"
 )
 
 // TaskSpec is an operator's request for a task.
@@ -172,8 +171,8 @@ func checkTarget(spec TaskSpec) error {
 // candidates lists the devices the target selects whose module the
 // firmware may upgrade, and those that have never reported a version of it
 // (their jobs wait for the report).
-func (e *Engine) candidates(ctx context.Context, fw ota.Firmware, t ota.Target) ([]store.Candidate, error) {
-	all, err := e.st.TargetCandidates(ctx, store.TargetQuery{
+func (e *Engine) candidates(ctx context.Context, fw ota.Firmware, t ota.Target) ([]ota.Candidate, error) {
+	all, err := e.st.TargetCandidates(ctx, ota.TargetQuery{
 		Product: fw.Product, Module: fw.Module, Tags: t.Tags, Devices: t.Devices,
 	})
 	if err != nil {
@@ -193,7 +192,7 @@ func (e *Engine) candidates(ctx context.Context, fw ota.Firmware, t ota.Target) 
 	return out, nil
 }
 
-func unknownDevices(keys []string, found []store.Candidate) error {
+func unknownDevices(keys []string, found []ota.Candidate) error {
 	if len(keys) == 0 {
 		return nil
 	}
@@ -221,7 +220,7 @@ func unknownDevices(keys []string, found []store.Candidate) error {
 
 // dropBusy finds devices that already have an active job on the module:
 // they are refused, or left out with skipBusy.
-func (e *Engine) dropBusy(ctx context.Context, fw ota.Firmware, cands []store.Candidate, skipBusy bool) ([]store.Candidate, []string, error) {
+func (e *Engine) dropBusy(ctx context.Context, fw ota.Firmware, cands []ota.Candidate, skipBusy bool) ([]ota.Candidate, []string, error) {
 	ids := make([]int64, len(cands))
 	for i, c := range cands {
 		ids[i] = c.DeviceID
@@ -288,10 +287,10 @@ func busyError(module string, keys []string, holder map[string]int64) error {
 
 // jobsFor orders the candidates for the rollout (a stable hash, so a 10%
 // sample includes a 5% one) and assigns them to phases.
-func (e *Engine) jobsFor(fw ota.Firmware, cands []store.Candidate, spec TaskSpec) []ota.Job {
+func (e *Engine) jobsFor(fw ota.Firmware, cands []ota.Candidate, spec TaskSpec) []ota.Job {
 	seed := spec.Target.Seed
 	type ranked struct {
-		c    store.Candidate
+		c    ota.Candidate
 		rank uint64
 	}
 	rs := make([]ranked, len(cands))
@@ -425,7 +424,7 @@ func (e *Engine) retryFailedOf(ctx context.Context, id int64, devices []string, 
 	n := 0
 	var after int64
 	for {
-		jobs, err := e.st.JobsWithVersions(ctx, store.JobVersionQuery{
+		jobs, err := e.st.JobsWithVersions(ctx, ota.JobVersionQuery{
 			TaskID: id, States: []ota.JobState{ota.JobFailed, ota.JobTimedOut}, AfterID: after, Limit: e.cfg.BatchSize,
 			Devices: devices,
 		})
@@ -450,7 +449,7 @@ func (e *Engine) retryFailedOf(ctx context.Context, id int64, devices []string, 
 // the target version (a success reported late, or before this was
 // recorded): that job succeeds instead, and nothing is sent again. It
 // returns 1 for a requeued job.
-func (w *work) retry(jv store.JobVersion, actor string) int {
+func (w *work) retry(jv ota.JobVersion, actor string) int {
 	if ota.SameVersion(jv.Version, jv.Job.Version) {
 		w.lateSuccess(jv.Job.ID, jv.Version)
 		return 0
@@ -471,7 +470,7 @@ func (e *Engine) taskFor(ctx context.Context, id int64) (*taskState, error) {
 	if err != nil {
 		return nil, err
 	}
-	return e.track(ctx, store.ActiveTask{Task: t})
+	return e.track(ctx, ota.ActiveTask{Task: t})
 }
 
 // adopt starts tracking a task just created.
@@ -480,7 +479,7 @@ func (e *Engine) adopt(ctx context.Context, id int64) error {
 	if err != nil {
 		return err
 	}
-	ts, err := e.track(ctx, store.ActiveTask{Task: t})
+	ts, err := e.track(ctx, ota.ActiveTask{Task: t})
 	if err != nil {
 		return err
 	}
@@ -512,7 +511,7 @@ func (e *Engine) loadTasks(ctx context.Context) error {
 func (e *Engine) settleReported(ctx context.Context, ts *taskState) error {
 	var after int64
 	for {
-		jobs, err := e.st.JobsWithVersions(ctx, store.JobVersionQuery{
+		jobs, err := e.st.JobsWithVersions(ctx, ota.JobVersionQuery{
 			TaskID: ts.task.ID, States: []ota.JobState{ota.JobAwaitingVersion}, AfterID: after, Limit: e.cfg.BatchSize, Reported: true,
 		})
 		if err != nil || len(jobs) == 0 {
@@ -531,7 +530,7 @@ func (e *Engine) settleReported(ctx context.Context, ts *taskState) error {
 }
 
 // track puts a task in the loop's cache with its firmware and counts.
-func (e *Engine) track(ctx context.Context, a store.ActiveTask) (*taskState, error) {
+func (e *Engine) track(ctx context.Context, a ota.ActiveTask) (*taskState, error) {
 	fw, err := e.firmwareOf(ctx, a.Task.FirmwareID)
 	if err != nil {
 		return nil, err

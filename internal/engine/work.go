@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/otter-ota/otter/internal/ota"
-	"github.com/otter-ota/otter/internal/store"
 	"github.com/otter-ota/otter/sdk/wire"
 )
 
@@ -30,12 +29,12 @@ type work struct {
 	// take them, and members their jobs in the running dynamic tasks;
 	// joined marks devices given a dynamic job in this batch.
 	tags    map[int64]map[string]string
-	members map[store.TaskDevice]bool
+	members map[ota.TaskDevice]bool
 	joined  map[jobRef]bool
 	// last holds, for the devices that poll in this batch, the newest job
 	// of each of their modules, so a poll can repeat a cancel.
 	last   map[int64][]ota.Job
-	change store.Change
+	change ota.ChangeSet
 	sends  []outgoing
 }
 
@@ -158,7 +157,7 @@ func (w *work) sendCancel(j ota.Job) {
 // downlink messages. Nothing is sent for a change that was not written.
 func (e *Engine) commit(ctx context.Context, w *work) error {
 	for id, old := range w.orig {
-		w.change.Jobs = append(w.change.Jobs, store.JobChange{Old: old, New: *w.jobs[id]})
+		w.change.Jobs = append(w.change.Jobs, ota.JobUpdate{Old: old, New: *w.jobs[id]})
 	}
 	if w.empty() {
 		return nil
