@@ -163,9 +163,9 @@ func createDevices(ctx context.Context, st store.Store, n int, progress io.Write
 func markOnline(ctx context.Context, st store.Store, ids []int64) error {
 	now := time.Now()
 	for start := 0; start < len(ids); start += jobsChunk {
-		var c store.Change
+		var c ota.ChangeSet
 		for _, id := range ids[start:min(len(ids), start+jobsChunk)] {
-			c.Presence = append(c.Presence, store.Presence{DeviceID: id, Online: true, At: now})
+			c.Presence = append(c.Presence, ota.Presence{DeviceID: id, Online: true, At: now})
 		}
 		if _, err := st.Apply(ctx, c); err != nil {
 			return fmt.Errorf("mark devices online: %w", err)

@@ -118,7 +118,7 @@ func seedEvents(ctx context.Context, st store.Store, task ota.Task, jobs []ota.J
 	say(progress, "creating %d events", len(jobs))
 	now := time.Now()
 	for start := 0; start < len(jobs); start += jobsChunk {
-		var c store.Change
+		var c ota.ChangeSet
 		for _, j := range jobs[start:min(len(jobs), start+jobsChunk)] {
 			c.Events = append(c.Events, ota.Event{At: now, Actor: "engine", Kind: ota.KindJob, Action: string(j.State),
 				Product: benchProduct, Device: j.Device, TaskID: task.ID, FirmwareID: task.FirmwareID})

@@ -8,7 +8,6 @@ import (
 	"github.com/otter-ota/otter/internal/credential"
 	"github.com/otter-ota/otter/internal/engine"
 	"github.com/otter-ota/otter/internal/ota"
-	"github.com/otter-ota/otter/internal/store"
 	"github.com/otter-ota/otter/sdk/wire"
 )
 
@@ -51,7 +50,7 @@ type credCache struct {
 }
 
 type credEntry struct {
-	creds store.DeviceCredentials
+	creds ota.DeviceCredentials
 	found bool
 	at    time.Time
 }

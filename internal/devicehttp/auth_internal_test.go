@@ -8,7 +8,6 @@ import (
 
 	"github.com/otter-ota/otter/internal/credential"
 	"github.com/otter-ota/otter/internal/ota"
-	"github.com/otter-ota/otter/internal/store"
 )
 
 // slowCreds answers Credentials with the hash of secret; when gate is set,
@@ -21,7 +20,7 @@ type slowCreds struct {
 	gate   chan struct{}
 }
 
-func (s *slowCreds) Credentials(context.Context, string, string) (store.DeviceCredentials, error) {
+func (s *slowCreds) Credentials(context.Context, string, string) (ota.DeviceCredentials, error) {
 	s.mu.Lock()
 	secret, read, gate := s.secret, s.read, s.gate
 	s.mu.Unlock()
@@ -29,7 +28,7 @@ func (s *slowCreds) Credentials(context.Context, string, string) (store.DeviceCr
 		read <- struct{}{}
 		<-gate
 	}
-	return store.DeviceCredentials{DeviceID: 1, SecretHash: credential.Hash(secret)}, nil
+	return ota.DeviceCredentials{DeviceID: 1, SecretHash: credential.Hash(secret)}, nil
 }
 
 func (s *slowCreds) GetFirmware(context.Context, int64) (ota.Firmware, error) {

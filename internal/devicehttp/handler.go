@@ -20,7 +20,6 @@ import (
 	"github.com/otter-ota/otter/internal/blob"
 	"github.com/otter-ota/otter/internal/engine"
 	"github.com/otter-ota/otter/internal/ota"
-	"github.com/otter-ota/otter/internal/store"
 	"github.com/otter-ota/otter/sdk/wire"
 )
 
@@ -28,7 +27,7 @@ import (
 type Store interface {
 	// Credentials answers an *ota.Error of code ENOTFOUND for an unknown
 	// device.
-	Credentials(ctx context.Context, product, key string) (store.DeviceCredentials, error)
+	Credentials(ctx context.Context, product, key string) (ota.DeviceCredentials, error)
 	GetFirmware(ctx context.Context, id int64) (ota.Firmware, error)
 }
 

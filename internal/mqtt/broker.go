@@ -22,7 +22,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/otter-ota/otter/internal/engine"
-	"github.com/otter-ota/otter/internal/store"
+	"github.com/otter-ota/otter/internal/ota"
 	"github.com/otter-ota/otter/sdk/wire"
 )
 
@@ -30,7 +30,7 @@ import (
 // implements it. A device that does not exist answers an *ota.Error of code
 // ENOTFOUND.
 type Credentials interface {
-	Credentials(ctx context.Context, product, key string) (store.DeviceCredentials, error)
+	Credentials(ctx context.Context, product, key string) (ota.DeviceCredentials, error)
 }
 
 // Config wires a Broker.

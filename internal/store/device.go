@@ -181,14 +181,14 @@ func (s *sqlStore) changeDevice(ctx context.Context, product, key, action, stmt 
 }
 
 // Credentials returns what a device's login is checked against.
-func (s *sqlStore) Credentials(ctx context.Context, product, key string) (DeviceCredentials, error) {
-	var c DeviceCredentials
+func (s *sqlStore) Credentials(ctx context.Context, product, key string) (ota.DeviceCredentials, error) {
+	var c ota.DeviceCredentials
 	err := s.db.QueryRowContext(ctx, `SELECT id, secret_hash FROM devices WHERE product = $1 AND key = $2`,
 		product, key).Scan(&c.DeviceID, &c.SecretHash)
 	if errors.Is(err, sql.ErrNoRows) {
-		return DeviceCredentials{}, deviceNotFound(product, key)
+		return ota.DeviceCredentials{}, deviceNotFound(product, key)
 	} else if err != nil {
-		return DeviceCredentials{}, fmt.Errorf("device credentials: %w", err)
+		return ota.DeviceCredentials{}, fmt.Errorf("device credentials: %w", err)
 	}
 	return c, nil
 }

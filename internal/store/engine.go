@@ -7,37 +7,16 @@ import (
 	"github.com/otter-ota/otter/internal/ota"
 )
 
-// The types the engine and the store exchange are the domain's; these
-// aliases keep the store's older names compiling while callers move.
-type (
-	JobChange         = ota.JobUpdate
-	Presence          = ota.Presence
-	Seen              = ota.LastSeen
-	VersionReport     = ota.VersionReport
-	Change            = ota.ChangeSet
-	TaskUpdate        = ota.TaskUpdate
-	Candidate         = ota.Candidate
-	TargetQuery       = ota.TargetQuery
-	QueuedQuery       = ota.QueuedQuery
-	PhaseCounts       = ota.PhaseCounts
-	ActiveTask        = ota.ActiveTask
-	CancelRequest     = ota.CancelRequest
-	JobVersion        = ota.JobVersion
-	JobVersionQuery   = ota.JobVersionQuery
-	TaskDevice        = ota.TaskDevice
-	DeviceCredentials = ota.DeviceCredentials
-)
-
 // Rollouts is the part of the store that holds tasks and jobs: what the
 // rollout engine writes and the API reads.
 type Rollouts interface {
 	CreateTask(ctx context.Context, t *ota.Task, jobs []ota.Job) error
 	GetTask(ctx context.Context, id int64) (ota.Task, error)
 	ListTasks(ctx context.Context, f TaskFilter, page Page) ([]ota.Task, string, error)
-	ActiveTasks(ctx context.Context) ([]ActiveTask, error)
-	TaskPhaseCounts(ctx context.Context, taskID int64) (PhaseCounts, error)
+	ActiveTasks(ctx context.Context) ([]ota.ActiveTask, error)
+	TaskPhaseCounts(ctx context.Context, taskID int64) (ota.PhaseCounts, error)
 	MarkFirmwareVerified(ctx context.Context, firmwareID, taskID int64, at time.Time) error
-	TargetCandidates(ctx context.Context, q TargetQuery) ([]Candidate, error)
+	TargetCandidates(ctx context.Context, q ota.TargetQuery) ([]ota.Candidate, error)
 
 	TaskTimeline(ctx context.Context, taskID int64, since time.Time) ([]ota.TimelinePoint, error)
 	// TaskSeconds is the timeline per second over a task's first ten
@@ -56,15 +35,15 @@ type Rollouts interface {
 	LastJobs(ctx context.Context, deviceIDs []int64) ([]ota.Job, error)
 	DeviceTags(ctx context.Context, deviceIDs []int64) (map[int64]map[string]string, error)
 	JobsByID(ctx context.Context, ids []int64) ([]ota.Job, error)
-	QueuedJobs(ctx context.Context, q QueuedQuery) ([]ota.Job, error)
+	QueuedJobs(ctx context.Context, q ota.QueuedQuery) ([]ota.Job, error)
 	NextRetry(ctx context.Context, taskID int64, now time.Time) (time.Time, bool, error)
 	ExpiredJobs(ctx context.Context, now time.Time, limit int) ([]ota.Job, error)
 	UnansweredJobs(ctx context.Context, taskID int64, sentBefore time.Time, limit int) ([]ota.Job, error)
 	JobsInStates(ctx context.Context, taskID int64, states []ota.JobState, afterID int64, limit int) ([]ota.Job, error)
-	CancelQueued(ctx context.Context, r CancelRequest) (PhaseCounts, error)
-	JobsWithVersions(ctx context.Context, q JobVersionQuery) ([]JobVersion, error)
+	CancelQueued(ctx context.Context, r ota.CancelRequest) (ota.PhaseCounts, error)
+	JobsWithVersions(ctx context.Context, q ota.JobVersionQuery) ([]ota.JobVersion, error)
 	LatestEndedJobs(ctx context.Context, deviceIDs []int64) ([]ota.Job, error)
-	TaskMembers(ctx context.Context, taskIDs, deviceIDs []int64) (map[TaskDevice]bool, error)
+	TaskMembers(ctx context.Context, taskIDs, deviceIDs []int64) (map[ota.TaskDevice]bool, error)
 	DevicesByID(ctx context.Context, ids []int64) ([]ota.Device, error)
-	Apply(ctx context.Context, c Change) (conflicts []int64, err error)
+	Apply(ctx context.Context, c ota.ChangeSet) (conflicts []int64, err error)
 }

@@ -196,7 +196,7 @@ func (s *sqlStore) jobPage(ctx context.Context, f JobFilter, after int64, limit 
 }
 
 // QueuedJobs returns the next jobs a task may start, in rollout order.
-func (s *sqlStore) QueuedJobs(ctx context.Context, q QueuedQuery) ([]ota.Job, error) {
+func (s *sqlStore) QueuedJobs(ctx context.Context, q ota.QueuedQuery) ([]ota.Job, error) {
 	var a args
 	join := ""
 	if q.OnlineOnly {
@@ -250,11 +250,11 @@ func (s *sqlStore) JobsInStates(ctx context.Context, taskID int64, states []ota.
 
 // TargetCandidates lists the devices of a product that match the query's
 // tags and key list, with the version their module runs.
-func (s *sqlStore) TargetCandidates(ctx context.Context, q TargetQuery) ([]Candidate, error) {
+func (s *sqlStore) TargetCandidates(ctx context.Context, q ota.TargetQuery) ([]ota.Candidate, error) {
 	if len(q.Devices) == 0 {
 		return s.candidates(ctx, q, nil)
 	}
-	var out []Candidate
+	var out []ota.Candidate
 	for _, keys := range chunks(q.Devices, 1) {
 		c, err := s.candidates(ctx, q, keys)
 		if err != nil {
@@ -265,7 +265,7 @@ func (s *sqlStore) TargetCandidates(ctx context.Context, q TargetQuery) ([]Candi
 	return out, nil
 }
 
-func (s *sqlStore) candidates(ctx context.Context, q TargetQuery, keys []string) ([]Candidate, error) {
+func (s *sqlStore) candidates(ctx context.Context, q ota.TargetQuery, keys []string) ([]ota.Candidate, error) {
 	var a args
 	query := "SELECT d.id, d.key, COALESCE(v.version, ''), d.online FROM devices d LEFT JOIN device_versions v" +
 		" ON v.device_id = d.id AND v.module = " + a.add(q.Module) + " WHERE d.product = " + a.add(q.Product)
@@ -281,9 +281,9 @@ func (s *sqlStore) candidates(ctx context.Context, q TargetQuery, keys []string)
 		return nil, fmt.Errorf("target devices: %w", err)
 	}
 	defer rows.Close()
-	var out []Candidate
+	var out []ota.Candidate
 	for rows.Next() {
-		var c Candidate
+		var c ota.Candidate
 		if err := rows.Scan(&c.DeviceID, &c.Key, &c.Version, &c.Online); err != nil {
 			return nil, err
 		}
@@ -297,7 +297,7 @@ func (s *sqlStore) candidates(ctx context.Context, q TargetQuery, keys []string)
 // event per job with one INSERT ... SELECT, so cancelling a million queued
 // jobs takes seconds; it can end the task in the same transaction. It
 // returns the cancelled jobs per phase and the state they were in.
-func (s *sqlStore) CancelQueued(ctx context.Context, r CancelRequest) (PhaseCounts, error) {
+func (s *sqlStore) CancelQueued(ctx context.Context, r ota.CancelRequest) (ota.PhaseCounts, error) {
 	t, err := s.begin(ctx)
 	if err != nil {
 		return nil, err
@@ -312,7 +312,7 @@ func (s *sqlStore) CancelQueued(ctx context.Context, r CancelRequest) (PhaseCoun
 			return nil, err
 		}
 	}
-	deltas := PhaseCounts{}
+	deltas := ota.PhaseCounts{}
 	for phase, byState := range cancelled {
 		for state, n := range byState {
 			deltas.Add(phase, state, -n)
@@ -323,7 +323,7 @@ func (s *sqlStore) CancelQueued(ctx context.Context, r CancelRequest) (PhaseCoun
 		return nil, err
 	}
 	if r.Task != nil {
-		if err := updateTasks(ctx, t, []TaskUpdate{*r.Task}); err != nil {
+		if err := updateTasks(ctx, t, []ota.TaskUpdate{*r.Task}); err != nil {
 			return nil, err
 		}
 	}
@@ -335,14 +335,14 @@ func (s *sqlStore) CancelQueued(ctx context.Context, r CancelRequest) (PhaseCoun
 	return cancelled, t.Commit()
 }
 
-func waitingPerPhase(ctx context.Context, t *tx, taskID int64) (PhaseCounts, error) {
+func waitingPerPhase(ctx context.Context, t *tx, taskID int64) (ota.PhaseCounts, error) {
 	rows, err := t.QueryContext(ctx, `SELECT phase, state, COUNT(*) FROM jobs WHERE task_id = $1
 		AND state IN ('queued', 'awaiting_version') GROUP BY phase, state`, taskID)
 	if err != nil {
 		return nil, fmt.Errorf("count queued jobs: %w", err)
 	}
 	defer rows.Close()
-	out := PhaseCounts{}
+	out := ota.PhaseCounts{}
 	for rows.Next() {
 		var phase int
 		var state ota.JobState
@@ -355,7 +355,7 @@ func waitingPerPhase(ctx context.Context, t *tx, taskID int64) (PhaseCounts, err
 	return out, rows.Err()
 }
 
-func cancelWaitingJobs(ctx context.Context, t *tx, r CancelRequest, state ota.JobState) error {
+func cancelWaitingJobs(ctx context.Context, t *tx, r ota.CancelRequest, state ota.JobState) error {
 	actor := r.Actor
 	if actor == "" {
 		actor = t.actor
@@ -378,7 +378,7 @@ func cancelWaitingJobs(ctx context.Context, t *tx, r CancelRequest, state ota.Jo
 
 // Apply writes a batch of the engine's changes in one transaction. A job
 // whose revision moved since it was read is left alone and reported.
-func (s *sqlStore) Apply(ctx context.Context, c Change) ([]int64, error) {
+func (s *sqlStore) Apply(ctx context.Context, c ota.ChangeSet) ([]int64, error) {
 	t, err := s.begin(ctx)
 	if err != nil {
 		return nil, err
@@ -416,7 +416,7 @@ var jobUpdateColumns = []struct{ name, sqlType string }{
 // updateJobs writes job changes with a revision check, a chunk of changes
 // per statement (UPDATE ... FROM VALUES ... RETURNING), and returns the
 // conflicting ids and the count deltas of the changes written.
-func updateJobs(ctx context.Context, t *tx, changes []JobChange) ([]int64, map[int64]PhaseCounts, error) {
+func updateJobs(ctx context.Context, t *tx, changes []ota.JobUpdate) ([]int64, map[int64]ota.PhaseCounts, error) {
 	written := make(map[int64]bool, len(changes))
 	for _, chunk := range chunks(changes, len(jobUpdateColumns)) {
 		ids, err := updateJobChunk(ctx, t, chunk)
@@ -428,7 +428,7 @@ func updateJobs(ctx context.Context, t *tx, changes []JobChange) ([]int64, map[i
 		}
 	}
 	var conflicts []int64
-	deltas := map[int64]PhaseCounts{}
+	deltas := map[int64]ota.PhaseCounts{}
 	for _, c := range changes {
 		o, n := c.Old, c.New
 		if !written[n.ID] {
@@ -438,7 +438,7 @@ func updateJobs(ctx context.Context, t *tx, changes []JobChange) ([]int64, map[i
 		if o.State != n.State || o.Phase != n.Phase {
 			d := deltas[n.TaskID]
 			if d == nil {
-				d = PhaseCounts{}
+				d = ota.PhaseCounts{}
 				deltas[n.TaskID] = d
 			}
 			d.Add(int(o.Phase), o.State, -1)
@@ -448,7 +448,7 @@ func updateJobs(ctx context.Context, t *tx, changes []JobChange) ([]int64, map[i
 	return conflicts, deltas, nil
 }
 
-func updateJobChunk(ctx context.Context, t *tx, chunk []JobChange) ([]int64, error) {
+func updateJobChunk(ctx context.Context, t *tx, chunk []ota.JobUpdate) ([]int64, error) {
 	var a args
 	rows := make([]string, len(chunk))
 	for i, c := range chunk {
@@ -487,7 +487,7 @@ func updateJobChunk(ctx context.Context, t *tx, chunk []JobChange) ([]int64, err
 	return ids, res.Err()
 }
 
-func applyDeltas(ctx context.Context, t *tx, deltas map[int64]PhaseCounts) error {
+func applyDeltas(ctx context.Context, t *tx, deltas map[int64]ota.PhaseCounts) error {
 	for taskID, d := range deltas {
 		if err := addCounts(ctx, t, taskID, d); err != nil {
 			return err
@@ -514,7 +514,7 @@ func withoutConflicts(events []ota.Event, conflicts []int64) []ota.Event {
 // other messages (last_seen only), a chunk of devices per statement; when a
 // batch holds several connects or disconnects for one device, the last one
 // wins, and last_seen never moves back.
-func setPresence(ctx context.Context, t *tx, ps []Presence, seen []Seen) error {
+func setPresence(ctx context.Context, t *tx, ps []ota.Presence, seen []ota.LastSeen) error {
 	type row struct {
 		online *bool
 		at     time.Time
@@ -579,12 +579,12 @@ func deleteDevices(ctx context.Context, t *tx, ids []int64) error {
 
 // setVersions records the versions devices report, one multi-row upsert
 // per chunk.
-func setVersions(ctx context.Context, t *tx, vs []VersionReport) error {
+func setVersions(ctx context.Context, t *tx, vs []ota.VersionReport) error {
 	type key struct {
 		device int64
 		module string
 	}
-	last := make(map[key]VersionReport, len(vs))
+	last := make(map[key]ota.VersionReport, len(vs))
 	for _, v := range vs {
 		last[key{v.DeviceID, v.Module}] = v
 	}
@@ -616,7 +616,7 @@ const secondsKept = 10 * time.Minute
 
 // addMinutes adds the batch's starts, successes and failures to the tasks'
 // timeline: per minute, and per second over each task's first minutes.
-func addMinutes(ctx context.Context, t *tx, changes []JobChange, conflicts []int64) error {
+func addMinutes(ctx context.Context, t *tx, changes []ota.JobUpdate, conflicts []int64) error {
 	minutes := map[minuteKey]*ota.TimelinePoint{}
 	seconds := map[minuteKey]*ota.TimelinePoint{}
 	for _, c := range changes {
@@ -766,7 +766,7 @@ func addJobs(ctx context.Context, t *tx, jobs []ota.Job) error {
 		if err := t.QueryRowContext(ctx, "SELECT COALESCE(MAX(seq), 0) FROM jobs WHERE task_id = $1", taskID).Scan(&seq); err != nil {
 			return fmt.Errorf("next job position: %w", err)
 		}
-		counts := PhaseCounts{}
+		counts := ota.PhaseCounts{}
 		for _, j := range js {
 			seq++
 			_, err := t.ExecContext(ctx, `INSERT INTO jobs (task_id, device_id, device, product, module, state, phase, seq,

@@ -10,7 +10,7 @@ import (
 // JobsWithVersions returns up to q.Limit jobs of a task in q.States with
 // ids above q.AfterID, in id order, each with its device's version of the
 // job's module.
-func (s *sqlStore) JobsWithVersions(ctx context.Context, q JobVersionQuery) ([]JobVersion, error) {
+func (s *sqlStore) JobsWithVersions(ctx context.Context, q ota.JobVersionQuery) ([]ota.JobVersion, error) {
 	var a args
 	join := " LEFT JOIN "
 	if q.Reported {
@@ -19,8 +19,8 @@ func (s *sqlStore) JobsWithVersions(ctx context.Context, q JobVersionQuery) ([]J
 	query := "SELECT " + jobColumns + ", COALESCE(v.version, '') FROM jobs j" + join +
 		"device_versions v ON v.device_id = j.device_id AND v.module = j.module WHERE j.task_id = " + a.add(q.TaskID) +
 		" AND j.state IN (" + in(&a, q.States) + ")" + devicesIn(&a, q.Devices) + " AND j.id > " + a.add(q.AfterID) + " ORDER BY j.id LIMIT " + a.add(q.Limit)
-	out, err := queryAll(ctx, s.db, query, a, func(row interface{ Scan(...any) error }) (JobVersion, error) {
-		var jv JobVersion
+	out, err := queryAll(ctx, s.db, query, a, func(row interface{ Scan(...any) error }) (ota.JobVersion, error) {
+		var jv ota.JobVersion
 		var err error
 		jv.Job, err = scanJob(withExtra{row, []any{&jv.Version}})
 		return jv, err
@@ -54,8 +54,8 @@ func (s *sqlStore) LatestEndedJobs(ctx context.Context, deviceIDs []int64) ([]ot
 // TaskMembers says which of the given devices have a job in which of the
 // given tasks, cancelled jobs aside (a device whose job was cancelled as not
 // applicable may match again later).
-func (s *sqlStore) TaskMembers(ctx context.Context, taskIDs, deviceIDs []int64) (map[TaskDevice]bool, error) {
-	out := map[TaskDevice]bool{}
+func (s *sqlStore) TaskMembers(ctx context.Context, taskIDs, deviceIDs []int64) (map[ota.TaskDevice]bool, error) {
+	out := map[ota.TaskDevice]bool{}
 	if len(taskIDs) == 0 || len(deviceIDs) == 0 {
 		return out, nil
 	}
@@ -63,8 +63,8 @@ func (s *sqlStore) TaskMembers(ctx context.Context, taskIDs, deviceIDs []int64) 
 		var a args
 		q := "SELECT task_id, device_id FROM jobs WHERE device_id IN (" + in(&a, chunk) + ") AND task_id IN (" +
 			in(&a, taskIDs) + ") AND state <> 'cancelled'"
-		members, err := queryAll(ctx, s.db, q, a, func(row interface{ Scan(...any) error }) (TaskDevice, error) {
-			var m TaskDevice
+		members, err := queryAll(ctx, s.db, q, a, func(row interface{ Scan(...any) error }) (ota.TaskDevice, error) {
+			var m ota.TaskDevice
 			return m, row.Scan(&m.TaskID, &m.DeviceID)
 		})
 		if err != nil {

@@ -18,14 +18,14 @@ func TestListJobsKeysetPages(t *testing.T) {
 		task, jobs := rollout(t, s, 200)
 		now := time.Now().UTC().Truncate(time.Microsecond)
 		states := []ota.JobState{ota.JobQueued, ota.JobNotified, ota.JobDownloading}
-		var changes []store.JobChange
+		var changes []ota.JobUpdate
 		for i, j := range jobs {
 			if n := j; i%3 != 0 {
 				n.State, n.SentAt, n.StartedAt, n.UpdatedAt = states[i%3], &now, &now, now
-				changes = append(changes, store.JobChange{Old: j, New: n})
+				changes = append(changes, ota.JobUpdate{Old: j, New: n})
 			}
 		}
-		_, err := s.Apply(ctx, store.Change{Jobs: changes})
+		_, err := s.Apply(ctx, ota.ChangeSet{Jobs: changes})
 		must(t, err)
 		want := func(keep ...ota.JobState) []int64 {
 			var ids []int64

@@ -49,13 +49,13 @@ func TestApplyWritesJobsCountsAndRefusesStaleRevisions(t *testing.T) {
 		ctx := as("engine")
 		task, jobs := rollout(t, s, 1500) // more than one statement's chunk
 		now := time.Now().UTC().Truncate(time.Microsecond)
-		var changes []store.JobChange
+		var changes []ota.JobUpdate
 		for _, j := range jobs {
 			n := j
 			n.State, n.SentAt, n.StartedAt, n.UpdatedAt = ota.JobNotified, &now, &now, now
-			changes = append(changes, store.JobChange{Old: j, New: n})
+			changes = append(changes, ota.JobUpdate{Old: j, New: n})
 		}
-		conflicts, err := s.Apply(ctx, store.Change{Jobs: changes})
+		conflicts, err := s.Apply(ctx, ota.ChangeSet{Jobs: changes})
 		must(t, err)
 		if len(conflicts) != 0 {
 			t.Fatalf("%d conflicts on a first write", len(conflicts))
@@ -80,7 +80,7 @@ func TestApplyWritesJobsCountsAndRefusesStaleRevisions(t *testing.T) {
 		// and nothing of its change is written or counted.
 		stale := changes[7]
 		stale.New.State = ota.JobCancelled
-		conflicts, err = s.Apply(ctx, store.Change{Jobs: []store.JobChange{stale, changes[8]}})
+		conflicts, err = s.Apply(ctx, ota.ChangeSet{Jobs: []ota.JobUpdate{stale, changes[8]}})
 		must(t, err)
 		if len(conflicts) != 2 || conflicts[0] != j.ID {
 			t.Fatalf("conflicts %v, want both changes refused (stale revisions)", conflicts)
@@ -100,7 +100,7 @@ func TestCancelQueuedCancelsWithEventsAndCounts(t *testing.T) {
 	run(t, func(t *testing.T, s store.Store) {
 		ctx := as("op")
 		task, _ := rollout(t, s, 40)
-		cancelled, err := s.CancelQueued(ctx, store.CancelRequest{TaskID: task.ID, Code: ota.CodeTaskCancelled, Message: "by op", Actor: "op", At: time.Now()})
+		cancelled, err := s.CancelQueued(ctx, ota.CancelRequest{TaskID: task.ID, Code: ota.CodeTaskCancelled, Message: "by op", Actor: "op", At: time.Now()})
 		must(t, err)
 		if cancelled[0][ota.JobQueued]+cancelled[1][ota.JobQueued] != 40 {
 			t.Fatalf("cancelled %v, want 40", cancelled)

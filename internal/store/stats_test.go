@@ -35,7 +35,7 @@ func TestFleetStats(t *testing.T) {
 		bdevs[0].Versions = map[string]string{"default": "2.0"}
 		createDevices(t, s, bdevs)
 		now := time.Now()
-		_, err = s.Apply(ctx, store.Change{Presence: []store.Presence{
+		_, err = s.Apply(ctx, ota.ChangeSet{Presence: []ota.Presence{
 			{DeviceID: created[0].ID, Online: true, At: now}, {DeviceID: created[3].ID, Online: true, At: now},
 		}})
 		must(t, err)
@@ -70,7 +70,7 @@ func TestRecentFailures(t *testing.T) {
 				Product: "a", Device: fmt.Sprint("d", i), JobID: int64(i + 1)})
 		}
 		events = append(events, ota.Event{At: time.Now(), Actor: "admin", Kind: ota.KindTask, Action: "failed"})
-		_, err := s.Apply(ctx, store.Change{Events: events})
+		_, err := s.Apply(ctx, ota.ChangeSet{Events: events})
 		must(t, err)
 		got, err := s.RecentFailures(ctx, 10)
 		must(t, err)

@@ -97,7 +97,7 @@ type Store interface {
 	SetDeviceTags(ctx context.Context, product, key string, tags map[string]string) (ota.Device, error)
 	SetDeviceSecret(ctx context.Context, product, key string, secretHash []byte) error
 	DeleteDevice(ctx context.Context, product, key string) error
-	Credentials(ctx context.Context, product, key string) (DeviceCredentials, error)
+	Credentials(ctx context.Context, product, key string) (ota.DeviceCredentials, error)
 	// MarkAllOffline records every device as offline (a server's start).
 	MarkAllOffline(ctx context.Context) (int64, error)
 

@@ -125,7 +125,7 @@ func insertJobs(ctx context.Context, t *tx, taskID int64, jobs []ota.Job) error 
 			return fmt.Errorf("insert jobs: %w", err)
 		}
 	}
-	counts := PhaseCounts{}
+	counts := ota.PhaseCounts{}
 	for _, j := range jobs {
 		counts.Add(int(j.Phase), newJobState(j), 1)
 	}
@@ -133,7 +133,7 @@ func insertJobs(ctx context.Context, t *tx, taskID int64, jobs []ota.Job) error 
 }
 
 // addCounts adds deltas to a task's counts.
-func addCounts(ctx context.Context, t *tx, taskID int64, deltas PhaseCounts) error {
+func addCounts(ctx context.Context, t *tx, taskID int64, deltas ota.PhaseCounts) error {
 	for phase, byState := range deltas {
 		for state, n := range byState {
 			if n == 0 {
@@ -223,7 +223,7 @@ func queryTasks(ctx context.Context, q querier, query string, a args) ([]ota.Tas
 }
 
 // ActiveTasks returns every task that is not terminal, for the engine.
-func (s *sqlStore) ActiveTasks(ctx context.Context) ([]ActiveTask, error) {
+func (s *sqlStore) ActiveTasks(ctx context.Context) ([]ota.ActiveTask, error) {
 	q := "SELECT " + taskColumns + " FROM tasks WHERE state IN ($1, $2, $3) ORDER BY id"
 	tasks, books, err := queryTasks(ctx, s.db, q, args{ota.TaskScheduled, ota.TaskRunning, ota.TaskPaused})
 	if err != nil {
@@ -232,9 +232,9 @@ func (s *sqlStore) ActiveTasks(ctx context.Context) ([]ActiveTask, error) {
 	if err := loadCounts(ctx, s.db, tasks); err != nil {
 		return nil, err
 	}
-	out := make([]ActiveTask, len(tasks))
+	out := make([]ota.ActiveTask, len(tasks))
 	for i := range tasks {
-		out[i] = ActiveTask{Task: tasks[i], Engine: books[i]}
+		out[i] = ota.ActiveTask{Task: tasks[i], Engine: books[i]}
 	}
 	return out, nil
 }
@@ -272,13 +272,13 @@ func loadCounts(ctx context.Context, q querier, tasks []ota.Task) error {
 }
 
 // TaskPhaseCounts returns a task's counts per phase and state.
-func (s *sqlStore) TaskPhaseCounts(ctx context.Context, taskID int64) (PhaseCounts, error) {
+func (s *sqlStore) TaskPhaseCounts(ctx context.Context, taskID int64) (ota.PhaseCounts, error) {
 	rows, err := s.db.QueryContext(ctx, "SELECT phase, state, n FROM task_counts WHERE task_id = $1", taskID)
 	if err != nil {
 		return nil, fmt.Errorf("task %d counts: %w", taskID, err)
 	}
 	defer rows.Close()
-	out := PhaseCounts{}
+	out := ota.PhaseCounts{}
 	for rows.Next() {
 		var phase int
 		var state ota.JobState
@@ -293,7 +293,7 @@ func (s *sqlStore) TaskPhaseCounts(ctx context.Context, taskID int64) (PhaseCoun
 
 // updateTasks writes tasks' lifecycle fields, policy (operators edit it)
 // and engine bookkeeping.
-func updateTasks(ctx context.Context, t *tx, updates []TaskUpdate) error {
+func updateTasks(ctx context.Context, t *tx, updates []ota.TaskUpdate) error {
 	for _, u := range updates {
 		task := u.Task
 		engine := string(u.Engine)
