@@ -189,10 +189,6 @@ func (c *Console) phaseRows(ctx context.Context, t ota.Task) ([]phaseRow, error)
 // shows: the store keeps 30 days of minutes per read.
 const timelineWindow = 30 * 24 * time.Hour
 
-// secondsKept is how long from its start a task's timeline is kept per
-// second by the store: a task that ran no longer is charted per second.
-const secondsKept = 10 * time.Minute
-
 func (c *Console) timelineOf(ctx context.Context, t ota.Task) (timeline, error) {
 	start := t.CreatedAt
 	if t.StartedAt != nil {
@@ -202,7 +198,9 @@ func (c *Console) timelineOf(ctx context.Context, t ota.Task) (timeline, error) 
 	if t.EndedAt != nil {
 		end = *t.EndedAt
 	}
-	if end.Sub(start) < secondsKept {
+	// The store keeps a task's first minutes per second: a task that ran
+	// no longer is charted per second.
+	if end.Sub(start) < ota.TimelineSecondsSpan {
 		points, err := c.store.TaskSeconds(ctx, t.ID)
 		if err != nil {
 			return timeline{}, err

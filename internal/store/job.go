@@ -604,75 +604,39 @@ func setVersions(ctx context.Context, t *tx, vs []ota.VersionReport) error {
 	return nil
 }
 
-// minuteKey names one task's minute in the timeline.
-type minuteKey struct {
-	task   int64
-	minute time.Time
-}
-
-// secondsKept is how long after its start a task's timeline is also kept
-// per second (task_seconds), for the chart of a rollout that takes seconds.
-const secondsKept = 10 * time.Minute
-
 // addMinutes adds the batch's starts, successes and failures to the tasks'
-// timeline: per minute, and per second over each task's first minutes.
+// timeline: per minute, and per second over each task's first minutes. What
+// counts as which is the domain's rule (ota.Timeline); conflicts were not
+// written, so they count for nothing.
 func addMinutes(ctx context.Context, t *tx, changes []ota.JobUpdate, conflicts []int64) error {
-	minutes := map[minuteKey]*ota.TimelinePoint{}
-	seconds := map[minuteKey]*ota.TimelinePoint{}
-	for _, c := range changes {
-		if c.Old.State == c.New.State || slices.Contains(conflicts, c.New.ID) {
-			continue
-		}
-		at := c.New.UpdatedAt.UTC()
-		countMove(minutes, minuteKey{c.New.TaskID, at.Truncate(time.Minute)}, c.Old.State, c.New.State)
-		countMove(seconds, minuteKey{c.New.TaskID, at.Truncate(time.Second)}, c.Old.State, c.New.State)
+	written := changes
+	if len(conflicts) > 0 {
+		written = slices.DeleteFunc(slices.Clone(changes), func(c ota.JobUpdate) bool {
+			return slices.Contains(conflicts, c.New.ID)
+		})
 	}
-	for k, p := range minutes {
+	for _, p := range ota.Timeline(written, time.Minute) {
 		_, err := t.ExecContext(ctx, `INSERT INTO task_minutes (task_id, minute, started, succeeded, failed)
 			VALUES ($1, $2, $3, $4, $5) ON CONFLICT (task_id, minute) DO UPDATE SET
 			started = task_minutes.started + excluded.started, succeeded = task_minutes.succeeded + excluded.succeeded,
-			failed = task_minutes.failed + excluded.failed`, k.task, k.minute, p.Started, p.Succeeded, p.Failed)
+			failed = task_minutes.failed + excluded.failed`, p.TaskID, p.Minute, p.Started, p.Succeeded, p.Failed)
 		if err != nil {
 			return fmt.Errorf("record task timeline: %w", err)
 		}
 	}
-	for k, p := range seconds {
-		// Only within secondsKept of the task's start: a task of days
-		// adds at most 600 rows here.
+	for _, p := range ota.Timeline(written, time.Second) {
+		// Only within ota.TimelineSecondsSpan of the task's start: a task
+		// of days adds at most 600 rows here.
 		_, err := t.ExecContext(ctx, `INSERT INTO task_seconds (task_id, second, started, succeeded, failed)
 			SELECT id, `+t.typed("$2", "TIMESTAMPTZ")+`, $3, $4, $5 FROM tasks WHERE id = $1 AND started_at >= $6
 			ON CONFLICT (task_id, second) DO UPDATE SET
 			started = task_seconds.started + excluded.started, succeeded = task_seconds.succeeded + excluded.succeeded,
-			failed = task_seconds.failed + excluded.failed`, k.task, k.minute, p.Started, p.Succeeded, p.Failed, k.minute.Add(-secondsKept))
+			failed = task_seconds.failed + excluded.failed`, p.TaskID, p.Minute, p.Started, p.Succeeded, p.Failed, p.Minute.Add(-ota.TimelineSecondsSpan))
 		if err != nil {
 			return fmt.Errorf("record task timeline: %w", err)
 		}
 	}
 	return nil
-}
-
-// countMove counts a job's move into the timeline point of key, if it is
-// a start, a success or a failure.
-func countMove(points map[minuteKey]*ota.TimelinePoint, k minuteKey, old, new ota.JobState) {
-	var p ota.TimelinePoint
-	switch {
-	case old.Waiting() && new.InFlight():
-		p.Started = 1
-	case new == ota.JobSucceeded:
-		p.Succeeded = 1
-	case new == ota.JobFailed || new == ota.JobTimedOut:
-		p.Failed = 1
-	default:
-		return
-	}
-	q := points[k]
-	if q == nil {
-		q = &ota.TimelinePoint{Minute: k.minute}
-		points[k] = q
-	}
-	q.Started += p.Started
-	q.Succeeded += p.Succeeded
-	q.Failed += p.Failed
 }
 
 // TaskTimeline returns a task's activity per minute since a time, oldest
