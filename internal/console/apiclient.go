@@ -72,3 +72,13 @@ func statusOf(err error) int {
 	}
 	return api.HTTPStatus(ota.ErrorCode(err))
 }
+
+// codeOf returns the error code of an error: the API problem's, or the
+// domain error's.
+func codeOf(err error) string {
+	var ce *client.Error
+	if errors.As(err, &ce) && ce.Code != "" {
+		return ce.Code
+	}
+	return ota.ErrorCode(err)
+}

@@ -5,16 +5,14 @@
 // styles included, is embedded in the binary, so the console never asks an
 // outside host for anything.
 //
-// Reads go straight to the store. Changes to products, devices and firmware
-// go through the operator REST API, served in-process with the signed-in
-// token, so they pass exactly the validation, role checks and history of
-// the API; task actions go to the rollout engine (the API has no task
-// routes yet), after the console checks the role itself.
+// Reads go straight to the store. Every change (products, devices,
+// firmware, tasks) goes through the operator REST API's client, served
+// in-process with the signed-in token, so it passes exactly the
+// validation, role checks and history of the API: the console never
+// decides what a role may do, it only hides what it may not.
 package console
 
 import (
-	"context"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -22,42 +20,16 @@ import (
 	"time"
 
 	"github.com/otter-ota/otter/client"
-	"github.com/otter-ota/otter/internal/engine"
 	"github.com/otter-ota/otter/internal/ota"
 	"github.com/otter-ota/otter/internal/store"
 )
 
-// Engine is what the console needs from the rollout engine.
-type Engine interface {
-	// Plan resolves a task spec into the devices it would target without
-	// creating anything.
-	Plan(ctx context.Context, spec engine.TaskSpec) (engine.Preview, error)
-	CreateTask(ctx context.Context, spec engine.TaskSpec) (ota.Task, error)
-	Pause(ctx context.Context, id int64) (ota.Task, error)
-	Resume(ctx context.Context, id int64) (ota.Task, error)
-	Cancel(ctx context.Context, id int64) (ota.Task, error)
-	// Advance releases the next phase of a task with a manual gate.
-	Advance(ctx context.Context, id int64) (ota.Task, error)
-	// RetryFailed requeues a task's failed and timed-out jobs and returns
-	// how many it requeued.
-	RetryFailed(ctx context.Context, id int64) (ota.Task, int, error)
-	// Waiting says what a task held by its policy waits for (nil: not held).
-	Waiting(id int64) *ota.Waiting
-	// UpdatePolicy changes a task's policy by a JSON merge patch.
-	UpdatePolicy(ctx context.Context, id int64, patch map[string]json.RawMessage) (ota.Task, error)
-	// RetryFailedDevices and CancelDevices act on the jobs of the given
-	// devices only, and return how many they changed.
-	RetryFailedDevices(ctx context.Context, id int64, devices []string) (ota.Task, int, error)
-	CancelDevices(ctx context.Context, id int64, devices []string) (ota.Task, int, error)
-}
-
-// Config is what the console needs; Store, Engine and API are required.
+// Config is what the console needs; Store and API are required.
 type Config struct {
-	Store  store.Store
-	Engine Engine
+	Store store.Store
 	// API is the operator REST API's handler (api.API.Handler()), serving
-	// /api/v1/...: the console sends changes and firmware uploads through
-	// it with the signed-in operator's token.
+	// /api/v1/...: the console sends every change through it, and what a
+	// task waits for, with the signed-in operator's token.
 	API    http.Handler
 	Logger *slog.Logger
 	// SessionTTL is how long a sign-in lasts; 0 means 12 hours.
@@ -82,7 +54,6 @@ const (
 type Console struct {
 	cfg    Config
 	store  store.Store
-	engine Engine
 	api    http.Handler
 	log    *slog.Logger
 	now    func() time.Time
@@ -96,8 +67,8 @@ type Console struct {
 
 // New builds the console and parses its templates.
 func New(cfg Config) (*Console, error) {
-	if cfg.Store == nil || cfg.Engine == nil || cfg.API == nil {
-		return nil, errors.New("console: Config needs Store, Engine and API")
+	if cfg.Store == nil || cfg.API == nil {
+		return nil, errors.New("console: Config needs Store and API")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -116,7 +87,7 @@ func New(cfg Config) (*Console, error) {
 		return nil, err
 	}
 	c := &Console{
-		cfg: cfg, store: cfg.Store, engine: cfg.Engine, api: cfg.API,
+		cfg: cfg, store: cfg.Store, api: cfg.API,
 		log: cfg.Logger, now: cfg.Now, pages: p,
 	}
 	c.stats = newStatsCache(cfg.Store, cfg.StatsTTL, cfg.Now, cfg.Logger)

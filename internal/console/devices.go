@@ -16,7 +16,8 @@ import (
 	"github.com/otter-ota/otter/internal/store"
 )
 
-var deviceHints = []fieldHint{hint("key", "device", "key", "the list names"), hint("tags", "tag")}
+// deviceFields are the fields of the new device form.
+var deviceFields = []string{"key", "tags"}
 
 // secretPage shows device secrets once: the server keeps only hashes.
 type secretPage struct {
@@ -40,7 +41,7 @@ func (c *Console) createDevice(w http.ResponseWriter, r *http.Request, s *sessio
 	}
 	d, err := c.client(s).CreateDevice(r.Context(), product, client.DeviceCreate{Key: f.Get("key"), Tags: tags})
 	if err != nil {
-		f.FailAt(err, deviceHints)
+		f.FailAt(err, deviceFields)
 		return c.showProduct(w, r, s, statusOf(err), &productForms{Create: f})
 	}
 	c.stats.invalidate()

@@ -107,7 +107,6 @@ func newStack(t *testing.T) *stack {
 		tokens: map[ota.Role]string{}, devices: map[string]engine.Device{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.ctx = ctx
-	a := s.newAPI()
 	eng, err := engine.New(engine.Config{Store: s.st, Downlink: s.down, URLs: urls{}, Metrics: prometheus.NewRegistry(), Tick: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -121,7 +120,8 @@ func newStack(t *testing.T) *stack {
 			t.Errorf("engine: %v", err)
 		}
 	})
-	c, err := console.New(console.Config{Store: s.st, Engine: eng, API: a.Handler(), Now: s.clock.Now})
+	a := s.newAPI()
+	c, err := console.New(console.Config{Store: s.st, API: a.Handler(), Now: s.clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +147,7 @@ func (s *stack) newAPI() *api.API {
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	a, err := api.New(api.Config{Store: s.st, Blobs: blobs, Signer: signer, Metrics: prometheus.NewRegistry()})
+	a, err := api.New(api.Config{Store: s.st, Blobs: blobs, Signer: signer, Metrics: prometheus.NewRegistry(), Engine: s.eng})
 	if err != nil {
 		s.t.Fatal(err)
 	}

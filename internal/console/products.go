@@ -47,7 +47,8 @@ func (c *Console) showProducts(w http.ResponseWriter, r *http.Request, s *sessio
 	return nil
 }
 
-var productHints = []fieldHint{hint("key", "product key", "key"), hint("name", "name"), hint("description", "description")}
+// productFields are the fields of the new product form.
+var productFields = []string{"key", "name", "description"}
 
 func (c *Console) createProduct(w http.ResponseWriter, r *http.Request, s *session) error {
 	f := newForm(r.PostForm)
@@ -55,7 +56,7 @@ func (c *Console) createProduct(w http.ResponseWriter, r *http.Request, s *sessi
 		Key: f.Get("key"), Name: f.Get("name"), Description: f.Get("description"),
 	})
 	if err != nil {
-		f.FailAt(err, productHints)
+		f.FailAt(err, productFields)
 		return c.showProducts(w, r, s, statusOf(err), f)
 	}
 	c.stats.invalidate()

@@ -163,7 +163,7 @@ func (c *Console) fail(w http.ResponseWriter, r *http.Request, s *session, err e
 		data.CSRF = s.CSRF
 	}
 	if wantsJSON(r) {
-		writeProblem(w, status, ota.ErrorCode(err), data.Message)
+		writeProblem(w, status, codeOf(err), data.Message)
 		return
 	}
 	if isHTMX(r) {
