@@ -20,7 +20,6 @@ import (
 	"time"
 
 	"github.com/otter-ota/otter/client"
-	"github.com/otter-ota/otter/internal/ota"
 	"github.com/otter-ota/otter/internal/store"
 )
 
@@ -52,14 +51,17 @@ const (
 
 // Console is the web console. Create it with New and serve Handler.
 type Console struct {
-	cfg    Config
-	store  store.Store
-	api    http.Handler
-	log    *slog.Logger
-	now    func() time.Time
-	pages  *pages
-	stats  *statsCache
-	mux    *http.ServeMux
+	cfg   Config
+	store store.Store
+	api   http.Handler
+	log   *slog.Logger
+	now   func() time.Time
+	pages *pages
+	stats *statsCache
+	mux   *http.ServeMux
+	// origin refuses cross-origin posts (CSRF); its zero value trusts no
+	// other origin.
+	origin http.CrossOriginProtection
 
 	keyMu       sync.Mutex
 	sessionKeys *sessionKeys // loaded from the store on first use
@@ -105,8 +107,8 @@ type route struct {
 	handler http.HandlerFunc
 }
 
-// routes maps every page and action. Pages need a signed-in viewer;
-// actions name the role they need and check the CSRF token.
+// routes maps every page and action. Pages and actions need a signed-in
+// operator; actions refuse cross-origin posts.
 func (c *Console) routes(static http.Handler) *http.ServeMux {
 	m := http.NewServeMux()
 	m.Handle("GET /static/", static)
@@ -117,44 +119,43 @@ func (c *Console) routes(static http.Handler) *http.ServeMux {
 }
 
 // routeTable lists every route but the static files; a test posts to each
-// state-changing one without a CSRF token.
+// state-changing one from another origin.
 func (c *Console) routeTable() []route {
-	op := ota.RoleOperator
 	return []route{
 		{"GET /signin", c.signinForm},
 		{"POST /signin", c.signin},
-		{"POST /signout", c.action(ota.RoleViewer, c.signout)},
+		{"POST /signout", c.action(c.signout)},
 		{"GET /{$}", c.view(c.overview)},
 		{"GET /overview/tasks", c.view(c.overviewTasks)},
 
 		{"GET /products", c.view(c.products)},
-		{"POST /products", c.action(op, c.createProduct)},
+		{"POST /products", c.action(c.createProduct)},
 		{"GET /products/{product}", c.view(c.product)},
-		{"POST /products/{product}/delete", c.action(op, c.deleteProduct)},
-		{"POST /products/{product}/devices", c.action(op, c.createDevice)},
-		{"POST /products/{product}/import", c.streamed(op, c.importDevices)},
+		{"POST /products/{product}/delete", c.action(c.deleteProduct)},
+		{"POST /products/{product}/devices", c.action(c.createDevice)},
+		{"POST /products/{product}/import", c.streamed(c.importDevices)},
 		{"GET /products/{product}/devices/{device}", c.view(c.device)},
-		{"POST /products/{product}/devices/{device}/tags", c.action(op, c.setTags)},
-		{"POST /products/{product}/devices/{device}/rotate-secret", c.action(op, c.rotateSecret)},
-		{"POST /products/{product}/devices/{device}/delete", c.action(op, c.deleteDevice)},
+		{"POST /products/{product}/devices/{device}/tags", c.action(c.setTags)},
+		{"POST /products/{product}/devices/{device}/rotate-secret", c.action(c.rotateSecret)},
+		{"POST /products/{product}/devices/{device}/delete", c.action(c.deleteDevice)},
 
 		{"GET /firmware", c.view(c.firmwareList)},
 		{"GET /firmware/upload", c.view(c.uploadForm)},
-		{"POST /firmware/upload", c.scripted(op, c.upload)},
+		{"POST /firmware/upload", c.streamed(c.upload)},
 		{"GET /firmware/{id}", c.view(c.firmware)},
 		{"GET /firmware/{id}/file", c.view(c.firmwareFile)},
-		{"POST /firmware/{id}/delete", c.action(op, c.deleteFirmware)},
-		{"POST /firmware/{id}/deprecate", c.action(op, c.deprecateFirmware)},
+		{"POST /firmware/{id}/delete", c.action(c.deleteFirmware)},
+		{"POST /firmware/{id}/deprecate", c.action(c.deprecateFirmware)},
 
 		{"GET /tasks", c.view(c.tasks)},
 		{"GET /tasks/new", c.view(c.newTask)},
-		{"POST /tasks/preview", c.action(op, c.previewTask)},
-		{"POST /tasks", c.action(op, c.createTask)},
+		{"POST /tasks/preview", c.action(c.previewTask)},
+		{"POST /tasks", c.action(c.createTask)},
 		{"GET /tasks/{id}", c.view(c.task)},
 		{"GET /tasks/{id}/live", c.view(c.taskLiveFragment)},
-		{"POST /tasks/{id}/policy", c.action(op, c.updatePolicy)},
+		{"POST /tasks/{id}/policy", c.action(c.updatePolicy)},
 		{"GET /tasks/{id}/jobs.csv", c.view(c.taskJobsCSV)},
-		{"POST /tasks/{id}/{action}", c.action(op, c.taskAction)},
+		{"POST /tasks/{id}/{action}", c.action(c.taskAction)},
 
 		{"GET /events", c.view(c.events)},
 		{"/", c.view(c.notFound)},

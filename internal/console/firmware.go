@@ -243,7 +243,9 @@ func (c *Console) deleteFirmware(w http.ResponseWriter, r *http.Request, s *sess
 	if err != nil {
 		return err
 	}
-	if err := c.client(s).DeleteFirmware(r.Context(), id); err != nil {
+	if err := c.client(s).DeleteFirmware(r.Context(), id); refused(err) {
+		return err
+	} else if err != nil {
 		f := newForm(nil)
 		f.Fail("", err)
 		return c.showFirmware(w, r, s, statusOf(err), f)
@@ -260,7 +262,9 @@ func (c *Console) deprecateFirmware(w http.ResponseWriter, r *http.Request, s *s
 		return err
 	}
 	f := newForm(nil)
-	if _, err := c.client(s).DeprecateFirmware(r.Context(), id); err != nil {
+	if _, err := c.client(s).DeprecateFirmware(r.Context(), id); refused(err) {
+		return err
+	} else if err != nil {
 		f.Fail("", err)
 		return c.showFirmware(w, r, s, statusOf(err), f)
 	}

@@ -112,6 +112,9 @@ func (c *Console) updatePolicy(w http.ResponseWriter, r *http.Request, s *sessio
 	if err == nil {
 		_, err = c.client(s).UpdateTask(r.Context(), id, patch)
 	}
+	if refused(err) {
+		return err
+	}
 	if err != nil {
 		return c.showTask(w, r, s, statusOf(err), "", "The policy was not changed: "+messageOf(err))
 	}

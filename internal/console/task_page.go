@@ -30,7 +30,6 @@ type taskPage struct {
 type taskLive struct {
 	Task      taskRow
 	CanAct    bool
-	CSRF      string
 	Phases    []phaseRow
 	Timeline  timeline
 	Failures  []store.FailureCount
@@ -103,7 +102,7 @@ func (c *Console) loadLive(r *http.Request, s *session) (*taskLive, error) {
 			return nil, err
 		}
 	}
-	live := &taskLive{Task: newTaskRow(t), CanAct: s.can(ota.RoleOperator), CSRF: s.CSRF, PollEvery: pollEvery, query: jobQuery(r)}
+	live := &taskLive{Task: newTaskRow(t), CanAct: s.can(ota.RoleOperator), PollEvery: pollEvery, query: jobQuery(r)}
 	if live.Phases, err = c.phaseRows(ctx, t); err != nil {
 		return nil, err
 	}
@@ -308,7 +307,7 @@ func (c *Console) runTaskAction(r *http.Request, s *session, id int64) (string, 
 
 // jobButton is the action button on one job's row.
 type jobButton struct {
-	URL, Name, Device, Label, CSRF string
+	URL, Name, Device, Label string
 }
 
 // JobAction returns the button a job's row offers, or nil: retry for a
@@ -316,7 +315,7 @@ type jobButton struct {
 // job whose device has not started installing.
 func (l *taskLive) JobAction(j ota.Job) *jobButton {
 	b := func(name, label string) *jobButton {
-		return &jobButton{URL: l.Action(name), Name: name, Device: j.Device, Label: label, CSRF: l.CSRF}
+		return &jobButton{URL: l.Action(name), Name: name, Device: j.Device, Label: label}
 	}
 	switch s := l.Task.State; {
 	case !l.CanAct:
@@ -348,6 +347,9 @@ func (c *Console) taskAction(w http.ResponseWriter, r *http.Request, s *session)
 		return notFoundf("there is no task action %q: use pause, resume, cancel, advance, retry, cancel-device or retry-device", clip(name))
 	}
 	notice, err := c.runTaskAction(r, s, id)
+	if refused(err) {
+		return err
+	}
 	actionErr := ""
 	if err != nil {
 		notice, actionErr = "", messageOf(err)

@@ -135,26 +135,32 @@ const maxPreviewDevices = 20
 
 // preview resolves the form with the API's dry run; field errors go next
 // to their fields.
-func (c *Console) preview(r *http.Request, s *session, f *form) *previewData {
+func (c *Console) preview(r *http.Request, s *session, f *form) (*previewData, error) {
 	pv := &previewData{Form: f, Fields: taskFields}
 	body, ok := taskBody(f)
 	if !ok {
-		return pv
+		return pv, nil
 	}
 	p, err := c.client(s).PreviewTask(r.Context(), body, client.ListOptions{Limit: maxPreviewDevices})
+	if refused(err) {
+		return nil, err
+	}
 	if err != nil {
 		f.FailAt(err, taskFields)
-		return pv
+		return pv, nil
 	}
 	pv.Preview, pv.Ready = *p, true
 	pv.Shown = p.Devices
-	return pv
+	return pv, nil
 }
 
 // previewTask answers the form's htmx request on every change: the preview
 // box, and each field's error slot out of band.
 func (c *Console) previewTask(w http.ResponseWriter, r *http.Request, s *session) error {
-	pv := c.preview(r, s, newForm(r.PostForm))
+	pv, err := c.preview(r, s, newForm(r.PostForm))
+	if err != nil {
+		return err
+	}
 	c.fragment(w, r, "task_new", "preview", pv)
 	return nil
 }
@@ -166,6 +172,9 @@ func (c *Console) createTask(w http.ResponseWriter, r *http.Request, s *session)
 		return c.showTaskForm(w, r, s, http.StatusBadRequest, f, nil)
 	}
 	t, err := c.client(s).CreateTask(r.Context(), body)
+	if refused(err) {
+		return err
+	}
 	if err != nil {
 		f.FailAt(err, taskFields)
 		return c.showTaskForm(w, r, s, statusOf(err), f, nil)
