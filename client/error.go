@@ -53,12 +53,14 @@ type FieldError struct {
 func (e *Error) Error() string {
 	var b strings.Builder
 	b.WriteString(e.message())
-	for i, fe := range e.Errors {
-		sep := "; "
-		if i == 0 {
-			sep = ": "
+	sep := ": "
+	for _, fe := range e.Errors {
+		// A rule's message names its field and is the detail, or part of it.
+		if strings.Contains(e.message(), fe.Message) {
+			continue
 		}
 		b.WriteString(sep)
+		sep = "; "
 		if fe.Location != "" {
 			b.WriteString(fe.Location + ": ")
 		}

@@ -35,6 +35,9 @@ func TestErrorMessage(t *testing.T) {
 		{"field errors", Error{Status: 422, Code: "invalid", Detail: "validation failed", Errors: []FieldError{
 			{Message: "expected string to match pattern", Location: "body.key"}, {Message: "required"}}},
 			"validation failed: body.key: expected string to match pattern; required (422 invalid)"},
+		{"field errors the message says already", Error{Status: 400, Code: "invalid", Detail: "rate must be positive; retries must be positive",
+			Errors: []FieldError{{Message: "rate must be positive", Location: "body.policy.rate"}, {Message: "retries must be positive", Location: "body.policy.retries"}}},
+			"rate must be positive; retries must be positive (400 invalid)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

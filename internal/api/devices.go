@@ -82,10 +82,10 @@ func (a *API) deviceRoutes() {
 
 func (a *API) createDevice(ctx context.Context, in *createDeviceInput) (*bodyOutput[DeviceWithSecret], error) {
 	if err := checkDeviceKey(in.Body.Key); err != nil {
-		return nil, err
+		return nil, onField("key", err)
 	}
 	if err := tagRule.checkMap(in.Body.Tags); err != nil {
-		return nil, err
+		return nil, onField("tags", err)
 	}
 	if _, err := a.store.GetProduct(ctx, in.Product); err != nil {
 		return nil, err
@@ -98,7 +98,7 @@ func (a *API) createDevice(ctx context.Context, in *createDeviceInput) (*bodyOut
 		Product: in.Product, Key: in.Body.Key, Tags: in.Body.Tags, SecretHash: credential.Hash(secret),
 	}})
 	if err != nil {
-		return nil, err
+		return nil, onField("key", err) // a device of that key exists
 	}
 	a.devicesChanged(ctx, devs)
 	a.revoke.CredentialsChanged(in.Product, in.Body.Key)
@@ -161,7 +161,7 @@ func (a *API) getDevice(ctx context.Context, in *devicePath) (*bodyOutput[ota.De
 
 func (a *API) setDeviceTags(ctx context.Context, in *setTagsInput) (*bodyOutput[ota.Device], error) {
 	if err := tagRule.checkMap(in.Body.Tags); err != nil {
-		return nil, err
+		return nil, onField("tags", err)
 	}
 	tags := in.Body.Tags
 	if tags == nil {

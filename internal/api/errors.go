@@ -171,3 +171,17 @@ func documentProblems(doc *huma.OpenAPI) {
 	}
 	delete(reg.Map(), "ErrorModel")
 }
+
+// onField names the body field an invalid or conflicting input is about,
+// so that a client can show the error next to that field (the problem's
+// errors[].location); other errors, and errors that name their fields
+// already, pass unchanged.
+func onField(field string, err error) error {
+	var oe *ota.Error
+	if !errors.As(err, &oe) || len(oe.Fields) > 0 || oe.Code != ota.EINVALID && oe.Code != ota.ECONFLICT {
+		return err
+	}
+	e := *oe
+	e.Fields = []ota.FieldError{{Field: field, Message: oe.Message}}
+	return &e
+}

@@ -48,17 +48,17 @@ func (a *API) productRoutes() {
 func (a *API) createProduct(ctx context.Context, in *createProductInput) (*bodyOutput[ota.Product], error) {
 	b := in.Body
 	if err := checkProductKey(b.Key); err != nil {
-		return nil, err
+		return nil, onField("key", err)
 	}
 	if err := checkText("name", b.Name, maxNameLen); err != nil {
-		return nil, err
+		return nil, onField("name", err)
 	}
 	if err := checkText("description", b.Description, maxDescription); err != nil {
-		return nil, err
+		return nil, onField("description", err)
 	}
 	p := ota.Product{Key: b.Key, Name: b.Name, Description: b.Description}
 	if err := a.store.CreateProduct(ctx, &p); err != nil {
-		return nil, err
+		return nil, onField("key", err) // a product of that key exists
 	}
 	return bodyOf(p), nil
 }

@@ -72,3 +72,22 @@ func statusOf(err error) int {
 	}
 	return api.HTTPStatus(ota.ErrorCode(err))
 }
+
+// refused reports whether the API refused the operator rather than the
+// input: a role that does not allow the change, or a token revoked since
+// the page was shown. The answer is then the error page, not a message
+// next to a form the operator may not use.
+func refused(err error) bool {
+	code := codeOf(err)
+	return code == ota.EFORBIDDEN || code == ota.EUNAUTHORIZED
+}
+
+// codeOf returns the error code of an error: the API problem's, or the
+// domain error's.
+func codeOf(err error) string {
+	var ce *client.Error
+	if errors.As(err, &ce) && ce.Code != "" {
+		return ce.Code
+	}
+	return ota.ErrorCode(err)
+}

@@ -1,11 +1,7 @@
 package console
 
 import (
-	"crypto/hmac"
-	"crypto/rand"
-	"encoding/base64"
 	"errors"
-	"mime"
 	"net/http"
 	"net/url"
 	"strings"
@@ -23,43 +19,21 @@ type handler func(w http.ResponseWriter, r *http.Request, s *session) error
 const maxFormBytes = 4 << 20
 
 // view serves a page that any signed-in operator may see.
-func (c *Console) view(h handler) http.HandlerFunc {
-	return c.guard(ota.RoleViewer, checkForm, h)
-}
+func (c *Console) view(h handler) http.HandlerFunc { return c.guard(true, h) }
 
-// action serves a form post that needs role need; its CSRF token comes in
-// the form or the X-CSRF-Token header.
-func (c *Console) action(need ota.Role, h handler) http.HandlerFunc {
-	return c.guard(need, checkForm, h)
-}
+// action serves a form post. What the operator's role allows is the API's
+// to say: the console makes every change through it with the operator's
+// token.
+func (c *Console) action(h handler) http.HandlerFunc { return c.guard(true, h) }
 
-// streamed serves a post whose body is streamed (a multipart file): guard
-// checks only the X-CSRF-Token header, so h must check the token it reads
-// from the body with checkCSRF before it acts when the header is absent.
-func (c *Console) streamed(need ota.Role, h handler) http.HandlerFunc {
-	return c.guard(need, checkMultipart, h)
-}
+// streamed serves a post whose body h hands on as it comes (a multipart
+// file, a firmware file) instead of a form read here.
+func (c *Console) streamed(h handler) http.HandlerFunc { return c.guard(false, h) }
 
-// scripted serves a post sent by the console's script whose body is not a
-// form (a firmware file): the CSRF token must come in the X-CSRF-Token
-// header, since nothing reads the body before h forwards it.
-func (c *Console) scripted(need ota.Role, h handler) http.HandlerFunc {
-	return c.guard(need, checkHeader, h)
-}
-
-// csrfMode says where a post's CSRF token is.
-type csrfMode int
-
-const (
-	checkForm      csrfMode = iota // the header or the url-encoded form
-	checkMultipart                 // the header, or a field h reads from the multipart body
-	checkHeader                    // the header only
-)
-
-// guard authenticates the request, checks the CSRF token and the origin of
-// every non-GET request, and checks the role, before h runs with the
-// operator as the actor of what it changes.
-func (c *Console) guard(need ota.Role, mode csrfMode, h handler) http.HandlerFunc {
+// guard authenticates the request, refuses a cross-origin post and reads
+// a form's body, before h runs with the operator as the actor of what it
+// changes.
+func (c *Console) guard(form bool, h handler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		s, err := c.session(r)
 		if errors.Is(err, errNoSession) {
@@ -67,10 +41,7 @@ func (c *Console) guard(need ota.Role, mode csrfMode, h handler) http.HandlerFun
 			return
 		}
 		if err == nil && r.Method != http.MethodGet && r.Method != http.MethodHead {
-			err = c.checkPost(w, r, s, mode)
-		}
-		if err == nil && !s.can(need) {
-			err = ota.Errorf(ota.EFORBIDDEN, "this needs the %s role; you are signed in as %s with the %s role", need, s.Token.Name, s.Token.Role)
+			err = c.checkPost(w, r, form)
 		}
 		if err == nil {
 			err = h(w, r.WithContext(ota.WithActor(r.Context(), s.Token.Name)), s)
@@ -81,59 +52,25 @@ func (c *Console) guard(need ota.Role, mode csrfMode, h handler) http.HandlerFun
 	}
 }
 
-// errCSRF is a post that did not come from one of our own forms.
-var errCSRF = ota.Errorf(ota.EFORBIDDEN, "this form has expired or did not come from this console: reload the page and try again")
+// errCrossOrigin is a post that a browser says came from another site.
+var errCrossOrigin = ota.Errorf(ota.EFORBIDDEN, "this form did not come from this console's own pages: open the console at its own address and try again")
 
-// checkPost refuses cross-site posts: a foreign Origin or Sec-Fetch-Site,
-// or a missing or wrong CSRF token.
-func (c *Console) checkPost(w http.ResponseWriter, r *http.Request, s *session, mode csrfMode) error {
-	if !sameOrigin(r) {
-		return errCSRF
+// checkPost refuses a cross-origin post, by the Sec-Fetch-Site or Origin
+// header every browser sends, and reads the body of a form. Together with
+// the SameSite=Strict session cookie, this is the console's protection
+// against cross-site request forgery: no token is needed in forms.
+func (c *Console) checkPost(w http.ResponseWriter, r *http.Request, form bool) error {
+	if c.origin.Check(r) != nil {
+		return errCrossOrigin
 	}
-	token := r.Header.Get(csrfHeader)
-	switch {
-	case mode == checkForm:
-		r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
-		if err := r.ParseForm(); err != nil {
-			return ota.Errorf(ota.EINVALID, "the form could not be read: %v", err)
-		}
-		if token == "" {
-			token = r.PostForm.Get(csrfField)
-		}
-	case mode == checkMultipart && token == "" && isMultipart(r):
-		return nil // the handler reads the token from the body
+	if !form {
+		return nil
 	}
-	return checkCSRF(s, token)
-}
-
-// checkCSRF compares a CSRF token with the session's in constant time.
-func checkCSRF(s *session, got string) error {
-	if got == "" || !hmac.Equal([]byte(got), []byte(s.CSRF)) {
-		return errCSRF
+	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+	if err := r.ParseForm(); err != nil {
+		return ota.Errorf(ota.EINVALID, "the form could not be read: %v", err)
 	}
 	return nil
-}
-
-// sameOrigin reports whether the browser says the request comes from this
-// site. Browsers send Origin on every POST; requests without it (tools,
-// tests) still need the CSRF token.
-func sameOrigin(r *http.Request) bool {
-	switch r.Header.Get("Sec-Fetch-Site") {
-	case "", "same-origin", "none":
-	default:
-		return false
-	}
-	origin := r.Header.Get("Origin")
-	if origin == "" {
-		return true
-	}
-	u, err := url.Parse(origin)
-	return err == nil && u.Host == r.Host
-}
-
-func isMultipart(r *http.Request) bool {
-	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	return err == nil && mt == "multipart/form-data"
 }
 
 // toSignin sends an operator without a session to the sign-in page, and
@@ -174,24 +111,11 @@ func (c *Console) signinForm(w http.ResponseWriter, r *http.Request) {
 }
 
 func (c *Console) showSignin(w http.ResponseWriter, r *http.Request, status int, f *form, next string) {
-	value := ""
-	if ck, err := r.Cookie(signinCookie); err == nil && len(ck.Value) == 43 {
-		value = ck.Value
-	} else {
-		b := make([]byte, 32)
-		if _, err := rand.Read(b); err != nil {
-			c.fail(w, r, nil, err)
-			return
-		}
-		value = base64.RawURLEncoding.EncodeToString(b)
-		c.setCookie(w, r, signinCookie, value, 3600)
-	}
-	data := &signinPage{base: base{Title: "Sign in", CSRF: value}, Form: f, Next: localPath(next)}
+	data := &signinPage{base: base{Title: "Sign in"}, Form: f, Next: localPath(next)}
 	c.render(w, r, status, "signin", data)
 }
 
-// signin checks the token, double-submit CSRF value and origin, and starts
-// a session.
+// signin checks the origin and the token, and starts a session.
 func (c *Console) signin(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
 	if err := r.ParseForm(); err != nil {
@@ -199,9 +123,8 @@ func (c *Console) signin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f := newForm(r.PostForm)
-	ck, err := r.Cookie(signinCookie)
-	if err != nil || !sameOrigin(r) || !hmac.Equal([]byte(ck.Value), []byte(f.Get(csrfField))) {
-		f.Fail("", errCSRF)
+	if c.origin.Check(r) != nil {
+		f.Fail("", errCrossOrigin)
 		c.showSignin(w, r, http.StatusForbidden, f, f.Get("next"))
 		return
 	}
@@ -252,7 +175,6 @@ func (c *Console) startSession(w http.ResponseWriter, r *http.Request, token str
 		return err
 	}
 	c.setCookie(w, r, sessionCookie, value, int(c.cfg.SessionTTL.Seconds()))
-	c.setCookie(w, r, signinCookie, "", -1)
 	return nil
 }
 

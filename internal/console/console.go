@@ -5,16 +5,14 @@
 // styles included, is embedded in the binary, so the console never asks an
 // outside host for anything.
 //
-// Reads go straight to the store. Changes to products, devices and firmware
-// go through the operator REST API, served in-process with the signed-in
-// token, so they pass exactly the validation, role checks and history of
-// the API; task actions go to the rollout engine (the API has no task
-// routes yet), after the console checks the role itself.
+// Reads go straight to the store. Every change (products, devices,
+// firmware, tasks) goes through the operator REST API's client, served
+// in-process with the signed-in token, so it passes exactly the
+// validation, role checks and history of the API: the console never
+// decides what a role may do, it only hides what it may not.
 package console
 
 import (
-	"context"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -22,42 +20,15 @@ import (
 	"time"
 
 	"github.com/otter-ota/otter/client"
-	"github.com/otter-ota/otter/internal/engine"
-	"github.com/otter-ota/otter/internal/ota"
 	"github.com/otter-ota/otter/internal/store"
 )
 
-// Engine is what the console needs from the rollout engine.
-type Engine interface {
-	// Plan resolves a task spec into the devices it would target without
-	// creating anything.
-	Plan(ctx context.Context, spec engine.TaskSpec) (engine.Preview, error)
-	CreateTask(ctx context.Context, spec engine.TaskSpec) (ota.Task, error)
-	Pause(ctx context.Context, id int64) (ota.Task, error)
-	Resume(ctx context.Context, id int64) (ota.Task, error)
-	Cancel(ctx context.Context, id int64) (ota.Task, error)
-	// Advance releases the next phase of a task with a manual gate.
-	Advance(ctx context.Context, id int64) (ota.Task, error)
-	// RetryFailed requeues a task's failed and timed-out jobs and returns
-	// how many it requeued.
-	RetryFailed(ctx context.Context, id int64) (ota.Task, int, error)
-	// Waiting says what a task held by its policy waits for (nil: not held).
-	Waiting(id int64) *ota.Waiting
-	// UpdatePolicy changes a task's policy by a JSON merge patch.
-	UpdatePolicy(ctx context.Context, id int64, patch map[string]json.RawMessage) (ota.Task, error)
-	// RetryFailedDevices and CancelDevices act on the jobs of the given
-	// devices only, and return how many they changed.
-	RetryFailedDevices(ctx context.Context, id int64, devices []string) (ota.Task, int, error)
-	CancelDevices(ctx context.Context, id int64, devices []string) (ota.Task, int, error)
-}
-
-// Config is what the console needs; Store, Engine and API are required.
+// Config is what the console needs; Store and API are required.
 type Config struct {
-	Store  store.Store
-	Engine Engine
+	Store store.Store
 	// API is the operator REST API's handler (api.API.Handler()), serving
-	// /api/v1/...: the console sends changes and firmware uploads through
-	// it with the signed-in operator's token.
+	// /api/v1/...: the console sends every change through it, and what a
+	// task waits for, with the signed-in operator's token.
 	API    http.Handler
 	Logger *slog.Logger
 	// SessionTTL is how long a sign-in lasts; 0 means 12 hours.
@@ -80,15 +51,17 @@ const (
 
 // Console is the web console. Create it with New and serve Handler.
 type Console struct {
-	cfg    Config
-	store  store.Store
-	engine Engine
-	api    http.Handler
-	log    *slog.Logger
-	now    func() time.Time
-	pages  *pages
-	stats  *statsCache
-	mux    *http.ServeMux
+	cfg   Config
+	store store.Store
+	api   http.Handler
+	log   *slog.Logger
+	now   func() time.Time
+	pages *pages
+	stats *statsCache
+	mux   *http.ServeMux
+	// origin refuses cross-origin posts (CSRF); its zero value trusts no
+	// other origin.
+	origin http.CrossOriginProtection
 
 	keyMu       sync.Mutex
 	sessionKeys *sessionKeys // loaded from the store on first use
@@ -96,8 +69,8 @@ type Console struct {
 
 // New builds the console and parses its templates.
 func New(cfg Config) (*Console, error) {
-	if cfg.Store == nil || cfg.Engine == nil || cfg.API == nil {
-		return nil, errors.New("console: Config needs Store, Engine and API")
+	if cfg.Store == nil || cfg.API == nil {
+		return nil, errors.New("console: Config needs Store and API")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -116,7 +89,7 @@ func New(cfg Config) (*Console, error) {
 		return nil, err
 	}
 	c := &Console{
-		cfg: cfg, store: cfg.Store, engine: cfg.Engine, api: cfg.API,
+		cfg: cfg, store: cfg.Store, api: cfg.API,
 		log: cfg.Logger, now: cfg.Now, pages: p,
 	}
 	c.stats = newStatsCache(cfg.Store, cfg.StatsTTL, cfg.Now, cfg.Logger)
@@ -134,8 +107,8 @@ type route struct {
 	handler http.HandlerFunc
 }
 
-// routes maps every page and action. Pages need a signed-in viewer;
-// actions name the role they need and check the CSRF token.
+// routes maps every page and action. Pages and actions need a signed-in
+// operator; actions refuse cross-origin posts.
 func (c *Console) routes(static http.Handler) *http.ServeMux {
 	m := http.NewServeMux()
 	m.Handle("GET /static/", static)
@@ -146,44 +119,43 @@ func (c *Console) routes(static http.Handler) *http.ServeMux {
 }
 
 // routeTable lists every route but the static files; a test posts to each
-// state-changing one without a CSRF token.
+// state-changing one from another origin.
 func (c *Console) routeTable() []route {
-	op := ota.RoleOperator
 	return []route{
 		{"GET /signin", c.signinForm},
 		{"POST /signin", c.signin},
-		{"POST /signout", c.action(ota.RoleViewer, c.signout)},
+		{"POST /signout", c.action(c.signout)},
 		{"GET /{$}", c.view(c.overview)},
 		{"GET /overview/tasks", c.view(c.overviewTasks)},
 
 		{"GET /products", c.view(c.products)},
-		{"POST /products", c.action(op, c.createProduct)},
+		{"POST /products", c.action(c.createProduct)},
 		{"GET /products/{product}", c.view(c.product)},
-		{"POST /products/{product}/delete", c.action(op, c.deleteProduct)},
-		{"POST /products/{product}/devices", c.action(op, c.createDevice)},
-		{"POST /products/{product}/import", c.streamed(op, c.importDevices)},
+		{"POST /products/{product}/delete", c.action(c.deleteProduct)},
+		{"POST /products/{product}/devices", c.action(c.createDevice)},
+		{"POST /products/{product}/import", c.streamed(c.importDevices)},
 		{"GET /products/{product}/devices/{device}", c.view(c.device)},
-		{"POST /products/{product}/devices/{device}/tags", c.action(op, c.setTags)},
-		{"POST /products/{product}/devices/{device}/rotate-secret", c.action(op, c.rotateSecret)},
-		{"POST /products/{product}/devices/{device}/delete", c.action(op, c.deleteDevice)},
+		{"POST /products/{product}/devices/{device}/tags", c.action(c.setTags)},
+		{"POST /products/{product}/devices/{device}/rotate-secret", c.action(c.rotateSecret)},
+		{"POST /products/{product}/devices/{device}/delete", c.action(c.deleteDevice)},
 
 		{"GET /firmware", c.view(c.firmwareList)},
 		{"GET /firmware/upload", c.view(c.uploadForm)},
-		{"POST /firmware/upload", c.scripted(op, c.upload)},
+		{"POST /firmware/upload", c.streamed(c.upload)},
 		{"GET /firmware/{id}", c.view(c.firmware)},
 		{"GET /firmware/{id}/file", c.view(c.firmwareFile)},
-		{"POST /firmware/{id}/delete", c.action(op, c.deleteFirmware)},
-		{"POST /firmware/{id}/deprecate", c.action(op, c.deprecateFirmware)},
+		{"POST /firmware/{id}/delete", c.action(c.deleteFirmware)},
+		{"POST /firmware/{id}/deprecate", c.action(c.deprecateFirmware)},
 
 		{"GET /tasks", c.view(c.tasks)},
 		{"GET /tasks/new", c.view(c.newTask)},
-		{"POST /tasks/preview", c.action(op, c.previewTask)},
-		{"POST /tasks", c.action(op, c.createTask)},
+		{"POST /tasks/preview", c.action(c.previewTask)},
+		{"POST /tasks", c.action(c.createTask)},
 		{"GET /tasks/{id}", c.view(c.task)},
 		{"GET /tasks/{id}/live", c.view(c.taskLiveFragment)},
-		{"POST /tasks/{id}/policy", c.action(op, c.updatePolicy)},
+		{"POST /tasks/{id}/policy", c.action(c.updatePolicy)},
 		{"GET /tasks/{id}/jobs.csv", c.view(c.taskJobsCSV)},
-		{"POST /tasks/{id}/{action}", c.action(op, c.taskAction)},
+		{"POST /tasks/{id}/{action}", c.action(c.taskAction)},
 
 		{"GET /events", c.view(c.events)},
 		{"/", c.view(c.notFound)},

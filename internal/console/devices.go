@@ -2,7 +2,6 @@ package console
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
 	"io"
 	"mime/multipart"
@@ -16,7 +15,8 @@ import (
 	"github.com/otter-ota/otter/internal/store"
 )
 
-var deviceHints = []fieldHint{hint("key", "device", "key", "the list names"), hint("tags", "tag")}
+// deviceFields are the fields of the new device form.
+var deviceFields = []string{"key", "tags"}
 
 // secretPage shows device secrets once: the server keeps only hashes.
 type secretPage struct {
@@ -39,8 +39,11 @@ func (c *Console) createDevice(w http.ResponseWriter, r *http.Request, s *sessio
 		return c.showProduct(w, r, s, http.StatusBadRequest, &productForms{Create: f})
 	}
 	d, err := c.client(s).CreateDevice(r.Context(), product, client.DeviceCreate{Key: f.Get("key"), Tags: tags})
+	if refused(err) {
+		return err
+	}
 	if err != nil {
-		f.FailAt(err, deviceHints)
+		f.FailAt(err, deviceFields)
 		return c.showProduct(w, r, s, statusOf(err), &productForms{Create: f})
 	}
 	c.stats.invalidate()
@@ -64,15 +67,14 @@ func (c *Console) showSecrets(w http.ResponseWriter, r *http.Request, s *session
 const maxShownSecrets = 100
 
 // importDevices streams an uploaded CSV file to the API's import: the
-// multipart body is read part by part, the CSRF token first, so the file
-// is never held whole.
+// multipart body is read part by part, so the file is never held whole.
 func (c *Console) importDevices(w http.ResponseWriter, r *http.Request, s *session) error {
 	// The API is called in-process, so the file's deadlines are set here.
 	w = deadline.Transfer(w, r)
 	product := r.PathValue("product")
 	f := newForm(nil)
 	res, asFile, err := c.readImport(r, s, product)
-	if errors.Is(err, errCSRF) {
+	if refused(err) {
 		return err
 	}
 	if err != nil {
@@ -88,14 +90,13 @@ func (c *Console) importDevices(w http.ResponseWriter, r *http.Request, s *sessi
 	return nil
 }
 
-// readImport reads the import form: csrf, format, then file, in that
-// order (the order of the form's fields, which browsers keep).
+// readImport reads the import form: format, then file, in that order (the
+// order of the form's fields, which browsers keep).
 func (c *Console) readImport(r *http.Request, s *session, product string) (*client.ImportResult, bool, error) {
 	mr, err := r.MultipartReader()
 	if err != nil {
 		return nil, false, ota.Errorf(ota.EINVALID, "the import form could not be read: %v", err)
 	}
-	csrfChecked := r.Header.Get(csrfHeader) != "" // checked by guard
 	asFile := false
 	for {
 		part, err := mr.NextPart()
@@ -106,17 +107,9 @@ func (c *Console) readImport(r *http.Request, s *session, product string) (*clie
 			return nil, false, ota.Errorf(ota.EINVALID, "the import form could not be read: %v", err)
 		}
 		switch part.FormName() {
-		case csrfField:
-			if err := checkCSRF(s, smallValue(part)); err != nil {
-				return nil, false, err
-			}
-			csrfChecked = true
 		case "format":
 			asFile = smallValue(part) == "csv"
 		case "file":
-			if !csrfChecked {
-				return nil, false, errCSRF
-			}
 			res, err := c.client(s).ImportDevices(r.Context(), product, part)
 			return res, asFile, err
 		}
@@ -194,6 +187,9 @@ func (c *Console) setTags(w http.ResponseWriter, r *http.Request, s *session) er
 	if err == nil {
 		_, err = c.client(s).SetDeviceTags(r.Context(), product, key, tags)
 	}
+	if refused(err) {
+		return err
+	}
 	if err != nil {
 		f.Fail("tags", err)
 		return c.showDevice(w, r, s, statusOf(err), f, nil)
@@ -205,6 +201,9 @@ func (c *Console) setTags(w http.ResponseWriter, r *http.Request, s *session) er
 func (c *Console) rotateSecret(w http.ResponseWriter, r *http.Request, s *session) error {
 	product, key := r.PathValue("product"), r.PathValue("device")
 	d, err := c.client(s).RotateDeviceSecret(r.Context(), product, key)
+	if refused(err) {
+		return err
+	}
 	if err != nil {
 		f := newForm(nil)
 		f.Fail("", err)
@@ -216,7 +215,9 @@ func (c *Console) rotateSecret(w http.ResponseWriter, r *http.Request, s *sessio
 
 func (c *Console) deleteDevice(w http.ResponseWriter, r *http.Request, s *session) error {
 	product, key := r.PathValue("product"), r.PathValue("device")
-	if err := c.client(s).DeleteDevice(r.Context(), product, key); err != nil {
+	if err := c.client(s).DeleteDevice(r.Context(), product, key); refused(err) {
+		return err
+	} else if err != nil {
 		f := newForm(nil)
 		f.Fail("", err)
 		return c.showDevice(w, r, s, statusOf(err), nil, f)

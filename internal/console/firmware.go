@@ -2,17 +2,21 @@ package console
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 
+	"github.com/otter-ota/otter/client"
+	"github.com/otter-ota/otter/internal/deadline"
 	"github.com/otter-ota/otter/internal/ota"
 	"github.com/otter-ota/otter/internal/signing"
 	"github.com/otter-ota/otter/internal/store"
 )
 
-// apiPrefix is where the REST API serves; the console forwards uploads and
-// downloads there.
+// apiPrefix is where the REST API serves; the console forwards downloads
+// there.
 const apiPrefix = "/api/v1"
 
 // maxProductChoices bounds the products offered in a form's suggestion
@@ -70,26 +74,87 @@ func (c *Console) uploadForm(w http.ResponseWriter, r *http.Request, s *session)
 	return nil
 }
 
-// upload forwards the browser's upload to the API's upload route with the
-// session's token. The body goes through untouched, so the file streams
-// from the browser into the blob store while being hashed, and the API's
-// answer (the firmware, or a problem naming what is wrong) goes straight
-// back to the page's script.
-//
-// The API's route puts the request under the transfer deadlines, as it
-// gets the server's own writer.
+// upload sends the browser's upload to the API through the client, with
+// the session's token. The body is handed on as it comes, so the file
+// streams from the browser into the blob store while being hashed; the
+// answer, the firmware or a problem naming what is wrong, goes back to the
+// page's script as JSON.
 func (c *Console) upload(w http.ResponseWriter, r *http.Request, s *session) error {
-	c.forward(w, r, s, apiPrefix+"/firmware")
-	return nil
+	// The API is called in-process, so the file's deadlines are set here.
+	w = deadline.Transfer(w, r)
+	u, err := uploadOf(r)
+	var fw *client.Firmware
+	if err == nil {
+		fw, err = c.client(s).UploadFirmware(r.Context(), u, r.Body)
+	}
+	if err != nil {
+		status := statusOf(err)
+		if status >= 500 {
+			c.log.ErrorContext(r.Context(), "console: upload failed", "err", err)
+		}
+		writeProblem(w, status, codeOf(err), messageOf(err))
+		return nil
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusCreated)
+	return json.NewEncoder(w).Encode(fw)
 }
 
-// forward serves r with the API at path, as the session's operator.
+// uploadOf reads the query the page's script sends, the API's upload
+// parameters, into the client's upload.
+func uploadOf(r *http.Request) (client.FirmwareUpload, error) {
+	q := r.URL.Query()
+	u := client.FirmwareUpload{
+		Product: q.Get("product"), Version: q.Get("version"), Module: q.Get("module"), From: q["from"],
+		SHA256: q.Get("sha256"), Description: q.Get("description"), Size: r.ContentLength,
+	}
+	var err error
+	if u.VerifyRequired, err = queryBool(q, "verify_required"); err != nil {
+		return u, err
+	}
+	if u.AllowDowngrade, err = queryBool(q, "allow_downgrade"); err != nil {
+		return u, err
+	}
+	u.Params, err = parseParams(q["param"])
+	return u, err
+}
+
+func queryBool(q url.Values, name string) (bool, error) {
+	v := q.Get(name)
+	if v == "" {
+		return false, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, ota.Errorf(ota.EINVALID, "%s=%q is not a boolean: use true or false", name, clip(v))
+	}
+	return b, nil
+}
+
+// parseParams reads the form's "name=value" lines into the client's map;
+// the API checks the names and values.
+func parseParams(lines []string) (map[string]string, error) {
+	params := map[string]string{}
+	for _, line := range lines {
+		name, value, ok := strings.Cut(line, "=")
+		if !ok {
+			return nil, ota.Errorf(ota.EINVALID, "param %q has no value: write name=value", clip(line))
+		}
+		if _, dup := params[name]; dup {
+			return nil, ota.Errorf(ota.EINVALID, "param %s is given twice", clip(name))
+		}
+		params[name] = value
+	}
+	return params, nil
+}
+
+// forward serves a download r with the API at path, as the session's
+// operator, so that ranges and conditional requests work as the API's.
 func (c *Console) forward(w http.ResponseWriter, r *http.Request, s *session, path string) {
 	req := r.Clone(r.Context())
 	req.URL.Path, req.URL.RawPath = path, ""
 	req.RequestURI = req.URL.RequestURI()
 	req.Header.Del("Cookie")
-	req.Header.Del(csrfHeader)
 	req.Header.Set("Authorization", "Bearer "+s.token)
 	c.api.ServeHTTP(w, req)
 }
@@ -178,7 +243,9 @@ func (c *Console) deleteFirmware(w http.ResponseWriter, r *http.Request, s *sess
 	if err != nil {
 		return err
 	}
-	if err := c.client(s).DeleteFirmware(r.Context(), id); err != nil {
+	if err := c.client(s).DeleteFirmware(r.Context(), id); refused(err) {
+		return err
+	} else if err != nil {
 		f := newForm(nil)
 		f.Fail("", err)
 		return c.showFirmware(w, r, s, statusOf(err), f)
@@ -195,7 +262,9 @@ func (c *Console) deprecateFirmware(w http.ResponseWriter, r *http.Request, s *s
 		return err
 	}
 	f := newForm(nil)
-	if _, err := c.client(s).DeprecateFirmware(r.Context(), id); err != nil {
+	if _, err := c.client(s).DeprecateFirmware(r.Context(), id); refused(err) {
+		return err
+	} else if err != nil {
 		f.Fail("", err)
 		return c.showFirmware(w, r, s, statusOf(err), f)
 	}

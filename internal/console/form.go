@@ -3,6 +3,7 @@ package console
 import (
 	"errors"
 	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/otter-ota/otter/client"
@@ -54,11 +55,17 @@ func (f *form) failMessage(field, msg string) {
 	f.Errors[field] = msg
 }
 
-// FailAt records err next to the field its message names (see fieldOf),
-// or next to the submit button.
-func (f *form) FailAt(err error, fields []fieldHint) {
-	for _, m := range messagesOf(err) {
-		f.failMessage(fieldOf(m.text, m.location, fields), capitalize(m.text))
+// FailAt records each field error of an API problem next to the field of
+// fields its location names (see fieldOf), and any other error, or a field
+// error about no field of the form, next to the submit button.
+func (f *form) FailAt(err error, fields []string) {
+	var ce *client.Error
+	if !errors.As(err, &ce) || len(ce.Errors) == 0 {
+		f.Fail("", err)
+		return
+	}
+	for _, fe := range ce.Errors {
+		f.failMessage(fieldOf(fe.Location, fields), capitalize(fe.Message))
 	}
 }
 
@@ -69,68 +76,33 @@ func joinMessages(a, b string) string {
 	return a + " " + b
 }
 
-// fieldHint names a form field and the words that start the API's or the
-// engine's messages about it, e.g. {"key", "device key"}; a prefix written
-// "~words" matches those words anywhere in the message.
-type fieldHint struct {
-	field    string
-	prefixes []string
-}
+// locationFields names the form fields whose names differ from their
+// path in the API's body.
+var locationFields = map[string]string{"firmware_id": "firmware", "target.all": "target_all"}
 
-func hint(field string, prefixes ...string) fieldHint { return fieldHint{field, prefixes} }
-
-// fieldOf picks the form field an error message is about: a validation
-// location ("body.key") names it exactly; otherwise the message's start
-// ("tag site: ...", "rate 5 must ...") does. Hints are tried in order, so
-// longer prefixes ("rate_growth") go before shorter ones ("rate").
-func fieldOf(msg, location string, hints []fieldHint) string {
-	if location != "" {
-		name := location[strings.LastIndex(location, ".")+1:]
-		for _, h := range hints {
-			if h.field == name {
-				return h.field
-			}
-		}
+// fieldOf picks the form field of fields a problem's field error is about,
+// by its location in the request body alone: "body.key" is the field key,
+// "body.policy.rate" the field rate, "body.target.devices[2]" the field
+// devices, "body.policy.window.tz" the field window. It returns "" for any
+// other location.
+func fieldOf(location string, fields []string) string {
+	path, ok := strings.CutPrefix(location, "body.")
+	if !ok {
+		return ""
 	}
-	lower := strings.ToLower(msg)
-	for _, h := range hints {
-		for _, p := range h.prefixes {
-			if inner, ok := strings.CutPrefix(p, "~"); ok && strings.Contains(lower, inner) || strings.HasPrefix(lower, p) {
-				return h.field
-			}
-		}
+	if i := strings.IndexByte(path, '['); i >= 0 {
+		path = path[:i]
+	}
+	name, ok := locationFields[path]
+	if !ok {
+		path = strings.TrimPrefix(path, "policy.")
+		path = strings.TrimPrefix(path, "target.")
+		name, _, _ = strings.Cut(path, ".")
+	}
+	if slices.Contains(fields, name) {
+		return name
 	}
 	return ""
-}
-
-// message is one error message and, for request validation, the field it
-// is about.
-type message struct {
-	text     string
-	location string
-}
-
-// messagesOf splits an error into the messages an operator reads: an API
-// problem's field errors one by one, a policy's problems one by one, or
-// the single message of any other error.
-func messagesOf(err error) []message {
-	var ce *client.Error
-	if errors.As(err, &ce) && len(ce.Errors) > 0 {
-		out := make([]message, len(ce.Errors))
-		for i, fe := range ce.Errors {
-			out[i] = message{text: fe.Message, location: fe.Location}
-		}
-		return out
-	}
-	var oe *ota.Error
-	if errors.As(err, &oe) && oe.Code == ota.EINVALID && strings.HasPrefix(oe.Message, "invalid policy: ") && len(oe.Details) > 0 {
-		out := make([]message, len(oe.Details))
-		for i, d := range oe.Details {
-			out[i] = message{text: capitalize(d)}
-		}
-		return out
-	}
-	return []message{{text: messageOf(err)}}
 }
 
 // messageOf returns the plain-words message of any error: the API's

@@ -107,7 +107,6 @@ func newStack(t *testing.T) *stack {
 		tokens: map[ota.Role]string{}, devices: map[string]engine.Device{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.ctx = ctx
-	a := s.newAPI()
 	eng, err := engine.New(engine.Config{Store: s.st, Downlink: s.down, URLs: urls{}, Metrics: prometheus.NewRegistry(), Tick: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -121,7 +120,8 @@ func newStack(t *testing.T) *stack {
 			t.Errorf("engine: %v", err)
 		}
 	})
-	c, err := console.New(console.Config{Store: s.st, Engine: eng, API: a.Handler(), Now: s.clock.Now})
+	a := s.newAPI()
+	c, err := console.New(console.Config{Store: s.st, API: a.Handler(), Now: s.clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +147,7 @@ func (s *stack) newAPI() *api.API {
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	a, err := api.New(api.Config{Store: s.st, Blobs: blobs, Signer: signer, Metrics: prometheus.NewRegistry()})
+	a, err := api.New(api.Config{Store: s.st, Blobs: blobs, Signer: signer, Metrics: prometheus.NewRegistry(), Engine: s.eng})
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -247,13 +247,12 @@ func eventually(t testing.TB, what string, cond func() bool) {
 	}
 }
 
-// user is one browser session without a browser: a cookie jar and the
-// CSRF token of the last page.
+// user is one browser session without a browser: a cookie jar, and the
+// Origin header a browser sends with a post.
 type user struct {
 	t    *testing.T
 	s    *stack
 	http *http.Client
-	csrf string
 }
 
 func (s *stack) user() *user {
@@ -271,8 +270,6 @@ func (s *stack) signedIn(role ota.Role) *user {
 	return u
 }
 
-var csrfRE = regexp.MustCompile(`name="csrf" value="([^"]*)"`)
-
 // signin signs in with token and fails the test unless it works.
 func (u *user) signin(token string) {
 	u.t.Helper()
@@ -285,31 +282,26 @@ func (u *user) signin(token string) {
 // signinWith posts the sign-in form as a browser would.
 func (u *user) signinWith(token string) (int, string) {
 	u.t.Helper()
-	_, page := u.get("/signin")
-	m := csrfRE.FindStringSubmatch(page)
-	if m == nil {
-		u.t.Fatalf("the sign-in page has no CSRF field:\n%s", page)
+	if status, page := u.get("/signin"); status != http.StatusOK {
+		u.t.Fatalf("the sign-in page: status %d\n%s", status, page)
 	}
-	return u.postRaw("/signin", url.Values{"csrf": {m[1]}, "token": {token}}, nil)
+	return u.postRaw("/signin", url.Values{"token": {token}}, nil)
 }
 
-// get fetches a page and remembers its CSRF token.
+// get fetches a page.
 func (u *user) get(path string) (int, string) {
 	u.t.Helper()
 	return u.do(http.MethodGet, path, nil, nil)
 }
 
-// post submits a form with the session's CSRF token.
+// post submits a form from the console's own page.
 func (u *user) post(path string, v url.Values) (int, string) {
 	u.t.Helper()
-	if v == nil {
-		v = url.Values{}
-	}
-	v.Set("csrf", u.csrf)
 	return u.postRaw(path, v, nil)
 }
 
-// postRaw submits a form as given, with extra headers.
+// postRaw submits a form as given, with extra headers (Origin or
+// Sec-Fetch-Site among them, to forge a cross-origin post).
 func (u *user) postRaw(path string, v url.Values, header http.Header) (int, string) {
 	u.t.Helper()
 	h := http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}
@@ -328,6 +320,7 @@ func (u *user) do(method, path string, body io.Reader, header http.Header) (int,
 	for k, vs := range header {
 		req.Header[k] = vs
 	}
+	u.sameOrigin(req)
 	resp, err := u.http.Do(req)
 	if err != nil {
 		u.t.Fatalf("%s %s: %v", method, path, err)
@@ -337,14 +330,21 @@ func (u *user) do(method, path string, body io.Reader, header http.Header) (int,
 	if err != nil {
 		u.t.Fatal(err)
 	}
-	if m := csrfRE.FindSubmatch(b); m != nil && resp.Request.URL.Path != "/signin" {
-		u.csrf = string(m[1])
-	}
 	return resp.StatusCode, string(b)
 }
 
-// multipart posts a multipart form whose parts come in the given order.
-func (u *user) multipart(path string, parts [][2]string) (int, string, http.Header) {
+// sameOrigin gives a post the Origin header a browser sends from the
+// console's own page, unless the test set Origin or Sec-Fetch-Site.
+func (u *user) sameOrigin(req *http.Request) {
+	if req.Method == http.MethodGet || req.Header.Get("Origin") != "" || req.Header.Get("Sec-Fetch-Site") != "" {
+		return
+	}
+	req.Header.Set("Origin", u.s.srv.URL)
+}
+
+// multipart posts a multipart form whose parts come in the given order,
+// with the headers of header, if any.
+func (u *user) multipart(path string, parts [][2]string, header ...http.Header) (int, string, http.Header) {
 	u.t.Helper()
 	var buf bytes.Buffer
 	mw := multipart.NewWriter(&buf)
@@ -367,6 +367,12 @@ func (u *user) multipart(path string, parts [][2]string) (int, string, http.Head
 		u.t.Fatal(err)
 	}
 	req.Header.Set("Content-Type", mw.FormDataContentType())
+	for _, h := range header {
+		for k, vs := range h {
+			req.Header[k] = vs
+		}
+	}
+	u.sameOrigin(req)
 	resp, err := u.http.Do(req)
 	if err != nil {
 		u.t.Fatal(err)

@@ -34,13 +34,13 @@ func TestSessionCookie(t *testing.T) {
 		t.Fatal(err)
 	}
 	s, err := k.open(value, now)
-	if err != nil || s.token != "otr_secret" || s.CSRF == "" {
+	if err != nil || s.token != "otr_secret" {
 		t.Fatalf("open: %+v %v", s, err)
 	}
 	other, _ := k.seal("otr_secret", now.Add(time.Hour))
 	s2, _ := k.open(other, now)
-	if s2.CSRF == s.CSRF {
-		t.Errorf("two sign-ins share a CSRF token")
+	if string(s2.id) == string(s.id) {
+		t.Errorf("two sign-ins share a session id")
 	}
 	otherKeys, _ := deriveKeys([]byte(strings.Repeat("x", 32)))
 	flipped := []byte(value)
@@ -206,34 +206,46 @@ func FuzzParseTaskForm(f *testing.F) {
 
 func TestFieldOf(t *testing.T) {
 	cases := []struct {
-		msg, location, want string
+		location, want string
 	}{
-		{"rate_growth 2 needs rate_growth_every", "", "rate_growth"},
-		{"rate_growth_every must be positive", "", "rate_growth_every"},
-		{"rate 5 must be between", "", "rate"},
-		{"phase 2 (5%) is not above phase 1", "", "phases"},
-		{"phase_success 120 must be a percentage", "", "phase_success"},
-		{"3 of the listed devices do not exist in this product", "", "devices"},
-		{"2 devices are already being upgraded on module default", "", "skip_busy"},
-		{"firmware 4 (default 1.0) must be verified", "", "firmware"},
-		{"expected number", "body.max_concurrent", "max_concurrent"},
-		{"something else entirely", "", ""},
+		{"body.name", "name"},
+		{"body.firmware_id", "firmware"},
+		{"body.policy.rate", "rate"},
+		{"body.policy.rate_growth_every", "rate_growth_every"},
+		{"body.policy.phases[1]", "phases"},
+		{"body.policy.window.start", "window"},
+		{"body.target.all", "target_all"},
+		{"body.target.devices[3]", "devices"},
+		{"body.target.tags.site", "tags"},
+		{"body.policy.no_such_field", ""},
+		{"query.limit", ""},
+		{"", ""},
 	}
 	for _, c := range cases {
-		if got := fieldOf(c.msg, c.location, taskHints); got != c.want {
-			t.Errorf("fieldOf(%q, %q) = %q, want %q", c.msg, c.location, got, c.want)
+		if got := fieldOf(c.location, taskFields); got != c.want {
+			t.Errorf("fieldOf(%q) = %q, want %q", c.location, got, c.want)
 		}
 	}
 }
 
-func TestMessagesOf(t *testing.T) {
-	apiErr := &client.Error{Status: 422, Detail: "validation failed", Errors: []client.FieldError{{Message: "expected string", Location: "body.key"}}}
-	if got := messagesOf(apiErr); len(got) != 1 || got[0].location != "body.key" {
-		t.Errorf("API field errors: %+v", got)
+// TestFailAt: an API problem's field errors go next to their fields, the
+// rest (and any other error) next to the submit button, never placed by
+// the words of a message.
+func TestFailAt(t *testing.T) {
+	f := newForm(nil)
+	f.FailAt(&client.Error{Status: 400, Detail: "a; b; c", Errors: []client.FieldError{
+		{Message: "rate must be positive", Location: "body.policy.rate"},
+		{Message: "abort_min needs abort_failure", Location: "body.policy.abort_min"},
+		{Message: "something about the whole body", Location: "body"},
+	}}, taskFields)
+	want := map[string]string{"rate": "Rate must be positive", "abort_min": "abort_min needs abort_failure"}
+	if d := cmp.Diff(want, f.Errors); d != "" || f.Error != "Something about the whole body" {
+		t.Errorf("field errors (-want +got):\n%s; form error %q", d, f.Error)
 	}
-	policy := ota.Policy{Rate: -1, Retries: -1}.Validate()
-	if got := messagesOf(policy); len(got) != 2 {
-		t.Errorf("policy problems are not split: %+v", got)
+	f = newForm(nil)
+	f.FailAt(&client.Error{Status: 400, Detail: "invalid policy: rate must be positive", Details: []string{"rate must be positive"}}, taskFields)
+	if len(f.Errors) != 0 || f.Error != "Invalid policy: rate must be positive" {
+		t.Errorf("a problem without field errors: %v, form error %q", f.Errors, f.Error)
 	}
 	if got := messageOf(errors.New("SELECT secret FROM x")); got != "Internal error" {
 		t.Errorf("an internal error leaks: %q", got)

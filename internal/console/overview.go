@@ -167,7 +167,7 @@ func (c *Console) overviewTasks(w http.ResponseWriter, r *http.Request, s *sessi
 
 // base returns the frame of a page for the signed-in operator.
 func (c *Console) base(s *session, title, section string) base {
-	return base{Title: title, Section: section, User: s, CSRF: s.CSRF}
+	return base{Title: title, Section: section, User: s}
 }
 
 // pathID reads a numeric path parameter such as a task or firmware id.

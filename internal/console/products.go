@@ -47,15 +47,19 @@ func (c *Console) showProducts(w http.ResponseWriter, r *http.Request, s *sessio
 	return nil
 }
 
-var productHints = []fieldHint{hint("key", "product key", "key"), hint("name", "name"), hint("description", "description")}
+// productFields are the fields of the new product form.
+var productFields = []string{"key", "name", "description"}
 
 func (c *Console) createProduct(w http.ResponseWriter, r *http.Request, s *session) error {
 	f := newForm(r.PostForm)
 	p, err := c.client(s).CreateProduct(r.Context(), client.ProductCreate{
 		Key: f.Get("key"), Name: f.Get("name"), Description: f.Get("description"),
 	})
+	if refused(err) {
+		return err
+	}
 	if err != nil {
-		f.FailAt(err, productHints)
+		f.FailAt(err, productFields)
 		return c.showProducts(w, r, s, statusOf(err), f)
 	}
 	c.stats.invalidate()
@@ -65,7 +69,9 @@ func (c *Console) createProduct(w http.ResponseWriter, r *http.Request, s *sessi
 
 func (c *Console) deleteProduct(w http.ResponseWriter, r *http.Request, s *session) error {
 	key := r.PathValue("product")
-	if err := c.client(s).DeleteProduct(r.Context(), key); err != nil {
+	if err := c.client(s).DeleteProduct(r.Context(), key); refused(err) {
+		return err
+	} else if err != nil {
 		f := newForm(nil)
 		f.Errors["delete"] = messageOf(err)
 		return c.showProduct(w, r, s, statusOf(err), &productForms{Delete: f})

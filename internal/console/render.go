@@ -28,8 +28,6 @@ var staticFS embed.FS
 type base struct {
 	Title   string
 	Section string
-	// CSRF is the token the page's forms send back.
-	CSRF string
 	// User is the signed-in operator; nil on the sign-in page.
 	User *session
 	// Flash is a one-line notice above the content.
@@ -159,11 +157,8 @@ func (c *Console) fail(w http.ResponseWriter, r *http.Request, s *session, err e
 	}
 	c.log.Log(r.Context(), level, "console: request failed", "path", r.URL.Path, "status", status, "err", err)
 	data := &errorPage{base: base{Title: http.StatusText(status), User: s}, Status: status, Message: messageOf(err)}
-	if s != nil {
-		data.CSRF = s.CSRF
-	}
 	if wantsJSON(r) {
-		writeProblem(w, status, ota.ErrorCode(err), data.Message)
+		writeProblem(w, status, codeOf(err), data.Message)
 		return
 	}
 	if isHTMX(r) {

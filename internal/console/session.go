@@ -29,9 +29,6 @@ import (
 // scripts never read the token.
 const (
 	sessionCookie = "otter_session"
-	// signinCookie holds the double-submit CSRF value of the sign-in form,
-	// which is posted before any session exists.
-	signinCookie = "otter_signin"
 	// sessionKeySetting names the shared secret in the store's settings.
 	sessionKeySetting = "console.session_key"
 	sessionVersion    = 1
@@ -39,10 +36,6 @@ const (
 	// maxCookieLen bounds what is decoded from a request: a real session
 	// cookie is about 140 characters.
 	maxCookieLen = 1024
-	// csrfField and csrfHeader carry the CSRF token: the field in forms,
-	// the header in scripted requests (htmx, the upload).
-	csrfField  = "csrf"
-	csrfHeader = "X-CSRF-Token"
 )
 
 // session is a signed-in operator.
@@ -52,18 +45,15 @@ type session struct {
 	expires time.Time
 	// Token is the store's record of the token: its name and role.
 	Token ota.Token
-	// CSRF is the token every form of this session must send back.
-	CSRF string
 }
 
 // can reports whether the session's role allows need.
 func (s *session) can(need ota.Role) bool { return s != nil && s.Token.Role.Allows(need) }
 
-// sessionKeys are the keys derived from the shared secret: one seals
-// cookies, one makes CSRF tokens, so neither use can help attack the other.
+// sessionKeys holds the key derived from the shared secret that seals
+// cookies.
 type sessionKeys struct {
 	aead cipher.AEAD
-	csrf []byte
 }
 
 // keys returns the session keys, creating the shared secret on first use
@@ -103,7 +93,7 @@ func deriveKeys(master []byte) (*sessionKeys, error) {
 	if err != nil {
 		return nil, fmt.Errorf("console: session cipher: %w", err)
 	}
-	return &sessionKeys{aead: aead, csrf: derive(master, "otter console csrf v1")}, nil
+	return &sessionKeys{aead: aead}, nil
 }
 
 func derive(master []byte, purpose string) []byte {
@@ -156,17 +146,7 @@ func (k *sessionKeys) open(value string, now time.Time) (*session, error) {
 	if !now.Before(s.expires) {
 		return nil, errNoSession
 	}
-	s.CSRF = k.csrfToken(s.id)
 	return s, nil
-}
-
-// csrfToken is an HMAC of the session id: it cannot be guessed without the
-// key and changes with every sign-in.
-func (k *sessionKeys) csrfToken(id []byte) string {
-	m := hmac.New(sha256.New, k.csrf)
-	m.Write([]byte("csrf\x00"))
-	m.Write(id)
-	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
 
 // session returns the request's live session: a cookie that opens and a

@@ -26,7 +26,7 @@ func TestSignoutEndsTheSessionOnTheServer(t *testing.T) {
 	}
 
 	// A second replica on the same store.
-	c, err := console.New(console.Config{Store: s.st, Engine: s.eng, API: s.newAPI().Handler(), Now: s.clock.Now})
+	c, err := console.New(console.Config{Store: s.st, API: s.newAPI().Handler(), Now: s.clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}

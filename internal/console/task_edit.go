@@ -73,7 +73,7 @@ func parsePolicyForm(f *form, old ota.Policy) ota.Policy {
 
 // policyPatch is the merge patch that turns old into next: every editable
 // field, null where next has none.
-func policyPatch(next ota.Policy) (map[string]json.RawMessage, error) {
+func policyPatch(next ota.Policy) (map[string]any, error) {
 	b, err := json.Marshal(next)
 	if err != nil {
 		return nil, err
@@ -82,12 +82,12 @@ func policyPatch(next ota.Policy) (map[string]json.RawMessage, error) {
 	if err := json.Unmarshal(b, &fields); err != nil {
 		return nil, err
 	}
-	patch := map[string]json.RawMessage{}
+	patch := map[string]any{}
 	for _, k := range ota.EditablePolicyFields {
 		if v, ok := fields[k]; ok {
 			patch[k] = v
 		} else {
-			patch[k] = json.RawMessage("null")
+			patch[k] = nil
 		}
 	}
 	return patch, nil
@@ -110,7 +110,10 @@ func (c *Console) updatePolicy(w http.ResponseWriter, r *http.Request, s *sessio
 	}
 	patch, err := policyPatch(next)
 	if err == nil {
-		_, err = c.engine.UpdatePolicy(r.Context(), id, patch)
+		_, err = c.client(s).UpdateTask(r.Context(), id, patch)
+	}
+	if refused(err) {
+		return err
 	}
 	if err != nil {
 		return c.showTask(w, r, s, statusOf(err), "", "The policy was not changed: "+messageOf(err))

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/otter-ota/otter/client"
 	"github.com/otter-ota/otter/internal/ota"
 	"github.com/otter-ota/otter/internal/store"
 )
@@ -29,7 +30,6 @@ type taskPage struct {
 type taskLive struct {
 	Task      taskRow
 	CanAct    bool
-	CSRF      string
 	Phases    []phaseRow
 	Timeline  timeline
 	Failures  []store.FailureCount
@@ -98,9 +98,11 @@ func (c *Console) loadLive(r *http.Request, s *session) (*taskLive, error) {
 		return nil, err
 	}
 	if t.State == ota.TaskScheduled || t.State == ota.TaskRunning {
-		t.Waiting = c.engine.Waiting(t.ID)
+		if t.Waiting, err = c.waiting(ctx, s, t.ID); err != nil {
+			return nil, err
+		}
 	}
-	live := &taskLive{Task: newTaskRow(t), CanAct: s.can(ota.RoleOperator), CSRF: s.CSRF, PollEvery: pollEvery, query: jobQuery(r)}
+	live := &taskLive{Task: newTaskRow(t), CanAct: s.can(ota.RoleOperator), PollEvery: pollEvery, query: jobQuery(r)}
 	if live.Phases, err = c.phaseRows(ctx, t); err != nil {
 		return nil, err
 	}
@@ -111,6 +113,17 @@ func (c *Console) loadLive(r *http.Request, s *session) (*taskLive, error) {
 		return nil, err
 	}
 	return live, c.jobPage(r, t.ID, live)
+}
+
+// waiting asks the API what a live task waits for: the engine knows it,
+// the store does not.
+func (c *Console) waiting(ctx context.Context, s *session, id int64) (*ota.Waiting, error) {
+	t, err := c.client(s).Task(ctx, id)
+	if err != nil || t.Waiting == nil {
+		return nil, err
+	}
+	w := ota.Waiting(*t.Waiting)
+	return &w, nil
 }
 
 // jobQuery is the part of a task page's query that the live part, the
@@ -225,61 +238,74 @@ func (c *Console) taskLiveFragment(w http.ResponseWriter, r *http.Request, s *se
 	return nil
 }
 
-// taskActions are the operator's buttons on a task.
-var taskActions = map[string]func(c *Console, ctx context.Context, id int64) (string, error){
-	"pause": func(c *Console, ctx context.Context, id int64) (string, error) {
-		_, err := c.engine.Pause(ctx, id)
+// taskActions are the operator's buttons on a task, each an API call.
+var taskActions = map[string]func(api *client.Client, ctx context.Context, id int64) (string, error){
+	"pause": func(api *client.Client, ctx context.Context, id int64) (string, error) {
+		_, err := api.PauseTask(ctx, id)
 		return "Task paused: no new job starts; jobs in flight go on.", err
 	},
-	"resume": func(c *Console, ctx context.Context, id int64) (string, error) {
-		_, err := c.engine.Resume(ctx, id)
+	"resume": func(api *client.Client, ctx context.Context, id int64) (string, error) {
+		_, err := api.ResumeTask(ctx, id)
 		return "Task resumed.", err
 	},
-	"cancel": func(c *Console, ctx context.Context, id int64) (string, error) {
-		_, err := c.engine.Cancel(ctx, id)
+	"cancel": func(api *client.Client, ctx context.Context, id int64) (string, error) {
+		_, err := api.CancelTask(ctx, id)
 		return "Task cancelled: queued jobs were cancelled.", err
 	},
-	"advance": func(c *Console, ctx context.Context, id int64) (string, error) {
-		t, err := c.engine.Advance(ctx, id)
-		return fmt.Sprintf("Phase %d released.", t.Phase.Number()), err
+	"advance": func(api *client.Client, ctx context.Context, id int64) (string, error) {
+		t, err := api.AdvanceTask(ctx, id)
+		if err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("Phase %d released.", t.Phase), nil
 	},
-	"retry": func(c *Console, ctx context.Context, id int64) (string, error) {
-		_, n, err := c.engine.RetryFailed(ctx, id)
-		return fmt.Sprintf("%s queued again.", ota.Plural(n, "failed or timed-out job", "failed or timed-out jobs")), err
+	"retry": func(api *client.Client, ctx context.Context, id int64) (string, error) {
+		t, err := api.RetryFailed(ctx, id)
+		if err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("%s queued again.", ota.Plural(t.Requeued, "failed or timed-out job", "failed or timed-out jobs")), nil
 	},
 }
 
 // deviceActions are the buttons on one job of a task: they act on that
 // job's device only.
-var deviceActions = map[string]func(c *Console, ctx context.Context, id int64, device string) (string, error){
-	"cancel-device": func(c *Console, ctx context.Context, id int64, device string) (string, error) {
-		_, n, err := c.engine.CancelDevices(ctx, id, []string{device})
-		if err == nil && n == 0 {
+var deviceActions = map[string]func(api *client.Client, ctx context.Context, id int64, device string) (string, error){
+	"cancel-device": func(api *client.Client, ctx context.Context, id int64, device string) (string, error) {
+		t, err := api.CancelDevices(ctx, id, []string{device})
+		switch {
+		case err != nil:
+			return "", err
+		case t.Cancelled == 0:
 			return fmt.Sprintf("The job of %s was not cancelled: it is installing, rebooting or has ended.", device), nil
 		}
-		return fmt.Sprintf("The job of %s was cancelled.", device), err
+		return fmt.Sprintf("The job of %s was cancelled.", device), nil
 	},
-	"retry-device": func(c *Console, ctx context.Context, id int64, device string) (string, error) {
-		_, n, err := c.engine.RetryFailedDevices(ctx, id, []string{device})
-		if err == nil && n == 0 {
+	"retry-device": func(api *client.Client, ctx context.Context, id int64, device string) (string, error) {
+		t, err := api.RetryFailedDevices(ctx, id, []string{device})
+		switch {
+		case err != nil:
+			return "", err
+		case t.Requeued == 0:
 			return fmt.Sprintf("The job of %s was not queued again: it has not failed, or its device runs the version already.", device), nil
 		}
-		return fmt.Sprintf("The job of %s was queued again.", device), err
+		return fmt.Sprintf("The job of %s was queued again.", device), nil
 	},
 }
 
-// runTaskAction runs the task or job action the path names.
-func (c *Console) runTaskAction(r *http.Request, id int64) (string, error) {
+// runTaskAction runs the task or job action the path names, as the
+// session's operator.
+func (c *Console) runTaskAction(r *http.Request, s *session, id int64) (string, error) {
 	name := r.PathValue("action")
 	if act, ok := deviceActions[name]; ok {
-		return act(c, r.Context(), id, r.FormValue("device"))
+		return act(c.client(s), r.Context(), id, r.FormValue("device"))
 	}
-	return taskActions[name](c, r.Context(), id)
+	return taskActions[name](c.client(s), r.Context(), id)
 }
 
 // jobButton is the action button on one job's row.
 type jobButton struct {
-	URL, Name, Device, Label, CSRF string
+	URL, Name, Device, Label string
 }
 
 // JobAction returns the button a job's row offers, or nil: retry for a
@@ -287,7 +313,7 @@ type jobButton struct {
 // job whose device has not started installing.
 func (l *taskLive) JobAction(j ota.Job) *jobButton {
 	b := func(name, label string) *jobButton {
-		return &jobButton{URL: l.Action(name), Name: name, Device: j.Device, Label: label, CSRF: l.CSRF}
+		return &jobButton{URL: l.Action(name), Name: name, Device: j.Device, Label: label}
 	}
 	switch s := l.Task.State; {
 	case !l.CanAct:
@@ -318,7 +344,10 @@ func (c *Console) taskAction(w http.ResponseWriter, r *http.Request, s *session)
 	if taskActions[name] == nil && deviceActions[name] == nil {
 		return notFoundf("there is no task action %q: use pause, resume, cancel, advance, retry, cancel-device or retry-device", clip(name))
 	}
-	notice, err := c.runTaskAction(r, id)
+	notice, err := c.runTaskAction(r, s, id)
+	if refused(err) {
+		return err
+	}
 	actionErr := ""
 	if err != nil {
 		notice, actionErr = "", messageOf(err)

@@ -1,12 +1,15 @@
 package console
 
 import (
+	"encoding/json"
+	"fmt"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/otter-ota/otter/internal/engine"
+	"github.com/otter-ota/otter/client"
+	"github.com/otter-ota/otter/internal/api"
 	"github.com/otter-ota/otter/internal/ota"
 )
 
@@ -22,35 +25,6 @@ var taskFields = []string{
 	"abort_failure", "abort_min", "confirm",
 }
 
-// taskHints map the engine's messages to the task form's fields. Longer
-// prefixes come first: "rate_growth" before "rate".
-var taskHints = []fieldHint{
-	hint("rate_growth_every", "rate_growth_every"),
-	hint("rate_growth", "rate_growth"),
-	hint("rate", "rate"),
-	hint("max_concurrent", "max_concurrent"),
-	hint("phase_success", "phase_success", "phase_success and phase_gate"),
-	hint("phase_gate", "phase_gate"),
-	hint("phases", "phase", "the last phase"),
-	hint("retry_backoff", "retry_backoff", "retry_backoff and retry_on"),
-	hint("retry_on", "retry_on"),
-	hint("retries", "retries"),
-	hint("timeout", "timeout"),
-	hint("abort_failure", "abort_failure"),
-	hint("abort_min", "abort_min"),
-	hint("end", "end"),
-	hint("window", "window", "unknown time zone", "time zone"),
-	hint("firmware", "firmware"),
-	hint("mode", "mode"),
-	hint("confirm", "confirm"),
-	hint("devices", "a verification task", "~listed devices", "target device", "target lists"),
-	hint("skip_busy", "~already being upgraded"),
-	hint("tags", "target tag"),
-	hint("from_versions", "target from-version"),
-	hint("percent", "target percent", "percent"),
-	hint("target_all", "a task needs a target", "the target selects no device", "no device matches"),
-}
-
 // newTaskDefaults are the values a new task form starts with: the CLI's
 // defaults (pushed, no retries, no timeout, no abort rule, UTC), so a task
 // made in the console behaves as one made with "otter task create" unless
@@ -63,16 +37,44 @@ func newTaskDefaults() url.Values {
 	}
 }
 
-// taskParser reads the task form into a spec, recording a message next to
-// each field it cannot read.
+// taskParser reads the task form into the API's body, recording a message
+// next to each field it cannot read. The body holds domain types, so the
+// form reads each field with the domain's own parsers.
 type taskParser struct {
 	f    *form
-	spec engine.TaskSpec
+	spec api.TaskCreate
+}
+
+// taskBody reads the task form into the body the client sends; ok is false
+// when a field could not be read (its message is next to it).
+func taskBody(f *form) (body client.TaskCreate, ok bool) {
+	spec := parseTaskForm(f)
+	if !f.OK() {
+		return body, false
+	}
+	if err := recode(spec, &body); err != nil {
+		f.Fail("", err)
+		return body, false
+	}
+	return body, true
+}
+
+// recode copies a domain value into the client's type of the same JSON:
+// the client mirrors the API's body field for field.
+func recode(from, to any) error {
+	b, err := json.Marshal(from)
+	if err != nil {
+		return fmt.Errorf("console: encode %T: %w", from, err)
+	}
+	if err := json.Unmarshal(b, to); err != nil {
+		return fmt.Errorf("console: decode %T: %w", to, err)
+	}
+	return nil
 }
 
 // parseTaskForm reads every field of the task form. The spec is usable
-// only when f.OK(); the engine still validates it as a whole.
-func parseTaskForm(f *form) engine.TaskSpec {
+// only when f.OK(); the API still validates it as a whole.
+func parseTaskForm(f *form) api.TaskCreate {
 	p := &taskParser{f: f}
 	p.spec.Name = f.Get("name")
 	p.spec.FirmwareID = p.id("firmware", "Choose the firmware to roll out.")

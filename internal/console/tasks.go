@@ -4,7 +4,7 @@ import (
 	"net/http"
 	"strconv"
 
-	"github.com/otter-ota/otter/internal/engine"
+	"github.com/otter-ota/otter/client"
 	"github.com/otter-ota/otter/internal/ota"
 	"github.com/otter-ota/otter/internal/store"
 )
@@ -125,7 +125,7 @@ func containsFirmware(items []ota.Firmware, id int64) bool {
 type previewData struct {
 	Form    *form
 	Fields  []string
-	Preview engine.Preview
+	Preview client.TaskPreview
 	Shown   []string
 	Ready   bool
 }
@@ -133,43 +133,52 @@ type previewData struct {
 // maxPreviewDevices is how many targeted devices the preview names.
 const maxPreviewDevices = 20
 
-// preview resolves the form with the engine's dry run; field errors go
-// next to their fields.
-func (c *Console) preview(r *http.Request, f *form) *previewData {
+// preview resolves the form with the API's dry run; field errors go next
+// to their fields.
+func (c *Console) preview(r *http.Request, s *session, f *form) (*previewData, error) {
 	pv := &previewData{Form: f, Fields: taskFields}
-	spec := parseTaskForm(f)
-	if !f.OK() {
-		return pv
+	body, ok := taskBody(f)
+	if !ok {
+		return pv, nil
 	}
-	p, err := c.engine.Plan(r.Context(), spec)
+	p, err := c.client(s).PreviewTask(r.Context(), body, client.ListOptions{Limit: maxPreviewDevices})
+	if refused(err) {
+		return nil, err
+	}
 	if err != nil {
-		f.FailAt(err, taskHints)
-		return pv
+		f.FailAt(err, taskFields)
+		return pv, nil
 	}
-	pv.Preview, pv.Ready = p, true
-	pv.Shown = p.Devices[:min(len(p.Devices), maxPreviewDevices)]
-	return pv
+	pv.Preview, pv.Ready = *p, true
+	pv.Shown = p.Devices
+	return pv, nil
 }
 
 // previewTask answers the form's htmx request on every change: the preview
 // box, and each field's error slot out of band.
 func (c *Console) previewTask(w http.ResponseWriter, r *http.Request, s *session) error {
-	pv := c.preview(r, newForm(r.PostForm))
+	pv, err := c.preview(r, s, newForm(r.PostForm))
+	if err != nil {
+		return err
+	}
 	c.fragment(w, r, "task_new", "preview", pv)
 	return nil
 }
 
 func (c *Console) createTask(w http.ResponseWriter, r *http.Request, s *session) error {
 	f := newForm(r.PostForm)
-	spec := parseTaskForm(f)
-	if !f.OK() {
+	body, ok := taskBody(f)
+	if !ok {
 		return c.showTaskForm(w, r, s, http.StatusBadRequest, f, nil)
 	}
-	t, err := c.engine.CreateTask(r.Context(), spec)
+	t, err := c.client(s).CreateTask(r.Context(), body)
+	if refused(err) {
+		return err
+	}
 	if err != nil {
-		f.FailAt(err, taskHints)
+		f.FailAt(err, taskFields)
 		return c.showTaskForm(w, r, s, statusOf(err), f, nil)
 	}
-	http.Redirect(w, r, "/tasks/"+strconv.FormatInt(t.ID, 10), http.StatusSeeOther)
+	http.Redirect(w, r, taskURL(t.ID), http.StatusSeeOther)
 	return nil
 }

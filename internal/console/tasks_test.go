@@ -32,7 +32,7 @@ func (s *stack) firmwareFor(u *user, product, version string, extra url.Values) 
 // htmx posts a form as htmx does.
 func (u *user) htmx(path string, v url.Values) (int, string) {
 	u.t.Helper()
-	return u.postRaw(path, withCSRF(v, u.csrf), http.Header{"HX-Request": {"true"}, "X-CSRF-Token": {u.csrf}})
+	return u.postRaw(path, v, http.Header{"HX-Request": {"true"}})
 }
 
 func TestTaskPreview(t *testing.T) {
@@ -50,7 +50,7 @@ func TestTaskPreview(t *testing.T) {
 	cases := []struct {
 		name  string
 		form  url.Values
-		field string // where the error shows; "" for a good preview
+		field string // where the error shows; "" for a good preview, wholeForm in the preview box
 		want  string
 	}{
 		{"everything", form(), "", "20 devices would be upgraded"},
@@ -63,12 +63,14 @@ func TestTaskPreview(t *testing.T) {
 		{"bad duration", form("timeout", "soon"), "timeout", `Invalid duration "soon"`},
 		{"bad window", form("window", "25:00-03:00"), "window", "25:00"},
 		{"bad zone", form("tz", "Mars/Olympus"), "tz", "Unknown time zone"},
-		{"policy rule", form("rate_growth", "2"), "rate_growth", "rate_growth_every"},
-		{"abort rule", form("abort_min", "5"), "abort_min", "abort_min needs abort_failure"},
-		{"retry rule", form("retry_backoff", "1m"), "retry_backoff", "need retries"},
-		{"no target", form("target_all", ""), "target_all", "needs a target"},
-		{"unknown device", form("target_all", "", "devices", "d1 nope"), "devices", "nope"},
-		{"verification without list", form("verification", "on"), "devices", "explicit device list"},
+		// Until the API names the fields of task-rule errors (errors[].location),
+		// they show for the whole form.
+		{"policy rule", form("rate_growth", "2"), wholeForm, "rate_growth_every"},
+		{"abort rule", form("abort_min", "5"), wholeForm, "abort_min needs abort_failure"},
+		{"retry rule", form("retry_backoff", "1m"), wholeForm, "need retries"},
+		{"no target", form("target_all", ""), wholeForm, "selects no device"},
+		{"unknown device", form("target_all", "", "devices", "d1 nope"), wholeForm, "nope"},
+		{"verification without list", form("verification", "on"), wholeForm, "explicit device list"},
 		{"no firmware", form("firmware", ""), "firmware", "Choose the firmware"},
 	}
 	for _, c := range cases {
@@ -77,10 +79,13 @@ func TestTaskPreview(t *testing.T) {
 			if status != http.StatusOK {
 				t.Fatalf("preview: status %d\n%s", status, text(body))
 			}
-			if c.field == "" {
+			if c.field == "" || c.field == wholeForm {
 				mustContain(t, c.name, body, c.want)
 				if strings.Contains(body, `field-error" id="err-`) && fieldErrorsIn(body) != "" {
-					t.Errorf("a good form shows field errors: %s", fieldErrorsIn(body))
+					t.Errorf("the form shows field errors: %s", fieldErrorsIn(body))
+				}
+				if got := strings.Contains(body, `class="error" role="alert"`); got != (c.field == wholeForm) {
+					t.Errorf("the preview shows an error for the whole form: %v, want %v", got, !got)
 				}
 				return
 			}
@@ -114,6 +119,10 @@ func TestPreviewAndTaskPageCountDevicesThatHaveNotReported(t *testing.T) {
 	}
 	mustContain(t, "task page", body, "2 targeted devices have not reported a version yet")
 }
+
+// wholeForm is where an error about no one field of a form shows: in the
+// preview box, or next to the submit button.
+const wholeForm = "(form)"
 
 // fieldErrorsIn lists the non-empty error slots of a page.
 func fieldErrorsIn(page string) string {
@@ -224,7 +233,12 @@ func TestCreateTaskErrorsShowNextToTheirFields(t *testing.T) {
 	if status != http.StatusConflict {
 		t.Errorf("unverified firmware: status %d", status)
 	}
-	wantFieldError(t, "unverified firmware", body, "firmware", "must be verified before batch use")
+	// Until the API names the field of this error, it shows for the whole
+	// form.
+	mustContain(t, "unverified firmware", body, "must be verified before batch use")
+	if e := fieldErrorsIn(body); e != "" {
+		t.Errorf("unverified firmware: field errors %s", e)
+	}
 	tasks, _, err := s.st.ListTasks(s.ctx, store.TaskFilter{}, store.Page{})
 	if err != nil || len(tasks) != 0 {
 		t.Errorf("refused forms created tasks: %d %v", len(tasks), err)

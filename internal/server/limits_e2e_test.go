@@ -202,14 +202,9 @@ func TestDownloadsBeyondTheCapAreRefused(t *testing.T) {
 func TestSecureCookies(t *testing.T) {
 	for _, secure := range []bool{false, true} {
 		o := startIn(t, t.TempDir(), storetest.URL(t), func(c *server.Config) { c.SecureCookies = secure })
-		resp, err := http.Get(o.srv.HTTPURL() + "/signin")
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		cookies := resp.Cookies()
+		cookies := signinCookies(t, http.DefaultClient, o.srv.HTTPURL(), "otr_e2e-admin-token-for-tests-only")
 		if len(cookies) == 0 {
-			t.Fatal("the sign-in page set no cookie")
+			t.Fatal("the sign-in set no cookie")
 		}
 		for _, c := range cookies {
 			if c.Secure != secure {
@@ -217,4 +212,27 @@ func TestSecureCookies(t *testing.T) {
 			}
 		}
 	}
+}
+
+// signinCookies signs in to the console at base with token, as a browser
+// posts the sign-in form, and returns the cookies the answer sets.
+func signinCookies(t *testing.T, hc *http.Client, base, token string) []*http.Cookie {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, base+"/signin", strings.NewReader(url.Values{"token": {token}}.Encode()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", base)
+	noFollow := *hc // the redirect's cookies, not the next page's
+	noFollow.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	resp, err := noFollow.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("sign-in: HTTP %d, want 303", resp.StatusCode)
+	}
+	return resp.Cookies()
 }

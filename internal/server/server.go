@@ -311,7 +311,7 @@ func (s *Server) assemble(ctx context.Context) (http.Handler, error) {
 		return nil, fmt.Errorf("build the API: %w", err)
 	}
 	con, err := console.New(console.Config{
-		Store: s.store, Engine: s.engine, API: a.Handler(), Logger: s.log, SecureCookies: s.cfg.SecureCookies,
+		Store: s.store, API: a.Handler(), Logger: s.log, SecureCookies: s.cfg.SecureCookies,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("build the console: %w", err)

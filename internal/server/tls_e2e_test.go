@@ -60,12 +60,7 @@ func TestHTTPSServesTheAPIConsoleAndDownloads(t *testing.T) {
 		t.Fatalf("downloaded %d bytes over HTTPS, want the %d-byte firmware", len(got), len(image))
 	}
 
-	resp, err := hc.Get(s.HTTPURL() + "/signin")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if cks := resp.Cookies(); len(cks) == 0 || !cks[0].Secure {
+	if cks := signinCookies(t, hc, s.HTTPURL(), admin); len(cks) == 0 || !cks[0].Secure {
 		t.Errorf("the console's cookie over HTTPS is not Secure: %v", cks)
 	}
 	// Plain HTTP on the HTTPS port is answered with an error, never served.
