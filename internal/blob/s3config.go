@@ -1,6 +1,7 @@
 package blob
 
 import (
+	"cmp"
 	"fmt"
 	"net/url"
 	"slices"
@@ -68,7 +69,7 @@ func ParseS3URL(raw string, getenv func(string) string) (S3Config, error) {
 	if err := s3utils.CheckValidBucketNameStrict(u.Host); err != nil {
 		return S3Config{}, invalidS3("bucket %q: %v", u.Host, err)
 	}
-	c := S3Config{Bucket: u.Host, Prefix: strings.Trim(u.Path, "/"), Region: firstOf(q.Get("region"), getenv("AWS_REGION"), "us-east-1")}
+	c := S3Config{Bucket: u.Host, Prefix: strings.Trim(u.Path, "/"), Region: cmp.Or(q.Get("region"), getenv("AWS_REGION"), "us-east-1")}
 	if c.Prefix != "" && CheckKey(c.Prefix) != nil {
 		return S3Config{}, invalidS3("S3 prefix %q is not a clean slash-separated path", c.Prefix)
 	}
@@ -119,15 +120,6 @@ func parsePartSize(s string) (int64, error) {
 
 func invalidS3(format string, args ...any) error {
 	return ota.Errorf(ota.EINVALID, "--blob: "+format, args...)
-}
-
-func firstOf(s ...string) string {
-	for _, v := range s {
-		if v != "" {
-			return v
-		}
-	}
-	return ""
 }
 
 // String is the store's URL without credentials, for messages.

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -159,8 +160,5 @@ func yesNo(b bool) string {
 // orDash shows an empty string as "-", so that table columns stay aligned
 // and readable.
 func orDash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
+	return cmp.Or(s, "-")
 }

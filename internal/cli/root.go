@@ -4,6 +4,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"crypto/x509"
 	"errors"
@@ -186,20 +187,11 @@ func (a *app) client() *client.Client {
 }
 
 func (a *app) serverURL() string {
-	return firstNonEmpty(a.server, a.env.Getenv(envServer), defaultServer)
+	return cmp.Or(a.server, a.env.Getenv(envServer), defaultServer)
 }
 
 func (a *app) tokenValue() string {
-	return firstNonEmpty(a.token, a.env.Getenv(envToken))
-}
-
-func firstNonEmpty(values ...string) string {
-	for _, v := range values {
-		if v != "" {
-			return v
-		}
-	}
-	return ""
+	return cmp.Or(a.token, a.env.Getenv(envToken))
 }
 
 // explain turns err into the one line the operator reads, with a hint for

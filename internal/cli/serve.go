@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -144,7 +145,7 @@ func runServe(ctx context.Context, cfg server.Config, cmd *cobra.Command) error 
 }
 
 func (a *app) envOr(name, fallback string) string {
-	return firstNonEmpty(a.env.Getenv(name), fallback)
+	return cmp.Or(a.env.Getenv(name), fallback)
 }
 
 // envBool reads a boolean environment variable; unset is false.

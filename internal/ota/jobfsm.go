@@ -1,6 +1,7 @@
 package ota
 
 import (
+	"cmp"
 	"fmt"
 	"time"
 	"unicode/utf8"
@@ -218,7 +219,7 @@ func (j Job) apply(in JobInput, now time.Time) (Job, string) {
 	case JobTimeout:
 		return j.timeout(now)
 	case JobCancel:
-		return j.end(JobCancelled, orDefault(in.Code, CodeTaskCancelled), in.Message), ""
+		return j.end(JobCancelled, cmp.Or(in.Code, CodeTaskCancelled), in.Message), ""
 	}
 	return j.requeue(in, now)
 }
@@ -286,7 +287,7 @@ func (j Job) confirm(in JobInput, now time.Time) (Job, string) {
 
 func (j Job) progress(in JobInput, now time.Time) (Job, string) {
 	if in.State == JobFailed {
-		code := orDefault(in.Code, CodeInstallFailed)
+		code := cmp.Or(in.Code, CodeInstallFailed)
 		if in.Code == "" && j.State.Stage() <= JobDownloading.Stage() {
 			code = CodeDownloadFailed
 		}
@@ -399,11 +400,4 @@ func (j Job) requeue(in JobInput, now time.Time) (Job, string) {
 		j.NextAttemptAt = &at
 	}
 	return j, ""
-}
-
-func orDefault(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
 }

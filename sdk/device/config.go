@@ -1,6 +1,7 @@
 package device
 
 import (
+	"cmp"
 	"context"
 	"crypto/ed25519"
 	"crypto/tls"
@@ -153,14 +154,13 @@ func (c Config) withDefaults() (Config, error) {
 	if c.ClientID == "" {
 		c.ClientID = "otter-" + c.Product + "-" + c.Device
 	}
-	c.PollInterval = orDefault(c.PollInterval, DefaultPollInterval)
-	c.RetryBase = orDefault(c.RetryBase, time.Second)
-	c.RetryCap = orDefault(c.RetryCap, 5*time.Minute)
-	c.StallTimeout = orDefault(c.StallTimeout, time.Minute)
-	c.DownloadGrace = orDefault(c.DownloadGrace, DefaultDownloadGrace)
-	if c.MinDownloadRate <= 0 {
-		c.MinDownloadRate = DefaultMinDownloadRate
-	}
+	// A negative duration or rate means the default, as zero does.
+	c.PollInterval = cmp.Or(max(c.PollInterval, 0), DefaultPollInterval)
+	c.RetryBase = cmp.Or(max(c.RetryBase, 0), time.Second)
+	c.RetryCap = cmp.Or(max(c.RetryCap, 0), 5*time.Minute)
+	c.StallTimeout = cmp.Or(max(c.StallTimeout, 0), time.Minute)
+	c.DownloadGrace = cmp.Or(max(c.DownloadGrace, 0), DefaultDownloadGrace)
+	c.MinDownloadRate = cmp.Or(max(c.MinDownloadRate, 0), DefaultMinDownloadRate)
 	if c.Rand == nil {
 		c.Rand = rand.Float64
 	}
@@ -168,13 +168,6 @@ func (c Config) withDefaults() (Config, error) {
 		c.Sleep = sleep
 	}
 	return c, nil
-}
-
-func orDefault(d, def time.Duration) time.Duration {
-	if d > 0 {
-		return d
-	}
-	return def
 }
 
 func (c Config) check() error {
