@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"strconv"
 	"time"
 
 	"github.com/otter-ota/otter/internal/ota"
@@ -118,17 +119,15 @@ func (e *Engine) device(ctx context.Context, o *deviceOp) (*Answer, error) {
 
 // parseJobID reads the job id of a confirm or progress message; job ids are
 // opaque strings on the wire and decimal numbers here. An id that is not
-// one of ours is 0, which names no job: the loop answers unknown_job (and
-// still counts the message as the device being seen).
+// one of ours (signed, empty, not decimal, beyond int64) is 0, which names
+// no job: the loop answers unknown_job (and still counts the message as the
+// device being seen).
 func parseJobID(job string) int64 {
-	var id int64
-	for _, c := range job {
-		if c < '0' || c > '9' || id > (1<<62)/10 {
-			return 0
-		}
-		id = id*10 + int64(c-'0')
+	id, err := strconv.ParseUint(job, 10, 63)
+	if err != nil {
+		return 0
 	}
-	return id
+	return int64(id)
 }
 
 func unknownJob(to wire.Kind, job string) *Answer {
