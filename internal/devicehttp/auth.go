@@ -5,6 +5,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hashicorp/golang-lru/v2/expirable"
+
 	"github.com/otter-ota/otter/internal/credential"
 	"github.com/otter-ota/otter/internal/engine"
 	"github.com/otter-ota/otter/internal/ota"
@@ -35,15 +37,15 @@ var errUnauthorized = &wire.Error{Code: wire.CodeUnauthorized,
 // credCache keeps device credentials in memory for a short time, so that a
 // polling fleet does not read the database at every request. Unknown
 // devices are cached too, so that a flood of bad logins costs no reads.
+// The LRU bounds the entries and drops them once their TTL has passed (on
+// the wall clock: the library keeps its own time).
 type credCache struct {
 	st   Store
-	ttl  time.Duration
-	max  int
 	now  func() time.Time
 	hits func(hit bool)
+	lru  *expirable.LRU[string, credEntry]
 
 	mu sync.Mutex
-	m  map[string]credEntry
 	// gen moves on every forget: a fetch that read the store before a
 	// change and returns after it must not cache what it read.
 	gen uint64
@@ -52,11 +54,13 @@ type credCache struct {
 type credEntry struct {
 	creds ota.DeviceCredentials
 	found bool
-	at    time.Time
+	at    time.Time // when it was read, by the handler's clock
 }
 
-func newCredCache(st Store, ttl time.Duration, max int, now func() time.Time, hits func(bool)) *credCache {
-	return &credCache{st: st, ttl: ttl, max: max, now: now, hits: hits, m: make(map[string]credEntry)}
+// newCredCache starts the LRU's sweeper goroutine, which v2.0.7 of the
+// library never stops: make one cache per Handler, not per request.
+func newCredCache(st Store, ttl time.Duration, size int, now func() time.Time, hits func(bool)) *credCache {
+	return &credCache{st: st, now: now, hits: hits, lru: expirable.NewLRU[string, credEntry](size, nil, ttl)}
 }
 
 // authenticate checks a device's secret and returns the device. A refusal
@@ -88,10 +92,7 @@ func (c *credCache) exists(ctx context.Context, product, key string) (bool, erro
 // entry returns the cached entry of a device, or reads it; cached says
 // which.
 func (c *credCache) entry(ctx context.Context, product, key string) (credEntry, bool, error) {
-	c.mu.Lock()
-	e, ok := c.m[wire.Username(product, key)]
-	c.mu.Unlock()
-	if ok && c.now().Sub(e.at) < c.ttl {
+	if e, ok := c.lru.Get(wire.Username(product, key)); ok {
 		c.hits(true)
 		return e, true, nil
 	}
@@ -119,7 +120,7 @@ func (c *credCache) fetch(ctx context.Context, product, key string) (credEntry, 
 func (c *credCache) forget(product, key string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	delete(c.m, wire.Username(product, key))
+	c.lru.Remove(wire.Username(product, key))
 	c.gen++
 }
 
@@ -127,26 +128,7 @@ func (c *credCache) forget(product, key string) {
 func (c *credCache) put(name string, e credEntry, gen uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.gen != gen {
-		return
-	}
-	if _, ok := c.m[name]; !ok && len(c.m) >= c.max {
-		c.evict()
-	}
-	c.m[name] = e
-}
-
-// evict frees a tenth of the cache. Map order is random, so the victims
-// are random: cheaper than an LRU list and as good for a cache whose
-// entries all live for one short TTL. Each call costs O(max/10) and runs
-// once per max/10 insertions, so an insertion costs O(1) on average.
-func (c *credCache) evict() {
-	want := max(c.max/10, 1)
-	for name := range c.m {
-		if want == 0 {
-			return
-		}
-		delete(c.m, name)
-		want--
+	if c.gen == gen {
+		c.lru.Add(name, e)
 	}
 }

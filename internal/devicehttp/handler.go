@@ -63,7 +63,8 @@ type Config struct {
 	// Retry-After beyond); 0 means no limit.
 	MaxDownloads int
 	// CredentialTTL and CredentialCacheSize tune the credential cache;
-	// 0 means DefaultCredentialTTL and DefaultCredentialCacheSize.
+	// 0 means DefaultCredentialTTL and DefaultCredentialCacheSize. The TTL
+	// runs on the wall clock, not on Now.
 	CredentialTTL       time.Duration
 	CredentialCacheSize int
 	// CallTimeout bounds one engine call; 0 means DefaultCallTimeout.
