@@ -25,10 +25,7 @@ const (
 // quote quotes s for an error message, shortened so a hostile megabyte never
 // reaches a log line or a response.
 func quote(s string) string {
-	if len(s) > maxQuotedBadText {
-		s = s[:maxQuotedBadText] + "..."
-	}
-	return strconv.Quote(s)
+	return strconv.Quote(wire.Clip(s, maxQuotedBadText))
 }
 
 func checkProductKey(k string) error { return invalidInput(wire.CheckKey("product key", k)) }

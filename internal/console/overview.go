@@ -8,6 +8,7 @@ import (
 
 	"github.com/otter-ota/otter/internal/ota"
 	"github.com/otter-ota/otter/internal/store"
+	"github.com/otter-ota/otter/sdk/wire"
 )
 
 // pageSize is the length of every list in the console.
@@ -175,15 +176,10 @@ func pathID(r *http.Request, name, what string) (int64, error) {
 	v := r.PathValue(name)
 	id, err := strconv.ParseInt(v, 10, 64)
 	if err != nil || id <= 0 {
-		return 0, notFoundf("there is no %s %q: %s ids are positive numbers", what, clip(v), what)
+		return 0, notFoundf("there is no %s %q: %s ids are positive numbers", what, wire.Clip(v, maxQuoted), what)
 	}
 	return id, nil
 }
 
-// clip shortens operator input quoted in a message.
-func clip(s string) string {
-	if len(s) > 64 {
-		return s[:64] + "..."
-	}
-	return s
-}
+// maxQuoted bounds operator input quoted in a message.
+const maxQuoted = 64

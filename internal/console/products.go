@@ -8,6 +8,7 @@ import (
 	"github.com/otter-ota/otter/client"
 	"github.com/otter-ota/otter/internal/ota"
 	"github.com/otter-ota/otter/internal/store"
+	"github.com/otter-ota/otter/sdk/wire"
 )
 
 // productsPage is the data of the product list.
@@ -190,9 +191,9 @@ func parseTags(s string) (map[string]string, error) {
 		name, value, ok := strings.Cut(field, "=")
 		switch {
 		case !ok || name == "":
-			return nil, ota.Errorf(ota.EINVALID, "Tag %q is not name=value, e.g. site=paris", clip(field))
+			return nil, ota.Errorf(ota.EINVALID, "Tag %q is not name=value, e.g. site=paris", wire.Clip(field, maxQuoted))
 		case tags[name] != "" && tags[name] != value:
-			return nil, ota.Errorf(ota.EINVALID, "Tag %s is given twice with different values", clip(name))
+			return nil, ota.Errorf(ota.EINVALID, "Tag %s is given twice with different values", wire.Clip(name, maxQuoted))
 		}
 		tags[name] = value
 	}

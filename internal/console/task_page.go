@@ -12,6 +12,7 @@ import (
 	"github.com/otter-ota/otter/client"
 	"github.com/otter-ota/otter/internal/ota"
 	"github.com/otter-ota/otter/internal/store"
+	"github.com/otter-ota/otter/sdk/wire"
 )
 
 // taskPage is the data of a task's page; Live is the part that htmx
@@ -160,7 +161,7 @@ func (c *Console) jobPage(r *http.Request, taskID int64, live *taskLive) error {
 	filter := store.JobFilter{TaskID: taskID}
 	if st := ota.JobState(r.URL.Query().Get("state")); st != "" {
 		if !st.Valid() {
-			return ota.Errorf(ota.EINVALID, "there is no job state %q: choose one from the list", clip(string(st)))
+			return ota.Errorf(ota.EINVALID, "there is no job state %q: choose one from the list", wire.Clip(string(st), maxQuoted))
 		}
 		filter.States = []ota.JobState{st}
 	}
@@ -342,7 +343,7 @@ func (c *Console) taskAction(w http.ResponseWriter, r *http.Request, s *session)
 	}
 	name := r.PathValue("action")
 	if taskActions[name] == nil && deviceActions[name] == nil {
-		return notFoundf("there is no task action %q: use pause, resume, cancel, advance, retry, cancel-device or retry-device", clip(name))
+		return notFoundf("there is no task action %q: use pause, resume, cancel, advance, retry, cancel-device or retry-device", wire.Clip(name, maxQuoted))
 	}
 	notice, err := c.runTaskAction(r, s, id)
 	if refused(err) {

@@ -255,7 +255,7 @@ func (h *Handler) write(w http.ResponseWriter, resp response) {
 func methodNotAllowed(w http.ResponseWriter, e endpoint, method string) response {
 	w.Header().Set("Allow", e.method)
 	return response{status: http.StatusMethodNotAllowed, body: wire.Reply{To: e.kind, Error: wire.CodeMethodNotAllowed,
-		Message: fmt.Sprintf("%s %s: method %s is not allowed; use %s", e.method, wire.HTTPPath(e.kind), clip(method), e.method)}}
+		Message: fmt.Sprintf("%s %s: method %s is not allowed; use %s", e.method, wire.HTTPPath(e.kind), wire.Clip(method, maxQuoted), e.method)}}
 }
 
 // wrongMethod answers a known path called with the wrong method.
@@ -271,16 +271,11 @@ func (h *Handler) wrongMethod(e endpoint) http.Handler {
 func (h *Handler) unknownPath() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		resp := response{status: http.StatusNotFound, body: wire.Reply{To: wire.ReplyTo(r.URL.Path), Error: wire.CodeUnknownTopic,
-			Message: fmt.Sprintf("no such device API path %q; the paths are %s{inform,request,confirm,progress,upgrade}", clip(r.URL.Path), wire.HTTPPrefix)}}
+			Message: fmt.Sprintf("no such device API path %q; the paths are %s{inform,request,confirm,progress,upgrade}", wire.Clip(r.URL.Path, maxQuoted), wire.HTTPPrefix)}}
 		h.write(w, resp)
 		h.metrics.requests.WithLabelValues("unknown", strconv.Itoa(resp.status)).Inc()
 	})
 }
 
-// clip shortens device input quoted in an answer.
-func clip(s string) string {
-	if len(s) > 64 {
-		return s[:64] + "..."
-	}
-	return s
-}
+// maxQuoted bounds device input quoted in an answer.
+const maxQuoted = 64

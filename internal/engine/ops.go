@@ -133,15 +133,8 @@ func parseJobID(job string) int64 {
 func unknownJob(to wire.Kind, job string) *Answer {
 	return &Answer{Kind: wire.KindReply, Message: wire.Reply{
 		To: to, Job: job, Error: wire.CodeUnknownJob,
-		Message: "no job " + clip(job) + " for this device",
+		Message: "no job " + wire.Clip(job, 40) + " for this device",
 	}}
-}
-
-func clip(s string) string {
-	if len(s) > 40 {
-		return s[:40] + "..."
-	}
-	return s
 }
 
 // runOps runs a gathered batch: consecutive device messages share one

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"unicode/utf8"
 
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -75,7 +74,7 @@ func (b *Broker) authenticate(cl *mochi.Client, pk packets.Packet) error {
 	}
 	if pk.Connect.WillFlag && !mayPublish(d, pk.Connect.WillTopic) {
 		r := &refusal{reason: refusedWill, v5: v5NotAuthorized, v3: v3NotAuthorized,
-			text: "the will topic must be one of the device's own topics", err: fmt.Errorf("device %s/%s: will topic %q is outside the device's own topics (%s#)", d.Product, d.Key, clip(pk.Connect.WillTopic), tree(d))}
+			text: "the will topic must be one of the device's own topics", err: fmt.Errorf("device %s/%s: will topic %q is outside the device's own topics (%s#)", d.Product, d.Key, wire.Clip(pk.Connect.WillTopic, maxQuoted), tree(d))}
 		b.refuse(cl, r)
 		return r
 	}
@@ -134,15 +133,5 @@ func (b *Broker) refuse(cl *mochi.Client, r *refusal) {
 	_ = cl.WritePacket(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connack}, ReasonCode: r.v3})
 }
 
-// clip shortens device input for a log line or message.
-func clip(s string) string {
-	const limit = 100
-	if len(s) <= limit {
-		return s
-	}
-	cut := limit
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "..."
-}
+// maxQuoted bounds device input quoted in a log line or message.
+const maxQuoted = 100

@@ -153,7 +153,7 @@ func (b *Broker) denied(d *engine.Device, action, topic string) {
 		return
 	}
 	b.log.Debug("mqtt: outside the device's topics; denied", "action", action,
-		"product", d.Product, "device", d.Key, "topic", clip(topic))
+		"product", d.Product, "device", d.Key, "topic", wire.Clip(topic, maxQuoted))
 }
 
 // count adds a connection to its device's presence and arms its release.

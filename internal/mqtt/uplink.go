@@ -92,7 +92,7 @@ func (b *Broker) refuseUplink(c *conn, d *engine.Device, pk packets.Packet, kind
 	b.metrics.uplinkErrors.WithLabelValues(reply.Error).Inc()
 	c.logs.Do(func() {
 		b.log.Info("mqtt: device message refused", "product", d.Product, "device", d.Key,
-			"topic", clip(pk.TopicName), "bytes", len(pk.Payload), "code", reply.Error, "err", reply.Message)
+			"topic", wire.Clip(pk.TopicName, maxQuoted), "bytes", len(pk.Payload), "code", reply.Error, "err", reply.Message)
 	})
 	c.after = func() { b.send(d, wire.KindReply, reply) }
 }

@@ -50,11 +50,10 @@ func checkVersionText(s string) string {
 // quoteInput quotes s for a message, shortening it so that a hostile
 // megabyte never ends up in a log line.
 func quoteInput(s string) string {
-	const show = 40
 	if len(s) <= MaxVersionLen {
 		return strconv.Quote(s)
 	}
-	return strconv.Quote(s[:show]) + "..."
+	return strconv.Quote(wire.Clip(s, 40))
 }
 
 // CompareVersions parses a and b and compares them as Version.Compare does.

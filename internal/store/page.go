@@ -3,6 +3,8 @@ package store
 import (
 	"encoding/base64"
 	"strconv"
+
+	"github.com/otter-ota/otter/sdk/wire"
 )
 
 // pageLimit returns how many items page asks for, within the store's limits.
@@ -44,10 +46,7 @@ func decodeIDCursor(c string) (int64, error) {
 }
 
 func badCursor(c string) error {
-	if len(c) > 40 {
-		c = c[:40] + "..."
-	}
-	return invalid("invalid page cursor %q: pass the cursor returned with the previous page unchanged", c)
+	return invalid("invalid page cursor %q: pass the cursor returned with the previous page unchanged", wire.Clip(c, 40))
 }
 
 // cutPage trims items, read with one more than limit, to limit and returns

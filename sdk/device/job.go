@@ -266,7 +266,7 @@ func (c *Client) confirm(ctx context.Context, up wire.Upgrade, needed bool, stag
 		m.Stage = stage
 	}
 	if !accept {
-		m.Message = clipText(reason)
+		m.Message = wire.Clip(reason, wire.MaxTextLength)
 	}
 	if err := c.sendReliably(ctx, m); err != nil {
 		return err
@@ -289,13 +289,6 @@ func (c *Client) ask(ctx context.Context, up wire.Upgrade, stage wire.Stage) (bo
 		return c.cfg.ConfirmInstall(ctx, up)
 	}
 	return c.cfg.Confirm == nil || c.cfg.Confirm(ctx, up), ""
-}
-
-func clipText(s string) string {
-	if len(s) > wire.MaxTextLength {
-		return s[:wire.MaxTextLength]
-	}
-	return s
 }
 
 // install hands the verified file to the Installer. From here on the job
@@ -412,7 +405,7 @@ func (c *Client) alreadyRunning(ctx context.Context, rec jobRecord) {
 func (c *Client) failJob(ctx context.Context, rec jobRecord, f *jobFailure) {
 	up := rec.Upgrade
 	c.log.Warn("upgrade failed", "job", up.Job, "code", f.code, "err", f.err)
-	p := wire.Progress{Job: up.Job, Attempt: up.Attempt, State: wire.StateFailed, Code: f.code, Message: clipText(f.err.Error())}
+	p := wire.Progress{Job: up.Job, Attempt: up.Attempt, State: wire.StateFailed, Code: f.code, Message: wire.Clip(f.err.Error(), wire.MaxTextLength)}
 	c.removePart(rec)
 	c.finish(doneRecord{Job: up.Job, Attempt: up.Attempt, Outcome: outcomeFailed, Answer: &p})
 	e := jobEvent(EventFailed, up)

@@ -76,7 +76,7 @@ func Decode(k Kind, b []byte) (Message, error) {
 	case KindReply:
 		return wrap(DecodeReply(b))
 	}
-	return nil, errorf(CodeUnknownTopic, "unknown message kind %q", clip(string(k)))
+	return nil, errorf(CodeUnknownTopic, "unknown message kind %q", Clip(string(k), maxQuoted))
 }
 
 func wrap[M Message](m M, err error) (Message, error) {
@@ -174,7 +174,7 @@ func (m Confirm) Validate() error {
 		return err
 	}
 	if m.Stage != "" && m.Stage != StageDownload && m.Stage != StageInstall {
-		return errorf(CodeMalformed, `confirm: field "stage" is %q; want download or install`, clip(string(m.Stage)))
+		return errorf(CodeMalformed, `confirm: field "stage" is %q; want download or install`, Clip(string(m.Stage), maxQuoted))
 	}
 	return checkText(KindConfirm, m.Message)
 }
@@ -186,7 +186,7 @@ func (m Progress) Validate() error {
 		return err
 	}
 	if !m.State.Valid() {
-		return errorf(CodeMalformed, `progress: field "state" is %q; want downloading, downloaded, installing, rebooting or failed`, clip(string(m.State)))
+		return errorf(CodeMalformed, `progress: field "state" is %q; want downloading, downloaded, installing, rebooting or failed`, Clip(string(m.State), maxQuoted))
 	}
 	if m.Percent < 0 || m.Percent > 100 {
 		return errorf(CodeMalformed, `progress: field "percent" is %d; want 0 to 100`, m.Percent)
@@ -227,7 +227,7 @@ func (m Upgrade) Validate() error {
 		return errorf(CodeMalformed, `upgrade: field "url": %s`, p)
 	}
 	if m.Mode != ModePush && m.Mode != ModeRequest {
-		return errorf(CodeMalformed, `upgrade: field "mode" is %q; want push or request`, clip(string(m.Mode)))
+		return errorf(CodeMalformed, `upgrade: field "mode" is %q; want push or request`, Clip(string(m.Mode), maxQuoted))
 	}
 	return nil
 }
@@ -276,7 +276,7 @@ func tokenProblem(what, s string) string {
 	}
 	for i := 0; i < len(s); i++ {
 		if s[i] <= ' ' || s[i] > '~' {
-			return fmt.Sprintf("%s %q contains a space, control or non-ASCII character", what, clip(s))
+			return fmt.Sprintf("%s %q contains a space, control or non-ASCII character", what, Clip(s, maxQuoted))
 		}
 	}
 	return ""
@@ -293,7 +293,7 @@ func codeProblem(s string) string {
 	}
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_') {
-			return fmt.Sprintf("code %q may contain only lowercase letters, digits and '_'", clip(s))
+			return fmt.Sprintf("code %q may contain only lowercase letters, digits and '_'", Clip(s, maxQuoted))
 		}
 	}
 	return ""
@@ -325,7 +325,7 @@ func urlProblem(s string) string {
 	}
 	u, err := url.Parse(s)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Sprintf("%q is not an absolute http or https URL", clip(s))
+		return fmt.Sprintf("%q is not an absolute http or https URL", Clip(s, maxQuoted))
 	}
 	return ""
 }

@@ -45,7 +45,7 @@ func Username(product, device string) string { return product + "/" + device }
 func ParseUsername(user string) (product, device string, err error) {
 	product, device, ok := strings.Cut(user, "/")
 	if !ok {
-		return "", "", errorf(CodeUnauthorized, "user name %q must be {product}/{device}", clip(user))
+		return "", "", errorf(CodeUnauthorized, "user name %q must be {product}/{device}", Clip(user, maxQuoted))
 	}
 	p := keyProblem("product key", product)
 	if p == "" {

@@ -67,7 +67,7 @@ func problemError(p string) error {
 
 func keyProblem(what, s string) string {
 	if r := keyReason(s); r != "" {
-		return fmt.Sprintf("%s %s is not valid: %s; use %s", what, strconv.Quote(clip(s)), r, KeyRule)
+		return fmt.Sprintf("%s %s is not valid: %s; use %s", what, strconv.Quote(Clip(s, maxQuoted)), r, KeyRule)
 	}
 	return ""
 }
@@ -113,7 +113,7 @@ func VersionReason(s string) string {
 
 func versionProblem(what, s string) string {
 	if r := VersionReason(s); r != "" {
-		return fmt.Sprintf("%s %s is not valid: %s; use %s", what, strconv.Quote(clip(s)), r, VersionRule)
+		return fmt.Sprintf("%s %s is not valid: %s; use %s", what, strconv.Quote(Clip(s, maxQuoted)), r, VersionRule)
 	}
 	return ""
 }

@@ -1,9 +1,6 @@
 package wire
 
-import (
-	"strings"
-	"unicode/utf8"
-)
+import "strings"
 
 // TopicPrefix starts every otter topic. The version segment lets a later
 // protocol live beside this one on the same broker.
@@ -58,34 +55,20 @@ func SubscriptionFilter(k Kind) string { return TopicPrefix + "/+/+/" + string(k
 func ParseTopic(topic string) (product, device string, kind Kind, err error) {
 	rest, ok := strings.CutPrefix(topic, TopicPrefix+"/")
 	if !ok {
-		return "", "", "", errorf(CodeUnknownTopic, "topic %q does not start with %q", clip(topic), TopicPrefix+"/")
+		return "", "", "", errorf(CodeUnknownTopic, "topic %q does not start with %q", Clip(topic, maxQuoted), TopicPrefix+"/")
 	}
 	parts := strings.Split(rest, "/")
 	if len(parts) != 3 {
-		return "", "", "", errorf(CodeUnknownTopic, "topic %q must be %s/{product}/{device}/{kind}", clip(topic), TopicPrefix)
+		return "", "", "", errorf(CodeUnknownTopic, "topic %q must be %s/{product}/{device}/{kind}", Clip(topic, maxQuoted), TopicPrefix)
 	}
 	for i, what := range []string{"product key", "device key"} {
 		if p := keyProblem(what, parts[i]); p != "" {
-			return "", "", "", errorf(CodeUnknownTopic, "topic %q: %s", clip(topic), p)
+			return "", "", "", errorf(CodeUnknownTopic, "topic %q: %s", Clip(topic, maxQuoted), p)
 		}
 	}
 	k := Kind(parts[2])
 	if !k.Uplink() && !k.Downlink() {
-		return "", "", "", errorf(CodeUnknownTopic, "topic %q: unknown message kind %q (want one of inform, request, confirm, progress, upgrade, reply)", clip(topic), clip(parts[2]))
+		return "", "", "", errorf(CodeUnknownTopic, "topic %q: unknown message kind %q (want one of inform, request, confirm, progress, upgrade, reply)", Clip(topic, maxQuoted), Clip(parts[2], maxQuoted))
 	}
 	return parts[0], parts[1], k, nil
-}
-
-// clip shortens s for an error message, so that a hostile input cannot make
-// an error (and the log line that shows it) arbitrarily long.
-func clip(s string) string {
-	const limit = 80
-	if len(s) <= limit {
-		return s
-	}
-	cut := limit
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "..."
 }
