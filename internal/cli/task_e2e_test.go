@@ -14,9 +14,10 @@ import (
 	"github.com/otter-ota/otter/internal/cli"
 )
 
-// startTaskOtter starts the API with a running rollout engine (server.Start
-// does not run the engine yet), a product demo with devices d1..dN that
-// reported 1.0.0, and firmware 1.1.0; it returns the firmware id.
+// startTaskOtter starts the API with a running rollout engine (apitest: the
+// devices report straight to the engine, no broker), a product demo with
+// devices d1..dN that reported 1.0.0, and firmware 1.1.0; it returns the
+// firmware id.
 func startTaskOtter(t *testing.T, devices int) (*otter, *apitest.Server, string) {
 	t.Helper()
 	s := apitest.Start(t)

@@ -1,7 +1,9 @@
 // Package server assembles a running otter: it opens the store, the blob
-// store and the signing key named by a Config, mounts the operator API,
-// health checks and metrics on the HTTP listener, and shuts all of it down
-// in order. cmd/otter only turns flags into a Config.
+// store and the signing keys named by a Config, builds the rollout engine,
+// the embedded MQTT broker, the device HTTP API with its firmware
+// downloads, the operator API and the console, serves them with health
+// checks and metrics, runs the engine, and shuts all of it down in order.
+// The CLI (internal/cli, `otter serve`) only turns flags into a Config.
 package server
 
 import (

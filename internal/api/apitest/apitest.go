@@ -1,7 +1,10 @@
 // Package apitest runs the operator API over a real store with a real
 // rollout engine on an ephemeral port, for the tests of the packages that
-// call the API (client, cli). It stands in for server.Start in tests that
-// need tasks until the server runs the engine itself.
+// call the API (client, cli). No device connects: the engine's commands go
+// nowhere, and a test makes a device report its version straight to the
+// engine (Server.Report), so tasks run to their end with neither a broker
+// nor the device API. The end-to-end tests with devices start a whole
+// otter (internal/server).
 package apitest
 
 import (
