@@ -1,6 +1,8 @@
-// Package signing holds the ed25519 key that signs firmware manifests.
-// Devices trust a firmware file only when its manifest verifies with the
-// server's public key, so the private key never leaves this package.
+// Package signing holds the ed25519 key that signs what devices verify:
+// firmware manifests and upgrade commands. Devices trust a firmware file or
+// a command only when its signature verifies with the server's public key,
+// so the private key never leaves this package. (Download URLs are signed
+// apart, with an HMAC key only the server checks: devicehttp.URLSigner.)
 package signing
 
 import (
@@ -22,7 +24,8 @@ import (
 // `openssl pkey -in key.pem -pubout` reads.
 const pemType = "PRIVATE KEY"
 
-// Signer signs firmware manifests with an ed25519 private key.
+// Signer signs firmware manifests and upgrade commands with an ed25519
+// private key.
 type Signer struct {
 	key ed25519.PrivateKey
 }
@@ -75,7 +78,7 @@ func ManifestOf(f ota.Firmware) wire.Manifest {
 	return wire.Manifest{Product: f.Product, Module: f.Module, Version: f.Version, Size: f.Size, SHA256: f.SHA256}
 }
 
-// PublicKey returns the key devices verify manifests with.
+// PublicKey returns the key devices verify manifests and commands with.
 func (s *Signer) PublicKey() ed25519.PublicKey {
 	return s.key.Public().(ed25519.PublicKey)
 }
