@@ -112,6 +112,16 @@ func (w *work) policyOf(j ota.Job) ota.Policy {
 	return ota.Policy{}
 }
 
+// applyInput applies one input under the task's policy: a job that starts
+// flight gets the policy's timeout as its deadline.
+func applyInput(j ota.Job, in ota.JobInput, now time.Time, p ota.Policy) (ota.Job, bool) {
+	if in.Timeout == 0 {
+		in.Timeout = time.Duration(p.Timeout)
+	}
+	next, ch := j.Apply(in, now)
+	return next, ch.Changed
+}
+
 // maybeRetry puts a failed or timed-out job back in the queue when its
 // task's policy retries that failure and attempts remain.
 func (w *work) maybeRetry(j *ota.Job) {
