@@ -498,7 +498,7 @@ func (e *Engine) expireTask(ctx context.Context, ts *taskState) error {
 	if err := e.withdraw(ctx, ts, ota.CodeWindowClosed, why, "engine"); err != nil {
 		return err
 	}
-	if inFlight(ts.totals()) == 0 {
+	if ota.InFlight(ts.totals()) == 0 {
 		return e.complete(ctx, ts)
 	}
 	return nil
@@ -555,14 +555,4 @@ func (e *Engine) withdraw(ctx context.Context, ts *taskState, code, message, act
 			return err
 		}
 	}
-}
-
-func inFlight(c map[ota.JobState]int64) int64 {
-	var n int64
-	for s, k := range c {
-		if s.InFlight() {
-			n += k
-		}
-	}
-	return n
 }

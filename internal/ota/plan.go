@@ -122,7 +122,7 @@ func (p Policy) Plan(in PlanInput) PlanResult {
 	r.PhaseGateMet = p.phaseGateMet(in)
 	r.AdvancePhase = r.PhaseGateMet && p.PhaseGate != GateManual && in.Phase < len(p.Phases)-1 && !r.Abort
 	r.Expired = p.End != nil && !in.Now.Before(*p.End)
-	r.Complete = in.Counts[JobQueued] == 0 && in.Counts[JobAwaitingVersion] == 0 && inFlight(in.Counts) == 0 && !in.Dynamic
+	r.Complete = in.Counts[JobQueued] == 0 && in.Counts[JobAwaitingVersion] == 0 && InFlight(in.Counts) == 0 && !in.Dynamic
 	r.Start, r.Hold, r.Wake = p.starts(in, r)
 	if p.End != nil && in.Now.Before(*p.End) {
 		r.Wake = earliest(r.Wake, *p.End)
@@ -163,7 +163,7 @@ func (p Policy) starts(in PlanInput, r PlanResult) (int, string, time.Time) {
 func (p Policy) budget(in PlanInput, r PlanResult, queued int64) (int, string, time.Time) {
 	n := min(queued, math.MaxInt32)
 	if p.MaxConcurrent > 0 {
-		n = min(n, int64(p.MaxConcurrent)-inFlight(in.Counts))
+		n = min(n, int64(p.MaxConcurrent)-InFlight(in.Counts))
 		if n <= 0 {
 			return 0, HoldConcurrency, time.Time{}
 		}
@@ -211,8 +211,8 @@ func (p Policy) phaseGateMet(in PlanInput) bool {
 	return float64(in.PhaseSucceeded)*100 >= p.PhaseSuccess*float64(in.PhaseJobs)
 }
 
-// inFlight sums the jobs started and not ended.
-func inFlight(c map[JobState]int64) int64 {
+// InFlight sums the jobs of counts that started and have not ended.
+func InFlight(c map[JobState]int64) int64 {
 	var n int64
 	for s, k := range c {
 		if s.InFlight() && s.Valid() {
