@@ -45,12 +45,6 @@ var taskRules = map[TaskAction]taskRule{
 	TaskAbort:    {[]TaskState{TaskRunning, TaskPaused}, TaskAborted, "aborted"},
 }
 
-// OperatorAction reports whether an operator may ask for a (the others
-// belong to the engine).
-func (a TaskAction) OperatorAction() bool {
-	return a == TaskPause || a == TaskResume || a == TaskCancel || a == TaskReopen
-}
-
 // Apply returns the task after action a at now. Repeating an action whose
 // result already holds (pausing a paused task) is not an error: it returns
 // the task unchanged and changed=false, so retried requests are harmless.

@@ -73,13 +73,7 @@ func TestTaskApplyTimes(t *testing.T) {
 	}
 }
 
-func TestTaskActionOperator(t *testing.T) {
-	for a := range taskRules {
-		want := a == TaskPause || a == TaskResume || a == TaskCancel || a == TaskReopen
-		if a.OperatorAction() != want {
-			t.Errorf("%s.OperatorAction() = %v", a, !want)
-		}
-	}
+func TestTaskStateValid(t *testing.T) {
 	for _, s := range TaskStates {
 		if !s.Valid() {
 			t.Errorf("%s is not Valid", s)
