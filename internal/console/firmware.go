@@ -13,6 +13,7 @@ import (
 	"github.com/otter-ota/otter/internal/ota"
 	"github.com/otter-ota/otter/internal/signing"
 	"github.com/otter-ota/otter/internal/store"
+	"github.com/otter-ota/otter/sdk/wire"
 )
 
 // apiPrefix is where the REST API serves; the console forwards downloads
@@ -126,7 +127,7 @@ func queryBool(q url.Values, name string) (bool, error) {
 	}
 	b, err := strconv.ParseBool(v)
 	if err != nil {
-		return false, ota.Errorf(ota.EINVALID, "%s=%q is not a boolean: use true or false", name, clip(v))
+		return false, ota.Errorf(ota.EINVALID, "%s=%q is not a boolean: use true or false", name, wire.Clip(v, maxQuoted))
 	}
 	return b, nil
 }
@@ -138,10 +139,10 @@ func parseParams(lines []string) (map[string]string, error) {
 	for _, line := range lines {
 		name, value, ok := strings.Cut(line, "=")
 		if !ok {
-			return nil, ota.Errorf(ota.EINVALID, "param %q has no value: write name=value", clip(line))
+			return nil, ota.Errorf(ota.EINVALID, "param %q has no value: write name=value", wire.Clip(line, maxQuoted))
 		}
 		if _, dup := params[name]; dup {
-			return nil, ota.Errorf(ota.EINVALID, "param %s is given twice", clip(name))
+			return nil, ota.Errorf(ota.EINVALID, "param %s is given twice", wire.Clip(name, maxQuoted))
 		}
 		params[name] = value
 	}
