@@ -27,112 +27,134 @@ const (
 )
 
 // Validate checks every field of p and reports all problems at once: an
-// EINVALID *Error whose Details list each problem and whose Message joins
-// them. It reads tzdata (time.LoadLocation) to check a window's time zone.
-func (p Policy) Validate() error {
-	var problems []string
-	for _, check := range []func() []string{p.checkSchedule, p.checkRate, p.checkPhases, p.checkRetries, p.checkAbort, p.checkConfirm} {
-		problems = append(problems, check()...)
+// EINVALID *Error (see Invalid) with one FieldError per problem, each at
+// the field's path in the API's request body ("policy.rate"). It does not
+// compare times with the clock (see TaskSpec.Validate and Patch), and it
+// reads tzdata (time.LoadLocation) to check a window's time zone.
+func (p Policy) Validate() error { return invalid(p.problems()) }
+
+func (p Policy) problems() []FieldError {
+	var out []FieldError
+	for _, check := range []func() []FieldError{p.checkSchedule, p.checkRate, p.checkPhases, p.checkRetries, p.checkAbort, p.checkConfirm} {
+		out = append(out, check()...)
 	}
-	if len(problems) == 0 {
-		return nil
-	}
-	return &Error{Code: EINVALID, Message: "invalid policy: " + strings.Join(problems, "; "), Details: problems}
+	return out
 }
 
-func (p Policy) checkConfirm() []string {
+// policyProblem is a problem of the policy field named: the field's path
+// in a request body is "policy." and its JSON name.
+func policyProblem(field, format string, args ...any) FieldError {
+	return FieldError{Field: "policy." + field, Message: fmt.Sprintf(format, args...)}
+}
+
+// endProblem refuses an end time that is not after now: a task must end in
+// the future. It is the one check of the rule, for new tasks and edits.
+func endProblem(end *time.Time, now time.Time) []FieldError {
+	if end == nil || end.After(now) {
+		return nil
+	}
+	return []FieldError{policyProblem("end", "end %s is in the past: give a later end time, or none", end.UTC().Format(time.RFC3339))}
+}
+
+func (p Policy) checkConfirm() []FieldError {
 	if !p.Confirm.Valid() {
-		return []string{fmt.Sprintf("confirm %q must be none, download, install or both", p.Confirm)}
+		return []FieldError{policyProblem("confirm", "confirm %q must be none, download, install or both", p.Confirm)}
 	}
 	return nil
 }
 
-func (p Policy) checkSchedule() []string {
-	var out []string
+func (p Policy) checkSchedule() []FieldError {
+	var out []FieldError
 	if p.Start != nil && p.End != nil && !p.End.After(*p.Start) {
-		out = append(out, fmt.Sprintf("end %s is not after start %s", p.End.Format(time.RFC3339), p.Start.Format(time.RFC3339)))
+		out = append(out, policyProblem("end", "end %s is not after start %s", p.End.Format(time.RFC3339), p.Start.Format(time.RFC3339)))
 	}
 	if p.Window != nil {
-		if err := p.Window.Validate(); err != nil {
-			out = append(out, ErrorMessage(err))
-		}
+		out = append(out, p.Window.problems("policy.window")...)
 	}
 	if p.Timeout != 0 && (time.Duration(p.Timeout) < MinTimeout) {
-		out = append(out, fmt.Sprintf("timeout %s is below the minimum of %s", time.Duration(p.Timeout), MinTimeout))
+		out = append(out, policyProblem("timeout", "timeout %s is below the minimum of %s", time.Duration(p.Timeout), MinTimeout))
 	}
 	return out
 }
 
-func (p Policy) checkRate() []string {
-	var out []string
+func (p Policy) checkRate() []FieldError {
+	var out []FieldError
 	if p.Rate < 0 || p.Rate > MaxRate {
-		out = append(out, fmt.Sprintf("rate %d must be between 0 (unlimited) and %d jobs per minute", p.Rate, MaxRate))
+		out = append(out, policyProblem("rate", "rate %d must be between 0 (unlimited) and %d jobs per minute", p.Rate, MaxRate))
 	}
 	if p.MaxConcurrent < 0 {
-		out = append(out, fmt.Sprintf("max_concurrent %d must not be negative (0 is unlimited)", p.MaxConcurrent))
+		out = append(out, policyProblem("max_concurrent", "max_concurrent %d must not be negative (0 is unlimited)", p.MaxConcurrent))
 	}
 	switch {
 	case p.RateGrowth == 0 && p.RateGrowthEvery == 0:
 	case !(p.RateGrowth >= 1 && p.RateGrowth <= MaxRateGrowth):
-		out = append(out, fmt.Sprintf("rate_growth %g must be between 1 and %d, e.g. 2 to double", p.RateGrowth, MaxRateGrowth))
+		out = append(out, policyProblem("rate_growth", "rate_growth %g must be between 1 and %d, e.g. 2 to double", p.RateGrowth, MaxRateGrowth))
 	case p.RateGrowthEvery <= 0:
-		out = append(out, "rate_growth needs rate_growth_every: the number of successes after which the rate grows")
+		out = append(out, policyProblem("rate_growth", "rate_growth needs rate_growth_every: the number of successes after which the rate grows"))
 	case p.Rate == 0:
-		out = append(out, "rate_growth needs a rate to grow from")
+		out = append(out, policyProblem("rate_growth", "rate_growth needs a rate to grow from"))
 	}
 	return out
 }
 
-func (p Policy) checkPhases() []string {
-	var out []string
+func (p Policy) checkPhases() []FieldError {
+	var out []FieldError
 	if len(p.Phases) > 0 {
 		if err := validatePhases(p.Phases); err != nil {
-			out = append(out, ErrorMessage(err))
+			out = append(out, fieldError("policy.phases", err))
 		}
 	}
 	if !(p.PhaseSuccess >= 0 && p.PhaseSuccess <= 100) {
-		out = append(out, fmt.Sprintf("phase_success %g must be a percentage between 0 and 100", p.PhaseSuccess))
+		out = append(out, policyProblem("phase_success", "phase_success %g must be a percentage between 0 and 100", p.PhaseSuccess))
 	}
 	if p.PhaseGate != "" && p.PhaseGate != GateAuto && p.PhaseGate != GateManual {
-		out = append(out, fmt.Sprintf("phase_gate %q must be auto or manual", p.PhaseGate))
+		out = append(out, policyProblem("phase_gate", "phase_gate %q must be auto or manual", p.PhaseGate))
 	}
 	if len(p.Phases) == 0 && (p.PhaseSuccess != 0 || p.PhaseGate != "") {
-		out = append(out, "phase_success and phase_gate need phases, e.g. 1%,10%,100%")
+		field := "phase_success"
+		if p.PhaseSuccess == 0 {
+			field = "phase_gate"
+		}
+		out = append(out, policyProblem(field, "phase_success and phase_gate need phases, e.g. 1%%,10%%,100%%"))
 	}
 	return out
 }
 
-func (p Policy) checkRetries() []string {
-	var out []string
+func (p Policy) checkRetries() []FieldError {
+	var out []FieldError
 	if p.Retries < 0 || p.Retries > MaxRetries {
-		out = append(out, fmt.Sprintf("retries %d must be between 0 and %d", p.Retries, MaxRetries))
+		out = append(out, policyProblem("retries", "retries %d must be between 0 and %d", p.Retries, MaxRetries))
 	}
 	if p.RetryBackoff < 0 || time.Duration(p.RetryBackoff) > MaxRetryBackoff {
-		out = append(out, fmt.Sprintf("retry_backoff %s must be between 0 and %s", time.Duration(p.RetryBackoff), MaxRetryBackoff))
+		out = append(out, policyProblem("retry_backoff", "retry_backoff %s must be between 0 and %s", time.Duration(p.RetryBackoff), MaxRetryBackoff))
 	}
 	if p.Retries == 0 && (p.RetryBackoff != 0 || len(p.RetryOn) > 0) {
-		out = append(out, "retry_backoff and retry_on need retries > 0")
+		field := "retry_backoff"
+		if p.RetryBackoff == 0 {
+			field = "retry_on"
+		}
+		out = append(out, policyProblem(field, "retry_backoff and retry_on need retries > 0"))
 	}
 	for i, code := range p.RetryOn {
 		if code == "" || len(code) > MaxCodeLen || !isCode(code) {
-			out = append(out, fmt.Sprintf("retry_on code %s must be lowercase letters, digits or '_', e.g. %s", quoteInput(code), CodeDownloadFailed))
+			out = append(out, policyProblem("retry_on", "retry_on code %s must be lowercase letters, digits or '_', e.g. %s", quoteInput(code), CodeDownloadFailed))
 		} else if slices.Contains(p.RetryOn[:i], code) {
-			out = append(out, fmt.Sprintf("retry_on lists %s twice", code))
+			out = append(out, policyProblem("retry_on", "retry_on lists %s twice", code))
 		}
 	}
 	return out
 }
 
-func (p Policy) checkAbort() []string {
-	var out []string
+func (p Policy) checkAbort() []FieldError {
+	var out []FieldError
 	if !(p.AbortFailure >= 0 && p.AbortFailure <= 100) {
-		out = append(out, fmt.Sprintf("abort_failure %g must be a percentage between 0 and 100", p.AbortFailure))
+		out = append(out, policyProblem("abort_failure", "abort_failure %g must be a percentage between 0 and 100", p.AbortFailure))
 	}
 	if p.AbortMin < 0 {
-		out = append(out, fmt.Sprintf("abort_min %d must not be negative", p.AbortMin))
+		out = append(out, policyProblem("abort_min", "abort_min %d must not be negative", p.AbortMin))
 	}
 	if p.AbortMin > 0 && p.AbortFailure == 0 {
-		out = append(out, "abort_min needs abort_failure: the failure percentage that aborts the task")
+		out = append(out, policyProblem("abort_min", "abort_min needs abort_failure: the failure percentage that aborts the task"))
 	}
 	return out
 }

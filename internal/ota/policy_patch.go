@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
+	"time"
 )
 
 // EditablePolicyFields are the policy fields an operator may change on a
@@ -31,8 +33,9 @@ type PolicyChange struct {
 // Patch returns p with a JSON merge patch (RFC 7396) applied: each key of
 // patch replaces that field, null unsets it, absent keys stay. Only
 // EditablePolicyFields may appear. The result is validated as a new
-// task's policy is.
-func (p Policy) Patch(patch map[string]json.RawMessage) (Policy, error) {
+// task's policy is, and a changed end must come after now (an end kept as
+// it was may have passed). Every problem is reported, at its field.
+func (p Policy) Patch(patch map[string]json.RawMessage, now time.Time) (Policy, error) {
 	if err := checkPatchKeys(patch); err != nil {
 		return p, err
 	}
@@ -53,9 +56,13 @@ func (p Policy) Patch(patch map[string]json.RawMessage) (Policy, error) {
 	}
 	var next Policy
 	if err := json.Unmarshal(b, &next); err != nil {
-		return p, Errorf(EINVALID, "invalid policy: %s", jsonProblem(err))
+		return p, Invalid(decodeProblems(patch, err)...)
 	}
-	if err := next.Validate(); err != nil {
+	problems := next.problems()
+	if next.End != nil && (p.End == nil || !next.End.Equal(*p.End)) {
+		problems = append(problems, endProblem(next.End, now)...)
+	}
+	if err := invalid(problems); err != nil {
 		return p, err
 	}
 	return next, nil
@@ -72,8 +79,33 @@ func checkPatchKeys(patch map[string]json.RawMessage) error {
 		return nil
 	}
 	sort.Strings(bad)
-	return Errorf(EINVALID, "policy %s cannot be changed on a task (editable: %s)",
+	e := Errorf(EINVALID, "policy %s cannot be changed on a task (editable: %s)",
 		strings.Join(bad, ", "), strings.Join(EditablePolicyFields, ", "))
+	for _, k := range bad {
+		e.Fields = append(e.Fields, policyProblem(k, "%s cannot be changed on a task", k))
+	}
+	return e
+}
+
+// decodeProblems decodes the patch's fields one by one to name each that
+// cannot be read; err, the whole decode's error, stands in if none fails
+// alone.
+func decodeProblems(patch map[string]json.RawMessage, err error) []FieldError {
+	var out []FieldError
+	for _, k := range slices.Sorted(maps.Keys(patch)) {
+		var one Policy
+		if e := json.Unmarshal([]byte(`{"`+k+`":`+string(patch[k])+`}`), &one); e != nil {
+			msg := jsonProblem(e)
+			if !strings.HasPrefix(msg, k+" ") {
+				msg = k + ": " + msg
+			}
+			out = append(out, policyProblem(k, "%s", msg))
+		}
+	}
+	if len(out) == 0 {
+		out = append(out, FieldError{"policy", jsonProblem(err)})
+	}
+	return out
 }
 
 func jsonProblem(err error) string {

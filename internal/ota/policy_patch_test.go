@@ -2,6 +2,7 @@ package ota
 
 import (
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -27,12 +28,13 @@ func TestPolicyPatch(t *testing.T) {
 		{`{"timeout": "soon"}`, nil, "", "invalid duration"},
 		{`{"phases": [100], "confirm": true}`, nil, "", "policy confirm, phases cannot be changed"},
 		{`{"window": {"start": "25:00", "end": "05:00"}}`, nil, "", "window"},
+		{`{"end": "2025-01-01T00:00:00Z"}`, nil, "", "end 2025-01-01T00:00:00Z is in the past"},
 	} {
 		var patch map[string]json.RawMessage
 		if err := json.Unmarshal([]byte(tc.patch), &patch); err != nil {
 			t.Fatal(err)
 		}
-		got, err := base.Patch(patch)
+		got, err := base.Patch(patch, t0)
 		if tc.err != "" {
 			if err == nil || !strings.Contains(ErrorMessage(err), tc.err) || ErrorCode(err) != EINVALID {
 				t.Errorf("%s: error %v, want EINVALID with %q", tc.patch, err, tc.err)
@@ -49,6 +51,34 @@ func TestPolicyPatch(t *testing.T) {
 	}
 }
 
+// TestPolicyPatchFields checks that each problem of a patch names its field,
+// and that an end kept as it was may have passed.
+func TestPolicyPatchFields(t *testing.T) {
+	past := t0.Add(-time.Hour)
+	base := Policy{End: &past}
+	for _, tc := range []struct {
+		patch  string
+		fields []string
+	}{
+		{`{"rate": "fast", "timeout": "soon", "max_concurrent": 3}`, []string{"policy.rate", "policy.timeout"}},
+		{`{"rate": -1, "abort_min": 2}`, []string{"policy.rate", "policy.abort_min"}},
+		{`{"phases": [100], "confirm": "both"}`, []string{"policy.confirm", "policy.phases"}},
+		{`{"end": "2025-02-01T00:00:00Z"}`, []string{"policy.end"}},
+		{`{"window": {"start": "1", "end": "05:00", "tz": "Nowhere"}}`, []string{"policy.window.start", "policy.window.tz"}},
+		{`{"rate": 5}`, nil},
+		{`{"end": "` + past.Format(time.RFC3339) + `"}`, nil},
+	} {
+		var patch map[string]json.RawMessage
+		if err := json.Unmarshal([]byte(tc.patch), &patch); err != nil {
+			t.Fatal(err)
+		}
+		_, err := base.Patch(patch, t0)
+		if got := fieldsOf(err); !slices.Equal(got, tc.fields) {
+			t.Errorf("%s: fields %v (%v), want %v", tc.patch, got, err, tc.fields)
+		}
+	}
+}
+
 func FuzzPolicyPatch(f *testing.F) {
 	f.Add(`{"rate": 100, "end": null}`)
 	f.Add(`{"window": {"start": "01:00", "end": "02:00", "tz": "Europe/Paris"}}`)
@@ -57,7 +87,7 @@ func FuzzPolicyPatch(f *testing.F) {
 		if json.Unmarshal([]byte(s), &patch) != nil {
 			return
 		}
-		got, err := Policy{Rate: 5}.Patch(patch)
+		got, err := Policy{Rate: 5}.Patch(patch, t0)
 		if err != nil {
 			if ErrorCode(err) != EINVALID {
 				t.Fatalf("%s: %v is not EINVALID", s, err)

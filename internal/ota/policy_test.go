@@ -67,8 +67,15 @@ func TestPolicyValidate(t *testing.T) {
 func TestPolicyValidateReportsAll(t *testing.T) {
 	err := Policy{Rate: -1, Retries: -1, AbortFailure: 200}.Validate()
 	var e *Error
-	if !errors.As(err, &e) || len(e.Details) != 3 {
-		t.Fatalf("Validate() = %#v, want 3 problems in Details", err)
+	if !errors.As(err, &e) || len(e.Fields) != 3 {
+		t.Fatalf("Validate() = %#v, want 3 field errors", err)
+	}
+	want := []string{"policy.rate", "policy.retries", "policy.abort_failure"}
+	if got := fieldsOf(err); !slices.Equal(got, want) {
+		t.Errorf("fields %v, want %v", got, want)
+	}
+	if e.Message != e.Fields[0].Message+"; "+e.Fields[1].Message+"; "+e.Fields[2].Message {
+		t.Errorf("message %q does not join the field errors", e.Message)
 	}
 }
 

@@ -4,39 +4,85 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
+
+	"github.com/otter-ota/otter/sdk/wire"
 )
 
-// Validate checks that t selects something and that its fields are usable.
-func (t Target) Validate() error {
+// Validate checks that t selects something and that its fields are usable,
+// and reports every problem (see TaskSpec.Validate).
+func (t Target) Validate() error { return invalid(t.problems()) }
+
+// maxKeyProblems bounds the problems reported about one list of keys: a
+// pasted list of half a million bad keys must not make a problem as large.
+const maxKeyProblems = 10
+
+func (t Target) problems() []FieldError {
+	var out []FieldError
 	if t.selectsNothing() {
-		return Errorf(EINVALID, "the target selects no device: choose all devices, a device list, tags, from-versions or a percentage")
+		out = append(out, FieldError{"target", "the target selects no device: set all, devices, tags or from_versions (percent and dynamic only narrow or extend one of these)"})
 	}
 	if t.Percent != 0 && !(t.Percent > 0 && t.Percent <= 100) {
-		return Errorf(EINVALID, "target percent %g must be above 0 and at most 100", t.Percent)
+		out = append(out, FieldError{"target.percent", fmt.Sprintf("target percent %g must be above 0 and at most 100", t.Percent)})
 	}
-	seen := make(map[string]bool, len(t.Devices))
-	for i, d := range t.Devices {
-		if d == "" {
-			return Errorf(EINVALID, "target device %d is an empty key", i+1)
-		}
-		if seen[d] {
-			return Errorf(EINVALID, "target lists device %s twice", quoteInput(d))
-		}
-		seen[d] = true
-	}
-	for k := range t.Tags {
-		if k == "" {
-			return Errorf(EINVALID, "target tag names must not be empty")
-		}
-	}
+	out = append(out, t.deviceProblems()...)
+	out = append(out, tagProblems(t.Tags)...)
 	for _, v := range t.FromVersions {
 		if reason := checkVersionText(v); reason != "" {
-			return Errorf(EINVALID, "target from-version %s is not usable: %s", quoteInput(v), reason)
+			out = append(out, FieldError{"target.from_versions", fmt.Sprintf("target from-version %s is not usable: %s", quoteInput(v), reason)})
 		}
 	}
-	return nil
+	return out
+}
+
+// deviceProblems checks the keys of the device list (wire.KeyRule) and that
+// none is listed twice.
+func (t Target) deviceProblems() []FieldError {
+	var out []FieldError
+	bad := 0
+	seen := make(map[string]bool, len(t.Devices))
+	for i, d := range t.Devices {
+		var msg string
+		if err := wire.CheckKey("device key", d); err != nil {
+			msg = fmt.Sprintf("target device %d: %s", i+1, wireMessage(err))
+		} else if seen[d] {
+			msg = fmt.Sprintf("target lists device %s twice", quoteInput(d))
+		}
+		seen[d] = true
+		if msg == "" {
+			continue
+		}
+		if bad++; bad <= maxKeyProblems {
+			out = append(out, FieldError{"target.devices", msg})
+		}
+	}
+	if n := bad - maxKeyProblems; n > 0 {
+		out = append(out, FieldError{"target.devices", fmt.Sprintf("and %s of the target's devices", Plural(n, "more problem", "more problems"))})
+	}
+	return out
+}
+
+// tagProblems checks the tags a target selects by as device tags are
+// checked: names by wire.KeyRule, values by wire.TagValueRule, at most
+// MaxTags.
+func tagProblems(tags map[string]string) []FieldError {
+	var out []FieldError
+	if len(tags) > MaxTags {
+		out = append(out, FieldError{"target.tags", fmt.Sprintf("%d tags given: at most %d are allowed", len(tags), MaxTags)})
+		return out
+	}
+	for _, name := range slices.Sorted(maps.Keys(tags)) {
+		err := wire.CheckKey("tag name", name)
+		if err == nil {
+			err = wire.CheckTagValue(name, tags[name])
+		}
+		if err != nil {
+			out = append(out, FieldError{"target.tags", wireMessage(err)})
+		}
+	}
+	return out
 }
 
 // Matches reports whether t selects device d for firmware fw: same product,
@@ -81,9 +127,10 @@ func (t Target) selects(d Device, fw Firmware) bool {
 }
 
 // selectsNothing reports whether no selector is set: such a target is a
-// mistake, never "every device" (that is All).
+// mistake, never "every device" (that is All). Percent and Dynamic select
+// nothing by themselves: they narrow or extend a selection.
 func (t Target) selectsNothing() bool {
-	return !t.All && len(t.Devices) == 0 && len(t.Tags) == 0 && len(t.FromVersions) == 0 && t.Percent == 0
+	return !t.All && len(t.Devices) == 0 && len(t.Tags) == 0 && len(t.FromVersions) == 0
 }
 
 func (t Target) matchesTags(tags map[string]string) bool {

@@ -118,9 +118,13 @@ func TestTargetValidate(t *testing.T) {
 		{Target{}, "selects no device"},
 		{Target{All: true, Percent: -1}, "percent -1"},
 		{Target{All: true, Percent: math.NaN()}, "percent NaN"},
-		{Target{Devices: []string{"a", ""}}, "device 2 is an empty key"},
+		{Target{Devices: []string{"a", ""}}, `target device 2: device key "" is not valid: it is empty`},
+		{Target{Devices: []string{"a:b"}}, `target device 1: device key "a:b" is not valid`},
+		{Target{Percent: 10}, "selects no device"},
+		{Target{Dynamic: true}, "selects no device"},
+		{Target{Tags: map[string]string{"site": "a,b"}}, "the value of tag site is not valid"},
 		{Target{Devices: []string{"a", "a"}}, `lists device "a" twice`},
-		{Target{Tags: map[string]string{"": "x"}}, "tag names"},
+		{Target{Tags: map[string]string{"": "x"}}, `tag name "" is not valid`},
 		{Target{FromVersions: []string{"1.0 "}}, "whitespace"},
 	}
 	for _, tt := range tests {

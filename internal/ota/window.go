@@ -1,6 +1,7 @@
 package ota
 
 import (
+	"fmt"
 	"strings"
 	"time"
 )
@@ -30,21 +31,28 @@ func (w Window) String() string {
 }
 
 // Validate checks the window's clock times and time zone (through
-// time.LoadLocation, which reads tzdata).
-func (w Window) Validate() error {
-	start, err := parseClock(w.Start, "start")
-	if err != nil {
-		return err
+// time.LoadLocation, which reads tzdata), and reports every problem.
+func (w Window) Validate() error { return invalid(w.problems("window")) }
+
+// problems lists what is wrong with the window, each problem under the path
+// of its field below at ("policy.window.start", ...).
+func (w Window) problems(at string) []FieldError {
+	var out []FieldError
+	start, errS := parseClock(w.Start, "start")
+	if errS != nil {
+		out = append(out, fieldError(at+".start", errS))
 	}
-	end, err := parseClock(w.End, "end")
-	if err != nil {
-		return err
+	end, errE := parseClock(w.End, "end")
+	if errE != nil {
+		out = append(out, fieldError(at+".end", errE))
 	}
-	if start == end {
-		return Errorf(EINVALID, "window %s-%s is empty: start and end are equal; omit the window to allow any time", w.Start, w.End)
+	if errS == nil && errE == nil && start == end {
+		out = append(out, FieldError{at, fmt.Sprintf("window %s-%s is empty: start and end are equal; omit the window to allow any time", w.Start, w.End)})
 	}
-	_, err = w.Location()
-	return err
+	if _, err := w.Location(); err != nil {
+		out = append(out, fieldError(at+".tz", err))
+	}
+	return out
 }
 
 // Location resolves the window's time zone ("" is UTC) with
