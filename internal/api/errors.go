@@ -20,8 +20,9 @@ type Problem struct {
 	Status int    `json:"status" doc:"The HTTP status code."`
 	Detail string `json:"detail,omitempty" doc:"What went wrong, for the human reading it."`
 	Code   string `json:"code" enum:"invalid,not_found,conflict,unauthorized,forbidden,too_large,mismatch,unavailable,internal" doc:"The machine-readable error code."`
-	// Errors lists field errors found by request validation.
-	Errors []*huma.ErrorDetail `json:"errors,omitempty" doc:"Field errors found by request validation."`
+	// Errors lists field errors: found by request validation, or the Fields
+	// of a domain error.
+	Errors []*huma.ErrorDetail `json:"errors,omitempty" doc:"Field errors: each input that breaks a rule, at its location in the request (body.policy.rate)."`
 	// Details names the offending items, e.g. conflicting device keys.
 	Details []string `json:"details,omitempty" doc:"The offending items, e.g. conflicting device keys (at most 1000)."`
 }

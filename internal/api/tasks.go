@@ -8,23 +8,21 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/danielgtaylor/huma/v2"
 
 	"github.com/otter-ota/otter/internal/engine"
 	"github.com/otter-ota/otter/internal/ota"
 	"github.com/otter-ota/otter/internal/store"
-	"github.com/otter-ota/otter/sdk/wire"
 )
 
 // Engine is the part of the rollout engine the API drives. The engine is
 // the only writer of tasks and jobs, so every change goes through it; reads
 // go straight to the store.
 type Engine interface {
-	CreateTask(ctx context.Context, spec engine.TaskSpec) (ota.Task, error)
+	CreateTask(ctx context.Context, spec ota.TaskSpec) (ota.Task, error)
 	// Plan is a dry run of CreateTask: what the task would target.
-	Plan(ctx context.Context, spec engine.TaskSpec) (engine.Preview, error)
+	Plan(ctx context.Context, spec ota.TaskSpec) (engine.Preview, error)
 	Pause(ctx context.Context, id int64) (ota.Task, error)
 	Resume(ctx context.Context, id int64) (ota.Task, error)
 	Cancel(ctx context.Context, id int64) (ota.Task, error)
@@ -203,7 +201,7 @@ func (a *API) registerCreateTask() {
 		Description: "Creates a batch upgrade task (201). With dry_run it creates nothing and answers 200 with the devices " +
 			"it would target, paged by limit and after. Answers 409 when devices are already being upgraded on the module " +
 			"by another task (details lists them; skip_busy leaves them out), or when the firmware must be verified first; " +
-			"400 for an invalid target or policy (details lists every problem) and for an end time in the past.",
+			"400 for an invalid name, target or policy, or an end time in the past (errors lists every problem, each at its location in the body).",
 		Tags: []string{"tasks"}, DefaultStatus: http.StatusCreated, MaxBodyBytes: maxTaskBody,
 		Responses: map[string]*huma.Response{
 			"201":     {Description: "The task, created.", Content: jsonOf(reflect.TypeFor[ota.Task]())},
@@ -310,10 +308,14 @@ func (b TaskEdit) patch() (map[string]json.RawMessage, error) {
 	}
 	if len(fixed) > 0 {
 		slices.Sort(fixed)
-		return nil, ota.Errorf(ota.EINVALID, "a task's %s cannot be changed: create a new task (and cancel this one) instead", strings.Join(fixed, ", "))
+		e := ota.Errorf(ota.EINVALID, "a task's %s cannot be changed: create a new task (and cancel this one) instead", strings.Join(fixed, ", "))
+		for _, name := range fixed {
+			e.Fields = append(e.Fields, ota.FieldError{Field: name, Message: "a task's " + name + " cannot be changed"})
+		}
+		return nil, e
 	}
 	if len(b.Policy) == 0 {
-		return nil, ota.Errorf(ota.EINVALID, "nothing to change: give policy fields, e.g. {\"policy\": {\"rate\": 100}}")
+		return nil, ota.Invalid(ota.FieldError{Field: "policy", Message: "nothing to change: give policy fields, e.g. {\"policy\": {\"rate\": 100}}"})
 	}
 	patch := make(map[string]json.RawMessage, len(b.Policy))
 	for k, v := range b.Policy {
@@ -338,10 +340,7 @@ func (a *API) createTask(ctx context.Context, in *createTaskInput) (*createTaskO
 	if err := a.needEngine(); err != nil {
 		return nil, err
 	}
-	spec, err := in.Body.spec(time.Now())
-	if err != nil {
-		return nil, err
-	}
+	spec := in.Body.spec()
 	if in.Body.DryRun {
 		p, err := a.engine.Plan(ctx, spec)
 		if err != nil {
@@ -360,42 +359,17 @@ func (a *API) createTask(ctx context.Context, in *createTaskInput) (*createTaskO
 	return &createTaskOutput{Status: http.StatusCreated, Body: t}, nil
 }
 
-// spec checks what the engine does not (text, key syntax, an end in the
-// past) and turns the body into the engine's spec.
-func (b TaskCreate) spec(now time.Time) (engine.TaskSpec, error) {
-	if err := checkText("task name", b.Name, maxNameLen); err != nil {
-		return engine.TaskSpec{}, err
-	}
-	if err := checkTaskTarget(b.Target); err != nil {
-		return engine.TaskSpec{}, err
-	}
-	if end := b.Policy.End; end != nil && !end.After(now) {
-		return engine.TaskSpec{}, ota.Errorf(ota.EINVALID, "policy end %s is in the past: give a later end time, or none",
-			end.UTC().Format(time.RFC3339))
-	}
+// spec turns the body into the domain's task request; the engine checks
+// every rule of it (ota.TaskSpec.Validate). An absent mode is push.
+func (b TaskCreate) spec() ota.TaskSpec {
 	mode := b.Mode
 	if mode == "" {
 		mode = ota.ModePush
 	}
-	return engine.TaskSpec{
+	return ota.TaskSpec{
 		Name: b.Name, FirmwareID: b.FirmwareID, Mode: mode, Verification: b.Verification,
 		Policy: b.Policy, Target: b.Target,
-	}, nil
-}
-
-func checkTaskTarget(t ota.Target) error {
-	if !t.All && len(t.Devices) == 0 && len(t.Tags) == 0 && len(t.FromVersions) == 0 {
-		return ota.Errorf(ota.EINVALID, "the target selects no device: set all, devices, tags or from_versions (percent and dynamic only narrow or extend one of these)")
 	}
-	for i, k := range t.Devices {
-		if err := wire.CheckKey("device key", k); err != nil {
-			return ota.Errorf(ota.EINVALID, "target device %d: %s", i+1, ota.ErrorMessage(invalidInput(err)))
-		}
-	}
-	if err := tagRule.checkMap(t.Tags); err != nil {
-		return err
-	}
-	return t.Validate()
 }
 
 // previewPage cuts one page out of a dry run's devices. The cursor is the

@@ -511,7 +511,7 @@ func TestTaskValidation(t *testing.T) {
 		{"bad confirm", te.task(map[string]any{"all": true}, "policy", map[string]any{"confirm": "sometimes"}), 422, "confirm"},
 		{"boolean confirm", te.task(map[string]any{"all": true}, "policy", map[string]any{"confirm": true}), 422, "confirm"},
 		{"unknown firmware", map[string]any{"firmware_id": 999999, "target": map[string]any{"all": true}}, 404, "999999"},
-		{"long name", te.task(map[string]any{"all": true}, "name", strings.Repeat("n", 201)), 400, "task name"},
+		{"long name", te.task(map[string]any{"all": true}, "name", strings.Repeat("n", 201)), 400, "task name is 201 bytes long: at most 200 are allowed"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -524,8 +524,24 @@ func TestTaskValidation(t *testing.T) {
 	// A policy with several mistakes names them all.
 	p := te.fails(request{method: "POST", path: "/api/v1/tasks", token: te.admin,
 		body: te.task(map[string]any{"all": true}, "policy", map[string]any{"rate": -1, "abort_min": 3, "retries": 1000})}, 400, ota.EINVALID)
-	if len(p.Details) != 3 {
-		t.Errorf("policy problems: %+v", p)
+	var locations []string
+	for _, fe := range p.Errors {
+		locations = append(locations, fe.Location)
+	}
+	if want := []string{"body.policy.rate", "body.policy.retries", "body.policy.abort_min"}; !slices.Equal(locations, want) {
+		t.Errorf("policy problems at %v, want %v: %+v", locations, want, p)
+	}
+	// Every rule of a task is checked at once, each problem at its field.
+	p = te.fails(request{method: "POST", path: "/api/v1/tasks", token: te.admin, body: map[string]any{
+		"firmware_id": te.fw.ID, "name": "a\u0007", "verification": true, "target": map[string]any{"percent": 10},
+		"policy": map[string]any{"end": past, "window": map[string]string{"start": "01:00", "end": "05:00", "tz": "Nowhere"}},
+	}}, 400, ota.EINVALID)
+	locations = nil
+	for _, fe := range p.Errors {
+		locations = append(locations, fe.Location)
+	}
+	if want := []string{"body.name", "body.target", "body.target.devices", "body.policy.window.tz", "body.policy.end"}; !slices.Equal(locations, want) {
+		t.Errorf("task problems at %v, want %v: %+v", locations, want, p)
 	}
 }
 

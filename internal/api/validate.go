@@ -4,8 +4,6 @@ import (
 	"errors"
 	"strconv"
 	"strings"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/otter-ota/otter/internal/ota"
 	"github.com/otter-ota/otter/sdk/wire"
@@ -15,9 +13,9 @@ import (
 // Keys, versions, tags and params follow the rules of sdk/wire (ident.go),
 // which the device side checks too.
 const (
-	maxTags          = 32
+	maxTags          = ota.MaxTags
 	maxParams        = 64
-	maxNameLen       = 200
+	maxNameLen       = ota.MaxNameLen
 	maxDescription   = 4000
 	maxQuotedBadText = 64
 )
@@ -47,15 +45,11 @@ func invalidInput(err error) error {
 	return ota.Errorf(ota.EINVALID, "%v", err)
 }
 
-// checkText bounds a free-form name or description.
+// checkText bounds a free-form name or description by the domain's rule,
+// the one a task's name follows.
 func checkText(what, s string, limit int) error {
-	switch {
-	case len(s) > limit:
-		return ota.Errorf(ota.EINVALID, "%s is %d bytes long: at most %d are allowed", what, len(s), limit)
-	case !utf8.ValidString(s):
-		return ota.Errorf(ota.EINVALID, "%s is not valid UTF-8", what)
-	case strings.ContainsFunc(s, func(r rune) bool { return unicode.IsControl(r) && r != '\n' && r != '\t' }):
-		return ota.Errorf(ota.EINVALID, "%s contains control characters", what)
+	if msg := ota.TextProblem(what, s, limit); msg != "" {
+		return ota.Errorf(ota.EINVALID, "%s", msg)
 	}
 	return nil
 }

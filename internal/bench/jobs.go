@@ -219,7 +219,7 @@ func startJobs(ctx context.Context, st store.Store, fw ota.Firmware, cfg JobsCon
 	defer stopProfile()
 	say(cfg.Progress, "creating a push task to %d devices", cfg.Jobs)
 	t0 := time.Now()
-	task, err := e.CreateTask(ctx, engine.TaskSpec{Name: "bench", FirmwareID: fw.ID, Mode: ota.ModePush, Target: ota.Target{All: true}})
+	task, err := e.CreateTask(ctx, ota.TaskSpec{Name: "bench", FirmwareID: fw.ID, Mode: ota.ModePush, Target: ota.Target{All: true}})
 	if err != nil {
 		return fmt.Errorf("create the task: %w", err)
 	}

@@ -19,7 +19,6 @@ import (
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 
-	"github.com/otter-ota/otter/internal/engine"
 	"github.com/otter-ota/otter/internal/ota"
 	"github.com/otter-ota/otter/internal/store"
 )
@@ -387,7 +386,7 @@ func (s *stack) secondRollout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	spec := engine.TaskSpec{Name: "autumn canary", FirmwareID: id, Mode: ota.ModePush, Target: ota.Target{All: true},
+	spec := ota.TaskSpec{Name: "autumn canary", FirmwareID: id, Mode: ota.ModePush, Target: ota.Target{All: true},
 		Policy: ota.Policy{Phases: []float64{50, 100}, PhaseGate: ota.GateManual, Retries: 2, RetryBackoff: ota.Duration(time.Minute)}}
 	if _, err := s.eng.CreateTask(ota.WithActor(s.ctx, "admin-token"), spec); err != nil {
 		t.Fatal(err)

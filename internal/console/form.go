@@ -77,8 +77,9 @@ func joinMessages(a, b string) string {
 }
 
 // locationFields names the form fields whose names differ from their
-// path in the API's body.
-var locationFields = map[string]string{"firmware_id": "firmware", "target.all": "target_all"}
+// path in the API's body; a problem of the target as a whole shows at
+// target_all.
+var locationFields = map[string]string{"firmware_id": "firmware", "target": "target_all", "target.all": "target_all"}
 
 // fieldOf picks the form field of fields a problem's field error is about,
 // by its location in the request body alone: "body.key" is the field key,

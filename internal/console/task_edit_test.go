@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/otter-ota/otter/internal/engine"
 	"github.com/otter-ota/otter/internal/ota"
 	"github.com/otter-ota/otter/internal/store"
 )
@@ -24,7 +23,7 @@ func TestTaskPolicyEditForm(t *testing.T) {
 		t.Fatal(err)
 	}
 	end := time.Now().Add(48 * time.Hour).Truncate(time.Second).Add(123 * time.Millisecond)
-	task, err := s.eng.CreateTask(ota.WithActor(s.ctx, "admin-token"), engine.TaskSpec{FirmwareID: fw, Mode: ota.ModePush,
+	task, err := s.eng.CreateTask(ota.WithActor(s.ctx, "admin-token"), ota.TaskSpec{FirmwareID: fw, Mode: ota.ModePush,
 		Target: ota.Target{All: true}, Policy: ota.Policy{Rate: 10, End: &end, Phases: []float64{50, 100}, Retries: 1}})
 	if err != nil {
 		t.Fatal(err)

@@ -63,14 +63,14 @@ func TestTaskPreview(t *testing.T) {
 		{"bad duration", form("timeout", "soon"), "timeout", `Invalid duration "soon"`},
 		{"bad window", form("window", "25:00-03:00"), "window", "25:00"},
 		{"bad zone", form("tz", "Mars/Olympus"), "tz", "Unknown time zone"},
-		// Until the API names the fields of task-rule errors (errors[].location),
-		// they show for the whole form.
-		{"policy rule", form("rate_growth", "2"), wholeForm, "rate_growth_every"},
-		{"abort rule", form("abort_min", "5"), wholeForm, "abort_min needs abort_failure"},
-		{"retry rule", form("retry_backoff", "1m"), wholeForm, "need retries"},
-		{"no target", form("target_all", ""), wholeForm, "selects no device"},
-		{"unknown device", form("target_all", "", "devices", "d1 nope"), wholeForm, "nope"},
-		{"verification without list", form("verification", "on"), wholeForm, "explicit device list"},
+		// Task-rule errors show next to the field their location names.
+		{"policy rule", form("rate_growth", "2"), "rate_growth", "rate_growth_every"},
+		{"abort rule", form("abort_min", "5"), "abort_min", "abort_min needs abort_failure"},
+		{"retry rule", form("retry_backoff", "1m"), "retry_backoff", "need retries"},
+		{"no target", form("target_all", ""), "target_all", "The target selects no device"},
+		{"unknown device", form("target_all", "", "devices", "d1 nope"), "devices", "nope"},
+		{"verification without list", form("verification", "on"), "devices", "explicit device list"},
+		{"long name", form("name", strings.Repeat("n", 201)), "name", "Task name is 201 bytes long: at most 200 are allowed"},
 		{"no firmware", form("firmware", ""), "firmware", "Choose the firmware"},
 	}
 	for _, c := range cases {
@@ -94,6 +94,31 @@ func TestTaskPreview(t *testing.T) {
 			}
 			wantFieldError(t, c.name, body, c.field, c.want)
 		})
+	}
+}
+
+// TestTaskFormRefusesABadName checks that the task form applies the API's
+// rules to the name, in the API's words, next to the name field.
+func TestTaskFormRefusesABadName(t *testing.T) {
+	s := newStack(t)
+	s.fleet("demo", 2)
+	op := s.signedIn(ota.RoleOperator)
+	fw := s.firmwareFor(op, "demo", "1.1.0", nil)
+	for name, want := range map[string]string{
+		strings.Repeat("n", 201): "Task name is 201 bytes long: at most 200 are allowed",
+		"bell\x07":               "Task name contains control characters",
+	} {
+		v := url.Values{"firmware": {fw}, "name": {name}, "mode": {"push"}, "target_all": {"on"}, "tz": {"UTC"}, "phase_gate": {"auto"}}
+		_, preview := op.htmx("/tasks/preview", v)
+		wantFieldError(t, "preview", preview, "name", want)
+		status, page := op.post("/tasks", v)
+		if status != http.StatusBadRequest {
+			t.Errorf("create with name %q: status %d, want 400", name, status)
+		}
+		wantFieldError(t, "create", page, "name", want)
+	}
+	if tasks, _, err := s.st.ListTasks(s.ctx, store.TaskFilter{}, store.Page{}); err != nil || len(tasks) != 0 {
+		t.Errorf("tasks after refused names: %v, %v", tasks, err)
 	}
 }
 

@@ -301,10 +301,10 @@ func (f *fixture) get(method, rawURL string, headers ...string) reply {
 
 func (f *fixture) task(mode ota.Mode, devices ...string) ota.Task {
 	f.t.Helper()
-	return f.createTask(engine.TaskSpec{FirmwareID: f.fw.ID, Mode: mode, Target: ota.Target{Devices: devices}})
+	return f.createTask(ota.TaskSpec{FirmwareID: f.fw.ID, Mode: mode, Target: ota.Target{Devices: devices}})
 }
 
-func (f *fixture) createTask(spec engine.TaskSpec) ota.Task {
+func (f *fixture) createTask(spec ota.TaskSpec) ota.Task {
 	f.t.Helper()
 	task, err := f.e.CreateTask(f.ctx, spec)
 	if err != nil {

@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/otter-ota/otter/internal/engine"
 	"github.com/otter-ota/otter/internal/ota"
 	"github.com/otter-ota/otter/internal/store"
 	"github.com/otter-ota/otter/sdk/device"
@@ -156,7 +155,7 @@ func TestSDKConfirmAfterDownload(t *testing.T) {
 					return accept, "the user postponed it"
 				}
 			})
-			task := f.createTask(engine.TaskSpec{FirmwareID: f.fw.ID, Mode: ota.ModePush,
+			task := f.createTask(ota.TaskSpec{FirmwareID: f.fw.ID, Mode: ota.ModePush,
 				Target: ota.Target{Devices: []string{"d1"}}, Policy: ota.Policy{Confirm: ota.ConfirmInstall}})
 			<-asked
 			eventually(t, func() bool {
@@ -223,7 +222,7 @@ func TestSDKRefusesTamperedAllowDowngrade(t *testing.T) {
 	})
 	inst := &memInstaller{version: "1.0.0"}
 	f.runSDKWith("d1", inst, func(c *device.Config) { c.HTTPBase = proxy })
-	task := f.createTask(engine.TaskSpec{FirmwareID: old.ID, Mode: ota.ModePush, Target: ota.Target{Devices: []string{"d1"}}})
+	task := f.createTask(ota.TaskSpec{FirmwareID: old.ID, Mode: ota.ModePush, Target: ota.Target{Devices: []string{"d1"}}})
 	done := f.waitTask(task.ID, ota.TaskCompleted)
 	jobs, _, err := f.st.ListJobs(f.ctx, store.JobFilter{TaskID: task.ID}, store.Page{})
 	if err != nil || len(jobs) != 1 || jobs[0].Code != ota.CodeSignatureInvalid {
@@ -317,7 +316,7 @@ func TestSDKTakesOpaqueVersionFromVersions(t *testing.T) {
 		d, err := f.st.GetDevice(f.ctx, "demo", "d1")
 		return err == nil && d.Versions[ota.DefaultModule] == "release-b"
 	}, "the device to report release-b")
-	task := f.createTask(engine.TaskSpec{FirmwareID: fw.ID, Mode: ota.ModePush, Target: ota.Target{Devices: []string{"d1"}}})
+	task := f.createTask(ota.TaskSpec{FirmwareID: fw.ID, Mode: ota.ModePush, Target: ota.Target{Devices: []string{"d1"}}})
 	done := f.waitTask(task.ID, ota.TaskCompleted)
 	if done.Counts[ota.JobSucceeded] != 1 {
 		t.Fatalf("task counts %v, want 1 succeeded", done.Counts)

@@ -4,7 +4,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/otter-ota/otter/internal/engine"
 	"github.com/otter-ota/otter/internal/ota"
 	"github.com/otter-ota/otter/internal/store"
 	"github.com/otter-ota/otter/sdk/wire"
@@ -13,7 +12,7 @@ import (
 func TestDeletingADeviceCancelsItsJobsAndTheTaskCompletes(t *testing.T) {
 	f := newFixture(t, 3)
 	f.connect("d1", "d3") // d2 stays offline: its job stays queued
-	task := f.task(engine.TaskSpec{Target: ota.Target{Devices: []string{"d1", "d2", "d3"}}})
+	task := f.task(ota.TaskSpec{Target: ota.Target{Devices: []string{"d1", "d2", "d3"}}})
 	f.upgradeOf("d3") // d3's job is in flight
 	for _, k := range []string{"d2", "d3"} {
 		if err := f.e.DeleteDevice(ota.WithActor(f.ctx, "token:ops"), "demo", k); err != nil {
@@ -54,7 +53,7 @@ func TestDeletingADeviceCancelsItsJobsAndTheTaskCompletes(t *testing.T) {
 func TestJobsOfDevicesDeletedBehindTheEngineAreCancelledAtStart(t *testing.T) {
 	f := newFixture(t, 2)
 	f.connect("d1")
-	task := f.task(engine.TaskSpec{Target: ota.Target{Devices: []string{"d1", "d2"}}})
+	task := f.task(ota.TaskSpec{Target: ota.Target{Devices: []string{"d1", "d2"}}})
 	if err := f.st.DeleteDevice(f.ctx, "demo", "d2"); err != nil {
 		t.Fatal(err)
 	}

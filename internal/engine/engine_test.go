@@ -178,7 +178,7 @@ func signed(fw ota.Firmware) ota.Firmware {
 
 const sha = "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae"
 
-func (f *fixture) task(spec engine.TaskSpec) ota.Task {
+func (f *fixture) task(spec ota.TaskSpec) ota.Task {
 	f.t.Helper()
 	if spec.FirmwareID == 0 {
 		spec.FirmwareID = f.fw.ID
@@ -301,7 +301,7 @@ func (f *fixture) checkCounts(taskID int64) {
 func TestPushTaskUpgradesOnlineDevicesAndOfflineOnesWhenTheyConnect(t *testing.T) {
 	f := newFixture(t, 3)
 	f.connect("d1", "d2")
-	task := f.task(engine.TaskSpec{Target: ota.Target{Devices: []string{"d1", "d2", "d3"}}})
+	task := f.task(ota.TaskSpec{Target: ota.Target{Devices: []string{"d1", "d2", "d3"}}})
 	f.upgrade("d1")
 	f.upgrade("d2")
 	if sent := f.down.To("d3"); len(sent) != 0 {
@@ -334,7 +334,7 @@ func TestPushTaskUpgradesOnlineDevicesAndOfflineOnesWhenTheyConnect(t *testing.T
 func TestProgressIsIdempotentAndNeverMovesBack(t *testing.T) {
 	f := newFixture(t, 1)
 	f.connect("d1")
-	task := f.task(engine.TaskSpec{Target: ota.Target{Devices: []string{"d1"}}})
+	task := f.task(ota.TaskSpec{Target: ota.Target{Devices: []string{"d1"}}})
 	u := f.upgradeOf("d1")
 	f.progress("d1", u, wire.StateDownloading, 60)
 	f.progress("d1", u, wire.StateDownloading, 40)  // late
@@ -352,7 +352,7 @@ func TestProgressIsIdempotentAndNeverMovesBack(t *testing.T) {
 func TestRollbackFailsTheJob(t *testing.T) {
 	f := newFixture(t, 1)
 	f.connect("d1")
-	task := f.task(engine.TaskSpec{Target: ota.Target{Devices: []string{"d1"}}})
+	task := f.task(ota.TaskSpec{Target: ota.Target{Devices: []string{"d1"}}})
 	u := f.upgradeOf("d1")
 	f.progress("d1", u, wire.StateRebooting, 100)
 	f.inform("d1", "1.0.0")
@@ -368,7 +368,7 @@ func TestRollbackFailsTheJob(t *testing.T) {
 
 func TestRequestModeOffersOnlyToDevicesInTheTask(t *testing.T) {
 	f := newFixture(t, 2)
-	task := f.task(engine.TaskSpec{Mode: ota.ModeRequest, Target: ota.Target{Devices: []string{"d1"}}})
+	task := f.task(ota.TaskSpec{Mode: ota.ModeRequest, Target: ota.Target{Devices: []string{"d1"}}})
 	f.waitTask(task.ID, ota.TaskRunning)
 	a, err := f.e.Request(f.ctx, f.devs["d2"], wire.Request{Module: "default"})
 	if err != nil {
@@ -407,7 +407,7 @@ func TestRequestModeOffersOnlyToDevicesInTheTask(t *testing.T) {
 func TestJobOfAnotherDeviceIsUnknown(t *testing.T) {
 	f := newFixture(t, 2)
 	f.connect("d1")
-	f.task(engine.TaskSpec{Target: ota.Target{Devices: []string{"d1"}}})
+	f.task(ota.TaskSpec{Target: ota.Target{Devices: []string{"d1"}}})
 	u := f.upgradeOf("d1")
 	a, err := f.e.Progress(f.ctx, f.devs["d2"], wire.Progress{Job: u.Job, State: wire.StateDownloading, Percent: 5})
 	if err != nil {
@@ -421,7 +421,7 @@ func TestJobOfAnotherDeviceIsUnknown(t *testing.T) {
 func TestRetriesThenSuccess(t *testing.T) {
 	f := newFixture(t, 1)
 	f.connect("d1")
-	task := f.task(engine.TaskSpec{Target: ota.Target{Devices: []string{"d1"}},
+	task := f.task(ota.TaskSpec{Target: ota.Target{Devices: []string{"d1"}},
 		Policy: ota.Policy{Retries: 2, RetryBackoff: ota.Duration(time.Minute)}})
 	u := f.upgradeOf("d1")
 	if _, err := f.e.Progress(f.ctx, f.devs["d1"], wire.Progress{Job: u.Job, Attempt: u.Attempt, State: wire.StateFailed, Code: wire.FailVerify}); err != nil {
@@ -443,7 +443,7 @@ func TestRetriesThenSuccess(t *testing.T) {
 func TestTimeoutThenAbort(t *testing.T) {
 	f := newFixture(t, 4)
 	f.connect("d1", "d2", "d3", "d4")
-	task := f.task(engine.TaskSpec{Target: ota.Target{All: true},
+	task := f.task(ota.TaskSpec{Target: ota.Target{All: true},
 		Policy: ota.Policy{Timeout: ota.Duration(10 * time.Minute), MaxConcurrent: 2, AbortFailure: 50, AbortMin: 2}})
 	f.eventually(func() bool {
 		got, _ := f.st.GetTask(f.ctx, task.ID)
@@ -460,7 +460,7 @@ func TestTimeoutThenAbort(t *testing.T) {
 func TestConcurrencyCapAndPauseResume(t *testing.T) {
 	f := newFixture(t, 5)
 	f.connect("d1", "d2", "d3", "d4", "d5")
-	task := f.task(engine.TaskSpec{Target: ota.Target{All: true}, Policy: ota.Policy{MaxConcurrent: 2}})
+	task := f.task(ota.TaskSpec{Target: ota.Target{All: true}, Policy: ota.Policy{MaxConcurrent: 2}})
 	inFlight := func() int64 {
 		got, _ := f.st.GetTask(f.ctx, task.ID)
 		var n int64
@@ -502,12 +502,12 @@ func TestConcurrencyCapAndPauseResume(t *testing.T) {
 
 func TestDoubleTargetingIsRefusedOrSkipped(t *testing.T) {
 	f := newFixture(t, 3)
-	f.task(engine.TaskSpec{Target: ota.Target{Devices: []string{"d1"}}})
-	_, err := f.e.CreateTask(f.ctx, engine.TaskSpec{FirmwareID: f.fw.ID, Mode: ota.ModePush, Target: ota.Target{All: true}})
+	f.task(ota.TaskSpec{Target: ota.Target{Devices: []string{"d1"}}})
+	_, err := f.e.CreateTask(f.ctx, ota.TaskSpec{FirmwareID: f.fw.ID, Mode: ota.ModePush, Target: ota.Target{All: true}})
 	if ota.ErrorCode(err) != ota.ECONFLICT {
 		t.Fatalf("double targeting: %v, want conflict", err)
 	}
-	task := f.task(engine.TaskSpec{Target: ota.Target{All: true, SkipBusy: true}})
+	task := f.task(ota.TaskSpec{Target: ota.Target{All: true, SkipBusy: true}})
 	if task.Total != 2 {
 		t.Fatalf("skip-busy task has %d jobs, want 2", task.Total)
 	}
@@ -519,19 +519,19 @@ func TestVerificationGate(t *testing.T) {
 	if err := f.st.CreateFirmware(f.ctx, &gated); err != nil {
 		t.Fatal(err)
 	}
-	_, err := f.e.CreateTask(f.ctx, engine.TaskSpec{FirmwareID: gated.ID, Mode: ota.ModePush, Target: ota.Target{All: true}})
+	_, err := f.e.CreateTask(f.ctx, ota.TaskSpec{FirmwareID: gated.ID, Mode: ota.ModePush, Target: ota.Target{All: true}})
 	if ota.ErrorCode(err) != ota.ECONFLICT {
 		t.Fatalf("batch task on unverified firmware: %v, want conflict", err)
 	}
 	f.connect("d1")
-	v := f.task(engine.TaskSpec{FirmwareID: gated.ID, Verification: true, Target: ota.Target{Devices: []string{"d1"}}})
+	v := f.task(ota.TaskSpec{FirmwareID: gated.ID, Verification: true, Target: ota.Target{Devices: []string{"d1"}}})
 	f.upgrade("d1")
 	f.waitTask(v.ID, ota.TaskCompleted)
 	fw, err := f.st.GetFirmware(f.ctx, gated.ID)
 	if err != nil || fw.VerifiedBy != v.ID {
 		t.Fatalf("firmware after verification: %+v, %v", fw, err)
 	}
-	batch := f.task(engine.TaskSpec{FirmwareID: gated.ID, Target: ota.Target{All: true}})
+	batch := f.task(ota.TaskSpec{FirmwareID: gated.ID, Target: ota.Target{All: true}})
 	if batch.Total != 2 {
 		t.Fatalf("batch task has %d jobs, want 2 (d1 runs 1.2.0 already)", batch.Total)
 	}
@@ -540,7 +540,7 @@ func TestVerificationGate(t *testing.T) {
 func TestTimelineAndFailuresFollowTheJobs(t *testing.T) {
 	f := newFixture(t, 3)
 	f.connect("d1", "d2", "d3")
-	task := f.task(engine.TaskSpec{Target: ota.Target{All: true}})
+	task := f.task(ota.TaskSpec{Target: ota.Target{All: true}})
 	f.upgrade("d1")
 	u := f.upgradeOf("d2")
 	if _, err := f.e.Progress(f.ctx, f.devs["d2"], wire.Progress{Job: u.Job, State: wire.StateFailed, Code: wire.FailSignature}); err != nil {
@@ -586,7 +586,7 @@ func TestDynamicTaskTakesDevicesThatComeToMatch(t *testing.T) {
 	f := newFixture(t, 2)
 	f.connect("d1", "d2")
 	f.inform("d2", "0.9.0-beta") // not a version the target selects
-	task := f.task(engine.TaskSpec{Target: ota.Target{All: true, FromVersions: []string{"1.0.0"}, Dynamic: true}})
+	task := f.task(ota.TaskSpec{Target: ota.Target{All: true, FromVersions: []string{"1.0.0"}, Dynamic: true}})
 	f.upgrade("d1")
 	if got, _ := f.st.GetTask(f.ctx, task.ID); got.Total != 1 {
 		t.Fatalf("task has %d jobs, want 1", got.Total)
@@ -605,7 +605,7 @@ func TestDynamicTaskTakesDevicesThatComeToMatch(t *testing.T) {
 
 func TestJobIsSupersededWhenTheDeviceGetsThereAnotherWay(t *testing.T) {
 	f := newFixture(t, 1)
-	task := f.task(engine.TaskSpec{Target: ota.Target{Devices: []string{"d1"}}})
+	task := f.task(ota.TaskSpec{Target: ota.Target{Devices: []string{"d1"}}})
 	f.waitTask(task.ID, ota.TaskRunning)
 	f.inform("d1", "2.0.0") // flashed by hand to a newer version while offline
 	j := f.jobs(task.ID)["d1"]
@@ -623,7 +623,7 @@ func TestEndTimeCancelsWhatHasNotStarted(t *testing.T) {
 	f := newFixture(t, 2)
 	f.connect("d1") // d2 stays offline
 	end := f.clock.Now().Add(10 * time.Minute)
-	task := f.task(engine.TaskSpec{Target: ota.Target{All: true}, Policy: ota.Policy{End: &end}})
+	task := f.task(ota.TaskSpec{Target: ota.Target{All: true}, Policy: ota.Policy{End: &end}})
 	f.upgrade("d1")
 	f.clock.Add(11 * time.Minute)
 	done := f.waitTask(task.ID, ota.TaskCompleted)
@@ -640,7 +640,7 @@ func TestEndTimeCancelsWhatHasNotStarted(t *testing.T) {
 func TestDailyWindowHoldsStartsUntilItOpens(t *testing.T) {
 	f := newFixture(t, 1) // the clock starts at 10:00 UTC
 	f.connect("d1")
-	task := f.task(engine.TaskSpec{Target: ota.Target{All: true},
+	task := f.task(ota.TaskSpec{Target: ota.Target{All: true},
 		Policy: ota.Policy{Window: &ota.Window{Start: "11:00", End: "12:00", TZ: "UTC"}}})
 	f.waitTask(task.ID, ota.TaskRunning)
 	// Watch many scheduler ticks (10 ms each): nothing may start outside

@@ -30,7 +30,7 @@ func (f *fixture) unreported(keys ...string) {
 func TestUnreportedDeviceWaitsForItsVersionInRequestMode(t *testing.T) {
 	f := newFixture(t, 0)
 	f.unreported("n1", "n2")
-	task := f.task(engine.TaskSpec{Mode: ota.ModeRequest, Target: ota.Target{All: true}})
+	task := f.task(ota.TaskSpec{Mode: ota.ModeRequest, Target: ota.Target{All: true}})
 	f.waitTask(task.ID, ota.TaskRunning)
 	ask := func(key, version string) *engine.Answer {
 		t.Helper()
@@ -59,7 +59,7 @@ func TestUnreportedDeviceWaitsForItsVersionInRequestMode(t *testing.T) {
 func TestRetryFailedNeverTargetsADeviceOnTheTarget(t *testing.T) {
 	f := newFixture(t, 2)
 	f.connect("d1", "d2")
-	task := f.task(engine.TaskSpec{Target: ota.Target{All: true}, Policy: ota.Policy{Timeout: ota.Duration(time.Minute)}})
+	task := f.task(ota.TaskSpec{Target: ota.Target{All: true}, Policy: ota.Policy{Timeout: ota.Duration(time.Minute)}})
 	f.upgradeOf("d1")
 	f.upgradeOf("d2")
 	f.clock.Add(2 * time.Minute)
@@ -86,7 +86,7 @@ func TestRetryFailedNeverTargetsADeviceOnTheTarget(t *testing.T) {
 func TestFailedDeviceDoesNotRejoinItsDynamicTask(t *testing.T) {
 	f := newFixture(t, 1)
 	f.connect("d1")
-	task := f.task(engine.TaskSpec{Target: ota.Target{All: true, Dynamic: true}})
+	task := f.task(ota.TaskSpec{Target: ota.Target{All: true, Dynamic: true}})
 	u := f.upgradeOf("d1")
 	for _, s := range []wire.State{wire.StateDownloading, wire.StateDownloaded, wire.StateInstalling, wire.StateRebooting} {
 		f.progress("d1", u, s, 100)
@@ -105,7 +105,7 @@ func TestFailedDeviceDoesNotRejoinItsDynamicTask(t *testing.T) {
 func TestReportStoredBeforeTheJobSettlesItAtStart(t *testing.T) {
 	f := newFixture(t, 0)
 	f.unreported("n1", "n2")
-	task := f.task(engine.TaskSpec{Target: ota.Target{All: true}})
+	task := f.task(ota.TaskSpec{Target: ota.Target{All: true}})
 	// The devices' versions were stored without the engine seeing them
 	// against the jobs (between the reading of the targets and the storing
 	// of the jobs, or before a crash): the next start settles the jobs.

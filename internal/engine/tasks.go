@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"sort"
@@ -13,16 +14,6 @@ import (
 
 	"github.com/otter-ota/otter/internal/ota"
 )
-
-// TaskSpec is an operator's request for a task.
-type TaskSpec struct {
-	Name         string
-	FirmwareID   int64
-	Mode         ota.Mode
-	Verification bool
-	Policy       ota.Policy
-	Target       ota.Target
-}
 
 // Preview is what a task would target: the answer of a dry run.
 type Preview struct {
@@ -41,7 +32,7 @@ type Preview struct {
 // withSeed seeds the rollout order by firmware unless the spec has a seed:
 // a 10% task then includes the devices of an earlier 5% task of the same
 // firmware.
-func (s TaskSpec) withSeed() TaskSpec {
+func withSeed(s ota.TaskSpec) ota.TaskSpec {
 	if s.Target.Seed == "" {
 		s.Target.Seed = "fw" + strconv.FormatInt(s.FirmwareID, 10)
 	}
@@ -53,8 +44,8 @@ const maxListed = 50
 
 // Plan resolves a spec into the jobs it would create, without creating
 // anything: the dry run, and the first half of CreateTask.
-func (e *Engine) Plan(ctx context.Context, spec TaskSpec) (Preview, error) {
-	_, jobs, busy, err := e.resolve(ctx, spec.withSeed())
+func (e *Engine) Plan(ctx context.Context, spec ota.TaskSpec) (Preview, error) {
+	_, jobs, busy, err := e.resolve(ctx, withSeed(spec))
 	if err != nil {
 		return Preview{}, err
 	}
@@ -79,15 +70,30 @@ func preview(jobs []ota.Job, busy []string, phases int) Preview {
 }
 
 // CreateTask validates a spec, fixes its targets as jobs and stores the
-// task; the engine starts it when its start time comes.
-func (e *Engine) CreateTask(ctx context.Context, spec TaskSpec) (ota.Task, error) {
-	spec = spec.withSeed()
+// task; the engine starts it when its start time comes. It all runs as one
+// operation of the loop, the only writer of jobs: no job can start or end
+// between the reading of the busy devices and the storing of the task, and
+// the answer comes from the loop's memory, not from reading back.
+func (e *Engine) CreateTask(ctx context.Context, spec ota.TaskSpec) (ota.Task, error) {
+	actor := ota.ActorFrom(ctx)
+	var t ota.Task
+	err := e.control(ctx, func(ctx context.Context) error {
+		var err error
+		t, err = e.createTask(ota.WithActor(ctx, actor), withSeed(spec))
+		return err
+	})
+	return t, err
+}
+
+func (e *Engine) createTask(ctx context.Context, spec ota.TaskSpec) (ota.Task, error) {
 	fw, jobs, _, err := e.resolve(ctx, spec)
 	if err != nil {
 		return ota.Task{}, err
 	}
 	if len(jobs) == 0 && !spec.Target.Dynamic {
-		return ota.Task{}, ota.Errorf(ota.EINVALID, "no device matches the task's target: nothing to upgrade")
+		e := ota.Errorf(ota.EINVALID, "no device matches the task's target: nothing to upgrade")
+		e.Fields = []ota.FieldError{{Field: "target", Message: e.Message}}
+		return ota.Task{}, e
 	}
 	now := e.now()
 	t := ota.Task{
@@ -96,20 +102,41 @@ func (e *Engine) CreateTask(ctx context.Context, spec TaskSpec) (ota.Task, error
 		Policy: spec.Policy, Target: spec.Target, CreatedBy: ota.ActorFrom(ctx), CreatedAt: now,
 		Total: int64(len(jobs)),
 	}
+	counts := ota.PhaseCounts{}
 	for i := range jobs {
 		jobs[i].CreatedAt, jobs[i].UpdatedAt = now, now
+		counts.Add(int(jobs[i].Phase), jobs[i].State, 1)
 	}
 	if err := e.st.CreateTask(ctx, &t, jobs); err != nil {
 		return ota.Task{}, err
 	}
-	if err := e.control(ctx, func(ctx context.Context) error { return e.adopt(ctx, t.ID) }); err != nil {
+	ts, err := e.cache(ota.ActiveTask{Task: t}, fw, counts)
+	if err != nil {
 		return t, fmt.Errorf("engine: take task %d: %w", t.ID, err)
 	}
-	return e.st.GetTask(ctx, t.ID)
+	e.poke()
+	if err := e.settleReported(ctx, ts); err != nil {
+		return t, fmt.Errorf("engine: take task %d: %w", t.ID, err)
+	}
+	return ts.snapshot(), nil
+}
+
+// snapshot is the task as the store would answer it: its job counts per
+// state, summed over the phases, the loop keeps exact.
+func (ts *taskState) snapshot() ota.Task {
+	t := ts.task
+	t.Counts = make(map[ota.JobState]int64)
+	for _, byState := range ts.counts {
+		for state, n := range byState {
+			t.Counts[state] += n
+		}
+	}
+	maps.DeleteFunc(t.Counts, func(_ ota.JobState, n int64) bool { return n == 0 })
+	return t
 }
 
 // resolve checks a spec and turns its target into jobs in rollout order.
-func (e *Engine) resolve(ctx context.Context, spec TaskSpec) (ota.Firmware, []ota.Job, []string, error) {
+func (e *Engine) resolve(ctx context.Context, spec ota.TaskSpec) (ota.Firmware, []ota.Job, []string, error) {
 	fw, err := e.checkSpec(ctx, spec)
 	if err != nil {
 		return fw, nil, nil, err
@@ -125,47 +152,29 @@ func (e *Engine) resolve(ctx context.Context, spec TaskSpec) (ota.Firmware, []ot
 	return fw, e.jobsFor(fw, cands, spec), busy, nil
 }
 
-func (e *Engine) checkSpec(ctx context.Context, spec TaskSpec) (ota.Firmware, error) {
-	if !spec.Mode.Valid() {
-		return ota.Firmware{}, ota.Errorf(ota.EINVALID, "mode %q is not one of push, request", spec.Mode)
-	}
-	if err := spec.Policy.Validate(); err != nil {
+// checkSpec applies the domain's rules (ota.TaskSpec.Validate), then those
+// that need the firmware.
+func (e *Engine) checkSpec(ctx context.Context, spec ota.TaskSpec) (ota.Firmware, error) {
+	if err := spec.Validate(e.now()); err != nil {
 		return ota.Firmware{}, err
-	}
-	if err := checkTarget(spec); err != nil {
-		return ota.Firmware{}, err
-	}
-	if end := spec.Policy.End; end != nil && !end.After(e.now()) {
-		return ota.Firmware{}, ota.Errorf(ota.EINVALID, "the end time %s has passed: a task must end in the future", end.UTC().Format(time.RFC3339))
 	}
 	fw, err := e.st.GetFirmware(ctx, spec.FirmwareID)
 	if err != nil {
 		return fw, err
 	}
 	if fw.Status != ota.FirmwareActive {
-		return fw, ota.Errorf(ota.ECONFLICT, "firmware %d (%s %s) is %s: no new task may use it", fw.ID, fw.Module, fw.Version, fw.Status)
+		return fw, firmwareError(ota.Errorf(ota.ECONFLICT, "firmware %d (%s %s) is %s: no new task may use it", fw.ID, fw.Module, fw.Version, fw.Status))
 	}
 	if fw.VerifyRequired && fw.VerifiedBy == 0 && !spec.Verification {
-		return fw, ota.Errorf(ota.ECONFLICT, "firmware %d (%s %s) must be verified before batch use: run a verification task of it on a few devices first and let it complete with every job succeeded", fw.ID, fw.Module, fw.Version)
+		return fw, firmwareError(ota.Errorf(ota.ECONFLICT, "firmware %d (%s %s) must be verified before batch use: run a verification task of it on a few devices first and let it complete with every job succeeded", fw.ID, fw.Module, fw.Version))
 	}
 	return fw, nil
 }
 
-func checkTarget(spec TaskSpec) error {
-	t := spec.Target
-	if !t.All && len(t.Devices) == 0 && len(t.Tags) == 0 && len(t.FromVersions) == 0 {
-		return ota.Errorf(ota.EINVALID, "a task needs a target: all devices, tags, from-versions, or a device list")
-	}
-	if err := t.Validate(); err != nil {
-		return err
-	}
-	if spec.Verification && len(t.Devices) == 0 {
-		return ota.Errorf(ota.EINVALID, "a verification task runs on an explicit device list")
-	}
-	if t.Percent < 0 || t.Percent > 100 {
-		return ota.Errorf(ota.EINVALID, "percent %g is outside 0..100", t.Percent)
-	}
-	return nil
+// firmwareError puts e at the spec's firmware_id, so a form shows it there.
+func firmwareError(e *ota.Error) *ota.Error {
+	e.Fields = []ota.FieldError{{Field: "firmware_id", Message: e.Message}}
+	return e
 }
 
 // candidates lists the devices the target selects whose module the
@@ -215,6 +224,7 @@ func unknownDevices(keys []string, found []ota.Candidate) error {
 	}
 	e := ota.Errorf(ota.EINVALID, "%d of the listed devices %s in this product (or lack the tags): %s", len(missing), verb, listed(missing))
 	e.Details = missing
+	e.Fields = []ota.FieldError{{Field: "target.devices", Message: e.Message}}
 	return e
 }
 
@@ -282,12 +292,13 @@ func busyError(module string, keys []string, holder map[string]int64) error {
 	e := ota.Errorf(ota.ECONFLICT, "%s %s already being upgraded on module %s by another task: %s; wait for %s to end, cancel %s, or leave the busy devices out",
 		subject, verb, module, list, them, it)
 	e.Details = keys
+	e.Fields = []ota.FieldError{{Field: "target.skip_busy", Message: e.Message}}
 	return e
 }
 
 // jobsFor orders the candidates for the rollout (a stable hash, so a 10%
 // sample includes a 5% one) and assigns them to phases.
-func (e *Engine) jobsFor(fw ota.Firmware, cands []ota.Candidate, spec TaskSpec) []ota.Job {
+func (e *Engine) jobsFor(fw ota.Firmware, cands []ota.Candidate, spec ota.TaskSpec) []ota.Job {
 	seed := spec.Target.Seed
 	type ranked struct {
 		c    ota.Candidate
@@ -473,20 +484,6 @@ func (e *Engine) taskFor(ctx context.Context, id int64) (*taskState, error) {
 	return e.track(ctx, ota.ActiveTask{Task: t})
 }
 
-// adopt starts tracking a task just created.
-func (e *Engine) adopt(ctx context.Context, id int64) error {
-	t, err := e.st.GetTask(ctx, id)
-	if err != nil {
-		return err
-	}
-	ts, err := e.track(ctx, ota.ActiveTask{Task: t})
-	if err != nil {
-		return err
-	}
-	e.poke()
-	return e.settleReported(ctx, ts)
-}
-
 func (e *Engine) loadTasks(ctx context.Context) error {
 	active, err := e.st.ActiveTasks(ctx)
 	if err != nil {
@@ -539,6 +536,12 @@ func (e *Engine) track(ctx context.Context, a ota.ActiveTask) (*taskState, error
 	if err != nil {
 		return nil, err
 	}
+	return e.cache(a, fw, counts)
+}
+
+// cache puts a task in the loop's cache with its firmware and counts.
+func (e *Engine) cache(a ota.ActiveTask, fw ota.Firmware, counts ota.PhaseCounts) (*taskState, error) {
+	var err error
 	ts := &taskState{task: a.Task, firmware: fw, counts: counts, wantSweep: true}
 	if w := a.Task.Policy.Window; w != nil {
 		if ts.loc, err = w.Location(); err != nil {
@@ -599,16 +602,13 @@ func (e *Engine) updatePolicy(ctx context.Context, ts *taskState, patch map[stri
 	if s := ts.task.State; s.Terminal() {
 		return ota.Errorf(ota.ECONFLICT, "task %d is %s: only a scheduled, running or paused task can be changed", ts.task.ID, s)
 	}
-	policy, err := ts.task.Policy.Patch(patch)
+	policy, err := ts.task.Policy.Patch(patch, e.now())
 	if err != nil {
 		return err
 	}
 	changes := ota.PolicyDiff(ts.task.Policy, policy)
 	if len(changes) == 0 {
 		return nil
-	}
-	if end := policy.End; end != nil && !end.After(e.now()) && !sameTime(end, ts.task.Policy.End) {
-		return ota.Errorf(ota.EINVALID, "the end time %s has passed: give a later end time, or none", end.UTC().Format(time.RFC3339))
 	}
 	loc, err := locationOf(policy)
 	if err != nil {
@@ -624,8 +624,6 @@ func (e *Engine) updatePolicy(ctx context.Context, ts *taskState, patch map[stri
 	e.poke()
 	return nil
 }
-
-func sameTime(a, b *time.Time) bool { return b != nil && a.Equal(*b) }
 
 func locationOf(p ota.Policy) (*time.Location, error) {
 	if p.Window == nil {
