@@ -223,7 +223,7 @@ var flagHints = []struct{ in, hint string }{
 	{"already being upgraded", "--skip-busy leaves the busy devices out"},
 	{"no device matches the task's target", "--dry-run shows what a target selects"},
 	{"must be verified before batch use", "otter task create --verify --firmware ID --devices D1,D2 runs one"},
-	{"a task needs a target", "give --all, --tags, --from-versions or --devices"},
+	{"the target selects no device", "give --all, --tags, --from-versions or --devices"},
 	{"a verification task runs on an explicit device list", "give --devices"},
 	{"give explicit from-versions", "give --from"},
 }

@@ -283,7 +283,6 @@ func TestTaskUsageErrors(t *testing.T) {
 		{[]string{"task", "create", "--all"}, "--firmware is required"},
 		{[]string{"task", "create", "--firmware", fw}, "choose the devices"},
 		{[]string{"task", "create", "--firmware", fw, "--all", "--phases", "10%,5%"}, "--phases"},
-		{[]string{"task", "create", "--firmware", fw, "--all", "--end", "+0s"}, "is in the past"},
 		{[]string{"task", "create", "--firmware", fw, "--all", "--start", "soon"}, `--start "soon"`},
 		{[]string{"task", "show", "x"}, `task id "x": want a positive number`},
 		{[]string{"task", "list", "--state", "done"}, `--state "done": want one of scheduled, running`},
@@ -301,6 +300,13 @@ func TestTaskUsageErrors(t *testing.T) {
 	o.fails(1, "(404 not_found)", "task", "show", "999")
 	o.fails(1, "(404 not_found)", "task", "jobs", "999")
 	o.fails(1, "(404 not_found)", "task", "create", "--firmware", "999", "--all")
+	// The server checks the rules between fields and answers each problem.
+	o.fails(1, "is in the past: give a later end time, or none (400 invalid)", "task", "create", "--firmware", fw, "--all", "--end", "+0s")
+	r := o.fails(1, "retry_backoff and retry_on need retries > 0; abort_min needs abort_failure", "task", "create", "--firmware", fw, "--all",
+		"--retry-backoff", "1m", "--abort-min", "3")
+	if strings.Contains(r.stderr, "body.policy") {
+		t.Errorf("the problems are shown twice: %s", r.stderr)
+	}
 	if out := o.ok("task", "list", "-o", "json"); out != "[]\n" {
 		t.Errorf("no tasks: %q", out)
 	}

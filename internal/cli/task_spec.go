@@ -2,7 +2,6 @@ package cli
 
 import (
 	"bufio"
-	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
@@ -164,34 +163,30 @@ func readKeys(r io.Reader, name string) ([]string, error) {
 	return keys, nil
 }
 
-// policy parses the policy flags into the domain's Policy, checks it with
-// Policy.Validate, and converts it to the client's model.
+// policy parses the policy flags into the client's Policy. The rules that
+// tie fields together (an end after the start, retries for a backoff, ...)
+// are the server's alone (ota.TaskSpec.Validate): it answers every broken
+// one.
 func (f *taskFlags) policy(now time.Time) (client.Policy, error) {
-	p := ota.Policy{
+	p := client.Policy{
 		Rate: f.rate, RateGrowth: f.rateGrowth, RateGrowthEvery: f.rateGrowthEvery, MaxConcurrent: f.maxConcurrent,
-		PhaseGate: f.phaseGate, Retries: f.retries, RetryOn: f.retryOn, AbortMin: f.abortMin, Confirm: ota.ConfirmMode(f.confirm),
+		PhaseGate: f.phaseGate, Retries: f.retries, RetryOn: f.retryOn, AbortMin: f.abortMin, Confirm: f.confirm,
 	}
-	for _, parse := range []func(*ota.Policy, time.Time) error{f.schedule, f.percents, f.durations} {
+	for _, parse := range []func(*client.Policy, time.Time) error{f.schedule, f.percents, f.durations} {
 		if err := parse(&p, now); err != nil {
 			return client.Policy{}, err
 		}
 	}
-	if err := p.Validate(); err != nil {
-		return client.Policy{}, usageErrorf("%s", ota.ErrorMessage(err))
-	}
-	return toClientPolicy(p)
+	return p, nil
 }
 
-func (f *taskFlags) schedule(p *ota.Policy, now time.Time) error {
+func (f *taskFlags) schedule(p *client.Policy, now time.Time) error {
 	var err error
 	if p.Start, err = parseWhen("--start", f.start, now); err != nil {
 		return err
 	}
 	if p.End, err = parseWhen("--end", f.end, now); err != nil {
 		return err
-	}
-	if p.End != nil && !p.End.After(now) {
-		return usageErrorf("--end %s is in the past", formatTime(*p.End))
 	}
 	if f.tz != "" && f.window == "" {
 		return usageErrorf("--tz needs --window: it is the time zone of the daily window")
@@ -201,12 +196,12 @@ func (f *taskFlags) schedule(p *ota.Policy, now time.Time) error {
 		if err != nil {
 			return usageErrorf("--window: %s", ota.ErrorMessage(err))
 		}
-		p.Window = &w
+		p.Window = &client.Window{Start: w.Start, End: w.End, TZ: w.TZ}
 	}
 	return nil
 }
 
-func (f *taskFlags) percents(p *ota.Policy, _ time.Time) error {
+func (f *taskFlags) percents(p *client.Policy, _ time.Time) error {
 	var err error
 	if f.phases != "" {
 		if p.Phases, err = ota.ParsePhases(f.phases); err != nil {
@@ -231,7 +226,7 @@ func optPercent(flag, s string) (float64, error) {
 	return v, nil
 }
 
-func (f *taskFlags) durations(p *ota.Policy, _ time.Time) error {
+func (f *taskFlags) durations(p *client.Policy, _ time.Time) error {
 	var err error
 	if p.RetryBackoff, err = optDuration("--retry-backoff", f.retryBackoff); err != nil {
 		return err
@@ -240,7 +235,7 @@ func (f *taskFlags) durations(p *ota.Policy, _ time.Time) error {
 	return err
 }
 
-func optDuration(flag, s string) (ota.Duration, error) {
+func optDuration(flag, s string) (client.Duration, error) {
 	if s == "" {
 		return 0, nil
 	}
@@ -248,21 +243,7 @@ func optDuration(flag, s string) (ota.Duration, error) {
 	if err != nil || d < 0 {
 		return 0, usageErrorf("%s %q: want a duration such as 30s, 10m or 1h30m", flag, s)
 	}
-	return ota.Duration(d), nil
-}
-
-// toClientPolicy converts through JSON: the client's models mirror the
-// domain's JSON field for field (TestModelsMirrorDomainTypes).
-func toClientPolicy(p ota.Policy) (client.Policy, error) {
-	var out client.Policy
-	b, err := json.Marshal(p)
-	if err != nil {
-		return out, fmt.Errorf("encode the policy: %w", err)
-	}
-	if err := json.Unmarshal(b, &out); err != nil {
-		return out, fmt.Errorf("decode the policy: %w", err)
-	}
-	return out, nil
+	return client.Duration(d), nil
 }
 
 // parseWhen reads --start or --end: an RFC 3339 time, "now", or a delay

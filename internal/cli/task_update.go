@@ -6,7 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/otter-ota/otter/internal/ota"
+	"github.com/otter-ota/otter/client"
 )
 
 // unset is the value that clears --start, --end or --window on a task.
@@ -61,11 +61,11 @@ func (f *taskFlags) patch(changed func(string) bool, now time.Time) (map[string]
 	}
 	out := map[string]any{}
 	f.takeUnset(changed, out)
-	p := ota.Policy{
+	p := client.Policy{
 		Rate: f.rate, RateGrowth: f.rateGrowth, RateGrowthEvery: f.rateGrowthEvery, MaxConcurrent: f.maxConcurrent,
 		PhaseGate: f.phaseGate, Retries: f.retries, AbortMin: f.abortMin,
 	}
-	for _, parse := range []func(*ota.Policy, time.Time) error{f.schedule, f.percents, f.durations} {
+	for _, parse := range []func(*client.Policy, time.Time) error{f.schedule, f.percents, f.durations} {
 		if err := parse(&p, now); err != nil {
 			return nil, err
 		}
@@ -97,7 +97,7 @@ func (f *taskFlags) takeUnset(changed func(string) bool, out map[string]any) {
 
 type patchFlag struct{ name, field string }
 
-func (f *taskFlags) patchValues(p ota.Policy) map[patchFlag]any {
+func (f *taskFlags) patchValues(p client.Policy) map[patchFlag]any {
 	m := map[patchFlag]any{
 		{"rate", "rate"}: p.Rate, {"rate-growth", "rate_growth"}: p.RateGrowth,
 		{"rate-growth-every", "rate_growth_every"}: p.RateGrowthEvery, {"max-concurrent", "max_concurrent"}: p.MaxConcurrent,
