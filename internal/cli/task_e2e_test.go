@@ -281,7 +281,6 @@ func TestTaskUsageErrors(t *testing.T) {
 		want string
 	}{
 		{[]string{"task", "create", "--all"}, "--firmware is required"},
-		{[]string{"task", "create", "--firmware", fw}, "choose the devices"},
 		{[]string{"task", "create", "--firmware", fw, "--all", "--phases", "10%,5%"}, "--phases"},
 		{[]string{"task", "create", "--firmware", fw, "--all", "--start", "soon"}, `--start "soon"`},
 		{[]string{"task", "show", "x"}, `task id "x": want a positive number`},
@@ -300,7 +299,10 @@ func TestTaskUsageErrors(t *testing.T) {
 	o.fails(1, "(404 not_found)", "task", "show", "999")
 	o.fails(1, "(404 not_found)", "task", "jobs", "999")
 	o.fails(1, "(404 not_found)", "task", "create", "--firmware", "999", "--all")
-	// The server checks the rules between fields and answers each problem.
+	// The server checks the task's rules and answers each problem.
+	o.fails(1, "the target selects no device: set all, devices, tags or from_versions (percent and dynamic only narrow or extend one of these) (400 invalid); give --all, --tags, --from-versions or --devices",
+		"task", "create", "--firmware", fw)
+	o.fails(1, `target device 2: device key "" is not valid: it is empty`, "task", "create", "--firmware", fw, "--devices", "d1,")
 	o.fails(1, "is in the past: give a later end time, or none (400 invalid)", "task", "create", "--firmware", fw, "--all", "--end", "+0s")
 	r := o.fails(1, "retry_backoff and retry_on need retries > 0; abort_min needs abort_failure", "task", "create", "--firmware", fw, "--all",
 		"--retry-backoff", "1m", "--abort-min", "3")

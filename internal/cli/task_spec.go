@@ -48,9 +48,10 @@ type taskFlags struct {
 // keyReader opens a --devices-file ("-" is standard input).
 type keyReader func(name string) (io.ReadCloser, error)
 
-// spec turns the flags into a task creation body. Mistakes are usage
-// errors, found before anything is sent: the policy is checked by the same
-// domain rules the server applies.
+// spec turns the flags into a task creation body. Flags that cannot be
+// read are usage errors, found before anything is sent; the task's rules
+// (a target that selects devices, valid keys, the policy) are the
+// server's, which names every problem (ota.TaskSpec.Validate).
 func (f *taskFlags) spec(now time.Time, open keyReader) (client.TaskCreate, error) {
 	if f.firmware <= 0 {
 		return client.TaskCreate{}, usageErrorf("--firmware is required: the id of the firmware to install (otter firmware list)")
@@ -85,9 +86,6 @@ func (f *taskFlags) target(open keyReader) (client.Target, error) {
 	if len(f.devices) > 0 && f.devicesFile != "" {
 		return t, usageErrorf("--devices and --devices-file cannot be combined: give the devices one way")
 	}
-	if len(f.devices) == 0 && f.devicesFile == "" && !f.all && len(f.tags) == 0 && len(f.fromVersions) == 0 {
-		return t, usageErrorf("choose the devices: --devices, --devices-file, --all, --tags or --from-versions")
-	}
 	var err error
 	if t.Devices, err = f.deviceKeys(open); err != nil {
 		return t, err
@@ -107,7 +105,7 @@ func (f *taskFlags) target(open keyReader) (client.Target, error) {
 
 func (f *taskFlags) deviceKeys(open keyReader) ([]string, error) {
 	if f.devicesFile == "" {
-		return checkKeys("--devices", f.devices)
+		return f.devices, nil
 	}
 	r, err := open(f.devicesFile)
 	if err != nil {
@@ -115,22 +113,6 @@ func (f *taskFlags) deviceKeys(open keyReader) ([]string, error) {
 	}
 	defer r.Close()
 	return readKeys(r, f.devicesFile)
-}
-
-// checkKeys refuses empty and repeated keys in --devices, which the server
-// would refuse less precisely.
-func checkKeys(flag string, keys []string) ([]string, error) {
-	seen := make(map[string]bool, len(keys))
-	for i, k := range keys {
-		switch {
-		case strings.TrimSpace(k) == "":
-			return nil, usageErrorf("%s: device %d is empty (a stray comma?)", flag, i+1)
-		case seen[k]:
-			return nil, usageErrorf("%s: device %q is listed twice", flag, k)
-		}
-		seen[k] = true
-	}
-	return keys, nil
 }
 
 // readKeys reads a devices file: one key per line, blank lines and #

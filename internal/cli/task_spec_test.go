@@ -59,10 +59,7 @@ func TestTaskFlagsSpec(t *testing.T) {
 				PhaseGate: "later", AbortMin: 5}
 		}, ""},
 		{"no firmware", func(f *taskFlags) { f.firmware = 0 }, nil, "--firmware is required"},
-		{"no target", func(f *taskFlags) { f.all = false }, nil, "choose the devices"},
 		{"devices twice", func(f *taskFlags) { f.devices, f.devicesFile = []string{"d1"}, "x.txt" }, nil, "cannot be combined"},
-		{"empty device", func(f *taskFlags) { f.devices = []string{"d1", ""} }, nil, "device 2 is empty"},
-		{"repeated device", func(f *taskFlags) { f.devices = []string{"d1", "d1"} }, nil, `"d1" is listed twice`},
 		{"bad tag", func(f *taskFlags) { f.tags = []string{"site"} }, nil, "want key=value"},
 		{"bad percent", func(f *taskFlags) { f.percent = "150%" }, nil, "--percent"},
 		{"bad mode", func(f *taskFlags) { f.mode = "pull" }, nil, "want push or request"},
