@@ -446,12 +446,22 @@ func joinStates[S ~string](states []S) string {
 	return strings.Join(names, ", ")
 }
 
+// getTask reads what the task waits for before its state: the engine
+// stores a state before it plans for it, so the state answered is never
+// older than the waiting (a task just created and started is not shown
+// scheduled yet outside its window).
 func (a *API) getTask(ctx context.Context, in *taskPath) (*bodyOutput[ota.Task], error) {
+	var w *ota.Waiting
+	if a.engine != nil {
+		w = a.engine.Waiting(in.ID)
+	}
 	t, err := a.store.GetTask(ctx, in.ID)
 	if err != nil {
 		return nil, err
 	}
-	a.addWaiting(&t)
+	if t.State == ota.TaskScheduled || t.State == ota.TaskRunning {
+		t.Waiting = w
+	}
 	return bodyOf(t), nil
 }
 
