@@ -259,12 +259,12 @@ func (j *journey) createTask() {
 		setField("t-backoff", "1m"),
 		chromedp.SendKeys(chromedp.ID("t-phases"), "50%, 100%"),
 	)
-	// Until the API names the fields of task-rule errors, they show in the
-	// preview box.
-	waitJS(t, ctx, "the policy error in the preview",
-		`document.querySelector("#preview .error") !== null && document.querySelector("#preview .error").textContent.includes("need retries")`)
+	// A task-rule error shows next to the field the API's location names.
+	waitJS(t, ctx, "the policy error next to the backoff",
+		`document.getElementById("err-retry_backoff").textContent.includes("need retries")`)
 	do(t, ctx, "clear the backoff", setField("t-backoff", ""))
-	waitJS(t, ctx, "the preview per phase", `document.querySelector("#preview .error") === null && document.querySelectorAll("#preview ol.phases li").length === 2`)
+	waitJS(t, ctx, "the preview per phase", `document.getElementById("err-retry_backoff").textContent === "" &&
+		document.querySelector("#preview .error") === null && document.querySelectorAll("#preview ol.phases li").length === 2`)
 	screenshot(t, ctx, j.shots, "task-new")
 	do(t, ctx, "create the task", chromedp.Click(chromedp.ID("create-task")), chromedp.WaitVisible(chromedp.ID("live")))
 	// Buttons clicked before htmx has started post as plain forms (which

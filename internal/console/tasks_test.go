@@ -258,12 +258,7 @@ func TestCreateTaskErrorsShowNextToTheirFields(t *testing.T) {
 	if status != http.StatusConflict {
 		t.Errorf("unverified firmware: status %d", status)
 	}
-	// Until the API names the field of this error, it shows for the whole
-	// form.
-	mustContain(t, "unverified firmware", body, "must be verified before batch use")
-	if e := fieldErrorsIn(body); e != "" {
-		t.Errorf("unverified firmware: field errors %s", e)
-	}
+	wantFieldError(t, "unverified firmware", body, "firmware", "must be verified before batch use")
 	tasks, _, err := s.st.ListTasks(s.ctx, store.TaskFilter{}, store.Page{})
 	if err != nil || len(tasks) != 0 {
 		t.Errorf("refused forms created tasks: %d %v", len(tasks), err)
