@@ -147,13 +147,29 @@ func (b *Broker) newServer() error {
 	return nil
 }
 
+// Per-client sizes, chosen for a large fleet of mostly idle devices (what
+// an idle device costs, and where it goes: BENCHMARKS.md).
+const (
+	// readBufferSize is each client's read buffer, held for the whole
+	// connection: an idle device sends a 2-byte PINGREQ, and a protocol
+	// message fits in a few hundred bytes; a larger packet is read
+	// straight into its own slice past the buffer.
+	readBufferSize = 512
+	// writesPending is each client's outbound queue (8 bytes a slot, made
+	// at CONNECT). otter sends a device a reply per uplink, a command or
+	// two, and at most maxHeld commands at once when it subscribes; the
+	// client's writer empties the queue as fast as its socket takes them.
+	// A downlink that finds it full is dropped (and logged), and the
+	// engine sends commands again.
+	writesPending = 2 * maxHeld
+)
+
 // serverOptions sizes mochi for many idle clients: a short write queue and
-// small buffers per client (about 27 KiB per idle client instead of about
-// 90 KiB), a bounded in-flight window, and bounded packet sizes, message
-// and session lifetimes.
+// small buffers per client, a bounded in-flight window, and bounded packet
+// sizes, message and session lifetimes.
 func serverOptions(log *slog.Logger) *mochi.Options {
 	caps := mochi.NewDefaultServerCapabilities()
-	caps.MaximumClientWritesPending = 128
+	caps.MaximumClientWritesPending = writesPending
 	caps.MaximumInflight = 64
 	caps.ReceiveMaximum = 32
 	caps.MaximumPacketSize = maxPacketSize
@@ -162,9 +178,11 @@ func serverOptions(log *slog.Logger) *mochi.Options {
 	// Aliases are kept per client; a small maximum bounds that memory.
 	caps.TopicAliasMaximum = 16
 	return &mochi.Options{
-		Capabilities:             caps,
+		Capabilities: caps,
+		// Only a threshold: mochi buffers writes only while its queue is
+		// not empty, and frees the buffer once flushed.
 		ClientNetWriteBufferSize: 2 << 10,
-		ClientNetReadBufferSize:  2 << 10,
+		ClientNetReadBufferSize:  readBufferSize,
 		InlineClient:             true,
 		SysTopicResendInterval:   60, // nobody may read $SYS; keep it cheap
 		Logger:                   mochiLogger(log),
