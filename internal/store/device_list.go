@@ -22,7 +22,7 @@ func (s *sqlStore) ListDevices(ctx context.Context, f DeviceFilter, page Page) (
 	if err != nil {
 		return nil, "", err
 	}
-	q, a := deviceQuery(f, after, limit+1)
+	q, a := deviceQuery(f, after, limit+1, s.dialect)
 	devs, err := queryDevices(ctx, s.db, q, a)
 	if err != nil {
 		return nil, "", fmt.Errorf("list devices: %w", err)
@@ -37,7 +37,7 @@ func (s *sqlStore) ListDevices(ctx context.Context, f DeviceFilter, page Page) (
 // deviceQuery builds the SELECT for one page of devices matching f. Tag and
 // version conditions are EXISTS subqueries that the (name, value,
 // device_id) and (module, version, device_id) indexes answer.
-func deviceQuery(f DeviceFilter, after int64, limit int) (string, args) {
+func deviceQuery(f DeviceFilter, after int64, limit int, d dialect) (string, args) {
 	var a args
 	where := []string{"d.id > " + a.add(after)}
 	if f.Product != "" {
@@ -59,7 +59,11 @@ func deviceQuery(f DeviceFilter, after int64, limit int) (string, args) {
 	if f.Module != "" || f.Version != "" {
 		where = append(where, versionCondition(&a, f.Module, f.Version))
 	}
-	q := "SELECT " + deviceColumns + " FROM devices d WHERE " + strings.Join(where, " AND ") +
+	cols := deviceColumns
+	if d == sqliteDialect {
+		cols = deviceListColumns
+	}
+	q := "SELECT " + cols + " FROM devices d WHERE " + strings.Join(where, " AND ") +
 		" ORDER BY d.id LIMIT " + a.add(limit)
 	return q, a
 }

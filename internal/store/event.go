@@ -19,7 +19,7 @@ func (s *sqlStore) ListEvents(ctx context.Context, f EventFilter, page Page) ([]
 	if err != nil {
 		return nil, "", err
 	}
-	q, a := eventQuery(f, before, limit+1)
+	q, a := eventQuery(f, before, limit+1, s.dialect)
 	events, err := queryEvents(ctx, s.db, q, a)
 	if err != nil {
 		return nil, "", fmt.Errorf("list events: %w", err)
@@ -30,7 +30,7 @@ func (s *sqlStore) ListEvents(ctx context.Context, f EventFilter, page Page) ([]
 
 // eventQuery builds the SELECT for one page of events matching f, older
 // than the event with id before (0: from the newest).
-func eventQuery(f EventFilter, before int64, limit int) (string, args) {
+func eventQuery(f EventFilter, before int64, limit int, d dialect) (string, args) {
 	var a args
 	var where []string
 	add := func(cond string, v any) { where = append(where, cond+" "+a.add(v)) }
@@ -59,7 +59,11 @@ func eventQuery(f EventFilter, before int64, limit int) (string, args) {
 	if !f.Until.IsZero() {
 		add("at <", f.Until.UTC())
 	}
-	q := "SELECT id, at, actor, kind, action, product, device, firmware_id, task_id, job_id, message, data FROM events"
+	at := "at"
+	if d == sqliteDialect {
+		at = "+at" // read as text, see textTimes
+	}
+	q := "SELECT id, " + at + ", actor, kind, action, product, device, firmware_id, task_id, job_id, message, data FROM events"
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
@@ -86,13 +90,17 @@ func queryEvents(ctx context.Context, q querier, query string, a args) ([]ota.Ev
 func scanEvent(row interface{ Scan(...any) error }) (ota.Event, error) {
 	var e ota.Event
 	var firmware, task, job sql.NullInt64
+	var at dbTime
 	var data string
-	err := row.Scan(&e.ID, &e.At, &e.Actor, &e.Kind, &e.Action, &e.Product, &e.Device,
+	err := row.Scan(&e.ID, &at, &e.Actor, &e.Kind, &e.Action, &e.Product, &e.Device,
 		&firmware, &task, &job, &e.Message, &data)
 	if err != nil {
 		return ota.Event{}, err
 	}
-	e.At = e.At.UTC()
+	if !at.Valid {
+		return ota.Event{}, fmt.Errorf("event %d has no time", e.ID)
+	}
+	e.At = at.Time.UTC()
 	e.FirmwareID, e.TaskID, e.JobID = firmware.Int64, task.Int64, job.Int64
 	if e.Data, err = decodeMap(data); err != nil {
 		return ota.Event{}, err
