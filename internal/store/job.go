@@ -1,7 +1,6 @@
 package store
 
 import (
-	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -151,12 +150,10 @@ func (s *sqlStore) ListJobs(ctx context.Context, f JobFilter, page Page) ([]ota.
 	if err != nil {
 		return nil, "", err
 	}
-	var jobs []ota.Job
-	if len(f.States) <= 1 {
-		jobs, err = s.jobPage(ctx, f, after, limit+1)
-	} else {
-		jobs, err = s.mergedJobPage(ctx, f, after, limit+1)
+	if len(f.States) > 1 {
+		return s.mergedJobPage(ctx, f, after, limit)
 	}
+	jobs, err := s.jobPage(ctx, f, after, limit+1)
 	if err != nil {
 		return nil, "", fmt.Errorf("list jobs: %w", err)
 	}
@@ -164,29 +161,58 @@ func (s *sqlStore) ListJobs(ctx context.Context, f JobFilter, page Page) ([]ota.
 	return jobs, next, nil
 }
 
-// mergedJobPage reads a page for several states as one page per state,
-// merged in id order: each is a range of the (task_id, state, id) index,
-// where "state IN (...) ORDER BY id" would sort every matching job.
-func (s *sqlStore) mergedJobPage(ctx context.Context, f JobFilter, after int64, limit int) ([]ota.Job, error) {
-	var all []ota.Job
+// mergedJobPage reads a page for several states: the ids of one page per
+// state, each a range of the (task_id, state, id) index (where "state IN
+// (...) ORDER BY id" would sort every matching job), merged in id order;
+// then the rows of the page's ids only, not a page of rows per state.
+func (s *sqlStore) mergedJobPage(ctx context.Context, f JobFilter, after int64, limit int) ([]ota.Job, string, error) {
+	var ids []int64
 	states := slices.Compact(slices.Sorted(slices.Values(f.States)))
 	for _, st := range states {
 		one := f
 		one.States = []ota.JobState{st}
-		jobs, err := s.jobPage(ctx, one, after, limit)
+		q, a := jobPageQuery(one, after, limit+1, "j.id")
+		got, err := queryAll(ctx, s.db, q, a, func(row interface{ Scan(...any) error }) (int64, error) {
+			var id int64
+			return id, row.Scan(&id)
+		})
 		if err != nil {
-			return nil, err
+			return nil, "", fmt.Errorf("list jobs: %w", err)
 		}
-		all = append(all, jobs...)
+		ids = append(ids, got...)
 	}
-	slices.SortFunc(all, func(a, b ota.Job) int { return cmp.Compare(a.ID, b.ID) })
-	return all[:min(len(all), limit)], nil
+	slices.Sort(ids)
+	next := ""
+	if len(ids) > limit {
+		ids = ids[:limit]
+		next = encodeCursor(idKey(ids[limit-1]))
+	}
+	if len(ids) == 0 {
+		return nil, "", nil
+	}
+	// A job that changed state since its id was read may have left the
+	// filter: it is left out, and the page is one short.
+	var a args
+	q := "SELECT " + s.jobCols() + " FROM jobs j WHERE j.id IN (" + inPadded(&a, ids) +
+		") AND j.state IN (" + stateList(&a, states) + ") ORDER BY j.id"
+	jobs, err := queryJobs(ctx, s.db, q, a)
+	if err != nil {
+		return nil, "", fmt.Errorf("list jobs: %w", err)
+	}
+	return jobs, next, nil
 }
 
 // jobPage reads up to limit jobs after id after, in id order, for at most
-// one state: every filter it gets is served in order by an index,
-// (task_id, id), (task_id, state, id), or (device_id, id).
+// one state.
 func (s *sqlStore) jobPage(ctx context.Context, f JobFilter, after int64, limit int) ([]ota.Job, error) {
+	q, a := jobPageQuery(f, after, limit, s.jobCols())
+	return queryJobs(ctx, s.db, q, a)
+}
+
+// jobPageQuery selects cols of up to limit jobs after id after, in id
+// order, for at most one state: every filter it gets is served in order by
+// an index, (task_id, id), (task_id, state, id), or (device_id, id).
+func jobPageQuery(f JobFilter, after int64, limit int, cols string) (string, args) {
 	var a args
 	where := []string{"j.id > " + a.add(after)}
 	if f.TaskID != 0 {
@@ -198,13 +224,16 @@ func (s *sqlStore) jobPage(ctx context.Context, f JobFilter, after int64, limit 
 	if len(f.States) > 0 {
 		where = append(where, "j.state = "+stateValue(&a, f.States[0]))
 	}
-	cols := jobColumns
+	return "SELECT " + cols + " FROM jobs j WHERE " + strings.Join(where, " AND ") +
+		" ORDER BY j.id LIMIT " + a.add(limit), a
+}
+
+// jobCols are the job columns the lists read: jobListColumns on SQLite.
+func (s *sqlStore) jobCols() string {
 	if s.dialect == sqliteDialect {
-		cols = jobListColumns
+		return jobListColumns
 	}
-	q := "SELECT " + cols + " FROM jobs j WHERE " + strings.Join(where, " AND ") +
-		" ORDER BY j.id LIMIT " + a.add(limit)
-	return queryJobs(ctx, s.db, q, a)
+	return jobColumns
 }
 
 // stateValue returns a known job state as an SQL literal, anything else as
@@ -216,6 +245,15 @@ func stateValue(a *args, st ota.JobState) string {
 		return "'" + string(st) + "'"
 	}
 	return a.add(st)
+}
+
+// stateList is a list of stateValue.
+func stateList(a *args, states []ota.JobState) string {
+	vs := make([]string, len(states))
+	for i, st := range states {
+		vs[i] = stateValue(a, st)
+	}
+	return strings.Join(vs, ", ")
 }
 
 // QueuedJobs returns the next jobs a task may start, in rollout order.
