@@ -40,10 +40,18 @@ func (s *sqlStore) ListDevices(ctx context.Context, f DeviceFilter, page Page) (
 func deviceQuery(f DeviceFilter, after int64, limit int, d dialect) (string, args) {
 	var a args
 	where := []string{"d.id > " + a.add(after)}
-	if f.Product != "" {
+	order := "d.id"
+	switch {
+	case f.Product != "" && f.Online != nil:
 		where = append(where, "d.product = "+a.add(f.Product))
-	}
-	if f.Online != nil {
+		var cond string
+		cond, order = indexedEq(d, "d.online", a.add(*f.Online), "d.id")
+		where = append(where, cond)
+	case f.Product != "":
+		var cond string
+		cond, order = indexedEq(d, "d.product", a.add(f.Product), "d.id")
+		where = append(where, cond)
+	case f.Online != nil:
 		where = append(where, "d.online = "+a.add(*f.Online))
 	}
 	if f.KeyPrefix != "" {
@@ -64,7 +72,7 @@ func deviceQuery(f DeviceFilter, after int64, limit int, d dialect) (string, arg
 		cols = deviceListColumns
 	}
 	q := "SELECT " + cols + " FROM devices d WHERE " + strings.Join(where, " AND ") +
-		" ORDER BY d.id LIMIT " + a.add(limit)
+		" ORDER BY " + order + " LIMIT " + a.add(limit)
 	return q, a
 }
 

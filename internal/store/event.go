@@ -37,21 +37,45 @@ func eventQuery(f EventFilter, before int64, limit int, d dialect) (string, args
 	if before > 0 {
 		add("id <", before)
 	}
+	// The list pages through the (column, id) index of the most selective
+	// filter that has one; the other filters only filter.
+	lead := ""
+	switch {
+	case f.JobID != 0:
+		lead = "job_id"
+	case f.Product != "" && f.Device != "":
+		lead = "device"
+	case f.TaskID != 0:
+		lead = "task_id"
+	case f.Firmware != 0:
+		lead = "firmware_id"
+	case f.Actor != "":
+		lead = "actor"
+	case f.Kind != "":
+		lead = "kind"
+	}
+	order := "id"
 	for _, c := range []struct {
 		col string
-		v   string
-	}{{"kind", f.Kind}, {"actor", f.Actor}, {"product", f.Product}, {"device", f.Device}} {
-		if c.v != "" {
+		v   any
+		set bool
+	}{{"kind", f.Kind, f.Kind != ""}, {"actor", f.Actor, f.Actor != ""}, {"product", f.Product, f.Product != ""},
+		{"device", f.Device, f.Device != ""}, {"task_id", f.TaskID, f.TaskID != 0}, {"job_id", f.JobID, f.JobID != 0},
+		{"firmware_id", f.Firmware, f.Firmware != 0}} {
+		switch {
+		case !c.set:
+		case c.col == lead:
+			var cond string
+			cond, order = indexedEq(d, c.col, a.add(c.v), "id")
+			where = append(where, cond)
+		default:
 			add(c.col+" =", c.v)
 		}
 	}
-	for _, c := range []struct {
-		col string
-		v   int64
-	}{{"task_id", f.TaskID}, {"job_id", f.JobID}, {"firmware_id", f.Firmware}} {
-		if c.v != 0 {
-			add(c.col+" =", c.v)
-		}
+	if f.Device != "" {
+		// Says what the partial index on (product, device, id) needs:
+		// neither database infers it from device = a parameter.
+		where = append(where, "device <> ''")
 	}
 	if !f.Since.IsZero() {
 		add("at >=", f.Since.UTC())
@@ -67,7 +91,7 @@ func eventQuery(f EventFilter, before int64, limit int, d dialect) (string, args
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
-	return q + " ORDER BY id DESC LIMIT " + a.add(limit), a
+	return q + " ORDER BY " + descending(order) + " LIMIT " + a.add(limit), a
 }
 
 func queryEvents(ctx context.Context, q querier, query string, a args) ([]ota.Event, error) {
@@ -109,4 +133,9 @@ func scanEvent(row interface{ Scan(...any) error }) (ota.Event, error) {
 		e.Data = nil // omitted from JSON, as the field's tag asks
 	}
 	return e, nil
+}
+
+// descending turns "a, b" into "a DESC, b DESC".
+func descending(order string) string {
+	return strings.ReplaceAll(order, ",", " DESC,") + " DESC"
 }

@@ -171,7 +171,7 @@ func (s *sqlStore) mergedJobPage(ctx context.Context, f JobFilter, after int64, 
 	for _, st := range states {
 		one := f
 		one.States = []ota.JobState{st}
-		q, a := jobPageQuery(one, after, limit+1, "j.id")
+		q, a := jobPageQuery(one, after, limit+1, "j.id", s.dialect)
 		got, err := queryAll(ctx, s.db, q, a, func(row interface{ Scan(...any) error }) (int64, error) {
 			var id int64
 			return id, row.Scan(&id)
@@ -205,27 +205,40 @@ func (s *sqlStore) mergedJobPage(ctx context.Context, f JobFilter, after int64, 
 // jobPage reads up to limit jobs after id after, in id order, for at most
 // one state.
 func (s *sqlStore) jobPage(ctx context.Context, f JobFilter, after int64, limit int) ([]ota.Job, error) {
-	q, a := jobPageQuery(f, after, limit, s.jobCols())
+	q, a := jobPageQuery(f, after, limit, s.jobCols(), s.dialect)
 	return queryJobs(ctx, s.db, q, a)
 }
 
 // jobPageQuery selects cols of up to limit jobs after id after, in id
 // order, for at most one state: every filter it gets is served in order by
 // an index, (task_id, id), (task_id, state, id), or (device_id, id).
-func jobPageQuery(f JobFilter, after int64, limit int, cols string) (string, args) {
+func jobPageQuery(f JobFilter, after int64, limit int, cols string, d dialect) (string, args) {
 	var a args
 	where := []string{"j.id > " + a.add(after)}
-	if f.TaskID != 0 {
+	order := "j.id"
+	switch {
+	case f.TaskID != 0 && len(f.States) > 0:
 		where = append(where, "j.task_id = "+a.add(f.TaskID))
+		var cond string
+		cond, order = indexedEq(d, "j.state", stateValue(&a, f.States[0]), "j.id")
+		where = append(where, cond)
+	case f.TaskID != 0:
+		var cond string
+		cond, order = indexedEq(d, "j.task_id", a.add(f.TaskID), "j.id")
+		where = append(where, cond)
+	case f.DeviceID != 0:
+		var cond string
+		cond, order = indexedEq(d, "j.device_id", a.add(f.DeviceID), "j.id")
+		where = append(where, cond)
 	}
-	if f.DeviceID != 0 {
+	if f.TaskID != 0 && f.DeviceID != 0 {
 		where = append(where, "j.device_id = "+a.add(f.DeviceID))
 	}
-	if len(f.States) > 0 {
+	if f.TaskID == 0 && len(f.States) > 0 {
 		where = append(where, "j.state = "+stateValue(&a, f.States[0]))
 	}
 	return "SELECT " + cols + " FROM jobs j WHERE " + strings.Join(where, " AND ") +
-		" ORDER BY j.id LIMIT " + a.add(limit), a
+		" ORDER BY " + order + " LIMIT " + a.add(limit), a
 }
 
 // jobCols are the job columns the lists read: jobListColumns on SQLite.
