@@ -65,6 +65,18 @@ type ListResult struct {
 type listCase struct {
 	name string
 	read func(ctx context.Context, st store.Store, after string) error
+	// ids are the ids the list's pages start after: a tenth of the pages
+	// start at the first, the others at a tenth, two tenths... of the way
+	// from first to last.
+	first, last int64
+}
+
+// cursor returns the cursor of the k-th of ten pages, "" for the first.
+func (c listCase) cursor(k int) string {
+	if k == 0 {
+		return ""
+	}
+	return store.IDCursor(c.first + (c.last-c.first)*int64(k)/10)
 }
 
 // RunLists seeds the rows and measures every list.
@@ -97,15 +109,15 @@ func RunLists(ctx context.Context, cfg ListsConfig) (rep *ListsReport, err error
 		}
 	}
 	rep = &ListsReport{Rows: cfg.Rows, Database: dbKind(cfg.DBURL), Readers: cfg.Readers, WhileStarting: cfg.WhileStarting}
-	read := func() error { return measureLists(ctx, st, seed.task, cfg, rep) }
+	read := func() error { return measureLists(ctx, st, seed, cfg, rep) }
 	if !cfg.WhileStarting {
 		return rep, read()
 	}
 	return rep, whileStarting(ctx, st, seed, cfg, rep, read)
 }
 
-func measureLists(ctx context.Context, st store.Store, task ota.Task, cfg ListsConfig, rep *ListsReport) error {
-	for _, c := range listCases(task) {
+func measureLists(ctx context.Context, st store.Store, seed listsSeed, cfg ListsConfig, rep *ListsReport) error {
+	for _, c := range listCases(seed) {
 		say(cfg.Progress, "reading %s", c.name)
 		res, err := measureList(ctx, st, c, cfg)
 		if err != nil {
@@ -179,6 +191,9 @@ func cmp0(v, def int) int {
 // listsSeed is what seedLists made.
 type listsSeed struct {
 	task ota.Task
+	// The ids of the devices, the task's jobs and the events of its jobs
+	// run from first to last.
+	firstDevice, lastDevice, firstJob, lastJob, firstEvent, lastEvent int64
 	// startable is the number of queued jobs of online devices: the jobs
 	// the engine can start.
 	startable int64
@@ -218,7 +233,21 @@ func seedLists(ctx context.Context, st store.Store, cfg ListsConfig) (listsSeed,
 	if err := markOddOffline(ctx, st, devs[0].ID, cfg.Rows, cfg.Progress); err != nil {
 		return seed, err
 	}
-	return seed, seedEvents(ctx, st, task, jobs, cfg.Progress)
+	if err := seedEvents(ctx, st, task, jobs, cfg.Progress); err != nil {
+		return seed, err
+	}
+	seed.firstDevice, seed.lastDevice = devs[0].ID, devs[0].ID+int64(cfg.Rows)-1
+	first, _, err := st.ListJobs(ctx, store.JobFilter{TaskID: task.ID}, store.Page{Limit: 1})
+	if err != nil || len(first) == 0 {
+		return seed, errors.Join(err, errors.New("bench: no job"))
+	}
+	seed.firstJob, seed.lastJob = first[0].ID, first[0].ID+int64(cfg.Rows)-1
+	newest, _, err := st.ListEvents(ctx, store.EventFilter{}, store.Page{Limit: 1})
+	if err != nil || len(newest) == 0 {
+		return seed, errors.Join(err, errors.New("bench: no event"))
+	}
+	seed.firstEvent, seed.lastEvent = newest[0].ID-int64(cfg.Rows)+1, newest[0].ID
+	return seed, nil
 }
 
 // seededState is the state of the task's job i: one in a thousand failed,
@@ -307,7 +336,8 @@ func seedEvents(ctx context.Context, st store.Store, task ota.Task, jobs []ota.J
 	return nil
 }
 
-func listCases(task ota.Task) []listCase {
+func listCases(seed listsSeed) []listCase {
+	task := seed.task
 	// The API reads the task before its jobs, to answer 404 for an unknown
 	// task: a page of a task's jobs costs both.
 	jobs := func(states ...ota.JobState) func(context.Context, store.Store, string) error {
@@ -332,20 +362,26 @@ func listCases(task ota.Task) []listCase {
 			return err
 		}
 	}
+	// Events are listed newest first: their pages start after ids that
+	// run down from the newest.
+	ev := func(name string, f store.EventFilter) listCase {
+		return listCase{name, events(f), seed.lastEvent, seed.firstEvent}
+	}
 	return []listCase{
 		{"task status", func(ctx context.Context, st store.Store, _ string) error {
 			_, err := st.GetTask(ctx, task.ID)
 			return err
-		}},
-		{"task jobs", jobs()},
-		{"task jobs, state queued", jobs(ota.JobQueued)},
-		{"task jobs, state failed (0.1%)", jobs(ota.JobFailed)},
-		{"task jobs, states succeeded+failed", jobs(ota.JobSucceeded, ota.JobFailed)},
-		{"devices of the product", devices(store.DeviceFilter{Product: benchProduct})},
-		{"devices online (50%)", devices(store.DeviceFilter{Product: benchProduct, Online: &online})},
-		{"events", events(store.EventFilter{})},
-		{"events of the task", events(store.EventFilter{TaskID: task.ID})},
-		{"events of kind job", events(store.EventFilter{Kind: ota.KindJob})},
+		}, 0, 0},
+		{"task jobs", jobs(), seed.firstJob, seed.lastJob},
+		{"task jobs, state queued", jobs(ota.JobQueued), seed.firstJob, seed.lastJob},
+		{"task jobs, state failed (0.1%)", jobs(ota.JobFailed), seed.firstJob, seed.lastJob},
+		{"task jobs, states succeeded+failed", jobs(ota.JobSucceeded, ota.JobFailed), seed.firstJob, seed.lastJob},
+		{"devices of the product", devices(store.DeviceFilter{Product: benchProduct}), seed.firstDevice, seed.lastDevice},
+		{"devices online (50%)", devices(store.DeviceFilter{Product: benchProduct, Online: &online}), seed.firstDevice, seed.lastDevice},
+		ev("events", store.EventFilter{}),
+		ev("events of the task", store.EventFilter{TaskID: task.ID}),
+		ev("events of kind job", store.EventFilter{Kind: ota.KindJob}),
+		ev("events of a device", store.EventFilter{Product: benchProduct, Device: "d0000001"}),
 	}
 }
 
@@ -370,10 +406,7 @@ func measureList(ctx context.Context, st store.Store, c listCase, cfg ListsConfi
 	for r := range cfg.Readers {
 		wg.Go(func() {
 			for i := range cfg.Requests {
-				after := ""
-				if k := (r*cfg.Requests + i) % 10; k > 0 {
-					after = store.IDCursor(int64(cfg.Rows * k / 10))
-				}
+				after := c.cursor((r*cfg.Requests + i) % 10)
 				runtime.Gosched()
 				t0 := time.Now()
 				if err := c.read(ctx, st, after); err != nil {
