@@ -21,8 +21,9 @@ var deviceListColumns = textTimes(deviceColumns, "d.last_seen", "d.created_at")
 // scanDevice reads one row of deviceColumns; tags and versions stay empty.
 func scanDevice(row interface{ Scan(...any) error }) (ota.Device, error) {
 	var d ota.Device
-	var lastSeen, created dbTime
-	if err := row.Scan(&d.ID, &d.Product, &d.Key, &d.Online, &lastSeen, &created); err != nil {
+	var t [2]dbTime // one allocation, see scanJob
+	lastSeen, created := &t[0], &t[1]
+	if err := row.Scan(&d.ID, &d.Product, &d.Key, &d.Online, lastSeen, created); err != nil {
 		return ota.Device{}, err
 	}
 	if !created.Valid {

@@ -35,10 +35,13 @@ var jobListColumns = textTimes(jobColumns, "j.created_at", "j.updated_at", "j.st
 
 func scanJob(row interface{ Scan(...any) error }) (ota.Job, error) {
 	var j ota.Job
-	var created, updated, started, deadline, next, sent dbTime
+	// One array, not six variables: each would be allocated on its own
+	// (Scan keeps them as interfaces).
+	var t [6]dbTime
+	created, updated, started, deadline, next, sent := &t[0], &t[1], &t[2], &t[3], &t[4], &t[5]
 	err := row.Scan(&j.ID, &j.TaskID, &j.DeviceID, &j.Device, &j.Product, &j.Module, &j.State, &j.Percent, &j.Attempt,
-		&j.Code, &j.Message, &j.Phase, &j.FromVersion, &j.Version, &created, &updated, &started, &deadline,
-		&next, &sent, &j.Rev)
+		&j.Code, &j.Message, &j.Phase, &j.FromVersion, &j.Version, created, updated, started, deadline,
+		next, sent, &j.Rev)
 	if err != nil {
 		return j, err
 	}
@@ -193,8 +196,14 @@ func (s *sqlStore) mergedJobPage(ctx context.Context, f JobFilter, after int64, 
 	// A job that changed state since its id was read may have left the
 	// filter: it is left out, and the page is one short.
 	var a args
-	q := "SELECT " + s.jobCols() + " FROM jobs j WHERE j.id IN (" + inPadded(&a, ids) +
-		") AND j.state IN (" + stateList(&a, states) + ") ORDER BY j.id"
+	var byID string
+	if s.dialect == postgresDialect {
+		byID = "j.id = ANY(CAST(" + a.add(ids) + " AS BIGINT[]))" // one parameter, not one per id
+	} else {
+		byID = "j.id IN (" + inPadded(&a, ids) + ")"
+	}
+	q := "SELECT " + s.jobCols() + " FROM jobs j WHERE " + byID +
+		" AND j.state IN (" + stateList(&a, states) + ") ORDER BY j.id"
 	jobs, err := queryJobs(ctx, s.db, q, a)
 	if err != nil {
 		return nil, "", fmt.Errorf("list jobs: %w", err)
