@@ -267,10 +267,10 @@ func seededState(i int) ota.JobState {
 func finishSeededJobs(ctx context.Context, st store.Store, taskID int64, progress io.Writer) error {
 	say(progress, "finishing one job in ten")
 	now := time.Now().UTC()
-	var c store.Change
+	var c ota.ChangeSet
 	apply := func() error {
 		_, err := st.Apply(ctx, c)
-		c = store.Change{}
+		c = ota.ChangeSet{}
 		return err
 	}
 	page := store.Page{Limit: store.MaxPageSize}
@@ -286,7 +286,7 @@ func finishSeededJobs(ctx context.Context, st store.Store, taskID int64, progres
 				if state == ota.JobFailed {
 					n.Code = "install_failed"
 				}
-				c.Jobs = append(c.Jobs, store.JobChange{Old: j, New: n})
+				c.Jobs = append(c.Jobs, ota.JobUpdate{Old: j, New: n})
 			}
 			i++
 		}
@@ -307,14 +307,14 @@ func finishSeededJobs(ctx context.Context, st store.Store, taskID int64, progres
 func markOddOffline(ctx context.Context, st store.Store, firstID int64, n int, progress io.Writer) error {
 	say(progress, "marking %d devices offline", n/2)
 	now := time.Now()
-	var c store.Change
+	var c ota.ChangeSet
 	for i := 1; i < n; i += 2 {
-		c.Presence = append(c.Presence, store.Presence{DeviceID: firstID + int64(i), Online: false, At: now})
+		c.Presence = append(c.Presence, ota.Presence{DeviceID: firstID + int64(i), Online: false, At: now})
 		if len(c.Presence) == jobsChunk || i+2 >= n {
 			if _, err := st.Apply(ctx, c); err != nil {
 				return fmt.Errorf("mark devices offline: %w", err)
 			}
-			c = store.Change{}
+			c = ota.ChangeSet{}
 		}
 	}
 	return nil

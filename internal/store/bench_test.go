@@ -103,7 +103,7 @@ func seedListPages(b *testing.B, s store.Store, n int) ota.Task {
 	for page := (store.Page{Limit: store.MaxPageSize}); ; {
 		jobs, next, err := s.ListJobs(ctx, store.JobFilter{TaskID: task.ID}, page)
 		must(b, err)
-		var c store.Change
+		var c ota.ChangeSet
 		for _, j := range jobs {
 			n := j
 			switch i := j.ID - all[0].ID; {
@@ -115,13 +115,13 @@ func seedListPages(b *testing.B, s store.Store, n int) ota.Task {
 				continue
 			}
 			n.UpdatedAt = time.Now().UTC()
-			c.Jobs = append(c.Jobs, store.JobChange{Old: j, New: n})
+			c.Jobs = append(c.Jobs, ota.JobUpdate{Old: j, New: n})
 		}
 		for i, j := range jobs {
 			c.Events = append(c.Events, ota.Event{At: time.Now(), Kind: ota.KindJob, Action: "queued", Product: "bench",
 				Device: j.Device, TaskID: task.ID, JobID: j.ID})
 			if i%2 == 0 {
-				c.Presence = append(c.Presence, store.Presence{DeviceID: j.DeviceID, Online: true, At: time.Now()})
+				c.Presence = append(c.Presence, ota.Presence{DeviceID: j.DeviceID, Online: true, At: time.Now()})
 			}
 		}
 		_, err = s.Apply(as("engine"), c)

@@ -58,11 +58,11 @@ func TestFilteredListsAcrossOwners(t *testing.T) {
 		}
 		devices, err := s.CreateDevices(ctx, nd)
 		must(t, err)
-		var presence []store.Presence
+		var presence []ota.Presence
 		for i, d := range devices {
-			presence = append(presence, store.Presence{DeviceID: d.ID, Online: i%3 != 0, At: time.Now()})
+			presence = append(presence, ota.Presence{DeviceID: d.ID, Online: i%3 != 0, At: time.Now()})
 		}
-		_, err = s.Apply(as("engine"), store.Change{Presence: presence})
+		_, err = s.Apply(as("engine"), ota.ChangeSet{Presence: presence})
 		must(t, err)
 		// A task per product: a's jobs first, then b's.
 		for _, p := range []string{"a", "b"} {
@@ -81,19 +81,19 @@ func TestFilteredListsAcrossOwners(t *testing.T) {
 		}
 		all, _, err := s.ListJobs(ctx, store.JobFilter{}, store.Page{Limit: store.MaxPageSize})
 		must(t, err)
-		var changes []store.JobChange
+		var changes []ota.JobUpdate
 		var events []ota.Event
 		for i, j := range all {
 			if i%4 == 1 {
 				n := j
 				n.State, n.UpdatedAt = ota.JobFailed, time.Now().UTC()
-				changes = append(changes, store.JobChange{Old: j, New: n})
+				changes = append(changes, ota.JobUpdate{Old: j, New: n})
 				all[i] = n
 			}
 			events = append(events, ota.Event{At: time.Now(), Kind: ota.KindJob, Action: "x", Product: j.Product,
 				Device: j.Device, TaskID: j.TaskID, JobID: j.ID})
 		}
-		_, err = s.Apply(as("engine"), store.Change{Jobs: changes, Events: events})
+		_, err = s.Apply(as("engine"), ota.ChangeSet{Jobs: changes, Events: events})
 		must(t, err)
 
 		jobIDs := func(keep func(ota.Job) bool) []int64 {
