@@ -102,6 +102,7 @@ func openJobsStore(ctx context.Context, cfg *JobsConfig) (store.Store, func() er
 		return nil, nil, errors.Join(err, cleanup())
 	}
 	url := opts.DBURL
+	cfg.DBURL = url // PostgreSQL's fresh schema, for the caller
 	if url == "" {
 		url = "sqlite:" + filepath.Join(opts.DataDir, "otter.db")
 	}

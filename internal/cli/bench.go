@@ -372,10 +372,14 @@ func (a *app) benchListsCommand() *cobra.Command {
 		Short: "Measure the lists the console and the API serve at N devices, jobs and events",
 		Long: `Create a product with N devices (on 1.0.0, online), a task with N jobs
 (one in ten succeeded, one in a thousand failed) and N events, directly in
-the store; then read pages of 100 of every list (a task's jobs with and
-without state filters, devices, events) from --readers concurrent readers,
-from the first page and from pages deep in the list, and show p50 and p99.`,
+the store, every other device then marked offline; then read the task's
+status and pages of 100 of every list (a task's jobs with and without state
+filters, devices, events) from --readers concurrent readers, from the first
+page and from pages deep in the list, and show p50, p99 and the process's
+CPU time per request. With --while-starting the engine starts the task's
+queued jobs at full speed while the readers read.`,
 		Example: `  otter bench lists --rows 1000000
+  otter bench lists --rows 1000000 --while-starting
   otter bench lists --rows 1000000 --db postgres://postgres@127.0.0.1:5432/test?sslmode=disable`,
 		Args: needArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -395,14 +399,18 @@ from the first page and from pages deep in the list, and show p50 and p99.`,
 	fl.StringVar(&cfg.DBURL, "db", "", "database URL: empty for SQLite in a temporary folder, postgres://... for PostgreSQL (a fresh schema)")
 	fl.IntVar(&cfg.Readers, "readers", 8, "concurrent readers `R`")
 	fl.IntVar(&cfg.Requests, "requests", 50, "pages each reader reads of each list `N`")
+	fl.BoolVar(&cfg.WhileStarting, "while-starting", false, "read while the engine starts the task's jobs at full speed")
 	return cmd
 }
 
 func listsFields(r *bench.ListsReport) []field {
 	out := []field{{"rows", strconv.Itoa(r.Rows)}, {"database", r.Database}, {"readers", strconv.Itoa(r.Readers)}}
+	if r.WhileStarting {
+		out = append(out, field{"engine", fmt.Sprintf("started %d jobs while the readers read, %.0f a second", r.JobsStarted, r.JobsPerSecond)})
+	}
 	for _, l := range r.Lists {
-		out = append(out, field{l.Name, fmt.Sprintf("p50 %s, p99 %s, max %s", l.Latency.P50.Round(10*time.Microsecond),
-			l.Latency.P99.Round(10*time.Microsecond), l.Latency.Max.Round(10*time.Microsecond))})
+		out = append(out, field{l.Name, fmt.Sprintf("p50 %s, p99 %s, max %s, CPU %s a request", l.Latency.P50.Round(10*time.Microsecond),
+			l.Latency.P99.Round(10*time.Microsecond), l.Latency.Max.Round(10*time.Microsecond), l.CPU.Round(10*time.Microsecond))})
 	}
 	return out
 }

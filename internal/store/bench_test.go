@@ -3,8 +3,12 @@ package store_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"syscall"
 	"testing"
+	"time"
 
+	"github.com/otter-ota/otter/internal/ota"
 	"github.com/otter-ota/otter/internal/store"
 	"github.com/otter-ota/otter/internal/store/storetest"
 )
@@ -57,4 +61,157 @@ func BenchmarkListDevicesByTag(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkListPages reads one page of 100 of every list the API serves,
+// from the middle of the list, and reports the process's CPU time per page
+// (cpu-µs/op) besides the wall time, which other programs on the machine
+// change more. It seeds 20,000 devices, jobs of one task (one in ten
+// succeeded, one in a thousand failed) and events; with
+// OTTER_BENCH_LISTS_URL it reads the database `otter bench lists` seeded
+// instead (--rows 1000000, kept with its data folder or schema).
+func BenchmarkListPages(b *testing.B) {
+	if u := os.Getenv("OTTER_BENCH_LISTS_URL"); u != "" {
+		s := storetest.OpenURL(b, u)
+		task, err := s.GetTask(context.Background(), 1)
+		if err != nil {
+			b.Fatal(err)
+		}
+		benchListPages(b, s, task)
+		return
+	}
+	benchmark(b, func(b *testing.B, s store.Store) {
+		benchListPages(b, s, seedListPages(b, s, 20000))
+	})
+}
+
+func seedListPages(b *testing.B, s store.Store, n int) ota.Task {
+	ctx := as("op")
+	createProduct(b, s, "bench")
+	devs := createDevices(b, s, newDevices("bench", "d", n))
+	fw := ota.Firmware{Product: "bench", Module: "default", Version: "2.0.0", Size: 1, SHA256: fmt.Sprintf("%064d", 1), Signature: "x", BlobKey: "k"}
+	must(b, s.CreateFirmware(ctx, &fw))
+	task := ota.Task{Product: "bench", Module: "default", FirmwareID: fw.ID, Version: "2.0.0", Mode: ota.ModePush,
+		State: ota.TaskRunning, Total: int64(n)}
+	jobs := make([]ota.Job, n)
+	for i, d := range devs {
+		jobs[i] = ota.Job{DeviceID: d.ID, Device: d.Key, Product: "bench", Module: "default", State: ota.JobQueued, Version: "2.0.0"}
+	}
+	must(b, s.CreateTask(ctx, &task, jobs))
+	all, _, err := s.ListJobs(ctx, store.JobFilter{TaskID: task.ID}, store.Page{Limit: store.MaxPageSize})
+	must(b, err)
+	for page := (store.Page{Limit: store.MaxPageSize}); ; {
+		jobs, next, err := s.ListJobs(ctx, store.JobFilter{TaskID: task.ID}, page)
+		must(b, err)
+		var c ota.ChangeSet
+		for _, j := range jobs {
+			n := j
+			switch i := j.ID - all[0].ID; {
+			case i%1000 == 7:
+				n.State = ota.JobFailed
+			case i%10 == 3:
+				n.State = ota.JobSucceeded
+			default:
+				continue
+			}
+			n.UpdatedAt = time.Now().UTC()
+			c.Jobs = append(c.Jobs, ota.JobUpdate{Old: j, New: n})
+		}
+		for i, j := range jobs {
+			c.Events = append(c.Events, ota.Event{At: time.Now(), Kind: ota.KindJob, Action: "queued", Product: "bench",
+				Device: j.Device, TaskID: task.ID, JobID: j.ID})
+			if i%2 == 0 {
+				c.Presence = append(c.Presence, ota.Presence{DeviceID: j.DeviceID, Online: true, At: time.Now()})
+			}
+		}
+		_, err = s.Apply(as("engine"), c)
+		must(b, err)
+		if next == "" {
+			return task
+		}
+		page.After = next
+	}
+}
+
+func benchListPages(b *testing.B, s store.Store, task ota.Task) {
+	ctx := context.Background()
+	online := true
+	jobsMid, eventsMid, devicesMid := middle(b, s, task)
+	cases := []struct {
+		name string
+		read func() (int, error)
+	}{
+		{"task", func() (int, error) { _, err := s.GetTask(ctx, task.ID); return 1, err }},
+		{"jobs", jobsPage(ctx, s, task.ID, jobsMid)},
+		{"jobs-queued", jobsPage(ctx, s, task.ID, jobsMid, ota.JobQueued)},
+		{"jobs-failed", jobsPage(ctx, s, task.ID, jobsMid, ota.JobFailed)},
+		{"jobs-succeeded+failed", jobsPage(ctx, s, task.ID, jobsMid, ota.JobSucceeded, ota.JobFailed)},
+		{"devices", func() (int, error) {
+			d, _, err := s.ListDevices(ctx, store.DeviceFilter{Product: "bench"}, store.Page{Limit: 100, After: devicesMid})
+			return len(d), err
+		}},
+		{"devices-online", func() (int, error) {
+			d, _, err := s.ListDevices(ctx, store.DeviceFilter{Product: "bench", Online: &online}, store.Page{Limit: 100, After: devicesMid})
+			return len(d), err
+		}},
+		{"events", eventsPage(ctx, s, store.EventFilter{}, eventsMid)},
+		{"events-task", eventsPage(ctx, s, store.EventFilter{TaskID: task.ID}, eventsMid)},
+		{"events-kind", eventsPage(ctx, s, store.EventFilter{Kind: ota.KindJob}, eventsMid)},
+	}
+	for _, c := range cases {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			cpu0 := processCPU()
+			rows := 0
+			for b.Loop() {
+				n, err := c.read()
+				if err != nil {
+					b.Fatal(err)
+				}
+				rows = n
+			}
+			b.ReportMetric(float64((processCPU()-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
+			b.ReportMetric(float64(rows), "rows")
+		})
+	}
+}
+
+// middle returns the cursors of the pages in the middle of the task's
+// jobs, of the events (newest first) and of the devices.
+func middle(b *testing.B, s store.Store, task ota.Task) (jobs, events, devices string) {
+	ctx := context.Background()
+	half := task.Total / 2
+	j, _, err := s.ListJobs(ctx, store.JobFilter{TaskID: task.ID}, store.Page{Limit: 1})
+	must(b, err)
+	e, _, err := s.ListEvents(ctx, store.EventFilter{}, store.Page{Limit: 1})
+	must(b, err)
+	d, _, err := s.ListDevices(ctx, store.DeviceFilter{Product: task.Product}, store.Page{Limit: 1})
+	must(b, err)
+	if len(j) == 0 || len(e) == 0 || len(d) == 0 {
+		b.Fatal("nothing to list")
+	}
+	return store.IDCursor(j[0].ID + half), store.IDCursor(e[0].ID - half), store.IDCursor(d[0].ID + half)
+}
+
+func jobsPage(ctx context.Context, s store.Store, taskID int64, after string, states ...ota.JobState) func() (int, error) {
+	return func() (int, error) {
+		jobs, _, err := s.ListJobs(ctx, store.JobFilter{TaskID: taskID, States: states}, store.Page{Limit: 100, After: after})
+		return len(jobs), err
+	}
+}
+
+func eventsPage(ctx context.Context, s store.Store, f store.EventFilter, after string) func() (int, error) {
+	return func() (int, error) {
+		events, _, err := s.ListEvents(ctx, f, store.Page{Limit: 100, After: after})
+		return len(events), err
+	}
+}
+
+// processCPU is the user and system CPU time the process used so far.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

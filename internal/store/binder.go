@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"strconv"
 	"strings"
 )
@@ -48,6 +49,17 @@ func (b binder) rebind(q string) string {
 type sqlDB struct {
 	*sql.DB
 	binder
+	// stmts, when set, prepares the reads once per connection (SQLite).
+	stmts *stmtCache
+}
+
+// Close closes the cached statements and the pool.
+func (d sqlDB) Close() error {
+	var err error
+	if d.stmts != nil {
+		err = d.stmts.close()
+	}
+	return errors.Join(err, d.DB.Close())
 }
 
 // ExecContext runs q with its placeholders rebound.
@@ -55,14 +67,31 @@ func (d sqlDB) ExecContext(ctx context.Context, q string, args ...any) (sql.Resu
 	return d.DB.ExecContext(ctx, d.rebind(q), args...)
 }
 
-// QueryContext runs q with its placeholders rebound.
+// QueryContext runs q with its placeholders rebound, prepared if the pool
+// caches statements.
 func (d sqlDB) QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
-	return d.DB.QueryContext(ctx, d.rebind(q), args...)
+	q = d.rebind(q)
+	if st := d.prepared(ctx, q); st != nil {
+		return st.QueryContext(ctx, args...)
+	}
+	return d.DB.QueryContext(ctx, q, args...)
 }
 
-// QueryRowContext runs q with its placeholders rebound.
+// QueryRowContext runs q with its placeholders rebound, prepared if the
+// pool caches statements.
 func (d sqlDB) QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row {
-	return d.DB.QueryRowContext(ctx, d.rebind(q), args...)
+	q = d.rebind(q)
+	if st := d.prepared(ctx, q); st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
+	return d.DB.QueryRowContext(ctx, q, args...)
+}
+
+func (d sqlDB) prepared(ctx context.Context, q string) *sql.Stmt {
+	if d.stmts == nil {
+		return nil
+	}
+	return d.stmts.get(ctx, d.DB, q)
 }
 
 // ExecContext runs q in the transaction with its placeholders rebound.

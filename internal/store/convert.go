@@ -54,6 +54,9 @@ func encodeList(l []string) string {
 // decodeMap reads a JSON object column written by encodeMap.
 func decodeMap(s string) (map[string]string, error) {
 	m := map[string]string{}
+	if s == "{}" {
+		return m, nil // most events carry no data: skip the decoder
+	}
 	if err := json.Unmarshal([]byte(s), &m); err != nil {
 		return nil, fmt.Errorf("decode stored JSON object: %w", err)
 	}

@@ -119,6 +119,10 @@ func connectPostgres(rawURL string) (*sqlStore, error) {
 	return &sqlStore{db: sqlDB{DB: db}, dialect: postgresDialect}, nil
 }
 
+// stmtCacheSize bounds the SQLite reads kept prepared: a few dozen shapes
+// in use, with room for the filters' combinations.
+const stmtCacheSize = 256
+
 func connectSQLite(path string) (*sqlStore, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("create database folder: %w", err)
@@ -131,7 +135,8 @@ func connectSQLite(path string) (*sqlStore, error) {
 	// concurrent API reads without holding many page caches.
 	db.SetMaxOpenConns(16)
 	db.SetMaxIdleConns(16)
-	return &sqlStore{db: sqlDB{db, binder{positional: true}}, dialect: sqliteDialect, writeLock: make(chan struct{}, 1)}, nil
+	return &sqlStore{db: sqlDB{DB: db, binder: binder{positional: true}, stmts: newStmtCache(stmtCacheSize)},
+		dialect: sqliteDialect, writeLock: make(chan struct{}, 1)}, nil
 }
 
 // sqlitePath returns the file named by a "sqlite:PATH" URL or a plain path.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 
 	"github.com/otter-ota/otter/internal/ota"
 )
@@ -13,15 +14,23 @@ import (
 // deviceColumns are the devices columns scanDevice reads, in order.
 const deviceColumns = "d.id, d.product, d.key, d.online, d.last_seen, d.created_at"
 
+// deviceListColumns are deviceColumns with the times read as text on
+// SQLite (see textTimes), for the list.
+var deviceListColumns = textTimes(deviceColumns, "d.last_seen", "d.created_at")
+
 // scanDevice reads one row of deviceColumns; tags and versions stay empty.
 func scanDevice(row interface{ Scan(...any) error }) (ota.Device, error) {
 	var d ota.Device
-	var lastSeen sql.NullTime
-	if err := row.Scan(&d.ID, &d.Product, &d.Key, &d.Online, &lastSeen, &d.CreatedAt); err != nil {
+	var t [2]dbTime // one allocation, see scanJob
+	lastSeen, created := &t[0], &t[1]
+	if err := row.Scan(&d.ID, &d.Product, &d.Key, &d.Online, lastSeen, created); err != nil {
 		return ota.Device{}, err
 	}
-	d.LastSeen = timePtr(lastSeen)
-	d.CreatedAt = d.CreatedAt.UTC()
+	if !created.Valid {
+		return ota.Device{}, fmt.Errorf("device %d has no creation time", d.ID)
+	}
+	d.LastSeen = lastSeen.ptr()
+	d.CreatedAt = created.Time.UTC()
 	d.Tags, d.Versions = map[string]string{}, map[string]string{}
 	return d, nil
 }
@@ -78,7 +87,17 @@ func loadDeviceDetails(ctx context.Context, q querier, devs []ota.Device) error 
 func loadPairs(ctx context.Context, q querier, selectFrom string, ids []int64,
 	set func(d *ota.Device, k, v string), byID map[int64]*ota.Device) error {
 	var a args
-	rows, err := q.QueryContext(ctx, selectFrom+" WHERE device_id IN ("+in(&a, ids)+")", a...)
+	var cond string
+	if lo, hi := slices.Min(ids), slices.Max(ids); hi-lo < 2*int64(len(ids)) {
+		// A page of a list without a sparse filter: one range of the
+		// primary key reads about the same rows as a lookup per device, at
+		// a fraction of the cost; rows of devices between the page's are
+		// skipped below.
+		cond = "device_id BETWEEN " + a.add(lo) + " AND " + a.add(hi)
+	} else {
+		cond = "device_id IN (" + inPadded(&a, ids) + ")"
+	}
+	rows, err := q.QueryContext(ctx, selectFrom+" WHERE "+cond, a...)
 	if err != nil {
 		return err
 	}

@@ -22,7 +22,7 @@ func (s *sqlStore) ListDevices(ctx context.Context, f DeviceFilter, page Page) (
 	if err != nil {
 		return nil, "", err
 	}
-	q, a := deviceQuery(f, after, limit+1)
+	q, a := deviceQuery(f, after, limit+1, s.dialect)
 	devs, err := queryDevices(ctx, s.db, q, a)
 	if err != nil {
 		return nil, "", fmt.Errorf("list devices: %w", err)
@@ -37,13 +37,21 @@ func (s *sqlStore) ListDevices(ctx context.Context, f DeviceFilter, page Page) (
 // deviceQuery builds the SELECT for one page of devices matching f. Tag and
 // version conditions are EXISTS subqueries that the (name, value,
 // device_id) and (module, version, device_id) indexes answer.
-func deviceQuery(f DeviceFilter, after int64, limit int) (string, args) {
+func deviceQuery(f DeviceFilter, after int64, limit int, d dialect) (string, args) {
 	var a args
 	where := []string{"d.id > " + a.add(after)}
-	if f.Product != "" {
+	order := "d.id"
+	switch {
+	case f.Product != "" && f.Online != nil:
 		where = append(where, "d.product = "+a.add(f.Product))
-	}
-	if f.Online != nil {
+		var cond string
+		cond, order = indexedEq(d, "d.online", a.add(*f.Online), "d.id")
+		where = append(where, cond)
+	case f.Product != "":
+		var cond string
+		cond, order = indexedEq(d, "d.product", a.add(f.Product), "d.id")
+		where = append(where, cond)
+	case f.Online != nil:
 		where = append(where, "d.online = "+a.add(*f.Online))
 	}
 	if f.KeyPrefix != "" {
@@ -59,8 +67,12 @@ func deviceQuery(f DeviceFilter, after int64, limit int) (string, args) {
 	if f.Module != "" || f.Version != "" {
 		where = append(where, versionCondition(&a, f.Module, f.Version))
 	}
-	q := "SELECT " + deviceColumns + " FROM devices d WHERE " + strings.Join(where, " AND ") +
-		" ORDER BY d.id LIMIT " + a.add(limit)
+	cols := deviceColumns
+	if d == sqliteDialect {
+		cols = deviceListColumns
+	}
+	q := "SELECT " + cols + " FROM devices d WHERE " + strings.Join(where, " AND ") +
+		" ORDER BY " + order + " LIMIT " + a.add(limit)
 	return q, a
 }
 

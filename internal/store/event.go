@@ -19,7 +19,7 @@ func (s *sqlStore) ListEvents(ctx context.Context, f EventFilter, page Page) ([]
 	if err != nil {
 		return nil, "", err
 	}
-	q, a := eventQuery(f, before, limit+1)
+	q, a := eventQuery(f, before, limit+1, s.dialect)
 	events, err := queryEvents(ctx, s.db, q, a)
 	if err != nil {
 		return nil, "", fmt.Errorf("list events: %w", err)
@@ -30,28 +30,52 @@ func (s *sqlStore) ListEvents(ctx context.Context, f EventFilter, page Page) ([]
 
 // eventQuery builds the SELECT for one page of events matching f, older
 // than the event with id before (0: from the newest).
-func eventQuery(f EventFilter, before int64, limit int) (string, args) {
+func eventQuery(f EventFilter, before int64, limit int, d dialect) (string, args) {
 	var a args
 	var where []string
 	add := func(cond string, v any) { where = append(where, cond+" "+a.add(v)) }
 	if before > 0 {
 		add("id <", before)
 	}
+	// The list pages through the (column, id) index of the most selective
+	// filter that has one; the other filters only filter.
+	lead := ""
+	switch {
+	case f.JobID != 0:
+		lead = "job_id"
+	case f.Product != "" && f.Device != "":
+		lead = "device"
+	case f.TaskID != 0:
+		lead = "task_id"
+	case f.Firmware != 0:
+		lead = "firmware_id"
+	case f.Actor != "":
+		lead = "actor"
+	case f.Kind != "":
+		lead = "kind"
+	}
+	order := "id"
 	for _, c := range []struct {
 		col string
-		v   string
-	}{{"kind", f.Kind}, {"actor", f.Actor}, {"product", f.Product}, {"device", f.Device}} {
-		if c.v != "" {
+		v   any
+		set bool
+	}{{"kind", f.Kind, f.Kind != ""}, {"actor", f.Actor, f.Actor != ""}, {"product", f.Product, f.Product != ""},
+		{"device", f.Device, f.Device != ""}, {"task_id", f.TaskID, f.TaskID != 0}, {"job_id", f.JobID, f.JobID != 0},
+		{"firmware_id", f.Firmware, f.Firmware != 0}} {
+		switch {
+		case !c.set:
+		case c.col == lead:
+			var cond string
+			cond, order = indexedEq(d, c.col, a.add(c.v), "id")
+			where = append(where, cond)
+		default:
 			add(c.col+" =", c.v)
 		}
 	}
-	for _, c := range []struct {
-		col string
-		v   int64
-	}{{"task_id", f.TaskID}, {"job_id", f.JobID}, {"firmware_id", f.Firmware}} {
-		if c.v != 0 {
-			add(c.col+" =", c.v)
-		}
+	if f.Device != "" {
+		// Says what the partial index on (product, device, id) needs:
+		// neither database infers it from device = a parameter.
+		where = append(where, "device <> ''")
 	}
 	if !f.Since.IsZero() {
 		add("at >=", f.Since.UTC())
@@ -59,11 +83,15 @@ func eventQuery(f EventFilter, before int64, limit int) (string, args) {
 	if !f.Until.IsZero() {
 		add("at <", f.Until.UTC())
 	}
-	q := "SELECT id, at, actor, kind, action, product, device, firmware_id, task_id, job_id, message, data FROM events"
+	at := "at"
+	if d == sqliteDialect {
+		at = "+at" // read as text, see textTimes
+	}
+	q := "SELECT id, " + at + ", actor, kind, action, product, device, firmware_id, task_id, job_id, message, data FROM events"
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
-	return q + " ORDER BY id DESC LIMIT " + a.add(limit), a
+	return q + " ORDER BY " + descending(order) + " LIMIT " + a.add(limit), a
 }
 
 func queryEvents(ctx context.Context, q querier, query string, a args) ([]ota.Event, error) {
@@ -86,13 +114,17 @@ func queryEvents(ctx context.Context, q querier, query string, a args) ([]ota.Ev
 func scanEvent(row interface{ Scan(...any) error }) (ota.Event, error) {
 	var e ota.Event
 	var firmware, task, job sql.NullInt64
+	var at dbTime
 	var data string
-	err := row.Scan(&e.ID, &e.At, &e.Actor, &e.Kind, &e.Action, &e.Product, &e.Device,
+	err := row.Scan(&e.ID, &at, &e.Actor, &e.Kind, &e.Action, &e.Product, &e.Device,
 		&firmware, &task, &job, &e.Message, &data)
 	if err != nil {
 		return ota.Event{}, err
 	}
-	e.At = e.At.UTC()
+	if !at.Valid {
+		return ota.Event{}, fmt.Errorf("event %d has no time", e.ID)
+	}
+	e.At = at.Time.UTC()
 	e.FirmwareID, e.TaskID, e.JobID = firmware.Int64, task.Int64, job.Int64
 	if e.Data, err = decodeMap(data); err != nil {
 		return ota.Event{}, err
@@ -101,4 +133,9 @@ func scanEvent(row interface{ Scan(...any) error }) (ota.Event, error) {
 		e.Data = nil // omitted from JSON, as the field's tag asks
 	}
 	return e, nil
+}
+
+// descending turns "a, b" into "a DESC, b DESC".
+func descending(order string) string {
+	return strings.ReplaceAll(order, ",", " DESC,") + " DESC"
 }

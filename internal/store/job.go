@@ -1,7 +1,6 @@
 package store
 
 import (
-	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -29,17 +28,28 @@ const jobColumns = `j.id, j.task_id, j.device_id, j.device, j.product, j.module,
 // activeStates is the SQL list of non-terminal job states.
 const activeStates = `('awaiting_version', 'queued', 'notified', 'offered', 'accepted', 'downloading', 'downloaded', 'awaiting_install_confirmation', 'installing', 'rebooting')`
 
+// jobListColumns are jobColumns with the times read as text on SQLite
+// (see textTimes), for the lists.
+var jobListColumns = textTimes(jobColumns, "j.created_at", "j.updated_at", "j.started_at", "j.deadline",
+	"j.next_attempt_at", "j.sent_at")
+
 func scanJob(row interface{ Scan(...any) error }) (ota.Job, error) {
 	var j ota.Job
-	var started, deadline, next, sent sql.NullTime
+	// One array, not six variables: each would be allocated on its own
+	// (Scan keeps them as interfaces).
+	var t [6]dbTime
+	created, updated, started, deadline, next, sent := &t[0], &t[1], &t[2], &t[3], &t[4], &t[5]
 	err := row.Scan(&j.ID, &j.TaskID, &j.DeviceID, &j.Device, &j.Product, &j.Module, &j.State, &j.Percent, &j.Attempt,
-		&j.Code, &j.Message, &j.Phase, &j.FromVersion, &j.Version, &j.CreatedAt, &j.UpdatedAt, &started, &deadline,
-		&next, &sent, &j.Rev)
+		&j.Code, &j.Message, &j.Phase, &j.FromVersion, &j.Version, created, updated, started, deadline,
+		next, sent, &j.Rev)
 	if err != nil {
 		return j, err
 	}
-	j.CreatedAt, j.UpdatedAt = j.CreatedAt.UTC(), j.UpdatedAt.UTC()
-	j.StartedAt, j.Deadline, j.NextAttemptAt, j.SentAt = timePtr(started), timePtr(deadline), timePtr(next), timePtr(sent)
+	if !created.Valid || !updated.Valid {
+		return j, fmt.Errorf("job %d has no creation or update time", j.ID)
+	}
+	j.CreatedAt, j.UpdatedAt = created.Time.UTC(), updated.Time.UTC()
+	j.StartedAt, j.Deadline, j.NextAttemptAt, j.SentAt = started.ptr(), deadline.ptr(), next.ptr(), sent.ptr()
 	return j, nil
 }
 
@@ -143,12 +153,10 @@ func (s *sqlStore) ListJobs(ctx context.Context, f JobFilter, page Page) ([]ota.
 	if err != nil {
 		return nil, "", err
 	}
-	var jobs []ota.Job
-	if len(f.States) <= 1 {
-		jobs, err = s.jobPage(ctx, f, after, limit+1)
-	} else {
-		jobs, err = s.mergedJobPage(ctx, f, after, limit+1)
+	if len(f.States) > 1 {
+		return s.mergedJobPage(ctx, f, after, limit)
 	}
+	jobs, err := s.jobPage(ctx, f, after, limit+1)
 	if err != nil {
 		return nil, "", fmt.Errorf("list jobs: %w", err)
 	}
@@ -156,43 +164,118 @@ func (s *sqlStore) ListJobs(ctx context.Context, f JobFilter, page Page) ([]ota.
 	return jobs, next, nil
 }
 
-// mergedJobPage reads a page for several states as one page per state,
-// merged in id order: each is a range of the (task_id, state, id) index,
-// where "state IN (...) ORDER BY id" would sort every matching job.
-func (s *sqlStore) mergedJobPage(ctx context.Context, f JobFilter, after int64, limit int) ([]ota.Job, error) {
-	var all []ota.Job
+// mergedJobPage reads a page for several states: the ids of one page per
+// state, each a range of the (task_id, state, id) index (where "state IN
+// (...) ORDER BY id" would sort every matching job), merged in id order;
+// then the rows of the page's ids only, not a page of rows per state.
+func (s *sqlStore) mergedJobPage(ctx context.Context, f JobFilter, after int64, limit int) ([]ota.Job, string, error) {
+	var ids []int64
 	states := slices.Compact(slices.Sorted(slices.Values(f.States)))
 	for _, st := range states {
 		one := f
 		one.States = []ota.JobState{st}
-		jobs, err := s.jobPage(ctx, one, after, limit)
+		q, a := jobPageQuery(one, after, limit+1, "j.id", s.dialect)
+		got, err := queryAll(ctx, s.db, q, a, func(row interface{ Scan(...any) error }) (int64, error) {
+			var id int64
+			return id, row.Scan(&id)
+		})
 		if err != nil {
-			return nil, err
+			return nil, "", fmt.Errorf("list jobs: %w", err)
 		}
-		all = append(all, jobs...)
+		ids = append(ids, got...)
 	}
-	slices.SortFunc(all, func(a, b ota.Job) int { return cmp.Compare(a.ID, b.ID) })
-	return all[:min(len(all), limit)], nil
+	slices.Sort(ids)
+	next := ""
+	if len(ids) > limit {
+		ids = ids[:limit]
+		next = encodeCursor(idKey(ids[limit-1]))
+	}
+	if len(ids) == 0 {
+		return nil, "", nil
+	}
+	// A job that changed state since its id was read may have left the
+	// filter: it is left out, and the page is one short.
+	var a args
+	var byID string
+	if s.dialect == postgresDialect {
+		byID = "j.id = ANY(CAST(" + a.add(ids) + " AS BIGINT[]))" // one parameter, not one per id
+	} else {
+		byID = "j.id IN (" + inPadded(&a, ids) + ")"
+	}
+	q := "SELECT " + s.jobCols() + " FROM jobs j WHERE " + byID +
+		" AND j.state IN (" + stateList(&a, states) + ") ORDER BY j.id"
+	jobs, err := queryJobs(ctx, s.db, q, a)
+	if err != nil {
+		return nil, "", fmt.Errorf("list jobs: %w", err)
+	}
+	return jobs, next, nil
 }
 
 // jobPage reads up to limit jobs after id after, in id order, for at most
-// one state: every filter it gets is served in order by an index,
-// (task_id, id), (task_id, state, id), or (device_id, id).
+// one state.
 func (s *sqlStore) jobPage(ctx context.Context, f JobFilter, after int64, limit int) ([]ota.Job, error) {
+	q, a := jobPageQuery(f, after, limit, s.jobCols(), s.dialect)
+	return queryJobs(ctx, s.db, q, a)
+}
+
+// jobPageQuery selects cols of up to limit jobs after id after, in id
+// order, for at most one state: every filter it gets is served in order by
+// an index, (task_id, id), (task_id, state, id), or (device_id, id).
+func jobPageQuery(f JobFilter, after int64, limit int, cols string, d dialect) (string, args) {
 	var a args
 	where := []string{"j.id > " + a.add(after)}
-	if f.TaskID != 0 {
+	order := "j.id"
+	switch {
+	case f.TaskID != 0 && len(f.States) > 0:
 		where = append(where, "j.task_id = "+a.add(f.TaskID))
+		var cond string
+		cond, order = indexedEq(d, "j.state", stateValue(&a, f.States[0]), "j.id")
+		where = append(where, cond)
+	case f.TaskID != 0:
+		var cond string
+		cond, order = indexedEq(d, "j.task_id", a.add(f.TaskID), "j.id")
+		where = append(where, cond)
+	case f.DeviceID != 0:
+		var cond string
+		cond, order = indexedEq(d, "j.device_id", a.add(f.DeviceID), "j.id")
+		where = append(where, cond)
 	}
-	if f.DeviceID != 0 {
+	if f.TaskID != 0 && f.DeviceID != 0 {
 		where = append(where, "j.device_id = "+a.add(f.DeviceID))
 	}
-	if len(f.States) > 0 {
-		where = append(where, "j.state = "+a.add(f.States[0]))
+	if f.TaskID == 0 && len(f.States) > 0 {
+		where = append(where, "j.state = "+stateValue(&a, f.States[0]))
 	}
-	q := "SELECT " + jobColumns + " FROM jobs j WHERE " + strings.Join(where, " AND ") +
-		" ORDER BY j.id LIMIT " + a.add(limit)
-	return queryJobs(ctx, s.db, q, a)
+	return "SELECT " + cols + " FROM jobs j WHERE " + strings.Join(where, " AND ") +
+		" ORDER BY " + order + " LIMIT " + a.add(limit), a
+}
+
+// jobCols are the job columns the lists read: jobListColumns on SQLite.
+func (s *sqlStore) jobCols() string {
+	if s.dialect == sqliteDialect {
+		return jobListColumns
+	}
+	return jobColumns
+}
+
+// stateValue returns a known job state as an SQL literal, anything else as
+// a parameter. SQLite compares a state parameter with the partial indexes'
+// state conditions, so it plans the statement again whenever the parameter
+// is bound (about 100 µs); a literal keeps the prepared plan.
+func stateValue(a *args, st ota.JobState) string {
+	if slices.Contains(ota.JobStates, st) && !strings.ContainsAny(string(st), "'\\") {
+		return "'" + string(st) + "'"
+	}
+	return a.add(st)
+}
+
+// stateList is a list of stateValue.
+func stateList(a *args, states []ota.JobState) string {
+	vs := make([]string, len(states))
+	for i, st := range states {
+		vs[i] = stateValue(a, st)
+	}
+	return strings.Join(vs, ", ")
 }
 
 // QueuedJobs returns the next jobs a task may start, in rollout order.

@@ -65,3 +65,24 @@ func idKey(id int64) string { return strconv.FormatInt(id, 10) }
 // IDCursor is the cursor of a page that follows the item with id id, for
 // lists in id order (a benchmark reads pages from the middle of a list).
 func IDCursor(id int64) string { return encodeCursor(idKey(id)) }
+
+// indexedEq returns the condition col = value (value a placeholder or a
+// literal) for the last column before id of the index a list pages
+// through in id order, and the ORDER BY that index gives.
+//
+// SQLite plans by rule and takes that index for col = value. PostgreSQL
+// estimates: it takes col = value to make col a constant, so that the
+// primary key gives the same order, and where it expects the matching
+// rows to be common it scans the primary key from the cursor on, skipping
+// the rows of other values. They are not spread evenly (a task's jobs and
+// events, a product's devices lie together), so the last page of a list,
+// or any page when the rows lie before the cursor, read up to the whole
+// table: 1 to 2 seconds at 1,000,000 rows. As a range, col >= value AND
+// col <= value, the column is no constant, only the index gives the order,
+// and the equality keys before it end the index scan at the last match.
+func indexedEq(d dialect, col, value, id string) (cond, orderBy string) {
+	if d == postgresDialect {
+		return col + " >= " + value + " AND " + col + " <= " + value, col + ", " + id
+	}
+	return col + " = " + value, id
+}

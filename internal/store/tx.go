@@ -143,6 +143,28 @@ func in[T any](a *args, vs []T) string {
 	return strings.Join(ph, ", ")
 }
 
+// inPadded is in for an IN list whose length varies from call to call:
+// it repeats the last value up to the next power of two, so that the
+// query takes one of a few shapes that stay prepared (see stmtCache).
+func inPadded[T any](a *args, vs []T) string {
+	if len(vs) == 0 {
+		return in(a, vs)
+	}
+	n := 1
+	for n < len(vs) {
+		n *= 2
+	}
+	if n > maxParams {
+		return in(a, vs)
+	}
+	padded := make([]T, n)
+	copy(padded, vs)
+	for i := len(vs); i < n; i++ {
+		padded[i] = vs[len(vs)-1]
+	}
+	return in(a, padded)
+}
+
 // values returns the VALUES list of a multi-row INSERT: ($1, $2), ($3, $4).
 func values(rows, cols int) string {
 	var b strings.Builder
