@@ -48,6 +48,10 @@ func (t *mqttTransport) start(ctx context.Context, s sink) error {
 		OnConnectionDown:              func() bool { s.down(); return true },
 		OnConnectError:                s.connectError,
 		ConnectPacketBuilder:          limitReceive,
+		// The last will tells a server behind an external broker that the
+		// device is gone when its connection ends without a DISCONNECT.
+		WillMessage: &paho.WillMessage{Topic: wire.Topic(t.cfg.Product, t.cfg.Device, wire.KindPresence),
+			Payload: wire.OfflinePresence(), QoS: 1},
 		ClientConfig: paho.ClientConfig{
 			ClientID:          t.cfg.ClientID,
 			OnPublishReceived: []func(paho.PublishReceived) (bool, error){t.receiver(s)},
@@ -125,8 +129,23 @@ func (t *mqttTransport) send(ctx context.Context, m wire.Message) (*downlink, er
 func (t *mqttTransport) poll(context.Context) (*downlink, error) { return nil, nil }
 func (t *mqttTransport) polls() bool                             { return false }
 
+// stop says the device goes offline, since a broker drops the will of a
+// clean disconnect, then disconnects.
 func (t *mqttTransport) stop(ctx context.Context) {
-	if t.cm != nil {
-		_ = t.cm.Disconnect(ctx)
+	if t.cm == nil {
+		return
 	}
+	if t.cm.AwaitConnection(expired(ctx)) == nil {
+		_, _ = t.cm.Publish(ctx, &paho.Publish{Topic: wire.Topic(t.cfg.Product, t.cfg.Device, wire.KindPresence),
+			QoS: 1, Payload: wire.OfflinePresence()})
+	}
+	_ = t.cm.Disconnect(ctx)
+}
+
+// expired returns a context that has ended, to ask whether a connection is
+// up without waiting for one.
+func expired(ctx context.Context) context.Context {
+	ctx, cancel := context.WithCancel(ctx)
+	cancel()
+	return ctx
 }

@@ -97,6 +97,16 @@ type Confirm struct {
 	Message string `json:"message,omitempty"` // why, when declined
 }
 
+// Presence says whether the device is online. A device sets
+// Presence{Online: false} as its MQTT last will, and publishes it itself
+// before a clean disconnect (a broker drops the will then).
+type Presence struct {
+	Online bool `json:"online"`
+}
+
+// OfflinePresence is the payload of a device's last will.
+func OfflinePresence() []byte { return Encode(Presence{Online: false}) }
+
 // Progress reports how far the device has come with a job.
 type Progress struct {
 	Job     string `json:"job"`
@@ -162,6 +172,9 @@ func (Confirm) Kind() Kind { return KindConfirm }
 
 // Kind returns KindProgress.
 func (Progress) Kind() Kind { return KindProgress }
+
+// Kind returns KindPresence.
+func (Presence) Kind() Kind { return KindPresence }
 
 // Kind returns KindUpgrade.
 func (Upgrade) Kind() Kind { return KindUpgrade }

@@ -1,0 +1,82 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+
+	"github.com/otter-ota/otter/internal/brokerclient"
+)
+
+// brokerURL parses --broker: mqtt://host:port or mqtts://host:port, with
+// credentials in the URL or in Config.BrokerUsername and BrokerPassword
+// (which win). It returns the URL without its credentials.
+func (c Config) brokerURL() (u *url.URL, user, password string, err error) {
+	u, err = url.Parse(c.Broker)
+	if err != nil {
+		return nil, "", "", fmt.Errorf("--broker %q is not a URL: want mqtt://host:port or mqtts://host:port", c.Broker)
+	}
+	if (u.Scheme != "mqtt" && u.Scheme != "mqtts") || u.Host == "" || u.Port() == "" || strings.Trim(u.Path, "/") != "" {
+		return nil, "", "", fmt.Errorf("--broker %q: want mqtt://host:port or mqtts://host:port (user name and password may be in the URL or in OTTER_BROKER_USERNAME and OTTER_BROKER_PASSWORD)", u.Redacted())
+	}
+	if u.User != nil {
+		user = u.User.Username()
+		password, _ = u.User.Password()
+	}
+	if c.BrokerUsername != "" {
+		user = c.BrokerUsername
+	}
+	if c.BrokerPassword != "" {
+		password = c.BrokerPassword
+	}
+	return &url.URL{Scheme: u.Scheme, Host: u.Host}, user, password, nil
+}
+
+// checkBrokerFlags refuses, before anything is opened, an external broker
+// with SQLite: several replicas share one database, and the engine must
+// not run twice on one SQLite file.
+func (c Config) checkBrokerFlags(dbKind string) error {
+	if c.Broker == "" {
+		return nil
+	}
+	if dbKind == "sqlite" {
+		return errors.New("--broker needs --db postgres://...: an external broker is for several replicas, " +
+			"and SQLite serves one process only (cluster mode needs PostgreSQL)")
+	}
+	_, _, _, err := c.brokerURL()
+	return err
+}
+
+// dialBroker connects to the external broker as this replica's client.
+func (s *Server) dialBroker(ctx context.Context) (*brokerclient.Client, error) {
+	u, user, password, err := s.cfg.brokerURL()
+	if err != nil {
+		return nil, err
+	}
+	id := s.cfg.BrokerClientID
+	if id == "" {
+		id = DefaultBrokerClientID()
+	}
+	c, err := brokerclient.Dial(ctx, brokerclient.Config{
+		URL: u, Username: user, Password: password, ClientID: id,
+		Devices: s.engine, Resolver: s.store, Logger: s.log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("external MQTT broker (--broker %s): %w", u.Redacted(), err)
+	}
+	return c, nil
+}
+
+// DefaultBrokerClientID is a replica's client id at the external broker
+// when --broker-client-id is not set: "otter-" and the host name, stable
+// across restarts of one host.
+func DefaultBrokerClientID() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "replica"
+	}
+	return "otter-" + host
+}
