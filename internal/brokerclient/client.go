@@ -67,9 +67,13 @@ const DefaultWorkers = 128
 
 const (
 	// sessionExpiry is how long the broker keeps a replica's session
-	// (its subscriptions and unacknowledged messages) after the
-	// connection ends.
-	sessionExpiry = 24 * time.Hour
+	// after its connection ends without an unsubscribe (a crash): its
+	// subscriptions, the messages it did not acknowledge, and its share of
+	// the messages published since (Mosquitto 2.0 goes on queueing for an
+	// offline member of a shared subscription). A replica back within it
+	// under the same client id takes them all; after it they are lost, and
+	// new messages go to the other replicas only.
+	sessionExpiry = 10 * time.Minute
 	// callTimeout bounds one engine or store call.
 	callTimeout = 30 * time.Second
 	// publishTimeout bounds one downlink publish.

@@ -96,6 +96,8 @@ func (a *app) defineServeFlags(cmd *cobra.Command, sf *serveFlags) {
 		"credentials from OTTER_BROKER_USERNAME and OTTER_BROKER_PASSWORD or the URL; needs --db postgres:// (OTTER_BROKER)")
 	f.StringVar(&cfg.BrokerClientID, "broker-client-id", a.envOr("OTTER_BROKER_CLIENT_ID", ""), "this replica's MQTT client id at --broker: stable across its restarts, "+
 		"different for every replica; default: otter-{host name} (OTTER_BROKER_CLIENT_ID)")
+	f.StringVar(&cfg.BrokerAdmin, "broker-admin", a.envOr("OTTER_BROKER_ADMIN", ""), "with --broker: dynsec keeps every device's account in Mosquitto's dynamic security plugin "+
+		"(created, rotated, deleted with the device); empty leaves the broker's accounts to you (OTTER_BROKER_ADMIN)")
 	cfg.BrokerUsername = a.env.Getenv("OTTER_BROKER_USERNAME")
 	cfg.BrokerPassword = a.env.Getenv("OTTER_BROKER_PASSWORD")
 	cfg.AdminToken = a.env.Getenv("OTTER_ADMIN_TOKEN")

@@ -8,8 +8,13 @@ import (
 	"os"
 	"strings"
 
+	"github.com/otter-ota/otter/internal/brokeradmin/dynsec"
 	"github.com/otter-ota/otter/internal/brokerclient"
 )
+
+// BrokerAdminDynsec is --broker-admin's value for Mosquitto's dynamic
+// security plugin.
+const BrokerAdminDynsec = "dynsec"
 
 // brokerURL parses --broker: mqtt://host:port or mqtts://host:port, with
 // credentials in the URL or in Config.BrokerUsername and BrokerPassword
@@ -46,8 +51,37 @@ func (c Config) checkBrokerFlags(dbKind string) error {
 		return errors.New("--broker needs --db postgres://...: an external broker is for several replicas, " +
 			"and SQLite serves one process only (cluster mode needs PostgreSQL)")
 	}
-	_, _, _, err := c.brokerURL()
-	return err
+	if _, _, _, err := c.brokerURL(); err != nil {
+		return err
+	}
+	if c.BrokerAdmin != "" && c.BrokerAdmin != BrokerAdminDynsec {
+		return fmt.Errorf("--broker-admin %q: want %q (Mosquitto's dynamic security plugin) or nothing (the broker's accounts are managed elsewhere)", c.BrokerAdmin, BrokerAdminDynsec)
+	}
+	return nil
+}
+
+// dialAdmin connects to the broker as the dynamic security admin, makes
+// sure of the shared roles, and gives otter's own user the service role
+// it needs to subscribe to the devices' uplinks; nil without
+// --broker-admin.
+func (s *Server) dialAdmin(ctx context.Context) (*dynsec.Admin, error) {
+	if s.cfg.BrokerAdmin != BrokerAdminDynsec {
+		return nil, nil
+	}
+	u, user, password, err := s.cfg.brokerURL()
+	if err != nil {
+		return nil, err
+	}
+	a, err := dynsec.Dial(ctx, dynsec.Config{URL: u, Username: user, Password: password, Log: s.log})
+	if err != nil {
+		return nil, fmt.Errorf("external MQTT broker (--broker %s, --broker-admin dynsec): %w", u.Redacted(), err)
+	}
+	if err := a.GrantService(ctx, user); err != nil {
+		a.Close()
+		return nil, fmt.Errorf("external MQTT broker (--broker %s, --broker-admin dynsec): set up otter's roles "+
+			"(is %q the dynamic security admin? see docs/cluster.md): %w", u.Redacted(), user, err)
+	}
+	return a, nil
 }
 
 // dialBroker connects to the external broker as this replica's client.

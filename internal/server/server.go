@@ -26,6 +26,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/otter-ota/otter/internal/api"
+	"github.com/otter-ota/otter/internal/brokeradmin"
+	"github.com/otter-ota/otter/internal/brokeradmin/dynsec"
 	"github.com/otter-ota/otter/internal/brokerclient"
 	"github.com/otter-ota/otter/internal/console"
 	"github.com/otter-ota/otter/internal/credential"
@@ -102,6 +104,10 @@ type Config struct {
 	// BrokerClientID is this replica's client id at the external broker;
 	// "" means DefaultBrokerClientID.
 	BrokerClientID string
+	// BrokerAdmin, "dynsec", has otter keep every device's account in the
+	// external broker's dynamic security plugin (Mosquitto 2); "" leaves
+	// the broker's accounts to the operator.
+	BrokerAdmin string
 	// SecureCookies marks the console's cookies Secure, for a console
 	// served over HTTPS by a TLS-terminating proxy.
 	SecureCookies bool
@@ -131,6 +137,7 @@ type Server struct {
 	engine     *engine.Engine
 	broker     *mqtt.Broker         // the embedded broker, or nil with Config.Broker
 	ext        *brokerclient.Client // the external broker's client, or nil
+	admin      *dynsec.Admin        // the broker's account admin, or nil
 	http       *http.Server
 	httpLn     net.Listener
 	tls        *tls.Config
@@ -308,7 +315,16 @@ func (s *Server) assemble(ctx context.Context) (http.Handler, error) {
 		return nil, err
 	}
 	revoke := revokers{}
+	var accounts brokeradmin.Provisioner
 	if s.cfg.Broker != "" {
+		// The admin goes first: it gives otter's user the right to
+		// subscribe to the uplinks.
+		if s.admin, err = s.dialAdmin(ctx); err != nil {
+			return nil, err
+		}
+		if s.admin != nil {
+			accounts = s.admin
+		}
 		if s.ext, err = s.dialBroker(ctx); err != nil {
 			return nil, err
 		}
@@ -336,7 +352,7 @@ func (s *Server) assemble(ctx context.Context) (http.Handler, error) {
 	a, err := api.New(api.Config{
 		Store: s.store, Blobs: blobs, Signer: signer, Logger: s.log, Metrics: s.reg,
 		MaxFirmwareSize: s.cfg.MaxFirmwareSize, Engine: s.engine, Info: s.info(),
-		Revoker: append(revoke, devices),
+		Revoker: append(revoke, devices), Accounts: accounts,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("build the API: %w", err)
@@ -554,6 +570,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 		if s.ext != nil {
 			errs = append(errs, s.ext.Close(ctx))
+		}
+		if s.admin != nil {
+			errs = append(errs, s.admin.Close())
 		}
 		if s.stopEngine != nil {
 			s.stopEngine()

@@ -98,8 +98,9 @@ type Confirm struct {
 }
 
 // Presence says whether the device is online. A device sets
-// Presence{Online: false} as its MQTT last will, and publishes it itself
-// before a clean disconnect (a broker drops the will then).
+// Presence{Online: false} as its MQTT last will, and on a clean stop
+// disconnects with MQTT 5 reason 0x04 so that the broker publishes it
+// then too.
 type Presence struct {
 	Online bool `json:"online"`
 }
