@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"log/slog"
+	"net/http"
 	"net"
 	"net/url"
 	"os"
@@ -255,4 +256,33 @@ func TestExternalBrokerSettingsAreCheckedAtStart(t *testing.T) {
 	if !strings.Contains(err.Error(), "--broker") || !strings.Contains(err.Error(), "wrong user name or password") {
 		t.Fatalf("error %q does not name --broker and the refused credentials", err)
 	}
+}
+
+func TestOtterIsNotReadyWhileTheBrokerIsGoneAndResumesAfter(t *testing.T) {
+	b := mosquittotest.Start(t)
+	o := startClustered(t, b, clusterDB(t))
+	ready := func() int {
+		resp, err := http.Get(o.srv.HTTPURL() + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := ready(); code != http.StatusOK {
+		t.Fatalf("/readyz %d with the broker up", code)
+	}
+	if _, err := o.api.CreateProduct(o.ctx(), client.ProductCreate{Key: "demo"}); err != nil {
+		t.Fatal(err)
+	}
+	secrets := o.devices("d1")
+
+	b.Kill()
+	o.eventually(func() bool { return ready() == http.StatusServiceUnavailable }, "/readyz to say not ready")
+	b.Resume(t) // without persistence: otter's session is gone, and otter subscribes again
+	o.eventually(func() bool { return ready() == http.StatusOK }, "/readyz to say ready again")
+
+	d := dialExt(t, b, "demo", "d1", secrets["d1"])
+	d.publish(wire.Inform{Modules: map[string]string{"default": "1.0.0"}})
+	o.eventually(func() bool { return o.device("demo", "d1").Versions["default"] == "1.0.0" }, "d1's inform after the broker came back")
 }
