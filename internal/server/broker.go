@@ -16,28 +16,33 @@ import (
 // security plugin.
 const BrokerAdminDynsec = "dynsec"
 
-// brokerURL parses --broker: mqtt://host:port or mqtts://host:port, with
-// credentials in the URL or in Config.BrokerUsername and BrokerPassword
-// (which win). It returns the URL without its credentials.
+// brokerURL parses --broker with the configured credentials.
 func (c Config) brokerURL() (u *url.URL, user, password string, err error) {
-	u, err = url.Parse(c.Broker)
+	return ParseBrokerURL(c.Broker, c.BrokerUsername, c.BrokerPassword)
+}
+
+// ParseBrokerURL parses --broker: mqtt://host:port or mqtts://host:port,
+// with credentials in the URL or in username and password (which win). It
+// returns the URL without its credentials.
+func ParseBrokerURL(raw, username, password string) (u *url.URL, user, pass string, err error) {
+	u, err = url.Parse(raw)
 	if err != nil {
-		return nil, "", "", fmt.Errorf("--broker %q is not a URL: want mqtt://host:port or mqtts://host:port", c.Broker)
+		return nil, "", "", fmt.Errorf("--broker is not a URL: want mqtt://host:port or mqtts://host:port")
 	}
 	if (u.Scheme != "mqtt" && u.Scheme != "mqtts") || u.Host == "" || u.Port() == "" || strings.Trim(u.Path, "/") != "" {
 		return nil, "", "", fmt.Errorf("--broker %q: want mqtt://host:port or mqtts://host:port (user name and password may be in the URL or in OTTER_BROKER_USERNAME and OTTER_BROKER_PASSWORD)", u.Redacted())
 	}
 	if u.User != nil {
 		user = u.User.Username()
-		password, _ = u.User.Password()
+		pass, _ = u.User.Password()
 	}
-	if c.BrokerUsername != "" {
-		user = c.BrokerUsername
+	if username != "" {
+		user = username
 	}
-	if c.BrokerPassword != "" {
-		password = c.BrokerPassword
+	if password != "" {
+		pass = password
 	}
-	return &url.URL{Scheme: u.Scheme, Host: u.Host}, user, password, nil
+	return &url.URL{Scheme: u.Scheme, Host: u.Host}, user, pass, nil
 }
 
 // checkBrokerFlags refuses, before anything is opened, an external broker
