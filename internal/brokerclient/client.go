@@ -25,14 +25,14 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/otter-ota/otter/internal/engine"
-	"github.com/otter-ota/otter/internal/store"
+	"github.com/otter-ota/otter/internal/ota"
 	"github.com/otter-ota/otter/sdk/wire"
 )
 
 // Resolver finds a device's id from its keys; the store implements it. An
 // unknown device answers an *ota.Error of code ENOTFOUND.
 type Resolver interface {
-	Credentials(ctx context.Context, product, key string) (store.DeviceCredentials, error)
+	Credentials(ctx context.Context, product, key string) (ota.DeviceCredentials, error)
 }
 
 // Config wires a Client.

@@ -46,7 +46,7 @@ func (c *Client) received(pr paho.PublishReceived) (bool, error) {
 func (c *Client) handle(p *paho.Publish) bool {
 	product, key, kind, err := wire.ParseTopic(p.Topic)
 	if err != nil || !kind.Uplink() {
-		c.logs.Do(func() { c.log.Warn("broker: message on a topic otter does not take; dropped", "topic", clip(p.Topic)) })
+		c.logs.Do(func() { c.log.Warn("broker: message on a topic otter does not take; dropped", "topic", wire.Clip(p.Topic, 80)) })
 		return true
 	}
 	msg, err := wire.Decode(kind, p.Payload)
@@ -239,11 +239,4 @@ func (c *Client) publish(topic string, payload []byte) {
 	if _, err := c.cm.Publish(ctx, &paho.Publish{Topic: topic, QoS: 1, Payload: payload}); err != nil {
 		c.logs.Do(func() { c.log.Warn("broker: downlink not published", "topic", topic, "err", err) })
 	}
-}
-
-func clip(s string) string {
-	if len(s) > 80 {
-		return s[:80] + "..."
-	}
-	return s
 }
