@@ -267,7 +267,7 @@ func (c *Client) Ready() error {
 // delivers them again when a replica with this client id connects.
 func (c *Client) Close(ctx context.Context) error {
 	c.closing.Store(true)
-	if c.subscribed.Load() {
+	if c.subscribed.Swap(false) {
 		uctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		_, err := c.cm.Unsubscribe(uctx, &paho.Unsubscribe{Topics: Filters(c.cfg.Group)})
 		cancel()
