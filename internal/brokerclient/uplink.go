@@ -46,7 +46,9 @@ func (c *Client) received(pr paho.PublishReceived) (bool, error) {
 func (c *Client) handle(p *paho.Publish) bool {
 	product, key, kind, err := wire.ParseTopic(p.Topic)
 	if err != nil || !kind.Uplink() {
-		c.logs.Do(func() { c.log.Warn("broker: message on a topic otter does not take; dropped", "topic", wire.Clip(p.Topic, 80)) })
+		c.logs.Do(func() {
+			c.log.Warn("broker: message on a topic otter does not take; dropped", "topic", wire.Clip(p.Topic, 80))
+		})
 		return true
 	}
 	msg, err := wire.Decode(kind, p.Payload)
