@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/otter-ota/otter/internal/blob"
+	"github.com/otter-ota/otter/internal/brokeradmin"
 	"github.com/otter-ota/otter/internal/signing"
 	"github.com/otter-ota/otter/internal/store"
 )
@@ -48,6 +49,10 @@ type Config struct {
 	// Revoker is told when a device's credentials stop being valid
 	// (deleted, secret rotated), before the API answers; nil tells nobody.
 	Revoker Revoker
+	// Accounts, with an external broker that keeps device credentials
+	// (docs/cluster.md), gets every device created, rotated or deleted
+	// before the API answers; nil means the registry alone holds them.
+	Accounts brokeradmin.Provisioner
 	// Info describes the server at GET /api/v1/server.
 	Info ServerInfo
 }
@@ -59,6 +64,7 @@ type API struct {
 	signer      *signing.Signer
 	engine      Engine
 	revoke      Revoker
+	accounts    brokeradmin.Provisioner
 	info        ServerInfo
 	log         *slog.Logger
 	maxFirmware int64
@@ -75,7 +81,7 @@ func New(cfg Config) (*API, error) {
 		return nil, errors.New("api: Config needs Store, Blobs and Signer")
 	}
 	a := &API{
-		store: cfg.Store, blobs: cfg.Blobs, signer: cfg.Signer, engine: cfg.Engine, revoke: cfg.Revoker, info: cfg.Info,
+		store: cfg.Store, blobs: cfg.Blobs, signer: cfg.Signer, engine: cfg.Engine, revoke: cfg.Revoker, accounts: cfg.Accounts, info: cfg.Info,
 		log: cfg.Logger, maxFirmware: cfg.MaxFirmwareSize,
 	}
 	if a.log == nil {

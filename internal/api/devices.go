@@ -6,6 +6,7 @@ import (
 
 	"github.com/danielgtaylor/huma/v2"
 
+	"github.com/otter-ota/otter/internal/brokeradmin"
 	"github.com/otter-ota/otter/internal/credential"
 	"github.com/otter-ota/otter/internal/ota"
 	"github.com/otter-ota/otter/internal/store"
@@ -102,6 +103,11 @@ func (a *API) createDevice(ctx context.Context, in *createDeviceInput) (*bodyOut
 	}
 	a.devicesChanged(ctx, devs)
 	a.revoke.CredentialsChanged(in.Product, in.Body.Key)
+	if err := a.account(ctx, "created", in.Product, in.Body.Key, func(ctx context.Context, d brokeradmin.Device) error {
+		return a.accounts.CreateDevice(ctx, d, secret)
+	}); err != nil {
+		return nil, err
+	}
 	return bodyOf(DeviceWithSecret{Device: devs[0], Secret: secret}), nil
 }
 
@@ -197,6 +203,11 @@ func (a *API) rotateSecret(ctx context.Context, in *devicePath) (*bodyOutput[Dev
 		return nil, err
 	}
 	a.revoke.CredentialsChanged(in.Product, in.Device)
+	if err := a.account(ctx, "given a new secret", in.Product, in.Device, func(ctx context.Context, d brokeradmin.Device) error {
+		return a.accounts.RotateSecret(ctx, d, secret)
+	}); err != nil {
+		return nil, err
+	}
 	d, err := a.store.GetDevice(ctx, in.Product, in.Device)
 	if err != nil {
 		return nil, err
@@ -218,5 +229,27 @@ func (a *API) deleteDevice(ctx context.Context, in *devicePath) (*struct{}, erro
 		return nil, err
 	}
 	a.revoke.CredentialsChanged(in.Product, in.Device)
+	if err := a.account(ctx, "deleted", in.Product, in.Device, func(ctx context.Context, d brokeradmin.Device) error {
+		return a.accounts.DeleteDevice(ctx, d)
+	}); err != nil {
+		return nil, err
+	}
 	return nil, nil
+}
+
+// account applies a registry change that is already committed to the
+// device's account in the external broker, when otter keeps those. A
+// failure fails the request, so the operator learns that the two differ,
+// and says how to set them right.
+func (a *API) account(ctx context.Context, what, product, key string, f func(context.Context, brokeradmin.Device) error) error {
+	if a.accounts == nil {
+		return nil
+	}
+	d := brokeradmin.Device{Product: product, Key: key}
+	if err := f(ctx, d); err != nil {
+		a.log.Error("broker account not changed", "device", d.String(), "change", what, "err", err)
+		return ota.Errorf(ota.EUNAVAILABLE, "device %s was %s in the registry, but its account in the MQTT broker could not be changed (%v): "+
+			"repeat the request once the broker answers, or run otter broker sync", d, what, err)
+	}
+	return nil
 }

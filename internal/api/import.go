@@ -3,6 +3,7 @@ package api
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/otter-ota/otter/internal/brokeradmin"
 	"github.com/otter-ota/otter/internal/credential"
 	"github.com/otter-ota/otter/internal/deadline"
 	"github.com/otter-ota/otter/internal/ota"
@@ -72,8 +74,14 @@ func (a *API) importDevices(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	a.devicesChanged(r.Context(), created)
-	for _, d := range devs {
+	for i, d := range devs {
 		a.revoke.CredentialsChanged(product, d.Key)
+		secret := res.Devices[i].Secret
+		if err := a.account(r.Context(), "created", product, d.Key, func(ctx context.Context, bd brokeradmin.Device) error {
+			return a.accounts.CreateDevice(ctx, bd, secret)
+		}); err != nil {
+			return err
+		}
 	}
 	writeJSON(w, http.StatusCreated, res)
 	return nil

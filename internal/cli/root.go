@@ -129,6 +129,7 @@ server through its REST API, with the token given by --token or OTTER_TOKEN.`,
 		a.simulateCommand(),
 		a.benchCommand(),
 		a.blobCommand(),
+		a.brokerCommand(),
 	)
 	return root
 }

@@ -36,6 +36,7 @@ Every flag can also be set by the environment variable shown in its help.`,
   otter serve --mqtt :1884               # when another broker (e.g. Mosquitto) holds :1883
   OTTER_ADMIN_TOKEN=otr_secret otter serve --data /var/lib/otter
   otter serve --db postgres://otter@db/otter
+  OTTER_BROKER_USERNAME=otter OTTER_BROKER_PASSWORD=... otter serve --db postgres://otter@db/otter --broker mqtts://broker.example.com:8883
   otter serve --http :8443 --tls-cert cert.pem --tls-key key.pem --public-url https://otter.example.com:8443
   AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=... otter serve --db postgres://otter@db/otter \
       --blob 's3://firmware/otter?endpoint=https://s3.example.com&region=eu-west-1' --download-redirect`,
@@ -91,6 +92,14 @@ func (a *app) defineServeFlags(cmd *cobra.Command, sf *serveFlags) {
 	f.StringVar(&sf.maxDownloads, "max-downloads", a.envOr("OTTER_MAX_DOWNLOADS", strconv.Itoa(server.DefaultMaxDownloads)), "firmware downloads served at once; more are answered 503 with Retry-After (OTTER_MAX_DOWNLOADS)")
 	f.StringVar(&sf.maxPerDevice, "mqtt-max-per-device", a.envOr("OTTER_MQTT_MAX_PER_DEVICE", strconv.Itoa(mqtt.DefaultMaxConnectionsPerDevice)), "MQTT connections one device may hold at once; more are refused at CONNECT (OTTER_MQTT_MAX_PER_DEVICE)")
 	f.BoolVar(&cfg.SecureCookies, "secure-cookies", secure, "mark console cookies Secure: set it when a TLS proxy serves the console over HTTPS; with --tls-cert they always are (OTTER_SECURE_COOKIES)")
+	f.StringVar(&cfg.Broker, "broker", a.envOr("OTTER_BROKER", ""), "external MQTT broker, mqtt://host:port or mqtts://host:port, instead of the embedded one; "+
+		"credentials from OTTER_BROKER_USERNAME and OTTER_BROKER_PASSWORD or the URL; needs --db postgres:// (OTTER_BROKER)")
+	f.StringVar(&cfg.BrokerClientID, "broker-client-id", a.envOr("OTTER_BROKER_CLIENT_ID", ""), "this replica's MQTT client id at --broker: stable across its restarts, "+
+		"different for every replica; default: otter-{host name} (OTTER_BROKER_CLIENT_ID)")
+	f.StringVar(&cfg.BrokerAdmin, "broker-admin", a.envOr("OTTER_BROKER_ADMIN", ""), "with --broker: dynsec keeps every device's account in Mosquitto's dynamic security plugin "+
+		"(created, rotated, deleted with the device); empty leaves the broker's accounts to you (OTTER_BROKER_ADMIN)")
+	cfg.BrokerUsername = a.env.Getenv("OTTER_BROKER_USERNAME")
+	cfg.BrokerPassword = a.env.Getenv("OTTER_BROKER_PASSWORD")
 	cfg.AdminToken = a.env.Getenv("OTTER_ADMIN_TOKEN")
 	cfg.Getenv = a.env.Getenv
 }

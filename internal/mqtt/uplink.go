@@ -77,6 +77,10 @@ func (b *Broker) dispatch(d *engine.Device, m wire.Message) (*engine.Answer, err
 		return h.Confirm(ctx, *d, m)
 	case wire.Progress:
 		return h.Progress(ctx, *d, m)
+	case wire.Presence:
+		// This broker sees the device's connections itself; a device
+		// announcing a clean disconnect changes nothing here.
+		return nil, nil
 	}
 	return nil, fmt.Errorf("mqtt: no handler for %s messages", m.Kind())
 }

@@ -26,6 +26,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/otter-ota/otter/internal/api"
+	"github.com/otter-ota/otter/internal/brokeradmin"
+	"github.com/otter-ota/otter/internal/brokeradmin/dynsec"
+	"github.com/otter-ota/otter/internal/brokerclient"
 	"github.com/otter-ota/otter/internal/console"
 	"github.com/otter-ota/otter/internal/credential"
 	"github.com/otter-ota/otter/internal/deadline"
@@ -91,6 +94,20 @@ type Config struct {
 	// HTTPTimeouts are the HTTP listener's deadlines; zero fields mean
 	// deadline.Default.
 	HTTPTimeouts deadline.Timeouts
+	// Broker, when set (mqtt://host:port or mqtts://host:port), replaces
+	// the embedded MQTT broker with an external one that otter connects
+	// to as a client (PostgreSQL only). BrokerUsername and BrokerPassword
+	// override credentials in the URL.
+	Broker         string
+	BrokerUsername string
+	BrokerPassword string
+	// BrokerClientID is this replica's client id at the external broker;
+	// "" means DefaultBrokerClientID.
+	BrokerClientID string
+	// BrokerAdmin, "dynsec", has otter keep every device's account in the
+	// external broker's dynamic security plugin (Mosquitto 2); "" leaves
+	// the broker's accounts to the operator.
+	BrokerAdmin string
 	// SecureCookies marks the console's cookies Secure, for a console
 	// served over HTTPS by a TLS-terminating proxy.
 	SecureCookies bool
@@ -118,7 +135,9 @@ type Server struct {
 	store      store.Store
 	reg        *prometheus.Registry
 	engine     *engine.Engine
-	broker     *mqtt.Broker
+	broker     *mqtt.Broker         // the embedded broker, or nil with Config.Broker
+	ext        *brokerclient.Client // the external broker's client, or nil
+	admin      *dynsec.Admin        // the broker's account admin, or nil
 	http       *http.Server
 	httpLn     net.Listener
 	tls        *tls.Config
@@ -149,6 +168,9 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 
 func (s *Server) start(ctx context.Context) error {
 	if err := s.cfg.checkBlobFlags(s.dbKind()); err != nil {
+		return err
+	}
+	if err := s.cfg.checkBrokerFlags(s.dbKind()); err != nil {
 		return err
 	}
 	s.reg = prometheus.NewRegistry()
@@ -255,6 +277,11 @@ func (s *Server) openStore(ctx context.Context) error {
 		return fmt.Errorf("open database (--db): %w", err)
 	}
 	s.store = st
+	if s.cfg.Broker != "" {
+		// Presence comes from the external broker's messages (wills), and
+		// other replicas share the database: nothing to reset.
+		return nil
+	}
 	// The embedded broker starts with no connection: devices marked online
 	// by a server that crashed are not.
 	if n, err := st.MarkAllOffline(ctx); err != nil {
@@ -287,15 +314,33 @@ func (s *Server) assemble(ctx context.Context) (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.broker, err = mqtt.New(mqtt.Config{
-		Addr: s.cfg.MQTTAddr, TLSAddr: s.cfg.MQTTTLSAddr, TLSCertFile: s.cfg.MQTTCertFile, TLSKeyFile: s.cfg.MQTTKeyFile,
-		Devices: s.engine, Credentials: s.store, Logger: s.log, Metrics: s.reg,
-		MaxConnectionsPerDevice: s.cfg.MQTTMaxPerDevice,
-	})
-	if err != nil {
-		return nil, err
+	revoke := revokers{}
+	var accounts brokeradmin.Provisioner
+	if s.cfg.Broker != "" {
+		// The admin goes first: it gives otter's user the right to
+		// subscribe to the uplinks.
+		if s.admin, err = s.dialAdmin(ctx); err != nil {
+			return nil, err
+		}
+		if s.admin != nil {
+			accounts = s.admin
+		}
+		if s.ext, err = s.dialBroker(ctx); err != nil {
+			return nil, err
+		}
+		relay.to = s.ext
+	} else {
+		s.broker, err = mqtt.New(mqtt.Config{
+			Addr: s.cfg.MQTTAddr, TLSAddr: s.cfg.MQTTTLSAddr, TLSCertFile: s.cfg.MQTTCertFile, TLSKeyFile: s.cfg.MQTTKeyFile,
+			Devices: s.engine, Credentials: s.store, Logger: s.log, Metrics: s.reg,
+			MaxConnectionsPerDevice: s.cfg.MQTTMaxPerDevice,
+		})
+		if err != nil {
+			return nil, err
+		}
+		relay.to = s.broker
+		revoke = append(revoke, s.broker)
 	}
-	relay.to = s.broker
 	devices, err := devicehttp.New(devicehttp.Config{
 		Store: s.store, Blobs: blobs, Devices: s.engine, Signer: urls, Logger: s.log, Metrics: s.reg,
 		Redirect:     s.cfg.DownloadRedirect,
@@ -307,7 +352,7 @@ func (s *Server) assemble(ctx context.Context) (http.Handler, error) {
 	a, err := api.New(api.Config{
 		Store: s.store, Blobs: blobs, Signer: signer, Logger: s.log, Metrics: s.reg,
 		MaxFirmwareSize: s.cfg.MaxFirmwareSize, Engine: s.engine, Info: s.info(),
-		Revoker: revokers{devices, s.broker},
+		Revoker: append(revoke, devices), Accounts: accounts,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("build the API: %w", err)
@@ -340,8 +385,10 @@ func (s *Server) run(ctx context.Context, handler http.Handler) error {
 	engineCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	s.stopEngine = stop
 	go func() { s.engineDone <- s.engine.Run(engineCtx) }()
-	if err := s.broker.Start(ctx); err != nil {
-		return err
+	if s.broker != nil {
+		if err := s.broker.Start(ctx); err != nil {
+			return err
+		}
 	}
 	// Deadlines per request, not net/http's per-connection ReadTimeout and
 	// WriteTimeout: see package deadline.
@@ -374,6 +421,9 @@ func (s *Server) urlSigner(ctx context.Context) (*devicehttp.URLSigner, error) {
 
 func (s *Server) info() api.ServerInfo {
 	info := api.ServerInfo{Version: Version, MQTT: s.MQTTURL(), HTTP: s.publicURL(), Database: s.dbKind()}
+	if s.broker == nil {
+		return info
+	}
 	if a := s.broker.TLSAddr(); a != nil {
 		info.MQTTTLS = "tls://" + dialable(a)
 	}
@@ -414,6 +464,12 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "database does not answer", http.StatusServiceUnavailable)
 		return
 	}
+	if s.ext != nil {
+		if err := s.ext.Ready(); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+	}
 	_, _ = w.Write([]byte("ready\n"))
 }
 
@@ -429,7 +485,7 @@ func (rs revokers) CredentialsChanged(product, key string) {
 }
 
 // downlinkRelay hands the engine's messages to the broker once it exists.
-type downlinkRelay struct{ to *mqtt.Broker }
+type downlinkRelay struct{ to engine.Downlink }
 
 func (r *downlinkRelay) Send(product, device, kind string, payload []byte) {
 	r.to.Send(product, device, kind, payload)
@@ -453,6 +509,11 @@ func listen(ctx context.Context, flag, addr string) (net.Listener, error) {
 func (s *Server) MQTTURL() string {
 	if s.cfg.PublicMQTT != "" {
 		return s.cfg.PublicMQTT
+	}
+	if s.cfg.Broker != "" {
+		if u, _, _, err := s.cfg.brokerURL(); err == nil {
+			return u.String()
+		}
 	}
 	if s.broker == nil {
 		return ""
@@ -506,6 +567,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 		if s.broker != nil {
 			errs = append(errs, s.broker.Close())
+		}
+		if s.ext != nil {
+			errs = append(errs, s.ext.Close(ctx))
+		}
+		if s.admin != nil {
+			errs = append(errs, s.admin.Close())
 		}
 		if s.stopEngine != nil {
 			s.stopEngine()

@@ -594,27 +594,42 @@ func withoutConflicts(events []ota.Event, conflicts []int64) []ota.Event {
 }
 
 // setPresence records connects and disconnects (online and last_seen) and
-// other messages (last_seen only), a chunk of devices per statement; when a
-// batch holds several connects or disconnects for one device, the last one
-// wins, and last_seen never moves back.
+// other messages (last_seen only), a chunk of devices per statement. When
+// a batch holds several connects or disconnects for one device, the latest
+// (by At, then by order) wins, and last_seen never moves back. A
+// disconnect older than the device's last message (stored, or in the
+// batch) changes nothing: the device has been back since. Behind an
+// external broker the will of a connection that ended and the first
+// message of the next one can reach two replicas at once and be stored in
+// either order.
 func setPresence(ctx context.Context, t *tx, ps []ota.Presence, seen []ota.LastSeen) error {
 	type row struct {
 		online *bool
-		at     time.Time
+		at     time.Time // the latest of the batch: last_seen's candidate
+		state  time.Time // when online was set
+		heard  time.Time // the latest message or connect of the batch
 	}
 	last := make(map[int64]row, len(ps)+len(seen))
 	for _, s := range seen {
 		if r := last[s.DeviceID]; s.At.After(r.at) {
-			last[s.DeviceID] = row{at: s.At}
+			r.at, r.heard = s.At, s.At
+			last[s.DeviceID] = r
 		}
 	}
 	for _, p := range ps {
-		online := p.Online
 		r := last[p.DeviceID]
-		last[p.DeviceID] = row{online: &online, at: maxTime(r.at, p.At)}
+		if (r.online != nil && p.At.Before(r.state)) || (!p.Online && p.At.Before(r.heard)) {
+			continue
+		}
+		online := p.Online
+		r.online, r.state, r.at = &online, p.At, maxTime(r.at, p.At)
+		if online {
+			r.heard = maxTime(r.heard, p.At)
+		}
+		last[p.DeviceID] = r
 	}
 	ids := slices.Sorted(maps.Keys(last))
-	for _, chunk := range chunks(ids, 3) {
+	for _, chunk := range chunks(ids, 4) {
 		var a args
 		rows := make([]string, len(chunk))
 		for i, id := range chunk {
@@ -624,10 +639,11 @@ func setPresence(ctx context.Context, t *tx, ps []ota.Presence, seen []ota.LastS
 				online = *r.online
 			}
 			rows[i] = "(" + t.typed(a.add(id), "BIGINT") + ", " + t.typed(a.add(online), "BOOLEAN") + ", " +
-				t.typed(a.add(r.at.UTC()), "TIMESTAMPTZ") + ")"
+				t.typed(a.add(r.at.UTC()), "TIMESTAMPTZ") + ", " + t.typed(a.add(r.state.UTC()), "TIMESTAMPTZ") + ")"
 		}
-		q := "WITH v (id, online, at) AS (VALUES " + strings.Join(rows, ", ") +
-			") UPDATE devices SET online = COALESCE(v.online, devices.online)," +
+		q := "WITH v (id, online, at, state_at) AS (VALUES " + strings.Join(rows, ", ") +
+			") UPDATE devices SET online = CASE WHEN v.online = FALSE AND devices.last_seen > v.state_at THEN devices.online" +
+			" ELSE COALESCE(v.online, devices.online) END," +
 			" last_seen = CASE WHEN devices.last_seen IS NULL OR devices.last_seen < v.at THEN v.at ELSE devices.last_seen END" +
 			" FROM v WHERE devices.id = v.id"
 		if _, err := t.ExecContext(ctx, q, a...); err != nil {

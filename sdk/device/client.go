@@ -156,6 +156,12 @@ func (c *Client) connected(ctx context.Context) {
 		if err := c.Inform(ctx); err != nil {
 			c.fail(err, "inform")
 		}
+	} else if !c.tr.polls() {
+		// No inform until the reboot; the server behind an external broker
+		// learns from this that the device is back.
+		if err := c.sendReliably(ctx, wire.Presence{Online: true}); err != nil {
+			c.fail(err, "presence")
+		}
 	}
 	c.resume(ctx)
 }

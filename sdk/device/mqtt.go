@@ -48,6 +48,13 @@ func (t *mqttTransport) start(ctx context.Context, s sink) error {
 		OnConnectionDown:              func() bool { s.down(); return true },
 		OnConnectError:                s.connectError,
 		ConnectPacketBuilder:          limitReceive,
+		// The last will tells a server behind an external broker that the
+		// device is gone when its connection ends without a DISCONNECT.
+		WillMessage: &paho.WillMessage{Topic: wire.Topic(t.cfg.Product, t.cfg.Device, wire.KindPresence),
+			Payload: wire.OfflinePresence(), QoS: 1},
+		// A clean stop asks the broker to publish the will all the same
+		// (MQTT 5 reason 0x04): the device is offline either way.
+		DisconnectPacketBuilder: func() *paho.Disconnect { return &paho.Disconnect{ReasonCode: disconnectWithWill} },
 		ClientConfig: paho.ClientConfig{
 			ClientID:          t.cfg.ClientID,
 			OnPublishReceived: []func(paho.PublishReceived) (bool, error){t.receiver(s)},
@@ -105,6 +112,14 @@ func (t *mqttTransport) subscribe(ctx context.Context) error {
 	return nil
 }
 
+// disconnectWithWill is the MQTT 5 DISCONNECT reason code that asks the
+// broker to publish the will.
+const disconnectWithWill = 0x04
+
+// noMatchingSubscribers is the PUBACK reason code of an MQTT 5 broker that
+// delivered a message to nobody.
+const noMatchingSubscribers = 0x10
+
 // send publishes at QoS 1 once a connection is up and returns when the
 // broker acknowledges it.
 func (t *mqttTransport) send(ctx context.Context, m wire.Message) (*downlink, error) {
@@ -115,6 +130,11 @@ func (t *mqttTransport) send(ctx context.Context, m wire.Message) (*downlink, er
 	pr, err := t.cm.Publish(ctx, &paho.Publish{Topic: topic, QoS: 1, Payload: wire.Encode(m)})
 	if err != nil {
 		return nil, fmt.Errorf("publish %s: %w", m.Kind(), err)
+	}
+	if pr != nil && pr.ReasonCode == noMatchingSubscribers {
+		// Behind an external broker, no otter replica is subscribed right
+		// now: the message went nowhere, so send it again later.
+		return nil, fmt.Errorf("publish %s: no server takes it now (the broker answered 0x10, no matching subscribers)", m.Kind())
 	}
 	if pr != nil && pr.ReasonCode >= 0x80 {
 		return nil, fmt.Errorf("publish %s: the broker refused it with reason code 0x%02x", m.Kind(), pr.ReasonCode)

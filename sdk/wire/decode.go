@@ -43,6 +43,25 @@ func DecodeConfirm(b []byte) (Confirm, error) {
 	return m, nil
 }
 
+// DecodePresence parses and checks a presence message; "online" must be
+// present.
+func DecodePresence(b []byte) (Presence, error) {
+	m, err := decode[Presence](b, MaxMessageSize)
+	if err != nil {
+		return Presence{}, err
+	}
+	var probe struct {
+		Online *bool `json:"online"`
+	}
+	if err := json.Unmarshal(b, &probe); err != nil || probe.Online == nil {
+		return Presence{}, errorf(CodeMalformed, `presence: field "online" is required (true or false)`)
+	}
+	return m, nil
+}
+
+// Validate accepts every presence message: its one field is a boolean.
+func (Presence) Validate() error { return nil }
+
 // DecodeProgress parses and checks a progress message.
 func DecodeProgress(b []byte) (Progress, error) { return decode[Progress](b, MaxMessageSize) }
 
@@ -71,6 +90,8 @@ func Decode(k Kind, b []byte) (Message, error) {
 		return wrap(DecodeConfirm(b))
 	case KindProgress:
 		return wrap(DecodeProgress(b))
+	case KindPresence:
+		return wrap(DecodePresence(b))
 	case KindUpgrade:
 		return wrap(DecodeUpgrade(b))
 	case KindReply:

@@ -97,6 +97,17 @@ type Confirm struct {
 	Message string `json:"message,omitempty"` // why, when declined
 }
 
+// Presence says whether the device is online. A device sets
+// Presence{Online: false} as its MQTT last will, and on a clean stop
+// disconnects with MQTT 5 reason 0x04 so that the broker publishes it
+// then too.
+type Presence struct {
+	Online bool `json:"online"`
+}
+
+// OfflinePresence is the payload of a device's last will.
+func OfflinePresence() []byte { return Encode(Presence{Online: false}) }
+
 // Progress reports how far the device has come with a job.
 type Progress struct {
 	Job     string `json:"job"`
@@ -162,6 +173,9 @@ func (Confirm) Kind() Kind { return KindConfirm }
 
 // Kind returns KindProgress.
 func (Progress) Kind() Kind { return KindProgress }
+
+// Kind returns KindPresence.
+func (Presence) Kind() Kind { return KindPresence }
 
 // Kind returns KindUpgrade.
 func (Upgrade) Kind() Kind { return KindUpgrade }

@@ -16,6 +16,11 @@ const (
 	KindRequest  Kind = "request"  // the device asks for an upgrade
 	KindConfirm  Kind = "confirm"  // the device accepts or declines an upgrade
 	KindProgress Kind = "progress" // how far an upgrade has come
+	// KindPresence says whether the device is online. Its offline form is
+	// the device's MQTT last will, which an external broker publishes when
+	// the connection ends without a DISCONNECT; the embedded broker sees
+	// connections itself and ignores it.
+	KindPresence Kind = "presence"
 )
 
 // Downlink kinds, sent to a device.
@@ -32,7 +37,7 @@ var DownlinkKinds = []Kind{KindUpgrade, KindReply}
 
 // Uplink reports whether devices send messages of kind k.
 func (k Kind) Uplink() bool {
-	return k == KindInform || k == KindRequest || k == KindConfirm || k == KindProgress
+	return k == KindInform || k == KindRequest || k == KindConfirm || k == KindProgress || k == KindPresence
 }
 
 // Downlink reports whether devices receive messages of kind k.
@@ -68,7 +73,7 @@ func ParseTopic(topic string) (product, device string, kind Kind, err error) {
 	}
 	k := Kind(parts[2])
 	if !k.Uplink() && !k.Downlink() {
-		return "", "", "", errorf(CodeUnknownTopic, "topic %q: unknown message kind %q (want one of inform, request, confirm, progress, upgrade, reply)", Clip(topic, maxQuoted), Clip(parts[2], maxQuoted))
+		return "", "", "", errorf(CodeUnknownTopic, "topic %q: unknown message kind %q (want one of inform, request, confirm, progress, presence, upgrade, reply)", Clip(topic, maxQuoted), Clip(parts[2], maxQuoted))
 	}
 	return parts[0], parts[1], k, nil
 }

@@ -2,6 +2,7 @@ package dynsec
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -143,4 +144,51 @@ func deleteDevice(d brokeradmin.Device) []command {
 // errDevice names the device in an error.
 func errDevice(d brokeradmin.Device, err error) error {
 	return fmt.Errorf("device %s: %w", d, err)
+}
+
+// GrantService gives user, otter's own broker user, the otter-service role
+// (and runs Setup) unless it has it already, so that restarting replicas
+// change nothing. The plugin closes a client's connections when its roles
+// change: when user is the admin itself, this connection goes too, and
+// the grant is checked again over the next one.
+func (a *Admin) GrantService(ctx context.Context, user string) error {
+	if err := a.Setup(ctx); err != nil {
+		return err
+	}
+	for attempt := 0; ; attempt++ {
+		has, err := a.hasRole(ctx, user, ServiceRole)
+		if err != nil || has {
+			return err
+		}
+		if attempt > 0 {
+			return fmt.Errorf("dynsec: %s still lacks role %s after addClientRole", user, ServiceRole)
+		}
+		err = a.run(ctx, []command{{Command: "addClientRole", Username: user, Rolename: ServiceRole}})
+		if err != nil && !errors.Is(err, ErrConnectionLost) {
+			return err
+		}
+	}
+}
+
+// hasRole reports whether client user has role.
+func (a *Admin) hasRole(ctx context.Context, user, role string) (bool, error) {
+	resp, err := a.exchange(ctx, []command{{Command: "getClient", Username: user}})
+	if err != nil {
+		return false, err
+	}
+	if resp[0].Error != "" {
+		return false, &CommandError{Command: "getClient", Target: user, Message: resp[0].Error}
+	}
+	var data struct {
+		Client client `json:"client"`
+	}
+	if err := json.Unmarshal(resp[0].Data, &data); err != nil {
+		return false, fmt.Errorf("dynsec: read getClient answer: %w", err)
+	}
+	for _, r := range data.Client.Roles {
+		if r.Rolename == role {
+			return true, nil
+		}
+	}
+	return false, nil
 }

@@ -149,6 +149,18 @@ func (b *Broker) Restart(t testing.TB) {
 	}
 }
 
+// Kill stops the broker with SIGKILL; Resume starts it again. Clients see
+// the broker gone in between.
+func (b *Broker) Kill() { b.kill() }
+
+// Resume starts a killed broker again on the same port, as Restart does.
+func (b *Broker) Resume(t testing.TB) {
+	t.Helper()
+	if err := b.run(); err != nil {
+		t.Fatalf("start mosquitto again: %v\n%s", err, b.Log())
+	}
+}
+
 func (b *Broker) awaitListening(exited <-chan struct{}, limit time.Duration) error {
 	deadline := time.Now().Add(limit)
 	for {

@@ -1,0 +1,244 @@
+package brokerclient
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/eclipse/paho.golang/paho"
+
+	"github.com/otter-ota/otter/internal/engine"
+	"github.com/otter-ota/otter/internal/ota"
+	"github.com/otter-ota/otter/sdk/wire"
+)
+
+// received runs in paho's delivery goroutine: it takes a worker slot
+// (waiting when all are busy, which holds the broker back through the
+// receive maximum) and handles the message in its own goroutine, which
+// acknowledges it once its effect is stored. paho sends the
+// acknowledgements in the order the messages came, as MQTT requires.
+func (c *Client) received(pr paho.PublishReceived) (bool, error) {
+	select {
+	case c.slots <- struct{}{}:
+	case <-c.work.Done():
+		return true, nil // not acknowledged: delivered again later
+	}
+	c.inflight.Add(1)
+	go func() {
+		defer c.inflight.Done()
+		defer func() { <-c.slots }()
+		if c.handle(pr.Packet) {
+			if err := pr.Client.Ack(pr.Packet); err != nil {
+				// The connection it came on is gone; the broker delivers
+				// the message again on the next one.
+				c.log.Debug("broker: acknowledgement not sent", "topic", pr.Packet.Topic, "err", err)
+			}
+		}
+	}()
+	return true, nil
+}
+
+// handle takes one uplink. It reports whether the message may be
+// acknowledged: its effect is stored, or it can have none (a malformed
+// message, an unknown device). It returns false only when Close gave up
+// on it.
+func (c *Client) handle(p *paho.Publish) bool {
+	product, key, kind, err := wire.ParseTopic(p.Topic)
+	if err != nil || !kind.Uplink() {
+		c.logs.Do(func() {
+			c.log.Warn("broker: message on a topic otter does not take; dropped", "topic", wire.Clip(p.Topic, 80))
+		})
+		return true
+	}
+	msg, err := wire.Decode(kind, p.Payload)
+	if err != nil {
+		c.refuse(product, key, kind, p.Payload, err)
+		return true
+	}
+	for attempt := 0; ; attempt++ {
+		done, err := c.deliver(product, key, msg)
+		if done {
+			return true
+		}
+		if c.work.Err() != nil {
+			return false
+		}
+		wait := min(retryMax, retryMin<<min(attempt, 10))
+		c.logs.Do(func() {
+			c.log.Warn("broker: device message not stored; trying again", "product", product, "device", key,
+				"kind", kind, "err", err, "wait", wait)
+		})
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-c.work.Done():
+			t.Stop()
+			return false
+		}
+	}
+}
+
+// deliver hands one decoded message to the engine and sends its answer.
+// It reports whether the message is done with (stored, refused, or of a
+// device that does not exist); otherwise err says why it must be tried
+// again.
+func (c *Client) deliver(product, key string, msg wire.Message) (bool, error) {
+	ctx, cancel := context.WithTimeout(c.work, callTimeout)
+	defer cancel()
+	d, err := c.device(ctx, product, key, false)
+	if ota.ErrorCode(err) == ota.ENOTFOUND {
+		c.logs.Do(func() {
+			c.log.Warn("broker: message of a device not in the registry; dropped (run otter broker sync)",
+				"product", product, "device", key, "kind", msg.Kind())
+		})
+		return true, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	a, err := c.dispatch(ctx, d, msg)
+	if deleted(err) {
+		// The cached id is of a deleted device; the key may belong to a
+		// new one.
+		if d, err = c.device(ctx, product, key, true); err != nil {
+			return ota.ErrorCode(err) == ota.ENOTFOUND, err
+		}
+		a, err = c.dispatch(ctx, d, msg)
+		if deleted(err) {
+			return true, nil
+		}
+	}
+	if code, refused := deviceFault(err); refused {
+		c.refuse(product, key, msg.Kind(), nil, &wire.Error{Code: code, Message: ota.ErrorMessage(err)})
+		return true, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if a != nil {
+		c.answer(d, a)
+	}
+	return true, nil
+}
+
+// dispatch calls the engine. An inform is what a device sends at every
+// connect, and a presence message is its will or its announcement that
+// it is back: they tell the engine what the embedded broker would from
+// the connection itself.
+func (c *Client) dispatch(ctx context.Context, d engine.Device, m wire.Message) (*engine.Answer, error) {
+	h := c.cfg.Devices
+	switch m := m.(type) {
+	case wire.Inform:
+		if err := h.Connected(ctx, d); err != nil {
+			return nil, err
+		}
+		return h.Inform(ctx, d, m)
+	case wire.Request:
+		return h.Request(ctx, d, m)
+	case wire.Confirm:
+		return h.Confirm(ctx, d, m)
+	case wire.Progress:
+		return h.Progress(ctx, d, m)
+	case wire.Presence:
+		if m.Online {
+			return nil, h.Connected(ctx, d)
+		}
+		return nil, h.Disconnected(ctx, d)
+	}
+	return nil, fmt.Errorf("brokerclient: no handler for %s messages", m.Kind())
+}
+
+// device returns the engine's name for a device, from the cache unless
+// fresh is set.
+func (c *Client) device(ctx context.Context, product, key string, fresh bool) (engine.Device, error) {
+	name := wire.Username(product, key)
+	if !fresh {
+		if id, ok := c.ids.Load(name); ok {
+			return engine.Device{ID: id.(int64), Product: product, Key: key}, nil
+		}
+	}
+	cred, err := c.cfg.Resolver.Credentials(ctx, product, key)
+	if err != nil {
+		if ota.ErrorCode(err) == ota.ENOTFOUND {
+			c.ids.Delete(name)
+		}
+		return engine.Device{}, err
+	}
+	if c.nids.Add(1) > maxCached {
+		c.ids.Clear()
+		c.nids.Store(1)
+	}
+	c.ids.Store(name, cred.DeviceID)
+	return engine.Device{ID: cred.DeviceID, Product: product, Key: key}, nil
+}
+
+// deleted reports an engine error saying the device was deleted.
+func deleted(err error) bool {
+	var we *wire.Error
+	return errors.As(err, &we) && we.Code == wire.CodeUnauthorized
+}
+
+// deviceFault returns the wire code of an engine error caused by the
+// message itself (as the embedded broker does); errors of the server
+// (unavailable, internal, a context that ended) are not.
+func deviceFault(err error) (code string, ok bool) {
+	if err == nil {
+		return "", false
+	}
+	var we *wire.Error
+	if errors.As(err, &we) {
+		return we.Code, we.Code != wire.CodeInternal && we.Code != wire.CodeUnavailable
+	}
+	switch ota.ErrorCode(err) {
+	case ota.EINVALID, ota.ECONFLICT, ota.EFORBIDDEN, ota.EMISMATCH, ota.EUNAUTHORIZED:
+		return wire.CodeMalformed, true
+	case ota.ENOTFOUND:
+		return wire.CodeUnknownJob, true
+	case ota.ETOOLARGE:
+		return wire.CodeTooLarge, true
+	}
+	return "", false
+}
+
+// refuse answers a message the device got wrong on its reply topic.
+func (c *Client) refuse(product, key string, kind wire.Kind, payload []byte, err error) {
+	reply := wire.ErrorReply(kind, err)
+	if reply.Job == "" && payload != nil {
+		reply.Job = wire.JobNamed(payload)
+	}
+	c.logs.Do(func() {
+		c.log.Info("broker: device message refused", "product", product, "device", key, "kind", kind,
+			"code", reply.Error, "err", reply.Message)
+	})
+	c.publish(wire.Topic(product, key, wire.KindReply), wire.Encode(reply))
+}
+
+func (c *Client) answer(d engine.Device, a *engine.Answer) {
+	if !a.Kind.Downlink() || a.Message == nil {
+		c.log.Error("broker: engine answer is not a downlink message; dropped", "kind", a.Kind, "product", d.Product, "device", d.Key)
+		return
+	}
+	c.publish(wire.Topic(d.Product, d.Key, a.Kind), wire.Encode(a.Message))
+}
+
+// Send publishes an engine downlink at QoS 1. It implements the engine's
+// Downlink: it does not wait for the network, and a message that cannot
+// go out now is dropped (the engine sends commands again).
+func (c *Client) Send(product, device, kind string, payload []byte) {
+	k := wire.Kind(kind)
+	if !k.Downlink() {
+		c.log.Error("broker: not a downlink kind; message dropped", "kind", kind, "product", product, "device", device)
+		return
+	}
+	go c.publish(wire.Topic(product, device, k), payload)
+}
+
+// publish publishes one downlink and waits for the broker's PUBACK.
+func (c *Client) publish(topic string, payload []byte) {
+	ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
+	defer cancel()
+	if _, err := c.cm.Publish(ctx, &paho.Publish{Topic: topic, QoS: 1, Payload: payload}); err != nil {
+		c.logs.Do(func() { c.log.Warn("broker: downlink not published", "topic", topic, "err", err) })
+	}
+}

@@ -1,0 +1,121 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+
+	"github.com/otter-ota/otter/internal/brokeradmin/dynsec"
+	"github.com/otter-ota/otter/internal/brokerclient"
+)
+
+// BrokerAdminDynsec is --broker-admin's value for Mosquitto's dynamic
+// security plugin.
+const BrokerAdminDynsec = "dynsec"
+
+// brokerURL parses --broker with the configured credentials.
+func (c Config) brokerURL() (u *url.URL, user, password string, err error) {
+	return ParseBrokerURL(c.Broker, c.BrokerUsername, c.BrokerPassword)
+}
+
+// ParseBrokerURL parses --broker: mqtt://host:port or mqtts://host:port,
+// with credentials in the URL or in username and password (which win). It
+// returns the URL without its credentials.
+func ParseBrokerURL(raw, username, password string) (u *url.URL, user, pass string, err error) {
+	u, err = url.Parse(raw)
+	if err != nil {
+		return nil, "", "", fmt.Errorf("--broker is not a URL: want mqtt://host:port or mqtts://host:port")
+	}
+	if (u.Scheme != "mqtt" && u.Scheme != "mqtts") || u.Host == "" || u.Port() == "" || strings.Trim(u.Path, "/") != "" {
+		return nil, "", "", fmt.Errorf("--broker %q: want mqtt://host:port or mqtts://host:port (user name and password may be in the URL or in OTTER_BROKER_USERNAME and OTTER_BROKER_PASSWORD)", u.Redacted())
+	}
+	if u.User != nil {
+		user = u.User.Username()
+		pass, _ = u.User.Password()
+	}
+	if username != "" {
+		user = username
+	}
+	if password != "" {
+		pass = password
+	}
+	return &url.URL{Scheme: u.Scheme, Host: u.Host}, user, pass, nil
+}
+
+// checkBrokerFlags refuses, before anything is opened, an external broker
+// with SQLite: several replicas share one database, and the engine must
+// not run twice on one SQLite file.
+func (c Config) checkBrokerFlags(dbKind string) error {
+	if c.Broker == "" {
+		return nil
+	}
+	if dbKind == "sqlite" {
+		return errors.New("--broker needs --db postgres://...: an external broker is for several replicas, " +
+			"and SQLite serves one process only (cluster mode needs PostgreSQL)")
+	}
+	if _, _, _, err := c.brokerURL(); err != nil {
+		return err
+	}
+	if c.BrokerAdmin != "" && c.BrokerAdmin != BrokerAdminDynsec {
+		return fmt.Errorf("--broker-admin %q: want %q (Mosquitto's dynamic security plugin) or nothing (the broker's accounts are managed elsewhere)", c.BrokerAdmin, BrokerAdminDynsec)
+	}
+	return nil
+}
+
+// dialAdmin connects to the broker as the dynamic security admin, makes
+// sure of the shared roles, and gives otter's own user the service role
+// it needs to subscribe to the devices' uplinks; nil without
+// --broker-admin.
+func (s *Server) dialAdmin(ctx context.Context) (*dynsec.Admin, error) {
+	if s.cfg.BrokerAdmin != BrokerAdminDynsec {
+		return nil, nil
+	}
+	u, user, password, err := s.cfg.brokerURL()
+	if err != nil {
+		return nil, err
+	}
+	a, err := dynsec.Dial(ctx, dynsec.Config{URL: u, Username: user, Password: password, Log: s.log})
+	if err != nil {
+		return nil, fmt.Errorf("external MQTT broker (--broker %s, --broker-admin dynsec): %w", u.Redacted(), err)
+	}
+	if err := a.GrantService(ctx, user); err != nil {
+		a.Close()
+		return nil, fmt.Errorf("external MQTT broker (--broker %s, --broker-admin dynsec): set up otter's roles "+
+			"(is %q the dynamic security admin? see docs/cluster.md): %w", u.Redacted(), user, err)
+	}
+	return a, nil
+}
+
+// dialBroker connects to the external broker as this replica's client.
+func (s *Server) dialBroker(ctx context.Context) (*brokerclient.Client, error) {
+	u, user, password, err := s.cfg.brokerURL()
+	if err != nil {
+		return nil, err
+	}
+	id := s.cfg.BrokerClientID
+	if id == "" {
+		id = DefaultBrokerClientID()
+	}
+	c, err := brokerclient.Dial(ctx, brokerclient.Config{
+		URL: u, Username: user, Password: password, ClientID: id,
+		Devices: s.engine, Resolver: s.store, Logger: s.log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("external MQTT broker (--broker %s): %w", u.Redacted(), err)
+	}
+	return c, nil
+}
+
+// DefaultBrokerClientID is a replica's client id at the external broker
+// when --broker-client-id is not set: "otter-" and the host name, stable
+// across restarts of one host.
+func DefaultBrokerClientID() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "replica"
+	}
+	return "otter-" + host
+}
