@@ -26,17 +26,15 @@ import (
 // plugin (mosquittotest), otter on PostgreSQL as its client.
 
 // clusterDB returns a fresh PostgreSQL schema. An external broker needs
-// PostgreSQL; without OTTER_TEST_POSTGRES_URL the test is skipped, except
-// under CI=true, where it fails: CI must run it.
+// PostgreSQL, so without OTTER_TEST_POSTGRES_URL (the README's SQLite run,
+// and .ci/run's first pass) the test is skipped; .ci/run's PostgreSQL pass
+// sets it and runs these tests, and there a database that does not answer
+// fails the test.
 func clusterDB(t *testing.T) string {
 	t.Helper()
 	base := os.Getenv(storetest.PostgresEnv)
 	if base == "" {
-		msg := "an external broker needs PostgreSQL: set " + storetest.PostgresEnv
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
+		t.Skip("an external broker needs PostgreSQL: set " + storetest.PostgresEnv)
 	}
 	return storetest.PostgresURL(t, base) // fails when the server does not answer
 }
