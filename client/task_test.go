@@ -8,33 +8,43 @@ import (
 	"time"
 
 	"github.com/otter-ota/otter/client"
-	"github.com/otter-ota/otter/internal/api/apitest"
+	"github.com/otter-ota/otter/internal/server/servertest"
 )
 
-// taskServer is a server with a running rollout engine, a product "demo"
-// with devices d1..d4 on 1.0.0 and a firmware 1.1.0.
+// taskServer is a server with a product "demo" with devices d1..d4 on
+// 1.0.0 and a firmware 1.1.0.
 type taskServer struct {
-	*apitest.Server
-	c  *client.Client
-	fw *client.Firmware
+	*testServer
+	fw      *client.Firmware
+	secrets map[string]string // device key -> secret
 }
 
 func startTaskServer(t *testing.T) *taskServer {
 	t.Helper()
-	s := apitest.Start(t)
-	c, ctx := client.New(s.URL, s.Token), ctx(t)
-	mustProduct(t, c, "demo")
+	s := &taskServer{testServer: startServer(t), secrets: map[string]string{}}
+	mustProduct(t, s.admin, "demo")
 	for _, k := range []string{"d1", "d2", "d3", "d4"} {
-		if _, err := c.CreateDevice(ctx, "demo", client.DeviceCreate{Key: k}); err != nil {
+		d, err := s.admin.CreateDevice(ctx(t), "demo", client.DeviceCreate{Key: k})
+		if err != nil {
 			t.Fatal(err)
 		}
-		s.Report(t, "demo", k, "1.0.0")
+		s.secrets[k] = d.Secret
+		s.report(t, k, "1.0.0")
 	}
-	fw, err := c.UploadFirmware(ctx, client.FirmwareUpload{Product: "demo", Version: "1.1.0"}, strings.NewReader("image"))
+	fw, err := s.admin.UploadFirmware(ctx(t), client.FirmwareUpload{Product: "demo", Version: "1.1.0"}, strings.NewReader("image"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &taskServer{Server: s, c: c, fw: fw}
+	s.fw = fw
+	return s
+}
+
+// report makes a device report the version of its default module.
+func (s *taskServer) report(t *testing.T, device, version string) {
+	t.Helper()
+	if err := servertest.Report(ctx(t), s.url, "demo", device, s.secrets[device], version); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // waitTask polls a task until ok holds.
@@ -42,7 +52,7 @@ func (s *taskServer) waitTask(t *testing.T, id int64, ok func(*client.Task) bool
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		task, err := s.c.Task(ctx(t), id)
+		task, err := s.admin.Task(ctx(t), id)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -58,7 +68,7 @@ func (s *taskServer) waitTask(t *testing.T, id int64, ok func(*client.Task) bool
 
 func TestTaskLifecycle(t *testing.T) {
 	s := startTaskServer(t)
-	c, ctx := s.c, ctx(t)
+	c, ctx := s.admin, ctx(t)
 	spec := client.TaskCreate{FirmwareID: s.fw.ID, Name: "first", Target: client.Target{Devices: []string{"d1", "d2"}},
 		Policy: client.Policy{Retries: 2, RetryBackoff: client.Duration(30 * time.Second), Phases: []float64{50, 100}}}
 
@@ -93,7 +103,7 @@ func TestTaskLifecycle(t *testing.T) {
 	if len(jobs) != 2 || jobs[0].State != client.JobQueued || jobs[0].Version != "1.1.0" {
 		t.Fatalf("jobs %+v", jobs)
 	}
-	s.Report(t, "demo", jobs[0].Device, "1.1.0")
+	s.report(t, jobs[0].Device, "1.1.0")
 	s.waitTask(t, task.ID, func(t *client.Task) bool { return t.Counts[client.JobSucceeded] == 1 })
 	j, err := c.Job(ctx, jobs[0].ID)
 	if err != nil || j.State != client.JobSucceeded || j.Percent != 100 {

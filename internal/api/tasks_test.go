@@ -4,88 +4,44 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/otter-ota/otter/internal/api"
 	"github.com/otter-ota/otter/internal/engine"
+	"github.com/otter-ota/otter/internal/engine/enginetest"
 	"github.com/otter-ota/otter/internal/ota"
 	"github.com/otter-ota/otter/internal/store"
 	"github.com/otter-ota/otter/sdk/wire"
 )
-
-// recorder is the engine's downlink: it records what would reach devices.
-type recorder struct {
-	mu   sync.Mutex
-	sent map[string][]string // device key -> message kinds
-}
-
-func (r *recorder) Send(_, device, kind string, _ []byte) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.sent[device] = append(r.sent[device], kind)
-}
-
-func (r *recorder) kinds(device string) []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return slices.Clone(r.sent[device])
-}
-
-// fixedURL signs every download with the same URL.
-type fixedURL struct{}
-
-func (fixedURL) DownloadURL(string, string, int64) string { return "http://127.0.0.1:1/firmware.bin" }
 
 // taskEnv is the API over a real store with a real rollout engine running,
 // a product "demo" with devices d1..dN on 1.0.0 and a firmware 1.1.0.
 type taskEnv struct {
 	*env
 	eng  *engine.Engine
-	down *recorder
+	down *enginetest.Downlink
 	devs map[string]engine.Device
 	fw   ota.Firmware
 }
 
 func newTaskEnv(t *testing.T, devices int) *taskEnv {
 	t.Helper()
-	te := &taskEnv{down: &recorder{sent: map[string][]string{}}, devs: map[string]engine.Device{}}
+	te := &taskEnv{down: &enginetest.Downlink{}, devs: map[string]engine.Device{}}
 	te.env = newEnvWith(t, envOptions{engine: func(st store.Store) api.Engine {
-		te.eng = startEngine(t, st, te.down)
+		te.eng, _ = enginetest.Start(t, engine.Config{Store: st, Downlink: te.down})
 		return te.eng
 	}})
 	te.product("demo")
 	te.devices(1, devices, "1.0.0")
 	te.fw = te.firmware("version=1.1.0")
 	return te
-}
-
-func startEngine(t *testing.T, st store.Store, down engine.Downlink) *engine.Engine {
-	t.Helper()
-	e, err := engine.New(engine.Config{Store: st, Downlink: down, URLs: fixedURL{}, Metrics: prometheus.NewRegistry(),
-		Logger: slog.New(slog.DiscardHandler), Tick: 10 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- e.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("engine: %v", err)
-		}
-	})
-	return e
 }
 
 // devices registers d<from>..d<to> reporting version of the default module.
@@ -441,7 +397,7 @@ func TestTaskActions(t *testing.T) {
 	if err := te.eng.Connected(context.Background(), te.devs["d2"]); err != nil {
 		t.Fatal(err)
 	}
-	te.waitTask(task.ID, "notified d2", func(ota.Task) bool { return slices.Contains(te.down.kinds("d2"), string(wire.KindUpgrade)) })
+	te.waitTask(task.ID, "notified d2", func(ota.Task) bool { return slices.Contains(te.down.Kinds("d2"), string(wire.KindUpgrade)) })
 
 	if got := te.act(task.ID, "cancel", 200); got.State != ota.TaskCancelled || got.EndedAt == nil {
 		t.Errorf("after cancel: %+v", got)

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -21,8 +20,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/otter-ota/otter/internal/cli"
-	"github.com/otter-ota/otter/internal/server"
-	"github.com/otter-ota/otter/internal/store/storetest"
+	"github.com/otter-ota/otter/internal/server/servertest"
 )
 
 // otter runs the real CLI in-process against a real server.
@@ -32,20 +30,10 @@ type otter struct {
 	token string
 }
 
-// startOtter starts a server on ephemeral ports with a fresh database
-// (PostgreSQL when OTTER_TEST_POSTGRES_URL is set, SQLite otherwise).
+// startOtter starts a real server (servertest).
 func startOtter(t *testing.T) *otter {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	s, err := server.Start(ctx, server.Config{
-		DataDir: t.TempDir(), HTTPAddr: "127.0.0.1:0", MQTTAddr: "127.0.0.1:0",
-		DBURL: storetest.URL(t), Logger: slog.New(slog.DiscardHandler),
-	})
-	if err != nil {
-		t.Fatalf("start server: %v", err)
-	}
-	t.Cleanup(func() { s.Close() })
+	s := servertest.Start(t)
 	return &otter{t: t, url: s.HTTPURL(), token: s.AdminToken()}
 }
 

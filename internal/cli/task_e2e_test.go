@@ -1,6 +1,7 @@
 package cli_test
 
 import (
+	"context"
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
@@ -10,30 +11,54 @@ import (
 	"testing"
 	"time"
 
-	"github.com/otter-ota/otter/internal/api/apitest"
 	"github.com/otter-ota/otter/internal/cli"
+	"github.com/otter-ota/otter/internal/server/servertest"
 )
 
-// startTaskOtter starts the API with a running rollout engine (apitest: the
-// devices report straight to the engine, no broker), a product demo with
-// devices d1..dN that reported 1.0.0, and firmware 1.1.0; it returns the
-// firmware id.
-func startTaskOtter(t *testing.T, devices int) (*otter, *apitest.Server, string) {
+// startTaskOtter starts a server with a product demo with devices d1..dN
+// that reported 1.0.0, and firmware 1.1.0; it returns the firmware id.
+func startTaskOtter(t *testing.T, devices int) (*otter, *fleet, string) {
 	t.Helper()
-	s := apitest.Start(t)
-	o := &otter{t: t, url: s.URL, token: s.Token}
+	o := startOtter(t)
 	o.ok("product", "create", "demo")
 	var csv strings.Builder
 	for i := 1; i <= devices; i++ {
 		fmt.Fprintf(&csv, "d%d\n", i)
 	}
-	if r := o.runIn(csv.String(), "device", "import", "demo", "-"); r.code != 0 {
-		t.Fatalf("device import: %s", r)
+	var imported struct {
+		Devices []struct{ Key, Secret string }
 	}
-	for i := 1; i <= devices; i++ {
-		s.Report(t, "demo", fmt.Sprintf("d%d", i), "1.0.0")
+	r := o.runIn(csv.String(), "device", "import", "demo", "-", "-o", "json")
+	if err := jsonDecode(r.stdout, &imported); r.code != 0 || err != nil || len(imported.Devices) != devices {
+		t.Fatalf("device import: %v %s", err, r)
 	}
-	return o, s, o.firmware("1.1.0")
+	f := &fleet{url: o.url, secrets: map[string]string{}}
+	for _, d := range imported.Devices {
+		f.secrets[d.Key] = d.Secret
+		f.report(t, d.Key, "1.0.0")
+	}
+	return o, f, o.firmware("1.1.0")
+}
+
+// fleet is the devices of product demo, which report their version over
+// the device HTTP API.
+type fleet struct {
+	url     string
+	secrets map[string]string // device key -> secret
+}
+
+// report makes a device report the version of its default module.
+func (f *fleet) report(t *testing.T, device, version string) {
+	t.Helper()
+	if err := f.inform(t.Context(), device, version); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// inform is report for goroutines other than the test's: it returns the
+// error.
+func (f *fleet) inform(ctx context.Context, device, version string) error {
+	return servertest.Report(ctx, f.url, "demo", device, f.secrets[device], version)
 }
 
 func (o *otter) firmware(version string, flags ...string) string {
@@ -135,7 +160,7 @@ func TestTaskCommands(t *testing.T) {
 	testTaskActions(t, o, rest.ID)
 }
 
-func testTaskJobs(t *testing.T, o *otter, s *apitest.Server, id int64) {
+func testTaskJobs(t *testing.T, o *otter, s *fleet, id int64) {
 	var jobs []map[string]any
 	o.json(&jobs, "task", "jobs", fmt.Sprint(id))
 	if len(jobs) != 2 {
@@ -148,7 +173,7 @@ func testTaskJobs(t *testing.T, o *otter, s *apitest.Server, id int64) {
 			}
 		}
 	}
-	s.Report(t, "demo", "d1", "1.1.0")
+	s.report(t, "d1", "1.1.0")
 	done := o.waitTask(id, func(t task) bool { return t.Counts["succeeded"] == 1 })
 	if done.Counts["queued"]+done.Counts["notified"] != 1 {
 		t.Errorf("counts: %v", done.Counts)
@@ -251,7 +276,7 @@ func TestTaskVerifyAndWatch(t *testing.T) {
 	o.waitTask(v.ID, func(t task) bool { return t.State == "running" })
 
 	informed := make(chan error, 1)
-	go func() { informed <- s.Inform(t.Context(), "demo", "d1", "2.0.0") }()
+	go func() { informed <- s.inform(t.Context(), "d1", "2.0.0") }()
 	out := o.ok("task", "watch", fmt.Sprint(v.ID))
 	if err := <-informed; err != nil {
 		t.Fatal(err)

@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -25,66 +24,13 @@ import (
 	"github.com/otter-ota/otter/internal/console"
 	"github.com/otter-ota/otter/internal/credential"
 	"github.com/otter-ota/otter/internal/engine"
+	"github.com/otter-ota/otter/internal/engine/enginetest"
 	"github.com/otter-ota/otter/internal/ota"
 	"github.com/otter-ota/otter/internal/signing"
 	"github.com/otter-ota/otter/internal/store"
 	"github.com/otter-ota/otter/internal/store/storetest"
 	"github.com/otter-ota/otter/sdk/wire"
 )
-
-// clock is a test clock that the console reads; it runs from the real
-// time unless moved.
-type clock struct {
-	mu     sync.Mutex
-	offset time.Duration
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return time.Now().Add(c.offset)
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.offset += d
-	c.mu.Unlock()
-}
-
-// downlink records the upgrade commands the engine sends to devices.
-type downlink struct {
-	mu   sync.Mutex
-	sent map[string][]wire.Upgrade
-}
-
-func (d *downlink) Send(_, device, kind string, payload []byte) {
-	if kind != string(wire.KindUpgrade) {
-		return
-	}
-	u, err := wire.DecodeUpgrade(payload)
-	if err != nil {
-		panic(fmt.Sprintf("the engine sent an invalid upgrade: %v", err))
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.sent[device] = append(d.sent[device], u)
-}
-
-func (d *downlink) last(device string) (wire.Upgrade, bool) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	s := d.sent[device]
-	if len(s) == 0 {
-		return wire.Upgrade{}, false
-	}
-	return s[len(s)-1], true
-}
-
-type urls struct{}
-
-func (urls) DownloadURL(product, device string, fw int64) string {
-	return fmt.Sprintf("http://127.0.0.1:1/dl/%d?d=%s/%s", fw, product, device)
-}
 
 // stack is a whole otter behind one HTTP server: a real store, blob folder,
 // signer, REST API at /api/, rollout engine, and the console at /.
@@ -93,8 +39,8 @@ type stack struct {
 	ctx     context.Context
 	st      store.Store
 	eng     *engine.Engine
-	down    *downlink
-	clock   *clock
+	down    *enginetest.Downlink
+	clock   *storetest.Clock // the console's; it runs from the real time unless moved
 	srv     *httptest.Server
 	console *console.Console
 	tokens  map[ota.Role]string
@@ -103,23 +49,12 @@ type stack struct {
 
 func newStack(t *testing.T) *stack {
 	t.Helper()
-	s := &stack{t: t, st: storetest.Open(t), down: &downlink{sent: map[string][]wire.Upgrade{}}, clock: &clock{},
+	s := &stack{t: t, st: storetest.Open(t), down: &enginetest.Downlink{}, clock: &storetest.Clock{},
 		tokens: map[ota.Role]string{}, devices: map[string]engine.Device{}}
 	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
 	s.ctx = ctx
-	eng, err := engine.New(engine.Config{Store: s.st, Downlink: s.down, URLs: urls{}, Metrics: prometheus.NewRegistry(), Tick: 20 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.eng = eng
-	done := make(chan error, 1)
-	go func() { done <- eng.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("engine: %v", err)
-		}
-	})
+	s.eng, _ = enginetest.Start(t, engine.Config{Store: s.st, Downlink: s.down, Tick: 20 * time.Millisecond})
 	a := s.newAPI()
 	c, err := console.New(console.Config{Store: s.st, API: a.Handler(), Now: s.clock.Now})
 	if err != nil {
@@ -207,7 +142,7 @@ func (s *stack) upgrade(product, key string) {
 	var u wire.Upgrade
 	eventually(s.t, "an upgrade command for "+key, func() bool {
 		var ok bool
-		u, ok = s.down.last(key)
+		u, ok = s.down.LastUpgrade(key)
 		return ok
 	})
 	for _, st := range []wire.State{wire.StateDownloading, wire.StateDownloaded, wire.StateInstalling, wire.StateRebooting} {
@@ -226,7 +161,7 @@ func (s *stack) fail(product, key, code string) {
 	var u wire.Upgrade
 	eventually(s.t, "an upgrade command for "+key, func() bool {
 		var ok bool
-		u, ok = s.down.last(key)
+		u, ok = s.down.LastUpgrade(key)
 		return ok
 	})
 	dev := s.devices[product+"/"+key]

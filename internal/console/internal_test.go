@@ -15,6 +15,7 @@ import (
 	"github.com/otter-ota/otter/client"
 	"github.com/otter-ota/otter/internal/ota"
 	"github.com/otter-ota/otter/internal/store"
+	"github.com/otter-ota/otter/internal/store/storetest"
 )
 
 func testKeys(t testing.TB) *sessionKeys {
@@ -387,10 +388,8 @@ func (s *slowStats) RecentFailures(context.Context, int) ([]ota.Event, error) { 
 
 func TestStatsCacheRefreshesOnceInTheBackground(t *testing.T) {
 	st := &slowStats{release: make(chan struct{})}
-	var mu sync.Mutex
-	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	c := newStatsCache(st, 15*time.Second, clock, slog.New(slog.DiscardHandler))
+	clock := storetest.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	c := newStatsCache(st, 15*time.Second, clock.Now, slog.New(slog.DiscardHandler))
 	c.grace = 10 * time.Millisecond
 	ctx := context.Background()
 
@@ -400,9 +399,7 @@ func TestStatsCacheRefreshesOnceInTheBackground(t *testing.T) {
 		t.Fatalf("first get: %+v %v", f, err)
 	}
 	st.release = make(chan struct{})
-	mu.Lock()
-	now = now.Add(time.Minute)
-	mu.Unlock()
+	clock.Add(time.Minute)
 	var wg sync.WaitGroup
 	for range 5 {
 		wg.Go(func() {

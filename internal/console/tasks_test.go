@@ -376,7 +376,7 @@ func TestTaskPageShowsDevicesAwaitingConfirmation(t *testing.T) {
 	var u wire.Upgrade
 	eventually(t, "the command", func() bool {
 		var ok bool
-		u, ok = s.down.last(key)
+		u, ok = s.down.LastUpgrade(key)
 		return ok
 	})
 	if !u.ConfirmInstall || u.Confirm {

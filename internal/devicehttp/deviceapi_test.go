@@ -358,11 +358,6 @@ func TestCredentialCacheIsBounded(t *testing.T) {
 	}
 }
 
-// stopEngine stops the fixture's engine loop; calls then time out.
-func (f *fixture) stopEngine() {
-	f.stopEngineLoop()
-}
-
 // A device that lost its state after its first report (power lost while
 // downloading) gets its job again from a poll, with the same attempt, until
 // the job ends; when the operator cancels the task, the poll answers the

@@ -7,15 +7,12 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -25,56 +22,27 @@ import (
 	"github.com/otter-ota/otter/internal/credential"
 	"github.com/otter-ota/otter/internal/devicehttp"
 	"github.com/otter-ota/otter/internal/engine"
+	"github.com/otter-ota/otter/internal/engine/enginetest"
 	"github.com/otter-ota/otter/internal/ota"
 	"github.com/otter-ota/otter/internal/store"
 	"github.com/otter-ota/otter/internal/store/storetest"
 	"github.com/otter-ota/otter/sdk/wire"
 )
 
-// clock is the handler's and signer's clock: real time plus an offset
-// that tests move forward. The engine keeps real time.
-type clock struct {
-	mu     sync.Mutex
-	offset time.Duration
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return time.Now().Add(c.offset)
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.offset += d
-	c.mu.Unlock()
-}
-
-// downlink records what the engine pushes; HTTP devices never hear it.
-type downlink struct {
-	mu   sync.Mutex
-	sent int
-}
-
-func (d *downlink) Send(_, _, _ string, _ []byte) {
-	d.mu.Lock()
-	d.sent++
-	d.mu.Unlock()
-}
-
 // fixture is a running engine and device HTTP server on a fresh store with
 // product "demo", devices d1..d3 on version 1.0.0 with known secrets, and a
 // firmware 1.1.0 whose file is in a real blob folder.
 type fixture struct {
-	t       *testing.T
-	ctx     context.Context
-	st      store.Store
-	blobs   *blob.FS
-	e       *engine.Engine
-	signer  *devicehttp.URLSigner
-	h       *devicehttp.Handler
-	reg     *prometheus.Registry
-	clock   *clock
+	t      *testing.T
+	ctx    context.Context
+	st     store.Store
+	blobs  *blob.FS
+	e      *engine.Engine
+	signer *devicehttp.URLSigner
+	h      *devicehttp.Handler
+	reg    *prometheus.Registry
+	// clock is the handler's and signer's clock; the engine keeps real time.
+	clock   *storetest.Clock
 	url     string
 	fw      ota.Firmware
 	file    []byte
@@ -82,8 +50,8 @@ type fixture struct {
 	priv    ed25519.PrivateKey
 	secrets map[string]string
 	devs    map[string]ota.Device
-	// stopEngineLoop stops the engine (also done at cleanup).
-	stopEngineLoop context.CancelFunc
+	// stopEngine stops the engine (also done at cleanup); calls then time out.
+	stopEngine func()
 }
 
 // newFixture builds the fixture; edit adjusts the handler's Config.
@@ -91,7 +59,7 @@ func newFixture(t *testing.T, edit ...func(*devicehttp.Config)) *fixture {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	f := &fixture{t: t, ctx: ctx, st: storetest.Open(t), reg: prometheus.NewRegistry(), clock: &clock{},
+	f := &fixture{t: t, ctx: ctx, st: storetest.Open(t), reg: prometheus.NewRegistry(), clock: &storetest.Clock{},
 		secrets: map[string]string{}, devs: map[string]ota.Device{}}
 	f.seed()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -106,7 +74,7 @@ func newFixture(t *testing.T, edit ...func(*devicehttp.Config)) *fixture {
 	if f.signer, err = devicehttp.NewURLSigner(f.url, key, time.Hour, f.clock.Now); err != nil {
 		t.Fatal(err)
 	}
-	f.startEngine()
+	f.e, f.stopEngine = enginetest.Start(t, engine.Config{Store: f.st, URLs: f.signer, Commands: enginetest.CommandSigner{Key: f.priv}})
 	cfg := devicehttp.Config{Store: f.st, Blobs: f.blobs, Devices: f.e, Signer: f.signer, Metrics: f.reg, Now: f.clock.Now}
 	for _, e := range edit {
 		e(&cfg)
@@ -121,34 +89,6 @@ func newFixture(t *testing.T, edit ...func(*devicehttp.Config)) *fixture {
 	t.Cleanup(srv.Close) // runs before the engine stops
 	return f
 }
-
-func (f *fixture) startEngine() {
-	ctx, cancel := context.WithCancel(context.Background())
-	f.stopEngineLoop = cancel
-	e, err := engine.New(engine.Config{Store: f.st, Downlink: &downlink{}, URLs: f.signer, Commands: commandSigner{f.priv},
-		Logger:  slog.New(slog.DiscardHandler),
-		Metrics: prometheus.NewRegistry(), Tick: 10 * time.Millisecond})
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	f.e = e
-	done := make(chan error, 1)
-	go func() { done <- e.Run(ctx) }()
-	f.t.Cleanup(func() {
-		cancel()
-		// Run answers nil when stopped, but an error wrapping Canceled when
-		// stopped while it still loads its tasks (a test that ends fast).
-		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
-			f.t.Errorf("engine: %v", err)
-		}
-	})
-}
-
-// commandSigner signs upgrade commands with the fixture's key, as
-// internal/signing does for the server.
-type commandSigner struct{ key ed25519.PrivateKey }
-
-func (s commandSigner) SignCommand(c wire.Command) string { return c.Sign(s.key) }
 
 // seed creates the product, the devices and the firmware.
 func (f *fixture) seed() {

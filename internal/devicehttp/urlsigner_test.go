@@ -18,20 +18,6 @@ import (
 
 var testKey = bytes.Repeat([]byte{7}, devicehttp.KeySize)
 
-// fixedClock returns a clock stopped at t that tests can move.
-func fixedClock(t time.Time) (now func() time.Time, set func(time.Time)) {
-	var mu sync.Mutex
-	return func() time.Time {
-			mu.Lock()
-			defer mu.Unlock()
-			return t
-		}, func(n time.Time) {
-			mu.Lock()
-			t = n
-			mu.Unlock()
-		}
-}
-
 // splitURL returns the firmware id and the query of a download URL.
 func splitURL(t *testing.T, raw string) (int64, url.Values) {
 	t.Helper()
@@ -48,8 +34,8 @@ func splitURL(t *testing.T, raw string) (int64, url.Values) {
 
 func TestURLSignAndVerify(t *testing.T) {
 	start := time.Date(2026, 3, 1, 12, 3, 4, 0, time.UTC)
-	now, set := fixedClock(start)
-	s, err := devicehttp.NewURLSigner("https://otter.example.com:8443/", testKey, time.Hour, now)
+	clock := storetest.NewClock(start)
+	s, err := devicehttp.NewURLSigner("https://otter.example.com:8443/", testKey, time.Hour, clock.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +44,7 @@ func TestURLSignAndVerify(t *testing.T) {
 		t.Fatalf("URL %s", raw)
 	}
 	id, q := splitURL(t, raw)
-	other, _ := devicehttp.NewURLSigner("https://otter.example.com:8443", bytes.Repeat([]byte{8}, devicehttp.KeySize), time.Hour, now)
+	other, _ := devicehttp.NewURLSigner("https://otter.example.com:8443", bytes.Repeat([]byte{8}, devicehttp.KeySize), time.Hour, clock.Now)
 	_, otherQ := splitURL(t, other.DownloadURL("demo", "d1", 42))
 	with := func(name, value string) string {
 		c := url.Values{}
@@ -109,7 +95,7 @@ func TestURLSignAndVerify(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			set(tt.at)
+			clock.Set(tt.at)
 			g, err := s.Verify(tt.id, tt.query)
 			if !errors.Is(err, tt.want) || (tt.want == nil) != (err == nil) {
 				t.Fatalf("Verify: %v, want %v", err, tt.want)
@@ -140,8 +126,7 @@ func TestURLExpiryRounding(t *testing.T) {
 		{0, 0, base.Add(devicehttp.DefaultURLTTL)},
 	}
 	for _, tt := range tests {
-		now, _ := fixedClock(base.Add(tt.offset))
-		s, err := devicehttp.NewURLSigner("http://10.0.0.5:8080", testKey, tt.ttl, now)
+		s, err := devicehttp.NewURLSigner("http://10.0.0.5:8080", testKey, tt.ttl, storetest.NewClock(base.Add(tt.offset)).Now)
 		if err != nil {
 			t.Fatal(err)
 		}

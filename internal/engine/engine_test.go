@@ -5,37 +5,16 @@ import (
 	"crypto/ed25519"
 	"fmt"
 	"log/slog"
-	"strconv"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/otter-ota/otter/internal/engine"
+	"github.com/otter-ota/otter/internal/engine/enginetest"
 	"github.com/otter-ota/otter/internal/ota"
 	"github.com/otter-ota/otter/internal/store"
 	"github.com/otter-ota/otter/internal/store/storetest"
 	"github.com/otter-ota/otter/sdk/wire"
 )
-
-// clock is a test clock the engine and the store share.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
 
 // failOnError fails the test for every error the engine logs: a failed
 // scheduler step is only logged, and must not go unnoticed.
@@ -51,37 +30,6 @@ func (h failOnError) Handle(_ context.Context, r slog.Record) error {
 	return nil
 }
 
-// downlink records what the engine sends to devices.
-type downlink struct {
-	mu   sync.Mutex
-	sent map[string][]wire.Upgrade // device key -> upgrade messages
-}
-
-func (d *downlink) Send(_, device, kind string, payload []byte) {
-	if kind != string(wire.KindUpgrade) {
-		return
-	}
-	u, err := wire.DecodeUpgrade(payload)
-	if err != nil {
-		panic(fmt.Sprintf("engine sent an invalid upgrade: %v: %s", err, payload))
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.sent[device] = append(d.sent[device], u)
-}
-
-func (d *downlink) To(device string) []wire.Upgrade {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return append([]wire.Upgrade(nil), d.sent[device]...)
-}
-
-type urls struct{}
-
-func (urls) DownloadURL(product, device string, fw int64) string {
-	return "http://127.0.0.1:1/dl/" + strconv.FormatInt(fw, 10) + "?d=" + product + "/" + device
-}
-
 // fixture is a running engine on a fresh store with one product, devices
 // d1..dN on version 1.0.0 and a firmware 1.1.0.
 type fixture struct {
@@ -89,8 +37,8 @@ type fixture struct {
 	ctx   context.Context
 	st    store.Store
 	e     *engine.Engine
-	down  *downlink
-	clock *clock
+	down  *enginetest.Downlink
+	clock *storetest.Clock // the engine's and the store's
 	fw    ota.Firmware
 	devs  map[string]engine.Device
 	stop  func()
@@ -98,10 +46,10 @@ type fixture struct {
 
 func newFixture(t *testing.T, devices int) *fixture {
 	t.Helper()
-	c := &clock{now: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
+	c := storetest.NewClock(time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC))
 	st := storetest.Open(t, store.WithClock(c.Now))
 	ctx, cancel := context.WithCancel(context.Background())
-	f := &fixture{t: t, ctx: ctx, st: st, down: &downlink{sent: map[string][]wire.Upgrade{}}, clock: c, devs: map[string]engine.Device{}}
+	f := &fixture{t: t, ctx: ctx, st: st, down: &enginetest.Downlink{}, clock: c, devs: map[string]engine.Device{}}
 	if err := st.CreateProduct(ctx, &ota.Product{Key: "demo"}); err != nil {
 		t.Fatal(err)
 	}
@@ -130,25 +78,8 @@ func newFixture(t *testing.T, devices int) *fixture {
 // test or by restart.
 func (f *fixture) run() {
 	f.t.Helper()
-	e, err := engine.New(engine.Config{Store: f.st, Downlink: f.down, URLs: urls{}, Commands: commandKey, Now: f.clock.Now,
-		Metrics: prometheus.NewRegistry(), Tick: 10 * time.Millisecond, Logger: slog.New(failOnError{f.t})})
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	f.e = e
-	ctx, cancel := context.WithCancel(f.ctx)
-	done := make(chan error, 1)
-	go func() { done <- e.Run(ctx) }()
-	var once sync.Once
-	f.stop = func() {
-		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil {
-				f.t.Errorf("engine: %v", err)
-			}
-		})
-	}
-	f.t.Cleanup(f.stop)
+	f.e, f.stop = enginetest.Start(f.t, engine.Config{Store: f.st, Downlink: f.down, Commands: commandKey, Now: f.clock.Now,
+		Logger: slog.New(failOnError{f.t})})
 }
 
 // restart stops the engine and starts another on the same store, as a
@@ -160,11 +91,7 @@ func (f *fixture) restart() {
 }
 
 // commandKey signs the engine's upgrade commands in these tests.
-var commandKey = commandSigner{ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize))}
-
-type commandSigner struct{ key ed25519.PrivateKey }
-
-func (s commandSigner) SignCommand(c wire.Command) string { return c.Sign(s.key) }
+var commandKey = enginetest.CommandSigner{Key: ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize))}
 
 // signed gives fw a real signature, as the API does on upload.
 func signed(fw ota.Firmware) ota.Firmware {
@@ -207,7 +134,7 @@ func (f *fixture) upgradeOf(key string) wire.Upgrade {
 	f.t.Helper()
 	var u wire.Upgrade
 	f.eventually(func() bool {
-		sent := f.down.To(key)
+		sent := f.down.Upgrades(key)
 		if len(sent) == 0 {
 			return false
 		}
@@ -304,14 +231,14 @@ func TestPushTaskUpgradesOnlineDevicesAndOfflineOnesWhenTheyConnect(t *testing.T
 	task := f.task(ota.TaskSpec{Target: ota.Target{Devices: []string{"d1", "d2", "d3"}}})
 	f.upgrade("d1")
 	f.upgrade("d2")
-	if sent := f.down.To("d3"); len(sent) != 0 {
+	if sent := f.down.Upgrades("d3"); len(sent) != 0 {
 		t.Fatalf("offline d3 got %d commands", len(sent))
 	}
 	f.connect("d3")
 	f.upgrade("d3")
-	pub := commandKey.key.Public().(ed25519.PublicKey)
+	pub := commandKey.Key.Public().(ed25519.PublicKey)
 	for _, d := range []string{"d1", "d2", "d3"} {
-		for _, up := range f.down.To(d) {
+		for _, up := range f.down.Upgrades(d) {
 			if !up.Command("demo", d).Verify(pub, up.CommandSignature) {
 				t.Errorf("the command to %s does not carry a valid command signature: %+v", d, up)
 			}
@@ -432,7 +359,7 @@ func TestRetriesThenSuccess(t *testing.T) {
 		t.Fatalf("after a failure of attempt %d the job is %s attempt %d, want queued attempt 2", u.Attempt, j.State, j.Attempt)
 	}
 	f.clock.Add(61 * time.Second)
-	f.eventually(func() bool { return len(f.down.To("d1")) >= 2 }, "the retry's command")
+	f.eventually(func() bool { return len(f.down.Upgrades("d1")) >= 2 }, "the retry's command")
 	f.upgrade("d1")
 	done := f.waitTask(task.ID, ota.TaskCompleted)
 	if done.Counts[ota.JobSucceeded] != 1 {
@@ -476,7 +403,7 @@ func TestConcurrencyCapAndPauseResume(t *testing.T) {
 		t.Fatal(err)
 	}
 	for key, d := range f.devs {
-		if len(f.down.To(key)) > 0 {
+		if len(f.down.Upgrades(key)) > 0 {
 			f.upgrade(d.Key)
 		}
 	}
@@ -614,7 +541,7 @@ func TestJobIsSupersededWhenTheDeviceGetsThereAnotherWay(t *testing.T) {
 	}
 	f.connect("d1")
 	f.waitTask(task.ID, ota.TaskCompleted)
-	if sent := f.down.To("d1"); len(sent) != 0 {
+	if sent := f.down.Upgrades("d1"); len(sent) != 0 {
 		t.Fatalf("d1 was sent %+v", sent)
 	}
 }
@@ -646,7 +573,7 @@ func TestDailyWindowHoldsStartsUntilItOpens(t *testing.T) {
 	// Watch many scheduler ticks (10 ms each): nothing may start outside
 	// the window.
 	for watch := time.Now().Add(300 * time.Millisecond); time.Now().Before(watch); time.Sleep(10 * time.Millisecond) {
-		if sent := f.down.To("d1"); len(sent) != 0 {
+		if sent := f.down.Upgrades("d1"); len(sent) != 0 {
 			t.Fatalf("a command went out before the window opened: %+v", sent)
 		}
 	}

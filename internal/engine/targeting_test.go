@@ -70,15 +70,15 @@ func TestRetryFailedNeverTargetsADeviceOnTheTarget(t *testing.T) {
 		{DeviceID: f.devs["d1"].ID, Module: "default", Version: "1.1.0", At: f.clock.Now()}}}); err != nil {
 		t.Fatal(err)
 	}
-	before1, before2 := len(f.down.To("d1")), len(f.down.To("d2"))
+	before1, before2 := len(f.down.Upgrades("d1")), len(f.down.Upgrades("d2"))
 	_, n, err := f.e.RetryFailed(f.ctx, task.ID)
 	if err != nil || n != 1 {
 		t.Fatalf("retry-failed requeued %d (%v), want 1: d2 only", n, err)
 	}
-	f.eventually(func() bool { return len(f.down.To("d2")) > before2 }, "the retry of d2")
+	f.eventually(func() bool { return len(f.down.Upgrades("d2")) > before2 }, "the retry of d2")
 	jobs := f.jobs(task.ID)
-	if jobs["d1"].State != ota.JobSucceeded || len(f.down.To("d1")) != before1 {
-		t.Fatalf("d1: job %s, %d commands after %d; want succeeded and no command sent again", jobs["d1"].State, len(f.down.To("d1")), before1)
+	if jobs["d1"].State != ota.JobSucceeded || len(f.down.Upgrades("d1")) != before1 {
+		t.Fatalf("d1: job %s, %d commands after %d; want succeeded and no command sent again", jobs["d1"].State, len(f.down.Upgrades("d1")), before1)
 	}
 	f.checkCounts(task.ID)
 }
@@ -97,7 +97,7 @@ func TestFailedDeviceDoesNotRejoinItsDynamicTask(t *testing.T) {
 	if err != nil || got.Total != 1 || got.Counts[ota.JobFailed] != 1 {
 		t.Fatalf("dynamic task after a rollback: total %d counts %v (%v); want the one failed job, no new one", got.Total, got.Counts, err)
 	}
-	if sent := f.down.To("d1"); len(sent) != 1 {
+	if sent := f.down.Upgrades("d1"); len(sent) != 1 {
 		t.Fatalf("d1 was sent %d commands, want 1", len(sent))
 	}
 }

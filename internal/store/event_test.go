@@ -13,15 +13,15 @@ import (
 
 func TestEventFilters(t *testing.T) {
 	runURL(t, func(t *testing.T, url string) {
-		c := &clock{now: time.Date(2030, 5, 1, 12, 0, 0, 0, time.UTC)}
+		c := storetest.NewClock(time.Date(2030, 5, 1, 12, 0, 0, 0, time.UTC))
 		s := storetest.OpenURL(t, url, store.WithClock(c.Now))
 		ctx := context.Background()
 		createProduct(t, s, "p") // 12:00, by admin
-		c.Advance(time.Hour)
+		c.Add(time.Hour)
 		createProduct(t, s, "q") // 13:00
-		c.Advance(time.Hour)
+		c.Add(time.Hour)
 		createDevices(t, s, newDevices("p", "d", 2)) // 14:00
-		c.Advance(time.Hour)
+		c.Add(time.Hour)
 		f := newFirmware("p", "1.0")
 		must(t, s.CreateFirmware(as("ivan"), &f)) // 15:00
 		_, err := rawDB(t, url).ExecContext(ctx, `INSERT INTO events (at, actor, kind, action, task_id, job_id)

@@ -52,7 +52,7 @@ func TestMigrationRenamesDuplicateTokenNames(t *testing.T) {
 }
 
 func TestEndedSessions(t *testing.T) {
-	c := &clock{now: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)}
+	c := storetest.NewClock(time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC))
 	run(t, func(t *testing.T, s store.Store) {
 		ctx := context.Background()
 		id, other := []byte("session-one-0123"), []byte("session-two-0123")
@@ -71,7 +71,7 @@ func TestEndedSessions(t *testing.T) {
 		}
 		// Once past its expiry the record goes (the cookie is refused by
 		// its own expiry then).
-		c.Advance(2 * time.Hour)
+		c.Add(2 * time.Hour)
 		must(t, s.EndSession(ctx, other, c.Now().Add(time.Hour), e))
 		if ended, err := s.SessionEnded(ctx, id); err != nil || ended {
 			t.Errorf("an expired ended session is still stored: %v %v", ended, err)

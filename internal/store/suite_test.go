@@ -5,9 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/otter-ota/otter/internal/ota"
 	"github.com/otter-ota/otter/internal/store"
@@ -80,24 +78,6 @@ func createDevices(t testing.TB, s store.Store, devs []store.NewDevice) []ota.De
 	out, err := s.CreateDevices(as("admin"), devs)
 	must(t, err)
 	return out
-}
-
-// clock is a settable clock for store.WithClock.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
 }
 
 // lastEvent returns the newest event.

@@ -9,10 +9,11 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/otter-ota/otter/internal/ota"
 	"github.com/otter-ota/otter/internal/store"
+	"github.com/otter-ota/otter/internal/store/storetest"
 )
 
 func TestTokens(t *testing.T) {
-	c := &clock{now: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)}
+	c := storetest.NewClock(time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC))
 	run(t, func(t *testing.T, s store.Store) {
 		ctx := context.Background()
 		admin := ota.Token{Name: "first admin", Role: ota.RoleAdmin}
@@ -37,13 +38,13 @@ func TestTokens(t *testing.T) {
 		wantCode(t, err, ota.ENOTFOUND)
 
 		// Within a minute the stored time does not move; after it, it does.
-		c.Advance(30 * time.Second)
+		c.Add(30 * time.Second)
 		got, err = s.TokenByHash(ctx, hash("secret-1"))
 		must(t, err)
 		if !got.LastUsedAt.Equal(first) {
 			t.Errorf("last used %v after 30s, want it kept at %v", got.LastUsedAt, first)
 		}
-		c.Advance(time.Minute)
+		c.Add(time.Minute)
 		_, err = s.TokenByHash(ctx, hash("secret-1"))
 		must(t, err)
 		list, _, err := s.ListTokens(ctx, store.Page{})

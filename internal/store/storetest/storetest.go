@@ -2,6 +2,7 @@
 // the test's temporary folder, or, when OTTER_TEST_POSTGRES_URL is set, a new
 // PostgreSQL schema that is dropped when the test ends. Tests of other
 // packages use Open; the store's own suite runs every test on each backend.
+// Clock is the time a test moves, for the store and what shares its clock.
 package storetest
 
 import (
