@@ -37,23 +37,7 @@ func eventQuery(f EventFilter, before int64, limit int, d dialect) (string, args
 	if before > 0 {
 		add("id <", before)
 	}
-	// The list pages through the (column, id) index of the most selective
-	// filter that has one; the other filters only filter.
-	lead := ""
-	switch {
-	case f.JobID != 0:
-		lead = "job_id"
-	case f.Product != "" && f.Device != "":
-		lead = "device"
-	case f.TaskID != 0:
-		lead = "task_id"
-	case f.Firmware != 0:
-		lead = "firmware_id"
-	case f.Actor != "":
-		lead = "actor"
-	case f.Kind != "":
-		lead = "kind"
-	}
+	lead := leadColumn(f)
 	order := "id"
 	for _, c := range []struct {
 		col string
@@ -92,6 +76,27 @@ func eventQuery(f EventFilter, before int64, limit int, d dialect) (string, args
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
 	return q + " ORDER BY " + descending(order) + " LIMIT " + a.add(limit), a
+}
+
+// leadColumn names the column whose (column, id) index a list pages
+// through: that of the most selective filter that has one; the other
+// filters only filter.
+func leadColumn(f EventFilter) string {
+	switch {
+	case f.JobID != 0:
+		return "job_id"
+	case f.Product != "" && f.Device != "":
+		return "device"
+	case f.TaskID != 0:
+		return "task_id"
+	case f.Firmware != 0:
+		return "firmware_id"
+	case f.Actor != "":
+		return "actor"
+	case f.Kind != "":
+		return "kind"
+	}
+	return ""
 }
 
 func queryEvents(ctx context.Context, q querier, query string, a args) ([]ota.Event, error) {

@@ -603,31 +603,7 @@ func withoutConflicts(events []ota.Event, conflicts []int64) []ota.Event {
 // message of the next one can reach two replicas at once and be stored in
 // either order.
 func setPresence(ctx context.Context, t *tx, ps []ota.Presence, seen []ota.LastSeen) error {
-	type row struct {
-		online *bool
-		at     time.Time // the latest of the batch: last_seen's candidate
-		state  time.Time // when online was set
-		heard  time.Time // the latest message or connect of the batch
-	}
-	last := make(map[int64]row, len(ps)+len(seen))
-	for _, s := range seen {
-		if r := last[s.DeviceID]; s.At.After(r.at) {
-			r.at, r.heard = s.At, s.At
-			last[s.DeviceID] = r
-		}
-	}
-	for _, p := range ps {
-		r := last[p.DeviceID]
-		if (r.online != nil && p.At.Before(r.state)) || (!p.Online && p.At.Before(r.heard)) {
-			continue
-		}
-		online := p.Online
-		r.online, r.state, r.at = &online, p.At, maxTime(r.at, p.At)
-		if online {
-			r.heard = maxTime(r.heard, p.At)
-		}
-		last[p.DeviceID] = r
-	}
+	last := latestPresence(ps, seen)
 	ids := slices.Sorted(maps.Keys(last))
 	for _, chunk := range chunks(ids, 4) {
 		var a args
@@ -651,6 +627,39 @@ func setPresence(ctx context.Context, t *tx, ps []ota.Presence, seen []ota.LastS
 		}
 	}
 	return nil
+}
+
+// presenceRow is what a batch says of one device's presence.
+type presenceRow struct {
+	online *bool
+	at     time.Time // the latest of the batch: last_seen's candidate
+	state  time.Time // when online was set
+	heard  time.Time // the latest message or connect of the batch
+}
+
+// latestPresence folds a batch's presence changes and messages into one
+// row a device.
+func latestPresence(ps []ota.Presence, seen []ota.LastSeen) map[int64]presenceRow {
+	last := make(map[int64]presenceRow, len(ps)+len(seen))
+	for _, s := range seen {
+		if r := last[s.DeviceID]; s.At.After(r.at) {
+			r.at, r.heard = s.At, s.At
+			last[s.DeviceID] = r
+		}
+	}
+	for _, p := range ps {
+		r := last[p.DeviceID]
+		if (r.online != nil && p.At.Before(r.state)) || (!p.Online && p.At.Before(r.heard)) {
+			continue
+		}
+		online := p.Online
+		r.online, r.state, r.at = &online, p.At, maxTime(r.at, p.At)
+		if online {
+			r.heard = maxTime(r.heard, p.At)
+		}
+		last[p.DeviceID] = r
+	}
+	return last
 }
 
 func maxTime(a, b time.Time) time.Time {

@@ -99,49 +99,16 @@ func parseSQLiteTime(s string) (time.Time, bool) {
 	if len(s) < 20 || s[4] != '-' || s[7] != '-' || (s[10] != ' ' && s[10] != 'T') || s[13] != ':' || s[16] != ':' {
 		return time.Time{}, false
 	}
-	num := func(i, n int) int {
-		v := 0
-		for _, c := range []byte(s[i : i+n]) {
-			if c < '0' || c > '9' {
-				return -1
-			}
-			v = v*10 + int(c-'0')
-		}
-		return v
-	}
-	year, month, day, hour, minute, sec := num(0, 4), num(5, 2), num(8, 2), num(11, 2), num(14, 2), num(17, 2)
+	year, month, day, hour, minute, sec := digits(s[0:4]), digits(s[5:7]), digits(s[8:10]), digits(s[11:13]), digits(s[14:16]), digits(s[17:19])
 	if year < 0 || month < 1 || month > 12 || day < 1 || day > 31 || hour < 0 || hour > 23 || minute < 0 || minute > 59 || sec < 0 || sec > 59 {
 		return time.Time{}, false
 	}
-	rest := s[19:]
-	nsec := 0
-	if rest[0] == '.' {
-		digits := 0
-		for digits+1 < len(rest) && rest[digits+1] >= '0' && rest[digits+1] <= '9' {
-			digits++
-		}
-		if digits == 0 || digits > 9 {
-			return time.Time{}, false
-		}
-		nsec = num(20, digits)
-		for range 9 - digits {
-			nsec *= 10
-		}
-		rest = rest[1+digits:]
+	nsec, rest, ok := fraction(s[19:])
+	if !ok {
+		return time.Time{}, false
 	}
-	offset := 0
-	switch {
-	case rest == "Z":
-	case len(rest) == 6 && (rest[0] == '+' || rest[0] == '-') && rest[3] == ':':
-		oh, om := num(len(s)-5, 2), num(len(s)-2, 2)
-		if oh < 0 || om < 0 || oh > 23 || om > 59 {
-			return time.Time{}, false
-		}
-		offset = (oh*60 + om) * 60
-		if rest[0] == '-' {
-			offset = -offset
-		}
-	default:
+	offset, ok := zoneOffset(rest)
+	if !ok {
 		return time.Time{}, false
 	}
 	t := time.Date(year, time.Month(month), day, hour, minute, sec, nsec, time.UTC)
@@ -149,4 +116,55 @@ func parseSQLiteTime(s string) (time.Time, bool) {
 		return time.Time{}, false // no such day, e.g. February 30
 	}
 	return t.Add(-time.Duration(offset) * time.Second), true
+}
+
+// digits reads a run of decimal digits, -1 when any is not one.
+func digits(s string) int {
+	v := 0
+	for _, c := range []byte(s) {
+		if c < '0' || c > '9' {
+			return -1
+		}
+		v = v*10 + int(c-'0')
+	}
+	return v
+}
+
+// fraction reads an optional ".ddddddddd" (1 to 9 digits) as nanoseconds
+// and returns what follows it.
+func fraction(s string) (nsec int, rest string, ok bool) {
+	if s == "" || s[0] != '.' {
+		return 0, s, true
+	}
+	n := 0
+	for n+1 < len(s) && s[n+1] >= '0' && s[n+1] <= '9' {
+		n++
+	}
+	if n == 0 || n > 9 {
+		return 0, s, false
+	}
+	nsec = digits(s[1 : 1+n])
+	for range 9 - n {
+		nsec *= 10
+	}
+	return nsec, s[1+n:], true
+}
+
+// zoneOffset reads "Z" or "+hh:mm"/"-hh:mm" as seconds east of UTC.
+func zoneOffset(s string) (int, bool) {
+	if s == "Z" {
+		return 0, true
+	}
+	if len(s) != 6 || (s[0] != '+' && s[0] != '-') || s[3] != ':' {
+		return 0, false
+	}
+	oh, om := digits(s[1:3]), digits(s[4:6])
+	if oh < 0 || om < 0 || oh > 23 || om > 59 {
+		return 0, false
+	}
+	offset := (oh*60 + om) * 60
+	if s[0] == '-' {
+		offset = -offset
+	}
+	return offset, true
 }
