@@ -109,7 +109,7 @@ func (c *Client) deliver(product, key string, msg wire.Message) (bool, error) {
 			return true, nil
 		}
 	}
-	if code, refused := deviceFault(err); refused {
+	if code, refused := engine.DeviceFault(err); refused {
 		c.refuse(product, key, msg.Kind(), nil, &wire.Error{Code: code, Message: ota.ErrorMessage(err)})
 		return true, nil
 	}
@@ -177,28 +177,6 @@ func (c *Client) device(ctx context.Context, product, key string, fresh bool) (e
 func deleted(err error) bool {
 	var we *wire.Error
 	return errors.As(err, &we) && we.Code == wire.CodeUnauthorized
-}
-
-// deviceFault returns the wire code of an engine error caused by the
-// message itself (as the embedded broker does); errors of the server
-// (unavailable, internal, a context that ended) are not.
-func deviceFault(err error) (code string, ok bool) {
-	if err == nil {
-		return "", false
-	}
-	var we *wire.Error
-	if errors.As(err, &we) {
-		return we.Code, we.Code != wire.CodeInternal && we.Code != wire.CodeUnavailable
-	}
-	switch ota.ErrorCode(err) {
-	case ota.EINVALID, ota.ECONFLICT, ota.EFORBIDDEN, ota.EMISMATCH, ota.EUNAUTHORIZED:
-		return wire.CodeMalformed, true
-	case ota.ENOTFOUND:
-		return wire.CodeUnknownJob, true
-	case ota.ETOOLARGE:
-		return wire.CodeTooLarge, true
-	}
-	return "", false
 }
 
 // refuse answers a message the device got wrong on its reply topic.

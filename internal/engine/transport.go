@@ -2,6 +2,9 @@ package engine
 
 import (
 	"context"
+	"errors"
+
+	"github.com/otter-ota/otter/internal/ota"
 
 	"github.com/otter-ota/otter/sdk/wire"
 )
@@ -43,3 +46,26 @@ type Devices interface {
 }
 
 var _ Devices = (*Engine)(nil)
+
+// DeviceFault returns the wire code of an error of one of the Devices
+// methods when the message itself caused it, so a transport answers the
+// device with that code; errors of the server (unavailable, internal, a
+// context that ended) are not the device's fault and return ok false.
+func DeviceFault(err error) (code string, ok bool) {
+	if err == nil {
+		return "", false
+	}
+	var we *wire.Error
+	if errors.As(err, &we) {
+		return we.Code, we.Code != wire.CodeInternal && we.Code != wire.CodeUnavailable
+	}
+	switch ota.ErrorCode(err) {
+	case ota.EINVALID, ota.ECONFLICT, ota.EFORBIDDEN, ota.EMISMATCH, ota.EUNAUTHORIZED:
+		return wire.CodeMalformed, true
+	case ota.ENOTFOUND:
+		return wire.CodeUnknownJob, true
+	case ota.ETOOLARGE:
+		return wire.CodeTooLarge, true
+	}
+	return "", false
+}

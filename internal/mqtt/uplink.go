@@ -115,7 +115,7 @@ func (b *Broker) failUplink(c *conn, cl *mochi.Client, d *engine.Device, pk pack
 		}
 		return packets.ErrRejectPacket
 	}
-	if code, refused := deviceFault(err); refused {
+	if code, refused := engine.DeviceFault(err); refused {
 		b.refuseUplink(c, d, pk, kind, &wire.Error{Code: code, Message: ota.ErrorMessage(err)})
 		return packets.CodeSuccessIgnore
 	}
@@ -126,25 +126,6 @@ func (b *Broker) failUplink(c *conn, cl *mochi.Client, d *engine.Device, pk pack
 	})
 	c.after = func() { b.drop(cl) }
 	return packets.ErrRejectPacket
-}
-
-// deviceFault returns the wire code of an engine error caused by the
-// message itself; errors of the server (unavailable, internal, a context
-// that ended) are not.
-func deviceFault(err error) (code string, ok bool) {
-	var we *wire.Error
-	if errors.As(err, &we) {
-		return we.Code, we.Code != wire.CodeInternal && we.Code != wire.CodeUnavailable
-	}
-	switch ota.ErrorCode(err) {
-	case ota.EINVALID, ota.ECONFLICT, ota.EFORBIDDEN, ota.EMISMATCH, ota.EUNAUTHORIZED:
-		return wire.CodeMalformed, true
-	case ota.ENOTFOUND:
-		return wire.CodeUnknownJob, true
-	case ota.ETOOLARGE:
-		return wire.CodeTooLarge, true
-	}
-	return "", false
 }
 
 // drop closes a device's connection after a message that was not stored.
