@@ -1,11 +1,17 @@
 package bench
 
 import (
+	"context"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/otter-ota/otter/client"
+	"github.com/otter-ota/otter/internal/store"
+	"github.com/otter-ota/otter/internal/store/storetest"
 )
 
 func TestParseMetrics(t *testing.T) {
@@ -158,5 +164,71 @@ func TestCheckFileLimit(t *testing.T) {
 	_, err = checkFileLimit(int(limit), true)
 	if err == nil || !strings.Contains(err.Error(), "ulimit -n -H") {
 		t.Errorf("%d devices: error %v, want one that names the hard limit", limit, err)
+	}
+}
+
+// TestListCursorsAreTheAPIs checks that the cursors the list benchmark
+// builds are those the API hands out as next: the next of a first page of
+// 100 is the cursor after its 100th row.
+func TestListCursorsAreTheAPIs(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	jc := &JobsConfig{DBURL: os.Getenv(storetest.PostgresEnv), DataDir: t.TempDir()}
+	st, closeStore, err := openJobsStore(ctx, jc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := closeStore(); err != nil {
+			t.Error(err)
+		}
+	}()
+	cfg := ListsConfig{Rows: 300}
+	seed, err := seedLists(ctx, st, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := startListsServer(ctx, st, seed, cfg, jc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := srv.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
+	c := client.New(srv.HTTPURL, srv.Token)
+	first := client.ListOptions{Limit: listPageSize}
+	jobs, err := c.TaskJobs(ctx, seed.task.ID, nil, first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	devices, err := c.ListDevices(ctx, client.DeviceFilter{Product: benchProduct}, first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	events, err := c.ListEvents(ctx, client.EventFilter{}, first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(jobs.Items) != listPageSize || len(devices.Items) != listPageSize || len(events.Items) != listPageSize {
+		t.Fatalf("pages of %d jobs, %d devices, %d events: want %d each", len(jobs.Items), len(devices.Items), len(events.Items), listPageSize)
+	}
+	// Devices show no id: theirs run on from the first, as the seed made
+	// them.
+	for _, tc := range []struct {
+		list, next string
+		after      int64
+	}{
+		{"jobs", jobs.Next, jobs.Items[listPageSize-1].ID},
+		{"devices", devices.Next, seed.firstDevice + listPageSize - 1},
+		{"events", events.Next, events.Items[listPageSize-1].ID},
+	} {
+		if want := store.IDCursor(tc.after); tc.next != want {
+			t.Errorf("%s: the API's next is %q, the benchmark's cursor after id %d is %q", tc.list, tc.next, tc.after, want)
+		}
+	}
+	if id := jobs.Items[listPageSize-1].ID; id != seed.firstJob+listPageSize-1 {
+		t.Errorf("the 100th job is %d: the task's job ids do not run on from %d", id, seed.firstJob)
 	}
 }

@@ -102,7 +102,8 @@ func openJobsStore(ctx context.Context, cfg *JobsConfig) (store.Store, func() er
 		return nil, nil, errors.Join(err, cleanup())
 	}
 	url := opts.DBURL
-	cfg.DBURL = url // PostgreSQL's fresh schema, for the caller
+	// PostgreSQL's fresh schema and the data folder, for the caller.
+	cfg.DBURL, cfg.DataDir = url, opts.DataDir
 	if url == "" {
 		url = "sqlite:" + filepath.Join(opts.DataDir, "otter.db")
 	}

@@ -1,48 +1,62 @@
 package bench
 
 import (
+	"bytes"
+	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
-	"os"
-	"runtime"
+	"maps"
+	"net/http"
+	"net/url"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/otter-ota/otter/internal/engine"
+	"github.com/otter-ota/otter/client"
+	"github.com/otter-ota/otter/internal/api"
 	"github.com/otter-ota/otter/internal/ota"
 	"github.com/otter-ota/otter/internal/store"
 )
 
 // ListsConfig describes a list benchmark: the pages the console and the
-// API serve, read by concurrent readers from N devices, N jobs of one task
-// and N events.
+// API serve, read over HTTP by concurrent readers from N devices, N jobs
+// of one task and N events.
 type ListsConfig struct {
 	Rows       int
 	DBURL      string
 	KeepSchema bool
 	DataDir    string
+	// Executable, when set, runs the server in a process of its own as
+	// `Executable bench server ...`, so that its CPU time is its own;
+	// empty runs it in this process, whose CPU time then includes the
+	// readers'.
+	Executable string
 	// Readers read at once (8 by default); each reads Requests pages of
-	// every list (50 by default), from random places.
+	// every list (50 by default), from places spread through the list.
 	Readers, Requests int
-	// WhileStarting runs the readers while the engine starts the task's
-	// queued jobs at full speed (no rate limit, no concurrency limit).
+	// WhileStarting runs the readers while the server's engine starts the
+	// task's queued jobs at full speed (no rate limit, no concurrency
+	// limit).
 	WhileStarting bool
 	Progress      io.Writer
 }
 
-// ListsReport is the latency of each list under concurrent readers.
+// ListsReport is the latency of each list under concurrent readers, as a
+// client of the API sees it.
 type ListsReport struct {
 	Rows     int          `json:"rows"`
 	Database string       `json:"database"`
 	Readers  int          `json:"readers"`
 	Lists    []ListResult `json:"lists"`
+	// SeparateServer says the server had its process to itself: its CPU
+	// time excludes the readers'.
+	SeparateServer bool `json:"separate_server"`
 	// WhileStarting says the engine was starting jobs during the reads;
 	// JobsStarted is how many it started meanwhile, JobsPerSecond at what
 	// rate.
@@ -51,40 +65,61 @@ type ListsReport struct {
 	JobsPerSecond float64 `json:"jobs_per_second,omitempty"`
 }
 
-// ListResult is one list's page latency.
+// ListResult is one list's page latency: from sending the request to
+// having read the whole response body.
 type ListResult struct {
 	Name    string  `json:"name"`
 	Latency Latency `json:"latency"`
-	// CPU is the process's CPU time per request (readers, garbage
-	// collector, and the engine when it runs), a figure that the other
+	// CPU is the server process's CPU time per request (its garbage
+	// collector and, while it starts jobs, its engine included; the
+	// readers' too when it runs in this process), a figure that the other
 	// programs on the machine change less than the latency.
 	CPU time.Duration `json:"cpu_per_request_ns"`
 }
 
-// listCase reads one page of a list after a cursor.
+// listCase is one list of the API: a path under api.Prefix and its query.
 type listCase struct {
-	name string
-	read func(ctx context.Context, st store.Store, after string) error
-	// ids are the ids the list's pages start after: a tenth of the pages
-	// start at the first, the others at a tenth, two tenths... of the way
-	// from first to last.
+	name  string
+	path  string
+	query url.Values
+	// The list's pages start after ids from first to last: a tenth of the
+	// pages start at the first page, the others at a tenth, two tenths...
+	// of the way from first to last. first == last == 0 is no list but
+	// one object (no cursor, no page size).
 	first, last int64
 }
 
-// cursor returns the cursor of the k-th of ten pages, "" for the first.
-func (c listCase) cursor(k int) string {
-	if k == 0 {
-		return ""
+// urls returns the ten URLs of the list's pages that the readers read.
+func (c listCase) urls(base string) []string {
+	out := make([]string, 10)
+	for k := range out {
+		q := url.Values{}
+		maps.Copy(q, c.query)
+		if c.first != 0 || c.last != 0 {
+			q.Set("limit", strconv.Itoa(listPageSize))
+			if k > 0 {
+				// The API passes the store's cursor through as its next.
+				q.Set("after", store.IDCursor(c.first+(c.last-c.first)*int64(k)/10))
+			}
+		}
+		out[k] = base + api.Prefix + c.path
+		if len(q) > 0 {
+			out[k] += "?" + q.Encode()
+		}
 	}
-	return store.IDCursor(c.first + (c.last-c.first)*int64(k)/10)
+	return out
 }
 
-// RunLists seeds the rows and measures every list.
+// listPageSize is the page size the readers ask for.
+const listPageSize = 100
+
+// RunLists seeds the rows in the store, starts a server on them and
+// measures every list through its API.
 func RunLists(ctx context.Context, cfg ListsConfig) (rep *ListsReport, err error) {
-	if cfg.Rows <= 0 {
-		return nil, errors.New("bench: lists needs at least one row")
+	if cfg.Rows <= 0 || cfg.Readers < 0 || cfg.Requests < 0 {
+		return nil, errors.New("bench: lists needs at least one row, and readers and requests not below zero")
 	}
-	cfg.Readers, cfg.Requests = cmp0(cfg.Readers, 8), cmp0(cfg.Requests, 50)
+	cfg.Readers, cfg.Requests = cmp.Or(cfg.Readers, 8), cmp.Or(cfg.Requests, 50)
 	jc := &JobsConfig{DBURL: cfg.DBURL, KeepSchema: cfg.KeepSchema, DataDir: cfg.DataDir}
 	st, closeStore, err := openJobsStore(ctx, jc)
 	if err != nil {
@@ -95,31 +130,157 @@ func RunLists(ctx context.Context, cfg ListsConfig) (rep *ListsReport, err error
 	if err != nil {
 		return nil, err
 	}
-	if isPostgres(jc.DBURL) {
-		// Seeding updated every device and one job in ten: until the
-		// autovacuum passes, the indexes hold the rows' old versions, which
-		// a scan visits, and the planner has no statistics.
-		say(cfg.Progress, "vacuuming and analysing the tables")
-		pg, err := pgx.ParseConfig(jc.DBURL)
-		if err != nil {
-			return nil, err
-		}
-		if err := execPostgres(ctx, pg, "VACUUM ANALYZE devices, device_versions, device_tags, jobs, task_counts, events"); err != nil {
-			return nil, err
-		}
+	srv, err := startListsServer(ctx, st, seed, cfg, jc)
+	if err != nil {
+		return nil, err
 	}
-	rep = &ListsReport{Rows: cfg.Rows, Database: dbKind(cfg.DBURL), Readers: cfg.Readers, WhileStarting: cfg.WhileStarting}
-	read := func() error { return measureLists(ctx, st, seed, cfg, rep) }
+	defer func() { err = errors.Join(err, srv.Close()) }()
+	rep = &ListsReport{Rows: cfg.Rows, Database: dbKind(cfg.DBURL), Readers: cfg.Readers,
+		SeparateServer: srv.Separate, WhileStarting: cfg.WhileStarting}
+	// One kept-alive connection per reader, as a console's or a script's
+	// client holds: no request pays for a connection.
+	tr := &http.Transport{MaxIdleConnsPerHost: cfg.Readers, MaxConnsPerHost: cfg.Readers, DisableCompression: true}
+	defer tr.CloseIdleConnections()
+	r := &listReader{srv: srv, hc: &http.Client{Transport: tr}, cases: listCases(seed), cfg: cfg}
+	if err := r.check(ctx); err != nil {
+		return nil, err
+	}
+	read := func() error { return r.measure(ctx, rep) }
 	if !cfg.WhileStarting {
 		return rep, read()
 	}
-	return rep, whileStarting(ctx, st, seed, cfg, rep, read)
+	return rep, r.whileStarting(ctx, seed, rep, read)
 }
 
-func measureLists(ctx context.Context, st store.Store, seed listsSeed, cfg ListsConfig, rep *ListsReport) error {
-	for _, c := range listCases(seed) {
-		say(cfg.Progress, "reading %s", c.name)
-		res, err := measureList(ctx, st, c, cfg)
+// startListsServer starts a server on the seeded database, marks every
+// other device online again (a server marks every device offline when it
+// starts: its broker has no connection yet) and, on PostgreSQL, vacuums.
+func startListsServer(ctx context.Context, st store.Store, seed listsSeed, cfg ListsConfig, jc *JobsConfig) (*Server, error) {
+	token, err := newToken()
+	if err != nil {
+		return nil, err
+	}
+	start := startInProcess
+	if cfg.Executable != "" {
+		start = startSubprocess
+	}
+	say(cfg.Progress, "starting the server (separate process: %t)", cfg.Executable != "")
+	// Not StartServer: it would give PostgreSQL a fresh, empty schema.
+	opts := ServerOptions{Executable: cfg.Executable, DataDir: jc.DataDir, DBURL: jc.DBURL, MQTTAddr: "127.0.0.1:0", Stderr: cfg.Progress}
+	srv, err := start(ctx, opts, token)
+	if err != nil {
+		return nil, err
+	}
+	if err := markEvenOnline(ctx, st, seed, cfg.Progress); err != nil {
+		return nil, errors.Join(err, srv.Close())
+	}
+	if !isPostgres(jc.DBURL) {
+		return srv, nil
+	}
+	// Seeding and the server's start updated every device and one job in
+	// ten: until the autovacuum passes, the indexes hold the rows' old
+	// versions, which a scan visits, and the planner has no statistics.
+	say(cfg.Progress, "vacuuming and analysing the tables")
+	pg, err := pgx.ParseConfig(jc.DBURL)
+	if err == nil {
+		err = execPostgres(ctx, pg, "VACUUM ANALYZE devices, device_versions, device_tags, jobs, task_counts, events")
+	}
+	if err != nil {
+		return nil, errors.Join(err, srv.Close())
+	}
+	return srv, nil
+}
+
+// markEvenOnline records every other device (the even ones from the
+// first) as connected, so that "online" filters half of them and the
+// engine can start their jobs.
+func markEvenOnline(ctx context.Context, st store.Store, seed listsSeed, progress io.Writer) error {
+	ids := make([]int64, 0, (seed.lastDevice-seed.firstDevice)/2+1)
+	for id := seed.firstDevice; id <= seed.lastDevice; id += 2 {
+		ids = append(ids, id)
+	}
+	say(progress, "marking %d devices online", len(ids))
+	return markOnline(ctx, st, ids)
+}
+
+// listReader reads the lists of a server over HTTP.
+type listReader struct {
+	srv   *Server
+	hc    *http.Client
+	cases []listCase
+	cfg   ListsConfig
+}
+
+// get reads u to the end of its body and fails unless it answered 200.
+func (r *listReader) get(ctx context.Context, u string, body io.Writer) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+r.srv.Token)
+	req.Header.Set("Accept", "application/json")
+	resp, err := r.hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return fmt.Errorf("GET %s: %s: %s", u, resp.Status, msg)
+	}
+	if _, err := io.Copy(body, resp.Body); err != nil {
+		return fmt.Errorf("GET %s: read the body: %w", u, err)
+	}
+	return nil
+}
+
+// check reads once, untimed, each page the readers will read and fails on
+// an empty one: a cursor the API did not take as its own, or a seed that
+// left a list empty, would measure nothing. It then opens the readers'
+// connections.
+func (r *listReader) check(ctx context.Context) error {
+	say(r.cfg.Progress, "checking every page the readers read")
+	for _, c := range r.cases {
+		for k, u := range c.urls(r.srv.HTTPURL) {
+			var b bytes.Buffer
+			if err := r.get(ctx, u, &b); err != nil {
+				return fmt.Errorf("%s: %w", c.name, err)
+			}
+			if c.first == 0 && c.last == 0 {
+				continue
+			}
+			var page struct {
+				Items []json.RawMessage `json:"items"`
+			}
+			if err := json.Unmarshal(b.Bytes(), &page); err != nil {
+				return fmt.Errorf("%s: page %d: %w", c.name, k, err)
+			}
+			// Below 10,000 rows the last tenths of the task hold no failed
+			// job (one in a thousand): only the first page must be full.
+			if len(page.Items) == 0 && (k == 0 || r.cfg.Rows >= 10000) {
+				return fmt.Errorf("%s: page %d (%s) is empty", c.name, k, u)
+			}
+		}
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, r.cfg.Readers)
+	for range r.cfg.Readers {
+		wg.Go(func() { errs <- r.get(ctx, r.cases[0].urls(r.srv.HTTPURL)[0], io.Discard) })
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *listReader) measure(ctx context.Context, rep *ListsReport) error {
+	for _, c := range r.cases {
+		say(r.cfg.Progress, "reading %s", c.name)
+		res, err := r.measureList(ctx, c)
 		if err != nil {
 			return fmt.Errorf("%s: %w", c.name, err)
 		}
@@ -128,26 +289,59 @@ func measureLists(ctx context.Context, st store.Store, seed listsSeed, cfg Lists
 	return nil
 }
 
-// whileStarting runs the engine on the seeded task and calls read once the
-// engine is starting jobs; it fails if the engine ran out of jobs to start
-// before read returned, since the last reads would then have measured an
-// idle engine.
-func whileStarting(ctx context.Context, st store.Store, seed listsSeed, cfg ListsConfig, rep *ListsReport, read func() error) error {
-	reg := prometheus.NewRegistry()
-	e, err := engine.New(engine.Config{Store: st, Downlink: discard{}, URLs: fixedURLs{}, Metrics: reg,
-		Logger: slog.New(slog.DiscardHandler)})
+// measureList runs Readers goroutines reading Requests pages each over
+// HTTP; page i starts after a cursor spread over the ids, the first page
+// included. A request is timed from its sending until its body is read.
+func (r *listReader) measureList(ctx context.Context, c listCase) (ListResult, error) {
+	urls := c.urls(r.srv.HTTPURL)
+	times := make([][]time.Duration, r.cfg.Readers)
+	errs := make([]error, r.cfg.Readers)
+	u0, err := r.srv.Usage()
 	if err != nil {
-		return err
+		return ListResult{}, err
 	}
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- e.Run(runCtx) }()
-	defer func() { stop(); <-done }()
+	var wg sync.WaitGroup
+	for g := range r.cfg.Readers {
+		wg.Go(func() {
+			times[g] = make([]time.Duration, 0, r.cfg.Requests)
+			for i := range r.cfg.Requests {
+				t0 := time.Now()
+				if err := r.get(ctx, urls[(g*r.cfg.Requests+i)%len(urls)], io.Discard); err != nil {
+					errs[g] = err
+					return
+				}
+				times[g] = append(times[g], time.Since(t0))
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return ListResult{}, err
+	}
+	u1, err := r.srv.Usage()
+	if err != nil {
+		return ListResult{}, err
+	}
+	all := slices.Concat(times...)
+	slices.Sort(all)
+	return ListResult{Name: c.name, Latency: latency(all), CPU: (u1.CPU - u0.CPU) / time.Duration(len(all))}, nil
+}
+
+// whileStarting resumes the seeded task through the API, so that the
+// server's engine starts its jobs, and calls read once the engine is
+// starting them; it fails if the engine ran out of jobs to start before
+// read returned, since the last reads would then have measured an idle
+// engine.
+func (r *listReader) whileStarting(ctx context.Context, seed listsSeed, rep *ListsReport, read func() error) error {
 	started := func() (float64, error) {
-		m, err := Gather(reg)
+		m, err := Scrape(ctx, r.hc, r.srv.HTTPURL)
 		return m["otter_engine_jobs_started_total"], err
 	}
-	say(cfg.Progress, "starting the engine on %d startable jobs", seed.startable)
+	say(r.cfg.Progress, "resuming the task: the engine starts %d startable jobs", seed.startable)
+	api := client.New(r.srv.HTTPURL, r.srv.Token, client.WithHTTPClient(r.hc), client.WithUserAgent("otter-bench"))
+	if _, err := api.ResumeTask(ctx, seed.task.ID); err != nil {
+		return fmt.Errorf("resume the task: %w", err)
+	}
 	for {
 		n, err := started()
 		if err != nil {
@@ -174,18 +368,11 @@ func whileStarting(ctx context.Context, st store.Store, seed listsSeed, cfg List
 	}
 	rep.JobsStarted = int64(n1 - n0)
 	rep.JobsPerSecond = (n1 - n0) / time.Since(t0).Seconds()
-	say(cfg.Progress, "the engine started %d jobs while the readers read (%.0f a second)", rep.JobsStarted, rep.JobsPerSecond)
+	say(r.cfg.Progress, "the engine started %d jobs while the readers read (%.0f a second)", rep.JobsStarted, rep.JobsPerSecond)
 	if int64(n1) >= seed.startable {
 		return fmt.Errorf("the engine started all %d startable jobs before the readers were done: use more rows", seed.startable)
 	}
 	return nil
-}
-
-func cmp0(v, def int) int {
-	if v <= 0 {
-		return def
-	}
-	return v
 }
 
 // listsSeed is what seedLists made.
@@ -199,9 +386,10 @@ type listsSeed struct {
 	startable int64
 }
 
-// seedLists creates N devices (every other one online), a task with N jobs
-// (one in ten succeeded, one in a thousand failed, the rest queued) and N
-// events of that task's jobs.
+// seedLists creates N devices, a paused task with N jobs (one in ten
+// succeeded, one in a thousand failed, the rest queued) and N events of
+// that task's jobs. The task is paused so that the server's engine starts
+// no job until --while-starting resumes it.
 func seedLists(ctx context.Context, st store.Store, cfg ListsConfig) (listsSeed, error) {
 	var seed listsSeed
 	fw, err := seedJobs(ctx, st, JobsConfig{Jobs: cfg.Rows, Progress: cfg.Progress}, &JobsReport{})
@@ -222,15 +410,12 @@ func seedLists(ctx context.Context, st store.Store, cfg ListsConfig) (listsSeed,
 		}
 	}
 	task := ota.Task{Product: benchProduct, Module: ota.DefaultModule, FirmwareID: fw.ID, Version: fw.Version,
-		Mode: ota.ModePush, State: ota.TaskRunning, Total: int64(cfg.Rows)}
+		Mode: ota.ModePush, State: ota.TaskPaused, Total: int64(cfg.Rows)}
 	if err := st.CreateTask(ctx, &task, jobs); err != nil {
 		return seed, fmt.Errorf("create the task: %w", err)
 	}
 	seed.task = task
 	if err := finishSeededJobs(ctx, st, task.ID, cfg.Progress); err != nil {
-		return seed, err
-	}
-	if err := markOddOffline(ctx, st, devs[0].ID, cfg.Rows, cfg.Progress); err != nil {
 		return seed, err
 	}
 	if err := seedEvents(ctx, st, task, jobs, cfg.Progress); err != nil {
@@ -302,24 +487,6 @@ func finishSeededJobs(ctx context.Context, st store.Store, taskID int64, progres
 	}
 }
 
-// markOddOffline records every other device (the odd ones from the first)
-// as disconnected, so that "online" filters half of them.
-func markOddOffline(ctx context.Context, st store.Store, firstID int64, n int, progress io.Writer) error {
-	say(progress, "marking %d devices offline", n/2)
-	now := time.Now()
-	var c ota.ChangeSet
-	for i := 1; i < n; i += 2 {
-		c.Presence = append(c.Presence, ota.Presence{DeviceID: firstID + int64(i), Online: false, At: now})
-		if len(c.Presence) == jobsChunk || i+2 >= n {
-			if _, err := st.Apply(ctx, c); err != nil {
-				return fmt.Errorf("mark devices offline: %w", err)
-			}
-			c = ota.ChangeSet{}
-		}
-	}
-	return nil
-}
-
 func seedEvents(ctx context.Context, st store.Store, task ota.Task, jobs []ota.Job, progress io.Writer) error {
 	say(progress, "creating %d events", len(jobs))
 	now := time.Now()
@@ -338,96 +505,33 @@ func seedEvents(ctx context.Context, st store.Store, task ota.Task, jobs []ota.J
 
 func listCases(seed listsSeed) []listCase {
 	task := seed.task
-	// The API reads the task before its jobs, to answer 404 for an unknown
-	// task: a page of a task's jobs costs both.
-	jobs := func(states ...ota.JobState) func(context.Context, store.Store, string) error {
-		return func(ctx context.Context, st store.Store, after string) error {
-			if _, err := st.GetTask(ctx, task.ID); err != nil {
-				return err
-			}
-			_, _, err := st.ListJobs(ctx, store.JobFilter{TaskID: task.ID, States: states}, store.Page{Limit: 100, After: after})
-			return err
+	taskPath := "/tasks/" + strconv.FormatInt(task.ID, 10)
+	jobs := func(name string, states ...ota.JobState) listCase {
+		q := url.Values{}
+		for _, s := range states {
+			q.Add("state", string(s))
 		}
+		return listCase{name, taskPath + "/jobs", q, seed.firstJob, seed.lastJob}
 	}
-	online := true
-	devices := func(f store.DeviceFilter) func(context.Context, store.Store, string) error {
-		return func(ctx context.Context, st store.Store, after string) error {
-			_, _, err := st.ListDevices(ctx, f, store.Page{Limit: 100, After: after})
-			return err
-		}
-	}
-	events := func(f store.EventFilter) func(context.Context, store.Store, string) error {
-		return func(ctx context.Context, st store.Store, after string) error {
-			_, _, err := st.ListEvents(ctx, f, store.Page{Limit: 100, After: after})
-			return err
-		}
+	devices := func(name string, q url.Values) listCase {
+		return listCase{name, "/devices", q, seed.firstDevice, seed.lastDevice}
 	}
 	// Events are listed newest first: their pages start after ids that
 	// run down from the newest.
-	ev := func(name string, f store.EventFilter) listCase {
-		return listCase{name, events(f), seed.lastEvent, seed.firstEvent}
+	events := func(name string, q url.Values) listCase {
+		return listCase{name, "/events", q, seed.lastEvent, seed.firstEvent}
 	}
 	return []listCase{
-		{"task status", func(ctx context.Context, st store.Store, _ string) error {
-			_, err := st.GetTask(ctx, task.ID)
-			return err
-		}, 0, 0},
-		{"task jobs", jobs(), seed.firstJob, seed.lastJob},
-		{"task jobs, state queued", jobs(ota.JobQueued), seed.firstJob, seed.lastJob},
-		{"task jobs, state failed (0.1%)", jobs(ota.JobFailed), seed.firstJob, seed.lastJob},
-		{"task jobs, states succeeded+failed", jobs(ota.JobSucceeded, ota.JobFailed), seed.firstJob, seed.lastJob},
-		{"devices of the product", devices(store.DeviceFilter{Product: benchProduct}), seed.firstDevice, seed.lastDevice},
-		{"devices online (50%)", devices(store.DeviceFilter{Product: benchProduct, Online: &online}), seed.firstDevice, seed.lastDevice},
-		ev("events", store.EventFilter{}),
-		ev("events of the task", store.EventFilter{TaskID: task.ID}),
-		ev("events of kind job", store.EventFilter{Kind: ota.KindJob}),
-		ev("events of a device", store.EventFilter{Product: benchProduct, Device: "d0000001"}),
+		{"task status", taskPath, nil, 0, 0},
+		jobs("task jobs"),
+		jobs("task jobs, state queued", ota.JobQueued),
+		jobs("task jobs, state failed (0.1%)", ota.JobFailed),
+		jobs("task jobs, states succeeded+failed", ota.JobSucceeded, ota.JobFailed),
+		devices("devices of the product", url.Values{"product": {benchProduct}}),
+		devices("devices online (50%)", url.Values{"product": {benchProduct}, "online": {"true"}}),
+		events("events", nil),
+		events("events of the task", url.Values{"task": {strconv.FormatInt(task.ID, 10)}}),
+		events("events of kind job", url.Values{"kind": {string(ota.KindJob)}}),
+		events("events of a device", url.Values{"product": {benchProduct}, "device": {"d0000001"}}),
 	}
-}
-
-// measureList runs Readers goroutines reading Requests pages each; page i
-// starts after a cursor spread over the ids, the first page included.
-//
-// A reader yields its core before each request. An API server's handler
-// waits for its next request on the network, so the runtime runs the
-// handlers in turn; a loop that never blocks instead keeps its core until
-// the runtime preempts it, after 10 ms, and with 8 readers on 2 cores the
-// request caught by that preemption waits for three others' 10 ms turns:
-// a 30 ms p99 that measures the loop, not the list.
-func measureList(ctx context.Context, st store.Store, c listCase, cfg ListsConfig) (ListResult, error) {
-	var mu sync.Mutex
-	var all []time.Duration
-	var wg sync.WaitGroup
-	errs := make(chan error, cfg.Readers)
-	u0, err := ReadUsage(os.Getpid())
-	if err != nil {
-		return ListResult{}, err
-	}
-	for r := range cfg.Readers {
-		wg.Go(func() {
-			for i := range cfg.Requests {
-				after := c.cursor((r*cfg.Requests + i) % 10)
-				runtime.Gosched()
-				t0 := time.Now()
-				if err := c.read(ctx, st, after); err != nil {
-					errs <- err
-					return
-				}
-				mu.Lock()
-				all = append(all, time.Since(t0))
-				mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	if err := <-errs; err != nil {
-		return ListResult{}, err
-	}
-	u1, err := ReadUsage(os.Getpid())
-	if err != nil {
-		return ListResult{}, err
-	}
-	slices.Sort(all)
-	return ListResult{Name: c.name, Latency: latency(all), CPU: (u1.CPU - u0.CPU) / time.Duration(len(all))}, nil
 }

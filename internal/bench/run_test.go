@@ -117,6 +117,58 @@ func TestJobs(t *testing.T) {
 	}
 }
 
+// checkLists checks that every list was read n times and its latencies are
+// in order.
+func checkLists(t *testing.T, rep *bench.ListsReport, n int) {
+	t.Helper()
+	if len(rep.Lists) != 11 {
+		t.Fatalf("report %+v: want 11 lists", rep)
+	}
+	for _, l := range rep.Lists {
+		if l.Latency.Count != n || l.Latency.P50 <= 0 || l.Latency.P50 > l.Latency.P99 || l.Latency.P99 > l.Latency.Max || l.CPU < 0 {
+			t.Errorf("%s: %+v, CPU %s: want %d requests timed in order", l.Name, l.Latency, l.CPU, n)
+		}
+	}
+}
+
+func TestListsInProcess(t *testing.T) {
+	for _, b := range storetest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			db := ""
+			if b.Name == "postgres" {
+				db = os.Getenv(storetest.PostgresEnv)
+			}
+			rep, err := bench.RunLists(testContext(t), bench.ListsConfig{Rows: 3000, DBURL: db, DataDir: t.TempDir(), Readers: 2, Requests: 3})
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkLists(t, rep, 2*3)
+			if rep.SeparateServer || rep.WhileStarting || rep.JobsStarted != 0 {
+				t.Errorf("report %+v: want an in-process server and no engine run", rep)
+			}
+		})
+	}
+}
+
+// TestListsSeparateServerWhileStarting reads the lists from a server in a
+// process of its own while its engine starts the task's 10,000 startable
+// jobs, 1,000 a commit: 2 readers reading 10 pages of each list take a few
+// commits' time, under load as on an idle machine, so that the engine is
+// seen starting jobs and does not run out of them.
+func TestListsSeparateServerWhileStarting(t *testing.T) {
+	rep, err := bench.RunLists(testContext(t), bench.ListsConfig{
+		Rows: 20000, DBURL: os.Getenv(storetest.PostgresEnv), Executable: os.Args[0], Readers: 2, Requests: 10, WhileStarting: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkLists(t, rep, 2*10)
+	t.Logf("the engine started %d jobs during the reads, %.0f a second", rep.JobsStarted, rep.JobsPerSecond)
+	if !rep.SeparateServer || !rep.WhileStarting || rep.JobsStarted <= 0 || rep.JobsPerSecond <= 0 {
+		t.Errorf("report %+v: want a separate server starting jobs during the reads", rep)
+	}
+}
+
 // TestFleetCommand runs `otter bench fleet` through the CLI and reads its
 // JSON report.
 func TestFleetCommand(t *testing.T) {
@@ -142,6 +194,9 @@ func TestCommandsRefuseBadFlags(t *testing.T) {
 		{"bench", "fleet", "--keep", "."}, // not empty
 		{"bench", "connect", "--devices", "-1"},
 		{"bench", "jobs", "--jobs", "0"},
+		{"bench", "lists", "--rows", "0"},
+		{"bench", "lists", "--readers", "0"},
+		{"bench", "lists", "--requests", "-1"},
 		{"bench", "server"},
 	}
 	for _, args := range tests {

@@ -366,18 +366,25 @@ func (a *app) benchDevicesCommand() *cobra.Command {
 }
 
 func (a *app) benchListsCommand() *cobra.Command {
-	var cfg bench.ListsConfig
+	var (
+		cfg       bench.ListsConfig
+		inProcess bool
+	)
 	cmd := &cobra.Command{
 		Use:   "lists --rows N",
 		Short: "Measure the lists the console and the API serve at N devices, jobs and events",
-		Long: `Create a product with N devices (on 1.0.0, online), a task with N jobs
-(one in ten succeeded, one in a thousand failed) and N events, directly in
-the store, every other device then marked offline; then read the task's
-status and pages of 100 of every list (a task's jobs with and without state
-filters, devices, events) from --readers concurrent readers, from the first
-page and from pages deep in the list, and show p50, p99 and the process's
-CPU time per request. With --while-starting the engine starts the task's
-queued jobs at full speed while the readers read.`,
+		Long: `Create a product with N devices, a paused task with N jobs (one in ten
+succeeded, one in a thousand failed) and N events, directly in the store;
+start a server on that database (in a process of its own unless
+--in-process), mark every other device online, and read the task's status
+and pages of 100 of every list (a task's jobs with and without state
+filters, devices, events) through the REST API over HTTP, from --readers
+concurrent readers with kept-alive connections, from the first page and
+from pages deep in the list. Each request is timed from its sending until
+its response body is read; shows p50, p99, max and the server process's
+CPU time per request. With --while-starting the task is resumed and the
+server's engine starts its queued jobs at full speed while the readers
+read.`,
 		Example: `  otter bench lists --rows 1000000
   otter bench lists --rows 1000000 --while-starting
   otter bench lists --rows 1000000 --db postgres://postgres@127.0.0.1:5432/test?sslmode=disable`,
@@ -385,6 +392,16 @@ queued jobs at full speed while the readers read.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if cfg.Rows <= 0 {
 				return usageErrorf("--rows must be at least 1")
+			}
+			if cfg.Readers <= 0 || cfg.Requests <= 0 {
+				return usageErrorf("--readers and --requests must be at least 1")
+			}
+			if !inProcess {
+				exe, err := os.Executable()
+				if err != nil {
+					return fmt.Errorf("find this program to run the server in its own process (or use --in-process): %w", err)
+				}
+				cfg.Executable = exe
 			}
 			cfg.Progress = a.env.Stderr
 			rep, err := bench.RunLists(cmd.Context(), cfg)
@@ -400,16 +417,25 @@ queued jobs at full speed while the readers read.`,
 	fl.IntVar(&cfg.Readers, "readers", 8, "concurrent readers `R`")
 	fl.IntVar(&cfg.Requests, "requests", 50, "pages each reader reads of each list `N`")
 	fl.BoolVar(&cfg.WhileStarting, "while-starting", false, "read while the engine starts the task's jobs at full speed")
+	fl.BoolVar(&inProcess, "in-process", false, "run the server in this process (its CPU figures then include the readers)")
 	return cmd
 }
 
+func listsServerProcess(separate bool) string {
+	if separate {
+		return "separate (CPU figures are the server's alone)"
+	}
+	return "this process (CPU figures include the readers)"
+}
+
 func listsFields(r *bench.ListsReport) []field {
-	out := []field{{"rows", strconv.Itoa(r.Rows)}, {"database", r.Database}, {"readers", strconv.Itoa(r.Readers)}}
+	out := []field{{"rows", strconv.Itoa(r.Rows)}, {"database", r.Database}, {"readers", strconv.Itoa(r.Readers)},
+		{"server process", listsServerProcess(r.SeparateServer)}, {"latency", "HTTP request until its response body is read"}}
 	if r.WhileStarting {
 		out = append(out, field{"engine", fmt.Sprintf("started %d jobs while the readers read, %.0f a second", r.JobsStarted, r.JobsPerSecond)})
 	}
 	for _, l := range r.Lists {
-		out = append(out, field{l.Name, fmt.Sprintf("p50 %s, p99 %s, max %s, CPU %s a request", l.Latency.P50.Round(10*time.Microsecond),
+		out = append(out, field{l.Name, fmt.Sprintf("p50 %s, p99 %s, max %s, server CPU %s a request", l.Latency.P50.Round(10*time.Microsecond),
 			l.Latency.P99.Round(10*time.Microsecond), l.Latency.Max.Round(10*time.Microsecond), l.CPU.Round(10*time.Microsecond))})
 	}
 	return out
