@@ -6,6 +6,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -55,6 +56,8 @@ type Config struct {
 	Accounts brokeradmin.Provisioner
 	// Info describes the server at GET /api/v1/server.
 	Info ServerInfo
+	// Replicas lists the replicas at GET /api/v1/server; nil lists none.
+	Replicas func(ctx context.Context) ([]Replica, error)
 }
 
 // API is the operator REST API.
@@ -63,6 +66,7 @@ type API struct {
 	blobs       blob.Store
 	signer      *signing.Signer
 	engine      Engine
+	replicas    func(ctx context.Context) ([]Replica, error)
 	revoke      Revoker
 	accounts    brokeradmin.Provisioner
 	info        ServerInfo
@@ -81,7 +85,7 @@ func New(cfg Config) (*API, error) {
 		return nil, errors.New("api: Config needs Store, Blobs and Signer")
 	}
 	a := &API{
-		store: cfg.Store, blobs: cfg.Blobs, signer: cfg.Signer, engine: cfg.Engine, revoke: cfg.Revoker, accounts: cfg.Accounts, info: cfg.Info,
+		store: cfg.Store, blobs: cfg.Blobs, signer: cfg.Signer, engine: cfg.Engine, revoke: cfg.Revoker, accounts: cfg.Accounts, info: cfg.Info, replicas: cfg.Replicas,
 		log: cfg.Logger, maxFirmware: cfg.MaxFirmwareSize,
 	}
 	if a.log == nil {

@@ -300,3 +300,14 @@ func (b *Broker) disconnectClients(listener string) {
 func (b *Broker) call() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(b.base, callTimeout)
 }
+
+// DisconnectAll sends DISCONNECT (server shutting down) to every client,
+// keeping the listeners open: a replica that stops scheduling sends its
+// devices to reconnect, to the replica that schedules.
+func (b *Broker) DisconnectAll() {
+	for _, cl := range b.srv.Clients.GetAll() {
+		if !cl.Closed() {
+			_ = b.srv.DisconnectClient(cl, packets.ErrServerShuttingDown)
+		}
+	}
+}

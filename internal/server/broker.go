@@ -5,11 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"os"
 	"strings"
 
 	"github.com/otter-ota/otter/internal/brokeradmin/dynsec"
 	"github.com/otter-ota/otter/internal/brokerclient"
+	"github.com/otter-ota/otter/internal/engine"
 )
 
 // BrokerAdminDynsec is --broker-admin's value for Mosquitto's dynamic
@@ -89,8 +89,9 @@ func (s *Server) dialAdmin(ctx context.Context) (*dynsec.Admin, error) {
 	return a, nil
 }
 
-// dialBroker connects to the external broker as this replica's client.
-func (s *Server) dialBroker(ctx context.Context) (*brokerclient.Client, error) {
+// dialBroker connects to the external broker as the client of the
+// scheduling replica, handing uplinks to devices.
+func (s *Server) dialBroker(ctx context.Context, devices engine.Devices) (*brokerclient.Client, error) {
 	u, user, password, err := s.cfg.brokerURL()
 	if err != nil {
 		return nil, err
@@ -101,7 +102,7 @@ func (s *Server) dialBroker(ctx context.Context) (*brokerclient.Client, error) {
 	}
 	c, err := brokerclient.Dial(ctx, brokerclient.Config{
 		URL: u, Username: user, Password: password, ClientID: id,
-		Devices: s.engine, Resolver: s.store, Logger: s.log,
+		Devices: devices, Resolver: s.store, Logger: s.log,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("external MQTT broker (--broker %s): %w", u.Redacted(), err)
@@ -109,13 +110,8 @@ func (s *Server) dialBroker(ctx context.Context) (*brokerclient.Client, error) {
 	return c, nil
 }
 
-// DefaultBrokerClientID is a replica's client id at the external broker
-// when --broker-client-id is not set: "otter-" and the host name, stable
-// across restarts of one host.
-func DefaultBrokerClientID() string {
-	host, err := os.Hostname()
-	if err != nil || host == "" {
-		host = "replica"
-	}
-	return "otter-" + host
-}
+// DefaultBrokerClientID is the client id at the external broker when
+// --broker-client-id is not set. Only the scheduling replica connects, and
+// always under this one id: a replica that takes over resumes the session
+// of the one that died, with the uplinks it had not acknowledged.
+func DefaultBrokerClientID() string { return "otter-scheduler" }

@@ -28,7 +28,6 @@ import (
 	"github.com/otter-ota/otter/internal/api"
 	"github.com/otter-ota/otter/internal/brokeradmin"
 	"github.com/otter-ota/otter/internal/brokeradmin/dynsec"
-	"github.com/otter-ota/otter/internal/brokerclient"
 	"github.com/otter-ota/otter/internal/console"
 	"github.com/otter-ota/otter/internal/credential"
 	"github.com/otter-ota/otter/internal/deadline"
@@ -101,13 +100,18 @@ type Config struct {
 	Broker         string
 	BrokerUsername string
 	BrokerPassword string
-	// BrokerClientID is this replica's client id at the external broker;
-	// "" means DefaultBrokerClientID.
+	// BrokerClientID is the client id at the external broker of the
+	// replica that schedules (the same on every replica); "" means
+	// DefaultBrokerClientID.
 	BrokerClientID string
 	// BrokerAdmin, "dynsec", has otter keep every device's account in the
 	// external broker's dynamic security plugin (Mosquitto 2); "" leaves
 	// the broker's accounts to the operator.
 	BrokerAdmin string
+	// AdvertiseURL is where the other replicas of the cluster reach this
+	// one's HTTP listener, to forward what needs the engine; "" means
+	// HTTPURL.
+	AdvertiseURL string
 	// SecureCookies marks the console's cookies Secure, for a console
 	// served over HTTPS by a TLS-terminating proxy.
 	SecureCookies bool
@@ -134,10 +138,8 @@ type Server struct {
 	log        *slog.Logger
 	store      store.Store
 	reg        *prometheus.Registry
-	engine     *engine.Engine
-	broker     *mqtt.Broker         // the embedded broker, or nil with Config.Broker
-	ext        *brokerclient.Client // the external broker's client, or nil
-	admin      *dynsec.Admin        // the broker's account admin, or nil
+	broker     *mqtt.Broker  // the embedded broker, or nil with Config.Broker
+	admin      *dynsec.Admin // the broker's account admin, or nil
 	http       *http.Server
 	httpLn     net.Listener
 	tls        *tls.Config
@@ -146,18 +148,21 @@ type Server struct {
 	// client polling it finds the first admin token made.
 	started atomic.Bool
 
-	stopEngine context.CancelFunc
-	engineDone chan error
-	served     chan error
-	closeOnce  sync.Once
-	closeErr   error
+	// cluster is this process as a replica: leadership, the current
+	// term's engine and external broker client, heartbeat, forwarding.
+	cluster   cluster
+	engineCfg engine.Config
+	closing   atomic.Bool
+	served    chan error
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // Start opens everything the Config names and starts serving. On error it
 // releases whatever it had opened.
 func Start(ctx context.Context, cfg Config) (*Server, error) {
 	cfg = cfg.withDefaults()
-	s := &Server{cfg: cfg, log: cfg.Logger, served: make(chan error, 1), engineDone: make(chan error, 1)}
+	s := &Server{cfg: cfg, log: cfg.Logger, served: make(chan error, 1)}
 	if err := s.start(ctx); err != nil {
 		s.Close()
 		return nil, err
@@ -176,6 +181,9 @@ func (s *Server) start(ctx context.Context) error {
 	s.reg = prometheus.NewRegistry()
 	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if err := s.openStore(ctx); err != nil {
+		return err
+	}
+	if err := s.initCluster(); err != nil {
 		return err
 	}
 	// Listen first: download URLs need the real HTTP address.
@@ -277,18 +285,6 @@ func (s *Server) openStore(ctx context.Context) error {
 		return fmt.Errorf("open database (--db): %w", err)
 	}
 	s.store = st
-	if s.cfg.Broker != "" {
-		// Presence comes from the external broker's messages (wills), and
-		// other replicas share the database: nothing to reset.
-		return nil
-	}
-	// The embedded broker starts with no connection: devices marked online
-	// by a server that crashed are not.
-	if n, err := st.MarkAllOffline(ctx); err != nil {
-		return fmt.Errorf("reset device presence: %w", err)
-	} else if n > 0 {
-		s.log.Info("devices marked offline until they reconnect", "devices", n)
-	}
 	return nil
 }
 
@@ -305,15 +301,17 @@ func (s *Server) assemble(ctx context.Context) (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := s.checkSigningKey(ctx, signer); err != nil {
+		return nil, err
+	}
 	urls, err := s.urlSigner(ctx)
 	if err != nil {
 		return nil, err
 	}
 	relay := &downlinkRelay{}
-	s.engine, err = engine.New(engine.Config{Store: s.store, Downlink: relay, URLs: urls, Commands: signer, Logger: s.log, Metrics: s.reg})
-	if err != nil {
-		return nil, err
-	}
+	// Each term of leadership runs an engine of its own (see replicas.go).
+	s.engineCfg = engine.Config{Store: s.store, Downlink: relay, URLs: urls, Commands: signer, Logger: s.log, Metrics: replacing{s.reg}}
+	engines := &s.cluster.engines
 	revoke := revokers{}
 	var accounts brokeradmin.Provisioner
 	if s.cfg.Broker != "" {
@@ -325,14 +323,12 @@ func (s *Server) assemble(ctx context.Context) (http.Handler, error) {
 		if s.admin != nil {
 			accounts = s.admin
 		}
-		if s.ext, err = s.dialBroker(ctx); err != nil {
-			return nil, err
-		}
-		relay.to = s.ext
+		// The client of the external broker runs with the engine, only
+		// on the replica that schedules (beginTerm).
 	} else {
 		s.broker, err = mqtt.New(mqtt.Config{
 			Addr: s.cfg.MQTTAddr, TLSAddr: s.cfg.MQTTTLSAddr, TLSCertFile: s.cfg.MQTTCertFile, TLSKeyFile: s.cfg.MQTTKeyFile,
-			Devices: s.engine, Credentials: s.store, Logger: s.log, Metrics: s.reg,
+			Devices: engines, Credentials: s.store, Logger: s.log, Metrics: s.reg,
 			MaxConnectionsPerDevice: s.cfg.MQTTMaxPerDevice,
 		})
 		if err != nil {
@@ -342,7 +338,7 @@ func (s *Server) assemble(ctx context.Context) (http.Handler, error) {
 		revoke = append(revoke, s.broker)
 	}
 	devices, err := devicehttp.New(devicehttp.Config{
-		Store: s.store, Blobs: blobs, Devices: s.engine, Signer: urls, Logger: s.log, Metrics: s.reg,
+		Store: s.store, Blobs: blobs, Devices: engines, Signer: urls, Logger: s.log, Metrics: s.reg,
 		Redirect:     s.cfg.DownloadRedirect,
 		MaxDownloads: s.cfg.MaxDownloads,
 	})
@@ -351,19 +347,19 @@ func (s *Server) assemble(ctx context.Context) (http.Handler, error) {
 	}
 	a, err := api.New(api.Config{
 		Store: s.store, Blobs: blobs, Signer: signer, Logger: s.log, Metrics: s.reg,
-		MaxFirmwareSize: s.cfg.MaxFirmwareSize, Engine: s.engine, Info: s.info(),
+		MaxFirmwareSize: s.cfg.MaxFirmwareSize, Engine: engines, Info: s.info(), Replicas: s.replicas,
 		Revoker: append(revoke, devices), Accounts: accounts,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("build the API: %w", err)
 	}
 	con, err := console.New(console.Config{
-		Store: s.store, API: a.Handler(), Logger: s.log, SecureCookies: s.cfg.SecureCookies,
+		Store: s.store, API: s.forward(a.Handler()), Logger: s.log, SecureCookies: s.cfg.SecureCookies,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("build the console: %w", err)
 	}
-	return s.mux(a.Handler(), devices.Routes(), con.Handler()), nil
+	return s.forward(s.mux(a.Handler(), devices.Routes(), con.Handler())), nil
 }
 
 func (s *Server) mux(apiHandler, deviceHandler, consoleHandler http.Handler) http.Handler {
@@ -380,11 +376,12 @@ func (s *Server) mux(apiHandler, deviceHandler, consoleHandler http.Handler) htt
 	return mux
 }
 
-// run starts the engine, the broker and the HTTP server.
+// run starts the engine (when this replica leads), the broker and the HTTP
+// server.
 func (s *Server) run(ctx context.Context, handler http.Handler) error {
-	engineCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	s.stopEngine = stop
-	go func() { s.engineDone <- s.engine.Run(engineCtx) }()
+	if err := s.startCluster(ctx, s.engineCfg); err != nil {
+		return err
+	}
 	if s.broker != nil {
 		if err := s.broker.Start(ctx); err != nil {
 			return err
@@ -464,8 +461,8 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "database does not answer", http.StatusServiceUnavailable)
 		return
 	}
-	if s.ext != nil {
-		if err := s.ext.Ready(); err != nil {
+	if ext := s.cluster.ext.Load(); ext != nil {
+		if err := ext.Ready(); err != nil {
 			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
 		}
@@ -568,15 +565,15 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		if s.broker != nil {
 			errs = append(errs, s.broker.Close())
 		}
-		if s.ext != nil {
-			errs = append(errs, s.ext.Close(ctx))
+		if s.cluster.stop != nil {
+			// The term ends: the external broker's client, then the engine.
+			s.closing.Store(true)
+			s.cluster.stop()
+			s.cluster.done.Wait()
+			errs = append(errs, s.forgetReplica(ctx))
 		}
 		if s.admin != nil {
 			errs = append(errs, s.admin.Close())
-		}
-		if s.stopEngine != nil {
-			s.stopEngine()
-			errs = append(errs, <-s.engineDone)
 		}
 		if s.store != nil {
 			errs = append(errs, s.store.Close())

@@ -140,4 +140,12 @@ type Store interface {
 	// InitSetting stores value under key unless a value is already there,
 	// and returns the value that is stored (safe for racing replicas).
 	InitSetting(ctx context.Context, key, value string) (string, error)
+
+	// Heartbeat creates or refreshes a replica's row and returns the time
+	// it wrote; Replicas lists those heard from since a time, the
+	// scheduling one first; PruneReplicas deletes those not heard from
+	// since before, and the row of id.
+	Heartbeat(ctx context.Context, r Replica) (time.Time, error)
+	Replicas(ctx context.Context, since time.Time) ([]Replica, error)
+	PruneReplicas(ctx context.Context, before time.Time, id string) error
 }
