@@ -1,6 +1,9 @@
 package client
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // ServerInfo describes a running server: its version and where devices
 // reach it.
@@ -15,6 +18,24 @@ type ServerInfo struct {
 	HTTP string `json:"http"`
 	// Database is "sqlite" or "postgres".
 	Database string `json:"database"`
+	// Replicas are the otter processes serving the database, the
+	// scheduling one first.
+	Replicas []Replica `json:"replicas"`
+}
+
+// Replica is one otter process serving the database.
+type Replica struct {
+	ID      string `json:"id"`
+	URL     string `json:"url"`
+	Version string `json:"version"`
+	// StartedAt is when it started, Heartbeat when it was last heard from.
+	StartedAt time.Time `json:"started_at"`
+	Heartbeat time.Time `json:"heartbeat_at"`
+	// Scheduling says it runs the rollout engine; This that it answered;
+	// Gone that it has not been heard from for several heartbeats.
+	Scheduling bool `json:"scheduling"`
+	This       bool `json:"this"`
+	Gone       bool `json:"gone"`
 }
 
 // ServerInfo returns what the server says about itself.

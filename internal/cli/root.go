@@ -130,6 +130,7 @@ server through its REST API, with the token given by --token or OTTER_TOKEN.`,
 		a.benchCommand(),
 		a.blobCommand(),
 		a.brokerCommand(),
+		a.serverCommand(),
 	)
 	return root
 }

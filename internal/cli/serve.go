@@ -81,6 +81,7 @@ func (a *app) defineServeFlags(cmd *cobra.Command, sf *serveFlags) {
 	f.StringVar(&cfg.MQTTCertFile, "mqtt-cert", a.envOr("OTTER_MQTT_CERT", ""), "TLS certificate (PEM) of the MQTT TLS listener (OTTER_MQTT_CERT)")
 	f.StringVar(&cfg.MQTTKeyFile, "mqtt-key", a.envOr("OTTER_MQTT_KEY", ""), "TLS private key (PEM) of the MQTT TLS listener (OTTER_MQTT_KEY)")
 	f.StringVar(&cfg.PublicURL, "public-url", a.envOr("OTTER_PUBLIC_URL", ""), "base URL devices reach this server's HTTP listener at, used in download URLs; default: derived from --http (OTTER_PUBLIC_URL)")
+	f.StringVar(&cfg.AdvertiseURL, "advertise-url", a.envOr("OTTER_ADVERTISE_URL", ""), "with --db postgres://: the URL the other replicas reach this one's --http listener at, to forward what needs the scheduling replica; default: derived from --http (OTTER_ADVERTISE_URL)")
 	f.StringVar(&cfg.PublicMQTT, "public-mqtt", a.envOr("OTTER_PUBLIC_MQTT", ""), "broker URL the server tells tools like the simulator, e.g. tcp://otter.example.com:1883; default: derived from --mqtt (OTTER_PUBLIC_MQTT)")
 	f.StringVar(&cfg.TLSCertFile, "tls-cert", a.envOr("OTTER_TLS_CERT", ""), "TLS certificate (PEM, with its chain) to serve --http over HTTPS; needs --tls-key (OTTER_TLS_CERT)")
 	f.StringVar(&cfg.TLSKeyFile, "tls-key", a.envOr("OTTER_TLS_KEY", ""), "TLS private key (PEM) of --tls-cert (OTTER_TLS_KEY)")

@@ -3,7 +3,8 @@
 -- few seconds (heartbeat_at); the one holding the scheduler lock sets
 -- leading_since, so the others know where to forward what needs the
 -- engine. Rows of replicas that stopped are pruned after a while.
-CREATE TABLE replicas (
+-- IF NOT EXISTS: the migration test runs later migrations again.
+CREATE TABLE IF NOT EXISTS replicas (
     id            TEXT PRIMARY KEY,
     url           TEXT NOT NULL,
     version       TEXT NOT NULL,
@@ -13,4 +14,4 @@ CREATE TABLE replicas (
 );
 
 -- +goose Down
-DROP TABLE replicas;
+DROP TABLE IF EXISTS replicas;
