@@ -64,7 +64,7 @@ func TestReplicaTakesOverWhenTheSchedulerIsKilled(t *testing.T) {
 		}
 		return ""
 	}
-	waitFor(t, 30*time.Second, "replica A to schedule, as B sees it", func() bool { return scheduler(apiB) == a.httpURL })
+	waitWithin(t, 30*time.Second, "replica A to schedule, as B sees it", func() bool { return scheduler(apiB) == a.httpURL })
 	info, err := apiB.ServerInfo(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -111,7 +111,7 @@ func TestReplicaTakesOverWhenTheSchedulerIsKilled(t *testing.T) {
 		}()
 	}
 	r := &crashRig{t: t, api: apiB, ob: ob}
-	waitFor(t, time.Minute, "every device to report 1.0.0", func() bool { return countVersion(apiB, "1.0.0") == devices })
+	waitWithin(t, time.Minute, "every device to report 1.0.0", func() bool { return countVersion(apiB, "1.0.0") == devices })
 	fw, err := apiB.UploadFirmware(ctx, client.FirmwareUpload{Product: "fleet", Version: "1.1.0"}, strings.NewReader(strings.Repeat("new image ", 800)))
 	if err != nil {
 		t.Fatal(err)
@@ -129,7 +129,7 @@ func TestReplicaTakesOverWhenTheSchedulerIsKilled(t *testing.T) {
 	killed := time.Now()
 	t.Logf("killed the scheduling replica A with SIGKILL: counts %v", at.Counts)
 	var next string
-	waitFor(t, 10*time.Second, "B or C to schedule within 10 s of the kill", func() bool {
+	waitWithin(t, 10*time.Second, "B or C to schedule within 10 s of the kill", func() bool {
 		next = scheduler(apiB)
 		return next == b.httpURL || next == c.httpURL
 	})
@@ -157,7 +157,7 @@ func TestReplicaTakesOverWhenTheSchedulerIsKilled(t *testing.T) {
 			t.Errorf("device %s started %d upgrades and succeeded %d times, want exactly 1 each", name, u, s)
 		}
 	}
-	waitFor(t, 30*time.Second, "the server to know every device runs 1.1.0", func() bool { return countVersion(apiB, "1.1.0") == devices })
+	waitWithin(t, 30*time.Second, "the server to know every device runs 1.1.0", func() bool { return countVersion(apiB, "1.1.0") == devices })
 	if t.Failed() {
 		for _, p := range procs {
 			t.Logf("%s:\n%s", p.logPath, p.logTail())
@@ -185,8 +185,8 @@ func TestReplicaWithAnotherSigningKeyIsRefused(t *testing.T) {
 	}
 }
 
-// waitFor polls cond until it holds or d passes.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+// waitWithin polls cond until it holds or d passes.
+func waitWithin(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for !cond() {
