@@ -34,8 +34,10 @@ type Replica struct {
 	// Scheduling says it runs the rollout engine; This that it answered;
 	// Gone that it has not been heard from for several heartbeats.
 	Scheduling bool `json:"scheduling"`
-	This       bool `json:"this"`
-	Gone       bool `json:"gone"`
+	// SchedulingSince is when it took the lead, set with Scheduling.
+	SchedulingSince *time.Time `json:"scheduling_since,omitempty"`
+	This            bool       `json:"this"`
+	Gone            bool       `json:"gone"`
 }
 
 // ServerInfo returns what the server says about itself.

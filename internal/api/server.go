@@ -30,8 +30,10 @@ type Replica struct {
 	StartedAt  time.Time `json:"started_at"`
 	Heartbeat  time.Time `json:"heartbeat_at" doc:"Its last heartbeat."`
 	Scheduling bool      `json:"scheduling" doc:"Whether it runs the rollout engine: exactly one live replica does, except for the seconds of a takeover."`
-	This       bool      `json:"this" doc:"Whether it is the replica that answered."`
-	Gone       bool      `json:"gone" doc:"No heartbeat for several periods: stopped or unreachable."`
+	// SchedulingSince is set when Scheduling is.
+	SchedulingSince *time.Time `json:"scheduling_since,omitempty" doc:"When it took the lead."`
+	This            bool       `json:"this" doc:"Whether it is the replica that answered."`
+	Gone            bool       `json:"gone" doc:"No heartbeat for several periods: stopped or unreachable."`
 }
 
 func (a *API) serverRoutes() {

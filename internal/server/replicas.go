@@ -329,16 +329,24 @@ func (s *Server) heartbeat(ctx context.Context) error {
 	if _, err := s.store.Heartbeat(ctx, r); err != nil {
 		return err
 	}
+	if _, err := s.findLeader(ctx); err != nil {
+		return err
+	}
+	return s.store.PruneReplicas(ctx, time.Now().Add(-pruneAfter), "")
+}
+
+// findLeader reads which replica leads and remembers its URL ("": none).
+func (s *Server) findLeader(ctx context.Context) (string, error) {
 	rs, err := s.store.Replicas(ctx, time.Now().Add(-goneAfter))
 	if err != nil {
-		return err
+		return "", err
 	}
 	leaderURL := ""
 	if len(rs) > 0 && !rs[0].LeadingSince.IsZero() {
 		leaderURL = rs[0].URL
 	}
-	c.leaderURL.Store(&leaderURL)
-	return s.store.PruneReplicas(ctx, time.Now().Add(-pruneAfter), "")
+	s.cluster.leaderURL.Store(&leaderURL)
+	return leaderURL, nil
 }
 
 // replicas lists the replicas for GET /api/v1/server.
@@ -351,11 +359,15 @@ func (s *Server) replicas(ctx context.Context) ([]api.Replica, error) {
 	out := make([]api.Replica, 0, len(rs))
 	for i, r := range rs {
 		gone := now.Sub(r.HeartbeatAt) > goneAfter
-		out = append(out, api.Replica{
+		var since *time.Time
+		if i == 0 && !r.LeadingSince.IsZero() && !gone {
+			since = &r.LeadingSince
+		}
+		out = append(out, api.Replica{SchedulingSince: since,
 			ID: r.ID, URL: r.URL, Version: r.Version, StartedAt: r.StartedAt, Heartbeat: r.HeartbeatAt,
 			// Only the newest leader row that is alive schedules: an
 			// older one is a leader that died before it could clear it.
-			Scheduling: i == 0 && !r.LeadingSince.IsZero() && !gone,
+			Scheduling: since != nil,
 			This:       r.ID == s.cluster.id,
 			Gone:       gone,
 		})
@@ -376,8 +388,11 @@ func (s *Server) forward(next http.Handler) http.Handler {
 			return
 		}
 		if *s.cluster.leaderURL.Load() == "" {
-			unavailable(w, "no replica schedules at the moment (one takes over within seconds); try again")
-			return
+			// A leader may have come since the last heartbeat: look.
+			if u, err := s.findLeader(r.Context()); err != nil || u == "" {
+				unavailable(w, "no replica schedules at the moment (one takes over within seconds); try again")
+				return
+			}
 		}
 		s.cluster.proxy.ServeHTTP(w, r)
 	})

@@ -2,16 +2,20 @@ package server_test
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/otter-ota/otter/client"
+	"github.com/otter-ota/otter/internal/brokeradmin/dynsec/mosquittotest"
 	"github.com/otter-ota/otter/internal/server"
 	"github.com/otter-ota/otter/sdk/device"
 	"github.com/otter-ota/otter/sdk/wire"
@@ -33,37 +37,9 @@ func TestReplicaTakesOverWhenTheSchedulerIsKilled(t *testing.T) {
 	const devices = 30
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	bin := buildOtter(t)
-	dir := t.TempDir()
-	data := filepath.Join(dir, "data")
-	addrs := []string{freeAddr(t), freeAddr(t), freeAddr(t)}
-	// Download URLs name replica B, which stays up: in production
-	// --public-url is the load balancer in front of every replica.
-	public := "http://" + addrs[1]
-	procs := make([]*serverProcess, len(addrs))
-	for i, addr := range addrs {
-		procs[i] = &serverProcess{
-			t: t, bin: bin, logPath: filepath.Join(dir, fmt.Sprintf("otter-%c.log", 'a'+i)), httpURL: "http://" + addr,
-			args: []string{"serve", "--data", data, "--http", addr, "--mqtt", freeAddr(t), "--db", db,
-				"--public-url", public, "--advertise-url", "http://" + addr},
-		}
-		t.Cleanup(procs[i].stop)
-		procs[i].start() // A first: it takes the lead
-	}
+	procs := startReplicas(t, db, 3)
 	a, b, c := procs[0], procs[1], procs[2]
 	apiB := client.New(b.httpURL, crashToken)
-	scheduler := func(api *client.Client) string {
-		info, err := api.ServerInfo(ctx)
-		if err != nil {
-			return ""
-		}
-		for _, r := range info.Replicas {
-			if r.Scheduling {
-				return r.URL
-			}
-		}
-		return ""
-	}
 	waitWithin(t, 30*time.Second, "replica A to schedule, as B sees it", func() bool { return scheduler(apiB) == a.httpURL })
 	info, err := apiB.ServerInfo(ctx)
 	if err != nil {
@@ -158,11 +134,55 @@ func TestReplicaTakesOverWhenTheSchedulerIsKilled(t *testing.T) {
 		}
 	}
 	waitWithin(t, 30*time.Second, "the server to know every device runs 1.1.0", func() bool { return countVersion(apiB, "1.1.0") == devices })
-	if t.Failed() {
-		for _, p := range procs {
-			t.Logf("%s:\n%s", p.logPath, p.logTail())
+}
+
+// startReplicas starts n `otter serve` processes on database db, sharing
+// one data folder (the firmware files and the signing key, as a shared
+// volume would), each with its own ports. The first one started takes the
+// lead. Download URLs name the second, which the tests keep up: in
+// production --public-url is the load balancer in front of every replica.
+func startReplicas(t *testing.T, db string, n int, args ...string) []*serverProcess {
+	t.Helper()
+	bin := buildOtter(t)
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	addrs := make([]string, n)
+	for i := range addrs {
+		addrs[i] = freeAddr(t)
+	}
+	procs := make([]*serverProcess, n)
+	for i, addr := range addrs {
+		procs[i] = &serverProcess{
+			t: t, bin: bin, logPath: filepath.Join(dir, fmt.Sprintf("otter-%c.log", 'a'+i)), httpURL: "http://" + addr,
+			args: append([]string{"serve", "--data", data, "--http", addr, "--mqtt", freeAddr(t), "--db", db,
+				"--public-url", "http://" + addrs[min(1, n-1)], "--advertise-url", "http://" + addr}, args...),
+		}
+		t.Cleanup(procs[i].stop)
+		procs[i].start()
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, p := range procs {
+				t.Logf("%s:\n%s", p.logPath, p.logTail())
+			}
+		}
+	})
+	return procs
+}
+
+// scheduler returns the URL of the replica that schedules, as api's
+// replica sees it; "" when none does or it does not answer.
+func scheduler(api *client.Client) string {
+	info, err := api.ServerInfo(context.Background())
+	if err != nil {
+		return ""
+	}
+	for _, r := range info.Replicas {
+		if r.Scheduling && !r.Gone {
+			return r.URL
 		}
 	}
+	return ""
 }
 
 // A replica whose signing key is not the cluster's is refused at start:
@@ -236,4 +256,162 @@ func (m *versionInstaller) Reboot(_ context.Context, up wire.Upgrade) error {
 	m.version = up.Version
 	m.mu.Unlock()
 	return nil
+}
+
+// Two replicas behind an external broker: only the scheduling one is the
+// broker's client, under the client id both are given. It is killed with
+// SIGKILL in the middle of a rollout of MQTT devices; the other takes over
+// the lead and the broker session (with the uplinks the dead one had not
+// acknowledged), and every job ends succeeded exactly once.
+func TestReplicaTakesOverTheExternalBrokerSession(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the otter binary and runs two replicas and Mosquitto")
+	}
+	br := mosquittotest.Start(t)
+	db := clusterDB(t)
+	const devices = 40
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	procs := startReplicas(t, db, 2, "--broker", brokerURL(br), "--broker-admin", "dynsec", "--broker-client-id", randomID("otter-sched-"))
+	a, b := procs[0], procs[1]
+	apiB := client.New(b.httpURL, crashToken)
+	waitWithin(t, 30*time.Second, "replica A to schedule", func() bool { return scheduler(apiB) == a.httpURL })
+	r := &crashRig{t: t, proc: b, api: apiB, mqtt: "tcp://" + br.Addr, ob: newObserver()}
+	fleet := r.fleet(ctx, "sim-", devices, 300*time.Millisecond) // created through B: accounts made by A
+	fw := r.firmware(ctx)
+	task, err := apiB.CreateTask(ctx, client.TaskCreate{FirmwareID: fw.ID, Mode: client.ModePush,
+		Target: client.Target{All: true}, Policy: client.Policy{MaxConcurrent: 4}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := r.until(func(t *client.Task) bool {
+		return t.Counts[client.JobSucceeded] >= 8 && inFlight(t) > 0 && t.Counts[client.JobQueued] >= 10
+	}, task.ID, "some jobs succeeded, some in flight and many queued")
+	a.kill()
+	killed := time.Now()
+	t.Logf("killed the scheduling replica A with SIGKILL: counts %v", at.Counts)
+	waitWithin(t, 10*time.Second, "B to schedule within 10 s of the kill", func() bool { return scheduler(apiB) == b.httpURL })
+	t.Logf("takeover: B schedules %v after the kill", time.Since(killed).Round(10*time.Millisecond))
+	done := r.until(func(t *client.Task) bool { return t.State.Terminal() }, task.ID, "the task to end")
+	r.checkExactlyOnce(ctx, done, fleet, devices)
+}
+
+// The scheduling replica's lock connection is closed by PostgreSQL (as
+// when the database restarts): the replica stops scheduling at once, a
+// replica (either) takes the lead again by itself, /metrics says which,
+// and task writes through the other one work again.
+func TestReplicasRecoverWhenTheLockConnectionDies(t *testing.T) {
+	db := postgresURL(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	start := func() *server.Server {
+		s, err := server.Start(ctx, server.Config{DataDir: dir, DBURL: db, HTTPAddr: "127.0.0.1:0", MQTTAddr: "127.0.0.1:0",
+			AdminToken: crashToken, Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	a, b := start(), start()
+	if got := leaderGauge(t, a); got != 1 {
+		t.Fatalf("the first replica's otter_scheduler_leader is %d, want 1", got)
+	}
+	if got := leaderGauge(t, b); got != 0 {
+		t.Fatalf("the second replica's otter_scheduler_leader is %d, want 0", got)
+	}
+
+	sqldb, err := sql.Open("pgx", db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sqldb.Close()
+	var n int
+	err = sqldb.QueryRowContext(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_locks
+		WHERE locktype = 'advisory' AND granted AND classid = 1869902962 AND objsubid = 2 AND objid = hashtext(current_schema())::oid`).Scan(&n)
+	if err != nil || n != 1 {
+		var locks, schema string
+		_ = sqldb.QueryRowContext(ctx, `SELECT current_schema(), hashtext(current_schema())::oid::text || ' ' || (SELECT string_agg(classid::text || '/' || objid::text || '/' || objsubid::text || '/' || granted::text, ', ') FROM pg_locks WHERE locktype = 'advisory')`).Scan(&schema, &locks)
+		t.Fatalf("terminate the lock's connection: %d terminated, %v (schema %s, advisory locks %s)", n, err, schema, locks)
+	}
+	lost := time.Now()
+	// The replica that led may take the lead again at once (it fenced
+	// itself first): a new term shows as a later scheduling_since.
+	var leader client.Replica
+	waitWithin(t, 10*time.Second, "a replica to take the lead again", func() bool {
+		info, err := client.New(b.HTTPURL(), crashToken).ServerInfo(ctx)
+		if err != nil || len(info.Replicas) == 0 {
+			return false
+		}
+		leader = info.Replicas[0]
+		return leader.Scheduling && leader.SchedulingSince.After(lost)
+	})
+	t.Logf("%s schedules again %v after the lock's connection died", leader.URL, time.Since(lost).Round(10*time.Millisecond))
+	leading, follower := a, b
+	if leader.URL == b.HTTPURL() {
+		leading, follower = b, a
+	}
+	if l, f := leaderGauge(t, leading), leaderGauge(t, follower); l != 1 || f != 0 {
+		t.Errorf("otter_scheduler_leader is %d on the leader and %d on the other, want 1 and 0", l, f)
+	}
+	api := client.New(follower.HTTPURL(), crashToken)
+	if _, err := api.CreateProduct(ctx, client.ProductCreate{Key: "fleet"}); err != nil {
+		t.Fatal(err)
+	}
+	d, err := api.CreateDevice(ctx, "fleet", client.DeviceCreate{Key: "d1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fw, err := api.UploadFirmware(ctx, client.FirmwareUpload{Product: "fleet", Version: "1.1.0"}, strings.NewReader("new image"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := api.SigningKey(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := device.New(device.Config{HTTPBase: follower.HTTPURL(), Product: "fleet", Device: "d1", Secret: d.Secret, PublicKey: key.PublicKey,
+		Installer: &versionInstaller{version: "1.0.0"}, PollInterval: 100 * time.Millisecond, RetryCap: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	devCtx, stop := context.WithCancel(ctx)
+	ran := make(chan struct{})
+	go func() { defer close(ran); _ = cl.Run(devCtx) }()
+	defer func() { stop(); <-ran }()
+	waitWithin(t, 30*time.Second, "d1 to report 1.0.0", func() bool { return countVersion(api, "1.0.0") == 1 })
+	task, err := api.CreateTask(ctx, client.TaskCreate{FirmwareID: fw.ID, Target: client.Target{Devices: []string{"d1"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitWithin(t, 30*time.Second, "the task to complete", func() bool {
+		got, err := api.Task(ctx, task.ID)
+		return err == nil && got.State == client.TaskCompleted && got.Counts[client.JobSucceeded] == 1
+	})
+}
+
+// leaderGauge reads otter_scheduler_leader from s's /metrics; -1 when it
+// cannot.
+func leaderGauge(t *testing.T, s *server.Server) int {
+	t.Helper()
+	resp, err := http.Get(s.HTTPURL() + "/metrics")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return -1
+	}
+	for line := range strings.Lines(string(body)) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "otter_scheduler_leader "); ok {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return -1
+			}
+			return n
+		}
+	}
+	return -1
 }
