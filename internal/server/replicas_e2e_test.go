@@ -17,6 +17,7 @@ import (
 	"github.com/otter-ota/otter/client"
 	"github.com/otter-ota/otter/internal/brokeradmin/dynsec/mosquittotest"
 	"github.com/otter-ota/otter/internal/server"
+	"github.com/otter-ota/otter/internal/server/servertest"
 	"github.com/otter-ota/otter/sdk/device"
 	"github.com/otter-ota/otter/sdk/wire"
 )
@@ -414,4 +415,24 @@ func leaderGauge(t *testing.T, s *server.Server) int {
 		}
 	}
 	return -1
+}
+
+// A single server (SQLite, or PostgreSQL alone) is one replica that
+// schedules, and `/metrics` says so.
+func TestASingleServerIsOneSchedulingReplica(t *testing.T) {
+	s := servertest.Start(t)
+	info, err := client.New(s.HTTPURL(), s.AdminToken()).ServerInfo(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(info.Replicas) != 1 {
+		t.Fatalf("replicas %+v, want this one only", info.Replicas)
+	}
+	r := info.Replicas[0]
+	if !r.Scheduling || !r.This || r.Gone || r.URL != s.HTTPURL() || r.SchedulingSince == nil || r.Heartbeat.IsZero() {
+		t.Errorf("replica %+v, want this one, scheduling, alive, at %s", r, s.HTTPURL())
+	}
+	if got := leaderGauge(t, s); got != 1 {
+		t.Errorf("otter_scheduler_leader is %d, want 1", got)
+	}
 }
