@@ -21,6 +21,7 @@ import (
 
 	"github.com/otter-ota/otter/internal/api"
 	"github.com/otter-ota/otter/internal/brokerclient"
+	"github.com/otter-ota/otter/internal/deadline"
 	"github.com/otter-ota/otter/internal/engine"
 	"github.com/otter-ota/otter/internal/leader"
 	"github.com/otter-ota/otter/internal/ota"
@@ -142,6 +143,7 @@ func (s *Server) startCluster(ctx context.Context, e engine.Config) error {
 	}
 	var first chan error
 	if err == nil {
+		s.fence(loops, held)
 		if first, err = s.beginTerm(held, e); err != nil {
 			release()
 			stop()
@@ -187,14 +189,7 @@ func (s *Server) lead(ctx context.Context, e engine.Config, held context.Context
 		if err != nil {
 			return // ctx ended
 		}
-		if f, ok := s.cluster.elector.(interface{ FenceWithin() time.Duration }); ok && s.otherLeaderMayLive(ctx, f.FenceWithin()) {
-			// The previous leader may not know yet that it lost its lock:
-			// give it the time to stop its engine before this one writes.
-			select {
-			case <-held.Done():
-			case <-time.After(f.FenceWithin()):
-			}
-		}
+		s.fence(ctx, held)
 		if held.Err() == nil {
 			run, err = s.beginTerm(held, e)
 			if err != nil {
@@ -209,6 +204,21 @@ func (s *Server) lead(ctx context.Context, e engine.Config, held context.Context
 			case <-time.After(heartbeatEvery):
 			}
 		}
+	}
+}
+
+// fence waits, when the previous leader may be alive and not know yet
+// that it lost its lock, for the time it takes to notice and stop its
+// engine, so that it has stopped writing before this replica starts.
+func (s *Server) fence(ctx context.Context, held context.Context) {
+	f, ok := s.cluster.elector.(interface{ FenceWithin() time.Duration })
+	if !ok || !s.otherLeaderMayLive(ctx, f.FenceWithin()) {
+		return
+	}
+	s.log.Info("waiting for the previous scheduling replica to stop", "for", f.FenceWithin())
+	select {
+	case <-held.Done():
+	case <-time.After(f.FenceWithin()):
 	}
 }
 
@@ -394,7 +404,9 @@ func (s *Server) forward(next http.Handler) http.Handler {
 				return
 			}
 		}
-		s.cluster.proxy.ServeHTTP(w, r)
+		// A forwarded body may be a firmware file: the transfer policy
+		// (progress, not a fixed deadline) applies, as on the leader.
+		s.cluster.proxy.ServeHTTP(deadline.Transfer(w, r), r)
 	})
 }
 
