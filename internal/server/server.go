@@ -309,7 +309,7 @@ func (s *Server) assemble(ctx context.Context) (http.Handler, error) {
 		return nil, err
 	}
 	relay := &downlinkRelay{}
-	// Each term of leadership runs an engine of its own (see replicas.go).
+	// Each term of leadership runs an engine of its own (see replica.go).
 	s.engineCfg = engine.Config{Store: s.store, Downlink: relay, URLs: urls, Commands: signer, Logger: s.log, Metrics: replacing{s.reg}}
 	engines := &s.cluster.engines
 	revoke := revokers{}
