@@ -312,30 +312,9 @@ func (s *Server) assemble(ctx context.Context) (http.Handler, error) {
 	// Each term of leadership runs an engine of its own (see replica.go).
 	s.engineCfg = engine.Config{Store: s.store, Downlink: relay, URLs: urls, Commands: signer, Logger: s.log, Metrics: replacing{s.reg}}
 	engines := &s.cluster.engines
-	revoke := revokers{}
-	var accounts brokeradmin.Provisioner
-	if s.cfg.Broker != "" {
-		// The admin goes first: it gives otter's user the right to
-		// subscribe to the uplinks.
-		if s.admin, err = s.dialAdmin(ctx); err != nil {
-			return nil, err
-		}
-		if s.admin != nil {
-			accounts = s.admin
-		}
-		// The client of the external broker runs with the engine, only
-		// on the replica that schedules (beginTerm).
-	} else {
-		s.broker, err = mqtt.New(mqtt.Config{
-			Addr: s.cfg.MQTTAddr, TLSAddr: s.cfg.MQTTTLSAddr, TLSCertFile: s.cfg.MQTTCertFile, TLSKeyFile: s.cfg.MQTTKeyFile,
-			Devices: engines, Credentials: s.store, Logger: s.log, Metrics: s.reg,
-			MaxConnectionsPerDevice: s.cfg.MQTTMaxPerDevice,
-		})
-		if err != nil {
-			return nil, err
-		}
-		relay.to = s.broker
-		revoke = append(revoke, s.broker)
+	revoke, accounts, err := s.openDeviceBroker(ctx, relay)
+	if err != nil {
+		return nil, err
 	}
 	devices, err := devicehttp.New(devicehttp.Config{
 		Store: s.store, Blobs: blobs, Devices: engines, Signer: urls, Logger: s.log, Metrics: s.reg,
@@ -360,6 +339,37 @@ func (s *Server) assemble(ctx context.Context) (http.Handler, error) {
 		return nil, fmt.Errorf("build the console: %w", err)
 	}
 	return s.forward(s.mux(a.Handler(), devices.Routes(), con.Handler())), nil
+}
+
+// openDeviceBroker opens what devices reach over MQTT: with --broker, the
+// external broker's account admin (the broker client itself runs with the
+// engine, only on the replica that schedules: beginTerm); otherwise the
+// embedded broker, which then carries the downlinks and is told of revoked
+// credentials.
+func (s *Server) openDeviceBroker(ctx context.Context, relay *downlinkRelay) (revokers, brokeradmin.Provisioner, error) {
+	if s.cfg.Broker != "" {
+		// The admin goes first: it gives otter's user the right to
+		// subscribe to the uplinks.
+		var err error
+		if s.admin, err = s.dialAdmin(ctx); err != nil {
+			return nil, nil, err
+		}
+		if s.admin == nil {
+			return nil, nil, nil
+		}
+		return nil, s.admin, nil
+	}
+	var err error
+	s.broker, err = mqtt.New(mqtt.Config{
+		Addr: s.cfg.MQTTAddr, TLSAddr: s.cfg.MQTTTLSAddr, TLSCertFile: s.cfg.MQTTCertFile, TLSKeyFile: s.cfg.MQTTKeyFile,
+		Devices: &s.cluster.engines, Credentials: s.store, Logger: s.log, Metrics: s.reg,
+		MaxConnectionsPerDevice: s.cfg.MQTTMaxPerDevice,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	relay.to = s.broker
+	return revokers{s.broker}, nil, nil
 }
 
 func (s *Server) mux(apiHandler, deviceHandler, consoleHandler http.Handler) http.Handler {
