@@ -48,8 +48,14 @@ type DownloadReport struct {
 	Nginx WrkResult `json:"nginx"`
 	// Ratio is otter's mean transfer rate over nginx's.
 	Ratio float64 `json:"ratio"`
-	// ServerCPU is the CPU time otter's process used during its rounds.
-	ServerCPU time.Duration `json:"server_cpu_ns"`
+	// OtterCPU and NginxCPU are the CPU time each server's processes used
+	// during its rounds; OtterCPUPerRequest and NginxCPUPerRequest divide
+	// them by the requests served. Unlike the rates, they do not depend
+	// on what else this machine runs.
+	OtterCPU           time.Duration `json:"otter_cpu_ns"`
+	NginxCPU           time.Duration `json:"nginx_cpu_ns"`
+	OtterCPUPerRequest time.Duration `json:"otter_cpu_per_request_ns"`
+	NginxCPUPerRequest time.Duration `json:"nginx_cpu_per_request_ns"`
 	// Load is the load average of this machine at the end (uptime).
 	Load string `json:"load_average"`
 }
@@ -96,7 +102,7 @@ func RunDownload(ctx context.Context, cfg DownloadConfig) (*DownloadReport, erro
 		NginxVersion: tools.nginxVersion, Wrk: tools.wrk,
 	}
 	w := wrk{path: tools.wrk, duration: cfg.Duration, conns: cfg.Connections, threads: cfg.Threads}
-	if err := r.downloadRounds(ctx, cfg, w, otterURL, ng.url, rep); err != nil {
+	if err := r.downloadRounds(ctx, cfg, w, otterURL, ng, rep); err != nil {
 		return nil, err
 	}
 	rep.summarize()
@@ -105,23 +111,19 @@ func RunDownload(ctx context.Context, cfg DownloadConfig) (*DownloadReport, erro
 }
 
 // downloadRounds runs wrk against otter and nginx in turn, cfg.Rounds
-// times, and adds up the CPU time otter spent.
-func (r *rig) downloadRounds(ctx context.Context, cfg DownloadConfig, w wrk, otterURL, nginxURL string, rep *DownloadReport) error {
+// times, and adds up the CPU time each spent.
+func (r *rig) downloadRounds(ctx context.Context, cfg DownloadConfig, w wrk, otterURL string, ng *nginxServer, rep *DownloadReport) error {
+	otterCPU := func() (time.Duration, error) {
+		u, err := r.srv.Usage()
+		return u.CPU, err
+	}
 	for i := range cfg.Rounds {
 		var round DownloadRound
-		before, err := r.srv.Usage()
-		if err != nil {
-			return err
-		}
-		if round.Otter, err = w.run(ctx, otterURL); err != nil {
+		var err error
+		if round.Otter, err = measure(ctx, w, otterURL, otterCPU, &rep.OtterCPU); err != nil {
 			return fmt.Errorf("wrk against otter: %w", err)
 		}
-		after, err := r.srv.Usage()
-		if err != nil {
-			return err
-		}
-		rep.ServerCPU += after.CPU - before.CPU
-		if round.Nginx, err = w.run(ctx, nginxURL); err != nil {
+		if round.Nginx, err = measure(ctx, w, ng.url, ng.cpu, &rep.NginxCPU); err != nil {
 			return fmt.Errorf("wrk against nginx: %w", err)
 		}
 		r.say("round %d: otter %.0f MiB/s (%.0f requests/s), nginx %.0f MiB/s (%.0f requests/s)", i+1,
@@ -129,6 +131,22 @@ func (r *rig) downloadRounds(ctx context.Context, cfg DownloadConfig, w wrk, ott
 		rep.Rounds = append(rep.Rounds, round)
 	}
 	return nil
+}
+
+// measure runs wrk against url and adds the CPU time the server used
+// meanwhile to total.
+func measure(ctx context.Context, w wrk, url string, cpu func() (time.Duration, error), total *time.Duration) (WrkResult, error) {
+	before, err := cpu()
+	if err != nil {
+		return WrkResult{}, err
+	}
+	res, err := w.run(ctx, url)
+	if err != nil {
+		return res, err
+	}
+	after, err := cpu()
+	*total += after - before
+	return res, err
 }
 
 func (rep *DownloadReport) summarize() {
@@ -139,6 +157,13 @@ func (rep *DownloadReport) summarize() {
 		rep.Nginx.RequestsPerSecond += round.Nginx.RequestsPerSecond / n
 		rep.Nginx.BytesPerSecond += round.Nginx.BytesPerSecond / n
 	}
+	var otterRequests, nginxRequests int64
+	for _, round := range rep.Rounds {
+		otterRequests += round.Otter.Requests
+		nginxRequests += round.Nginx.Requests
+	}
+	rep.OtterCPUPerRequest = rep.OtterCPU / time.Duration(max(otterRequests, 1))
+	rep.NginxCPUPerRequest = rep.NginxCPU / time.Duration(max(nginxRequests, 1))
 	if rep.Nginx.BytesPerSecond > 0 {
 		rep.Ratio = rep.Otter.BytesPerSecond / rep.Nginx.BytesPerSecond
 	}

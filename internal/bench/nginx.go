@@ -194,6 +194,28 @@ func (ng *nginxServer) close() {
 	_ = os.RemoveAll(ng.prefix)
 }
 
+// cpu is the CPU time nginx's master and workers have used.
+func (ng *nginxServer) cpu() (time.Duration, error) {
+	pid := ng.cmd.Process.Pid
+	children, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+	if err != nil {
+		return 0, fmt.Errorf("list nginx's workers: %w", err)
+	}
+	var total time.Duration
+	for _, f := range append([]string{strconv.Itoa(pid)}, strings.Fields(string(children))...) {
+		stat, err := os.ReadFile("/proc/" + f + "/stat")
+		if err != nil {
+			return 0, fmt.Errorf("read nginx's CPU time: %w", err)
+		}
+		d, err := statCPU(stat)
+		if err != nil {
+			return 0, err
+		}
+		total += d
+	}
+	return total, nil
+}
+
 // freePort asks the kernel for a free port of 127.0.0.1. Another process
 // could take it before nginx binds it; nginx then fails to start, plainly.
 func freePort() (int, error) {

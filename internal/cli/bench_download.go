@@ -84,7 +84,9 @@ func downloadFields(r *bench.DownloadReport) []field {
 		field{"otter (mean)", formatWrk(r.Otter)},
 		field{"nginx (mean)", formatWrk(r.Nginx)},
 		field{"ratio otter / nginx", fmt.Sprintf("%.2f", r.Ratio)},
-		field{"otter CPU during its rounds", formatSeconds(r.ServerCPU)},
+		field{"CPU per request (otter / nginx)", fmt.Sprintf("%.1f µs / %.1f µs (%s / %s in all)",
+			float64(r.OtterCPUPerRequest)/float64(time.Microsecond), float64(r.NginxCPUPerRequest)/float64(time.Microsecond),
+			formatSeconds(r.OtterCPU), formatSeconds(r.NginxCPU))},
 		field{"load average at the end", r.Load},
 	)
 }
