@@ -43,7 +43,7 @@ const redirectTTL = 5 * time.Minute
 func (h *Handler) download(w http.ResponseWriter, r *http.Request) {
 	cw := &countingWriter{ResponseWriter: w, bytes: h.metrics.bytes}
 	h.serveDownload(cw, r)
-	h.metrics.downloads.WithLabelValues(strconv.Itoa(cw.statusCode())).Inc()
+	h.metrics.download(cw.statusCode())
 }
 
 func (h *Handler) serveDownload(w *countingWriter, r *http.Request) {
