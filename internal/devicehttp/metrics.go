@@ -23,7 +23,6 @@ type metrics struct {
 	downloadsBy       map[int]prometheus.Counter // by the statuses downloads usually end with
 }
 
-
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		reg = prometheus.NewRegistry()
