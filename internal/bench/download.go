@@ -204,16 +204,26 @@ func (r *rig) downloadURL(ctx context.Context, image []byte) (string, error) {
 		Target: client.Target{Devices: []string{dev.Key}}}); err != nil {
 		return "", fmt.Errorf("create the task: %w", err)
 	}
-	resp, err = call(wire.Request{Module: "default", Version: "1.0.0"})
-	if err != nil {
-		return "", fmt.Errorf("request: %w", err)
+	// The engine starts the task's job in the background: until then the
+	// request is answered without an offer.
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		resp, err = call(wire.Request{Module: "default", Version: "1.0.0"})
+		if err != nil {
+			return "", fmt.Errorf("request: %w", err)
+		}
+		var up wire.Upgrade
+		err = json.NewDecoder(resp.Body).Decode(&up)
+		resp.Body.Close()
+		if err == nil && resp.StatusCode == http.StatusOK && up.URL != "" {
+			return up.URL, nil
+		}
+		if time.Now().After(deadline) {
+			return "", fmt.Errorf("request: %s, no offer with a URL after 30 s (%v)", resp.Status, err)
+		}
+		if err := pause(ctx, 50*time.Millisecond); err != nil {
+			return "", err
+		}
 	}
-	defer resp.Body.Close()
-	var up wire.Upgrade
-	if err := json.NewDecoder(resp.Body).Decode(&up); err != nil || resp.StatusCode != http.StatusOK || up.URL == "" {
-		return "", fmt.Errorf("request: %s, no offer with a URL (%v)", resp.Status, err)
-	}
-	return up.URL, nil
 }
 
 // checkDownload fetches u once and compares the answer with image, so that
