@@ -246,7 +246,10 @@ type WrkResult struct {
 func (r WrkResult) MiBPerSecond() float64 { return r.BytesPerSecond / (1 << 20) }
 
 func (w wrk) run(ctx context.Context, url string) (WrkResult, error) {
-	args := []string{"-c", strconv.Itoa(w.conns), "-t", strconv.Itoa(w.threads), "-d", fmt.Sprintf("%ds", max(1, int(w.duration.Round(time.Second)/time.Second))), url}
+	// wrk's default timeout, 2 s, is shorter than 64 connections take to
+	// share out 16 MiB files on a busy machine.
+	args := []string{"-c", strconv.Itoa(w.conns), "-t", strconv.Itoa(w.threads), "-d", fmt.Sprintf("%ds", max(1, int(w.duration.Round(time.Second)/time.Second))),
+		"--timeout", "30s", url}
 	out, err := exec.CommandContext(ctx, w.path, args...).CombinedOutput()
 	if err != nil {
 		return WrkResult{}, fmt.Errorf("%w: %s", err, out)
