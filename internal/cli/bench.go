@@ -21,7 +21,7 @@ import (
 // this machine, recorded in BENCHMARKS.md.
 func (a *app) benchCommand() *cobra.Command {
 	cmd := a.group("bench", "Measure a server on this machine with simulated devices",
-		a.benchFleetCommand(), a.benchConnectCommand(), a.benchJobsCommand(), a.benchServerCommand(), a.benchDevicesCommand(), a.benchListsCommand())
+		a.benchFleetCommand(), a.benchConnectCommand(), a.benchJobsCommand(), a.benchServerCommand(), a.benchDevicesCommand(), a.benchListsCommand(), a.benchDownloadCommand())
 	cmd.Long = `Measure otter on this machine. Each benchmark starts its own server on
 ephemeral ports of 127.0.0.1 with a temporary data folder (SQLite unless
 --db), so it needs no running server and leaves nothing behind. The server

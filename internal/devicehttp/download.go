@@ -1,6 +1,7 @@
 package devicehttp
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -42,7 +43,7 @@ const redirectTTL = 5 * time.Minute
 func (h *Handler) download(w http.ResponseWriter, r *http.Request) {
 	cw := &countingWriter{ResponseWriter: w, bytes: h.metrics.bytes}
 	h.serveDownload(cw, r)
-	h.metrics.downloads.WithLabelValues(strconv.Itoa(cw.statusCode())).Inc()
+	h.metrics.download(cw.statusCode())
 }
 
 func (h *Handler) serveDownload(w *countingWriter, r *http.Request) {
@@ -120,7 +121,7 @@ func (h *Handler) redirect(w *countingWriter, r *http.Request, g Grant, fw ota.F
 // so a device whose secret was rotated keeps a working URL until it
 // expires (at most the URL TTL), as anyone it gave the URL to does.
 func (h *Handler) grantedFirmware(w http.ResponseWriter, r *http.Request, g Grant) (ota.Firmware, bool) {
-	fw, err := h.cfg.Store.GetFirmware(r.Context(), g.FirmwareID)
+	fw, err := h.firmware(r.Context(), g.FirmwareID)
 	if ota.ErrorCode(err) == ota.ENOTFOUND {
 		plainError(w, http.StatusNotFound, fmt.Sprintf("firmware %d no longer exists", g.FirmwareID))
 		return fw, false
@@ -145,9 +146,23 @@ func (h *Handler) grantedFirmware(w http.ResponseWriter, r *http.Request, g Gran
 	return fw, true
 }
 
+// firmware reads a firmware for a download. Served files come from the
+// firmware cache; a redirect reads the store, as the blob store is not
+// asked whether the file is still there.
+func (h *Handler) firmware(ctx context.Context, id int64) (ota.Firmware, error) {
+	if h.cfg.Redirect {
+		return h.cfg.Store.GetFirmware(ctx, id)
+	}
+	return h.firmwares.get(ctx, id)
+}
+
 // serveFile streams the firmware's file with http.ServeContent.
 func (h *Handler) serveFile(w *countingWriter, r *http.Request, g Grant, fw ota.Firmware) {
 	obj, err := h.cfg.Blobs.Open(r.Context(), fw.BlobKey)
+	if ota.ErrorCode(err) == ota.ENOTFOUND && h.deletedSince(r.Context(), fw.ID) {
+		plainError(w, http.StatusNotFound, fmt.Sprintf("firmware %d no longer exists", fw.ID))
+		return
+	}
 	if ota.ErrorCode(err) == ota.ENOTFOUND {
 		h.log.Error("devicehttp: firmware file missing from the blob store", "firmware", fw.ID, "key", fw.BlobKey)
 		plainError(w, http.StatusNotFound, fmt.Sprintf("the file of firmware %d is missing", fw.ID))
@@ -175,6 +190,13 @@ func (h *Handler) serveFile(w *countingWriter, r *http.Request, g Grant, fw ota.
 	w.counting = true
 	dropEmptySuffixRanges(r, obj.Size)
 	http.ServeContent(w, r, "", fw.CreatedAt, obj.Content)
+}
+
+// deletedSince reports whether a firmware whose file is missing was
+// deleted since the cache read it: the API deletes the row, then the file.
+func (h *Handler) deletedSince(ctx context.Context, id int64) bool {
+	_, err := h.firmwares.load(ctx, id)
+	return ota.ErrorCode(err) == ota.ENOTFOUND
 }
 
 // dropEmptySuffixRanges removes the ranges "-0" (the last zero bytes) from

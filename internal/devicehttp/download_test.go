@@ -277,3 +277,39 @@ func TestRedirectNeedsAPresigningStore(t *testing.T) {
 		t.Fatalf("New with Redirect over the filesystem store: %v, want a refusal", err)
 	}
 }
+
+// A firmware that was served is refused once deleted, as the API deletes
+// it (the row, then the file): the download does not trust what it
+// remembers of the firmware when the file is gone. A firmware that tasks
+// used stays as a tombstone row, and is refused too.
+func TestDownloadDeletedAfterServed(t *testing.T) {
+	f := newFixture(t)
+	for _, used := range []bool{false, true} {
+		fw := f.firmware("demo", "1.3.0-"+strconv.FormatBool(used), []byte("served, then deleted"))
+		if used {
+			task := f.createTask(ota.TaskSpec{FirmwareID: fw.ID, Mode: ota.ModeRequest, Target: ota.Target{Devices: []string{"d2"}}})
+			if _, err := f.e.Cancel(f.ctx, task.ID); err != nil {
+				t.Fatal(err)
+			}
+		}
+		u := f.signer.DownloadURL("demo", "d1", fw.ID)
+		if r := f.get(http.MethodGet, u); r.status != http.StatusOK || string(r.body) != "served, then deleted" {
+			t.Fatalf("used %t: before the deletion: HTTP %d %q", used, r.status, r.body)
+		}
+		if err := f.st.DeleteFirmware(f.ctx, fw.ID); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.blobs.Delete(f.ctx, fw.BlobKey); err != nil {
+			t.Fatal(err)
+		}
+		r := f.get(http.MethodGet, u)
+		if r.status != http.StatusNotFound || !strings.Contains(string(r.body), "no longer exists") {
+			t.Fatalf("used %t: after the deletion: HTTP %d %q, want 404 no longer exists", used, r.status, r.body)
+		}
+		if used {
+			if got, err := f.st.GetFirmware(f.ctx, fw.ID); err != nil || got.Status != ota.FirmwareDeleted {
+				t.Fatalf("want a tombstone row; got %+v, %v", got, err)
+			}
+		}
+	}
+}

@@ -86,6 +86,7 @@ type Handler struct {
 	log       *slog.Logger
 	metrics   *metrics
 	creds     *credCache
+	firmwares *firmwareCache
 	slots     chan struct{}   // device API requests in flight
 	dlSlots   chan struct{}   // downloads in flight; nil: no limit
 	logErrors *rate.Sometimes // server errors are logged at most once a second
@@ -107,6 +108,7 @@ func New(cfg Config) (*Handler, error) {
 	h := &Handler{
 		cfg: cfg, log: cfg.Logger, metrics: m,
 		creds:     newCredCache(cfg.Store, cfg.CredentialTTL, cfg.CredentialCacheSize, cfg.Now, m.credLookup),
+		firmwares: newFirmwareCache(cfg.Store),
 		slots:     make(chan struct{}, cfg.MaxInFlight),
 		logErrors: &rate.Sometimes{Interval: time.Second},
 	}

@@ -2,6 +2,7 @@ package devicehttp
 
 import (
 	"fmt"
+	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -16,6 +17,10 @@ type metrics struct {
 	bytes       prometheus.Counter
 	dlInFlight  prometheus.Gauge
 	credLookups *prometheus.CounterVec // result: hit, miss
+	// The counters every download or login touches, resolved once: a
+	// lookup by label values costs a hash of the values and a lock.
+	credHit, credMiss prometheus.Counter
+	downloadsBy       map[int]prometheus.Counter // by the statuses downloads usually end with
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -58,13 +63,27 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			return nil, fmt.Errorf("devicehttp: register metrics (one handler per registry): %w", err)
 		}
 	}
+	m.credHit, m.credMiss = m.credLookups.WithLabelValues("hit"), m.credLookups.WithLabelValues("miss")
+	m.downloadsBy = map[int]prometheus.Counter{}
+	for _, code := range []int{200, 206, 304, 307, 401, 403, 404, 412, 416, 503} {
+		m.downloadsBy[code] = m.downloads.WithLabelValues(strconv.Itoa(code))
+	}
 	return m, nil
 }
 
 func (m *metrics) credLookup(hit bool) {
 	if hit {
-		m.credLookups.WithLabelValues("hit").Inc()
+		m.credHit.Inc()
 	} else {
-		m.credLookups.WithLabelValues("miss").Inc()
+		m.credMiss.Inc()
 	}
+}
+
+// download counts a download request that ended with status code.
+func (m *metrics) download(code int) {
+	if c, ok := m.downloadsBy[code]; ok {
+		c.Inc()
+		return
+	}
+	m.downloads.WithLabelValues(strconv.Itoa(code)).Inc()
 }
