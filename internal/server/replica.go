@@ -241,16 +241,8 @@ func (s *Server) otherLeaderMayLive(ctx context.Context, fence time.Duration) bo
 // that run until held ends. The engine rebuilds its state from the store,
 // as at a restart.
 func (s *Server) beginTerm(held context.Context, cfg engine.Config) (chan error, error) {
-	if s.cfg.Broker == "" {
-		// Devices marked online were connected to the embedded broker of a
-		// previous leader (or of this process before a crash): none is
-		// connected here yet, as no broker takes device messages without
-		// an engine. (An external broker's presence comes from wills.)
-		if n, err := s.store.MarkAllOffline(held); err != nil {
-			return nil, fmt.Errorf("reset device presence: %w", err)
-		} else if n > 0 {
-			s.log.Info("devices marked offline until they reconnect", "devices", n)
-		}
+	if err := s.resetPresence(held); err != nil {
+		return nil, err
 	}
 	relay := &downlinkRelay{to: cfg.Downlink}
 	cfg.Downlink = relay
@@ -288,6 +280,32 @@ func (s *Server) beginTerm(held context.Context, cfg engine.Config) (chan error,
 		defer stopEngine()
 		run <- e.Run(engineCtx)
 	}()
+	s.takeLead(held, e)
+	return run, nil
+}
+
+// resetPresence marks every device offline at the start of a term with the
+// embedded broker: devices marked online were connected to the embedded
+// broker of a previous leader (or of this process before a crash), and
+// none is connected here yet, as no broker takes device messages without
+// an engine. (An external broker's presence comes from wills.)
+func (s *Server) resetPresence(ctx context.Context) error {
+	if s.cfg.Broker != "" {
+		return nil
+	}
+	n, err := s.store.MarkAllOffline(ctx)
+	if err != nil {
+		return fmt.Errorf("reset device presence: %w", err)
+	}
+	if n > 0 {
+		s.log.Info("devices marked offline until they reconnect", "devices", n)
+	}
+	return nil
+}
+
+// takeLead makes e the engine every surface reaches and says so: in the log,
+// the metric and the replica's heartbeat row.
+func (s *Server) takeLead(held context.Context, e *engine.Engine) {
 	now := time.Now()
 	c := &s.cluster
 	c.since.Store(&now)
@@ -298,7 +316,6 @@ func (s *Server) beginTerm(held context.Context, cfg engine.Config) (chan error,
 	if err := s.heartbeat(held); err != nil {
 		s.log.Warn("replica heartbeat failed", "err", err)
 	}
-	return run, nil
 }
 
 // endTerm waits until the lead is lost (or the engine stops by itself),
