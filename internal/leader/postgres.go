@@ -1,6 +1,7 @@
 package leader
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -31,15 +32,8 @@ type Postgres struct {
 	Logger *slog.Logger
 }
 
-func (p *Postgres) retry() time.Duration { return orDefault(p.Retry, time.Second) }
-func (p *Postgres) check() time.Duration { return orDefault(p.Check, time.Second) }
-
-func orDefault(d, def time.Duration) time.Duration {
-	if d <= 0 {
-		return def
-	}
-	return d
-}
+func (p *Postgres) retry() time.Duration { return cmp.Or(max(p.Retry, 0), time.Second) }
+func (p *Postgres) check() time.Duration { return cmp.Or(max(p.Check, 0), time.Second) }
 
 // FenceWithin is how long a leader that lost its connection may go on
 // believing it leads: a new leader waits this long, when the previous one
