@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
-	"os"
 	"path/filepath"
 
 	"github.com/spf13/cobra"
@@ -92,33 +90,34 @@ func (a *app) migrateBlobs(ctx context.Context, f migrateFlags, out io.Writer) e
 	return nil
 }
 
-// openMigration opens the source folder, the destination store (checked)
-// and the database.
+// openMigration opens the database, the source folder and the destination
+// store (checked), in that order: a wrong --data is the likeliest mistake.
 func (a *app) openMigration(ctx context.Context, f migrateFlags) (*blob.FS, blob.Opened, store.Store, error) {
-	dbURL := f.db
-	if dbURL == "" {
-		path := filepath.Join(f.data, "otter.db")
-		if _, err := os.Stat(path); err != nil {
-			return nil, nil, nil, fmt.Errorf("no otter database in %s (%v): give the data folder with --data, or the database with --db", f.data, err)
-		}
-		dbURL = "sqlite:" + path
-	}
-	src, err := blob.NewFS(filepath.Join(f.data, "blobs"))
+	st, err := openDatabase(ctx, f.data, f.db)
 	if err != nil {
 		return nil, nil, nil, err
+	}
+	src, dst, err := a.openBlobStores(ctx, f)
+	if err != nil {
+		st.Close()
+		return nil, nil, nil, err
+	}
+	return src, dst, st, nil
+}
+
+func (a *app) openBlobStores(ctx context.Context, f migrateFlags) (*blob.FS, blob.Opened, error) {
+	src, err := blob.NewFS(filepath.Join(f.data, "blobs"))
+	if err != nil {
+		return nil, nil, err
 	}
 	dst, err := blob.Open(f.blob, "", a.env.Getenv)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
 	if err := dst.Check(ctx); err != nil {
-		return nil, nil, nil, fmt.Errorf("--blob: %w", err)
+		return nil, nil, fmt.Errorf("--blob: %w", err)
 	}
-	st, err := store.Open(ctx, dbURL, slog.New(slog.DiscardHandler))
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("open database: %w", err)
-	}
-	return src, dst, st, nil
+	return src, dst, nil
 }
 
 func migrateOne(ctx context.Context, src, dst blob.Store, fw ota.Firmware, out io.Writer) (blob.Copied, error) {

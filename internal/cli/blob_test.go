@@ -115,7 +115,7 @@ func TestBlobMigrateRefusesBadSettings(t *testing.T) {
 		want string
 	}{
 		{[]string{"blob", "migrate", "--data", dir}, cli.ExitUsage, "--blob: give the S3 store"},
-		{[]string{"blob", "migrate", "--data", dir, "--blob", "s3://b/p"}, cli.ExitError, "no otter database in"},
+		{[]string{"blob", "migrate", "--data", dir, "--blob", "s3://b/p"}, cli.ExitError, "holds no otter database"},
 	}
 	for _, tt := range tests {
 		var stderr bytes.Buffer

@@ -4,9 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
-	"os"
-	"path/filepath"
 
 	"github.com/spf13/cobra"
 
@@ -67,7 +64,7 @@ func (a *app) syncBroker(ctx context.Context, f brokerSyncFlags, out io.Writer) 
 	if err != nil {
 		return usageErrorf("%v", err)
 	}
-	st, err := openRegistry(ctx, f.data, f.db)
+	st, err := openDatabase(ctx, f.data, f.db)
 	if err != nil {
 		return err
 	}
@@ -87,21 +84,6 @@ func (a *app) syncBroker(ctx context.Context, f brokerSyncFlags, out io.Writer) 
 		return fmt.Errorf("sync stopped (what it changed is listed above; run it again): %w", err)
 	}
 	return nil
-}
-
-func openRegistry(ctx context.Context, data, db string) (store.Store, error) {
-	if db == "" {
-		path := server.SQLitePath(data)
-		if _, err := os.Stat(path); err != nil {
-			return nil, fmt.Errorf("no otter database in %s (%v): give the data folder with --data, or the database with --db", filepath.Clean(data), err)
-		}
-		db = server.DatabaseURL(data, "")
-	}
-	st, err := store.Open(ctx, db, slog.New(slog.DiscardHandler))
-	if err != nil {
-		return nil, fmt.Errorf("open database: %w", err)
-	}
-	return st, nil
 }
 
 // registryDevices lists every device of every product.

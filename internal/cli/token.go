@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -12,8 +11,6 @@ import (
 	"github.com/otter-ota/otter/client"
 	"github.com/otter-ota/otter/internal/api"
 	"github.com/otter-ota/otter/internal/ota"
-	"github.com/otter-ota/otter/internal/server"
-	"github.com/otter-ota/otter/internal/store"
 )
 
 func (a *app) tokenCommand() *cobra.Command {
@@ -79,16 +76,9 @@ func (a *app) createTokenInDatabase(ctx context.Context, dataDir, dbURL string, 
 	if dataDir != "" && dbURL != "" {
 		return nil, usageErrorf("give --data or --db, not both")
 	}
-	if dbURL == "" {
-		// Opening a missing file would create an empty database: a typo
-		// would then print a token that no server knows.
-		if _, err := os.Stat(server.SQLitePath(dataDir)); err != nil {
-			return nil, fmt.Errorf("--data %s holds no otter database: %w", dataDir, err)
-		}
-	}
-	st, err := store.Open(ctx, server.DatabaseURL(dataDir, dbURL), nil)
+	st, err := openDatabase(ctx, dataDir, dbURL)
 	if err != nil {
-		return nil, fmt.Errorf("open the database: %w", err)
+		return nil, err
 	}
 	defer st.Close()
 	t, err := api.CreateToken(ota.WithActor(ctx, "local"), st, in.Name, ota.Role(in.Role))
