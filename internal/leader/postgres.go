@@ -101,6 +101,17 @@ func (p *Postgres) connect(ctx context.Context) (*pgx.Conn, error) {
 	if cfg.ConnectTimeout == 0 || cfg.ConnectTimeout > 5*time.Second {
 		cfg.ConnectTimeout = 5 * time.Second
 	}
+	// PostgreSQL releases the lock only when it sees this session end. A
+	// holder cut off by the network (not dead: its socket is never closed)
+	// would otherwise hold it until the server's TCP keepalive gives up,
+	// two hours by default: the server probes this connection after 5 s
+	// of silence and drops it about 11 s after the holder went away.
+	for name, value := range map[string]string{
+		"tcp_keepalives_idle": "5", "tcp_keepalives_interval": "2", "tcp_keepalives_count": "3",
+		"tcp_user_timeout": "10000",
+	} {
+		cfg.RuntimeParams[name] = value
+	}
 	c, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("scheduler lock: connect: %w", err)
