@@ -180,11 +180,19 @@ func (c *Client) installing() bool {
 // itself at every connect; call Inform after changing a version outside
 // the client.
 func (c *Client) Inform(ctx context.Context) error {
-	v, err := c.cfg.Installer.Versions(ctx)
+	// The versions are read again before every try: a report retried
+	// across an upgrade that finished meanwhile would otherwise tell the
+	// server the old version after the new one, and the server cannot
+	// tell which came first.
+	var v map[string]string
+	err := c.sendFresh(ctx, func(ctx context.Context) (wire.Message, error) {
+		var err error
+		if v, err = c.cfg.Installer.Versions(ctx); err != nil {
+			return nil, fmt.Errorf("device: installer versions: %w", err)
+		}
+		return wire.Inform{Modules: v}, nil
+	})
 	if err != nil {
-		return fmt.Errorf("device: installer versions: %w", err)
-	}
-	if err := c.sendReliably(ctx, wire.Inform{Modules: v}); err != nil {
 		return err
 	}
 	c.raiseFloors(v)
@@ -275,7 +283,17 @@ func requestAnswer(d downlink) (wire.Upgrade, error) {
 // with backoff and as long as a busy server asks. It gives up only when
 // ctx ends or the server refuses m for good.
 func (c *Client) sendReliably(ctx context.Context, m wire.Message) error {
+	return c.sendFresh(ctx, func(context.Context) (wire.Message, error) { return m, nil })
+}
+
+// sendFresh is sendReliably for a message built anew before each try; an
+// error of build ends it.
+func (c *Client) sendFresh(ctx context.Context, build func(context.Context) (wire.Message, error)) error {
 	for attempt := 0; ; attempt++ {
+		m, err := build(ctx)
+		if err != nil {
+			return err
+		}
 		d, err := c.tr.send(ctx, m)
 		if err == nil {
 			if d != nil {

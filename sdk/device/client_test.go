@@ -535,3 +535,26 @@ func TestHTTPUnauthorizedBacksOff(t *testing.T) {
 		t.Errorf("retry error = %v, want the server's unauthorized reply", e.Err)
 	}
 }
+
+// An inform retried after the server was busy says what the device runs
+// at the retry: an upgrade may have finished in between, and the server
+// cannot tell an old report from a new one.
+func TestRetriedInformReportsTheVersionsAtTheRetry(t *testing.T) {
+	srv := newFakeServer(t)
+	inst, rec, sl := newMemInstaller("1.0.0"), &recorder{}, &sleeps{}
+	srv.busy[wire.PathInform] = 1
+	cfg := testConfig(t, srv, inst, rec, sl)
+	cfg.Sleep = func(ctx context.Context, d time.Duration) error {
+		inst.setVersion("1.1.0") // the version changes while the device waits to retry
+		return sl.sleep(ctx, d)
+	}
+	start(t, cfg)
+	select {
+	case got := <-srv.informed:
+		if got["default"] != "1.1.0" {
+			t.Fatalf("the retried inform reported %v, want the version at the retry, 1.1.0", got)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no inform reached the server")
+	}
+}
