@@ -116,12 +116,7 @@ func (e *Engine) checkMembers(ctx context.Context, id int64, devices []string) e
 	for _, jv := range jobs {
 		have[jv.Job.Device] = true
 	}
-	var missing []string
-	for _, d := range devices {
-		if !have[d] {
-			missing = append(missing, d)
-		}
-	}
+	missing := absent(devices, have)
 	if len(missing) == 0 {
 		return nil
 	}

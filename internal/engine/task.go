@@ -209,12 +209,7 @@ func unknownDevices(keys []string, found []ota.Candidate) error {
 	for _, c := range found {
 		have[c.Key] = true
 	}
-	var missing []string
-	for _, k := range keys {
-		if !have[k] {
-			missing = append(missing, k)
-		}
-	}
+	missing := absent(keys, have)
 	if len(missing) == 0 {
 		return nil
 	}
@@ -330,6 +325,17 @@ func newJobState(version string) ota.JobState {
 		return ota.JobAwaitingVersion
 	}
 	return ota.JobQueued
+}
+
+// absent returns the keys that have does not hold, in their order.
+func absent(keys []string, have map[string]bool) []string {
+	var out []string
+	for _, k := range keys {
+		if !have[k] {
+			out = append(out, k)
+		}
+	}
+	return out
 }
 
 func listed(keys []string) string {
