@@ -172,6 +172,9 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 }
 
 func (s *Server) start(ctx context.Context) error {
+	if err := s.cfg.checkBaseURLs(); err != nil {
+		return err
+	}
 	if err := s.cfg.checkBlobFlags(s.dbKind()); err != nil {
 		return err
 	}
