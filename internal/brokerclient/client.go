@@ -289,6 +289,20 @@ func (c *Client) Close(ctx context.Context) error {
 	return c.abort()
 }
 
+// Abandon disconnects at once, for a replica that lost the lead: it keeps
+// the subscriptions in the session and acknowledges nothing more, so the
+// broker keeps the uplinks in hand and those that come meanwhile for the
+// next leader, which connects under the same client id. It returns when
+// the connection is gone and no uplink is being handled any more.
+func (c *Client) Abandon() error {
+	c.closing.Store(true)
+	c.subscribed.Store(false)
+	c.stopWork()
+	err := c.abort() // after it paho hands over no more messages
+	c.inflight.Wait()
+	return err
+}
+
 func (c *Client) abort() error {
 	c.stopWork()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -60,6 +60,7 @@ type cluster struct {
 	elector   leader.Elector
 	engines   engineRef
 	ext       atomic.Pointer[brokerclient.Client] // the term's external broker client
+	extMu     sync.Mutex                          // held while ext is closed
 	leading   atomic.Bool
 	since     atomic.Pointer[time.Time] // when this replica took the lead
 	leaderURL atomic.Pointer[string]    // the leader's advertised URL, "" unknown
@@ -522,11 +523,24 @@ func (s *Server) forgetReplica(ctx context.Context) error {
 	return nil
 }
 
-// closeExt closes the term's external broker client: it unsubscribes, then
-// finishes (stores and acknowledges) the uplinks it holds.
+// closeExt closes the term's external broker client. At a clean stop it
+// unsubscribes, then finishes (stores and acknowledges) the uplinks it
+// holds. A replica that lost the lead abandons the session instead: the
+// next leader takes it over, with what it holds. It returns only once the
+// client is gone (whichever caller closes it), so that a next term on this
+// replica never connects under the same client id beside it: the broker
+// would make the two take the session from each other in turns.
 func (s *Server) closeExt() {
+	s.cluster.extMu.Lock()
+	defer s.cluster.extMu.Unlock()
 	ext := s.cluster.ext.Swap(nil)
 	if ext == nil {
+		return
+	}
+	if !s.closing.Load() {
+		if err := ext.Abandon(); err != nil {
+			s.log.Warn("disconnect from the external MQTT broker", "err", err)
+		}
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
