@@ -58,6 +58,9 @@ type Config struct {
 	Logger   *slog.Logger
 	// Workers bounds the uplinks handled at once; 0 means DefaultWorkers.
 	Workers int
+	// Metrics counts what the client does; nil counts into series that
+	// are not registered anywhere.
+	Metrics *Metrics
 }
 
 // DefaultWorkers is how many uplinks a replica hands to the engine at once,
@@ -105,6 +108,8 @@ type Client struct {
 	fatal      chan error  // the first connection's failure, for Dial
 	up         chan struct{}
 	upOnce     sync.Once
+	ups        atomic.Int64 // connections made and subscribed
+	m          *Metrics
 
 	ids  sync.Map // "{product}/{device}" -> int64
 	nids atomic.Int64
@@ -129,7 +134,10 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	c := &Client{cfg: cfg, log: cfg.Logger, slots: make(chan struct{}, cfg.Workers),
+	if cfg.Metrics == nil {
+		cfg.Metrics, _ = NewMetrics(nil) // registers nothing, so it cannot fail
+	}
+	c := &Client{cfg: cfg, log: cfg.Logger, m: cfg.Metrics, slots: make(chan struct{}, cfg.Workers),
 		fatal: make(chan error, 1), up: make(chan struct{}), logs: rate.Sometimes{Interval: logEvery}}
 	c.work, c.stopWork = context.WithCancel(context.Background())
 	life, cancel := context.WithCancel(context.Background())
@@ -221,7 +229,14 @@ func (c *Client) connectionUp(cm *autopaho.ConnectionManager, ack *paho.Connack)
 			c.fail(err)
 			return
 		}
+		if c.closing.Load() {
+			return // Close or Abandon came first: not connected for long
+		}
 		c.subscribed.Store(true)
+		c.m.connected.Set(1)
+		if c.ups.Add(1) > 1 {
+			c.m.reconnects.Inc()
+		}
 		c.log.Info("broker: connected", "broker", c.cfg.URL.Redacted(), "client_id", c.cfg.ClientID, "session_present", ack.SessionPresent)
 		c.upOnce.Do(func() { close(c.up) })
 	}()
@@ -229,6 +244,7 @@ func (c *Client) connectionUp(cm *autopaho.ConnectionManager, ack *paho.Connack)
 
 func (c *Client) connectionDown() bool {
 	c.subscribed.Store(false)
+	c.m.connected.Set(0)
 	if !c.closing.Load() {
 		c.log.Warn("broker: connection lost; reconnecting")
 	}
@@ -305,6 +321,8 @@ func (c *Client) Abandon() error {
 
 func (c *Client) abort() error {
 	c.stopWork()
+	c.subscribed.Store(false)
+	defer c.m.connected.Set(0)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	err := c.cm.Disconnect(ctx)

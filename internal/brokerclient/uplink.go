@@ -24,6 +24,9 @@ func (c *Client) received(pr paho.PublishReceived) (bool, error) {
 	case <-c.work.Done():
 		return true, nil // not acknowledged: delivered again later
 	}
+	if pr.Packet.Duplicate() {
+		c.m.redelivered.Inc()
+	}
 	c.inflight.Add(1)
 	go func() {
 		defer c.inflight.Done()
@@ -54,11 +57,13 @@ func (c *Client) handle(p *paho.Publish) bool {
 	msg, err := wire.Decode(kind, p.Payload)
 	if err != nil {
 		c.refuse(product, key, kind, p.Payload, err)
+		c.m.uplinks.WithLabelValues(string(kind)).Inc()
 		return true
 	}
 	for attempt := 0; ; attempt++ {
 		done, err := c.deliver(product, key, msg)
 		if done {
+			c.m.uplinks.WithLabelValues(string(kind)).Inc()
 			return true
 		}
 		if c.work.Err() != nil {
@@ -189,7 +194,7 @@ func (c *Client) refuse(product, key string, kind wire.Kind, payload []byte, err
 		c.log.Info("broker: device message refused", "product", product, "device", key, "kind", kind,
 			"code", reply.Error, "err", reply.Message)
 	})
-	c.publish(wire.Topic(product, key, wire.KindReply), wire.Encode(reply))
+	c.publish(wire.KindReply, wire.Topic(product, key, wire.KindReply), wire.Encode(reply))
 }
 
 func (c *Client) answer(d engine.Device, a *engine.Answer) {
@@ -197,7 +202,7 @@ func (c *Client) answer(d engine.Device, a *engine.Answer) {
 		c.log.Error("broker: engine answer is not a downlink message; dropped", "kind", a.Kind, "product", d.Product, "device", d.Key)
 		return
 	}
-	c.publish(wire.Topic(d.Product, d.Key, a.Kind), wire.Encode(a.Message))
+	c.publish(a.Kind, wire.Topic(d.Product, d.Key, a.Kind), wire.Encode(a.Message))
 }
 
 // Send publishes an engine downlink at QoS 1. It implements the engine's
@@ -209,14 +214,21 @@ func (c *Client) Send(product, device, kind string, payload []byte) {
 		c.log.Error("broker: not a downlink kind; message dropped", "kind", kind, "product", product, "device", device)
 		return
 	}
-	go c.publish(wire.Topic(product, device, k), payload)
+	go c.publish(k, wire.Topic(product, device, k), payload)
 }
 
 // publish publishes one downlink and waits for the broker's PUBACK.
-func (c *Client) publish(topic string, payload []byte) {
+func (c *Client) publish(kind wire.Kind, topic string, payload []byte) {
 	ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
 	defer cancel()
-	if _, err := c.cm.Publish(ctx, &paho.Publish{Topic: topic, QoS: 1, Payload: payload}); err != nil {
-		c.logs.Do(func() { c.log.Warn("broker: downlink not published", "topic", topic, "err", err) })
+	pr, err := c.cm.Publish(ctx, &paho.Publish{Topic: topic, QoS: 1, Payload: payload})
+	if err == nil && pr != nil && pr.ReasonCode >= 0x80 {
+		err = fmt.Errorf("the broker refused it with reason 0x%02x", pr.ReasonCode)
 	}
+	if err != nil {
+		c.m.publishErrors.Inc()
+		c.logs.Do(func() { c.log.Warn("broker: downlink not published", "topic", topic, "err", err) })
+		return
+	}
+	c.m.downlinks.WithLabelValues(string(kind)).Inc()
 }

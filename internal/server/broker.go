@@ -102,7 +102,7 @@ func (s *Server) dialBroker(ctx context.Context, devices engine.Devices) (*broke
 	}
 	c, err := brokerclient.Dial(ctx, brokerclient.Config{
 		URL: u, Username: user, Password: password, ClientID: id,
-		Devices: devices, Resolver: s.store, Logger: s.log,
+		Devices: devices, Resolver: s.store, Logger: s.log, Metrics: s.cluster.extM,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("external MQTT broker (--broker %s): %w", u.Redacted(), err)

@@ -69,8 +69,9 @@ func TestClusterRecoversFromAPostgreSQLRestart(t *testing.T) {
 		return since.After(restarted) && leader == scheduler(apiB) && oneScheduler(apiA) && oneScheduler(apiB)
 	})
 	t.Logf("%s schedules again %v after the restart", leader, since.Sub(restarted).Round(10*time.Millisecond))
-	waitWithin(t, 30*time.Second, "exactly one replica to say so in /metrics", func() bool {
-		return leaderMetric(a.httpURL)+leaderMetric(b.httpURL) == 1
+	waitWithin(t, 30*time.Second, "exactly one replica to say in /metrics that it schedules and is the broker's client", func() bool {
+		return leaderMetric(a.httpURL)+leaderMetric(b.httpURL) == 1 &&
+			metricValue(leader, "otter_broker_connected") == 1 && metricValue(a.httpURL, "otter_broker_connected")+metricValue(b.httpURL, "otter_broker_connected") == 1
 	})
 
 	done := r.until(func(t *client.Task) bool { return t.State.Terminal() }, task.ID, "the task to end")
@@ -129,7 +130,11 @@ func oneScheduler(api *client.Client) bool {
 
 // leaderMetric reads otter_scheduler_leader from the replica's /metrics;
 // -1 when it cannot.
-func leaderMetric(base string) int {
+func leaderMetric(base string) int { return metricValue(base, "otter_scheduler_leader") }
+
+// metricValue reads the series name, without labels, of value 0 or 1 from
+// the replica's /metrics; -1 when it cannot.
+func metricValue(base, name string) int {
 	hc := &http.Client{Timeout: 3 * time.Second}
 	req, _ := http.NewRequest(http.MethodGet, base+"/metrics", nil)
 	resp, err := hc.Do(req)
@@ -140,9 +145,9 @@ func leaderMetric(base string) int {
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
 		switch strings.TrimSpace(sc.Text()) {
-		case "otter_scheduler_leader 1":
+		case name + " 1":
 			return 1
-		case "otter_scheduler_leader 0":
+		case name + " 0":
 			return 0
 		}
 	}

@@ -61,6 +61,7 @@ type cluster struct {
 	engines   engineRef
 	ext       atomic.Pointer[brokerclient.Client] // the term's external broker client
 	extMu     sync.Mutex                          // held while ext is closed
+	extM      *brokerclient.Metrics               // every term's ext counts into them
 	leading   atomic.Bool
 	since     atomic.Pointer[time.Time] // when this replica took the lead
 	leaderURL atomic.Pointer[string]    // the leader's advertised URL, "" unknown
@@ -101,6 +102,13 @@ func (s *Server) initCluster() error {
 	})
 	if err := s.reg.Register(c.gauge); err != nil {
 		return err
+	}
+	if s.cfg.Broker != "" {
+		m, err := brokerclient.NewMetrics(s.reg)
+		if err != nil {
+			return err
+		}
+		c.extM = m
 	}
 	c.proxy = &httputil.ReverseProxy{
 		Rewrite: func(r *httputil.ProxyRequest) {
