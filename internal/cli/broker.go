@@ -18,7 +18,7 @@ func (a *app) brokerCommand() *cobra.Command {
 }
 
 type brokerSyncFlags struct {
-	data, db, broker string
+	data, db, broker, brokerCA string
 }
 
 // brokerSyncCommand returns `otter broker sync`: it makes the external
@@ -56,6 +56,7 @@ OTTER_BROKER_PASSWORD or the credentials in the URL.`,
 	fl.StringVar(&f.data, "data", a.envOr("OTTER_DATA", server.DefaultDataDir), "data folder whose SQLite database holds the registry, without --db (OTTER_DATA)")
 	fl.StringVar(&f.db, "db", a.envOr("OTTER_DB", ""), "database holding the registry: empty for the data folder's SQLite (OTTER_DB)")
 	fl.StringVar(&f.broker, "broker", a.envOr("OTTER_BROKER", ""), "the external broker, mqtt://host:port or mqtts://host:port (OTTER_BROKER)")
+	fl.StringVar(&f.brokerCA, "broker-ca", a.envOr("OTTER_BROKER_CA", ""), "with --broker mqtts://: PEM file of the certificate authorities to trust for the broker instead of the system's (OTTER_BROKER_CA)")
 	return cmd
 }
 
@@ -73,7 +74,11 @@ func (a *app) syncBroker(ctx context.Context, f brokerSyncFlags, out io.Writer) 
 	if err != nil {
 		return err
 	}
-	admin, err := dynsec.Dial(ctx, dynsec.Config{URL: u, Username: user, Password: password})
+	tc, err := server.BrokerTLS(u, f.brokerCA)
+	if err != nil {
+		return usageErrorf("%v", err)
+	}
+	admin, err := dynsec.Dial(ctx, dynsec.Config{URL: u, Username: user, Password: password, TLS: tc})
 	if err != nil {
 		return fmt.Errorf("--broker %s: %w", u.Redacted(), err)
 	}

@@ -95,6 +95,8 @@ func (a *app) defineServeFlags(cmd *cobra.Command, sf *serveFlags) {
 	f.BoolVar(&cfg.SecureCookies, "secure-cookies", secure, "mark console cookies Secure: set it when a TLS proxy serves the console over HTTPS; with --tls-cert they always are (OTTER_SECURE_COOKIES)")
 	f.StringVar(&cfg.Broker, "broker", a.envOr("OTTER_BROKER", ""), "external MQTT broker, mqtt://host:port or mqtts://host:port, instead of the embedded one; "+
 		"credentials from OTTER_BROKER_USERNAME and OTTER_BROKER_PASSWORD or the URL; needs --db postgres:// (OTTER_BROKER)")
+	f.StringVar(&cfg.BrokerCA, "broker-ca", a.envOr("OTTER_BROKER_CA", ""), "with --broker mqtts://: PEM file of the certificate authorities to trust for the broker instead of the system's, "+
+		"for a certificate a private CA issued (OTTER_BROKER_CA)")
 	f.StringVar(&cfg.BrokerClientID, "broker-client-id", a.envOr("OTTER_BROKER_CLIENT_ID", ""), "MQTT client id at --broker of the replica that schedules (only that one connects): "+
 		"the same on every replica, so that the next one resumes the session (OTTER_BROKER_CLIENT_ID)")
 	f.StringVar(&cfg.BrokerAdmin, "broker-admin", a.envOr("OTTER_BROKER_ADMIN", ""), "with --broker: dynsec keeps every device's account in Mosquitto's dynamic security plugin "+

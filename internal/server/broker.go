@@ -2,9 +2,12 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"strings"
 
 	"github.com/otter-ota/otter/internal/brokeradmin/dynsec"
@@ -50,13 +53,20 @@ func ParseBrokerURL(raw, username, password string) (u *url.URL, user, pass stri
 // not run twice on one SQLite file.
 func (c Config) checkBrokerFlags(dbKind string) error {
 	if c.Broker == "" {
+		if c.BrokerCA != "" {
+			return errors.New("--broker-ca is for the external broker: give --broker mqtts://host:port too")
+		}
 		return nil
 	}
 	if dbKind == "sqlite" {
 		return errors.New("--broker needs --db postgres://...: an external broker is for several replicas, " +
 			"and SQLite serves one process only (cluster mode needs PostgreSQL)")
 	}
-	if _, _, _, err := c.brokerURL(); err != nil {
+	u, _, _, err := c.brokerURL()
+	if err != nil {
+		return err
+	}
+	if _, err := BrokerTLS(u, c.BrokerCA); err != nil {
 		return err
 	}
 	if c.BrokerAdmin != "" && c.BrokerAdmin != BrokerAdminDynsec {
@@ -64,6 +74,31 @@ func (c Config) checkBrokerFlags(dbKind string) error {
 	}
 	return nil
 }
+
+// BrokerTLS returns the TLS settings for the broker at u: nil for mqtt://,
+// and for mqtts:// the system's roots or, with caFile (--broker-ca), the
+// certificate authorities in that PEM file only.
+func BrokerTLS(u *url.URL, caFile string) (*tls.Config, error) {
+	if caFile == "" {
+		return nil, nil
+	}
+	if u.Scheme != "mqtts" {
+		return nil, fmt.Errorf("--broker-ca is for a broker over TLS: --broker %s is not mqtts://", u.Redacted())
+	}
+	pemBytes, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("--broker-ca: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pemBytes) {
+		return nil, fmt.Errorf("--broker-ca %s holds no PEM certificate", caFile)
+	}
+	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
+}
+
+// brokerTLS is BrokerTLS of the configured broker; checkBrokerFlags has
+// already refused what it would.
+func (c Config) brokerTLS(u *url.URL) (*tls.Config, error) { return BrokerTLS(u, c.BrokerCA) }
 
 // dialAdmin connects to the broker as the dynamic security admin, makes
 // sure of the shared roles, and gives otter's own user the service role
@@ -77,7 +112,11 @@ func (s *Server) dialAdmin(ctx context.Context) (*dynsec.Admin, error) {
 	if err != nil {
 		return nil, err
 	}
-	a, err := dynsec.Dial(ctx, dynsec.Config{URL: u, Username: user, Password: password, Log: s.log})
+	tc, err := s.cfg.brokerTLS(u)
+	if err != nil {
+		return nil, err
+	}
+	a, err := dynsec.Dial(ctx, dynsec.Config{URL: u, Username: user, Password: password, TLS: tc, Log: s.log})
 	if err != nil {
 		return nil, fmt.Errorf("external MQTT broker (--broker %s, --broker-admin dynsec): %w", u.Redacted(), err)
 	}
@@ -100,8 +139,12 @@ func (s *Server) dialBroker(ctx context.Context, devices engine.Devices) (*broke
 	if id == "" {
 		id = DefaultBrokerClientID()
 	}
+	tc, err := s.cfg.brokerTLS(u)
+	if err != nil {
+		return nil, err
+	}
 	c, err := brokerclient.Dial(ctx, brokerclient.Config{
-		URL: u, Username: user, Password: password, ClientID: id,
+		URL: u, Username: user, Password: password, ClientID: id, TLS: tc,
 		Devices: devices, Resolver: s.store, Logger: s.log, Metrics: s.cluster.extM,
 	})
 	if err != nil {

@@ -100,6 +100,10 @@ type Config struct {
 	Broker         string
 	BrokerUsername string
 	BrokerPassword string
+	// BrokerCA is a PEM file of the certificate authorities to trust for
+	// an mqtts:// Broker, instead of the system's: for a broker whose
+	// certificate a private CA issued.
+	BrokerCA string
 	// BrokerClientID is the client id at the external broker of the
 	// replica that schedules (the same on every replica); "" means
 	// DefaultBrokerClientID.

@@ -31,7 +31,10 @@ const (
 // Broker is a running Mosquitto.
 type Broker struct {
 	Addr string // 127.0.0.1:port
-	Dir  string // its configuration, dynamic security file and nothing else
+	// TLSAddr is the listener over TLS (mqtts://) of a broker started by
+	// StartTLS, "" otherwise.
+	TLSAddr string
+	Dir     string // its configuration, dynamic security file and nothing else
 
 	bin, conf string
 	mu        sync.Mutex // guards cmd and done across Restart
@@ -50,6 +53,14 @@ func (b *Broker) Log() string { return b.log.String() }
 // client (AdminUser, AdminPassword). Anonymous clients are refused.
 func Start(t testing.TB) *Broker {
 	t.Helper()
+	return StartTLS(t, "", "")
+}
+
+// StartTLS starts a broker as Start does with, when certFile and keyFile
+// are given, a second listener over TLS (TLSAddr) with that certificate
+// and key. Both listeners take the same accounts.
+func StartTLS(t testing.TB, certFile, keyFile string) *Broker {
+	t.Helper()
 	bin, ctrl, plugin := find(t)
 	dir := t.TempDir()
 	dynsec := filepath.Join(dir, "dynsec.json")
@@ -59,7 +70,7 @@ func Start(t testing.TB) *Broker {
 	}
 	// A port picked here may be taken before Mosquitto binds it: try again.
 	for attempt := 0; ; attempt++ {
-		b, err := start(bin, dir, plugin, dynsec)
+		b, err := start(bin, dir, plugin, dynsec, certFile, keyFile)
 		if err == nil {
 			t.Cleanup(func() { b.stop(t) })
 			return b
@@ -98,21 +109,30 @@ func find(t testing.TB) (bin, ctrl, plugin string) {
 
 // start runs Mosquitto in the foreground on a free port and waits until it
 // accepts connections.
-func start(bin, dir, plugin, dynsec string) (*Broker, error) {
+func start(bin, dir, plugin, dynsec, certFile, keyFile string) (*Broker, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
+	}
+	tlsListener, tlsAddr := "", ""
+	if certFile != "" {
+		tlsPort, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		tlsListener = fmt.Sprintf("listener %d 127.0.0.1\ncertfile %s\nkeyfile %s\n", tlsPort, certFile, keyFile)
+		tlsAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(tlsPort))
 	}
 	conf := filepath.Join(dir, "mosquitto.conf")
 	// "user root" keeps a broker started as root from switching to the
 	// mosquitto user, who could not read the test's temporary folder; it
 	// is ignored when not root.
 	text := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous false\nuser root\npersistence false\n"+
-		"log_dest stderr\nlog_type all\nplugin %s\nplugin_opt_config_file %s\n", port, plugin, dynsec)
+		"log_dest stderr\nlog_type all\nplugin %s\nplugin_opt_config_file %s\n%s", port, plugin, dynsec, tlsListener)
 	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
 		return nil, err
 	}
-	b := &Broker{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Dir: dir, bin: bin, conf: conf, log: &lockedBuffer{}}
+	b := &Broker{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), TLSAddr: tlsAddr, Dir: dir, bin: bin, conf: conf, log: &lockedBuffer{}}
 	if err := b.run(); err != nil {
 		return nil, fmt.Errorf("mosquitto on port %d: %w\n%s", port, err, b.Log())
 	}
@@ -165,6 +185,10 @@ func (b *Broker) awaitListening(exited <-chan struct{}, limit time.Duration) err
 	deadline := time.Now().Add(limit)
 	for {
 		c, err := net.DialTimeout("tcp", b.Addr, time.Second)
+		if err == nil && b.TLSAddr != "" {
+			c.Close()
+			c, err = net.DialTimeout("tcp", b.TLSAddr, time.Second)
+		}
 		if err == nil {
 			return c.Close()
 		}
