@@ -103,6 +103,7 @@ func (a *app) defineServeFlags(cmd *cobra.Command, sf *serveFlags) {
 		"(created, rotated, deleted with the device); empty leaves the broker's accounts to you (OTTER_BROKER_ADMIN)")
 	cfg.BrokerUsername = a.env.Getenv("OTTER_BROKER_USERNAME")
 	cfg.BrokerPassword = a.env.Getenv("OTTER_BROKER_PASSWORD")
+	cfg.BrokerAuthSecret = a.env.Getenv("OTTER_BROKER_AUTH_SECRET")
 	cfg.AdminToken = a.env.Getenv("OTTER_ADMIN_TOKEN")
 	cfg.Getenv = a.env.Getenv
 }

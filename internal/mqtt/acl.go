@@ -42,3 +42,17 @@ func coversUpgrade(d *engine.Device, filter string) bool {
 	rest, ok := strings.CutPrefix(filter, tree(d))
 	return ok && (rest == string(wire.KindUpgrade) || rest == "+" || rest == "#")
 }
+
+// MayPublish reports whether the device product/key may publish on topic,
+// by the embedded broker's rule; for external brokers that ask otter over
+// HTTP.
+func MayPublish(product, key, topic string) bool {
+	return mayPublish(&engine.Device{Product: product, Key: key}, topic)
+}
+
+// MayReceive reports whether the device product/key may subscribe to
+// filter, or receive a message on it, by the embedded broker's rule; for
+// external brokers that ask otter over HTTP.
+func MayReceive(product, key, filter string) bool {
+	return mayReceive(&engine.Device{Product: product, Key: key}, filter)
+}

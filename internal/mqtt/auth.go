@@ -1,6 +1,7 @@
 package mqtt
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -98,20 +99,50 @@ func (b *Broker) authenticate(cl *mochi.Client, pk packets.Packet) error {
 
 // check looks the device up and compares the secret.
 func (b *Broker) check(product, key string, pk packets.Packet) (*engine.Device, *refusal) {
-	user := wire.Username(product, key)
 	ctx, cancel := b.call()
 	defer cancel()
-	creds, err := b.cfg.Credentials.Credentials(ctx, product, key)
+	return verify(ctx, b.cfg.Credentials, product, key, pk.Connect.PasswordFlag, string(pk.Connect.Password))
+}
+
+// verify is the device login check: the device exists and the password is
+// its secret (compared in constant time with the stored hash).
+func verify(ctx context.Context, cs Credentials, product, key string, hasPassword bool, password string) (*engine.Device, *refusal) {
+	user := wire.Username(product, key)
+	creds, err := cs.Credentials(ctx, product, key)
 	switch {
 	case ota.ErrorCode(err) == ota.ENOTFOUND:
 		return nil, badCredentials(refusedUnknown, fmt.Errorf("no device %q in product %q", key, product))
 	case err != nil:
 		return nil, &refusal{reason: refusedUnavailable, v5: v5Unavailable, v3: v3Unavailable,
 			text: "server unavailable: connect again later", err: fmt.Errorf("device %s: look up credentials: %w", user, err)}
-	case !pk.Connect.PasswordFlag || !credential.Equal(creds.SecretHash, string(pk.Connect.Password)):
+	case !hasPassword || !credential.Equal(creds.SecretHash, password):
 		return nil, badCredentials(refusedSecret, fmt.Errorf("device %s: wrong secret", user))
 	}
 	return &engine.Device{ID: creds.DeviceID, Product: product, Key: key}, nil
+}
+
+// ErrRefused is what CheckDevice returns for a login the embedded broker
+// would refuse as bad credentials.
+var ErrRefused = errors.New("mqtt: bad user name or password")
+
+// CheckDevice checks a device login exactly as the embedded broker checks
+// a CONNECT: user name {product}/{device} of a registry device, password
+// its secret. It is for external brokers that ask otter over HTTP. A
+// refused login's error wraps ErrRefused; any other error means the check
+// could not be made (the store failed) and the login must not be allowed.
+func CheckDevice(ctx context.Context, cs Credentials, username, password string) (engine.Device, error) {
+	product, key, err := wire.ParseUsername(username)
+	if err != nil {
+		return engine.Device{}, fmt.Errorf("%w: %v", ErrRefused, err)
+	}
+	d, r := verify(ctx, cs, product, key, true, password)
+	if r == nil {
+		return *d, nil
+	}
+	if r.reason == refusedUnavailable {
+		return engine.Device{}, r.err
+	}
+	return engine.Device{}, fmt.Errorf("%w: %v", ErrRefused, r.err)
 }
 
 // refuse answers a refused CONNECT with the code of its protocol version;

@@ -6,11 +6,13 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"os"
 	"strings"
 
 	"github.com/otter-ota/otter/internal/brokeradmin/dynsec"
+	"github.com/otter-ota/otter/internal/brokerauth"
 	"github.com/otter-ota/otter/internal/brokerclient"
 	"github.com/otter-ota/otter/internal/engine"
 )
@@ -56,7 +58,13 @@ func (c Config) checkBrokerFlags(dbKind string) error {
 		if c.BrokerCA != "" {
 			return errors.New("--broker-ca is for the external broker: give --broker mqtts://host:port too")
 		}
+		if c.BrokerAuthSecret != "" {
+			return errors.New("OTTER_BROKER_AUTH_SECRET serves the HTTP authentication of an external broker: give --broker too")
+		}
 		return nil
+	}
+	if s := c.BrokerAuthSecret; s != "" && len(s) < minBrokerAuthSecret {
+		return fmt.Errorf("OTTER_BROKER_AUTH_SECRET is %d characters long: use at least %d random ones (e.g. openssl rand -hex 32)", len(s), minBrokerAuthSecret)
 	}
 	if dbKind == "sqlite" {
 		return errors.New("--broker needs --db postgres://...: an external broker is for several replicas, " +
@@ -73,6 +81,24 @@ func (c Config) checkBrokerFlags(dbKind string) error {
 		return fmt.Errorf("--broker-admin %q: want %q (Mosquitto's dynamic security plugin) or nothing (the broker's accounts are managed elsewhere)", c.BrokerAdmin, BrokerAdminDynsec)
 	}
 	return nil
+}
+
+// minBrokerAuthSecret is the shortest OTTER_BROKER_AUTH_SECRET accepted.
+const minBrokerAuthSecret = 16
+
+// brokerAuthHandler serves the endpoints a broker with HTTP authentication
+// asks, when OTTER_BROKER_AUTH_SECRET is set; nil otherwise. Every replica
+// serves them: they only read the registry.
+func (s *Server) brokerAuthHandler() (http.Handler, error) {
+	if s.cfg.BrokerAuthSecret == "" {
+		return nil, nil
+	}
+	_, user, password, err := s.cfg.brokerURL()
+	if err != nil {
+		return nil, err
+	}
+	return brokerauth.Handler(brokerauth.Config{Secret: s.cfg.BrokerAuthSecret, ServiceUser: user, ServicePassword: password,
+		Credentials: s.store, Logger: s.log})
 }
 
 // BrokerTLS returns the TLS settings for the broker at u: nil for mqtt://,

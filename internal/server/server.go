@@ -100,6 +100,10 @@ type Config struct {
 	Broker         string
 	BrokerUsername string
 	BrokerPassword string
+	// BrokerAuthSecret, when set, serves the endpoints an external broker
+	// with HTTP authentication asks (internal/brokerauth), to the requests
+	// that carry it.
+	BrokerAuthSecret string
 	// BrokerCA is a PEM file of the certificate authorities to trust for
 	// an mqtts:// Broker, instead of the system's: for a broker whose
 	// certificate a private CA issued.
@@ -142,6 +146,7 @@ type Server struct {
 	log        *slog.Logger
 	store      store.Store
 	reg        *prometheus.Registry
+	brokerAuth http.Handler  // the external broker's HTTP authentication, or nil
 	broker     *mqtt.Broker  // the embedded broker, or nil with Config.Broker
 	admin      *dynsec.Admin // the broker's account admin, or nil
 	http       *http.Server
@@ -345,6 +350,9 @@ func (s *Server) assemble(ctx context.Context) (http.Handler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("build the console: %w", err)
 	}
+	if s.brokerAuth, err = s.brokerAuthHandler(); err != nil {
+		return nil, err
+	}
 	return s.forward(s.mux(a.Handler(), devices.Routes(), con.Handler())), nil
 }
 
@@ -390,6 +398,9 @@ func (s *Server) mux(apiHandler, deviceHandler, consoleHandler http.Handler) htt
 	})
 	mux.HandleFunc("GET /readyz", s.ready)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg}))
+	if s.brokerAuth != nil {
+		mux.Handle("/broker/", s.brokerAuth)
+	}
 	return mux
 }
 
