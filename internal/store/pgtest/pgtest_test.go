@@ -2,12 +2,14 @@ package pgtest_test
 
 import (
 	"context"
+	"os"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/otter-ota/otter/internal/store/pgtest"
+	"github.com/otter-ota/otter/internal/store/storetest"
 )
 
 // The server keeps its data across a restart, and a session open across it
@@ -15,6 +17,11 @@ import (
 func TestRestartKeepsDataAndEndsSessions(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs initdb and a PostgreSQL server")
+	}
+	// Run with the PostgreSQL suites (.ci/run's second pass), like the
+	// tests that use this package.
+	if os.Getenv(storetest.PostgresEnv) == "" {
+		t.Skip("a PostgreSQL test: set " + storetest.PostgresEnv + " (this one starts its own server besides)")
 	}
 	s := pgtest.Start(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
