@@ -17,8 +17,9 @@ import (
 
 // Two replicas on a PostgreSQL of the test's own (the machine's shared one
 // is never restarted), Mosquitto with dynamic security, and 100 SDK
-// devices. PostgreSQL is restarted (fast shutdown: every session ends) in
-// the middle of a push rollout. Each replica must recover by itself: both
+// devices. PostgreSQL is stopped (fast shutdown: every session ends) in
+// the middle of a push rollout, until both replicas say they are not
+// ready, and started again. Each replica must recover by itself: both
 // serve again, exactly one schedules, and every job of the rollout started
 // before the restart ends succeeded exactly once.
 func TestClusterRecoversFromAPostgreSQLRestart(t *testing.T) {
@@ -53,9 +54,16 @@ func TestClusterRecoversFromAPostgreSQLRestart(t *testing.T) {
 	at := r.until(func(t *client.Task) bool {
 		return t.Counts[client.JobSucceeded] >= 15 && inFlight(t) > 0 && t.Counts[client.JobQueued] >= 40
 	}, task.ID, "some jobs succeeded, some in flight and most queued")
-	pg.Restart(t)
+	// Stopped (fast shutdown) until both replicas say they are not ready,
+	// then started again.
+	stopped := time.Now()
+	pg.Stop()
+	for _, p := range procs {
+		waitWithin(t, 30*time.Second, p.httpURL+" to say it is not ready while PostgreSQL is down", func() bool { return !ready(p.httpURL) })
+	}
+	pg.Resume(t)
 	restarted := time.Now()
-	t.Logf("restarted PostgreSQL (fast shutdown): counts before %v", at.Counts)
+	t.Logf("PostgreSQL stopped (fast shutdown) for %v: counts before %v", restarted.Sub(stopped).Round(10*time.Millisecond), at.Counts)
 
 	for _, p := range procs {
 		waitWithin(t, 30*time.Second, p.httpURL+" to be ready again", func() bool { return ready(p.httpURL) })
