@@ -14,6 +14,7 @@ import (
 	"github.com/otter-ota/otter/internal/brokeradmin/dynsec/mosquittotest"
 	"github.com/otter-ota/otter/internal/cli"
 	"github.com/otter-ota/otter/internal/server"
+	"github.com/otter-ota/otter/internal/testcert"
 )
 
 // TestBrokerSyncReportsWhatItChanged runs `otter broker sync` against a
@@ -75,5 +76,37 @@ func TestBrokerSyncReportsWhatItChanged(t *testing.T) {
 	}
 	if r := sync(); r.code != 0 || !strings.Contains(r.stdout, "nothing changed") {
 		t.Fatalf("second sync:\n%s", r)
+	}
+}
+
+// `otter broker sync --broker-ca` reaches an mqtts:// broker whose
+// certificate a private CA issued; without it the certificate is refused,
+// and with a plain broker the flag is a usage error.
+func TestBrokerSyncTrustsThePrivateCA(t *testing.T) {
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s, err := server.Start(ctx, server.Config{DataDir: dir, HTTPAddr: "127.0.0.1:0", MQTTAddr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close() // an empty registry is enough: the sync connects and sets the shared roles
+	caFile, certFile, keyFile := testcert.WriteCA(t, t.TempDir())
+	b := mosquittotest.StartTLS(t, certFile, keyFile)
+	sync := func(broker string, extra ...string) result {
+		var stdout, stderr bytes.Buffer
+		env := map[string]string{"OTTER_BROKER_USERNAME": mosquittotest.AdminUser, "OTTER_BROKER_PASSWORD": mosquittotest.AdminPassword}
+		args := append([]string{"broker", "sync", "--data", dir, "--broker", broker}, extra...)
+		code := cli.Execute(t.Context(), args, cli.Env{Stdout: &stdout, Stderr: &stderr, Getenv: func(k string) string { return env[k] }})
+		return result{code: code, stdout: stdout.String(), stderr: stderr.String()}
+	}
+	if r := sync("mqtts://"+b.TLSAddr, "--broker-ca", caFile); r.code != 0 || !strings.Contains(r.stdout, "0 registry devices") {
+		t.Fatalf("sync over TLS with --broker-ca:\n%s", r)
+	}
+	if r := sync("mqtts://" + b.TLSAddr); r.code == 0 || !strings.Contains(r.stderr, "certificate") {
+		t.Fatalf("sync over TLS without --broker-ca:\n%s", r)
+	}
+	if r := sync("mqtt://"+b.Addr, "--broker-ca", caFile); r.code != 2 || !strings.Contains(r.stderr, "--broker-ca is for a broker over TLS") {
+		t.Fatalf("sync to a plain broker with --broker-ca:\n%s", r)
 	}
 }
