@@ -244,8 +244,10 @@ func (c *Client) connectionUp(cm *autopaho.ConnectionManager, ack *paho.Connack)
 
 func (c *Client) connectionDown() bool {
 	c.subscribed.Store(false)
-	c.m.connected.Set(0)
+	// A closing client says so in abort, before the next term's client
+	// connects: a late call here must not clear that one's gauge.
 	if !c.closing.Load() {
+		c.m.connected.Set(0)
 		c.log.Warn("broker: connection lost; reconnecting")
 	}
 	return true
