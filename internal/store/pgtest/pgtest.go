@@ -59,7 +59,7 @@ func Start(t testing.TB) *Server {
 	}
 	s := &Server{bin: bin, data: filepath.Join(dir, "data"), cred: cred}
 	initdb := exec.Command(filepath.Join(bin, "initdb"), "-D", s.data, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync", "--no-instructions")
-	initdb.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	initdb.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGKILL}
 	if out, err := initdb.CombinedOutput(); err != nil {
 		fatal(t, fmt.Sprintf("pgtest: initdb: %v\n%s", err, out))
 	}
@@ -126,7 +126,9 @@ func (s *Server) run() error {
 	cmd := exec.Command(filepath.Join(s.bin, "postgres"), "-D", s.data, "-p", strconv.Itoa(s.port),
 		"-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=", "-c", "fsync=off",
 		"-c", "max_connections=200")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred}
+	// A test binary that dies (a timeout's panic, a kill) takes the server
+	// with it (SIGQUIT: immediate shutdown) instead of leaving it running.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred, Pdeathsig: syscall.SIGQUIT}
 	cmd.Stdout, cmd.Stderr = s.log, s.log
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start postgres: %w", err)
