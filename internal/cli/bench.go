@@ -173,6 +173,7 @@ func fleetFields(r *bench.FleetReport) []field {
 		{"broker", r.Broker},
 		{"otter processes", strconv.Itoa(r.Replicas)},
 		{"server process", serverProcess(r.SeparateServer)},
+		{"create devices and broker accounts", formatProvision(r.Provision)},
 		{"connect and inform", formatSeconds(r.Connect)},
 		{"task: all succeeded after", formatSeconds(r.TaskTime)},
 		{"succeeded / failed", fmt.Sprintf("%d / %d", r.Succeeded, r.Failed)},
@@ -281,6 +282,7 @@ func connectFields(r *bench.ConnectReport) []field {
 		{"broker", r.Broker},
 		{"otter processes", strconv.Itoa(r.Replicas)},
 		{"server process", serverProcess(r.SeparateServer)},
+		{"create devices and broker accounts", formatProvision(r.Provision)},
 		{"connect and inform", formatSeconds(r.Connect)},
 		{"broker connections", strconv.FormatInt(r.Connected, 10)},
 		{"server RSS before devices", formatSize(r.BaseRSS)},
@@ -296,13 +298,26 @@ func connectFields(r *bench.ConnectReport) []field {
 	}
 	if r.Broker == bench.BrokerMosquitto {
 		f = append(f,
+			field{"server RSS with the devices created, none connected", formatSize(r.AccountsRSS)},
+			field{"server RSS per connection", formatSize(r.PerConnection)},
 			field{"Mosquitto RSS before devices", formatSize(r.BrokerBaseRSS)},
+			field{"Mosquitto RSS with their accounts, none connected", formatSize(r.BrokerAccountsRSS)},
 			field{"Mosquitto RSS (VmRSS)", formatSize(r.BrokerRSS)},
 			field{"Mosquitto peak RSS (VmHWM)", formatSize(r.BrokerPeakRSS)},
-			field{"Mosquitto RSS per device", formatSize(r.BrokerPerDevice)},
+			field{"Mosquitto RSS per device (account + connection)", formatSize(r.BrokerPerDevice)},
+			field{"Mosquitto RSS per connection", formatSize(r.BrokerPerConnection)},
 			field{"Mosquitto CPU", formatSeconds(r.BrokerCPU)})
 	}
 	return f
+}
+
+// formatProvision shows the time to create the devices, when it was
+// timed apart from connecting them.
+func formatProvision(d time.Duration) string {
+	if d == 0 {
+		return "- (in connect and inform)"
+	}
+	return formatSeconds(d)
 }
 
 // countedBy says when the engine, not the broker, counted the messages.
@@ -443,6 +458,7 @@ func (a *app) benchDevicesCommand() *cobra.Command {
 	fl.StringVar(&cfg.Version, "version", "1.0.0", "version the devices start on")
 	fl.IntVar(&cfg.Devices, "devices", 0, "number of devices")
 	fl.IntVar(&cfg.ConnectRate, "connect-rate", 2000, "new connections per second")
+	fl.StringVar(&cfg.Secrets, "secrets", "", "file of the devices' secrets (key,secret), made by the bench")
 	return cmd
 }
 

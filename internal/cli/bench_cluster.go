@@ -279,6 +279,7 @@ func writeFailover(w io.Writer, r *bench.FailoverReport) error {
 		{"replicas", strconv.Itoa(r.Replicas)},
 		{"rate limit", fmt.Sprintf("%d jobs a minute", r.Rate)},
 		{"firmware size", formatSize(r.FileSize)},
+		{"create devices and broker accounts", formatSeconds(r.Provision)},
 		{"connect and inform", formatSeconds(r.Connect)},
 		{"kill → successor leads, min / median / max", formatSpread(r.Takeover)},
 		{"kill → successor's first job started, min / median / max", formatSpread(r.FirstJob)},
