@@ -182,9 +182,9 @@ func fleetFields(r *bench.FleetReport) []field {
 		{"MQTT messages per second", fmt.Sprintf("%.0f", r.MessagesPerSecond)},
 		{"upgrade command p50 / p99 / max", formatLatency(r.Upgrade)},
 		{"succeeded p50 / p99 / max", formatLatency(r.Success)},
-		{"server peak RSS" + replicasSum(r.Replicas), formatSize(r.ServerPeakRSS)},
-		{"server RSS at the end" + replicasSum(r.Replicas), formatSize(r.ServerRSS)},
-		{"server CPU (run / task)" + replicasSum(r.Replicas), formatSeconds(r.ServerCPU) + " / " + formatSeconds(r.ServerTaskCPU)},
+		{"server peak RSS", formatSize(r.ServerPeakRSS) + replicasSum(r.Replicas)},
+		{"server RSS at the end", formatSize(r.ServerRSS) + replicasSum(r.Replicas)},
+		{"server CPU (run / task)", formatSeconds(r.ServerCPU) + " / " + formatSeconds(r.ServerTaskCPU) + replicasSum(r.Replicas)},
 		{"simulator CPU (task)", formatSeconds(r.SimulatorTaskCPU)},
 		{"engine commits, mean time", fmt.Sprintf("%d, %s", r.Commits, formatMillis(r.CommitMean))},
 		{"device message to ack, mean", ackMean(r)},
@@ -340,7 +340,7 @@ func ackMean(r *bench.FleetReport) string {
 // replicasSum marks a figure summed over several replicas.
 func replicasSum(n int) string {
 	if n > 1 {
-		return fmt.Sprintf(" (%d replicas)", n)
+		return fmt.Sprintf(" (sum of %d replicas)", n)
 	}
 	return ""
 }
