@@ -154,7 +154,11 @@ func (r *rig) connect(ctx context.Context, n, rate int) (time.Duration, error) {
 		return 0, err
 	}
 	d := time.Since(t0)
-	r.say("%d devices connected and informed in %s (after their creation)", n, d.Round(time.Millisecond))
+	after := ""
+	if r.provisioned > 0 {
+		after = " (after their creation)"
+	}
+	r.say("%d devices connected and informed in %s%s", n, d.Round(time.Millisecond), after)
 	return d, nil
 }
 

@@ -221,8 +221,8 @@ started, and measure the time from the kill until
 
 Each run waits for its task to end (every job must succeed) and starts the
 killed replica again, as a follower. Shows min / median / max over the runs.`,
-		Example: `  otter bench failover --db postgres://postgres@127.0.0.1:5432/test?sslmode=disable --runs 10
-  otter bench failover --db postgres://postgres@127.0.0.1:5432/test?sslmode=disable --runs 3 --devices 200 -o json`,
+		Example: `  otter bench failover --db 'postgres://postgres@127.0.0.1:5432/test?sslmode=disable' --runs 10
+  otter bench failover --db 'postgres://postgres@127.0.0.1:5432/test?sslmode=disable' --runs 3 --devices 200 -o json`,
 		Args: needArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			n, err := parseSize(size)
