@@ -28,7 +28,7 @@ const (
 
 // ErrNotInstalled says Mosquitto 2, mosquitto_ctrl or the dynamic security
 // plugin is missing.
-var ErrNotInstalled = errors.New("Mosquitto 2 with the dynamic security plugin is not installed (apt-get install mosquitto)")
+var ErrNotInstalled = errors.New("mosquitto 2 with the dynamic security plugin is not installed (apt-get install mosquitto)")
 
 // Broker is a running Mosquitto.
 type Broker struct {
