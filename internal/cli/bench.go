@@ -284,7 +284,7 @@ func connectFields(r *bench.ConnectReport) []field {
 		{"server process", serverProcess(r.SeparateServer)},
 		{"create devices and broker accounts", formatProvision(r.Provision)},
 		{"connect and inform", formatSeconds(r.Connect)},
-		{"broker connections", strconv.FormatInt(r.Connected, 10)},
+		{"broker connections", brokerConnections(r)},
 		{"server RSS before devices", formatSize(r.BaseRSS)},
 		{"server RSS (VmRSS)", formatSize(r.RSS)},
 		{"server peak RSS (VmHWM)", formatSize(r.PeakRSS)},
@@ -335,6 +335,15 @@ func ackMean(r *bench.FleetReport) string {
 		return "-"
 	}
 	return formatMillis(r.UplinkMean)
+}
+
+// brokerConnections is what the embedded broker counts; Mosquitto's
+// count is not read.
+func brokerConnections(r *bench.ConnectReport) string {
+	if r.Broker == bench.BrokerMosquitto {
+		return "-"
+	}
+	return strconv.FormatInt(r.Connected, 10)
 }
 
 // replicasSum marks a figure summed over several replicas.
