@@ -102,7 +102,7 @@ func (c *cluster) startBalancer() error {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.MaxIdleConnsPerHost, t.MaxIdleConns = 1024, 1024
 	proxy := &httputil.ReverseProxy{
-		Transport: t,
+		Transport: nextUpstream{c: c, rt: t},
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			if u := c.pick(); u != nil {
 				pr.SetURL(u)
@@ -113,6 +113,39 @@ func (c *cluster) startBalancer() error {
 	c.lb = &http.Server{Handler: proxy, ReadHeaderTimeout: time.Minute}
 	go func() { _ = c.lb.Serve(ln) }()
 	return nil
+}
+
+// nextUpstream sends a GET or HEAD whose replica failed to answer to the
+// next running replica, as nginx does by default (proxy_next_upstream
+// error timeout): a download that reached a replica as it was killed is
+// not the devices' failure. Other requests are not repeated.
+type nextUpstream struct {
+	c  *cluster
+	rt http.RoundTripper
+}
+
+func (n nextUpstream) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := n.rt.RoundTrip(req)
+	if err == nil || (req.Method != http.MethodGet && req.Method != http.MethodHead) {
+		return resp, err
+	}
+	tried := map[string]bool{req.URL.Host: true}
+	for range len(n.c.replicas) {
+		if req.Context().Err() != nil {
+			break
+		}
+		u := n.c.pick()
+		if u == nil || tried[u.Host] {
+			continue
+		}
+		tried[u.Host] = true
+		again := req.Clone(req.Context())
+		again.URL.Scheme, again.URL.Host = u.Scheme, u.Host
+		if resp, err = n.rt.RoundTrip(again); err == nil {
+			return resp, nil
+		}
+	}
+	return resp, err
 }
 
 // pick returns the next running replica's URL, round robin.

@@ -1,6 +1,9 @@
 package bench
 
 import (
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -133,5 +136,46 @@ func TestProcessUsesPairsSnapshotsByProcess(t *testing.T) {
 	}
 	if d := cmp.Diff(want, processUses(before, after, "http://b")); d != "" {
 		t.Errorf("process uses (-want +got):\n%s", d)
+	}
+}
+
+// A GET whose replica is gone goes to the next running one; a POST is not
+// repeated.
+func TestBalancerSendsAFailedGetToTheNextReplica(t *testing.T) {
+	dead := httptest.NewServer(http.NotFoundHandler())
+	dead.Close()
+	live := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "live "+r.Method) }))
+	defer live.Close()
+	// The dead replica has not been seen to die: the balancer still
+	// picks it.
+	c := &cluster{replicas: []*replica{{name: "dead", url: dead.URL, alive: true}, {name: "live", url: live.URL, alive: true}}}
+	if err := c.startBalancer(); err != nil {
+		t.Fatal(err)
+	}
+	defer c.lb.Close()
+	for range 4 {
+		resp, err := http.Get(c.lbURL + "/x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || string(b) != "live GET" {
+			t.Fatalf("GET through the balancer: %d %q, want 200 from the live replica", resp.StatusCode, b)
+		}
+	}
+	bad := 0
+	for range 4 {
+		resp, err := http.Post(c.lbURL+"/x", "text/plain", strings.NewReader("body"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusBadGateway {
+			bad++
+		}
+	}
+	if bad != 2 {
+		t.Errorf("%d of 4 POSTs failed, want the 2 sent to the dead replica", bad)
 	}
 }
