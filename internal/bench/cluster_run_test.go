@@ -1,12 +1,15 @@
 package bench_test
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"os"
 	"testing"
 	"time"
 
 	"github.com/otter-ota/otter/internal/bench"
+	"github.com/otter-ota/otter/internal/cli"
 	"github.com/otter-ota/otter/internal/mosquitto"
 	"github.com/otter-ota/otter/internal/store/storetest"
 )
@@ -81,5 +84,31 @@ func TestFailoverRun(t *testing.T) {
 	}
 	if rep.FirstJob.Count != 1 || rep.FirstJob.Median != run.FirstJob {
 		t.Errorf("summary %+v of one run %+v", rep.FirstJob, run)
+	}
+}
+
+// `otter bench connect --broker mosquitto` runs the single node first and
+// shows both reports side by side.
+func TestConnectCommandSideBySide(t *testing.T) {
+	opts := clusterOptions(t, 1)
+	var out, errs bytes.Buffer
+	code := cli.Execute(testContext(t), []string{"bench", "connect", "--devices", "4", "--idle", "0s", "--db", opts.DBURL, "--broker", "mosquitto", "-o", "json"},
+		cli.Env{Stdout: &out, Stderr: &errs})
+	if code != cli.ExitOK {
+		t.Fatalf("exit %d: %s", code, errs.String())
+	}
+	var both struct {
+		SingleNode bench.ConnectReport `json:"single_node"`
+		Cluster    bench.ConnectReport `json:"cluster"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &both); err != nil {
+		t.Fatalf("output is not the two JSON reports: %v\n%s", err, out.String())
+	}
+	s, c := both.SingleNode, both.Cluster
+	if s.Broker != bench.BrokerEmbedded || s.Connected != 4 || s.Replicas != 1 {
+		t.Errorf("single node %+v: want 4 devices on the embedded broker", s)
+	}
+	if c.Broker != bench.BrokerMosquitto || c.Replicas != 1 || c.BrokerRSS <= 0 || c.BrokerBaseRSS <= 0 || c.AccountsRSS <= 0 || c.RSS <= 0 {
+		t.Errorf("cluster %+v: want otter's and Mosquitto's memory", c)
 	}
 }
