@@ -69,13 +69,16 @@ func startCluster(ctx context.Context, opts ServerOptions, token string) (*Serve
 		return nil, errors.Join(err, c.close())
 	}
 	clientID := "otter-bench-" + randomHex(6)
+	// The list is made before any replica starts: the load balancer reads
+	// it without a lock.
 	for i := range opts.Replicas {
-		r := &replica{
+		c.replicas = append(c.replicas, &replica{
 			name: "replica " + strconv.Itoa(i+1), exe: opts.Executable, token: token, opts: opts,
 			args: append(opts.serveArgs(), "--broker", c.broker.AdminURL(), "--broker-admin", server.BrokerAdminDynsec,
 				"--broker-client-id", clientID, "--public-url", c.lbURL),
-		}
-		c.replicas = append(c.replicas, r)
+		})
+	}
+	for _, r := range c.replicas {
 		if err := r.start(ctx); err != nil {
 			return nil, errors.Join(fmt.Errorf("%s: %w", r.name, err), c.close())
 		}
