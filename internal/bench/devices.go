@@ -5,13 +5,16 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -41,6 +44,15 @@ type deviceConfig struct {
 	PerProcess int
 	// TempDir is where simulated devices keep their downloads.
 	TempDir string
+	// SecretsDir, when set, has the fleet created through the API before
+	// any device starts (provision), each segment's secrets in a file
+	// there, so that the devices only connect.
+	SecretsDir string
+	// Progress receives a line about provisioning.
+	Progress io.Writer
+	// Provisioned, when set, runs after provisioning, before any device
+	// starts.
+	Provisioned func() error
 }
 
 // segment is a part of the fleet: n devices named prefix00001... that
@@ -84,6 +96,16 @@ func startDevices(ctx context.Context, cfg deviceConfig) (*devices, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.SecretsDir != "" {
+		if err := provision(ctx, cfg, segs); err != nil {
+			return nil, err
+		}
+		if cfg.Provisioned != nil {
+			if err := cfg.Provisioned(); err != nil {
+				return nil, err
+			}
+		}
+	}
 	runCtx, cancel := context.WithCancel(ctx)
 	d := &devices{
 		cancel:    cancel,
@@ -115,7 +137,7 @@ func (d *devices) startSegment(ctx context.Context, cfg deviceConfig, s segment)
 	f, err := sim.Start(ctx, sim.Config{
 		API: cfg.API, Broker: s.broker, PublicKey: cfg.PublicKey, Product: cfg.Product,
 		Devices: s.n, Prefix: s.prefix, Version: cfg.Version, ConnectRate: cfg.ConnectRate,
-		HTTPClient: downloadClient(), OnEvent: d.event,
+		HTTPClient: downloadClient(), OnEvent: d.event, Secrets: cfg.secrets(s),
 	})
 	if err != nil {
 		if f != nil {
@@ -124,6 +146,56 @@ func (d *devices) startSegment(ctx context.Context, cfg deviceConfig, s segment)
 		return nil, err
 	}
 	return simPart{f}, nil
+}
+
+// secrets is where a segment's device secrets are kept, or nil.
+func (cfg deviceConfig) secrets(s segment) sim.SecretStore {
+	if cfg.SecretsDir == "" {
+		return nil
+	}
+	return sim.FileSecrets(cfg.secretsFile(s))
+}
+
+func (cfg deviceConfig) secretsFile(s segment) string {
+	return filepath.Join(cfg.SecretsDir, s.prefix+"secrets.csv")
+}
+
+// provisionChunk is how many devices one import request creates: with an
+// external broker, each device's account is a command to the broker, and
+// a smaller request shows progress and stays within the server's
+// deadlines.
+const provisionChunk = 100
+
+// provision creates every segment's devices through the API (with their
+// broker accounts) and keeps their secrets in SecretsDir, named as the
+// simulator names them.
+func provision(ctx context.Context, cfg deviceConfig, segs []segment) error {
+	done := 0
+	t0 := time.Now()
+	for _, s := range segs {
+		secrets := make(map[string]string, s.n)
+		for from := 0; from < s.n; from += provisionChunk {
+			var b strings.Builder
+			for i := from; i < min(from+provisionChunk, s.n); i++ {
+				fmt.Fprintf(&b, "%s%05d,sim=true\n", s.prefix, i+1)
+			}
+			res, err := cfg.API.ImportDevices(ctx, cfg.Product, strings.NewReader(b.String()))
+			if err != nil {
+				return fmt.Errorf("create devices %s%05d and up: %w", s.prefix, from+1, err)
+			}
+			for _, d := range res.Devices {
+				secrets[d.Key] = d.Secret
+			}
+			done += len(res.Devices)
+			if done%1000 < provisionChunk || done == cfg.Devices {
+				say(cfg.Progress, "created %d of %d devices and their broker accounts (%s)", done, cfg.Devices, time.Since(t0).Round(time.Millisecond))
+			}
+		}
+		if err := sim.FileSecrets(cfg.secretsFile(s)).Save(secrets); err != nil {
+			return fmt.Errorf("keep the device secrets: %w", err)
+		}
+	}
+	return nil
 }
 
 // downloadConns bounds the download connections of one process of

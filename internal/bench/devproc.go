@@ -46,6 +46,9 @@ type DevicesConfig struct {
 	PublicKey                string
 	Product, Prefix, Version string
 	Devices, ConnectRate     int
+	// Secrets, when set, is a file of the devices' secrets (key,secret):
+	// devices it names are not created again.
+	Secrets string
 }
 
 // RunDevices runs simulated devices until ctx ends, writing their events
@@ -61,11 +64,15 @@ func RunDevices(ctx context.Context, cfg DevicesConfig, out io.Writer) error {
 		return fmt.Errorf("the public key is not base64: %w", err)
 	}
 	w := &lineWriter{w: out}
-	f, err := sim.Start(ctx, sim.Config{
+	sc := sim.Config{
 		API: client.New(cfg.Server, cfg.Token, client.WithUserAgent("otter-bench")), Broker: cfg.Broker,
 		PublicKey: key, Product: cfg.Product, Devices: cfg.Devices, Prefix: cfg.Prefix, Version: cfg.Version,
 		ConnectRate: cfg.ConnectRate, HTTPClient: downloadClient(), OnEvent: w.event,
-	})
+	}
+	if cfg.Secrets != "" {
+		sc.Secrets = sim.FileSecrets(cfg.Secrets)
+	}
+	f, err := sim.Start(ctx, sc)
 	if err != nil {
 		return err
 	}
@@ -108,6 +115,9 @@ func startProcPart(ctx context.Context, cfg deviceConfig, s segment, record func
 	args := []string{"bench", "devices", "--server", cfg.API.BaseURL(), "--broker", s.broker,
 		"--product", cfg.Product, "--prefix", s.prefix, "--devices", strconv.Itoa(s.n), "--version", cfg.Version,
 		"--public-key", base64.StdEncoding.EncodeToString(cfg.PublicKey), "--connect-rate", strconv.Itoa(cfg.ConnectRate)}
+	if cfg.SecretsDir != "" {
+		args = append(args, "--secrets", cfg.secretsFile(s))
+	}
 	cmd := exec.Command(cfg.Executable, args...)
 	cmd.Env = append(os.Environ(), "OTTER_TOKEN="+cfg.Token)
 	if cfg.TempDir != "" {

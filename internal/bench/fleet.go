@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"time"
 
 	"github.com/otter-ota/otter/client"
@@ -37,8 +36,17 @@ type FleetReport struct {
 	// SeparateServer says the server ran in a process of its own: its
 	// memory and CPU figures are then the server's alone.
 	SeparateServer bool `json:"separate_server"`
+	// Broker is "embedded" or "mosquitto"; Replicas the otter processes
+	// (1 with the embedded broker).
+	Broker   string `json:"broker"`
+	Replicas int    `json:"replicas"`
 	// Connect is the time to start, connect and hear from every device.
 	Connect time.Duration `json:"connect_ns"`
+	// Provision, in cluster mode, is the time to create the devices and
+	// their broker accounts through the API before they start (Connect
+	// then counts from their start); 0 when the simulator creates them
+	// as it starts (Connect includes it).
+	Provision time.Duration `json:"provision_ns,omitempty"`
 	// TaskTime runs from the request that created the task until the task
 	// is completed (every job succeeded).
 	TaskTime  time.Duration `json:"task_ns"`
@@ -50,6 +58,11 @@ type FleetReport struct {
 	UpgradesPerSecond float64 `json:"upgrades_per_second"`
 	// Uplinks and Downlinks count MQTT messages the server handled during
 	// the task (otter_mqtt_uplinks_total, otter_mqtt_downlinks_total).
+	// In cluster mode the external broker's client counts nothing: they
+	// are the engine's device messages applied and commands sent
+	// (otter_engine_device_messages_total, otter_engine_downlinks_total)
+	// and MessagesCounted says "engine".
+	MessagesCounted   string  `json:"messages_counted"`
 	Uplinks           int64   `json:"mqtt_uplinks"`
 	Downlinks         int64   `json:"mqtt_downlinks"`
 	MessagesPerSecond float64 `json:"mqtt_messages_per_second"`
@@ -59,6 +72,10 @@ type FleetReport struct {
 	// Success is the time from the task's creation to each device's
 	// running the new version.
 	Success Latency `json:"success_latency"`
+	// Processes is each server process's use (each replica's and the
+	// broker's in cluster mode). The Server figures below are the sum over
+	// the replicas.
+	Processes []ProcessUse `json:"processes"`
 	// Server is the server process's use: Peak over the whole run, CPU
 	// over the whole run and during the task.
 	ServerPeakRSS int64         `json:"server_peak_rss_bytes"`
@@ -74,6 +91,17 @@ type FleetReport struct {
 	Commits    int64         `json:"engine_commits"`
 	CommitMean time.Duration `json:"engine_commit_mean_ns"`
 	UplinkMean time.Duration `json:"uplink_ack_mean_ns"`
+}
+
+// ProcessUse is what one process of the server used.
+type ProcessUse struct {
+	Name string `json:"name"`
+	// Scheduling says this replica ran the rollout engine at the end.
+	Scheduling bool          `json:"scheduling,omitempty"`
+	PeakRSS    int64         `json:"peak_rss_bytes"`
+	RSS        int64         `json:"rss_bytes"`
+	CPU        time.Duration `json:"cpu_ns"`
+	TaskCPU    time.Duration `json:"task_cpu_ns"`
 }
 
 // Failure is how many jobs failed with one code, with one device's error.
@@ -116,14 +144,16 @@ func RunFleet(ctx context.Context, cfg FleetConfig) (*FleetReport, error) {
 		return nil, err
 	}
 	defer r.close()
-	rep := &FleetReport{Devices: cfg.Devices, FileSize: cfg.FileSize, Database: dbKind(cfg.Server.DBURL), SeparateServer: r.srv.Separate}
-	fw, err := r.firmware(ctx, cfg.FileSize)
+	rep := &FleetReport{Devices: cfg.Devices, FileSize: cfg.FileSize, Database: dbKind(cfg.Server.DBURL), SeparateServer: r.srv.Separate,
+		Broker: brokerKind(cfg.Server), Replicas: replicaCount(cfg.Server)}
+	fw, err := r.firmware(ctx, "2.0.0", cfg.FileSize)
 	if err != nil {
 		return nil, err
 	}
 	if rep.Connect, err = r.connect(ctx, cfg.Devices, cfg.ConnectRate); err != nil {
 		return nil, err
 	}
+	rep.Provision = r.provisioned
 	if err := r.runTask(ctx, fw, cfg.Timeout, rep); err != nil {
 		return nil, err
 	}
@@ -157,6 +187,7 @@ func (r *rig) runTask(ctx context.Context, fw *client.Firmware, timeout time.Dur
 	rep.Upgrade = latency(r.devs.since(r.devs.upgrade, t0))
 	rep.Success = latency(r.devs.since(r.devs.succeeded, t0))
 	rep.measured(before, after)
+	rep.Processes = processUses(before, after, r.scheduling(ctx))
 	if done.State != client.TaskCompleted {
 		return fmt.Errorf("the task ended %s with %v: want it completed", done.State, done.Counts)
 	}
@@ -168,6 +199,13 @@ type snapshot struct {
 	metrics   Metrics
 	server    Usage
 	simulator time.Duration // CPU
+	// processes is each of the server's processes' use, by name.
+	processes []namedUsage
+}
+
+type namedUsage struct {
+	Process
+	Usage
 }
 
 func (r *rig) snapshot(ctx context.Context) (snapshot, error) {
@@ -175,8 +213,64 @@ func (r *rig) snapshot(ctx context.Context) (snapshot, error) {
 	if err != nil {
 		return snapshot{}, err
 	}
+	var procs []namedUsage
+	for _, p := range r.srv.Processes() {
+		pu, err := ReadUsage(p.PID)
+		if err != nil {
+			return snapshot{}, err
+		}
+		procs = append(procs, namedUsage{p, pu})
+	}
 	cpu, err := r.devs.cpu()
-	return snapshot{metrics: m, server: u, simulator: cpu}, err
+	return snapshot{metrics: m, server: u, simulator: cpu, processes: procs}, err
+}
+
+// processUses pairs each process's use at two snapshots; scheduling is
+// the URL of the replica that schedules.
+func processUses(before, after snapshot, scheduling string) []ProcessUse {
+	var out []ProcessUse
+	for _, a := range after.processes {
+		pu := ProcessUse{Name: a.Name, Scheduling: a.Replica && a.URL == scheduling, PeakRSS: a.PeakRSS, RSS: a.RSS, CPU: a.CPU, TaskCPU: a.CPU}
+		for _, b := range before.processes {
+			if b.PID == a.PID {
+				pu.TaskCPU = a.CPU - b.CPU
+			}
+		}
+		out = append(out, pu)
+	}
+	return out
+}
+
+// scheduling returns the URL of the replica that schedules, as the
+// servers say; "" when they do not answer.
+func (r *rig) scheduling(ctx context.Context) string {
+	if r.srv.cluster == nil {
+		return r.srv.HTTPURL
+	}
+	info, err := r.api.ServerInfo(ctx)
+	if err != nil {
+		return ""
+	}
+	for _, rep := range info.Replicas {
+		if rep.Scheduling && !rep.Gone {
+			return rep.URL
+		}
+	}
+	return ""
+}
+
+func brokerKind(o ServerOptions) string {
+	if o.clustered() {
+		return BrokerMosquitto
+	}
+	return BrokerEmbedded
+}
+
+func replicaCount(o ServerOptions) int {
+	if o.clustered() {
+		return o.Replicas
+	}
+	return 1
 }
 
 // measured fills in the rates and the use of the server and the devices
@@ -184,8 +278,14 @@ func (r *rig) snapshot(ctx context.Context) (snapshot, error) {
 func (rep *FleetReport) measured(before, after snapshot) {
 	b, a := before.metrics, after.metrics
 	rep.UpgradesPerSecond = float64(rep.Succeeded) / rep.TaskTime.Seconds()
-	rep.Uplinks = int64(a["otter_mqtt_uplinks_total"] - b["otter_mqtt_uplinks_total"])
-	rep.Downlinks = int64(a["otter_mqtt_downlinks_total"] - b["otter_mqtt_downlinks_total"])
+	up, down := "otter_mqtt_uplinks_total", "otter_mqtt_downlinks_total"
+	rep.MessagesCounted = "broker"
+	if _, ok := a[up]; !ok {
+		up, down = "otter_engine_device_messages_total", "otter_engine_downlinks_total"
+		rep.MessagesCounted = "engine"
+	}
+	rep.Uplinks = int64(a[up] - b[up])
+	rep.Downlinks = int64(a[down] - b[down])
 	rep.MessagesPerSecond = float64(rep.Uplinks+rep.Downlinks) / rep.TaskTime.Seconds()
 	rep.ServerPeakRSS, rep.ServerRSS, rep.ServerCPU = after.server.PeakRSS, after.server.RSS, after.server.CPU
 	rep.ServerTaskCPU = after.server.CPU - before.server.CPU
@@ -227,7 +327,7 @@ func (r *rig) waitTask(ctx context.Context, id int64, timeout time.Duration) (*c
 
 // sample reads the server's metrics and its process's use.
 func (r *rig) sample(ctx context.Context) (Metrics, Usage, error) {
-	m, err := Scrape(ctx, http.DefaultClient, r.srv.HTTPURL)
+	m, err := r.srv.Scrape(ctx)
 	if err != nil {
 		return nil, Usage{}, err
 	}
@@ -235,11 +335,11 @@ func (r *rig) sample(ctx context.Context) (Metrics, Usage, error) {
 	return m, u, err
 }
 
-// firmware uploads a random file of size bytes as version 2.0.0.
-func (r *rig) firmware(ctx context.Context, size int64) (*client.Firmware, error) {
+// firmware uploads a random file of size bytes as version.
+func (r *rig) firmware(ctx context.Context, version string, size int64) (*client.Firmware, error) {
 	image := make([]byte, size)
 	_, _ = rand.Read(image)
-	fw, err := r.api.UploadFirmware(ctx, client.FirmwareUpload{Product: benchProduct, Version: "2.0.0", Size: size}, bytes.NewReader(image))
+	fw, err := r.api.UploadFirmware(ctx, client.FirmwareUpload{Product: benchProduct, Version: version, Size: size}, bytes.NewReader(image))
 	if err != nil {
 		return nil, fmt.Errorf("upload the firmware: %w", err)
 	}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/exec"
 	"runtime/pprof"
@@ -46,6 +47,46 @@ type ServerOptions struct {
 	// Stderr receives a separate server's log (warnings and errors); nil
 	// discards it.
 	Stderr io.Writer
+	// Broker is "" (or BrokerEmbedded) for the server's embedded broker,
+	// BrokerMosquitto for cluster mode: a private Mosquitto with the
+	// dynamic security plugin, Replicas `otter bench server` processes
+	// (PostgreSQL and Executable needed) as its clients, and a load
+	// balancer in this process in front of their HTTP listeners.
+	Broker   string
+	Replicas int
+}
+
+// The brokers a benchmark runs on.
+const (
+	BrokerEmbedded  = "embedded"
+	BrokerMosquitto = "mosquitto"
+)
+
+// clustered says the options ask for cluster mode.
+func (o ServerOptions) clustered() bool { return o.Broker == BrokerMosquitto }
+
+// check refuses options that cannot run.
+func (o ServerOptions) check() error {
+	switch o.Broker {
+	case "", BrokerEmbedded:
+		return nil
+	case BrokerMosquitto:
+	default:
+		return fmt.Errorf("bench: broker %q: want %s or %s", o.Broker, BrokerEmbedded, BrokerMosquitto)
+	}
+	if !isPostgres(o.DBURL) {
+		return errors.New("bench: an external broker needs PostgreSQL (--db postgres://...): replicas share one database")
+	}
+	if o.Executable == "" {
+		return errors.New("bench: an external broker runs the replicas in processes of their own, not in this process (no --in-process)")
+	}
+	if o.Replicas < 1 {
+		return errors.New("bench: an external broker needs at least one replica")
+	}
+	if o.CPUProfile != "" || o.Trace != "" {
+		return errors.New("bench: --cpuprofile and --trace profile one server, not a cluster's replicas")
+	}
+	return nil
 }
 
 // Server is a running server under measurement.
@@ -61,10 +102,69 @@ type Server struct {
 	// DBURL is the database the server uses (with its fresh schema).
 	DBURL string
 	close func() error
+	// cluster is set in cluster mode: the replicas, the broker and the
+	// load balancer HTTPURL names.
+	cluster *cluster
 }
 
-// Usage reads the memory and CPU time of the server's process.
-func (s *Server) Usage() (Usage, error) { return ReadUsage(s.PID) }
+// Usage reads the memory and CPU time of the server's process; in cluster
+// mode, the sum over the replicas that run.
+func (s *Server) Usage() (Usage, error) {
+	if s.cluster == nil {
+		return ReadUsage(s.PID)
+	}
+	var sum Usage
+	for _, p := range s.Processes() {
+		if !p.Replica {
+			continue
+		}
+		u, err := ReadUsage(p.PID)
+		if err != nil {
+			return sum, err
+		}
+		sum.RSS, sum.PeakRSS, sum.CPU, sum.FDs = sum.RSS+u.RSS, sum.PeakRSS+u.PeakRSS, sum.CPU+u.CPU, sum.FDs+u.FDs
+	}
+	return sum, nil
+}
+
+// Process is one process of the server under measurement.
+type Process struct {
+	Name string
+	PID  int
+	// Replica says it is otter (not the broker).
+	Replica bool
+	// URL is a replica's own HTTP listener.
+	URL string
+}
+
+// Processes lists the server's processes: the server alone, or each
+// running replica and the broker.
+func (s *Server) Processes() []Process {
+	if s.cluster == nil {
+		return []Process{{Name: "server", PID: s.PID, Replica: true, URL: s.HTTPURL}}
+	}
+	return s.cluster.processes()
+}
+
+// Scrape reads the server's metrics; in cluster mode, each running
+// replica's, summed (counters and histograms add up; the engine's are
+// the scheduling replica's alone).
+func (s *Server) Scrape(ctx context.Context) (Metrics, error) {
+	sum := Metrics{}
+	for _, p := range s.Processes() {
+		if !p.Replica {
+			continue
+		}
+		m, err := Scrape(ctx, http.DefaultClient, p.URL)
+		if err != nil {
+			return nil, err
+		}
+		for k, v := range m {
+			sum[k] += v
+		}
+	}
+	return sum, nil
+}
 
 // Close stops the server and removes its temporary data folder.
 func (s *Server) Close() error { return s.close() }
@@ -81,6 +181,9 @@ func StartServer(ctx context.Context, opts ServerOptions) (*Server, error) {
 		}
 		return errors.Join(errs...)
 	}
+	if err := opts.check(); err != nil {
+		return nil, err
+	}
 	if err := opts.prepare(ctx, &cleanups); err != nil {
 		return nil, errors.Join(err, cleanup())
 	}
@@ -89,7 +192,10 @@ func StartServer(ctx context.Context, opts ServerOptions) (*Server, error) {
 		return nil, errors.Join(err, cleanup())
 	}
 	start := startInProcess
-	if opts.Executable != "" {
+	switch {
+	case opts.clustered():
+		start = startCluster
+	case opts.Executable != "":
 		start = startSubprocess
 	}
 	s, err := start(ctx, opts, token)
@@ -218,26 +324,40 @@ type handshake struct {
 // child is killed if this process dies first (Pdeathsig), so an
 // interrupted benchmark leaves no server behind.
 func startSubprocess(ctx context.Context, opts ServerOptions, token string) (*Server, error) {
-	args := []string{"bench", "server", "--data", opts.DataDir, "--mqtt", opts.MQTTAddr, "--db", opts.DBURL,
-		"--cpuprofile", opts.CPUProfile, "--trace", opts.Trace}
-	cmd := exec.Command(opts.Executable, args...)
-	cmd.Env = append(os.Environ(), "OTTER_ADMIN_TOKEN="+token)
-	cmd.Stderr = opts.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	out, err := cmd.StdoutPipe()
+	cmd, hs, err := startServeProcess(ctx, opts.Executable, opts.serveArgs(), token, opts.Stderr)
 	if err != nil {
 		return nil, err
 	}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start the server process: %w", err)
+	return &Server{HTTPURL: hs.HTTP, MQTTURL: hs.MQTT, Token: token, PID: cmd.Process.Pid, Separate: true, DBURL: opts.DBURL,
+		close: func() error { return stopProcess(cmd) }}, nil
+}
+
+// serveArgs are the arguments of `otter bench server` for these options.
+func (o ServerOptions) serveArgs() []string {
+	return []string{"bench", "server", "--data", o.DataDir, "--mqtt", o.MQTTAddr, "--db", o.DBURL,
+		"--cpuprofile", o.CPUProfile, "--trace", o.Trace}
+}
+
+// startServeProcess runs `exe args...` (`bench server`) and reads its
+// handshake.
+func startServeProcess(ctx context.Context, exe string, args []string, token string, stderr io.Writer) (*exec.Cmd, handshake, error) {
+	cmd := exec.Command(exe, args...)
+	cmd.Env = append(os.Environ(), "OTTER_ADMIN_TOKEN="+token)
+	cmd.Stderr = stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, handshake{}, err
 	}
-	stop := func() error { return stopProcess(cmd) }
+	if err := cmd.Start(); err != nil {
+		return nil, handshake{}, fmt.Errorf("start the server process: %w", err)
+	}
 	hs, err := readHandshake(ctx, out)
 	if err != nil {
-		return nil, errors.Join(fmt.Errorf("the server process did not start: %w", err), stop())
+		return nil, hs, errors.Join(fmt.Errorf("the server process did not start: %w", err), stopProcess(cmd))
 	}
 	go func() { _, _ = io.Copy(io.Discard, out) }()
-	return &Server{HTTPURL: hs.HTTP, MQTTURL: hs.MQTT, Token: token, PID: cmd.Process.Pid, Separate: true, DBURL: opts.DBURL, close: stop}, nil
+	return cmd, hs, nil
 }
 
 func readHandshake(ctx context.Context, r io.Reader) (handshake, error) {
@@ -289,6 +409,10 @@ func stopProcess(cmd *exec.Cmd) error {
 // benchmark.
 type ServeConfig struct {
 	DataDir, DBURL, MQTTAddr, CPUProfile, Trace string
+	// Broker (a URL with the admin's credentials), BrokerAdmin,
+	// BrokerClientID and PublicURL are a cluster replica's: see
+	// server.Config.
+	Broker, BrokerAdmin, BrokerClientID, PublicURL string
 	// AdminToken is the admin token the parent chose.
 	AdminToken string
 	// Log receives warnings and errors.
@@ -308,7 +432,9 @@ func Serve(ctx context.Context, cfg ServeConfig, out io.Writer) error {
 	}
 	log := slog.New(slog.NewTextHandler(cfg.Log, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	opts := ServerOptions{DataDir: cfg.DataDir, DBURL: cfg.DBURL, MQTTAddr: cfg.MQTTAddr}
-	srv, err := server.Start(ctx, opts.config(cfg.AdminToken, log))
+	sc := opts.config(cfg.AdminToken, log)
+	sc.Broker, sc.BrokerAdmin, sc.BrokerClientID, sc.PublicURL = cfg.Broker, cfg.BrokerAdmin, cfg.BrokerClientID, cfg.PublicURL
+	srv, err := server.Start(ctx, sc)
 	if err != nil {
 		return errors.Join(err, stopProfile())
 	}

@@ -21,7 +21,7 @@ import (
 // this machine, recorded in BENCHMARKS.md.
 func (a *app) benchCommand() *cobra.Command {
 	cmd := a.group("bench", "Measure a server on this machine with simulated devices",
-		a.benchFleetCommand(), a.benchConnectCommand(), a.benchJobsCommand(), a.benchServerCommand(), a.benchDevicesCommand(), a.benchListsCommand(), a.benchDownloadCommand())
+		a.benchFleetCommand(), a.benchConnectCommand(), a.benchFailoverCommand(), a.benchJobsCommand(), a.benchServerCommand(), a.benchDevicesCommand(), a.benchListsCommand(), a.benchDownloadCommand())
 	cmd.Long = `Measure otter on this machine. Each benchmark starts its own server on
 ephemeral ports of 127.0.0.1 with a temporary data folder (SQLite unless
 --db), so it needs no running server and leaves nothing behind. The server
@@ -93,6 +93,7 @@ func checkEmptyDir(dir string) error {
 func (a *app) benchFleetCommand() *cobra.Command {
 	var (
 		sf      benchServerFlags
+		cf      benchClusterFlags
 		cfg     bench.FleetConfig
 		size    string
 		timeout time.Duration
@@ -106,8 +107,18 @@ every device has connected and reported its version, then create one push
 task to all of them with no rate limit and measure: the time from the
 task's creation until every job succeeded, devices upgraded and MQTT
 messages handled per second, the time until each device got its upgrade
-command (p50, p99), and the server's peak memory and CPU time.`,
+command (p50, p99), and the server's peak memory and CPU time.
+
+With --broker mosquitto the devices connect to a private Mosquitto (the
+dynamic security plugin, on a free port) and --replicas otter processes on
+the --db PostgreSQL database serve them as a cluster, behind a load
+balancer in this process that download URLs name; each replica's CPU time
+and memory are shown, and the scheduling replica is marked. Unless
+--single-node=false the same benchmark runs first on one otter process
+with its embedded broker and the same database, and both are shown side
+by side.`,
 		Example: `  otter bench fleet --devices 1000
+  otter bench fleet --devices 10000 --db postgres://postgres@127.0.0.1:5432/test --broker mosquitto --replicas 2
   otter bench fleet --devices 10000 --file-size 64KiB -o json
   otter bench fleet --devices 1000 --db postgres://postgres@127.0.0.1:5432/test
   otter bench fleet --devices 10000 --cpuprofile server.pprof`,
@@ -123,11 +134,18 @@ command (p50, p99), and the server's peak memory and CPU time.`,
 			if cfg.Server, err = sf.options(a.env.Stderr); err != nil {
 				return err
 			}
+			if err := cf.apply(cmd, &cfg.Server, sf.inProcess); err != nil {
+				return err
+			}
 			cfg.FileSize, cfg.ConnectRate, cfg.Timeout, cfg.Progress = n, sf.connectRate, timeout, a.env.Stderr
+			if cf.clustered() && cf.singleNode {
+				return a.benchFleetBoth(cmd.Context(), cfg)
+			}
 			return a.benchFleet(cmd.Context(), cfg)
 		},
 	}
 	sf.register(cmd)
+	cf.register(cmd, 2)
 	cmd.Flags().IntVar(&cfg.Devices, "devices", 1000, "number of simulated devices `N`")
 	cmd.Flags().StringVar(&size, "file-size", "64KiB", "size `S` of the firmware file, e.g. 64KiB, 4MiB")
 	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Minute, "give up when the task has not ended after `D`")
@@ -152,21 +170,27 @@ func fleetFields(r *bench.FleetReport) []field {
 		{"devices", strconv.Itoa(r.Devices)},
 		{"firmware size", formatSize(r.FileSize)},
 		{"database", r.Database},
+		{"broker", r.Broker},
+		{"otter processes", strconv.Itoa(r.Replicas)},
 		{"server process", serverProcess(r.SeparateServer)},
+		{"create devices and broker accounts", formatProvision(r.Provision)},
 		{"connect and inform", formatSeconds(r.Connect)},
 		{"task: all succeeded after", formatSeconds(r.TaskTime)},
 		{"succeeded / failed", fmt.Sprintf("%d / %d", r.Succeeded, r.Failed)},
 		{"devices upgraded per second", fmt.Sprintf("%.0f", r.UpgradesPerSecond)},
-		{"MQTT messages (up / down)", fmt.Sprintf("%d (%d / %d)", r.Uplinks+r.Downlinks, r.Uplinks, r.Downlinks)},
+		{"MQTT messages (up / down)", fmt.Sprintf("%d (%d / %d)%s", r.Uplinks+r.Downlinks, r.Uplinks, r.Downlinks, countedBy(r.MessagesCounted))},
 		{"MQTT messages per second", fmt.Sprintf("%.0f", r.MessagesPerSecond)},
 		{"upgrade command p50 / p99 / max", formatLatency(r.Upgrade)},
 		{"succeeded p50 / p99 / max", formatLatency(r.Success)},
-		{"server peak RSS", formatSize(r.ServerPeakRSS)},
-		{"server RSS at the end", formatSize(r.ServerRSS)},
-		{"server CPU (run / task)", formatSeconds(r.ServerCPU) + " / " + formatSeconds(r.ServerTaskCPU)},
+		{"server peak RSS", formatSize(r.ServerPeakRSS) + replicasSum(r.Replicas)},
+		{"server RSS at the end", formatSize(r.ServerRSS) + replicasSum(r.Replicas)},
+		{"server CPU (run / task)", formatSeconds(r.ServerCPU) + " / " + formatSeconds(r.ServerTaskCPU) + replicasSum(r.Replicas)},
 		{"simulator CPU (task)", formatSeconds(r.SimulatorTaskCPU)},
 		{"engine commits, mean time", fmt.Sprintf("%d, %s", r.Commits, formatMillis(r.CommitMean))},
-		{"device message to ack, mean", formatMillis(r.UplinkMean)},
+		{"device message to ack, mean", ackMean(r)},
+	}
+	if r.Replicas > 1 || r.Broker == bench.BrokerMosquitto {
+		f = append(f, processFields(r.Processes)...)
 	}
 	for _, code := range slices.Sorted(maps.Keys(r.Failures)) {
 		fl := r.Failures[code]
@@ -198,6 +222,7 @@ func formatLatency(l bench.Latency) string {
 func (a *app) benchConnectCommand() *cobra.Command {
 	var (
 		sf  benchServerFlags
+		cf  benchClusterFlags
 		cfg bench.ConnectConfig
 	)
 	cmd := &cobra.Command{
@@ -207,8 +232,18 @@ func (a *app) benchConnectCommand() *cobra.Command {
 and reported its version, let them idle for --idle, then report the
 server's resident memory (VmRSS, and VmHWM, the peak) and its memory per
 connected device. Each connection is an open file in the server and in the
-simulator: the hard open-file limit of this machine (ulimit -n -H) bounds N.`,
+simulator: the hard open-file limit of this machine (ulimit -n -H) bounds N.
+
+With --broker mosquitto the devices connect to a private Mosquitto (the
+dynamic security plugin, on a free port) and --replicas otter processes on
+the --db PostgreSQL database are its clients: the server figures are then
+otter's (summed over the replicas), which must not grow with the devices,
+and Mosquitto's RSS and its RSS per device are shown beside them. Unless
+--single-node=false the same benchmark runs first on one otter process
+with its embedded broker and the same database, and both are shown side
+by side.`,
 		Example: `  otter bench connect --devices 10000
+  otter bench connect --devices 10000 --db postgres://postgres@127.0.0.1:5432/test --broker mosquitto
   otter bench connect --devices 50000 -o json`,
 		Args: needArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -219,7 +254,13 @@ simulator: the hard open-file limit of this machine (ulimit -n -H) bounds N.`,
 			if cfg.Server, err = sf.options(a.env.Stderr); err != nil {
 				return err
 			}
+			if err := cf.apply(cmd, &cfg.Server, sf.inProcess); err != nil {
+				return err
+			}
 			cfg.ConnectRate, cfg.Progress = sf.connectRate, a.env.Stderr
+			if cf.clustered() && cf.singleNode {
+				return a.benchConnectBoth(cmd.Context(), cfg)
+			}
 			rep, err := bench.RunConnect(cmd.Context(), cfg)
 			if err != nil {
 				return err
@@ -228,18 +269,22 @@ simulator: the hard open-file limit of this machine (ulimit -n -H) bounds N.`,
 		},
 	}
 	sf.register(cmd)
+	cf.register(cmd, 1)
 	cmd.Flags().IntVar(&cfg.Devices, "devices", 10000, "number of simulated devices `N`")
 	cmd.Flags().DurationVar(&cfg.Idle, "idle", 5*time.Second, "how long the devices idle before the measurement")
 	return cmd
 }
 
 func connectFields(r *bench.ConnectReport) []field {
-	return []field{
+	f := []field{
 		{"devices", strconv.Itoa(r.Devices)},
 		{"database", r.Database},
+		{"broker", r.Broker},
+		{"otter processes", strconv.Itoa(r.Replicas)},
 		{"server process", serverProcess(r.SeparateServer)},
+		{"create devices and broker accounts", formatProvision(r.Provision)},
 		{"connect and inform", formatSeconds(r.Connect)},
-		{"broker connections", strconv.FormatInt(r.Connected, 10)},
+		{"broker connections", brokerConnections(r)},
 		{"server RSS before devices", formatSize(r.BaseRSS)},
 		{"server RSS (VmRSS)", formatSize(r.RSS)},
 		{"server peak RSS (VmHWM)", formatSize(r.PeakRSS)},
@@ -251,6 +296,62 @@ func connectFields(r *bench.ConnectReport) []field {
 		{"server open files", strconv.Itoa(r.ServerFDs)},
 		{"server CPU", formatSeconds(r.ServerCPU)},
 	}
+	if r.Broker == bench.BrokerMosquitto {
+		f = append(f,
+			field{"server RSS with the devices created, none connected", formatSize(r.AccountsRSS)},
+			field{"server RSS per connection", formatSize(r.PerConnection)},
+			field{"Mosquitto RSS before devices", formatSize(r.BrokerBaseRSS)},
+			field{"Mosquitto RSS with their accounts, none connected", formatSize(r.BrokerAccountsRSS)},
+			field{"Mosquitto RSS (VmRSS)", formatSize(r.BrokerRSS)},
+			field{"Mosquitto peak RSS (VmHWM)", formatSize(r.BrokerPeakRSS)},
+			field{"Mosquitto RSS per device (account + connection)", formatSize(r.BrokerPerDevice)},
+			field{"Mosquitto RSS per connection", formatSize(r.BrokerPerConnection)},
+			field{"Mosquitto CPU", formatSeconds(r.BrokerCPU)})
+	}
+	return f
+}
+
+// formatProvision shows the time to create the devices, when it was
+// timed apart from connecting them.
+func formatProvision(d time.Duration) string {
+	if d == 0 {
+		return "- (in connect and inform)"
+	}
+	return formatSeconds(d)
+}
+
+// countedBy says when the engine, not the broker, counted the messages.
+func countedBy(source string) string {
+	if source == "engine" {
+		return ", counted by the engine"
+	}
+	return ""
+}
+
+// ackMean is the mean time to acknowledge a device message, which only
+// the embedded broker measures.
+func ackMean(r *bench.FleetReport) string {
+	if r.MessagesCounted == "engine" {
+		return "-"
+	}
+	return formatMillis(r.UplinkMean)
+}
+
+// brokerConnections is what the embedded broker counts; Mosquitto's
+// count is not read.
+func brokerConnections(r *bench.ConnectReport) string {
+	if r.Broker == bench.BrokerMosquitto {
+		return "-"
+	}
+	return strconv.FormatInt(r.Connected, 10)
+}
+
+// replicasSum marks a figure summed over several replicas.
+func replicasSum(n int) string {
+	if n > 1 {
+		return fmt.Sprintf(" (sum of %d replicas)", n)
+	}
+	return ""
 }
 
 func (a *app) benchJobsCommand() *cobra.Command {
@@ -334,6 +435,10 @@ func (a *app) benchServerCommand() *cobra.Command {
 	fl.StringVar(&cfg.MQTTAddr, "mqtt", "127.0.0.1:0", "MQTT listen address")
 	fl.StringVar(&cfg.CPUProfile, "cpuprofile", "", "CPU profile file")
 	fl.StringVar(&cfg.Trace, "trace", "", "execution trace file")
+	fl.StringVar(&cfg.Broker, "broker", "", "external MQTT broker URL (a cluster replica)")
+	fl.StringVar(&cfg.BrokerAdmin, "broker-admin", "", "broker account admin (dynsec)")
+	fl.StringVar(&cfg.BrokerClientID, "broker-client-id", "", "the scheduling replica's client id at the broker")
+	fl.StringVar(&cfg.PublicURL, "public-url", "", "base URL in download URLs")
 	return cmd
 }
 
@@ -362,6 +467,7 @@ func (a *app) benchDevicesCommand() *cobra.Command {
 	fl.StringVar(&cfg.Version, "version", "1.0.0", "version the devices start on")
 	fl.IntVar(&cfg.Devices, "devices", 0, "number of devices")
 	fl.IntVar(&cfg.ConnectRate, "connect-rate", 2000, "new connections per second")
+	fl.StringVar(&cfg.Secrets, "secrets", "", "file of the devices' secrets (key,secret), made by the bench")
 	return cmd
 }
 
