@@ -21,7 +21,7 @@ type createProductInput struct {
 
 type updateProductInput struct {
 	Product string `path:"product" doc:"Product key."`
-	Body struct {
+	Body    struct {
 		Name        *string `json:"name,omitempty" doc:"Display name."`
 		Description *string `json:"description,omitempty"`
 		Protocol    *string `json:"protocol,omitempty" enum:"otter,enos" doc:"Device protocol. Switched to enos, devices created before need a new secret (rotate it) to log in with EnOS's protocol; switched to otter, the sealed secrets are deleted."`
