@@ -60,10 +60,10 @@ Every flag can also be set by the environment variable shown in its help.`,
 // serveFlags holds the flags of `otter serve`: the Config, and the values
 // parsed only once the command runs.
 type serveFlags struct {
-	cfg                                      server.Config
+	cfg                                                server.Config
 	maxSize, ttl, maxDownloads, maxPerDevice, enosSkew string
-	secureErr                                error // a bad OTTER_SECURE_COOKIES
-	redirectErr                              error // a bad OTTER_DOWNLOAD_REDIRECT
+	secureErr                                          error // a bad OTTER_SECURE_COOKIES
+	redirectErr                                        error // a bad OTTER_DOWNLOAD_REDIRECT
 }
 
 func (a *app) defineServeFlags(cmd *cobra.Command, sf *serveFlags) {

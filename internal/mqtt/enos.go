@@ -363,7 +363,9 @@ func (b *Broker) enosFail(c *conn, cl *mochi.Client, d *engine.Device, topic str
 			b.log.Info("mqtt: EnOS device message refused", "product", d.Product, "device", d.Key,
 				"topic", wire.Clip(topic, maxQuoted), "code", code, "err", msg)
 		})
-		c.after = func() { b.publishEnOS(enos.ReplyTopic(topic), enos.Reply(id, enos.CodeParamError, nil, wire.Clip(msg, 1024))) }
+		c.after = func() {
+			b.publishEnOS(enos.ReplyTopic(topic), enos.Reply(id, enos.CodeParamError, nil, wire.Clip(msg, 1024)))
+		}
 		return packets.CodeSuccessIgnore
 	}
 	b.metrics.uplinkErrors.WithLabelValues(wire.CodeUnavailable).Inc()
