@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/otter-ota/otter/internal/credential"
+	"github.com/otter-ota/otter/internal/engine"
 	"github.com/otter-ota/otter/internal/ota"
 	"github.com/otter-ota/otter/internal/store"
 	"github.com/otter-ota/otter/internal/store/storetest"
@@ -149,4 +150,33 @@ func TestEnOSDeliveryWithoutSubscription(t *testing.T) {
 	// device's own subscription comes before the answer to a PINGREQ.
 	c.write(0xc0, nil)
 	c.mustRead(0xd0)
+}
+
+func TestEnOSACLRules(t *testing.T) {
+	d := &engine.Device{ID: 1, Product: "en", Key: "d1"}
+	tests := []struct {
+		topic            string
+		publish, receive bool
+	}{
+		{"/sys/en/d1/ota/device/inform", true, true},
+		{"/sys/en/d1/thing/service/#", true, true},
+		{"/sys/en/d1/#", true, true},
+		{"/sys/en/d2/ota/device/upgrade", false, false},
+		{"/sys/en/+/ota/device/upgrade", false, false},
+		{"/sys/en/d1", false, false},
+		{"/sys/#", false, false},
+		{"otter/v1/en/d1/inform", true, false},
+		{"otter/v1/en/d1/upgrade", true, true},
+	}
+	for _, tt := range tests {
+		if got := mayPublish(d, true, tt.topic); got != tt.publish {
+			t.Errorf("mayPublish(EnOS login, %q) = %v, want %v", tt.topic, got, tt.publish)
+		}
+		if got := mayReceive(d, true, tt.topic); got != tt.receive {
+			t.Errorf("mayReceive(EnOS login, %q) = %v, want %v", tt.topic, got, tt.receive)
+		}
+		if strings.HasPrefix(tt.topic, "/sys/") && (mayPublish(d, false, tt.topic) || mayReceive(d, false, tt.topic)) {
+			t.Errorf("an otter login may use the EnOS topic %q", tt.topic)
+		}
+	}
 }
