@@ -193,7 +193,7 @@ func (b *Broker) enosUplink(c *conn, cl *mochi.Client, d *engine.Device, pk pack
 	switch {
 	case err != nil || kind == enos.KindOther || kind == enos.KindUpgrade:
 		b.metrics.uplinkErrors.WithLabelValues(wire.CodeUnknownTopic).Inc()
-		if !strings.HasSuffix(topic, "_reply") {
+		if !strings.HasSuffix(topic, "_reply") && kind != enos.KindUpgrade { // a device's own command topic gets no answer
 			c.after = func() {
 				b.publishEnOS(enos.ReplyTopic(topic), enos.Reply(requestID(pk.Payload), enos.CodeNotSupported, nil,
 					"otter implements only the OTA topics of EnOS's device protocol (ota/device/inform, progress, getversion, request)"))
