@@ -11,6 +11,7 @@ import (
 
 	"github.com/otter-ota/otter/internal/credential"
 	"github.com/otter-ota/otter/internal/engine"
+	"github.com/otter-ota/otter/internal/enos"
 	"github.com/otter-ota/otter/internal/ota"
 	"github.com/otter-ota/otter/sdk/wire"
 )
@@ -48,7 +49,8 @@ func badCredentials(reason string, err error) *refusal {
 }
 
 // authenticate checks a CONNECT: user name {product}/{device}, password the
-// device secret, and a will (if any) inside the device's own tree. On
+// device secret (or an EnOS login, whose user name is {device}&{product}:
+// checkEnOS), and a will (if any) inside the device's own tree. On
 // success it records the device on the connection and moves the client id
 // into the device's namespace, so that one device can never take over
 // another's session by using its client id.
@@ -57,15 +59,33 @@ func (b *Broker) authenticate(cl *mochi.Client, pk packets.Packet) error {
 	if !ok {
 		return errors.New("mqtt: client without a device connection")
 	}
-	product, key, err := wire.ParseUsername(string(pk.Connect.Username))
+	username := string(pk.Connect.Username)
+	var login *enos.Login
+	product, key, err := wire.ParseUsername(username)
+	clientID := cl.ID
+	if enos.IsLogin(username) {
+		var l enos.Login
+		l, err = enos.ParseLogin(cl.ID, username)
+		product, key, login, clientID = l.Product, l.Device, &l, l.ClientID // login is set even on error: the refusal speaks EnOS
+	}
 	if err != nil {
 		r := badCredentials(refusedUsername, err)
+		if login != nil {
+			r = enosRefusal(refusedUsername, err.Error(), err)
+		}
 		b.refuse(cl, r)
 		return r
 	}
 	c.client.Store(cl)
 	b.sessions.register(wire.Username(product, key), c)
-	d, r := b.check(product, key, pk)
+	var d *engine.Device
+	var r *refusal
+	if login != nil {
+		c.enos.Store(true)
+		d, r = b.checkEnOS(*login, pk)
+	} else {
+		d, r = b.check(product, key, pk)
+	}
 	if r == nil && c.revoked.Load() {
 		r = badCredentials(refusedSecret, fmt.Errorf("device %s/%s: credentials changed while logging in", product, key))
 	}
@@ -73,13 +93,15 @@ func (b *Broker) authenticate(cl *mochi.Client, pk packets.Packet) error {
 		b.refuse(cl, r)
 		return r
 	}
-	if pk.Connect.WillFlag && !mayPublish(d, pk.Connect.WillTopic) {
+	if pk.Connect.WillFlag && !mayPublish(d, login != nil, pk.Connect.WillTopic) {
 		r := &refusal{reason: refusedWill, v5: v5NotAuthorized, v3: v3NotAuthorized,
 			text: "the will topic must be one of the device's own topics", err: fmt.Errorf("device %s/%s: will topic %q is outside the device's own topics (%s#)", d.Product, d.Key, wire.Clip(pk.Connect.WillTopic, maxQuoted), tree(d))}
 		b.refuse(cl, r)
 		return r
 	}
-	id := wire.Username(d.Product, d.Key) + ":" + cl.ID
+	// An EnOS client id carries the login's timestamp after a '|': the
+	// part before it names the session, so a reconnect takes it over.
+	id := wire.Username(d.Product, d.Key) + ":" + clientID
 	_, takeover := b.srv.Clients.Get(id) // replaces a connection, so never adds one for long
 	release, ok := b.limit.take(d.ID, takeover)
 	if !ok {
@@ -104,21 +126,38 @@ func (b *Broker) check(product, key string, pk packets.Packet) (*engine.Device, 
 	return verify(ctx, b.cfg.Credentials, product, key, pk.Connect.PasswordFlag, string(pk.Connect.Password))
 }
 
+// lookup reads what a device's login is checked against.
+func (b *Broker) lookup(product, key string) (ota.DeviceCredentials, *refusal) {
+	ctx, cancel := b.call()
+	defer cancel()
+	return lookup(ctx, b.cfg.Credentials, product, key)
+}
+
 // verify is the device login check: the device exists and the password is
 // its secret (compared in constant time with the stored hash).
 func verify(ctx context.Context, cs Credentials, product, key string, hasPassword bool, password string) (*engine.Device, *refusal) {
-	user := wire.Username(product, key)
+	creds, r := lookup(ctx, cs, product, key)
+	if r != nil {
+		return nil, r
+	}
+	if !hasPassword || !credential.Equal(creds.SecretHash, password) {
+		return nil, badCredentials(refusedSecret, fmt.Errorf("device %s: wrong secret", wire.Username(product, key)))
+	}
+	return &engine.Device{ID: creds.DeviceID, Product: product, Key: key}, nil
+}
+
+// lookup reads a device's credentials, refusing an unknown device or a
+// registry that cannot answer.
+func lookup(ctx context.Context, cs Credentials, product, key string) (ota.DeviceCredentials, *refusal) {
 	creds, err := cs.Credentials(ctx, product, key)
 	switch {
 	case ota.ErrorCode(err) == ota.ENOTFOUND:
-		return nil, badCredentials(refusedUnknown, fmt.Errorf("no device %q in product %q", key, product))
+		return creds, badCredentials(refusedUnknown, fmt.Errorf("no device %q in product %q", key, product))
 	case err != nil:
-		return nil, &refusal{reason: refusedUnavailable, v5: v5Unavailable, v3: v3Unavailable,
-			text: "server unavailable: connect again later", err: fmt.Errorf("device %s: look up credentials: %w", user, err)}
-	case !hasPassword || !credential.Equal(creds.SecretHash, password):
-		return nil, badCredentials(refusedSecret, fmt.Errorf("device %s: wrong secret", user))
+		return creds, &refusal{reason: refusedUnavailable, v5: v5Unavailable, v3: v3Unavailable,
+			text: "server unavailable: connect again later", err: fmt.Errorf("device %s: look up credentials: %w", wire.Username(product, key), err)}
 	}
-	return &engine.Device{ID: creds.DeviceID, Product: product, Key: key}, nil
+	return creds, nil
 }
 
 // ErrRefused is what CheckDevice returns for a login the embedded broker
