@@ -41,6 +41,8 @@ type deviceConfig struct {
 	PerProcess int
 	// TempDir is where simulated devices keep their downloads.
 	TempDir string
+	// Protocol is the devices' protocol (empty: otter's).
+	Protocol string
 }
 
 // segment is a part of the fleet: n devices named prefix00001... that
@@ -115,7 +117,7 @@ func (d *devices) startSegment(ctx context.Context, cfg deviceConfig, s segment)
 	f, err := sim.Start(ctx, sim.Config{
 		API: cfg.API, Broker: s.broker, PublicKey: cfg.PublicKey, Product: cfg.Product,
 		Devices: s.n, Prefix: s.prefix, Version: cfg.Version, ConnectRate: cfg.ConnectRate,
-		HTTPClient: downloadClient(), OnEvent: d.event,
+		HTTPClient: downloadClient(), OnEvent: d.event, Protocol: cfg.Protocol,
 	})
 	if err != nil {
 		if f != nil {

@@ -46,6 +46,8 @@ type DevicesConfig struct {
 	PublicKey                string
 	Product, Prefix, Version string
 	Devices, ConnectRate     int
+	// Protocol is the devices' protocol (empty: otter's).
+	Protocol string
 }
 
 // RunDevices runs simulated devices until ctx ends, writing their events
@@ -64,7 +66,7 @@ func RunDevices(ctx context.Context, cfg DevicesConfig, out io.Writer) error {
 	f, err := sim.Start(ctx, sim.Config{
 		API: client.New(cfg.Server, cfg.Token, client.WithUserAgent("otter-bench")), Broker: cfg.Broker,
 		PublicKey: key, Product: cfg.Product, Devices: cfg.Devices, Prefix: cfg.Prefix, Version: cfg.Version,
-		ConnectRate: cfg.ConnectRate, HTTPClient: downloadClient(), OnEvent: w.event,
+		ConnectRate: cfg.ConnectRate, HTTPClient: downloadClient(), OnEvent: w.event, Protocol: cfg.Protocol,
 	})
 	if err != nil {
 		return err
@@ -108,6 +110,9 @@ func startProcPart(ctx context.Context, cfg deviceConfig, s segment, record func
 	args := []string{"bench", "devices", "--server", cfg.API.BaseURL(), "--broker", s.broker,
 		"--product", cfg.Product, "--prefix", s.prefix, "--devices", strconv.Itoa(s.n), "--version", cfg.Version,
 		"--public-key", base64.StdEncoding.EncodeToString(cfg.PublicKey), "--connect-rate", strconv.Itoa(cfg.ConnectRate)}
+	if cfg.Protocol != "" {
+		args = append(args, "--protocol", cfg.Protocol)
+	}
 	cmd := exec.Command(cfg.Executable, args...)
 	cmd.Env = append(os.Environ(), "OTTER_TOKEN="+cfg.Token)
 	if cfg.TempDir != "" {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/otter-ota/otter/client"
+	"github.com/otter-ota/otter/internal/sim"
 )
 
 // FleetConfig describes a fleet benchmark: one push task to every device.
@@ -25,13 +26,18 @@ type FleetConfig struct {
 	ConnectRate int
 	// Timeout bounds the task, from its creation until every job ended.
 	Timeout time.Duration
+	// Protocol is the device protocol of the fleet: sim.ProtocolOtter
+	// (empty) or sim.ProtocolEnOS.
+	Protocol string
 	// Progress, when set, receives a line about each stage.
 	Progress io.Writer
 }
 
 // FleetReport is what a fleet benchmark measured.
 type FleetReport struct {
-	Devices  int    `json:"devices"`
+	Devices int `json:"devices"`
+	// Protocol is the device protocol the fleet spoke.
+	Protocol string `json:"protocol"`
 	FileSize int64  `json:"file_size_bytes"`
 	Database string `json:"database"`
 	// SeparateServer says the server ran in a process of its own: its
@@ -111,12 +117,15 @@ func RunFleet(ctx context.Context, cfg FleetConfig) (*FleetReport, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 10 * time.Minute
 	}
-	r, err := newRig(ctx, cfg.Server, cfg.Devices, cfg.Progress)
+	if cfg.Protocol == "" {
+		cfg.Protocol = sim.ProtocolOtter
+	}
+	r, err := newRig(ctx, cfg.Server, cfg.Devices, cfg.Protocol, cfg.Progress)
 	if err != nil {
 		return nil, err
 	}
 	defer r.close()
-	rep := &FleetReport{Devices: cfg.Devices, FileSize: cfg.FileSize, Database: dbKind(cfg.Server.DBURL), SeparateServer: r.srv.Separate}
+	rep := &FleetReport{Devices: cfg.Devices, Protocol: cfg.Protocol, FileSize: cfg.FileSize, Database: dbKind(cfg.Server.DBURL), SeparateServer: r.srv.Separate}
 	fw, err := r.firmware(ctx, cfg.FileSize)
 	if err != nil {
 		return nil, err

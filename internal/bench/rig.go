@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/otter-ota/otter/client"
+	"github.com/otter-ota/otter/internal/sim"
 )
 
 // rig is a server under measurement, an admin client, the benchmark's
@@ -21,6 +22,8 @@ type rig struct {
 	executable string
 	perProcess int
 	tempDir    string
+	// protocol is the device protocol of the benchmark's devices.
+	protocol string
 }
 
 // fdMargin is the open files a process needs beside its device
@@ -28,8 +31,9 @@ type rig struct {
 const fdMargin = 256
 
 // newRig checks that this machine can hold the connections, starts the
-// server and creates the benchmark's product.
-func newRig(ctx context.Context, opts ServerOptions, devices int, progress io.Writer) (*rig, error) {
+// server and creates the benchmark's product, for devices of protocol
+// (empty: otter's).
+func newRig(ctx context.Context, opts ServerOptions, devices int, protocol string, progress io.Writer) (*rig, error) {
 	limit, err := checkFileLimit(devices, opts.Executable != "")
 	if err != nil {
 		return nil, err
@@ -42,7 +46,7 @@ func newRig(ctx context.Context, opts ServerOptions, devices int, progress io.Wr
 		// Devices beyond one address's ports connect to 127.0.0.2, ...
 		opts.MQTTAddr = "0.0.0.0:0"
 	}
-	r := &rig{progress: progress, executable: opts.Executable, perProcess: devicesPerProcess(limit)}
+	r := &rig{progress: progress, executable: opts.Executable, perProcess: devicesPerProcess(limit), protocol: protocol}
 	if r.tempDir, err = deviceTempDir(); err != nil {
 		return nil, err
 	}
@@ -52,7 +56,7 @@ func newRig(ctx context.Context, opts ServerOptions, devices int, progress io.Wr
 		return nil, err
 	}
 	r.api = client.New(r.srv.HTTPURL, r.srv.Token, client.WithUserAgent("otter-bench"))
-	if _, err := r.api.CreateProduct(ctx, client.ProductCreate{Key: benchProduct, Name: "Benchmark"}); err != nil {
+	if _, err := r.api.CreateProduct(ctx, benchProductCreate(protocol)); err != nil {
 		r.close()
 		return nil, fmt.Errorf("create the product: %w", err)
 	}
@@ -118,12 +122,12 @@ func (r *rig) connect(ctx context.Context, n, rate int) (time.Duration, error) {
 	if err != nil {
 		return 0, err
 	}
-	r.say("starting %d simulated devices", n)
+	r.say("starting %d simulated devices (protocol %s)", n, r.devicesProtocol())
 	t0 := time.Now()
 	r.devs, err = startDevices(ctx, deviceConfig{
 		API: r.api, Token: r.srv.Token, Broker: r.srv.MQTTURL, PublicKey: key.PublicKey, Product: benchProduct,
 		Devices: n, Version: "1.0.0", PerAddress: perAddress(ports), ConnectRate: rate,
-		Executable: r.executable, PerProcess: r.perProcess, TempDir: r.tempDir,
+		Executable: r.executable, PerProcess: r.perProcess, TempDir: r.tempDir, Protocol: r.protocol,
 	})
 	if err != nil {
 		return 0, err
@@ -180,4 +184,21 @@ func (r *rig) close() {
 	if r.tempDir != "" {
 		_ = os.RemoveAll(r.tempDir)
 	}
+}
+
+// devicesProtocol names the devices' protocol.
+func (r *rig) devicesProtocol() string {
+	if r.protocol == "" {
+		return sim.ProtocolOtter
+	}
+	return r.protocol
+}
+
+// benchProductCreate is the benchmark's product, open to EnOS devices
+// when they speak EnOS's protocol.
+func benchProductCreate(protocol string) client.ProductCreate {
+	p := client.ProductCreate{Key: benchProduct, Name: "Benchmark"}
+	// TODO(enos-server): set the product's protocol once the API has it.
+	_ = protocol
+	return p
 }
