@@ -281,6 +281,10 @@ func (f *Fleet) event(key string, e device.Event) {
 		if e.Kind == device.EventFailed {
 			s.failed.Add(1)
 		}
+	case device.EventConfirmed:
+		if !e.Accept { // declined: the upgrade ends here
+			s.upgrading.Add(-1)
+		}
 	}
 	if f.cfg.OnEvent != nil {
 		f.cfg.OnEvent(key, e)
