@@ -19,10 +19,13 @@ const (
 
 // Product is a device model; firmware and devices belong to one product.
 type Product struct {
-	Key         string    `json:"key"`
-	Name        string    `json:"name"`
-	Description string    `json:"description"`
-	CreatedAt   time.Time `json:"created_at"`
+	Key         string `json:"key"`
+	Name        string `json:"name"`
+	Description string `json:"description"`
+	// Protocol is "otter", or "enos" when the devices may also speak
+	// EnOS's device protocol.
+	Protocol  string    `json:"protocol"`
+	CreatedAt time.Time `json:"created_at"`
 }
 
 // ProductCreate is the body of CreateProduct.
@@ -30,6 +33,14 @@ type ProductCreate struct {
 	Key         string `json:"key"`
 	Name        string `json:"name,omitempty"`
 	Description string `json:"description,omitempty"`
+	Protocol    string `json:"protocol,omitempty"`
+}
+
+// ProductUpdate is the body of UpdateProduct: nil fields stay unchanged.
+type ProductUpdate struct {
+	Name        *string `json:"name,omitempty"`
+	Description *string `json:"description,omitempty"`
+	Protocol    *string `json:"protocol,omitempty"`
 }
 
 // Device is one physical device, identified by its key within a product.

@@ -15,6 +15,17 @@ func (c *Client) CreateProduct(ctx context.Context, p ProductCreate) (*Product, 
 	return &out, nil
 }
 
+// UpdateProduct changes the fields u sets. A product switched to protocol
+// "enos" needs its older devices' secrets rotated before they can log in
+// with EnOS's protocol.
+func (c *Client) UpdateProduct(ctx context.Context, key string, u ProductUpdate) (*Product, error) {
+	var out Product
+	if err := c.call(ctx, request{method: "PATCH", path: path("products", key), in: u}, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
 // Product returns the product with the given key.
 func (c *Client) Product(ctx context.Context, key string) (*Product, error) {
 	var out Product

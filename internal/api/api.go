@@ -20,6 +20,7 @@ import (
 
 	"github.com/otter-ota/otter/internal/blob"
 	"github.com/otter-ota/otter/internal/brokeradmin"
+	"github.com/otter-ota/otter/internal/credential"
 	"github.com/otter-ota/otter/internal/signing"
 	"github.com/otter-ota/otter/internal/store"
 )
@@ -54,6 +55,10 @@ type Config struct {
 	// (docs/cluster.md), gets every device created, rotated or deleted
 	// before the API answers; nil means the registry alone holds them.
 	Accounts brokeradmin.Provisioner
+	// Secrets seals the secrets of devices of EnOS products (their login
+	// needs the secret itself); nil keeps hashes only, and such devices
+	// cannot log in with EnOS's protocol.
+	Secrets *credential.Box
 	// Info describes the server at GET /api/v1/server.
 	Info ServerInfo
 	// Replicas lists the replicas at GET /api/v1/server; nil lists none.
@@ -69,6 +74,7 @@ type API struct {
 	replicas    func(ctx context.Context) ([]Replica, error)
 	revoke      Revoker
 	accounts    brokeradmin.Provisioner
+	secrets     *credential.Box
 	info        ServerInfo
 	log         *slog.Logger
 	maxFirmware int64
@@ -85,7 +91,7 @@ func New(cfg Config) (*API, error) {
 		return nil, errors.New("api: Config needs Store, Blobs and Signer")
 	}
 	a := &API{
-		store: cfg.Store, blobs: cfg.Blobs, signer: cfg.Signer, engine: cfg.Engine, revoke: cfg.Revoker, accounts: cfg.Accounts, info: cfg.Info, replicas: cfg.Replicas,
+		store: cfg.Store, blobs: cfg.Blobs, signer: cfg.Signer, engine: cfg.Engine, revoke: cfg.Revoker, accounts: cfg.Accounts, secrets: cfg.Secrets, info: cfg.Info, replicas: cfg.Replicas,
 		log: cfg.Logger, maxFirmware: cfg.MaxFirmwareSize,
 	}
 	if a.log == nil {

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 
 	"github.com/danielgtaylor/huma/v2"
@@ -88,15 +89,20 @@ func (a *API) createDevice(ctx context.Context, in *createDeviceInput) (*bodyOut
 	if err := tagRule.checkMap(in.Body.Tags); err != nil {
 		return nil, onField("tags", err)
 	}
-	if _, err := a.store.GetProduct(ctx, in.Product); err != nil {
+	p, err := a.store.GetProduct(ctx, in.Product)
+	if err != nil {
 		return nil, err
 	}
 	secret, err := credential.NewDeviceSecret()
 	if err != nil {
 		return nil, err
 	}
+	sealed, err := a.seal(p.Protocol, in.Product, in.Body.Key, secret)
+	if err != nil {
+		return nil, err
+	}
 	devs, err := a.store.CreateDevices(ctx, []store.NewDevice{{
-		Product: in.Product, Key: in.Body.Key, Tags: in.Body.Tags, SecretHash: credential.Hash(secret),
+		Product: in.Product, Key: in.Body.Key, Tags: in.Body.Tags, SecretHash: credential.Hash(secret), SecretSealed: sealed,
 	}})
 	if err != nil {
 		return nil, onField("key", err) // a device of that key exists
@@ -195,11 +201,19 @@ type noRevoker struct{}
 func (noRevoker) CredentialsChanged(string, string) {}
 
 func (a *API) rotateSecret(ctx context.Context, in *devicePath) (*bodyOutput[DeviceWithSecret], error) {
+	p, err := a.store.GetProduct(ctx, in.Product)
+	if err != nil {
+		return nil, err
+	}
 	secret, err := credential.NewDeviceSecret()
 	if err != nil {
 		return nil, err
 	}
-	if err := a.store.SetDeviceSecret(ctx, in.Product, in.Device, credential.Hash(secret)); err != nil {
+	sealed, err := a.seal(p.Protocol, in.Product, in.Device, secret)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.store.SetDeviceSecret(ctx, in.Product, in.Device, credential.Hash(secret), sealed); err != nil {
 		return nil, err
 	}
 	a.revoke.CredentialsChanged(in.Product, in.Device)
@@ -252,4 +266,19 @@ func (a *API) account(ctx context.Context, what, product, key string, f func(con
 			"repeat the request once the broker answers, or run otter broker sync", d, what, err)
 	}
 	return nil
+}
+
+// seal returns the sealed form of a new device secret when its product's
+// protocol needs the secret itself at login (EnOS), nil otherwise: other
+// products keep the hash only. The store keeps it only if the product is
+// still an EnOS one when it writes the device.
+func (a *API) seal(protocol, product, key, secret string) ([]byte, error) {
+	if protocol != ota.ProtocolEnOS || a.secrets == nil {
+		return nil, nil
+	}
+	sealed, err := a.secrets.Seal(product, key, secret)
+	if err != nil {
+		return nil, fmt.Errorf("seal the secret of device %s/%s: %w", product, key, err)
+	}
+	return sealed, nil
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/otter-ota/otter/internal/api"
 	"github.com/otter-ota/otter/internal/blob"
+	"github.com/otter-ota/otter/internal/credential"
 	"github.com/otter-ota/otter/internal/ota"
 	"github.com/otter-ota/otter/internal/signing"
 	"github.com/otter-ota/otter/internal/store"
@@ -31,6 +32,7 @@ type env struct {
 	blobDir string
 	reg     *prometheus.Registry
 	admin   string // an admin token
+	box     *credential.Box
 }
 
 func newEnv(t *testing.T, maxFirmware int64) *env {
@@ -61,7 +63,10 @@ func newEnvWith(t *testing.T, o envOptions) *env {
 	if o.wrap != nil {
 		st = o.wrap(st)
 	}
-	cfg := api.Config{Store: st, Blobs: blobs, Signer: signer, Metrics: e.reg, MaxFirmwareSize: o.maxFirmware}
+	if e.box, err = signer.SecretBox(); err != nil {
+		t.Fatal(err)
+	}
+	cfg := api.Config{Store: st, Blobs: blobs, Signer: signer, Secrets: e.box, Metrics: e.reg, MaxFirmwareSize: o.maxFirmware}
 	if o.engine != nil {
 		cfg.Engine = o.engine(e.st)
 	}

@@ -59,6 +59,10 @@ func (a *API) importDevices(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	p, err := a.store.GetProduct(r.Context(), product)
+	if err != nil {
+		return err
+	}
 	devs := make([]store.NewDevice, len(lines))
 	res := ImportResult{Created: len(lines), Devices: make([]ImportedDevice, len(lines))}
 	for i, l := range lines {
@@ -66,7 +70,11 @@ func (a *API) importDevices(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return err
 		}
-		devs[i] = store.NewDevice{Product: product, Key: l.key, Tags: l.tags, SecretHash: credential.Hash(secret)}
+		sealed, err := a.seal(p.Protocol, product, l.key, secret)
+		if err != nil {
+			return err
+		}
+		devs[i] = store.NewDevice{Product: product, Key: l.key, Tags: l.tags, SecretHash: credential.Hash(secret), SecretSealed: sealed}
 		res.Devices[i] = ImportedDevice{Key: l.key, Secret: secret}
 	}
 	created, err := a.store.CreateDevices(r.Context(), devs)

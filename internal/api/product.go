@@ -7,6 +7,7 @@ import (
 	"github.com/danielgtaylor/huma/v2"
 
 	"github.com/otter-ota/otter/internal/ota"
+	"github.com/otter-ota/otter/internal/store"
 )
 
 type createProductInput struct {
@@ -14,6 +15,16 @@ type createProductInput struct {
 		Key         string `json:"key" doc:"Short key: ^[a-z0-9][a-z0-9._-]{0,63}$" example:"thermostat-v2"`
 		Name        string `json:"name,omitempty" doc:"Display name."`
 		Description string `json:"description,omitempty"`
+		Protocol    string `json:"protocol,omitempty" enum:"otter,enos" doc:"Device protocol: otter (default) or enos (devices may also speak EnOS's device protocol; docs/protocol-enos.md)."`
+	}
+}
+
+type updateProductInput struct {
+	Product string `path:"product" doc:"Product key."`
+	Body    struct {
+		Name        *string `json:"name,omitempty" doc:"Display name."`
+		Description *string `json:"description,omitempty"`
+		Protocol    *string `json:"protocol,omitempty" enum:"otter,enos" doc:"Device protocol. Switched to enos, devices created before need a new secret (rotate it) to log in with EnOS's protocol; switched to otter, the sealed secrets are deleted."`
 	}
 }
 
@@ -39,6 +50,11 @@ func (a *API) productRoutes() {
 		Summary: "Get a product", Tags: []string{"products"},
 	}, a.getProduct)
 	register(a, ota.RoleOperator, huma.Operation{
+		OperationID: "update-product", Method: http.MethodPatch, Path: Prefix + "/products/{product}",
+		Summary: "Update a product", Description: "Changes the fields given: name, description, protocol.",
+		Tags: []string{"products"},
+	}, a.updateProduct)
+	register(a, ota.RoleOperator, huma.Operation{
 		OperationID: "delete-product", Method: http.MethodDelete, Path: Prefix + "/products/{product}",
 		Summary: "Delete a product", Description: "Refused (409) while the product has devices or firmware.",
 		Tags: []string{"products"}, DefaultStatus: http.StatusNoContent,
@@ -56,9 +72,28 @@ func (a *API) createProduct(ctx context.Context, in *createProductInput) (*bodyO
 	if err := checkText("description", b.Description, maxDescription); err != nil {
 		return nil, onField("description", err)
 	}
-	p := ota.Product{Key: b.Key, Name: b.Name, Description: b.Description}
+	p := ota.Product{Key: b.Key, Name: b.Name, Description: b.Description, Protocol: b.Protocol}
 	if err := a.store.CreateProduct(ctx, &p); err != nil {
 		return nil, onField("key", err) // a product of that key exists
+	}
+	return bodyOf(p), nil
+}
+
+func (a *API) updateProduct(ctx context.Context, in *updateProductInput) (*bodyOutput[ota.Product], error) {
+	b := in.Body
+	if b.Name != nil {
+		if err := checkText("name", *b.Name, maxNameLen); err != nil {
+			return nil, onField("name", err)
+		}
+	}
+	if b.Description != nil {
+		if err := checkText("description", *b.Description, maxDescription); err != nil {
+			return nil, onField("description", err)
+		}
+	}
+	p, err := a.store.UpdateProduct(ctx, in.Product, store.ProductUpdate{Name: b.Name, Description: b.Description, Protocol: b.Protocol})
+	if err != nil {
+		return nil, onField("protocol", err)
 	}
 	return bodyOf(p), nil
 }

@@ -16,6 +16,7 @@ func (a *app) productCommand() *cobra.Command {
 		a.productCreateCommand(),
 		a.productListCommand(),
 		a.productGetCommand(),
+		a.productUpdateCommand(),
 		a.productDeleteCommand(),
 	)
 }
@@ -41,6 +42,59 @@ KEY is ` + wire.KeyRule + `.`,
 	}
 	cmd.Flags().StringVar(&in.Name, "name", "", "human-readable name")
 	cmd.Flags().StringVar(&in.Description, "description", "", "free-form description")
+	cmd.Flags().StringVar(&in.Protocol, "protocol", "otter", "device protocol: otter, or enos (devices may also speak EnOS's device protocol, docs/protocol-enos.md)")
+	return cmd
+}
+
+func (a *app) productUpdateCommand() *cobra.Command {
+	var name, description, protocol string
+	cmd := &cobra.Command{
+		Use:   "update KEY",
+		Short: "Change a product's name, description or protocol",
+		Long: `Change a product's name, description or protocol; flags not given stay.
+
+--protocol enos lets the product's devices speak EnOS's device protocol as
+well as otter's (docs/protocol-enos.md). EnOS's login signs with the device
+secret itself, which otter then keeps encrypted; devices created before the
+switch have only a hash of theirs, so each needs a new secret
+(otter device rotate-secret) before it can log in the EnOS way. Switching back
+to otter deletes the encrypted secrets.`,
+		Example: `  otter product update demo --protocol enos
+  otter product update demo --name "Demo board"`,
+		Args: needArgs("KEY"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var u client.ProductUpdate
+			flags := cmd.Flags()
+			if flags.Changed("name") {
+				u.Name = &name
+			}
+			if flags.Changed("description") {
+				u.Description = &description
+			}
+			if flags.Changed("protocol") {
+				u.Protocol = &protocol
+			}
+			if u == (client.ProductUpdate{}) {
+				return usageErrorf("give at least one of --name, --description, --protocol")
+			}
+			p, err := a.client().UpdateProduct(cmd.Context(), args[0], u)
+			if err != nil {
+				return err
+			}
+			return a.render(p, func(w io.Writer) error {
+				if err := writeProduct(w, p); err != nil {
+					return err
+				}
+				if u.Protocol != nil && *u.Protocol == "enos" {
+					_, err = fmt.Fprintf(w, "\ndevices created before this switch need a new secret (otter device rotate-secret %s KEY) to log in with EnOS's protocol\n", p.Key)
+				}
+				return err
+			})
+		},
+	}
+	cmd.Flags().StringVar(&name, "name", "", "human-readable name")
+	cmd.Flags().StringVar(&description, "description", "", "free-form description")
+	cmd.Flags().StringVar(&protocol, "protocol", "", "device protocol: otter or enos")
 	return cmd
 }
 
@@ -106,9 +160,9 @@ func (a *app) productDeleteCommand() *cobra.Command {
 }
 
 func writeProducts(w io.Writer, ps []client.Product, now time.Time) error {
-	t := newTable(w, "KEY", "NAME", "CREATED", "DESCRIPTION")
+	t := newTable(w, "KEY", "NAME", "PROTOCOL", "CREATED", "DESCRIPTION")
 	for _, p := range ps {
-		t.row(p.Key, orDash(p.Name), formatAge(p.CreatedAt, now), orDash(p.Description))
+		t.row(p.Key, orDash(p.Name), orDash(p.Protocol), formatAge(p.CreatedAt, now), orDash(p.Description))
 	}
 	return t.flush()
 }
@@ -118,6 +172,7 @@ func writeProduct(w io.Writer, p *client.Product) error {
 		{"key", p.Key},
 		{"name", orDash(p.Name)},
 		{"description", orDash(p.Description)},
+		{"protocol", orDash(p.Protocol)},
 		{"created", formatTime(p.CreatedAt)},
 	})
 }

@@ -49,12 +49,12 @@ func (c *Console) showProducts(w http.ResponseWriter, r *http.Request, s *sessio
 }
 
 // productFields are the fields of the new product form.
-var productFields = []string{"key", "name", "description"}
+var productFields = []string{"key", "name", "description", "protocol"}
 
 func (c *Console) createProduct(w http.ResponseWriter, r *http.Request, s *session) error {
 	f := newForm(r.PostForm)
 	p, err := c.client(s).CreateProduct(r.Context(), client.ProductCreate{
-		Key: f.Get("key"), Name: f.Get("name"), Description: f.Get("description"),
+		Key: f.Get("key"), Name: f.Get("name"), Description: f.Get("description"), Protocol: f.Get("protocol"),
 	})
 	if refused(err) {
 		return err

@@ -1,7 +1,9 @@
 package credential_test
 
 import (
+	"bytes"
 	"encoding/base64"
+	"errors"
 	"regexp"
 	"strings"
 	"testing"
@@ -66,5 +68,42 @@ func TestHashEqual(t *testing.T) {
 	}
 	if credential.Equal(nil, "") {
 		t.Error("a nil hash must not match anything")
+	}
+}
+
+func TestBoxSealsAndOpens(t *testing.T) {
+	box, err := credential.NewBox([]byte("0123456789abcdef0123456789abcdef"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed, err := box.Seal("p", "d1", "s3cret")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(sealed), "s3cret") {
+		t.Fatal("the sealed secret holds the secret in the clear")
+	}
+	if got, err := box.Open("p", "d1", sealed); err != nil || got != "s3cret" {
+		t.Fatalf("Open = %q, %v; want s3cret", got, err)
+	}
+	again, _ := box.Seal("p", "d1", "s3cret")
+	if string(again) == string(sealed) {
+		t.Error("two seals of one secret are equal: the nonce is not random")
+	}
+	otherBox, _ := credential.NewBox([]byte("another server's key material!!!"))
+	for name, open := range map[string]func() (string, error){
+		"another device":  func() (string, error) { return box.Open("p", "d2", sealed) },
+		"another product": func() (string, error) { return box.Open("q", "d1", sealed) },
+		"another key":     func() (string, error) { return otherBox.Open("p", "d1", sealed) },
+		"truncated":       func() (string, error) { return box.Open("p", "d1", sealed[:10]) },
+		"empty":           func() (string, error) { return box.Open("p", "d1", nil) },
+		"flipped":         func() (string, error) { b := bytes.Clone(sealed); b[len(b)-1] ^= 1; return box.Open("p", "d1", b) },
+	} {
+		if _, err := open(); !errors.Is(err, credential.ErrSealed) {
+			t.Errorf("%s: Open error %v, want credential.ErrSealed", name, err)
+		}
+	}
+	if _, err := credential.NewBox([]byte("short")); err == nil {
+		t.Error("credential.NewBox took a 5-byte key")
 	}
 }

@@ -301,7 +301,7 @@ func TestCredentialCacheFollowsRotation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := f.st.SetDeviceSecret(f.ctx, "demo", "d1", credential.Hash(fresh)); err != nil {
+	if err := f.st.SetDeviceSecret(f.ctx, "demo", "d1", credential.Hash(fresh), nil); err != nil {
 		t.Fatal(err)
 	}
 	if s := poll(old); s != http.StatusNoContent {
@@ -333,7 +333,7 @@ func TestCredentialCacheExpires(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := f.st.SetDeviceSecret(f.ctx, "demo", "d1", credential.Hash(fresh)); err != nil {
+	if err := f.st.SetDeviceSecret(f.ctx, "demo", "d1", credential.Hash(fresh), nil); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, func() bool { return poll() == http.StatusUnauthorized }, "the old secret to be refused once its cache entry expires")

@@ -82,4 +82,10 @@ type TaskDevice struct {
 type DeviceCredentials struct {
 	DeviceID   int64
 	SecretHash []byte
+	// Protocol is the device's product's (Product.Protocol).
+	Protocol string
+	// SealedSecret is the device secret encrypted with the server's key,
+	// kept only for devices of ProtocolEnOS products whose secret was made
+	// (created or rotated) while the product was one; nil otherwise.
+	SealedSecret []byte
 }

@@ -9,11 +9,29 @@ const DefaultModule = "default"
 
 // Product is a device model. Firmware and devices belong to one product.
 type Product struct {
-	Key         string    `json:"key"`
-	Name        string    `json:"name"`
-	Description string    `json:"description"`
-	CreatedAt   time.Time `json:"created_at"`
+	Key         string `json:"key"`
+	Name        string `json:"name"`
+	Description string `json:"description"`
+	// Protocol is the device protocol the product's devices may speak
+	// besides otter's own: ProtocolOtter (only otter's) or ProtocolEnOS
+	// (EnOS's as well).
+	Protocol  string    `json:"protocol"`
+	CreatedAt time.Time `json:"created_at"`
 }
+
+// Device protocols of a product (Product.Protocol).
+const (
+	// ProtocolOtter: devices speak otter's protocol only; the server keeps
+	// only a hash of each device secret.
+	ProtocolOtter = "otter"
+	// ProtocolEnOS: devices may also speak EnOS's device protocol, whose
+	// login signs with the secret itself, so the server keeps each secret
+	// encrypted (sealed) as well.
+	ProtocolEnOS = "enos"
+)
+
+// ValidProtocol reports whether p names a product protocol.
+func ValidProtocol(p string) bool { return p == ProtocolOtter || p == ProtocolEnOS }
 
 // Device is one physical device, identified by its key within a product.
 // Its secret is never part of this type: the store keeps only a hash.

@@ -327,8 +327,12 @@ func (s *Server) assemble(ctx context.Context) (http.Handler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("build the device API: %w", err)
 	}
+	box, err := signer.SecretBox()
+	if err != nil {
+		return nil, err
+	}
 	a, err := api.New(api.Config{
-		Store: s.store, Blobs: blobs, Signer: signer, Logger: s.log, Metrics: s.reg,
+		Store: s.store, Blobs: blobs, Signer: signer, Secrets: box, Logger: s.log, Metrics: s.reg,
 		MaxFirmwareSize: s.cfg.MaxFirmwareSize, Engine: engines, Info: s.info(), Replicas: s.replicas,
 		Revoker: append(revoke, devices), Accounts: accounts,
 	})

@@ -7,7 +7,9 @@ package signing
 
 import (
 	"crypto/ed25519"
+	"crypto/hkdf"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
@@ -16,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/otter-ota/otter/internal/credential"
 	"github.com/otter-ota/otter/internal/ota"
 	"github.com/otter-ota/otter/sdk/wire"
 )
@@ -76,6 +79,18 @@ func (s *Signer) SignCommand(c wire.Command) string { return c.Sign(s.key) }
 // the uploader, the device API and the engine build it the same way.
 func ManifestOf(f ota.Firmware) wire.Manifest {
 	return wire.Manifest{Product: f.Product, Module: f.Module, Version: f.Version, Size: f.Size, SHA256: f.SHA256}
+}
+
+// SecretBox returns the box that seals device secrets the server must read
+// back (EnOS logins). Its key is derived from the signing key's seed
+// (HKDF-SHA256), so it is never stored apart, and every replica that
+// shares the signing key (a cluster must) opens what another sealed.
+func (s *Signer) SecretBox() (*credential.Box, error) {
+	key, err := hkdf.Key(sha256.New, s.key.Seed(), nil, "otter device secret box v1", 32)
+	if err != nil {
+		return nil, fmt.Errorf("derive the secret box key: %w", err)
+	}
+	return credential.NewBox(key)
 }
 
 // PublicKey returns the key devices verify manifests and commands with.

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/otter-ota/otter/internal/credential"
 	"github.com/otter-ota/otter/internal/ota"
 	"github.com/otter-ota/otter/internal/signing"
 	"github.com/otter-ota/otter/sdk/wire"
@@ -138,5 +139,35 @@ func TestManifestOf(t *testing.T) {
 	f := ota.Firmware{ID: 9, Product: "demo", Module: "default", Version: "1.2.0", Size: 42, SHA256: "ab", Description: "not signed"}
 	if got := signing.ManifestOf(f); got != manifest {
 		t.Fatalf("ManifestOf = %+v, want %+v", got, manifest)
+	}
+}
+
+// The secret box is derived from the signing key: two servers with one
+// key (replicas) open each other's sealed secrets, another key does not.
+func TestSecretBoxFollowsTheSigningKey(t *testing.T) {
+	_, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, other, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	box := func(k ed25519.PrivateKey) *credential.Box {
+		b, err := signing.New(k).SecretBox()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	sealed, err := box(key).Seal("p", "d", "secret")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := box(key).Open("p", "d", sealed); err != nil || got != "secret" {
+		t.Errorf("the same signing key opens %q, %v; want secret", got, err)
+	}
+	if _, err := box(other).Open("p", "d", sealed); err == nil {
+		t.Error("another signing key opened the sealed secret")
 	}
 }

@@ -161,13 +161,26 @@ func (s *sqlStore) SetDeviceTags(ctx context.Context, product, key string, tags 
 	return d, nil
 }
 
-// SetDeviceSecret replaces the hash of a device's secret.
-func (s *sqlStore) SetDeviceSecret(ctx context.Context, product, key string, secretHash []byte) error {
+// SetDeviceSecret replaces the hash of a device's secret, and its sealed
+// form when the product keeps one (read under the product's row lock, so
+// that a concurrent switch of protocol cannot leave one behind).
+func (s *sqlStore) SetDeviceSecret(ctx context.Context, product, key string, secretHash, sealed []byte) error {
 	if len(secretHash) == 0 {
 		return invalid("device %q needs a secret hash", key)
 	}
-	return s.changeDevice(ctx, product, key, "secret_rotated",
-		`UPDATE devices SET secret_hash = $3 WHERE product = $1 AND key = $2`, secretHash)
+	return s.changeDeviceIn(ctx, product, key, "secret_rotated", func(t *tx) (sql.Result, error) {
+		protocol, err := productProtocol(ctx, t, product)
+		if ota.ErrorCode(err) == ota.ENOTFOUND {
+			return nil, deviceNotFound(product, key)
+		} else if err != nil {
+			return nil, err
+		}
+		if protocol != ota.ProtocolEnOS {
+			sealed = nil
+		}
+		return t.ExecContext(ctx, `UPDATE devices SET secret_hash = $3, secret_sealed = $4 WHERE product = $1 AND key = $2`,
+			product, key, secretHash, sealed)
+	})
 }
 
 // DeleteDevice deletes a device with its tags and versions. Its jobs and
@@ -179,13 +192,23 @@ func (s *sqlStore) DeleteDevice(ctx context.Context, product, key string) error 
 // changeDevice runs stmt, whose $1 and $2 are the product and device key,
 // and records the device event action.
 func (s *sqlStore) changeDevice(ctx context.Context, product, key, action, stmt string, extra ...any) error {
+	return s.changeDeviceIn(ctx, product, key, action, func(t *tx) (sql.Result, error) {
+		return t.ExecContext(ctx, stmt, append([]any{product, key}, extra...)...)
+	})
+}
+
+// changeDeviceIn runs change in a transaction and records the device event
+// action when it changed a row.
+func (s *sqlStore) changeDeviceIn(ctx context.Context, product, key, action string, change func(t *tx) (sql.Result, error)) error {
 	t, err := s.begin(ctx)
 	if err != nil {
 		return err
 	}
 	defer t.Rollback()
-	res, err := t.ExecContext(ctx, stmt, append([]any{product, key}, extra...)...)
-	if err != nil {
+	res, err := change(t)
+	if err != nil && ota.ErrorCode(err) != ota.EINTERNAL {
+		return err // the caller's mistake, already explained
+	} else if err != nil {
 		return fmt.Errorf("device %s: %w", action, err)
 	}
 	if n, err := res.RowsAffected(); err != nil {
@@ -202,8 +225,10 @@ func (s *sqlStore) changeDevice(ctx context.Context, product, key, action, stmt 
 // Credentials returns what a device's login is checked against.
 func (s *sqlStore) Credentials(ctx context.Context, product, key string) (ota.DeviceCredentials, error) {
 	var c ota.DeviceCredentials
-	err := s.db.QueryRowContext(ctx, `SELECT id, secret_hash FROM devices WHERE product = $1 AND key = $2`,
-		product, key).Scan(&c.DeviceID, &c.SecretHash)
+	err := s.db.QueryRowContext(ctx, `SELECT d.id, d.secret_hash, p.protocol,
+			CASE WHEN p.protocol = '`+ota.ProtocolEnOS+`' THEN d.secret_sealed END
+		FROM devices d JOIN products p ON p.key = d.product WHERE d.product = $1 AND d.key = $2`,
+		product, key).Scan(&c.DeviceID, &c.SecretHash, &c.Protocol, &c.SealedSecret)
 	if errors.Is(err, sql.ErrNoRows) {
 		return ota.DeviceCredentials{}, deviceNotFound(product, key)
 	} else if err != nil {

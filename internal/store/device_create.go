@@ -40,6 +40,9 @@ func (s *sqlStore) CreateDevices(ctx context.Context, devs []NewDevice) ([]ota.D
 	if err := checkDevicesAbsent(ctx, t, devs); err != nil {
 		return nil, err
 	}
+	if devs, err = keepSealedFor(ctx, t, devs); err != nil {
+		return nil, err
+	}
 	out, err := insertDevices(ctx, t, devs)
 	if err != nil {
 		return nil, err
@@ -155,6 +158,34 @@ func checkProductsExist(ctx context.Context, q querier, devs []NewDevice) error 
 	return nil
 }
 
+// keepSealedFor returns devs without the sealed secrets of devices whose
+// product does not keep them (not ota.ProtocolEnOS), reading each product's
+// protocol under its row lock.
+func keepSealedFor(ctx context.Context, q querier, devs []NewDevice) ([]NewDevice, error) {
+	protocols := map[string]string{}
+	out, cloned := devs, false
+	for i, d := range devs {
+		if d.SecretSealed == nil {
+			continue
+		}
+		p, ok := protocols[d.Product]
+		if !ok {
+			var err error
+			if p, err = productProtocol(ctx, q, d.Product); err != nil {
+				return nil, err
+			}
+			protocols[d.Product] = p
+		}
+		if p != ota.ProtocolEnOS {
+			if !cloned {
+				out, cloned = slices.Clone(devs), true
+			}
+			out[i].SecretSealed = nil
+		}
+	}
+	return out, nil
+}
+
 // checkDevicesAbsent answers ECONFLICT, listing them, when devices of devs
 // exist already.
 func checkDevicesAbsent(ctx context.Context, q querier, devs []NewDevice) error {
@@ -238,12 +269,12 @@ func insertDevices(ctx context.Context, t *tx, devs []NewDevice) ([]ota.Device, 
 
 // insertDeviceRows inserts one chunk of devices and records their ids.
 func insertDeviceRows(ctx context.Context, t *tx, devs []NewDevice, ids map[deviceRef]int64) error {
-	a := make(args, 0, len(devs)*4)
+	a := make(args, 0, len(devs)*5)
 	for _, d := range devs {
-		a = append(a, d.Product, d.Key, d.SecretHash, t.now)
+		a = append(a, d.Product, d.Key, d.SecretHash, d.SecretSealed, t.now)
 	}
-	rows, err := t.QueryContext(ctx, `INSERT INTO devices (product, key, secret_hash, created_at) VALUES `+
-		values(len(devs), 4)+` RETURNING id, product, key`, a...)
+	rows, err := t.QueryContext(ctx, `INSERT INTO devices (product, key, secret_hash, secret_sealed, created_at) VALUES `+
+		values(len(devs), 5)+` RETURNING id, product, key`, a...)
 	if err != nil {
 		return insertDevicesError(err)
 	}

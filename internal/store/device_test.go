@@ -11,6 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/otter-ota/otter/internal/ota"
 	"github.com/otter-ota/otter/internal/store"
+	"github.com/otter-ota/otter/internal/store/storetest"
 )
 
 var ignoreEventIDAt = cmpopts.IgnoreFields(ota.Event{}, "ID", "At")
@@ -211,7 +212,7 @@ func TestDeviceChanges(t *testing.T) {
 			t.Errorf("event (-want +got):\n%s", diff)
 		}
 
-		must(t, s.SetDeviceSecret(as("dave"), "p", "k", hash("two")))
+		must(t, s.SetDeviceSecret(as("dave"), "p", "k", hash("two"), nil))
 		creds, err := s.Credentials(ctx, "p", "k")
 		must(t, err)
 		if creds.DeviceID != dev.ID || !bytes.Equal(creds.SecretHash, hash("two")) {
@@ -220,7 +221,7 @@ func TestDeviceChanges(t *testing.T) {
 		if e := lastEvent(t, s); e.Action != "secret_rotated" || e.Actor != "dave" || e.Device != "k" {
 			t.Errorf("event = %+v, want secret_rotated by dave", e)
 		}
-		wantCode(t, s.SetDeviceSecret(ctx, "p", "k", nil), ota.EINVALID)
+		wantCode(t, s.SetDeviceSecret(ctx, "p", "k", nil, nil), ota.EINVALID)
 
 		must(t, s.DeleteDevice(as("erin"), "p", "k"))
 		if e := lastEvent(t, s); e.Action != "deleted" || e.Actor != "erin" || e.Device != "k" {
@@ -237,7 +238,7 @@ func TestDeviceNotFound(t *testing.T) {
 		createProduct(t, s, "p")
 		_, err := s.SetDeviceTags(ctx, "p", "ghost", nil)
 		wantCode(t, err, ota.ENOTFOUND)
-		wantCode(t, s.SetDeviceSecret(ctx, "p", "ghost", hash("x")), ota.ENOTFOUND)
+		wantCode(t, s.SetDeviceSecret(ctx, "p", "ghost", hash("x"), nil), ota.ENOTFOUND)
 		wantCode(t, s.DeleteDevice(ctx, "p", "ghost"), ota.ENOTFOUND)
 		_, err = s.Credentials(ctx, "p", "ghost")
 		wantCode(t, err, ota.ENOTFOUND)
@@ -284,5 +285,74 @@ func TestCreateTenThousandDevices(t *testing.T) {
 		if len(events) != 1000 || !slices.Contains(keys, "unit-09999") {
 			t.Errorf("newest device events: %d, want 1000 including unit-09999", len(events))
 		}
+	})
+}
+
+// Sealed secrets are kept for the devices of EnOS products only: a device
+// of another product keeps its hash alone, a product switched away from
+// EnOS forgets them, and one switched to it has none until a rotation.
+func TestSealedSecretsOnlyForEnOSProducts(t *testing.T) {
+	runURL(t, func(t *testing.T, url string) {
+		s, db := storetest.OpenURL(t, url), rawDB(t, url)
+		ctx := context.Background()
+		countSealed := func(t *testing.T, _ store.Store, product string) int {
+			t.Helper()
+			var n int
+			must(t, db.QueryRowContext(ctx, `SELECT COUNT(*) FROM devices WHERE product = $1 AND secret_sealed IS NOT NULL`, product).Scan(&n))
+			return n
+		}
+		enos := ota.Product{Key: "e", Protocol: ota.ProtocolEnOS}
+		must(t, s.CreateProduct(ctx, &enos))
+		createProduct(t, s, "o")
+		createDevices(t, s, []store.NewDevice{
+			{Product: "e", Key: "d1", SecretHash: hash("one"), SecretSealed: []byte("sealed-1")},
+			{Product: "o", Key: "d2", SecretHash: hash("two"), SecretSealed: []byte("sealed-2")},
+		})
+		sealed := func(product, key string) []byte {
+			t.Helper()
+			c, err := s.Credentials(ctx, product, key)
+			must(t, err)
+			return c.SealedSecret
+		}
+		if got := sealed("e", "d1"); string(got) != "sealed-1" {
+			t.Errorf("EnOS device's sealed secret = %q, want sealed-1", got)
+		}
+		if got := sealed("o", "d2"); got != nil {
+			t.Errorf("otter device's sealed secret = %q, want none kept", got)
+		}
+		if n := countSealed(t, s, "o"); n != 0 {
+			t.Errorf("%d sealed secrets stored for an otter product, want 0", n)
+		}
+		otter := ota.ProtocolOtter
+		p, err := s.UpdateProduct(as("dave"), "e", store.ProductUpdate{Protocol: &otter})
+		must(t, err)
+		if p.Protocol != ota.ProtocolOtter {
+			t.Errorf("protocol after the update = %q", p.Protocol)
+		}
+		if e := lastEvent(t, s); e.Action != "updated" || e.Data["protocol"] != "enos -> otter" {
+			t.Errorf("event = %+v, want updated with protocol enos -> otter", e)
+		}
+		if n := countSealed(t, s, "e"); n != 0 {
+			t.Errorf("%d sealed secrets left after the switch to otter, want 0", n)
+		}
+		enosP := ota.ProtocolEnOS
+		_, err = s.UpdateProduct(ctx, "e", store.ProductUpdate{Protocol: &enosP})
+		must(t, err)
+		if got := sealed("e", "d1"); got != nil {
+			t.Errorf("device created before the switch has sealed secret %q, want none until rotated", got)
+		}
+		must(t, s.SetDeviceSecret(ctx, "e", "d1", hash("three"), []byte("sealed-3")))
+		if got := sealed("e", "d1"); string(got) != "sealed-3" {
+			t.Errorf("sealed secret after rotation = %q, want sealed-3", got)
+		}
+		must(t, s.SetDeviceSecret(ctx, "o", "d2", hash("four"), []byte("sealed-4")))
+		if n := countSealed(t, s, "o"); n != 0 {
+			t.Errorf("rotation stored a sealed secret for an otter product")
+		}
+		bad := "mqtt"
+		_, err = s.UpdateProduct(ctx, "e", store.ProductUpdate{Protocol: &bad})
+		wantCode(t, err, ota.EINVALID)
+		_, err = s.UpdateProduct(ctx, "ghost", store.ProductUpdate{Protocol: &enosP})
+		wantCode(t, err, ota.ENOTFOUND)
 	})
 }

@@ -31,6 +31,9 @@ type NewDevice struct {
 	Key        string
 	Tags       map[string]string
 	SecretHash []byte
+	// SecretSealed is the secret sealed by the server's credential.Box;
+	// it is kept only when the product is ota.ProtocolEnOS.
+	SecretSealed []byte
 	// Versions optionally records the version each module runs at
 	// registration (module -> version), e.g. from a factory import.
 	Versions map[string]string
@@ -85,6 +88,9 @@ type Store interface {
 	CreateProduct(ctx context.Context, p *ota.Product) error
 	GetProduct(ctx context.Context, key string) (ota.Product, error)
 	ListProducts(ctx context.Context, page Page) ([]ota.Product, string, error)
+	// UpdateProduct changes what u sets; a product that stops being
+	// ota.ProtocolEnOS forgets its devices' sealed secrets.
+	UpdateProduct(ctx context.Context, key string, u ProductUpdate) (ota.Product, error)
 	// DeleteProduct refuses (ECONFLICT) while devices or firmware exist.
 	DeleteProduct(ctx context.Context, key string) error
 
@@ -95,7 +101,9 @@ type Store interface {
 	ListDevices(ctx context.Context, f DeviceFilter, page Page) ([]ota.Device, string, error)
 	// SetDeviceTags replaces all of a device's tags.
 	SetDeviceTags(ctx context.Context, product, key string, tags map[string]string) (ota.Device, error)
-	SetDeviceSecret(ctx context.Context, product, key string, secretHash []byte) error
+	// SetDeviceSecret replaces a device's secret: its hash, and its sealed
+	// form, kept only when the product is ota.ProtocolEnOS.
+	SetDeviceSecret(ctx context.Context, product, key string, secretHash, sealed []byte) error
 	DeleteDevice(ctx context.Context, product, key string) error
 	Credentials(ctx context.Context, product, key string) (ota.DeviceCredentials, error)
 	// MarkAllOffline records every device as offline (a server's start).
