@@ -198,7 +198,8 @@ func (r *rig) devicesProtocol() string {
 // when they speak EnOS's protocol.
 func benchProductCreate(protocol string) client.ProductCreate {
 	p := client.ProductCreate{Key: benchProduct, Name: "Benchmark"}
-	// TODO(enos-server): set the product's protocol once the API has it.
-	_ = protocol
+	if protocol == sim.ProtocolEnOS {
+		p.Protocol = protocol
+	}
 	return p
 }

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/otter-ota/otter/client"
+	"github.com/otter-ota/otter/internal/ota"
 	"github.com/otter-ota/otter/sdk/device"
 	"github.com/otter-ota/otter/sdk/wire"
 )
@@ -84,8 +85,8 @@ type Config struct {
 
 // The device protocols a simulated fleet can speak.
 const (
-	ProtocolOtter = "otter"
-	ProtocolEnOS  = "enos"
+	ProtocolOtter = ota.ProtocolOtter
+	ProtocolEnOS  = ota.ProtocolEnOS
 )
 
 // member is one simulated device, whatever protocol it speaks.
