@@ -60,10 +60,10 @@ Every flag can also be set by the environment variable shown in its help.`,
 // serveFlags holds the flags of `otter serve`: the Config, and the values
 // parsed only once the command runs.
 type serveFlags struct {
-	cfg                                      server.Config
-	maxSize, ttl, maxDownloads, maxPerDevice string
-	secureErr                                error // a bad OTTER_SECURE_COOKIES
-	redirectErr                              error // a bad OTTER_DOWNLOAD_REDIRECT
+	cfg                                                server.Config
+	maxSize, ttl, maxDownloads, maxPerDevice, enosSkew string
+	secureErr                                          error // a bad OTTER_SECURE_COOKIES
+	redirectErr                                        error // a bad OTTER_DOWNLOAD_REDIRECT
 }
 
 func (a *app) defineServeFlags(cmd *cobra.Command, sf *serveFlags) {
@@ -92,6 +92,7 @@ func (a *app) defineServeFlags(cmd *cobra.Command, sf *serveFlags) {
 	f.StringVar(&sf.maxSize, "max-firmware-size", a.envOr("OTTER_MAX_FIRMWARE_SIZE", "2GiB"), "largest firmware file accepted, e.g. 512MiB, 2GiB (OTTER_MAX_FIRMWARE_SIZE)")
 	f.StringVar(&sf.maxDownloads, "max-downloads", a.envOr("OTTER_MAX_DOWNLOADS", strconv.Itoa(server.DefaultMaxDownloads)), "firmware downloads served at once; more are answered 503 with Retry-After (OTTER_MAX_DOWNLOADS)")
 	f.StringVar(&sf.maxPerDevice, "mqtt-max-per-device", a.envOr("OTTER_MQTT_MAX_PER_DEVICE", strconv.Itoa(mqtt.DefaultMaxConnectionsPerDevice)), "MQTT connections one device may hold at once; more are refused at CONNECT (OTTER_MQTT_MAX_PER_DEVICE)")
+	f.StringVar(&sf.enosSkew, "enos-clock-skew", a.envOr("OTTER_ENOS_CLOCK_SKEW", mqtt.DefaultEnOSClockSkew.String()), "how far the timestamp of an EnOS device login may be from the server's clock, either way (OTTER_ENOS_CLOCK_SKEW)")
 	f.BoolVar(&cfg.SecureCookies, "secure-cookies", secure, "mark console cookies Secure: set it when a TLS proxy serves the console over HTTPS; with --tls-cert they always are (OTTER_SECURE_COOKIES)")
 	f.StringVar(&cfg.Broker, "broker", a.envOr("OTTER_BROKER", ""), "external MQTT broker, mqtt://host:port or mqtts://host:port, instead of the embedded one; "+
 		"credentials from OTTER_BROKER_USERNAME and OTTER_BROKER_PASSWORD or the URL; needs --db postgres:// (OTTER_BROKER)")
@@ -122,6 +123,9 @@ func (sf *serveFlags) check() error {
 	}
 	if cfg.MQTTMaxPerDevice, err = strconv.Atoi(sf.maxPerDevice); err != nil || cfg.MQTTMaxPerDevice <= 0 {
 		return usageErrorf("--mqtt-max-per-device (OTTER_MQTT_MAX_PER_DEVICE): %q is not a positive number", sf.maxPerDevice)
+	}
+	if cfg.EnOSClockSkew, err = time.ParseDuration(sf.enosSkew); err != nil || cfg.EnOSClockSkew <= 0 {
+		return usageErrorf("--enos-clock-skew (OTTER_ENOS_CLOCK_SKEW) %q: want a positive duration such as 1h or 10m", sf.enosSkew)
 	}
 	if sf.secureErr != nil {
 		return usageErrorf("OTTER_SECURE_COOKIES: %v", sf.secureErr)

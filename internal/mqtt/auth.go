@@ -10,6 +10,7 @@ import (
 
 	"github.com/otter-ota/otter/internal/credential"
 	"github.com/otter-ota/otter/internal/engine"
+	"github.com/otter-ota/otter/internal/enos"
 	"github.com/otter-ota/otter/internal/ota"
 	"github.com/otter-ota/otter/sdk/wire"
 )
@@ -56,7 +57,15 @@ func (b *Broker) authenticate(cl *mochi.Client, pk packets.Packet) error {
 	if !ok {
 		return errors.New("mqtt: client without a device connection")
 	}
-	product, key, err := wire.ParseUsername(string(pk.Connect.Username))
+	username := string(pk.Connect.Username)
+	var login *enos.Login
+	product, key, err := wire.ParseUsername(username)
+	clientID := cl.ID
+	if enos.IsLogin(username) {
+		var l enos.Login
+		l, err = enos.ParseLogin(cl.ID, username)
+		product, key, login, clientID = l.Product, l.Device, &l, l.ClientID
+	}
 	if err != nil {
 		r := badCredentials(refusedUsername, err)
 		b.refuse(cl, r)
@@ -64,7 +73,14 @@ func (b *Broker) authenticate(cl *mochi.Client, pk packets.Packet) error {
 	}
 	c.client.Store(cl)
 	b.sessions.register(wire.Username(product, key), c)
-	d, r := b.check(product, key, pk)
+	var d *engine.Device
+	var r *refusal
+	if login != nil {
+		c.enos.Store(true)
+		d, r = b.checkEnOS(*login, pk)
+	} else {
+		d, r = b.check(product, key, pk)
+	}
 	if r == nil && c.revoked.Load() {
 		r = badCredentials(refusedSecret, fmt.Errorf("device %s/%s: credentials changed while logging in", product, key))
 	}
@@ -72,13 +88,15 @@ func (b *Broker) authenticate(cl *mochi.Client, pk packets.Packet) error {
 		b.refuse(cl, r)
 		return r
 	}
-	if pk.Connect.WillFlag && !mayPublish(d, pk.Connect.WillTopic) {
+	if pk.Connect.WillFlag && !mayPublish(d, login != nil, pk.Connect.WillTopic) {
 		r := &refusal{reason: refusedWill, v5: v5NotAuthorized, v3: v3NotAuthorized,
 			text: "the will topic must be one of the device's own topics", err: fmt.Errorf("device %s/%s: will topic %q is outside the device's own topics (%s#)", d.Product, d.Key, wire.Clip(pk.Connect.WillTopic, maxQuoted), tree(d))}
 		b.refuse(cl, r)
 		return r
 	}
-	id := wire.Username(d.Product, d.Key) + ":" + cl.ID
+	// An EnOS client id carries the login's timestamp after a '|': the
+	// part before it names the session, so a reconnect takes it over.
+	id := wire.Username(d.Product, d.Key) + ":" + clientID
 	_, takeover := b.srv.Clients.Get(id) // replaces a connection, so never adds one for long
 	release, ok := b.limit.take(d.ID, takeover)
 	if !ok {
@@ -98,20 +116,29 @@ func (b *Broker) authenticate(cl *mochi.Client, pk packets.Packet) error {
 
 // check looks the device up and compares the secret.
 func (b *Broker) check(product, key string, pk packets.Packet) (*engine.Device, *refusal) {
-	user := wire.Username(product, key)
+	creds, r := b.lookup(product, key)
+	if r != nil {
+		return nil, r
+	}
+	if !pk.Connect.PasswordFlag || !credential.Equal(creds.SecretHash, string(pk.Connect.Password)) {
+		return nil, badCredentials(refusedSecret, fmt.Errorf("device %s: wrong secret", wire.Username(product, key)))
+	}
+	return &engine.Device{ID: creds.DeviceID, Product: product, Key: key}, nil
+}
+
+// lookup reads what a device's login is checked against.
+func (b *Broker) lookup(product, key string) (ota.DeviceCredentials, *refusal) {
 	ctx, cancel := b.call()
 	defer cancel()
 	creds, err := b.cfg.Credentials.Credentials(ctx, product, key)
 	switch {
 	case ota.ErrorCode(err) == ota.ENOTFOUND:
-		return nil, badCredentials(refusedUnknown, fmt.Errorf("no device %q in product %q", key, product))
+		return creds, badCredentials(refusedUnknown, fmt.Errorf("no device %q in product %q", key, product))
 	case err != nil:
-		return nil, &refusal{reason: refusedUnavailable, v5: v5Unavailable, v3: v3Unavailable,
-			text: "server unavailable: connect again later", err: fmt.Errorf("device %s: look up credentials: %w", user, err)}
-	case !pk.Connect.PasswordFlag || !credential.Equal(creds.SecretHash, string(pk.Connect.Password)):
-		return nil, badCredentials(refusedSecret, fmt.Errorf("device %s: wrong secret", user))
+		return creds, &refusal{reason: refusedUnavailable, v5: v5Unavailable, v3: v3Unavailable,
+			text: "server unavailable: connect again later", err: fmt.Errorf("device %s: look up credentials: %w", wire.Username(product, key), err)}
 	}
-	return &engine.Device{ID: creds.DeviceID, Product: product, Key: key}, nil
+	return creds, nil
 }
 
 // refuse answers a refused CONNECT with the code of its protocol version;

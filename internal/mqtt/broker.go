@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 
+	"github.com/otter-ota/otter/internal/credential"
 	"github.com/otter-ota/otter/internal/engine"
 	"github.com/otter-ota/otter/internal/ota"
 	"github.com/otter-ota/otter/sdk/wire"
@@ -49,6 +50,12 @@ type Config struct {
 	Logger *slog.Logger
 	// Metrics registers the broker's metrics; nil leaves them unregistered.
 	Metrics prometheus.Registerer
+	// Secrets opens the sealed secrets EnOS logins are checked against;
+	// nil refuses every EnOS login.
+	Secrets *credential.Box
+	// EnOSClockSkew is how far an EnOS login's timestamp may be from the
+	// server's clock, either way; 0 means DefaultEnOSClockSkew.
+	EnOSClockSkew time.Duration
 	// MaxConnectionsPerDevice bounds the connections one device holds at
 	// once; more are refused at CONNECT. 0 means
 	// DefaultMaxConnectionsPerDevice.
@@ -90,6 +97,8 @@ type Broker struct {
 	refused      rate.Sometimes // log lines about refused connections
 	presenceLogs rate.Sometimes // log lines about presence the engine did not record
 
+	enos *enosJobs // the last upgrade each EnOS device was sent
+
 	base      context.Context // parent of every call from a hook
 	startOnce sync.Once
 	closeOnce sync.Once
@@ -104,7 +113,10 @@ func New(cfg Config) (*Broker, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	b := &Broker{cfg: cfg, log: cfg.Logger, presence: newPresence(), sessions: newSessions(),
+	if cfg.EnOSClockSkew <= 0 {
+		cfg.EnOSClockSkew = DefaultEnOSClockSkew
+	}
+	b := &Broker{cfg: cfg, log: cfg.Logger, presence: newPresence(), sessions: newSessions(), enos: newEnOSJobs(),
 		limit: newConnLimit(cfg.MaxConnectionsPerDevice), base: context.Background(),
 		refused: rate.Sometimes{Interval: logInterval}, presenceLogs: rate.Sometimes{Interval: logInterval}}
 	if err := b.open(); err != nil {
@@ -276,6 +288,9 @@ func (b *Broker) Send(product, device, kind string, payload []byte) {
 		b.sessions.hold(wire.Username(product, device), payload)
 	}
 	b.publish(wire.Topic(product, device, k), k, payload)
+	if k == wire.KindUpgrade && b.sessions.speaksEnOS(wire.Username(product, device)) {
+		b.sendEnOSUpgrade(product, device, payload)
+	}
 }
 
 func (b *Broker) publish(topic string, k wire.Kind, payload []byte) {

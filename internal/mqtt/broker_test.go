@@ -62,13 +62,13 @@ func TestACLRules(t *testing.T) {
 		{"otter/v1/q/a/upgrade", false, false},
 	}
 	for _, tt := range tests {
-		if got := mayPublish(a, tt.topic); got != tt.publish {
+		if got := mayPublish(a, false, tt.topic); got != tt.publish {
 			t.Errorf("mayPublish(a, %q) = %v, want %v", tt.topic, got, tt.publish)
 		}
-		if got := mayReceive(a, tt.topic); got != tt.receive {
+		if got := mayReceive(a, false, tt.topic); got != tt.receive {
 			t.Errorf("mayReceive(a, %q) = %v, want %v", tt.topic, got, tt.receive)
 		}
-		if mayPublish(nil, tt.topic) || mayReceive(nil, tt.topic) {
+		if mayPublish(nil, false, tt.topic) || mayReceive(nil, false, tt.topic) {
 			t.Errorf("a client without a device may use %q", tt.topic)
 		}
 	}

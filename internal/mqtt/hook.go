@@ -54,11 +54,11 @@ func (h *hook) OnConnectAuthenticate(cl *mochi.Client, _ packets.Packet) bool {
 
 // OnACLCheck confines a device to its own topics.
 func (h *hook) OnACLCheck(cl *mochi.Client, topic string, write bool) bool {
-	d := deviceOf(cl)
+	d, enosLogin := deviceOf(cl), speaksEnOS(cl)
 	if !write {
-		return mayReceive(d, topic)
+		return mayReceive(d, enosLogin, topic)
 	}
-	if mayPublish(d, topic) {
+	if mayPublish(d, enosLogin, topic) {
 		return true
 	}
 	h.b.denied(d, "publish", topic)
@@ -107,9 +107,9 @@ func (h *hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, e
 // OnSubscribe counts the filters the ACL will deny; mochi answers them
 // with a failure code in the SUBACK (0x87, or 0x80 for MQTT 3.1.1).
 func (h *hook) OnSubscribe(cl *mochi.Client, pk packets.Packet) packets.Packet {
-	d := deviceOf(cl)
+	d, enosLogin := deviceOf(cl), speaksEnOS(cl)
 	for _, f := range pk.Filters {
-		if !mayReceive(d, f.Filter) {
+		if !mayReceive(d, enosLogin, f.Filter) {
 			h.b.denied(d, "subscribe", f.Filter)
 		}
 	}
@@ -183,6 +183,9 @@ func (b *Broker) online(c *conn, cl *mochi.Client) {
 		return // revoked: being closed; OnDisconnect releases its presence
 	}
 	b.metrics.connects.Inc()
+	if c.enos.Load() {
+		b.subscribeEnOS(c, cl, d)
+	}
 	for filter := range cl.State.Subscriptions.GetAll() {
 		c.receiving = c.receiving || coversUpgrade(d, filter)
 	}

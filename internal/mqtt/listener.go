@@ -137,6 +137,10 @@ type conn struct {
 	// being closed, and takes and receives nothing more.
 	client  atomic.Pointer[mochi.Client]
 	revoked atomic.Bool
+	// enos says the device logged in with EnOS's protocol (set at CONNECT,
+	// before dev): it may also use its /sys/{product}/{device}/ tree, and
+	// receives its upgrades there in EnOS's form.
+	enos atomic.Bool
 	// end, when set, runs once the connection has been served.
 	endMu sync.Mutex
 	end   func()

@@ -31,6 +31,11 @@ const (
 	refusedWill        = "will_topic"  // a will outside the device's tree
 	refusedUnavailable = "unavailable" // the store failed
 	refusedTooMany     = "too_many_connections"
+	// EnOS logins (docs/protocol-enos.md).
+	refusedSignature = "bad_signature"    // the password is not the login's signature
+	refusedClock     = "clock_skew"       // the login's timestamp is too far from the server's clock
+	refusedNotEnOS   = "not_enos_product" // the product does not take EnOS logins
+	refusedNoSealed  = "no_sealed_secret" // the device's secret predates the switch to EnOS: rotate it
 )
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -84,7 +89,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 // initLabels makes every expected series exist at 0, so that rates and
 // alerts work before the first event.
 func (m *metrics) initLabels() {
-	for _, r := range []string{refusedUsername, refusedUnknown, refusedSecret, refusedWill, refusedUnavailable, refusedTooMany} {
+	for _, r := range []string{refusedUsername, refusedUnknown, refusedSecret, refusedWill, refusedUnavailable, refusedTooMany,
+		refusedSignature, refusedClock, refusedNotEnOS, refusedNoSealed} {
 		m.authFailures.WithLabelValues(r)
 	}
 	for _, k := range wire.UplinkKinds {

@@ -62,6 +62,19 @@ func (s *sessions) hold(name string, payload []byte) {
 	}
 }
 
+// speaksEnOS reports whether a device name has a connection logged in with
+// EnOS's protocol.
+func (s *sessions) speaksEnOS(name string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.byName[name] {
+		if c.enos.Load() && c.device() != nil {
+			return true
+		}
+	}
+	return false
+}
+
 // revoke marks the connections of a device name revoked and returns them;
 // with keep set, the connections of device keep (and of any later device
 // of the name) are left alone. Device ids only grow, so a lower id under

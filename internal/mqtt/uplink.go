@@ -3,6 +3,7 @@ package mqtt
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	mochi "github.com/mochi-mqtt/server/v2"
@@ -28,6 +29,9 @@ func (b *Broker) uplink(c *conn, cl *mochi.Client, pk packets.Packet) error {
 	d := c.device()
 	if d == nil { // the ACL lets no publish through without a device
 		return packets.ErrRejectPacket
+	}
+	if c.enos.Load() && strings.HasPrefix(pk.TopicName, "/sys/") {
+		return b.enosUplink(c, cl, d, pk)
 	}
 	start := time.Now()
 	kind, msg, err := decodeUplink(pk.TopicName, pk.Payload)

@@ -90,6 +90,9 @@ type Config struct {
 	// MQTTMaxPerDevice bounds the MQTT connections one device holds at
 	// once; 0 means mqtt.DefaultMaxConnectionsPerDevice.
 	MQTTMaxPerDevice int
+	// EnOSClockSkew is how far the timestamp of an EnOS device login may
+	// be from the server's clock; 0 means mqtt.DefaultEnOSClockSkew.
+	EnOSClockSkew time.Duration
 	// HTTPTimeouts are the HTTP listener's deadlines; zero fields mean
 	// deadline.Default.
 	HTTPTimeouts deadline.Timeouts
@@ -311,11 +314,15 @@ func (s *Server) assemble(ctx context.Context) (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
+	box, err := signer.SecretBox()
+	if err != nil {
+		return nil, err
+	}
 	relay := &downlinkRelay{}
 	// Each term of leadership runs an engine of its own (see replica.go).
 	s.engineCfg = engine.Config{Store: s.store, Downlink: relay, URLs: urls, Commands: signer, Logger: s.log, Metrics: replacing{s.reg}}
 	engines := &s.cluster.engines
-	revoke, accounts, err := s.openDeviceBroker(ctx, relay)
+	revoke, accounts, err := s.openDeviceBroker(ctx, relay, box)
 	if err != nil {
 		return nil, err
 	}
@@ -326,10 +333,6 @@ func (s *Server) assemble(ctx context.Context) (http.Handler, error) {
 	})
 	if err != nil {
 		return nil, fmt.Errorf("build the device API: %w", err)
-	}
-	box, err := signer.SecretBox()
-	if err != nil {
-		return nil, err
 	}
 	a, err := api.New(api.Config{
 		Store: s.store, Blobs: blobs, Signer: signer, Secrets: box, Logger: s.log, Metrics: s.reg,
@@ -353,7 +356,7 @@ func (s *Server) assemble(ctx context.Context) (http.Handler, error) {
 // engine, only on the replica that schedules: beginTerm); otherwise the
 // embedded broker, which then carries the downlinks and is told of revoked
 // credentials.
-func (s *Server) openDeviceBroker(ctx context.Context, relay *downlinkRelay) (revokers, brokeradmin.Provisioner, error) {
+func (s *Server) openDeviceBroker(ctx context.Context, relay *downlinkRelay, box *credential.Box) (revokers, brokeradmin.Provisioner, error) {
 	if s.cfg.Broker != "" {
 		// The admin goes first: it gives otter's user the right to
 		// subscribe to the uplinks.
@@ -370,7 +373,7 @@ func (s *Server) openDeviceBroker(ctx context.Context, relay *downlinkRelay) (re
 	s.broker, err = mqtt.New(mqtt.Config{
 		Addr: s.cfg.MQTTAddr, TLSAddr: s.cfg.MQTTTLSAddr, TLSCertFile: s.cfg.MQTTCertFile, TLSKeyFile: s.cfg.MQTTKeyFile,
 		Devices: &s.cluster.engines, Credentials: s.store, Logger: s.log, Metrics: s.reg,
-		MaxConnectionsPerDevice: s.cfg.MQTTMaxPerDevice,
+		MaxConnectionsPerDevice: s.cfg.MQTTMaxPerDevice, Secrets: box, EnOSClockSkew: s.cfg.EnOSClockSkew,
 	})
 	if err != nil {
 		return nil, nil, err
