@@ -28,8 +28,8 @@ func (a *app) simulateCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "simulate --product P --devices N --version V",
 		Short: "Run simulated devices that upgrade over MQTT",
-		Long: `Run a fleet of simulated devices on the device SDK, each over its own MQTT
-connection, until Ctrl-C. Devices are named sim-00001, sim-00002, ... and are
+		Long: `Run a fleet of simulated devices, each over its own MQTT connection, until
+Ctrl-C: on the device SDK, or with --protocol enos on EnOS's protocol. Devices are named sim-00001, sim-00002, ... and are
 created through the API when missing. Their secrets are kept in --secrets so
 that a later run reuses them: by default in your state folder, one file per
 server and product ($XDG_STATE_HOME/otter/sim/, else otter/sim/ in your
@@ -42,8 +42,11 @@ otter's (docs/protocol-enos.md), as devices built on EnOS's device SDKs do:
 EnOS's securemode=2 login with the device secret, a version report on
 /sys/{product}/{device}/ota/device/inform after every connect, upgrade
 commands on .../ota/device/upgrade, progress steps, and with
---request-every EnOS's getversion request. The product must accept EnOS
-devices; a product the simulator creates does.
+--request-every EnOS's getversion request; a failed install (--fail-rate)
+is reported as step -4. The product must accept EnOS devices: one the
+simulator creates does; an existing one is switched with otter product
+update P --protocol enos, and its devices created before the switch need
+new secrets (simulate them under a new --prefix).
 
 The broker address is asked of the server; --mqtt overrides it.`,
 		Example: `  otter simulate --product demo --devices 100 --version 1.0.0

@@ -1,8 +1,10 @@
 // Package sim runs a fleet of simulated devices on the real device SDK over
 // real MQTT connections: the demo, the end-to-end tests and the benchmarks
-// all upgrade devices this way. Each simulated device keeps its firmware
-// slots in memory and can be told to fail, to take time installing, to
-// start offline, or to ask for upgrades (request mode).
+// all upgrade devices this way. A fleet may speak EnOS's device protocol
+// instead, on raw MQTT as EnOS's device SDKs do (enos.go). Each simulated
+// device keeps its firmware slots in memory and can be told to fail, to
+// take time installing, to start offline, or to ask for upgrades (request
+// mode).
 package sim
 
 import (
