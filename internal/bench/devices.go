@@ -263,6 +263,13 @@ func (d *devices) failureCounts() map[string]Failure {
 	return out
 }
 
+// succeededCount returns how many devices have said they succeeded.
+func (d *devices) succeededCount() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.succeeded)
+}
+
 // counts returns how many devices are connected and have informed.
 func (d *devices) counts() (connected, informed int) {
 	d.mu.Lock()

@@ -162,6 +162,7 @@ func (r *rig) runTask(ctx context.Context, fw *client.Firmware, timeout time.Dur
 		return err
 	}
 	rep.Succeeded, rep.Failed = done.Counts[client.JobSucceeded], done.Counts[client.JobFailed]
+	r.awaitDeviceSuccesses(ctx, int(rep.Succeeded))
 	rep.Failures = r.devs.failureCounts()
 	rep.Upgrade = latency(r.devs.since(r.devs.upgrade, t0))
 	rep.Success = latency(r.devs.since(r.devs.succeeded, t0))
@@ -170,6 +171,20 @@ func (r *rig) runTask(ctx context.Context, fw *client.Firmware, timeout time.Dur
 		return fmt.Errorf("the task ended %s with %v: want it completed", done.State, done.Counts)
 	}
 	return nil
+}
+
+// awaitDeviceSuccesses gives the devices' own success events, which come
+// in from their processes, up to ten seconds to catch up with the n jobs
+// the server counts succeeded: a device learns that its report was stored
+// after the server does, and the latencies are those of the devices'
+// events, stamped when they happened, not when they arrived.
+func (r *rig) awaitDeviceSuccesses(ctx context.Context, n int) {
+	deadline := time.Now().Add(10 * time.Second)
+	for r.devs.succeededCount() < n && time.Now().Before(deadline) {
+		if pause(ctx, 20*time.Millisecond) != nil {
+			return
+		}
+	}
 }
 
 // snapshot is what the server and the devices had used at one time.

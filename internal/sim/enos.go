@@ -227,7 +227,7 @@ func (d *enosDevice) connected(ctx context.Context) {
 	d.mu.Unlock()
 	d.event(device.Event{Kind: device.EventConnected})
 	if !installing {
-		d.inform(ctx)
+		d.inform(ctx, nil)
 	}
 }
 
@@ -270,6 +270,13 @@ func (d *enosDevice) deliver(payload []byte) {
 
 // request publishes a request on the topic of kind and waits for its reply.
 func (d *enosDevice) request(ctx context.Context, kind, method string, params any) (enosReply, error) {
+	return d.requestAcked(ctx, kind, method, params, nil)
+}
+
+// requestAcked is request, calling acked (when not nil) once the broker
+// has acknowledged the request: otter acknowledges a device message once
+// it is stored, as for its own protocol's messages.
+func (d *enosDevice) requestAcked(ctx context.Context, kind, method string, params any, acked func()) (enosReply, error) {
 	<-d.up
 	if err := d.cm.AwaitConnection(ctx); err != nil {
 		return enosReply{}, err
@@ -290,6 +297,9 @@ func (d *enosDevice) request(ctx context.Context, kind, method string, params an
 	b, _ := json.Marshal(enosRequest{ID: id, Version: "1.0", Method: method, Params: params})
 	if _, err := d.cm.Publish(ctx, &paho.Publish{Topic: d.base + kind, QoS: 1, Payload: b}); err != nil {
 		return enosReply{}, fmt.Errorf("publish %s: %w", kind, err)
+	}
+	if acked != nil {
+		acked()
 	}
 	t := time.NewTimer(enosReplyTimeout)
 	defer t.Stop()
@@ -329,15 +339,27 @@ func (d *enosDevice) subscribeReply(ctx context.Context, kind string) error {
 	return nil
 }
 
-// inform reports the running version until the server takes it or ctx
+// inform reports the running version until the server answers it or ctx
 // ends; the version is read again before every try, so that a report
-// retried across an upgrade does not tell the old version last.
-func (d *enosDevice) inform(ctx context.Context) bool {
+// retried across an upgrade does not tell the old version last. The
+// informed event, and the succeeded one that done (when not nil) may
+// emit, come when the first report is acknowledged, as the device SDK's
+// do: the server has stored it then, and may count the job succeeded
+// before its reply arrives.
+func (d *enosDevice) inform(ctx context.Context, done func()) bool {
+	var once sync.Once
 	for attempt := 1; ; attempt++ {
 		v := d.currentVersion()
-		_, err := d.request(ctx, "inform", "ota.device.inform", map[string]string{"version": v})
+		acked := func() {
+			once.Do(func() {
+				d.event(device.Event{Kind: device.EventInformed, Versions: map[string]string{d.fleet.cfg.Module: v}})
+				if done != nil {
+					done()
+				}
+			})
+		}
+		_, err := d.requestAcked(ctx, "inform", "ota.device.inform", map[string]string{"version": v}, acked)
 		if err == nil {
-			d.event(device.Event{Kind: device.EventInformed, Versions: map[string]string{d.fleet.cfg.Module: v}})
 			return true
 		}
 		if ctx.Err() != nil {
@@ -426,11 +448,12 @@ func (d *enosDevice) start(ctx context.Context, fw enosFirmware) {
 func (d *enosDevice) upgrade(ctx context.Context, fw enosFirmware) {
 	e := device.Event{Kind: device.EventUpgrade, Module: d.fleet.cfg.Module, Version: fw.Version}
 	d.event(e)
+	succeeded := func() {
+		e.Kind = device.EventSucceeded
+		d.event(e)
+	}
 	if fw.Version == d.currentVersion() {
-		if d.inform(ctx) {
-			e.Kind = device.EventSucceeded
-			d.event(e)
-		}
+		d.inform(ctx, succeeded)
 		return
 	}
 	if !d.confirm(ctx, fw) {
@@ -457,10 +480,7 @@ func (d *enosDevice) upgrade(ctx context.Context, fw enosFirmware) {
 	d.mu.Lock()
 	d.version = fw.Version // the reboot: the new image runs
 	d.mu.Unlock()
-	if d.inform(ctx) {
-		e.Kind = device.EventSucceeded
-		d.event(e)
-	}
+	d.inform(ctx, succeeded)
 }
 
 // confirm asks the fleet's Confirm, when it has one.
