@@ -51,7 +51,7 @@ func ParseTopic(topic string) (product, device string, k Kind, err error) {
 	rest, ok := strings.CutPrefix(topic, "/sys/")
 	parts := strings.SplitN(rest, "/", 3)
 	if !ok || len(parts) < 3 || parts[0] == "" || parts[1] == "" || parts[2] == "" {
-		return "", "", KindOther, fmt.Errorf("topic %q is not /sys/{productKey}/{deviceKey}/...", wire.Clip(topic, 100))
+		return "", "", KindOther, fmt.Errorf("topic %q is not /sys/{productKey}/{deviceKey}/{topic}", wire.Clip(topic, 100))
 	}
 	switch k := Kind(parts[2]); k {
 	case KindInform, KindProgress, KindGetVersion, KindRequest, KindUpgrade, KindUpgradeReply:
