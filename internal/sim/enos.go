@@ -109,11 +109,12 @@ const enosReplyTimeout = 30 * time.Second
 func (f *Fleet) newEnOSDevice(i int, c credential, hc *http.Client) *enosDevice {
 	d := &enosDevice{
 		key: c.key, secret: c.secret, fleet: f, hc: hc,
-		base:    "/sys/" + f.cfg.Product + "/" + c.key + "/ota/device/",
-		up:      make(chan struct{}),
-		rng:     rand.New(rand.NewPCG(uint64(i), 0xe705)),
-		version: c.version,
-		waiting: map[string]chan enosReply{},
+		base:       "/sys/" + f.cfg.Product + "/" + c.key + "/ota/device/",
+		up:         make(chan struct{}),
+		rng:        rand.New(rand.NewPCG(uint64(i), 0xe705)),
+		version:    c.version,
+		waiting:    map[string]chan enosReply{},
+		subscribed: map[string]bool{},
 	}
 	d.offline = d.rng.Float64() < f.cfg.OfflineRate
 	return d
@@ -148,7 +149,7 @@ func (d *enosDevice) run(ctx context.Context) error {
 		ConnectTimeout:                20 * time.Second,
 		ReconnectBackoff:              d.backoff,
 		ConnectPacketBuilder:          d.login,
-		OnConnectionUp:                func(*autopaho.ConnectionManager, *paho.Connack) { go d.connected(ctx) },
+		OnConnectionUp:                func(*autopaho.ConnectionManager, *paho.Connack) { d.connectionUp(); go d.connected(ctx) },
 		OnConnectionDown:              func() bool { d.event(device.Event{Kind: device.EventDisconnected}); return true },
 		OnConnectError:                func(err error) { d.event(device.Event{Kind: device.EventConnectError, Err: err}) },
 		ClientConfig:                  paho.ClientConfig{OnPublishReceived: []func(paho.PublishReceived) (bool, error){d.receive(ctx)}},
@@ -217,15 +218,23 @@ func limitReceive(cp *paho.Connect) (*paho.Connect, error) {
 	return cp, nil
 }
 
+// connectionUp starts a fresh connection's state, in autopaho's callback
+// so that it comes before the connection's requests and its end: a clean
+// session has no subscriptions.
+func (d *enosDevice) connectionUp() {
+	d.mu.Lock()
+	d.subscribed = map[string]bool{}
+	d.mu.Unlock()
+	d.event(device.Event{Kind: device.EventConnected})
+}
+
 // connected reports the version on a fresh connection, as the SDKs'
 // samples do after every connect, unless an install is under way.
 func (d *enosDevice) connected(ctx context.Context) {
 	<-d.up
 	d.mu.Lock()
-	d.subscribed = map[string]bool{}
 	installing := d.installing
 	d.mu.Unlock()
-	d.event(device.Event{Kind: device.EventConnected})
 	if !installing {
 		d.inform(ctx, nil)
 	}
