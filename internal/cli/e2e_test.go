@@ -140,6 +140,20 @@ func TestProductCommands(t *testing.T) {
 		t.Errorf("product delete: %q", out)
 	}
 	o.fails(1, "(404 not_found)", "product", "delete", "p2")
+
+	var en struct{ Key, Protocol string }
+	o.json(&en, "product", "create", "en", "--protocol", "enos")
+	if en.Protocol != "enos" {
+		t.Errorf("created with --protocol enos: %+v", en)
+	}
+	if out := o.ok("product", "update", "demo", "--protocol", "enos"); !strings.Contains(out, "protocol:    enos\n") || !strings.Contains(out, "otter device rotate-secret demo KEY") {
+		t.Errorf("product update --protocol enos:\n%s", out)
+	}
+	if out := o.ok("product", "update", "demo", "--name", "Renamed"); !strings.Contains(out, "name:        Renamed\n") || !strings.Contains(out, "protocol:    enos\n") {
+		t.Errorf("product update --name kept the protocol?\n%s", out)
+	}
+	o.fails(1, "protocol", "product", "update", "demo", "--protocol", "mqtt")
+	o.fails(2, "give at least one of", "product", "update", "demo")
 }
 
 func TestUsageAndConnectionErrors(t *testing.T) {
@@ -152,7 +166,7 @@ func TestUsageAndConnectionErrors(t *testing.T) {
 		{[]string{"device", "get", "demo"}, "otter: missing KEY\nRun 'otter device get --help' for usage.\n"},
 		{[]string{"product", "get", "a", "b"}, `otter: unexpected argument "b"`},
 		{[]string{"prodcut", "list"}, `otter: unknown command "prodcut" for "otter" (did you mean "product"?)`},
-		{[]string{"product"}, "otter: missing command: one of create, delete, get, list\n"},
+		{[]string{"product"}, "otter: missing command: one of create, delete, get, list, update\n"},
 		{[]string{"product", "frob"}, `otter: unknown command "frob" for "otter product"`},
 		{[]string{"product", "list", "--bogus"}, "otter: unknown flag: --bogus\n"},
 		{[]string{"product", "list", "-o", "yaml"}, `otter: unknown output format "yaml"`},

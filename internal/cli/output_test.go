@@ -85,16 +85,16 @@ func TestWriteTables(t *testing.T) {
 	}{
 		{"products", func(b *bytes.Buffer) error {
 			return writeProducts(b, []client.Product{
-				{Key: "demo", Name: "Demo\tboard", CreatedAt: created},
-				{Key: "thermostat-v2", Description: "two\nlines", CreatedAt: created},
+				{Key: "demo", Name: "Demo\tboard", Protocol: "otter", CreatedAt: created},
+				{Key: "thermostat-v2", Description: "two\nlines", Protocol: "enos", CreatedAt: created},
 			}, testNow)
 		}, `
-KEY            NAME        CREATED  DESCRIPTION
-demo           Demo board  3d ago   -
-thermostat-v2  -           3d ago   two lines
+KEY            NAME        PROTOCOL  CREATED  DESCRIPTION
+demo           Demo board  otter     3d ago   -
+thermostat-v2  -           enos      3d ago   two lines
 `},
 		{"no products", func(b *bytes.Buffer) error { return writeProducts(b, nil, testNow) }, `
-KEY  NAME  CREATED  DESCRIPTION
+KEY  NAME  PROTOCOL  CREATED  DESCRIPTION
 `},
 		{"devices", func(b *bytes.Buffer) error {
 			return writeDevices(b, []client.Device{

@@ -48,7 +48,8 @@ func badCredentials(reason string, err error) *refusal {
 }
 
 // authenticate checks a CONNECT: user name {product}/{device}, password the
-// device secret, and a will (if any) inside the device's own tree. On
+// device secret (or an EnOS login, whose user name is {device}&{product}:
+// checkEnOS), and a will (if any) inside the device's own tree. On
 // success it records the device on the connection and moves the client id
 // into the device's namespace, so that one device can never take over
 // another's session by using its client id.
@@ -64,10 +65,13 @@ func (b *Broker) authenticate(cl *mochi.Client, pk packets.Packet) error {
 	if enos.IsLogin(username) {
 		var l enos.Login
 		l, err = enos.ParseLogin(cl.ID, username)
-		product, key, login, clientID = l.Product, l.Device, &l, l.ClientID
+		product, key, login, clientID = l.Product, l.Device, &l, l.ClientID // login is set even on error: the refusal speaks EnOS
 	}
 	if err != nil {
 		r := badCredentials(refusedUsername, err)
+		if login != nil {
+			r = enosRefusal(refusedUsername, err.Error(), err)
+		}
 		b.refuse(cl, r)
 		return r
 	}

@@ -193,7 +193,7 @@ func (b *Broker) enosUplink(c *conn, cl *mochi.Client, d *engine.Device, pk pack
 	switch {
 	case err != nil || kind == enos.KindOther || kind == enos.KindUpgrade:
 		b.metrics.uplinkErrors.WithLabelValues(wire.CodeUnknownTopic).Inc()
-		if !strings.HasSuffix(topic, "_reply") {
+		if !strings.HasSuffix(topic, "_reply") && kind != enos.KindUpgrade { // a device's own command topic gets no answer
 			c.after = func() {
 				b.publishEnOS(enos.ReplyTopic(topic), enos.Reply(requestID(pk.Payload), enos.CodeNotSupported, nil,
 					"otter implements only the OTA topics of EnOS's device protocol (ota/device/inform, progress, getversion, request)"))
@@ -284,19 +284,31 @@ func upgradeOf(a *engine.Answer) (wire.Upgrade, bool) {
 // a rollback), and a failure ends the job.
 func (b *Broker) enosProgress(ctx context.Context, d *engine.Device, o enos.Outcome) error {
 	name := wire.Username(d.Product, d.Key)
-	cmd, ok := b.enos.get(name)
-	if !ok {
-		a, err := b.cfg.Devices.Request(ctx, *d, wire.Request{Module: ota.DefaultModule})
-		if err != nil {
+	cmd, known := b.enos.get(name)
+	if known {
+		err := b.applyStep(ctx, d, cmd, o)
+		if code, _ := engine.DeviceFault(err); code != wire.CodeUnknownJob {
 			return err
 		}
-		up, ok := upgradeOf(a)
-		if !ok {
-			return errNoEnOSJob
-		}
-		cmd = commandOf(up)
-		b.enos.set(name, cmd)
+		// Not this device's job (the key was deleted and made again):
+		// ask the engine which job it has.
 	}
+	a, err := b.cfg.Devices.Request(ctx, *d, wire.Request{Module: ota.DefaultModule})
+	if err != nil {
+		return err
+	}
+	up, ok := upgradeOf(a)
+	if !ok {
+		return errNoEnOSJob
+	}
+	cmd = commandOf(up)
+	b.enos.set(name, cmd)
+	return b.applyStep(ctx, d, cmd, o)
+}
+
+// applyStep applies a progress step to the job of cmd.
+func (b *Broker) applyStep(ctx context.Context, d *engine.Device, cmd enosCommand, o enos.Outcome) error {
+	name := wire.Username(d.Product, d.Key)
 	h := b.cfg.Devices
 	if o.Kind == enos.StepDeclined {
 		_, err := h.Confirm(ctx, *d, wire.Confirm{Job: cmd.job, Attempt: cmd.attempt, Accept: false, Message: o.Message})

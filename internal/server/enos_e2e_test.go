@@ -497,3 +497,27 @@ func TestEnOSDeviceStaysInItsTree(t *testing.T) {
 	default:
 	}
 }
+
+// A retry sends the EnOS device the command again, and its reports then
+// apply to the new attempt.
+func TestEnOSRetryAfterAFailure(t *testing.T) {
+	o := start(t)
+	ctx := o.ctx()
+	secrets := o.enosProduct("d1")
+	fw, image := o.firmware("en", "1.1.0", 10_000)
+	d := o.enos("en", "d1", secrets["d1"])
+	d.inform("1.0.0")
+	task := o.create(ctx, client.TaskCreate{FirmwareID: fw.ID, Target: client.Target{Devices: []string{"d1"}},
+		Policy: client.Policy{Retries: 1, RetryBackoff: client.Duration(100 * time.Millisecond)}})
+	d.upgrade()
+	d.progress("-3", "digest differs")
+	_, f := d.upgrade() // the retry
+	d.download(f, image)
+	d.progress("60", "")
+	d.progress("100", "")
+	d.inform("1.1.0")
+	_, jobs := o.settled(ctx, task.ID)
+	if j := jobs[0]; j.State != client.JobSucceeded || j.Attempt != 2 {
+		t.Fatalf("job %s at attempt %d, want succeeded at attempt 2", j.State, j.Attempt)
+	}
+}
