@@ -84,7 +84,7 @@ func RunConnect(ctx context.Context, cfg ConnectConfig) (*ConnectReport, error) 
 	if cfg.Devices <= 0 {
 		return nil, errors.New("bench: connect needs at least one device")
 	}
-	r, err := newRig(ctx, cfg.Server, cfg.Devices, cfg.Progress)
+	r, err := newRig(ctx, cfg.Server, cfg.Devices, "", cfg.Progress)
 	if err != nil {
 		return nil, err
 	}

@@ -53,6 +53,8 @@ type deviceConfig struct {
 	// Provisioned, when set, runs after provisioning, before any device
 	// starts.
 	Provisioned func() error
+	// Protocol is the devices' protocol (empty: otter's).
+	Protocol string
 }
 
 // segment is a part of the fleet: n devices named prefix00001... that
@@ -137,7 +139,7 @@ func (d *devices) startSegment(ctx context.Context, cfg deviceConfig, s segment)
 	f, err := sim.Start(ctx, sim.Config{
 		API: cfg.API, Broker: s.broker, PublicKey: cfg.PublicKey, Product: cfg.Product,
 		Devices: s.n, Prefix: s.prefix, Version: cfg.Version, ConnectRate: cfg.ConnectRate,
-		HTTPClient: downloadClient(), OnEvent: d.event, Secrets: cfg.secrets(s),
+		HTTPClient: downloadClient(), OnEvent: d.event, Secrets: cfg.secrets(s), Protocol: cfg.Protocol,
 	})
 	if err != nil {
 		if f != nil {
@@ -331,6 +333,13 @@ func (d *devices) failureCounts() map[string]Failure {
 		out[code] = Failure{Count: n, Example: d.examples[code]}
 	}
 	return out
+}
+
+// succeededCount returns how many devices have said they succeeded.
+func (d *devices) succeededCount() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.succeeded)
 }
 
 // counts returns how many devices are connected and have informed.

@@ -49,6 +49,8 @@ type DevicesConfig struct {
 	// Secrets, when set, is a file of the devices' secrets (key,secret):
 	// devices it names are not created again.
 	Secrets string
+	// Protocol is the devices' protocol (empty: otter's).
+	Protocol string
 }
 
 // RunDevices runs simulated devices until ctx ends, writing their events
@@ -67,7 +69,7 @@ func RunDevices(ctx context.Context, cfg DevicesConfig, out io.Writer) error {
 	sc := sim.Config{
 		API: client.New(cfg.Server, cfg.Token, client.WithUserAgent("otter-bench")), Broker: cfg.Broker,
 		PublicKey: key, Product: cfg.Product, Devices: cfg.Devices, Prefix: cfg.Prefix, Version: cfg.Version,
-		ConnectRate: cfg.ConnectRate, HTTPClient: downloadClient(), OnEvent: w.event,
+		ConnectRate: cfg.ConnectRate, HTTPClient: downloadClient(), OnEvent: w.event, Protocol: cfg.Protocol,
 	}
 	if cfg.Secrets != "" {
 		sc.Secrets = sim.FileSecrets(cfg.Secrets)
@@ -117,6 +119,9 @@ func startProcPart(ctx context.Context, cfg deviceConfig, s segment, record func
 		"--public-key", base64.StdEncoding.EncodeToString(cfg.PublicKey), "--connect-rate", strconv.Itoa(cfg.ConnectRate)}
 	if cfg.SecretsDir != "" {
 		args = append(args, "--secrets", cfg.secretsFile(s))
+	}
+	if cfg.Protocol != "" {
+		args = append(args, "--protocol", cfg.Protocol)
 	}
 	cmd := exec.Command(cfg.Executable, args...)
 	cmd.Env = append(os.Environ(), "OTTER_TOKEN="+cfg.Token)

@@ -83,7 +83,7 @@ func RunDownload(ctx context.Context, cfg DownloadConfig) (*DownloadReport, erro
 		return nil, err
 	}
 	defer ng.close()
-	r, err := newRig(ctx, cfg.Server, 0, cfg.Progress)
+	r, err := newRig(ctx, cfg.Server, 0, "", cfg.Progress)
 	if err != nil {
 		return nil, err
 	}

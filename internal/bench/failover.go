@@ -125,7 +125,7 @@ func RunFailover(ctx context.Context, cfg FailoverConfig) (*FailoverReport, erro
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 10 * time.Minute
 	}
-	r, err := newRig(ctx, cfg.Server, cfg.Devices, cfg.Progress)
+	r, err := newRig(ctx, cfg.Server, cfg.Devices, "", cfg.Progress)
 	if err != nil {
 		return nil, err
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/otter-ota/otter/client"
+	"github.com/otter-ota/otter/internal/sim"
 )
 
 // FleetConfig describes a fleet benchmark: one push task to every device.
@@ -24,13 +25,18 @@ type FleetConfig struct {
 	ConnectRate int
 	// Timeout bounds the task, from its creation until every job ended.
 	Timeout time.Duration
+	// Protocol is the device protocol of the fleet: sim.ProtocolOtter
+	// (empty) or sim.ProtocolEnOS.
+	Protocol string
 	// Progress, when set, receives a line about each stage.
 	Progress io.Writer
 }
 
 // FleetReport is what a fleet benchmark measured.
 type FleetReport struct {
-	Devices  int    `json:"devices"`
+	Devices int `json:"devices"`
+	// Protocol is the device protocol the fleet spoke.
+	Protocol string `json:"protocol"`
 	FileSize int64  `json:"file_size_bytes"`
 	Database string `json:"database"`
 	// SeparateServer says the server ran in a process of its own: its
@@ -139,12 +145,18 @@ func RunFleet(ctx context.Context, cfg FleetConfig) (*FleetReport, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 10 * time.Minute
 	}
-	r, err := newRig(ctx, cfg.Server, cfg.Devices, cfg.Progress)
+	if cfg.Protocol == "" {
+		cfg.Protocol = sim.ProtocolOtter
+	}
+	if cfg.Protocol != sim.ProtocolOtter && cfg.Server.clustered() {
+		return nil, fmt.Errorf("bench: --protocol %s needs the embedded broker: cluster mode does not take EnOS logins (docs/protocol-enos.md)", cfg.Protocol)
+	}
+	r, err := newRig(ctx, cfg.Server, cfg.Devices, cfg.Protocol, cfg.Progress)
 	if err != nil {
 		return nil, err
 	}
 	defer r.close()
-	rep := &FleetReport{Devices: cfg.Devices, FileSize: cfg.FileSize, Database: dbKind(cfg.Server.DBURL), SeparateServer: r.srv.Separate,
+	rep := &FleetReport{Devices: cfg.Devices, Protocol: cfg.Protocol, FileSize: cfg.FileSize, Database: dbKind(cfg.Server.DBURL), SeparateServer: r.srv.Separate,
 		Broker: brokerKind(cfg.Server), Replicas: replicaCount(cfg.Server)}
 	fw, err := r.firmware(ctx, "2.0.0", cfg.FileSize)
 	if err != nil {
@@ -183,6 +195,7 @@ func (r *rig) runTask(ctx context.Context, fw *client.Firmware, timeout time.Dur
 		return err
 	}
 	rep.Succeeded, rep.Failed = done.Counts[client.JobSucceeded], done.Counts[client.JobFailed]
+	r.awaitDeviceSuccesses(ctx, int(rep.Succeeded))
 	rep.Failures = r.devs.failureCounts()
 	rep.Upgrade = latency(r.devs.since(r.devs.upgrade, t0))
 	rep.Success = latency(r.devs.since(r.devs.succeeded, t0))
@@ -192,6 +205,20 @@ func (r *rig) runTask(ctx context.Context, fw *client.Firmware, timeout time.Dur
 		return fmt.Errorf("the task ended %s with %v: want it completed", done.State, done.Counts)
 	}
 	return nil
+}
+
+// awaitDeviceSuccesses gives the devices' own success events, which come
+// in from their processes, up to ten seconds to catch up with the n jobs
+// the server counts succeeded: a device learns that its report was stored
+// after the server does, and the latencies are those of the devices'
+// events, stamped when they happened, not when they arrived.
+func (r *rig) awaitDeviceSuccesses(ctx context.Context, n int) {
+	deadline := time.Now().Add(10 * time.Second)
+	for r.devs.succeededCount() < n && time.Now().Before(deadline) {
+		if pause(ctx, 20*time.Millisecond) != nil {
+			return
+		}
+	}
 }
 
 // snapshot is what the server and the devices had used at one time.

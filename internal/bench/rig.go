@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/otter-ota/otter/client"
+	"github.com/otter-ota/otter/internal/sim"
 )
 
 // rig is a server under measurement, an admin client, the benchmark's
@@ -27,6 +28,8 @@ type rig struct {
 	provisioned    time.Duration
 	afterProvision func() error
 	secretsDir     string
+	// protocol is the device protocol of the benchmark's devices.
+	protocol string
 }
 
 // fdMargin is the open files a process needs beside its device
@@ -34,8 +37,9 @@ type rig struct {
 const fdMargin = 256
 
 // newRig checks that this machine can hold the connections, starts the
-// server and creates the benchmark's product.
-func newRig(ctx context.Context, opts ServerOptions, devices int, progress io.Writer) (*rig, error) {
+// server and creates the benchmark's product, for devices of protocol
+// (empty: otter's).
+func newRig(ctx context.Context, opts ServerOptions, devices int, protocol string, progress io.Writer) (*rig, error) {
 	limit, err := checkFileLimit(devices, opts.Executable != "")
 	if err != nil {
 		return nil, err
@@ -48,7 +52,7 @@ func newRig(ctx context.Context, opts ServerOptions, devices int, progress io.Wr
 		// Devices beyond one address's ports connect to 127.0.0.2, ...
 		opts.MQTTAddr = "0.0.0.0:0"
 	}
-	r := &rig{progress: progress, executable: opts.Executable, perProcess: devicesPerProcess(limit)}
+	r := &rig{progress: progress, executable: opts.Executable, perProcess: devicesPerProcess(limit), protocol: protocol}
 	if r.tempDir, err = deviceTempDir(); err != nil {
 		return nil, err
 	}
@@ -58,7 +62,7 @@ func newRig(ctx context.Context, opts ServerOptions, devices int, progress io.Wr
 		return nil, err
 	}
 	r.api = client.New(r.srv.HTTPURL, r.srv.Token, client.WithUserAgent("otter-bench"))
-	if _, err := r.api.CreateProduct(ctx, client.ProductCreate{Key: benchProduct, Name: "Benchmark"}); err != nil {
+	if _, err := r.api.CreateProduct(ctx, benchProductCreate(protocol)); err != nil {
 		r.close()
 		return nil, fmt.Errorf("create the product: %w", err)
 	}
@@ -124,12 +128,13 @@ func (r *rig) connect(ctx context.Context, n, rate int) (time.Duration, error) {
 	if err != nil {
 		return 0, err
 	}
-	r.say("starting %d simulated devices", n)
+	r.say("starting %d simulated devices (protocol %s)", n, r.devicesProtocol())
 	t0 := time.Now()
 	cfg := deviceConfig{
 		API: r.api, Token: r.srv.Token, Broker: r.srv.MQTTURL, PublicKey: key.PublicKey, Product: benchProduct,
 		Devices: n, Version: "1.0.0", PerAddress: perAddress(ports), ConnectRate: rate,
 		Executable: r.executable, PerProcess: r.perProcess, TempDir: r.tempDir, Progress: r.progress,
+		Protocol: r.protocol,
 	}
 	if r.srv.cluster != nil {
 		// Each device's broker account is a command to Mosquitto, which
@@ -208,4 +213,22 @@ func (r *rig) close() {
 	if r.secretsDir != "" {
 		_ = os.RemoveAll(r.secretsDir)
 	}
+}
+
+// devicesProtocol names the devices' protocol.
+func (r *rig) devicesProtocol() string {
+	if r.protocol == "" {
+		return sim.ProtocolOtter
+	}
+	return r.protocol
+}
+
+// benchProductCreate is the benchmark's product, open to EnOS devices
+// when they speak EnOS's protocol.
+func benchProductCreate(protocol string) client.ProductCreate {
+	p := client.ProductCreate{Key: benchProduct, Name: "Benchmark"}
+	if protocol == sim.ProtocolEnOS {
+		p.Protocol = protocol
+	}
+	return p
 }

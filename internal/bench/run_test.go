@@ -12,6 +12,7 @@ import (
 
 	"github.com/otter-ota/otter/internal/bench"
 	"github.com/otter-ota/otter/internal/cli"
+	"github.com/otter-ota/otter/internal/sim"
 	"github.com/otter-ota/otter/internal/store/storetest"
 )
 
@@ -84,6 +85,22 @@ func TestFleetSeparateServerWithProfile(t *testing.T) {
 	}
 	if _, err := os.Stat(dir + "/data/otter.db"); err != nil {
 		t.Errorf("the data folder given was not kept: %v", err)
+	}
+}
+
+// TestFleetOfEnOSDevices runs the fleet benchmark with devices speaking
+// EnOS's protocol in a devices process of their own, as the CLI does.
+func TestFleetOfEnOSDevices(t *testing.T) {
+	rep, err := bench.RunFleet(testContext(t), bench.FleetConfig{
+		Devices: 6, FileSize: 3000, Protocol: sim.ProtocolEnOS,
+		Server: bench.ServerOptions{Executable: os.Args[0], DBURL: os.Getenv(storetest.PostgresEnv)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkFleet(t, rep, 6)
+	if rep.Protocol != sim.ProtocolEnOS {
+		t.Errorf("report of protocol %q, want enos", rep.Protocol)
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/otter-ota/otter/internal/bench"
+	"github.com/otter-ota/otter/internal/sim"
 )
 
 // benchCommand returns `otter bench`: measurements of a whole server on
@@ -116,12 +117,17 @@ balancer in this process that download URLs name; each replica's CPU time
 and memory are shown, and the scheduling replica is marked. Unless
 --single-node=false the same benchmark runs first on one otter process
 with its embedded broker and the same database, and both are shown side
-by side.`,
+by side.
+
+With --protocol enos the product accepts EnOS devices and the simulated
+devices speak EnOS's device protocol (otter simulate --protocol enos), so
+that the figures can be set beside those of a fleet on otter's protocol.`,
 		Example: `  otter bench fleet --devices 1000
   otter bench fleet --devices 10000 --db postgres://postgres@127.0.0.1:5432/test --broker mosquitto --replicas 2
   otter bench fleet --devices 10000 --file-size 64KiB -o json
   otter bench fleet --devices 1000 --db postgres://postgres@127.0.0.1:5432/test
-  otter bench fleet --devices 10000 --cpuprofile server.pprof`,
+  otter bench fleet --devices 10000 --cpuprofile server.pprof
+  otter bench fleet --devices 10000 --protocol enos`,
 		Args: needArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			n, err := parseSize(size)
@@ -130,6 +136,9 @@ by side.`,
 			}
 			if cfg.Devices <= 0 {
 				return usageErrorf("--devices must be at least 1")
+			}
+			if cfg.Protocol != sim.ProtocolOtter && cfg.Protocol != sim.ProtocolEnOS {
+				return usageErrorf("--protocol %s: choose %s or %s", cfg.Protocol, sim.ProtocolOtter, sim.ProtocolEnOS)
 			}
 			if cfg.Server, err = sf.options(a.env.Stderr); err != nil {
 				return err
@@ -149,6 +158,7 @@ by side.`,
 	cmd.Flags().IntVar(&cfg.Devices, "devices", 1000, "number of simulated devices `N`")
 	cmd.Flags().StringVar(&size, "file-size", "64KiB", "size `S` of the firmware file, e.g. 64KiB, 4MiB")
 	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Minute, "give up when the task has not ended after `D`")
+	cmd.Flags().StringVar(&cfg.Protocol, "protocol", sim.ProtocolOtter, "device protocol `P` of the simulated devices: otter, or enos (EnOS's)")
 	return cmd
 }
 
@@ -168,6 +178,7 @@ func (a *app) benchFleet(ctx context.Context, cfg bench.FleetConfig) error {
 func fleetFields(r *bench.FleetReport) []field {
 	f := []field{
 		{"devices", strconv.Itoa(r.Devices)},
+		{"device protocol", protocolName(r.Protocol)},
 		{"firmware size", formatSize(r.FileSize)},
 		{"database", r.Database},
 		{"broker", r.Broker},
@@ -468,6 +479,7 @@ func (a *app) benchDevicesCommand() *cobra.Command {
 	fl.IntVar(&cfg.Devices, "devices", 0, "number of devices")
 	fl.IntVar(&cfg.ConnectRate, "connect-rate", 2000, "new connections per second")
 	fl.StringVar(&cfg.Secrets, "secrets", "", "file of the devices' secrets (key,secret), made by the bench")
+	fl.StringVar(&cfg.Protocol, "protocol", sim.ProtocolOtter, "device protocol")
 	return cmd
 }
 

@@ -28,8 +28,8 @@ func (a *app) simulateCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "simulate --product P --devices N --version V",
 		Short: "Run simulated devices that upgrade over MQTT",
-		Long: `Run a fleet of simulated devices on the device SDK, each over its own MQTT
-connection, until Ctrl-C. Devices are named sim-00001, sim-00002, ... and are
+		Long: `Run a fleet of simulated devices, each over its own MQTT connection, until
+Ctrl-C: on the device SDK, or with --protocol enos on EnOS's protocol. Devices are named sim-00001, sim-00002, ... and are
 created through the API when missing. Their secrets are kept in --secrets so
 that a later run reuses them: by default in your state folder, one file per
 server and product ($XDG_STATE_HOME/otter/sim/, else otter/sim/ in your
@@ -37,10 +37,22 @@ configuration folder, e.g. ~/.config), never in the current folder. A
 device that exists keeps the version the server knows it runs; a new one
 starts on --version.
 
+With --protocol enos the devices speak EnOS's device protocol instead of
+otter's (docs/protocol-enos.md), as devices built on EnOS's device SDKs do:
+EnOS's securemode=2 login with the device secret, a version report on
+/sys/{product}/{device}/ota/device/inform after every connect, upgrade
+commands on .../ota/device/upgrade, progress steps, and with
+--request-every EnOS's getversion request; a failed install (--fail-rate)
+is reported as step -4. The product must accept EnOS devices: one the
+simulator creates does; an existing one is switched with otter product
+update P --protocol enos, and its devices created before the switch need
+new secrets (simulate them under a new --prefix).
+
 The broker address is asked of the server; --mqtt overrides it.`,
 		Example: `  otter simulate --product demo --devices 100 --version 1.0.0
   otter simulate --product demo --devices 1000 --version 1.0.0 --fail-rate 0.02 --install-time 5s
-  otter simulate --product demo --devices 50 --version 1.0.0 --request-every 30s   # request mode`,
+  otter simulate --product demo --devices 50 --version 1.0.0 --request-every 30s   # request mode
+  otter simulate --product legacy --devices 100 --version 1.0.0 --protocol enos    # EnOS devices`,
 		Args: needArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := requireFlags(field{"--product", cfg.Product}, field{"--version", cfg.Version}); err != nil {
@@ -48,6 +60,9 @@ The broker address is asked of the server; --mqtt overrides it.`,
 			}
 			if cfg.Devices <= 0 {
 				return usageErrorf("--devices must be at least 1")
+			}
+			if cfg.Protocol != sim.ProtocolOtter && cfg.Protocol != sim.ProtocolEnOS {
+				return usageErrorf("--protocol %s: choose %s or %s", cfg.Protocol, sim.ProtocolOtter, sim.ProtocolEnOS)
 			}
 			if secrets == "" {
 				var err error
@@ -70,6 +85,7 @@ The broker address is asked of the server; --mqtt overrides it.`,
 	fl.Float64Var(&cfg.OfflineRate, "offline-rate", 0, "share `F` (0-1) of devices that start offline")
 	fl.DurationVar(&cfg.OfflineFor, "offline-for", 30*time.Second, "how long offline devices stay away")
 	fl.StringVar(&cfg.Prefix, "prefix", "sim-", "device key prefix")
+	fl.StringVar(&cfg.Protocol, "protocol", sim.ProtocolOtter, "device protocol `P`: otter, or enos (EnOS's device protocol)")
 	fl.StringVar(&broker, "mqtt", "", "MQTT broker URL, e.g. tcp://127.0.0.1:1883 (default: asked of the server)")
 	fl.StringVar(&secrets, "secrets", "", "file that keeps device secrets between runs (default: in your state folder, see above)")
 	return cmd
@@ -107,7 +123,8 @@ func (a *app) simulate(cmd *cobra.Command, cfg sim.Config, broker string) error 
 	}
 	cfg.API = api
 	out := cmd.OutOrStdout()
-	fmt.Fprintf(out, "starting %s of %s on %s (device secrets in %s)\n", ota.Plural(cfg.Devices, "device", "devices"), cfg.Product, cfg.Broker, cfg.Secrets)
+	fmt.Fprintf(out, "starting %s of %s speaking %s's protocol on %s (device secrets in %s)\n",
+		ota.Plural(cfg.Devices, "device", "devices"), cfg.Product, protocolName(cfg.Protocol), cfg.Broker, cfg.Secrets)
 	fleet, err := sim.Start(ctx, cfg)
 	if err != nil {
 		return err
@@ -116,6 +133,14 @@ func (a *app) simulate(cmd *cobra.Command, cfg sim.Config, broker string) error 
 	fleet.Wait()
 	fmt.Fprintln(out)
 	return fleet.Err()
+}
+
+// protocolName is how a device protocol is named to people.
+func protocolName(p string) string {
+	if p == sim.ProtocolEnOS {
+		return "EnOS"
+	}
+	return p
 }
 
 // brokerURL is the --mqtt flag, or the broker the server says it runs, with

@@ -95,7 +95,8 @@ func (o *otter) fleet(ctx context.Context, product string, n int, mod func(*sim.
 	}
 	o.eventually(func() bool {
 		informed := 0
-		for d, err := range o.api.AllDevices(ctx, client.DeviceFilter{Product: product}, client.ListOptions{}) {
+		// Only this fleet's devices: another may share the product.
+		for d, err := range o.api.AllDevices(ctx, client.DeviceFilter{Product: product, Prefix: cfg.Prefix}, client.ListOptions{}) {
 			if err != nil {
 				o.t.Fatal(err)
 			}

@@ -86,28 +86,19 @@ func (d *simDevice) confirm() device.ConfirmFunc {
 	return func(ctx context.Context, up wire.Upgrade) bool { return f(ctx, d.key, up) }
 }
 
-// event keeps the fleet's counters from the SDK's events.
-func (d *simDevice) event(e device.Event) {
-	s := &d.fleet.stats
-	switch e.Kind {
-	case device.EventConnected:
-		s.connected.Add(1)
-	case device.EventDisconnected:
-		s.connected.Add(-1)
-	case device.EventUpgrade:
-		s.upgrading.Add(1)
-	case device.EventSucceeded:
-		s.upgrading.Add(-1)
-		s.succeeded.Add(1)
-	case device.EventFailed, device.EventCancelled:
-		s.upgrading.Add(-1)
-		if e.Kind == device.EventFailed {
-			s.failed.Add(1)
-		}
+// event passes the SDK's events to the fleet.
+func (d *simDevice) event(e device.Event) { d.fleet.event(d.key, e) }
+
+func (d *simDevice) startsOffline() bool { return d.offline }
+func (d *simDevice) name() string        { return d.key }
+
+// run runs the SDK client, asking for upgrades when the fleet is in
+// request mode.
+func (d *simDevice) run(ctx context.Context) error {
+	if p := d.fleet.cfg.RequestEvery; p > 0 {
+		go d.askEvery(ctx, p)
 	}
-	if f := d.fleet.cfg.OnEvent; f != nil {
-		f(d.key, e)
-	}
+	return d.client.Run(ctx)
 }
 
 // askEvery asks for an upgrade every period, jittered, until ctx ends.

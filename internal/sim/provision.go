@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/otter-ota/otter/client"
+	"github.com/otter-ota/otter/internal/ota"
 )
 
 // credential is what a simulated device logs in with.
@@ -66,16 +67,33 @@ func provision(ctx context.Context, cfg Config) ([]credential, error) {
 	return creds, nil
 }
 
+// ensureProduct creates the product when it is missing, open to EnOS
+// devices when the fleet speaks EnOS's protocol. An existing product is
+// not switched: a product that does not take EnOS devices is an error
+// that says how to switch it.
 func ensureProduct(ctx context.Context, cfg Config) error {
-	_, err := cfg.API.Product(ctx, cfg.Product)
+	p, err := cfg.API.Product(ctx, cfg.Product)
 	var ae *client.Error
 	if errors.As(err, &ae) && ae.Status == 404 {
-		_, err = cfg.API.CreateProduct(ctx, client.ProductCreate{Key: cfg.Product, Name: "Simulated devices"})
+		p, err = cfg.API.CreateProduct(ctx, client.ProductCreate{Key: cfg.Product, Name: "Simulated devices", Protocol: productProtocol(cfg.Protocol)})
 	}
 	if err != nil {
 		return fmt.Errorf("sim: product %s: %w", cfg.Product, err)
 	}
+	if cfg.Protocol == ProtocolEnOS && p.Protocol != ota.ProtocolEnOS {
+		return fmt.Errorf("sim: product %s does not accept EnOS devices: switch it (otter product update %s --protocol enos) and simulate with a new --prefix, "+
+			"since devices created before the switch have no secret an EnOS login can use, or simulate on a new product", cfg.Product, cfg.Product)
+	}
 	return nil
+}
+
+// productProtocol is the protocol of a product made for a fleet speaking
+// protocol: otter's own devices need nothing more.
+func productProtocol(protocol string) string {
+	if protocol == ProtocolEnOS {
+		return ota.ProtocolEnOS
+	}
+	return ""
 }
 
 func loadSecrets(cfg Config) (map[string]string, error) {

@@ -1,8 +1,10 @@
 // Package sim runs a fleet of simulated devices on the real device SDK over
 // real MQTT connections: the demo, the end-to-end tests and the benchmarks
-// all upgrade devices this way. Each simulated device keeps its firmware
-// slots in memory and can be told to fail, to take time installing, to
-// start offline, or to ask for upgrades (request mode).
+// all upgrade devices this way. A fleet may speak EnOS's device protocol
+// instead, on raw MQTT as EnOS's device SDKs do (enos.go). Each simulated
+// device keeps its firmware slots in memory and can be told to fail, to
+// take time installing, to start offline, or to ask for upgrades (request
+// mode).
 package sim
 
 import (
@@ -19,6 +21,7 @@ import (
 	"time"
 
 	"github.com/otter-ota/otter/client"
+	"github.com/otter-ota/otter/internal/ota"
 	"github.com/otter-ota/otter/sdk/device"
 	"github.com/otter-ota/otter/sdk/wire"
 )
@@ -76,6 +79,26 @@ type Config struct {
 	// RetryCap bounds the SDK's backoff between reconnects and retries
 	// (0: 30 s); tests that restart the server make it short.
 	RetryCap time.Duration
+	// Protocol is the device protocol the fleet speaks: ProtocolOtter (the
+	// default, on the device SDK) or ProtocolEnOS (EnOS's device protocol,
+	// as EnOS's device SDKs speak it; the product must allow it).
+	Protocol string
+}
+
+// The device protocols a simulated fleet can speak.
+const (
+	ProtocolOtter = ota.ProtocolOtter
+	ProtocolEnOS  = ota.ProtocolEnOS
+)
+
+// member is one simulated device, whatever protocol it speaks.
+type member interface {
+	// run connects the device and runs it until ctx ends.
+	run(ctx context.Context) error
+	// startsOffline reports whether the device waits OfflineFor first.
+	startsOffline() bool
+	currentVersion() string
+	name() string
 }
 
 // SecretStore keeps device secrets between simulator runs.
@@ -87,7 +110,7 @@ type SecretStore interface {
 // Fleet is a running simulated fleet.
 type Fleet struct {
 	cfg     Config
-	devices []*simDevice
+	devices []member
 	stats   counters
 	wg      sync.WaitGroup
 	ownHTTP *http.Client // the download client the fleet made, closed at the end
@@ -164,6 +187,9 @@ func (c Config) withDefaults() Config {
 	if c.RetryCap <= 0 {
 		c.RetryCap = 30 * time.Second
 	}
+	if c.Protocol == "" {
+		c.Protocol = ProtocolOtter
+	}
 	return c
 }
 
@@ -181,6 +207,8 @@ func (c Config) check() error {
 		return fmt.Errorf("sim: fail-first %d must not be negative", c.FailFirst)
 	case c.Version == "":
 		return errors.New("sim: no initial version")
+	case c.Protocol != ProtocolOtter && c.Protocol != ProtocolEnOS:
+		return fmt.Errorf("sim: protocol %q: choose %s or %s", c.Protocol, ProtocolOtter, ProtocolEnOS)
 	}
 	return nil
 }
@@ -195,7 +223,10 @@ func sharedHTTPClient() *http.Client {
 	return &http.Client{Transport: t, Timeout: 10 * time.Minute}
 }
 
-func (f *Fleet) newDevice(i int, c credential, hc *http.Client) (*simDevice, error) {
+func (f *Fleet) newDevice(i int, c credential, hc *http.Client) (member, error) {
+	if f.cfg.Protocol == ProtocolEnOS {
+		return f.newEnOSDevice(i, c, hc), nil
+	}
 	d := &simDevice{
 		key:     c.key,
 		fleet:   f,
@@ -218,23 +249,49 @@ func (f *Fleet) newDevice(i int, c credential, hc *http.Client) (*simDevice, err
 }
 
 // run starts one device; an offline one connects after OfflineFor.
-func (f *Fleet) run(ctx context.Context, d *simDevice) {
+func (f *Fleet) run(ctx context.Context, d member) {
 	f.wg.Add(1)
 	go func() {
 		defer f.wg.Done()
-		if d.offline && !sleep(ctx, f.cfg.OfflineFor) {
+		if d.startsOffline() && !sleep(ctx, f.cfg.OfflineFor) {
 			return
 		}
-		if f.cfg.RequestEvery > 0 {
-			go d.askEvery(ctx, f.cfg.RequestEvery)
-		}
-		if err := d.client.Run(ctx); err != nil && ctx.Err() == nil {
+		if err := d.run(ctx); err != nil && ctx.Err() == nil {
 			select {
-			case f.errs <- fmt.Errorf("device %s: %w", d.key, err):
+			case f.errs <- fmt.Errorf("device %s: %w", d.name(), err):
 			default:
 			}
 		}
 	}()
+}
+
+// event keeps the fleet's counters from a device's events and passes them
+// on to OnEvent.
+func (f *Fleet) event(key string, e device.Event) {
+	s := &f.stats
+	switch e.Kind {
+	case device.EventConnected:
+		s.connected.Add(1)
+	case device.EventDisconnected:
+		s.connected.Add(-1)
+	case device.EventUpgrade:
+		s.upgrading.Add(1)
+	case device.EventSucceeded:
+		s.upgrading.Add(-1)
+		s.succeeded.Add(1)
+	case device.EventFailed, device.EventCancelled:
+		s.upgrading.Add(-1)
+		if e.Kind == device.EventFailed {
+			s.failed.Add(1)
+		}
+	case device.EventConfirmed:
+		if !e.Accept { // declined: the upgrade ends here
+			s.upgrading.Add(-1)
+		}
+	}
+	if f.cfg.OnEvent != nil {
+		f.cfg.OnEvent(key, e)
+	}
 }
 
 // Wait blocks until every device has stopped (their context ended).
