@@ -39,7 +39,7 @@ func checkPageJSON(t testing.TB, v any) {
 
 func TestPageJSONMatchesEncodingJSON(t *testing.T) {
 	at := time.Date(2026, 12, 1, 14, 3, 7, 120_000_000, time.UTC)
-	zoned := time.Date(2026, 1, 2, 3, 4, 5, 6, time.FixedZone("x", -(3*3600 + 30*60)))
+	zoned := time.Date(2026, 1, 2, 3, 4, 5, 6, time.FixedZone("x", -(3*3600+30*60)))
 	whole := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	odd := "quote \" backslash \\ nl \n cr \r tab \t bs \b ff \f nul \x00 esc \x1b del \x7f <&> \u2028 \u2029 é 🦦 bad \xff\xfe end"
 	tests := []struct {
