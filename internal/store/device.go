@@ -20,11 +20,23 @@ var deviceListColumns = textTimes(deviceColumns, "d.last_seen", "d.created_at")
 
 // scanDevice reads one row of deviceColumns; tags and versions stay empty.
 func scanDevice(row interface{ Scan(...any) error }) (ota.Device, error) {
-	var d ota.Device
-	var t [2]dbTime // one allocation, see scanJob
-	lastSeen, created := &t[0], &t[1]
-	if err := row.Scan(&d.ID, &d.Product, &d.Key, &d.Online, lastSeen, created); err != nil {
+	return newDeviceRow().scan(row)
+}
+
+// deviceRow reads rows of deviceColumns into values reused from row to
+// row (see rowValues).
+type deviceRow struct{ *rowValues }
+
+func newDeviceRow() deviceRow { return deviceRow{newRowValues(6)} }
+
+func (r deviceRow) scan(row interface{ Scan(...any) error }) (ota.Device, error) {
+	if err := r.rowValues.scan(row); err != nil {
 		return ota.Device{}, err
+	}
+	d := ota.Device{ID: r.int64(0), Product: r.str(1), Key: r.str(2), Online: r.bool(3)}
+	lastSeen, created := r.time(4), r.time(5)
+	if r.err != nil {
+		return ota.Device{}, fmt.Errorf("device %d: %w", d.ID, r.err)
 	}
 	if !created.Valid {
 		return ota.Device{}, fmt.Errorf("device %d has no creation time", d.ID)

@@ -23,7 +23,7 @@ func (s *sqlStore) ListDevices(ctx context.Context, f DeviceFilter, page Page) (
 		return nil, "", err
 	}
 	q, a := deviceQuery(f, after, limit+1, s.dialect)
-	devs, err := queryDevices(ctx, s.db, q, a)
+	devs, err := queryCap(ctx, s.db, q, a, limit+1, newDeviceRow().scan)
 	if err != nil {
 		return nil, "", fmt.Errorf("list devices: %w", err)
 	}
@@ -89,5 +89,5 @@ func versionCondition(a *args, module, version string) string {
 
 // queryDevices runs a SELECT of deviceColumns.
 func queryDevices(ctx context.Context, q querier, query string, a args) ([]ota.Device, error) {
-	return queryAll(ctx, q, query, a, scanDevice)
+	return queryAll(ctx, q, query, a, newDeviceRow().scan)
 }

@@ -34,27 +34,39 @@ var jobListColumns = textTimes(jobColumns, "j.created_at", "j.updated_at", "j.st
 	"j.next_attempt_at", "j.sent_at")
 
 func scanJob(row interface{ Scan(...any) error }) (ota.Job, error) {
-	var j ota.Job
-	// One array, not six variables: each would be allocated on its own
-	// (Scan keeps them as interfaces).
-	var t [6]dbTime
-	created, updated, started, deadline, next, sent := &t[0], &t[1], &t[2], &t[3], &t[4], &t[5]
-	err := row.Scan(&j.ID, &j.TaskID, &j.DeviceID, &j.Device, &j.Product, &j.Module, &j.State, &j.Percent, &j.Attempt,
-		&j.Code, &j.Message, &j.Phase, &j.FromVersion, &j.Version, created, updated, started, deadline,
-		next, sent, &j.Rev)
-	if err != nil {
-		return j, err
+	return newJobRow(0).scan(row)
+}
+
+// jobColumnCount is the number of jobColumns.
+const jobColumnCount = 21
+
+// jobRow reads rows of jobColumns, and extra columns after them, into
+// values reused from row to row (see rowValues).
+type jobRow struct{ *rowValues }
+
+func newJobRow(extra int) jobRow { return jobRow{newRowValues(jobColumnCount + extra)} }
+
+func (r jobRow) scan(row interface{ Scan(...any) error }) (ota.Job, error) {
+	if err := r.rowValues.scan(row); err != nil {
+		return ota.Job{}, err
+	}
+	j := ota.Job{ID: r.int64(0), TaskID: r.int64(1), DeviceID: r.int64(2), Device: r.str(3), Product: r.str(4),
+		Module: r.str(5), State: ota.JobState(r.str(6)), Percent: r.int(7), Attempt: r.int(8), Code: r.str(9),
+		Message: r.str(10), Phase: ota.PhaseIndex(r.int(11)), FromVersion: r.str(12), Version: r.str(13), Rev: r.int64(20)}
+	created, updated := r.time(14), r.time(15)
+	j.StartedAt, j.Deadline, j.NextAttemptAt, j.SentAt = r.time(16).ptr(), r.time(17).ptr(), r.time(18).ptr(), r.time(19).ptr()
+	if r.err != nil {
+		return ota.Job{}, fmt.Errorf("job %d: %w", j.ID, r.err)
 	}
 	if !created.Valid || !updated.Valid {
 		return j, fmt.Errorf("job %d has no creation or update time", j.ID)
 	}
 	j.CreatedAt, j.UpdatedAt = created.Time.UTC(), updated.Time.UTC()
-	j.StartedAt, j.Deadline, j.NextAttemptAt, j.SentAt = started.ptr(), deadline.ptr(), next.ptr(), sent.ptr()
 	return j, nil
 }
 
 func queryJobs(ctx context.Context, q querier, query string, a args) ([]ota.Job, error) {
-	return queryAll(ctx, q, query, a, scanJob)
+	return queryCap(ctx, q, query, a, 0, newJobRow(0).scan)
 }
 
 // byIDs runs query once per chunk of ids, the query's "%s" standing for
@@ -204,7 +216,7 @@ func (s *sqlStore) mergedJobPage(ctx context.Context, f JobFilter, after int64, 
 	}
 	q := "SELECT " + s.jobCols() + " FROM jobs j WHERE " + byID +
 		" AND j.state IN (" + stateList(&a, states) + ") ORDER BY j.id"
-	jobs, err := queryJobs(ctx, s.db, q, a)
+	jobs, err := queryCap(ctx, s.db, q, a, len(ids), newJobRow(0).scan)
 	if err != nil {
 		return nil, "", fmt.Errorf("list jobs: %w", err)
 	}
@@ -215,7 +227,7 @@ func (s *sqlStore) mergedJobPage(ctx context.Context, f JobFilter, after int64, 
 // one state.
 func (s *sqlStore) jobPage(ctx context.Context, f JobFilter, after int64, limit int) ([]ota.Job, error) {
 	q, a := jobPageQuery(f, after, limit, s.jobCols(), s.dialect)
-	return queryJobs(ctx, s.db, q, a)
+	return queryCap(ctx, s.db, q, a, limit, newJobRow(0).scan)
 }
 
 // jobPageQuery selects cols of up to limit jobs after id after, in id
