@@ -5,7 +5,6 @@ import (
 	"strconv"
 )
 
-
 // rowValues reads a row's columns as the driver delivers them into one
 // array reused for every row of a query. Scanning into typed fields made
 // database/sql convert each value by reflection (an int column into an
