@@ -14,9 +14,9 @@ import (
 // deviceColumns are the devices columns scanDevice reads, in order.
 const deviceColumns = "d.id, d.product, d.key, d.online, d.last_seen, d.created_at"
 
-// deviceListColumns are deviceColumns with the times read as text on
-// SQLite (see textTimes), for the list.
-var deviceListColumns = textTimes(deviceColumns, "d.last_seen", "d.created_at")
+// deviceListColumns are deviceColumns packed into one column
+// (packColumns), as the list reads them on SQLite.
+var deviceListColumns = packColumns(deviceColumns, "d.product", "d.key")
 
 // scanDevice reads one row of deviceColumns; tags and versions stay empty.
 func scanDevice(row interface{ Scan(...any) error }) (ota.Device, error) {

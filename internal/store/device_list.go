@@ -23,7 +23,11 @@ func (s *sqlStore) ListDevices(ctx context.Context, f DeviceFilter, page Page) (
 		return nil, "", err
 	}
 	q, a := deviceQuery(f, after, limit+1, s.dialect)
-	devs, err := queryCap(ctx, s.db, q, a, limit+1, newDeviceRow().scan)
+	r := newDeviceRow()
+	if s.dialect == sqliteDialect {
+		r = deviceRow{deviceListColumns.row()}
+	}
+	devs, err := queryCap(ctx, s.db, q, a, limit+1, r.scan)
 	if err != nil {
 		return nil, "", fmt.Errorf("list devices: %w", err)
 	}
@@ -69,7 +73,7 @@ func deviceQuery(f DeviceFilter, after int64, limit int, d dialect) (string, arg
 	}
 	cols := deviceColumns
 	if d == sqliteDialect {
-		cols = deviceListColumns
+		cols = deviceListColumns.sql
 	}
 	q := "SELECT " + cols + " FROM devices d WHERE " + strings.Join(where, " AND ") +
 		" ORDER BY " + order + " LIMIT " + a.add(limit)

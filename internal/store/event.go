@@ -19,7 +19,11 @@ func (s *sqlStore) ListEvents(ctx context.Context, f EventFilter, page Page) ([]
 		return nil, "", err
 	}
 	q, a := eventQuery(f, before, limit+1, s.dialect)
-	events, err := queryCap(ctx, s.db, q, a, limit+1, newEventRow().scan)
+	r := newEventRow()
+	if s.dialect == sqliteDialect {
+		r = eventRow{eventPackedColumns.row()}
+	}
+	events, err := queryCap(ctx, s.db, q, a, limit+1, r.scan)
 	if err != nil {
 		return nil, "", fmt.Errorf("list events: %w", err)
 	}
@@ -66,11 +70,11 @@ func eventQuery(f EventFilter, before int64, limit int, d dialect) (string, args
 	if !f.Until.IsZero() {
 		add("at <", f.Until.UTC())
 	}
-	at := "at"
+	cols := eventListColumns
 	if d == sqliteDialect {
-		at = "+at" // read as text, see textTimes
+		cols = eventPackedColumns.sql
 	}
-	q := "SELECT id, " + at + ", actor, kind, action, product, device, firmware_id, task_id, job_id, message, data FROM events"
+	q := "SELECT " + cols + " FROM events"
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
@@ -106,7 +110,14 @@ func scanEvent(row interface{ Scan(...any) error }) (ota.Event, error) {
 	return newEventRow().scan(row)
 }
 
-// eventRow reads rows of "id, " + eventColumns into values reused from row
+// eventListColumns are the columns eventRow reads.
+const eventListColumns = "id, " + eventColumns
+
+// eventPackedColumns are eventListColumns packed into one column, as the
+// list reads them on SQLite.
+var eventPackedColumns = packColumns(eventListColumns, "actor", "kind", "action", "product", "device", "message", "data")
+
+// eventRow reads rows of eventListColumns into values reused from row
 // to row (see rowValues).
 type eventRow struct{ *rowValues }
 

@@ -28,10 +28,10 @@ const jobColumns = `j.id, j.task_id, j.device_id, j.device, j.product, j.module,
 // activeStates is the SQL list of non-terminal job states.
 const activeStates = `('awaiting_version', 'queued', 'notified', 'offered', 'accepted', 'downloading', 'downloaded', 'awaiting_install_confirmation', 'installing', 'rebooting')`
 
-// jobListColumns are jobColumns with the times read as text on SQLite
-// (see textTimes), for the lists.
-var jobListColumns = textTimes(jobColumns, "j.created_at", "j.updated_at", "j.started_at", "j.deadline",
-	"j.next_attempt_at", "j.sent_at")
+// jobListColumns are jobColumns packed into one column (packColumns), as
+// the lists read them on SQLite.
+var jobListColumns = packColumns(jobColumns,
+	"j.device", "j.product", "j.module", "j.state", "j.code", "j.message", "j.from_version", "j.version")
 
 func scanJob(row interface{ Scan(...any) error }) (ota.Job, error) {
 	return newJobRow(0).scan(row)
@@ -216,7 +216,7 @@ func (s *sqlStore) mergedJobPage(ctx context.Context, f JobFilter, after int64, 
 	}
 	q := "SELECT " + s.jobCols() + " FROM jobs j WHERE " + byID +
 		" AND j.state IN (" + stateList(&a, states) + ") ORDER BY j.id"
-	jobs, err := queryCap(ctx, s.db, q, a, len(ids), newJobRow(0).scan)
+	jobs, err := queryCap(ctx, s.db, q, a, len(ids), s.jobListRow().scan)
 	if err != nil {
 		return nil, "", fmt.Errorf("list jobs: %w", err)
 	}
@@ -227,7 +227,7 @@ func (s *sqlStore) mergedJobPage(ctx context.Context, f JobFilter, after int64, 
 // one state.
 func (s *sqlStore) jobPage(ctx context.Context, f JobFilter, after int64, limit int) ([]ota.Job, error) {
 	q, a := jobPageQuery(f, after, limit, s.jobCols(), s.dialect)
-	return queryCap(ctx, s.db, q, a, limit, newJobRow(0).scan)
+	return queryCap(ctx, s.db, q, a, limit, s.jobListRow().scan)
 }
 
 // jobPageQuery selects cols of up to limit jobs after id after, in id
@@ -262,10 +262,18 @@ func jobPageQuery(f JobFilter, after int64, limit int, cols string, d dialect) (
 		" ORDER BY " + order + " LIMIT " + a.add(limit), a
 }
 
+// jobListRow reads the rows of jobCols.
+func (s *sqlStore) jobListRow() jobRow {
+	if s.dialect == sqliteDialect {
+		return jobRow{jobListColumns.row()}
+	}
+	return newJobRow(0)
+}
+
 // jobCols are the job columns the lists read: jobListColumns on SQLite.
 func (s *sqlStore) jobCols() string {
 	if s.dialect == sqliteDialect {
-		return jobListColumns
+		return jobListColumns.sql
 	}
 	return jobColumns
 }
