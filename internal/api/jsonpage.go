@@ -44,31 +44,34 @@ var jsonFormat = huma.Format{
 // jobs with long messages is larger, and is not worth holding.
 const maxPooledPage = 1 << 20
 
-var pageBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 32<<10); return &b }}
+var pageBuffers = sync.Pool{New: func() any { return new([]byte) }}
 
 // appendPageJSON appends v as encoding/json would, followed by a newline as
 // json.Encoder writes, if v is a page this file encodes; ok is false for
 // any other value, and for a time encoding/json refuses (a year outside
 // 0-9999), so that the caller falls back to encoding/json and its error.
 func appendPageJSON(b []byte, v any) (_ []byte, ok bool) {
+	// The sizes are a little over a typical item's, so that a page is
+	// written without growing its buffer.
 	switch p := v.(type) {
 	case Page[ota.Job]:
-		return appendPage(b, p, appendJob)
+		return appendPage(b, p, 320, appendJob)
 	case *Page[ota.Job]:
-		return appendPage(b, *p, appendJob)
+		return appendPage(b, *p, 320, appendJob)
 	case Page[ota.Device]:
-		return appendPage(b, p, appendDevice)
+		return appendPage(b, p, 224, appendDevice)
 	case *Page[ota.Device]:
-		return appendPage(b, *p, appendDevice)
+		return appendPage(b, *p, 224, appendDevice)
 	case Page[ota.Event]:
-		return appendPage(b, p, appendEvent)
+		return appendPage(b, p, 224, appendEvent)
 	case *Page[ota.Event]:
-		return appendPage(b, *p, appendEvent)
+		return appendPage(b, *p, 224, appendEvent)
 	}
 	return b, false
 }
 
-func appendPage[T any](b []byte, p Page[T], item func([]byte, *T) ([]byte, bool)) ([]byte, bool) {
+func appendPage[T any](b []byte, p Page[T], itemSize int, item func([]byte, *T) ([]byte, bool)) ([]byte, bool) {
+	b = slices.Grow(b, 64+len(p.Items)*itemSize)
 	b = append(b, `{"items":`...)
 	if p.Items == nil {
 		b = append(b, "null"...)

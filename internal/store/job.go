@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -212,7 +213,16 @@ func (s *sqlStore) mergedJobPage(ctx context.Context, f JobFilter, after int64, 
 	if s.dialect == postgresDialect {
 		byID = "j.id = ANY(CAST(" + a.add(ids) + " AS BIGINT[]))" // one parameter, not one per id
 	} else {
-		byID = "j.id IN (" + inPadded(&a, ids) + ")"
+		// One JSON text, not 100 parameters: binding each is a call into
+		// SQLite with its mutex, and a boxed value in database/sql.
+		list := make([]byte, 0, 12*len(ids))
+		for i, id := range ids {
+			if i > 0 {
+				list = append(list, ',')
+			}
+			list = strconv.AppendInt(list, id, 10)
+		}
+		byID = "j.id IN (SELECT value FROM json_each(" + a.add("["+string(list)+"]") + "))"
 	}
 	q := "SELECT " + s.jobCols() + " FROM jobs j WHERE " + byID +
 		" AND j.state IN (" + stateList(&a, states) + ") ORDER BY j.id"
