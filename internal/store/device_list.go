@@ -32,7 +32,7 @@ func (s *sqlStore) ListDevices(ctx context.Context, f DeviceFilter, page Page) (
 		return nil, "", fmt.Errorf("list devices: %w", err)
 	}
 	devs, next := cutPage(devs, limit, func(d ota.Device) string { return idKey(d.ID) })
-	if err := loadDeviceDetails(ctx, s.db, devs); err != nil {
+	if err := loadDeviceDetails(ctx, s.db, devs, s.dialect == sqliteDialect); err != nil {
 		return nil, "", err
 	}
 	return devs, next, nil

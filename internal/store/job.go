@@ -842,7 +842,7 @@ func (s *sqlStore) DeviceTags(ctx context.Context, deviceIDs []int64) (map[int64
 		byID[id] = &devs[i]
 	}
 	for _, chunk := range chunks(deviceIDs, 1) {
-		if err := loadPairs(ctx, s.db, "SELECT device_id, name, value FROM device_tags", chunk,
+		if err := loadPairs(ctx, s.db, "device_tags", "device_id, name, value", s.dialect == sqliteDialect, chunk,
 			func(d *ota.Device, k, v string) { d.Tags[k] = v }, byID); err != nil {
 			return nil, fmt.Errorf("load device tags: %w", err)
 		}

@@ -82,7 +82,7 @@ func (s *sqlStore) DevicesByID(ctx context.Context, ids []int64) ([]ota.Device, 
 		if err != nil {
 			return nil, fmt.Errorf("devices by id: %w", err)
 		}
-		if err := loadDeviceDetails(ctx, s.db, devs); err != nil {
+		if err := loadDeviceDetails(ctx, s.db, devs, s.dialect == sqliteDialect); err != nil {
 			return nil, err
 		}
 		out = append(out, devs...)
