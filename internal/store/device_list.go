@@ -90,8 +90,3 @@ func versionCondition(a *args, module, version string) string {
 	}
 	return c + ")"
 }
-
-// queryDevices runs a SELECT of deviceColumns.
-func queryDevices(ctx context.Context, q querier, query string, a args) ([]ota.Device, error) {
-	return queryAll(ctx, q, query, a, newDeviceRow().scan)
-}

@@ -106,10 +106,6 @@ func queryEvents(ctx context.Context, q querier, query string, a args) ([]ota.Ev
 	return queryAll(ctx, q, query, a, newEventRow().scan)
 }
 
-func scanEvent(row interface{ Scan(...any) error }) (ota.Event, error) {
-	return newEventRow().scan(row)
-}
-
 // eventListColumns are the columns eventRow reads.
 const eventListColumns = "id, " + eventColumns
 

@@ -21,7 +21,7 @@ type JobFilter struct {
 	States   []ota.JobState
 }
 
-// jobColumns are the job columns scanJob reads, in order.
+// jobColumns are the job columns jobRow reads, in order.
 const jobColumns = `j.id, j.task_id, j.device_id, j.device, j.product, j.module, j.state, j.percent, j.attempt,
 	j.code, j.message, j.phase, j.from_version, j.version, j.created_at, j.updated_at, j.started_at, j.deadline,
 	j.next_attempt_at, j.sent_at, j.rev`
@@ -33,10 +33,6 @@ const activeStates = `('awaiting_version', 'queued', 'notified', 'offered', 'acc
 // the lists read them on SQLite.
 var jobListColumns = packColumns(jobColumns,
 	"j.device", "j.product", "j.module", "j.state", "j.code", "j.message", "j.from_version", "j.version")
-
-func scanJob(row interface{ Scan(...any) error }) (ota.Job, error) {
-	return newJobRow(0).scan(row)
-}
 
 // jobColumnCount is the number of jobColumns.
 const jobColumnCount = 21
