@@ -13,8 +13,7 @@ import (
 // (packColumns), times included, and dbTime parses that text directly.
 
 // dbTime scans a nullable time delivered as a time.Time (PostgreSQL, and
-// SQLite columns read directly) or as SQLite's text (columns read through
-// textTimes).
+// SQLite columns read directly) or as SQLite's text (packed rows).
 type dbTime struct {
 	Time  time.Time
 	Valid bool
