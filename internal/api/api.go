@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 
 	"github.com/danielgtaylor/huma/v2"
@@ -135,8 +136,9 @@ func (a *API) build() error {
 }
 
 // humaConfig is huma's default configuration without the $schema links it
-// adds to response bodies (clients get exactly the ota types) and without
-// the documentation page, which loads scripts from a CDN.
+// adds to response bodies (clients get exactly the ota types), without
+// the documentation page, which loads scripts from a CDN, and with the
+// pages of the largest lists encoded without reflection (jsonFormat).
 func humaConfig() huma.Config {
 	c := huma.DefaultConfig("otter operator API", "1.0.0")
 	c.CreateHooks = nil
@@ -149,6 +151,8 @@ func humaConfig() huma.Config {
 		securityScheme: {Type: "http", Scheme: "bearer", Description: "An operator API token (otr_...)."},
 	}
 	c.Transformers = []huma.Transformer{problemTransformer}
+	c.Formats = maps.Clone(c.Formats)
+	c.Formats["application/json"], c.Formats["json"] = jsonFormat, jsonFormat
 	return c
 }
 

@@ -14,17 +14,29 @@ import (
 // deviceColumns are the devices columns scanDevice reads, in order.
 const deviceColumns = "d.id, d.product, d.key, d.online, d.last_seen, d.created_at"
 
-// deviceListColumns are deviceColumns with the times read as text on
-// SQLite (see textTimes), for the list.
-var deviceListColumns = textTimes(deviceColumns, "d.last_seen", "d.created_at")
+// deviceListColumns are deviceColumns packed into one column
+// (packColumns), as the list reads them on SQLite.
+var deviceListColumns = packColumns(deviceColumns, "d.product", "d.key")
 
 // scanDevice reads one row of deviceColumns; tags and versions stay empty.
 func scanDevice(row interface{ Scan(...any) error }) (ota.Device, error) {
-	var d ota.Device
-	var t [2]dbTime // one allocation, see scanJob
-	lastSeen, created := &t[0], &t[1]
-	if err := row.Scan(&d.ID, &d.Product, &d.Key, &d.Online, lastSeen, created); err != nil {
+	return newDeviceRow().scan(row)
+}
+
+// deviceRow reads rows of deviceColumns into values reused from row to
+// row (see rowValues).
+type deviceRow struct{ *rowValues }
+
+func newDeviceRow() deviceRow { return deviceRow{newRowValues(6)} }
+
+func (r deviceRow) scan(row interface{ Scan(...any) error }) (ota.Device, error) {
+	if err := r.rowValues.scan(row); err != nil {
 		return ota.Device{}, err
+	}
+	d := ota.Device{ID: r.int64(0), Product: r.str(1), Key: r.str(2), Online: r.bool(3)}
+	lastSeen, created := r.time(4), r.time(5)
+	if r.err != nil {
+		return ota.Device{}, fmt.Errorf("device %d: %w", d.ID, r.err)
 	}
 	if !created.Valid {
 		return ota.Device{}, fmt.Errorf("device %d has no creation time", d.ID)
@@ -53,14 +65,15 @@ func getDevice(ctx context.Context, q querier, product, key string) (ota.Device,
 		return ota.Device{}, fmt.Errorf("get device: %w", err)
 	}
 	devs := []ota.Device{d}
-	if err := loadDeviceDetails(ctx, q, devs); err != nil {
+	if err := loadDeviceDetails(ctx, q, devs, false); err != nil {
 		return ota.Device{}, err
 	}
 	return devs[0], nil
 }
 
-// loadDeviceDetails fills the tags and versions of devs with two queries.
-func loadDeviceDetails(ctx context.Context, q querier, devs []ota.Device) error {
+// loadDeviceDetails fills the tags and versions of devs with two queries;
+// packed (SQLite only) reads their rows packed (see packColumns).
+func loadDeviceDetails(ctx context.Context, q querier, devs []ota.Device, packed bool) error {
 	if len(devs) == 0 {
 		return nil
 	}
@@ -70,11 +83,11 @@ func loadDeviceDetails(ctx context.Context, q querier, devs []ota.Device) error 
 		byID[devs[i].ID], ids[i] = &devs[i], devs[i].ID
 	}
 	for _, chunk := range chunks(ids, 1) {
-		if err := loadPairs(ctx, q, "SELECT device_id, name, value FROM device_tags", chunk,
+		if err := loadPairs(ctx, q, "device_tags", "device_id, name, value", packed, chunk,
 			func(d *ota.Device, k, v string) { d.Tags[k] = v }, byID); err != nil {
 			return fmt.Errorf("load device tags: %w", err)
 		}
-		if err := loadPairs(ctx, q, "SELECT device_id, module, version FROM device_versions", chunk,
+		if err := loadPairs(ctx, q, "device_versions", "device_id, module, version", packed, chunk,
 			func(d *ota.Device, k, v string) { d.Versions[k] = v }, byID); err != nil {
 			return fmt.Errorf("load device versions: %w", err)
 		}
@@ -82,9 +95,15 @@ func loadDeviceDetails(ctx context.Context, q querier, devs []ota.Device) error 
 	return nil
 }
 
-// loadPairs runs selectFrom (device id, name, value) for ids and hands each
-// row to set with its device.
-func loadPairs(ctx context.Context, q querier, selectFrom string, ids []int64,
+// packPairs are the columns loadPairs reads, packed, by table.
+var packPairs = map[string]packedColumns{
+	"device_tags":     packColumns("device_id, name, value", "name", "value"),
+	"device_versions": packColumns("device_id, module, version", "module", "version"),
+}
+
+// loadPairs reads cols (device id, name, value) of table for ids, packed
+// if asked, and hands each row to set with its device.
+func loadPairs(ctx context.Context, q querier, table, cols string, packed bool, ids []int64,
 	set func(d *ota.Device, k, v string), byID map[int64]*ota.Device) error {
 	var a args
 	var cond string
@@ -97,16 +116,23 @@ func loadPairs(ctx context.Context, q querier, selectFrom string, ids []int64,
 	} else {
 		cond = "device_id IN (" + inPadded(&a, ids) + ")"
 	}
-	rows, err := q.QueryContext(ctx, selectFrom+" WHERE "+cond, a...)
+	sel, r := cols, newRowValues(3)
+	if packed {
+		p := packPairs[table]
+		sel, r = p.sql, p.row()
+	}
+	rows, err := q.QueryContext(ctx, "SELECT "+sel+" FROM "+table+" WHERE "+cond, a...)
 	if err != nil {
 		return err
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var id int64
-		var k, v string
-		if err := rows.Scan(&id, &k, &v); err != nil {
+		if err := r.scan(rows); err != nil {
 			return err
+		}
+		id, k, v := r.int64(0), r.str(1), r.str(2)
+		if r.err != nil {
+			return r.err
 		}
 		if d := byID[id]; d != nil {
 			set(d, k, v)

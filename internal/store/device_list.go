@@ -23,12 +23,16 @@ func (s *sqlStore) ListDevices(ctx context.Context, f DeviceFilter, page Page) (
 		return nil, "", err
 	}
 	q, a := deviceQuery(f, after, limit+1, s.dialect)
-	devs, err := queryDevices(ctx, s.db, q, a)
+	r := newDeviceRow()
+	if s.dialect == sqliteDialect {
+		r = deviceRow{deviceListColumns.row()}
+	}
+	devs, err := queryCap(ctx, s.db, q, a, limit+1, r.scan)
 	if err != nil {
 		return nil, "", fmt.Errorf("list devices: %w", err)
 	}
 	devs, next := cutPage(devs, limit, func(d ota.Device) string { return idKey(d.ID) })
-	if err := loadDeviceDetails(ctx, s.db, devs); err != nil {
+	if err := loadDeviceDetails(ctx, s.db, devs, s.dialect == sqliteDialect); err != nil {
 		return nil, "", err
 	}
 	return devs, next, nil
@@ -69,7 +73,7 @@ func deviceQuery(f DeviceFilter, after int64, limit int, d dialect) (string, arg
 	}
 	cols := deviceColumns
 	if d == sqliteDialect {
-		cols = deviceListColumns
+		cols = deviceListColumns.sql
 	}
 	q := "SELECT " + cols + " FROM devices d WHERE " + strings.Join(where, " AND ") +
 		" ORDER BY " + order + " LIMIT " + a.add(limit)
@@ -85,9 +89,4 @@ func versionCondition(a *args, module, version string) string {
 		c += " AND v.version = " + a.add(version)
 	}
 	return c + ")"
-}
-
-// queryDevices runs a SELECT of deviceColumns.
-func queryDevices(ctx context.Context, q querier, query string, a args) ([]ota.Device, error) {
-	return queryAll(ctx, q, query, a, scanDevice)
 }

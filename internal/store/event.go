@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"strings"
 
@@ -20,7 +19,11 @@ func (s *sqlStore) ListEvents(ctx context.Context, f EventFilter, page Page) ([]
 		return nil, "", err
 	}
 	q, a := eventQuery(f, before, limit+1, s.dialect)
-	events, err := queryEvents(ctx, s.db, q, a)
+	r := newEventRow()
+	if s.dialect == sqliteDialect {
+		r = eventRow{eventPackedColumns.row()}
+	}
+	events, err := queryCap(ctx, s.db, q, a, limit+1, r.scan)
 	if err != nil {
 		return nil, "", fmt.Errorf("list events: %w", err)
 	}
@@ -67,11 +70,11 @@ func eventQuery(f EventFilter, before int64, limit int, d dialect) (string, args
 	if !f.Until.IsZero() {
 		add("at <", f.Until.UTC())
 	}
-	at := "at"
+	cols := eventListColumns
 	if d == sqliteDialect {
-		at = "+at" // read as text, see textTimes
+		cols = eventPackedColumns.sql
 	}
-	q := "SELECT id, " + at + ", actor, kind, action, product, device, firmware_id, task_id, job_id, message, data FROM events"
+	q := "SELECT " + cols + " FROM events"
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
@@ -100,37 +103,37 @@ func leadColumn(f EventFilter) string {
 }
 
 func queryEvents(ctx context.Context, q querier, query string, a args) ([]ota.Event, error) {
-	rows, err := q.QueryContext(ctx, query, a...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	events := []ota.Event{}
-	for rows.Next() {
-		e, err := scanEvent(rows)
-		if err != nil {
-			return nil, err
-		}
-		events = append(events, e)
-	}
-	return events, rows.Err()
+	return queryAll(ctx, q, query, a, newEventRow().scan)
 }
 
-func scanEvent(row interface{ Scan(...any) error }) (ota.Event, error) {
-	var e ota.Event
-	var firmware, task, job sql.NullInt64
-	var at dbTime
-	var data string
-	err := row.Scan(&e.ID, &at, &e.Actor, &e.Kind, &e.Action, &e.Product, &e.Device,
-		&firmware, &task, &job, &e.Message, &data)
-	if err != nil {
+// eventListColumns are the columns eventRow reads.
+const eventListColumns = "id, " + eventColumns
+
+// eventPackedColumns are eventListColumns packed into one column, as the
+// list reads them on SQLite.
+var eventPackedColumns = packColumns(eventListColumns, "actor", "kind", "action", "product", "device", "message", "data")
+
+// eventRow reads rows of eventListColumns into values reused from row
+// to row (see rowValues).
+type eventRow struct{ *rowValues }
+
+func newEventRow() eventRow { return eventRow{newRowValues(12)} }
+
+func (r eventRow) scan(row interface{ Scan(...any) error }) (ota.Event, error) {
+	if err := r.rowValues.scan(row); err != nil {
 		return ota.Event{}, err
+	}
+	e := ota.Event{ID: r.int64(0), Actor: r.str(2), Kind: r.str(3), Action: r.str(4), Product: r.str(5), Device: r.str(6),
+		FirmwareID: r.nullInt64(7), TaskID: r.nullInt64(8), JobID: r.nullInt64(9), Message: r.str(10)}
+	at, data := r.time(1), r.str(11)
+	if r.err != nil {
+		return ota.Event{}, fmt.Errorf("event %d: %w", e.ID, r.err)
 	}
 	if !at.Valid {
 		return ota.Event{}, fmt.Errorf("event %d has no time", e.ID)
 	}
 	e.At = at.Time.UTC()
-	e.FirmwareID, e.TaskID, e.JobID = firmware.Int64, task.Int64, job.Int64
+	var err error
 	if e.Data, err = decodeMap(data); err != nil {
 		return ota.Event{}, err
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -20,7 +21,7 @@ type JobFilter struct {
 	States   []ota.JobState
 }
 
-// jobColumns are the job columns scanJob reads, in order.
+// jobColumns are the job columns jobRow reads, in order.
 const jobColumns = `j.id, j.task_id, j.device_id, j.device, j.product, j.module, j.state, j.percent, j.attempt,
 	j.code, j.message, j.phase, j.from_version, j.version, j.created_at, j.updated_at, j.started_at, j.deadline,
 	j.next_attempt_at, j.sent_at, j.rev`
@@ -28,33 +29,41 @@ const jobColumns = `j.id, j.task_id, j.device_id, j.device, j.product, j.module,
 // activeStates is the SQL list of non-terminal job states.
 const activeStates = `('awaiting_version', 'queued', 'notified', 'offered', 'accepted', 'downloading', 'downloaded', 'awaiting_install_confirmation', 'installing', 'rebooting')`
 
-// jobListColumns are jobColumns with the times read as text on SQLite
-// (see textTimes), for the lists.
-var jobListColumns = textTimes(jobColumns, "j.created_at", "j.updated_at", "j.started_at", "j.deadline",
-	"j.next_attempt_at", "j.sent_at")
+// jobListColumns are jobColumns packed into one column (packColumns), as
+// the lists read them on SQLite.
+var jobListColumns = packColumns(jobColumns,
+	"j.device", "j.product", "j.module", "j.state", "j.code", "j.message", "j.from_version", "j.version")
 
-func scanJob(row interface{ Scan(...any) error }) (ota.Job, error) {
-	var j ota.Job
-	// One array, not six variables: each would be allocated on its own
-	// (Scan keeps them as interfaces).
-	var t [6]dbTime
-	created, updated, started, deadline, next, sent := &t[0], &t[1], &t[2], &t[3], &t[4], &t[5]
-	err := row.Scan(&j.ID, &j.TaskID, &j.DeviceID, &j.Device, &j.Product, &j.Module, &j.State, &j.Percent, &j.Attempt,
-		&j.Code, &j.Message, &j.Phase, &j.FromVersion, &j.Version, created, updated, started, deadline,
-		next, sent, &j.Rev)
-	if err != nil {
-		return j, err
+// jobColumnCount is the number of jobColumns.
+const jobColumnCount = 21
+
+// jobRow reads rows of jobColumns, and extra columns after them, into
+// values reused from row to row (see rowValues).
+type jobRow struct{ *rowValues }
+
+func newJobRow(extra int) jobRow { return jobRow{newRowValues(jobColumnCount + extra)} }
+
+func (r jobRow) scan(row interface{ Scan(...any) error }) (ota.Job, error) {
+	if err := r.rowValues.scan(row); err != nil {
+		return ota.Job{}, err
+	}
+	j := ota.Job{ID: r.int64(0), TaskID: r.int64(1), DeviceID: r.int64(2), Device: r.str(3), Product: r.str(4),
+		Module: r.str(5), State: ota.JobState(r.str(6)), Percent: r.int(7), Attempt: r.int(8), Code: r.str(9),
+		Message: r.str(10), Phase: ota.PhaseIndex(r.int(11)), FromVersion: r.str(12), Version: r.str(13), Rev: r.int64(20)}
+	created, updated := r.time(14), r.time(15)
+	j.StartedAt, j.Deadline, j.NextAttemptAt, j.SentAt = r.time(16).ptr(), r.time(17).ptr(), r.time(18).ptr(), r.time(19).ptr()
+	if r.err != nil {
+		return ota.Job{}, fmt.Errorf("job %d: %w", j.ID, r.err)
 	}
 	if !created.Valid || !updated.Valid {
 		return j, fmt.Errorf("job %d has no creation or update time", j.ID)
 	}
 	j.CreatedAt, j.UpdatedAt = created.Time.UTC(), updated.Time.UTC()
-	j.StartedAt, j.Deadline, j.NextAttemptAt, j.SentAt = started.ptr(), deadline.ptr(), next.ptr(), sent.ptr()
 	return j, nil
 }
 
 func queryJobs(ctx context.Context, q querier, query string, a args) ([]ota.Job, error) {
-	return queryAll(ctx, q, query, a, scanJob)
+	return queryCap(ctx, q, query, a, 0, newJobRow(0).scan)
 }
 
 // byIDs runs query once per chunk of ids, the query's "%s" standing for
@@ -200,11 +209,20 @@ func (s *sqlStore) mergedJobPage(ctx context.Context, f JobFilter, after int64, 
 	if s.dialect == postgresDialect {
 		byID = "j.id = ANY(CAST(" + a.add(ids) + " AS BIGINT[]))" // one parameter, not one per id
 	} else {
-		byID = "j.id IN (" + inPadded(&a, ids) + ")"
+		// One JSON text, not 100 parameters: binding each is a call into
+		// SQLite with its mutex, and a boxed value in database/sql.
+		list := make([]byte, 0, 12*len(ids))
+		for i, id := range ids {
+			if i > 0 {
+				list = append(list, ',')
+			}
+			list = strconv.AppendInt(list, id, 10)
+		}
+		byID = "j.id IN (SELECT value FROM json_each(" + a.add("["+string(list)+"]") + "))"
 	}
 	q := "SELECT " + s.jobCols() + " FROM jobs j WHERE " + byID +
 		" AND j.state IN (" + stateList(&a, states) + ") ORDER BY j.id"
-	jobs, err := queryJobs(ctx, s.db, q, a)
+	jobs, err := queryCap(ctx, s.db, q, a, len(ids), s.jobListRow().scan)
 	if err != nil {
 		return nil, "", fmt.Errorf("list jobs: %w", err)
 	}
@@ -215,7 +233,7 @@ func (s *sqlStore) mergedJobPage(ctx context.Context, f JobFilter, after int64, 
 // one state.
 func (s *sqlStore) jobPage(ctx context.Context, f JobFilter, after int64, limit int) ([]ota.Job, error) {
 	q, a := jobPageQuery(f, after, limit, s.jobCols(), s.dialect)
-	return queryJobs(ctx, s.db, q, a)
+	return queryCap(ctx, s.db, q, a, limit, s.jobListRow().scan)
 }
 
 // jobPageQuery selects cols of up to limit jobs after id after, in id
@@ -250,10 +268,18 @@ func jobPageQuery(f JobFilter, after int64, limit int, cols string, d dialect) (
 		" ORDER BY " + order + " LIMIT " + a.add(limit), a
 }
 
+// jobListRow reads the rows of jobCols.
+func (s *sqlStore) jobListRow() jobRow {
+	if s.dialect == sqliteDialect {
+		return jobRow{jobListColumns.row()}
+	}
+	return newJobRow(0)
+}
+
 // jobCols are the job columns the lists read: jobListColumns on SQLite.
 func (s *sqlStore) jobCols() string {
 	if s.dialect == sqliteDialect {
-		return jobListColumns
+		return jobListColumns.sql
 	}
 	return jobColumns
 }
@@ -812,7 +838,7 @@ func (s *sqlStore) DeviceTags(ctx context.Context, deviceIDs []int64) (map[int64
 		byID[id] = &devs[i]
 	}
 	for _, chunk := range chunks(deviceIDs, 1) {
-		if err := loadPairs(ctx, s.db, "SELECT device_id, name, value FROM device_tags", chunk,
+		if err := loadPairs(ctx, s.db, "device_tags", "device_id, name, value", s.dialect == sqliteDialect, chunk,
 			func(d *ota.Device, k, v string) { d.Tags[k] = v }, byID); err != nil {
 			return nil, fmt.Errorf("load device tags: %w", err)
 		}

@@ -19,25 +19,20 @@ func (s *sqlStore) JobsWithVersions(ctx context.Context, q ota.JobVersionQuery) 
 	query := "SELECT " + jobColumns + ", COALESCE(v.version, '') FROM jobs j" + join +
 		"device_versions v ON v.device_id = j.device_id AND v.module = j.module WHERE j.task_id = " + a.add(q.TaskID) +
 		" AND j.state IN (" + in(&a, q.States) + ")" + devicesIn(&a, q.Devices) + " AND j.id > " + a.add(q.AfterID) + " ORDER BY j.id LIMIT " + a.add(q.Limit)
+	r := newJobRow(1)
 	out, err := queryAll(ctx, s.db, query, a, func(row interface{ Scan(...any) error }) (ota.JobVersion, error) {
-		var jv ota.JobVersion
-		var err error
-		jv.Job, err = scanJob(withExtra{row, []any{&jv.Version}})
-		return jv, err
+		j, err := r.scan(row)
+		if err != nil {
+			return ota.JobVersion{}, err
+		}
+		jv := ota.JobVersion{Job: j, Version: r.str(jobColumnCount)}
+		return jv, r.err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("jobs of task %d with versions: %w", q.TaskID, err)
 	}
 	return out, nil
 }
-
-// withExtra scans the columns after a job's into extra.
-type withExtra struct {
-	row   interface{ Scan(...any) error }
-	extra []any
-}
-
-func (w withExtra) Scan(dest ...any) error { return w.row.Scan(append(dest, w.extra...)...) }
 
 // LatestEndedJobs returns, for each of the given devices and each module,
 // its latest job when that job failed or timed out: the job a late report
@@ -87,7 +82,7 @@ func (s *sqlStore) DevicesByID(ctx context.Context, ids []int64) ([]ota.Device, 
 		if err != nil {
 			return nil, fmt.Errorf("devices by id: %w", err)
 		}
-		if err := loadDeviceDetails(ctx, s.db, devs); err != nil {
+		if err := loadDeviceDetails(ctx, s.db, devs, s.dialect == sqliteDialect); err != nil {
 			return nil, err
 		}
 		out = append(out, devs...)

@@ -9,26 +9,11 @@ import (
 // SQLite keeps times as text. The driver turns a TIMESTAMP column into a
 // time.Time by trying time.Parse with one layout that never matches ours,
 // then with the right one: about a third of the CPU of a page of 100 jobs,
-// with six times a row. The list queries read their time columns as an
-// expression (+column), which SQLite returns as plain text, and dbTime
-// parses that text directly.
-
-// textTimes returns the column list cols with the named time columns read
-// as text on SQLite: a unary plus changes no value but leaves the result
-// without the declared type the driver parses by.
-func textTimes(cols string, timeCols ...string) string {
-	for _, c := range timeCols {
-		if strings.Count(cols, c) != 1 {
-			panic("store: textTimes: " + c + " is not one column of " + cols)
-		}
-		cols = strings.Replace(cols, c, "+"+c, 1)
-	}
-	return cols
-}
+// with six times a row. The lists read their rows packed into one text
+// (packColumns), times included, and dbTime parses that text directly.
 
 // dbTime scans a nullable time delivered as a time.Time (PostgreSQL, and
-// SQLite columns read directly) or as SQLite's text (columns read through
-// textTimes).
+// SQLite columns read directly) or as SQLite's text (packed rows).
 type dbTime struct {
 	Time  time.Time
 	Valid bool

@@ -55,12 +55,6 @@ func TestParseSQLiteTimeAllocates(t *testing.T) {
 	}
 }
 
-func TestTextTimes(t *testing.T) {
-	if got, want := textTimes("j.id, j.at, j.state", "j.at"), "j.id, +j.at, j.state"; got != want {
-		t.Errorf("textTimes = %q, want %q", got, want)
-	}
-}
-
 func TestInPadded(t *testing.T) {
 	for _, n := range []int{1, 2, 3, 5, 100, 128, 129} {
 		vs := make([]int64, n)

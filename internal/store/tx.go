@@ -218,12 +218,18 @@ func (t *tx) typed(placeholder, sqlType string) string {
 
 // queryAll runs a SELECT and reads every row with scan.
 func queryAll[T any](ctx context.Context, q querier, query string, a args, scan func(interface{ Scan(...any) error }) (T, error)) ([]T, error) {
+	return queryCap(ctx, q, query, a, 0, scan)
+}
+
+// queryCap is queryAll for about n rows (a page): the slice of a page of
+// jobs grown from empty copied them seven times.
+func queryCap[T any](ctx context.Context, q querier, query string, a args, n int, scan func(interface{ Scan(...any) error }) (T, error)) ([]T, error) {
 	rows, err := q.QueryContext(ctx, query, a...)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	out := []T{}
+	out := make([]T, 0, n)
 	for rows.Next() {
 		v, err := scan(rows)
 		if err != nil {
