@@ -2,7 +2,9 @@ package brokerclient_test
 
 import (
 	"context"
+	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -255,5 +257,74 @@ func TestAStoppedClientLeavesNoSubscriber(t *testing.T) {
 	}
 	if err := c.Ready(); err == nil {
 		t.Fatal("a closed client says it is ready")
+	}
+}
+
+// engineStartsLate refuses every message as the engine does before it
+// runs, until started is closed.
+type engineStartsLate struct {
+	*devices
+	started chan struct{}
+}
+
+func (e engineStartsLate) Inform(ctx context.Context, dev engine.Device, m wire.Inform) (*engine.Answer, error) {
+	select {
+	case <-e.started:
+		return e.devices.Inform(ctx, dev, m)
+	default:
+		return nil, ota.Errorf(ota.EUNAVAILABLE, "the rollout engine is not running: try again in a moment")
+	}
+}
+
+// A successor takes over a session the broker kept full of uplinks, while
+// its engine waits for the subscription to be confirmed: the uplinks
+// waiting for the engine must not hold back the broker's SUBACK, and
+// every one reaches the engine once it runs. (bench failover once saw a
+// successor that never became ready; this test did not reproduce it.)
+func TestQueuedUplinksDoNotHoldBackTheSubscription(t *testing.T) {
+	r := newRig(t)
+	cfg := brokerclient.Config{URL: r.b.URL(), Username: serviceUser, Password: servicePassword, ClientID: "otter-successor",
+		Devices: newDevices(0), Resolver: registry{"demo/d1": true}, Workers: 2}
+	first, err := brokerclient.Dial(testContext(t), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := first.Abandon(); err != nil {
+		t.Fatal(err)
+	}
+	d := r.device(t)
+	const queued = 40
+	for i := range queued {
+		d.publish(t, wire.Inform{Modules: map[string]string{"default": fmt.Sprintf("1.0.%d", i)}})
+	}
+
+	late := engineStartsLate{devices: newDevices(0), started: make(chan struct{})}
+	cfg.Devices = late
+	next, err := brokerclient.Dial(testContext(t), cfg)
+	if err != nil {
+		t.Fatalf("the successor could not subscribe while uplinks waited for its engine: %v", err)
+	}
+	defer next.Close(context.Background())
+	close(late.started)
+	deadline := time.Now().Add(waitLimit)
+	for {
+		late.mu.Lock()
+		n := 0
+		for _, c := range late.calls {
+			if strings.HasPrefix(c, "inform d1 ") {
+				n++
+			}
+		}
+		late.mu.Unlock()
+		if n == queued {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d queued uplinks reached the engine", n, queued)
+		}
+		select {
+		case <-late.changed:
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
 }

@@ -13,15 +13,17 @@ import (
 	"github.com/otter-ota/otter/sdk/wire"
 )
 
-// received runs in paho's delivery goroutine: it takes a worker slot
-// (waiting when all are busy, which holds the broker back through the
-// receive maximum) and handles the message in its own goroutine, which
-// acknowledges it once its effect is stored. paho sends the
-// acknowledgements in the order the messages came, as MQTT requires.
+// received runs in paho's delivery goroutine, which must never wait: the
+// same goroutine reads the broker's SUBACK, and a successor's engine
+// starts only once its subscription is confirmed, while the uplinks of
+// the session it took over wait for that engine. Each message is handled
+// in a goroutine of its own that first takes a worker slot; the broker's
+// receive maximum (Workers) bounds how many wait unacknowledged. The
+// goroutine acknowledges the message once its effect is stored; paho
+// sends the acknowledgements in the order the messages came, as MQTT
+// requires.
 func (c *Client) received(pr paho.PublishReceived) (bool, error) {
-	select {
-	case c.slots <- struct{}{}:
-	case <-c.work.Done():
+	if c.work.Err() != nil {
 		return true, nil // not acknowledged: delivered again later
 	}
 	if pr.Packet.Duplicate() {
@@ -30,6 +32,11 @@ func (c *Client) received(pr paho.PublishReceived) (bool, error) {
 	c.inflight.Add(1)
 	go func() {
 		defer c.inflight.Done()
+		select {
+		case c.slots <- struct{}{}:
+		case <-c.work.Done():
+			return // not acknowledged: delivered again later
+		}
 		defer func() { <-c.slots }()
 		if c.handle(pr.Packet) {
 			if err := pr.Client.Ack(pr.Packet); err != nil {
