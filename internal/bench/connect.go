@@ -31,6 +31,12 @@ type ConnectReport struct {
 	// then counts from their start); 0 when the simulator creates them
 	// as it starts (Connect includes it).
 	Provision time.Duration `json:"provision_ns,omitempty"`
+	// Accounts, in cluster mode, is how the broker accounts were made:
+	// AccountsSeed or AccountsAPI. Seed, part of Provision with
+	// AccountsSeed, is the time to write them into Mosquitto's file and
+	// restart it and the replicas.
+	Accounts string        `json:"accounts,omitempty"`
+	Seed     time.Duration `json:"seed_ns,omitempty"`
 	// BaseRSS is the server's resident memory before any device connected.
 	BaseRSS int64 `json:"server_base_rss_bytes"`
 	// RSS and PeakRSS are the server's resident memory with every device
@@ -115,7 +121,7 @@ func RunConnect(ctx context.Context, cfg ConnectConfig) (*ConnectReport, error) 
 	if rep.Connect, err = r.connect(ctx, cfg.Devices, cfg.ConnectRate); err != nil {
 		return nil, err
 	}
-	rep.Provision = r.provisioned
+	rep.Provision, rep.Seed, rep.Accounts = r.provisioned, r.seeded, cfg.Server.AccountsPath()
 	if cfg.Idle > 0 {
 		r.say("idle for %s", cfg.Idle)
 		if err := pause(ctx, cfg.Idle); err != nil {
