@@ -100,6 +100,25 @@ func startCluster(ctx context.Context, opts ServerOptions, token string) (*Serve
 // broker, as in production.
 var brokerAdminArgs = []string{"--broker-admin", server.BrokerAdminDynsec}
 
+// checkSeeded runs otter's Sync on the seeded broker and fails if it
+// changed anything: the seeded accounts must be the ones otter makes.
+func (c *cluster) checkSeeded(ctx context.Context, accounts []brokeradmin.Want) error {
+	a, err := dynsec.Dial(ctx, dynsec.Config{URL: c.broker.URL(), Username: mosquitto.AdminUser, Password: mosquitto.AdminPassword})
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	rep, err := a.Sync(ctx, accounts)
+	switch {
+	case err != nil:
+		return fmt.Errorf("sync after seeding: %w", err)
+	case rep.Changed():
+		return fmt.Errorf("sync after seeding changed the accounts (created %d, repaired %d, deleted %d, roles %v): the seeded accounts are not otter's",
+			len(rep.Created), len(rep.Repaired), len(rep.Deleted), rep.Roles)
+	}
+	return nil
+}
+
 // seedAccounts writes accounts into the broker's dynamic security file
 // (with otter's service role for the admin user the replicas connect as)
 // and restarts the broker and the replicas, these with --broker-admin:

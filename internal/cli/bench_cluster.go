@@ -67,8 +67,8 @@ func (f *benchClusterFlags) apply(cmd *cobra.Command, opts *bench.ServerOptions,
 // registerAccounts adds --accounts, how a cluster benchmark makes the
 // devices' broker accounts.
 func registerAccounts(fl *pflag.FlagSet, accounts *string) {
-	fl.StringVar(accounts, "accounts", bench.AccountsSeed, "with --broker mosquitto, how the devices' broker accounts are made: `HOW` seed (the replicas create the devices without accounts, "+
-		"then every account is written into Mosquitto's dynamic security file and Mosquitto and the replicas restart) or api (otter creates each account as it creates the device, as in production: "+
+	fl.StringVar(accounts, "accounts", bench.AccountsSeed, "`HOW` the devices' broker accounts are made with --broker mosquitto: seed (the replicas create the devices without accounts, "+
+		"every account is then written into Mosquitto's dynamic security file and Mosquitto and the replicas restart) or api (otter creates each account as it creates the device, as in production; "+
 		"the plugin rewrites its whole file after each, so this takes time quadratic in the devices, about a minute for 1,000)")
 }
 
