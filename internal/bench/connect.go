@@ -26,8 +26,8 @@ type ConnectReport struct {
 	Database       string        `json:"database"`
 	SeparateServer bool          `json:"separate_server"`
 	Connect        time.Duration `json:"connect_ns"`
-	// Provision, in cluster mode, is the time to create the devices and
-	// their broker accounts through the API before they start (Connect
+	// Provision, in cluster mode, is the time to create the devices
+	// (through the API) and their broker accounts before they start (Connect
 	// then counts from their start); 0 when the simulator creates them
 	// as it starts (Connect includes it).
 	Provision time.Duration `json:"provision_ns,omitempty"`
@@ -75,7 +75,8 @@ type ConnectReport struct {
 	BrokerCPU       time.Duration `json:"broker_cpu_ns,omitempty"`
 	// In cluster mode the devices are created (with their broker
 	// accounts) before any connects: AccountsRSS and BrokerAccountsRSS
-	// are otter's and the broker's resident memory then, so that
+	// are otter's and the broker's resident memory then (with
+	// AccountsSeed, of the processes restarted on the seeded file), so that
 	// PerConnection and BrokerPerConnection, (RSS - AccountsRSS) /
 	// Devices, are what a connection adds.
 	AccountsRSS         int64 `json:"server_accounts_rss_bytes,omitempty"`

@@ -48,8 +48,8 @@ type FleetReport struct {
 	Replicas int    `json:"replicas"`
 	// Connect is the time to start, connect and hear from every device.
 	Connect time.Duration `json:"connect_ns"`
-	// Provision, in cluster mode, is the time to create the devices and
-	// their broker accounts through the API before they start (Connect
+	// Provision, in cluster mode, is the time to create the devices
+	// (through the API) and their broker accounts before they start (Connect
 	// then counts from their start); 0 when the simulator creates them
 	// as it starts (Connect includes it).
 	Provision time.Duration `json:"provision_ns,omitempty"`
