@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/otter-ota/otter/internal/brokeradmin"
+	"github.com/otter-ota/otter/internal/brokeradmin/dynsec"
 	"github.com/otter-ota/otter/internal/mosquitto"
 	"github.com/otter-ota/otter/internal/server"
 )
@@ -36,6 +38,9 @@ type cluster struct {
 	lbURL    string
 	replicas []*replica
 	next     atomic.Uint64 // round robin
+	// seed says the replicas start without --broker-admin, until the
+	// accounts are seeded (AccountsSeed).
+	seed bool
 }
 
 // replica is one `otter bench server` process of the cluster, which can be
@@ -56,7 +61,7 @@ type replica struct {
 // startCluster starts the broker, the load balancer and the replicas; the
 // first replica started takes the lead.
 func startCluster(ctx context.Context, opts ServerOptions, token string) (*Server, error) {
-	c := &cluster{}
+	c := &cluster{seed: opts.seedsAccounts()}
 	dir, err := os.MkdirTemp("", "otter-bench-mosquitto-")
 	if err != nil {
 		return nil, fmt.Errorf("make the broker's folder: %w", err)
@@ -72,10 +77,12 @@ func startCluster(ctx context.Context, opts ServerOptions, token string) (*Serve
 	// The list is made before any replica starts: the load balancer reads
 	// it without a lock.
 	for i := range opts.Replicas {
+		args := append(opts.serveArgs(), "--broker", c.broker.AdminURL(), "--broker-client-id", clientID, "--public-url", c.lbURL)
+		if !c.seed {
+			args = append(args, brokerAdminArgs...)
+		}
 		c.replicas = append(c.replicas, &replica{
-			name: "replica " + strconv.Itoa(i+1), exe: opts.Executable, token: token, opts: opts,
-			args: append(opts.serveArgs(), "--broker", c.broker.AdminURL(), "--broker-admin", server.BrokerAdminDynsec,
-				"--broker-client-id", clientID, "--public-url", c.lbURL),
+			name: "replica " + strconv.Itoa(i+1), exe: opts.Executable, token: token, opts: opts, args: args,
 		})
 	}
 	for _, r := range c.replicas {
@@ -87,6 +94,57 @@ func startCluster(ctx context.Context, opts ServerOptions, token string) (*Serve
 		HTTPURL: c.lbURL, MQTTURL: "tcp://" + c.broker.Addr, Token: token, PID: c.replicas[0].pid(),
 		Separate: true, DBURL: opts.DBURL, close: c.close, cluster: c,
 	}, nil
+}
+
+// brokerAdminArgs have a replica keep the devices' accounts in the
+// broker, as in production.
+var brokerAdminArgs = []string{"--broker-admin", server.BrokerAdminDynsec}
+
+// checkSeeded runs otter's Sync on the seeded broker and fails if it
+// changed anything: the seeded accounts must be the ones otter makes.
+func (c *cluster) checkSeeded(ctx context.Context, accounts []brokeradmin.Want) error {
+	a, err := dynsec.Dial(ctx, dynsec.Config{URL: c.broker.URL(), Username: mosquitto.AdminUser, Password: mosquitto.AdminPassword})
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	rep, err := a.Sync(ctx, accounts)
+	switch {
+	case err != nil:
+		return fmt.Errorf("sync after seeding: %w", err)
+	case rep.Changed():
+		return fmt.Errorf("sync after seeding changed the accounts (created %d, repaired %d, deleted %d, roles %v): the seeded accounts are not otter's",
+			len(rep.Created), len(rep.Repaired), len(rep.Deleted), rep.Roles)
+	}
+	return nil
+}
+
+// seedAccounts writes accounts into the broker's dynamic security file
+// (with otter's service role for the admin user the replicas connect as)
+// and restarts the broker and the replicas, these with --broker-admin:
+// the plugin reads its file only at start, and rewrites it after any
+// command. The replicas are stopped first, so none loses its broker
+// connection under way.
+func (c *cluster) seedAccounts(ctx context.Context, accounts []brokeradmin.Want) error {
+	for _, r := range c.replicas {
+		if err := r.stop(); err != nil {
+			return err
+		}
+	}
+	c.broker.Kill()
+	if err := dynsec.SeedFile(c.broker.DynsecFile(), accounts, mosquitto.AdminUser); err != nil {
+		return err
+	}
+	if err := c.broker.Resume(); err != nil {
+		return err
+	}
+	for _, r := range c.replicas {
+		r.args = append(r.args, brokerAdminArgs...)
+		if err := r.start(ctx); err != nil {
+			return fmt.Errorf("%s with --broker-admin: %w", r.name, err)
+		}
+	}
+	return nil
 }
 
 func randomHex(n int) string {

@@ -36,31 +36,41 @@ func clusterOptions(t *testing.T, replicas int) bench.ServerOptions {
 	return bench.ServerOptions{Executable: os.Args[0], DBURL: db, Broker: bench.BrokerMosquitto, Replicas: replicas}
 }
 
-// Two replicas on Mosquitto upgrade a small fleet; the report has each
+// Two replicas on Mosquitto upgrade a small fleet, with the accounts
+// seeded into Mosquitto's file or made by otter; the report has each
 // replica's and the broker's use, one replica scheduling.
 func TestFleetInClusterMode(t *testing.T) {
-	rep, err := bench.RunFleet(testContext(t), bench.FleetConfig{Devices: 5, FileSize: 4096, Server: clusterOptions(t, 2)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if rep.Err() != nil || rep.Broker != bench.BrokerMosquitto || rep.Replicas != 2 || rep.Provision <= 0 {
-		t.Fatalf("report %+v: want 5 devices upgraded through Mosquitto and 2 replicas, their creation timed", rep)
-	}
-	if rep.MessagesCounted != "engine" || rep.Uplinks < 10 || rep.Downlinks < 5 {
-		t.Errorf("messages: %d up, %d down, counted by %q; want the engine's count", rep.Uplinks, rep.Downlinks, rep.MessagesCounted)
-	}
-	names, scheduling := map[string]bool{}, 0
-	for _, p := range rep.Processes {
-		names[p.Name] = true
-		if p.Scheduling {
-			scheduling++
-		}
-		if p.CPU <= 0 || p.PeakRSS <= 0 {
-			t.Errorf("process %+v: want its CPU time and memory", p)
-		}
-	}
-	if !names["replica 1"] || !names["replica 2"] || !names["mosquitto"] || scheduling != 1 {
-		t.Errorf("processes %+v: want both replicas, one scheduling, and Mosquitto", rep.Processes)
+	for _, accounts := range []string{bench.AccountsSeed, bench.AccountsAPI} {
+		t.Run(accounts, func(t *testing.T) {
+			opts := clusterOptions(t, 2)
+			opts.Accounts = accounts
+			rep, err := bench.RunFleet(testContext(t), bench.FleetConfig{Devices: 5, FileSize: 4096, Server: opts})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.Err() != nil || rep.Broker != bench.BrokerMosquitto || rep.Replicas != 2 || rep.Provision <= 0 || rep.Accounts != accounts {
+				t.Fatalf("report %+v: want 5 devices upgraded through Mosquitto and 2 replicas, their creation timed, accounts %s", rep, accounts)
+			}
+			if seeded := rep.Seed > 0 && rep.Seed < rep.Provision; seeded != (accounts == bench.AccountsSeed) {
+				t.Errorf("seeding took %s of %s; want a part of it only when seeded", rep.Seed, rep.Provision)
+			}
+			if rep.MessagesCounted != "engine" || rep.Uplinks < 10 || rep.Downlinks < 5 {
+				t.Errorf("messages: %d up, %d down, counted by %q; want the engine's count", rep.Uplinks, rep.Downlinks, rep.MessagesCounted)
+			}
+			names, scheduling := map[string]bool{}, 0
+			for _, p := range rep.Processes {
+				names[p.Name] = true
+				if p.Scheduling {
+					scheduling++
+				}
+				if p.CPU <= 0 || p.PeakRSS <= 0 {
+					t.Errorf("process %+v: want its CPU time and memory", p)
+				}
+			}
+			if !names["replica 1"] || !names["replica 2"] || !names["mosquitto"] || scheduling != 1 {
+				t.Errorf("processes %+v: want both replicas, one scheduling, and Mosquitto", rep.Processes)
+			}
+		})
 	}
 }
 

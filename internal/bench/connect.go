@@ -26,11 +26,17 @@ type ConnectReport struct {
 	Database       string        `json:"database"`
 	SeparateServer bool          `json:"separate_server"`
 	Connect        time.Duration `json:"connect_ns"`
-	// Provision, in cluster mode, is the time to create the devices and
-	// their broker accounts through the API before they start (Connect
+	// Provision, in cluster mode, is the time to create the devices
+	// (through the API) and their broker accounts before they start (Connect
 	// then counts from their start); 0 when the simulator creates them
 	// as it starts (Connect includes it).
 	Provision time.Duration `json:"provision_ns,omitempty"`
+	// Accounts, in cluster mode, is how the broker accounts were made:
+	// AccountsSeed or AccountsAPI. Seed, part of Provision with
+	// AccountsSeed, is the time to write them into Mosquitto's file and
+	// restart it and the replicas.
+	Accounts string        `json:"accounts,omitempty"`
+	Seed     time.Duration `json:"seed_ns,omitempty"`
 	// BaseRSS is the server's resident memory before any device connected.
 	BaseRSS int64 `json:"server_base_rss_bytes"`
 	// RSS and PeakRSS are the server's resident memory with every device
@@ -69,7 +75,8 @@ type ConnectReport struct {
 	BrokerCPU       time.Duration `json:"broker_cpu_ns,omitempty"`
 	// In cluster mode the devices are created (with their broker
 	// accounts) before any connects: AccountsRSS and BrokerAccountsRSS
-	// are otter's and the broker's resident memory then, so that
+	// are otter's and the broker's resident memory then (with
+	// AccountsSeed, of the processes restarted on the seeded file), so that
 	// PerConnection and BrokerPerConnection, (RSS - AccountsRSS) /
 	// Devices, are what a connection adds.
 	AccountsRSS         int64 `json:"server_accounts_rss_bytes,omitempty"`
@@ -115,7 +122,7 @@ func RunConnect(ctx context.Context, cfg ConnectConfig) (*ConnectReport, error) 
 	if rep.Connect, err = r.connect(ctx, cfg.Devices, cfg.ConnectRate); err != nil {
 		return nil, err
 	}
-	rep.Provision = r.provisioned
+	rep.Provision, rep.Seed, rep.Accounts = r.provisioned, r.seeded, cfg.Server.AccountsPath()
 	if cfg.Idle > 0 {
 		r.say("idle for %s", cfg.Idle)
 		if err := pause(ctx, cfg.Idle); err != nil {

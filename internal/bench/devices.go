@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/otter-ota/otter/client"
+	"github.com/otter-ota/otter/internal/brokeradmin"
 	"github.com/otter-ota/otter/internal/sim"
 	"github.com/otter-ota/otter/sdk/device"
 )
@@ -51,8 +52,11 @@ type deviceConfig struct {
 	// Progress receives a line about provisioning.
 	Progress io.Writer
 	// Provisioned, when set, runs after provisioning, before any device
-	// starts.
-	Provisioned func() error
+	// starts, with every device's account.
+	Provisioned func([]brokeradmin.Want) error
+	// AccountsLater says the server makes no broker accounts as it
+	// creates the devices: Provisioned seeds them.
+	AccountsLater bool
 	// Protocol is the devices' protocol (empty: otter's).
 	Protocol string
 }
@@ -99,11 +103,12 @@ func startDevices(ctx context.Context, cfg deviceConfig) (*devices, error) {
 		return nil, err
 	}
 	if cfg.SecretsDir != "" {
-		if err := provision(ctx, cfg, segs); err != nil {
+		accounts, err := provision(ctx, cfg, segs)
+		if err != nil {
 			return nil, err
 		}
 		if cfg.Provisioned != nil {
-			if err := cfg.Provisioned(); err != nil {
+			if err := cfg.Provisioned(accounts); err != nil {
 				return nil, err
 			}
 		}
@@ -169,11 +174,17 @@ func (cfg deviceConfig) secretsFile(s segment) string {
 const provisionChunk = 100
 
 // provision creates every segment's devices through the API (with their
-// broker accounts) and keeps their secrets in SecretsDir, named as the
-// simulator names them.
-func provision(ctx context.Context, cfg deviceConfig, segs []segment) error {
+// broker accounts, unless AccountsLater) and keeps their secrets in
+// SecretsDir, named as the simulator names them; it returns the devices
+// with their secrets.
+func provision(ctx context.Context, cfg deviceConfig, segs []segment) ([]brokeradmin.Want, error) {
 	done := 0
 	t0 := time.Now()
+	what := "devices and their broker accounts"
+	if cfg.AccountsLater {
+		what = "devices (their broker accounts are seeded next)"
+	}
+	accounts := make([]brokeradmin.Want, 0, cfg.Devices)
 	for _, s := range segs {
 		secrets := make(map[string]string, s.n)
 		for from := 0; from < s.n; from += provisionChunk {
@@ -183,21 +194,22 @@ func provision(ctx context.Context, cfg deviceConfig, segs []segment) error {
 			}
 			res, err := cfg.API.ImportDevices(ctx, cfg.Product, strings.NewReader(b.String()))
 			if err != nil {
-				return fmt.Errorf("create devices %s%05d and up: %w", s.prefix, from+1, err)
+				return nil, fmt.Errorf("create devices %s%05d and up: %w", s.prefix, from+1, err)
 			}
 			for _, d := range res.Devices {
 				secrets[d.Key] = d.Secret
+				accounts = append(accounts, brokeradmin.Want{Device: brokeradmin.Device{Product: cfg.Product, Key: d.Key}, Secret: d.Secret})
 			}
 			done += len(res.Devices)
 			if done%1000 < provisionChunk || done == cfg.Devices {
-				say(cfg.Progress, "created %d of %d devices and their broker accounts (%s)", done, cfg.Devices, time.Since(t0).Round(time.Millisecond))
+				say(cfg.Progress, "created %d of %d %s (%s)", done, cfg.Devices, what, time.Since(t0).Round(time.Millisecond))
 			}
 		}
 		if err := sim.FileSecrets(cfg.secretsFile(s)).Save(secrets); err != nil {
-			return fmt.Errorf("keep the device secrets: %w", err)
+			return nil, fmt.Errorf("keep the device secrets: %w", err)
 		}
 	}
-	return nil
+	return accounts, nil
 }
 
 // downloadConns bounds the download connections of one process of

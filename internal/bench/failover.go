@@ -81,9 +81,16 @@ type FailoverReport struct {
 	// Provision is the time to create the devices and their broker
 	// accounts, before Connect.
 	Provision time.Duration `json:"provision_ns"`
-	Runs      []FailoverRun `json:"runs"`
-	Takeover  Spread        `json:"takeover"`
-	FirstJob  Spread        `json:"first_job"`
+	// Accounts, in cluster mode, is how the broker accounts were made:
+	// AccountsSeed or AccountsAPI. Seed, part of Provision with
+	// AccountsSeed, is the time to write them into Mosquitto's file and
+	// restart it and the replicas.
+	Accounts string        `json:"accounts,omitempty"`
+	Seed     time.Duration `json:"seed_ns,omitempty"`
+
+	Runs     []FailoverRun `json:"runs"`
+	Takeover Spread        `json:"takeover"`
+	FirstJob Spread        `json:"first_job"`
 }
 
 // Err describes runs whose jobs did not all succeed, or is nil.
@@ -134,7 +141,7 @@ func RunFailover(ctx context.Context, cfg FailoverConfig) (*FailoverReport, erro
 	if rep.Connect, err = r.connect(ctx, cfg.Devices, cfg.ConnectRate); err != nil {
 		return nil, err
 	}
-	rep.Provision = r.provisioned
+	rep.Provision, rep.Seed, rep.Accounts = r.provisioned, r.seeded, cfg.Server.AccountsPath()
 	var takeovers, firsts []time.Duration
 	for i := 1; i <= cfg.Runs; i++ {
 		run, err := r.failoverRun(ctx, cfg, i)

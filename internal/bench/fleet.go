@@ -48,11 +48,17 @@ type FleetReport struct {
 	Replicas int    `json:"replicas"`
 	// Connect is the time to start, connect and hear from every device.
 	Connect time.Duration `json:"connect_ns"`
-	// Provision, in cluster mode, is the time to create the devices and
-	// their broker accounts through the API before they start (Connect
+	// Provision, in cluster mode, is the time to create the devices
+	// (through the API) and their broker accounts before they start (Connect
 	// then counts from their start); 0 when the simulator creates them
 	// as it starts (Connect includes it).
 	Provision time.Duration `json:"provision_ns,omitempty"`
+	// Accounts, in cluster mode, is how the broker accounts were made:
+	// AccountsSeed or AccountsAPI. Seed, part of Provision with
+	// AccountsSeed, is the time to write them into Mosquitto's file and
+	// restart it and the replicas.
+	Accounts string        `json:"accounts,omitempty"`
+	Seed     time.Duration `json:"seed_ns,omitempty"`
 	// TaskTime runs from the request that created the task until the task
 	// is completed (every job succeeded).
 	TaskTime  time.Duration `json:"task_ns"`
@@ -165,7 +171,7 @@ func RunFleet(ctx context.Context, cfg FleetConfig) (*FleetReport, error) {
 	if rep.Connect, err = r.connect(ctx, cfg.Devices, cfg.ConnectRate); err != nil {
 		return nil, err
 	}
-	rep.Provision = r.provisioned
+	rep.Provision, rep.Seed, rep.Accounts = r.provisioned, r.seeded, cfg.Server.AccountsPath()
 	if err := r.runTask(ctx, fw, cfg.Timeout, rep); err != nil {
 		return nil, err
 	}

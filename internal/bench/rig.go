@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/otter-ota/otter/client"
+	"github.com/otter-ota/otter/internal/brokeradmin"
 	"github.com/otter-ota/otter/internal/sim"
 )
 
@@ -27,7 +28,14 @@ type rig struct {
 	// runs then, before any device starts.
 	provisioned    time.Duration
 	afterProvision func() error
-	secretsDir     string
+	// seeded, part of provisioned, is how long writing the accounts into
+	// Mosquitto's file and restarting it and the replicas took
+	// (AccountsSeed).
+	seeded time.Duration
+	// checked is how long Sync took to confirm the seeded accounts; it is
+	// left out of provisioned.
+	checked    time.Duration
+	secretsDir string
 	// protocol is the device protocol of the benchmark's devices.
 	protocol string
 }
@@ -144,14 +152,25 @@ func (r *rig) connect(ctx context.Context, n, rate int) (time.Duration, error) {
 			return 0, err
 		}
 		r.secretsDir = cfg.SecretsDir
-		cfg.Provisioned = r.afterProvision
+		cfg.AccountsLater = r.srv.cluster.seed
+		cfg.Provisioned = func(accounts []brokeradmin.Want) error {
+			if cfg.AccountsLater {
+				if err := r.seed(ctx, accounts); err != nil {
+					return err
+				}
+			}
+			if r.afterProvision != nil {
+				return r.afterProvision()
+			}
+			return nil
+		}
 	}
 	r.devs, err = startDevices(ctx, cfg)
 	if err != nil {
 		return 0, err
 	}
 	if r.srv.cluster != nil {
-		r.provisioned = time.Since(t0)
+		r.provisioned = time.Since(t0) - r.checked
 		t0 = time.Now()
 	}
 	r.say("devices run in %d process(es)", len(r.devs.parts))
@@ -165,6 +184,27 @@ func (r *rig) connect(ctx context.Context, n, rate int) (time.Duration, error) {
 	}
 	r.say("%d devices connected and informed in %s%s", n, d.Round(time.Millisecond), after)
 	return d, nil
+}
+
+// seed writes the accounts into the cluster's Mosquitto and restarts it
+// and the replicas.
+func (r *rig) seed(ctx context.Context, accounts []brokeradmin.Want) error {
+	c := r.srv.cluster
+	r.say("writing %d broker accounts into Mosquitto's dynamic security file; restarting it and the replicas, these with --broker-admin", len(accounts))
+	t0 := time.Now()
+	if err := c.seedAccounts(ctx, accounts); err != nil {
+		return fmt.Errorf("seed the broker accounts: %w", err)
+	}
+	r.seeded = time.Since(t0)
+	r.srv.PID = c.replicas[0].pid()
+	r.say("accounts seeded, broker and replicas restarted in %s", r.seeded.Round(time.Millisecond))
+	t0 = time.Now()
+	if err := c.checkSeeded(ctx, accounts); err != nil {
+		return err
+	}
+	r.checked = time.Since(t0)
+	r.say("otter broker sync's check: nothing to change (%s, left out of the creation's time)", r.checked.Round(time.Millisecond))
+	return nil
 }
 
 // waitInformed waits until n devices have reported their versions, for at

@@ -54,6 +54,42 @@ type ServerOptions struct {
 	// balancer in this process in front of their HTTP listeners.
 	Broker   string
 	Replicas int
+	// Accounts, in cluster mode, is how the devices' broker accounts are
+	// made: AccountsSeed (or "") or AccountsAPI.
+	Accounts string
+}
+
+// How a cluster benchmark makes the devices' broker accounts.
+const (
+	// AccountsSeed creates the devices through the API while the
+	// replicas run without --broker-admin, so otter makes no account,
+	// then writes every account into Mosquitto's dynamic security file
+	// (dynsec.SeedFile) and restarts Mosquitto and the replicas, these
+	// with --broker-admin dynsec. The plugin rewrites its whole file
+	// after each command: made one at a time, 10,000 accounts would take
+	// hours.
+	AccountsSeed = "seed"
+	// AccountsAPI has otter create each account as it creates the device,
+	// as in production.
+	AccountsAPI = "api"
+)
+
+// seedsAccounts says the cluster's accounts are written into Mosquitto's
+// file rather than made by otter.
+func (o ServerOptions) seedsAccounts() bool {
+	return o.clustered() && (o.Accounts == "" || o.Accounts == AccountsSeed)
+}
+
+// AccountsPath names how a benchmark with opts makes the broker accounts:
+// "" with the embedded broker, which has none.
+func (o ServerOptions) AccountsPath() string {
+	switch {
+	case !o.clustered():
+		return ""
+	case o.seedsAccounts():
+		return AccountsSeed
+	}
+	return AccountsAPI
 }
 
 // The brokers a benchmark runs on.
@@ -82,6 +118,9 @@ func (o ServerOptions) check() error {
 	}
 	if o.Replicas < 1 {
 		return errors.New("bench: an external broker needs at least one replica")
+	}
+	if o.Accounts != "" && o.Accounts != AccountsSeed && o.Accounts != AccountsAPI {
+		return fmt.Errorf("bench: accounts %q: want %s or %s", o.Accounts, AccountsSeed, AccountsAPI)
 	}
 	if o.CPUProfile != "" || o.Trace != "" {
 		return errors.New("bench: --cpuprofile and --trace profile one server, not a cluster's replicas")

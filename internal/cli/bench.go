@@ -184,7 +184,7 @@ func fleetFields(r *bench.FleetReport) []field {
 		{"broker", r.Broker},
 		{"otter processes", strconv.Itoa(r.Replicas)},
 		{"server process", serverProcess(r.SeparateServer)},
-		{"create devices and broker accounts", formatProvision(r.Provision)},
+		{"create devices and broker accounts", formatProvision(r.Provision, r.Accounts, r.Seed)},
 		{"connect and inform", formatSeconds(r.Connect)},
 		{"task: all succeeded after", formatSeconds(r.TaskTime)},
 		{"succeeded / failed", fmt.Sprintf("%d / %d", r.Succeeded, r.Failed)},
@@ -293,7 +293,7 @@ func connectFields(r *bench.ConnectReport) []field {
 		{"broker", r.Broker},
 		{"otter processes", strconv.Itoa(r.Replicas)},
 		{"server process", serverProcess(r.SeparateServer)},
-		{"create devices and broker accounts", formatProvision(r.Provision)},
+		{"create devices and broker accounts", formatProvision(r.Provision, r.Accounts, r.Seed)},
 		{"connect and inform", formatSeconds(r.Connect)},
 		{"broker connections", brokerConnections(r)},
 		{"server RSS before devices", formatSize(r.BaseRSS)},
@@ -323,10 +323,16 @@ func connectFields(r *bench.ConnectReport) []field {
 }
 
 // formatProvision shows the time to create the devices, when it was
-// timed apart from connecting them.
-func formatProvision(d time.Duration) string {
-	if d == 0 {
+// timed apart from connecting them, and how their broker accounts were
+// made.
+func formatProvision(d time.Duration, accounts string, seed time.Duration) string {
+	switch {
+	case d == 0:
 		return "- (in connect and inform)"
+	case accounts == bench.AccountsSeed:
+		return fmt.Sprintf("%s (accounts seeded: written into Mosquitto's file, broker and replicas restarted in %s)", formatSeconds(d), formatSeconds(seed))
+	case accounts == bench.AccountsAPI:
+		return formatSeconds(d) + " (accounts made by otter through the plugin, one command each)"
 	}
 	return formatSeconds(d)
 }

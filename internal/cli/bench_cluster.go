@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/otter-ota/otter/internal/bench"
 )
@@ -20,12 +21,14 @@ type benchClusterFlags struct {
 	broker     string
 	replicas   int
 	singleNode bool
+	accounts   string
 }
 
 func (f *benchClusterFlags) register(cmd *cobra.Command, replicas int) {
 	fl := cmd.Flags()
 	fl.StringVar(&f.broker, "broker", bench.BrokerEmbedded, "`BROKER` the devices connect to: embedded (one otter process) or mosquitto (cluster mode: a private Mosquitto with the dynamic security plugin on a free port, --replicas otter processes on the --db PostgreSQL, a load balancer in front of them)")
 	fl.IntVar(&f.replicas, "replicas", replicas, "otter replicas `N` with --broker mosquitto")
+	registerAccounts(fl, &f.accounts)
 	fl.BoolVar(&f.singleNode, "single-node", true, "with --broker mosquitto, first run the same benchmark on one otter process with its embedded broker (same database) and show both side by side; --single-node=false runs the cluster only")
 }
 
@@ -35,6 +38,9 @@ func (f *benchClusterFlags) apply(cmd *cobra.Command, opts *bench.ServerOptions,
 	case bench.BrokerEmbedded, "":
 		if cmd.Flags().Changed("replicas") {
 			return usageErrorf("--replicas needs --broker mosquitto: the embedded broker runs in one otter process")
+		}
+		if cmd.Flags().Changed("accounts") {
+			return usageErrorf("--accounts needs --broker mosquitto: the embedded broker takes devices from the registry")
 		}
 		return nil
 	case bench.BrokerMosquitto:
@@ -51,7 +57,25 @@ func (f *benchClusterFlags) apply(cmd *cobra.Command, opts *bench.ServerOptions,
 	case opts.CPUProfile != "" || opts.Trace != "":
 		return usageErrorf("--cpuprofile and --trace profile one server: not with --broker mosquitto")
 	}
-	opts.Broker, opts.Replicas = bench.BrokerMosquitto, f.replicas
+	if err := checkAccounts(f.accounts); err != nil {
+		return err
+	}
+	opts.Broker, opts.Replicas, opts.Accounts = bench.BrokerMosquitto, f.replicas, f.accounts
+	return nil
+}
+
+// registerAccounts adds --accounts, how a cluster benchmark makes the
+// devices' broker accounts.
+func registerAccounts(fl *pflag.FlagSet, accounts *string) {
+	fl.StringVar(accounts, "accounts", bench.AccountsSeed, "`HOW` the devices' broker accounts are made with --broker mosquitto: seed (the replicas create the devices without accounts, "+
+		"every account is then written into Mosquitto's dynamic security file and Mosquitto and the replicas restart) or api (otter creates each account as it creates the device, as in production; "+
+		"the plugin rewrites its whole file after each, so this takes time quadratic in the devices, about a minute for 1,000)")
+}
+
+func checkAccounts(accounts string) error {
+	if accounts != bench.AccountsSeed && accounts != bench.AccountsAPI {
+		return usageErrorf("--accounts %q: want %s or %s", accounts, bench.AccountsSeed, bench.AccountsAPI)
+	}
 	return nil
 }
 
@@ -199,6 +223,7 @@ func (a *app) benchFailoverCommand() *cobra.Command {
 		cfg         bench.FailoverConfig
 		db, keep    string
 		size        string
+		accounts    string
 		connectRate int
 	)
 	cmd := &cobra.Command{
@@ -235,7 +260,10 @@ killed replica again, as a follower. Shows min / median / max over the runs.`,
 			if connectRate <= 0 {
 				return usageErrorf("--connect-rate must be at least 1")
 			}
-			cfg.Server = bench.ServerOptions{DBURL: db, Stderr: a.env.Stderr, Broker: bench.BrokerMosquitto, Replicas: cfg.Server.Replicas}
+			if err := checkAccounts(accounts); err != nil {
+				return err
+			}
+			cfg.Server = bench.ServerOptions{DBURL: db, Stderr: a.env.Stderr, Broker: bench.BrokerMosquitto, Replicas: cfg.Server.Replicas, Accounts: accounts}
 			if keep != "" {
 				if err := checkEmptyDir(keep); err != nil {
 					return err
@@ -263,6 +291,7 @@ killed replica again, as a follower. Shows min / median / max over the runs.`,
 	fl.StringVar(&db, "db", "", "PostgreSQL URL (a fresh schema, dropped after the run unless --keep)")
 	fl.StringVar(&keep, "keep", "", "keep the replicas' data folder in `DIR` (new or empty) and the PostgreSQL schema")
 	fl.IntVar(&cfg.Server.Replicas, "replicas", 3, "otter replicas `N` (at least 2)")
+	registerAccounts(fl, &accounts)
 	fl.IntVar(&cfg.Devices, "devices", 200, "number of simulated devices `N`")
 	fl.IntVar(&cfg.Runs, "runs", 10, "rollouts, each with one kill `N`")
 	fl.IntVar(&cfg.Rate, "rate", 600, "the task's rate limit, jobs started per minute `R`: the rollout must outlast the takeover")
@@ -279,7 +308,7 @@ func writeFailover(w io.Writer, r *bench.FailoverReport) error {
 		{"replicas", strconv.Itoa(r.Replicas)},
 		{"rate limit", fmt.Sprintf("%d jobs a minute", r.Rate)},
 		{"firmware size", formatSize(r.FileSize)},
-		{"create devices and broker accounts", formatSeconds(r.Provision)},
+		{"create devices and broker accounts", formatProvision(r.Provision, r.Accounts, r.Seed)},
 		{"connect and inform", formatSeconds(r.Connect)},
 		{"kill → successor leads, min / median / max", formatSpread(r.Takeover)},
 		{"kill → successor's first job started, min / median / max", formatSpread(r.FirstJob)},

@@ -24,6 +24,9 @@ func TestBenchClusterFlagsAreChecked(t *testing.T) {
 		{"no replica", []string{"bench", "connect", "--broker", "mosquitto", "--db", pg, "--replicas", "0"}, "--replicas must be at least 1"},
 		{"replicas are processes", []string{"bench", "fleet", "--broker", "mosquitto", "--db", pg, "--in-process"}, "drop --in-process"},
 		{"one server to profile", []string{"bench", "fleet", "--broker", "mosquitto", "--db", pg, "--cpuprofile", "x.pprof"}, "--cpuprofile and --trace profile one server"},
+		{"accounts need the external broker", []string{"bench", "connect", "--accounts", "api"}, "--accounts needs --broker mosquitto"},
+		{"unknown accounts path", []string{"bench", "fleet", "--broker", "mosquitto", "--db", pg, "--accounts", "bulk"}, `--accounts "bulk": want seed or api`},
+		{"failover accounts path", []string{"bench", "failover", "--db", pg, "--accounts", "bulk"}, `--accounts "bulk": want seed or api`},
 		{"failover needs PostgreSQL", []string{"bench", "failover"}, "--db postgres://... is needed"},
 		{"failover needs two replicas", []string{"bench", "failover", "--db", pg, "--replicas", "1"}, "at least 2 replicas"},
 		{"failover needs a rate", []string{"bench", "failover", "--db", pg, "--rate", "0"}, "needs a rate limit"},
@@ -45,9 +48,9 @@ func TestBenchClusterFlagsAreChecked(t *testing.T) {
 // --help documents the cluster flags of each benchmark.
 func TestBenchClusterHelp(t *testing.T) {
 	for cmd, flags := range map[string][]string{
-		"fleet":    {"--broker", "--replicas", "--single-node"},
-		"connect":  {"--broker", "--replicas", "--single-node"},
-		"failover": {"--runs", "--replicas", "--rate", "--kill-after", "--devices", "--db"},
+		"fleet":    {"--broker", "--replicas", "--single-node", "--accounts"},
+		"connect":  {"--broker", "--replicas", "--single-node", "--accounts"},
+		"failover": {"--runs", "--replicas", "--rate", "--kill-after", "--devices", "--db", "--accounts"},
 	} {
 		var stdout bytes.Buffer
 		env := cli.Env{Stdout: &stdout, Stderr: &bytes.Buffer{}, Getenv: func(string) string { return "" }}

@@ -39,10 +39,12 @@ type Broker struct {
 	Dir     string // its configuration, dynamic security file and nothing else
 
 	bin, conf string
-	mu        sync.Mutex // guards cmd and done across Restart
-	cmd       *exec.Cmd
-	done      chan struct{}
-	log       *lockedBuffer
+	// dieWithParent is Options.DieWithParent, also for Resume.
+	dieWithParent bool
+	mu            sync.Mutex // guards cmd and done across Restart
+	cmd           *exec.Cmd
+	done          chan struct{}
+	log           *lockedBuffer
 }
 
 // URL is the broker's mqtt:// URL.
@@ -53,6 +55,12 @@ func (b *Broker) URL() *url.URL { return &url.URL{Scheme: "mqtt", Host: b.Addr} 
 func (b *Broker) AdminURL() string {
 	return "mqtt://" + AdminUser + ":" + AdminPassword + "@" + b.Addr
 }
+
+// DynsecFile is the dynamic security plugin's file, which it reads when
+// the broker starts and rewrites after every command.
+func (b *Broker) DynsecFile() string { return filepath.Join(b.Dir, dynsecFile) }
+
+const dynsecFile = "dynsec.json"
 
 // Log returns what the broker has logged so far.
 func (b *Broker) Log() string { return b.log.String() }
@@ -94,7 +102,7 @@ func Start(dir string, opts Options) (*Broker, error) {
 	if err != nil {
 		return nil, err
 	}
-	dynsec := filepath.Join(dir, "dynsec.json")
+	dynsec := filepath.Join(dir, dynsecFile)
 	out, err := exec.Command(ctrl, "dynsec", "init", dynsec, AdminUser, AdminPassword).CombinedOutput()
 	if err != nil {
 		return nil, fmt.Errorf("mosquitto_ctrl dynsec init: %w\n%s", err, out)
@@ -161,18 +169,18 @@ func start(bin, dir, plugin, dynsec string, opts Options) (*Broker, error) {
 	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
 		return nil, err
 	}
-	b := &Broker{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), TLSAddr: tlsAddr, Dir: dir, bin: bin, conf: conf, log: &lockedBuffer{quiet: opts.Quiet}}
-	if err := b.run(opts.DieWithParent); err != nil {
+	b := &Broker{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), TLSAddr: tlsAddr, Dir: dir, bin: bin, conf: conf, log: &lockedBuffer{quiet: opts.Quiet}, dieWithParent: opts.DieWithParent}
+	if err := b.run(); err != nil {
 		return nil, fmt.Errorf("mosquitto on port %d: %w\n%s", port, err, b.Log())
 	}
 	return b, nil
 }
 
 // run starts the process and waits until it listens.
-func (b *Broker) run(dieWithParent bool) error {
+func (b *Broker) run() error {
 	cmd := exec.Command(b.bin, "-c", b.conf)
 	cmd.Stdout, cmd.Stderr = b.log, b.log
-	if dieWithParent {
+	if b.dieWithParent {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	}
 	if err := cmd.Start(); err != nil {
@@ -210,7 +218,7 @@ func (b *Broker) Kill() {
 
 // Resume starts a killed broker again on the same port, as Restart does.
 func (b *Broker) Resume() error {
-	if err := b.run(false); err != nil {
+	if err := b.run(); err != nil {
 		return fmt.Errorf("start mosquitto again: %w\n%s", err, b.Log())
 	}
 	return nil
