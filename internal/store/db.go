@@ -119,9 +119,11 @@ func connectPostgres(rawURL string) (*sqlStore, error) {
 	return &sqlStore{db: sqlDB{DB: db}, dialect: postgresDialect}, nil
 }
 
-// stmtCacheSize bounds the SQLite reads kept prepared: a few dozen shapes
-// in use, with room for the filters' combinations.
-const stmtCacheSize = 256
+// stmtCacheSize bounds the SQLite statements kept prepared: a few dozen
+// shapes of reads, with room for the filters' combinations, and the
+// multi-row writes of the engine's batches (about a dozen shapes each, see
+// chunks).
+const stmtCacheSize = 512
 
 func connectSQLite(path string) (*sqlStore, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
