@@ -74,7 +74,7 @@ func byIDs(ctx context.Context, q querier, query string, ids []int64) ([]ota.Job
 
 // ActiveJobs returns the non-terminal jobs of the given devices.
 func (s *sqlStore) ActiveJobs(ctx context.Context, deviceIDs []int64) ([]ota.Job, error) {
-	jobs, err := byIDs(ctx, s.db, "SELECT "+jobColumns+" FROM jobs j WHERE j.device_id IN (%s) AND j.state IN "+activeStates, deviceIDs)
+	jobs, err := byIDs(ctx, s.db, "SELECT "+s.jobCols()+" FROM jobs j WHERE j.device_id IN (%s) AND j.state IN "+activeStates, deviceIDs)
 	if err != nil {
 		return nil, fmt.Errorf("active jobs: %w", err)
 	}
@@ -83,7 +83,7 @@ func (s *sqlStore) ActiveJobs(ctx context.Context, deviceIDs []int64) ([]ota.Job
 
 // OrphanJobs returns up to limit active jobs whose device was deleted.
 func (s *sqlStore) OrphanJobs(ctx context.Context, limit int) ([]ota.Job, error) {
-	jobs, err := queryJobs(ctx, s.db, "SELECT "+jobColumns+" FROM jobs j WHERE j.state IN "+activeStates+
+	jobs, err := queryJobs(ctx, s.db, "SELECT "+s.jobCols()+" FROM jobs j WHERE j.state IN "+activeStates+
 		" AND NOT EXISTS (SELECT 1 FROM devices d WHERE d.id = j.device_id) ORDER BY j.id LIMIT $1", args{limit})
 	if err != nil {
 		return nil, fmt.Errorf("jobs of deleted devices: %w", err)
@@ -94,7 +94,7 @@ func (s *sqlStore) OrphanJobs(ctx context.Context, limit int) ([]ota.Job, error)
 // LastJobs returns the newest job of each device and module of the given
 // devices, whatever its state: a poll reads it to repeat a cancel.
 func (s *sqlStore) LastJobs(ctx context.Context, deviceIDs []int64) ([]ota.Job, error) {
-	jobs, err := byIDs(ctx, s.db, "SELECT "+jobColumns+" FROM jobs j WHERE j.id IN "+
+	jobs, err := byIDs(ctx, s.db, "SELECT "+s.jobCols()+" FROM jobs j WHERE j.id IN "+
 		"(SELECT MAX(id) FROM jobs WHERE device_id IN (%s) GROUP BY device_id, module)", deviceIDs)
 	if err != nil {
 		return nil, fmt.Errorf("last jobs: %w", err)
@@ -124,7 +124,7 @@ func (s *sqlStore) ExistingDevices(ctx context.Context, deviceIDs []int64) (map[
 
 // JobsByID returns the jobs with the given ids (missing ids are skipped).
 func (s *sqlStore) JobsByID(ctx context.Context, ids []int64) ([]ota.Job, error) {
-	jobs, err := byIDs(ctx, s.db, "SELECT "+jobColumns+" FROM jobs j WHERE j.id IN (%s)", ids)
+	jobs, err := byIDs(ctx, s.db, "SELECT "+s.jobCols()+" FROM jobs j WHERE j.id IN (%s)", ids)
 	if err != nil {
 		return nil, fmt.Errorf("jobs by id: %w", err)
 	}
@@ -250,7 +250,10 @@ func jobPageQuery(f JobFilter, after int64, limit int, cols string, d dialect) (
 		" ORDER BY " + order + " LIMIT " + a.add(limit), a
 }
 
-// jobCols are the job columns the lists read: jobListColumns on SQLite.
+// jobCols are the job columns every read of jobs uses: jobListColumns on
+// SQLite, whose times scanJob parses without the driver's failed first try
+// (an error allocated per time column: the engine reads every job it
+// changes).
 func (s *sqlStore) jobCols() string {
 	if s.dialect == sqliteDialect {
 		return jobListColumns
@@ -285,7 +288,7 @@ func (s *sqlStore) QueuedJobs(ctx context.Context, q ota.QueuedQuery) ([]ota.Job
 	if q.OnlineOnly {
 		join = " JOIN devices d ON d.id = j.device_id AND d.online = " + a.add(true)
 	}
-	query := "SELECT " + jobColumns + " FROM jobs j" + join + " WHERE j.task_id = " + a.add(q.TaskID) +
+	query := "SELECT " + s.jobCols() + " FROM jobs j" + join + " WHERE j.task_id = " + a.add(q.TaskID) +
 		" AND j.state = 'queued' AND j.phase <= " + a.add(q.MaxPhase) +
 		" AND (j.next_attempt_at IS NULL OR j.next_attempt_at <= " + a.add(q.Now.UTC()) + ")" +
 		" ORDER BY j.phase, j.seq LIMIT " + a.add(q.Limit)
@@ -298,7 +301,7 @@ func (s *sqlStore) QueuedJobs(ctx context.Context, q ota.QueuedQuery) ([]ota.Job
 
 // ExpiredJobs returns in-flight jobs whose deadline has passed.
 func (s *sqlStore) ExpiredJobs(ctx context.Context, now time.Time, limit int) ([]ota.Job, error) {
-	jobs, err := queryJobs(ctx, s.db, "SELECT "+jobColumns+" FROM jobs j WHERE j.deadline IS NOT NULL AND j.deadline <= $1"+
+	jobs, err := queryJobs(ctx, s.db, "SELECT "+s.jobCols()+" FROM jobs j WHERE j.deadline IS NOT NULL AND j.deadline <= $1"+
 		" AND j.state IN "+activeStates+" ORDER BY j.deadline LIMIT $2", args{now.UTC(), limit})
 	if err != nil {
 		return nil, fmt.Errorf("expired jobs: %w", err)
@@ -309,7 +312,7 @@ func (s *sqlStore) ExpiredJobs(ctx context.Context, now time.Time, limit int) ([
 // UnansweredJobs returns notified jobs of a task sent before sentBefore to
 // devices that are online now.
 func (s *sqlStore) UnansweredJobs(ctx context.Context, taskID int64, sentBefore time.Time, limit int) ([]ota.Job, error) {
-	jobs, err := queryJobs(ctx, s.db, "SELECT "+jobColumns+" FROM jobs j JOIN devices d ON d.id = j.device_id AND d.online = $1"+
+	jobs, err := queryJobs(ctx, s.db, "SELECT "+s.jobCols()+" FROM jobs j JOIN devices d ON d.id = j.device_id AND d.online = $1"+
 		" WHERE j.task_id = $2 AND j.state = 'notified' AND j.sent_at < $3 ORDER BY j.id LIMIT $4",
 		args{true, taskID, sentBefore.UTC(), limit})
 	if err != nil {
@@ -322,7 +325,7 @@ func (s *sqlStore) UnansweredJobs(ctx context.Context, taskID int64, sentBefore 
 // ids above afterID, in id order.
 func (s *sqlStore) JobsInStates(ctx context.Context, taskID int64, states []ota.JobState, afterID int64, limit int) ([]ota.Job, error) {
 	var a args
-	q := "SELECT " + jobColumns + " FROM jobs j WHERE j.task_id = " + a.add(taskID) + " AND j.state IN (" +
+	q := "SELECT " + s.jobCols() + " FROM jobs j WHERE j.task_id = " + a.add(taskID) + " AND j.state IN (" +
 		in(&a, states) + ") AND j.id > " + a.add(afterID) + " ORDER BY j.id LIMIT " + a.add(limit)
 	jobs, err := queryJobs(ctx, s.db, q, a)
 	if err != nil {

@@ -16,7 +16,7 @@ func (s *sqlStore) JobsWithVersions(ctx context.Context, q ota.JobVersionQuery) 
 	if q.Reported {
 		join = " JOIN "
 	}
-	query := "SELECT " + jobColumns + ", COALESCE(v.version, '') FROM jobs j" + join +
+	query := "SELECT " + s.jobCols() + ", COALESCE(v.version, '') FROM jobs j" + join +
 		"device_versions v ON v.device_id = j.device_id AND v.module = j.module WHERE j.task_id = " + a.add(q.TaskID) +
 		" AND j.state IN (" + in(&a, q.States) + ")" + devicesIn(&a, q.Devices) + " AND j.id > " + a.add(q.AfterID) + " ORDER BY j.id LIMIT " + a.add(q.Limit)
 	out, err := queryAll(ctx, s.db, query, a, func(row interface{ Scan(...any) error }) (ota.JobVersion, error) {
@@ -43,7 +43,7 @@ func (w withExtra) Scan(dest ...any) error { return w.row.Scan(append(dest, w.ex
 // its latest job when that job failed or timed out: the job a late report
 // of the target version settles.
 func (s *sqlStore) LatestEndedJobs(ctx context.Context, deviceIDs []int64) ([]ota.Job, error) {
-	jobs, err := byIDs(ctx, s.db, "SELECT "+jobColumns+" FROM jobs j WHERE j.device_id IN (%s) AND j.state IN ('failed', 'timed_out')"+
+	jobs, err := byIDs(ctx, s.db, "SELECT "+s.jobCols()+" FROM jobs j WHERE j.device_id IN (%s) AND j.state IN ('failed', 'timed_out')"+
 		" AND j.id = (SELECT MAX(k.id) FROM jobs k WHERE k.device_id = j.device_id AND k.module = j.module)", deviceIDs)
 	if err != nil {
 		return nil, fmt.Errorf("latest ended jobs: %w", err)
