@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -166,6 +167,7 @@ func (w *work) sendCancel(j ota.Job) {
 // commit writes the batch, then updates the loop's counts and sends the
 // downlink messages. Nothing is sent for a change that was not written.
 func (e *Engine) commit(ctx context.Context, w *work) error {
+	w.change.Jobs = slices.Grow(w.change.Jobs, len(w.orig))
 	for id, old := range w.orig {
 		w.change.Jobs = append(w.change.Jobs, ota.JobUpdate{Old: old, New: *w.jobs[id]})
 	}

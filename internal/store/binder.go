@@ -94,17 +94,47 @@ func (d sqlDB) prepared(ctx context.Context, q string) *sql.Stmt {
 	return d.stmts.get(ctx, d.DB, q)
 }
 
-// ExecContext runs q in the transaction with its placeholders rebound.
+// ExecContext runs q in the transaction with its placeholders rebound,
+// prepared if the pool caches statements.
 func (t *tx) ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error) {
-	return t.Tx.ExecContext(ctx, t.rebind(q), args...)
+	q = t.rebind(q)
+	if st := t.prepared(ctx, q); st != nil {
+		return st.ExecContext(ctx, args...)
+	}
+	return t.Tx.ExecContext(ctx, q, args...)
 }
 
-// QueryContext runs q in the transaction with its placeholders rebound.
+// QueryContext runs q in the transaction with its placeholders rebound,
+// prepared if the pool caches statements.
 func (t *tx) QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
-	return t.Tx.QueryContext(ctx, t.rebind(q), args...)
+	q = t.rebind(q)
+	if st := t.prepared(ctx, q); st != nil {
+		return st.QueryContext(ctx, args...)
+	}
+	return t.Tx.QueryContext(ctx, q, args...)
 }
 
-// QueryRowContext runs q in the transaction with its placeholders rebound.
+// QueryRowContext runs q in the transaction with its placeholders rebound,
+// prepared if the pool caches statements.
 func (t *tx) QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row {
-	return t.Tx.QueryRowContext(ctx, t.rebind(q), args...)
+	q = t.rebind(q)
+	if st := t.prepared(ctx, q); st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
+	return t.Tx.QueryRowContext(ctx, q, args...)
+}
+
+// prepared returns q's cached statement bound to the transaction: the
+// statement stays prepared on each connection it ran on (database/sql
+// keeps it there), so a write that recurs at every engine batch is parsed
+// once per connection, not per batch.
+func (t *tx) prepared(ctx context.Context, q string) *sql.Stmt {
+	if t.stmts == nil {
+		return nil
+	}
+	st := t.stmts.get(ctx, t.db, q)
+	if st == nil {
+		return nil
+	}
+	return t.Tx.StmtContext(ctx, st)
 }

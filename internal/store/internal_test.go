@@ -147,6 +147,9 @@ func TestValues(t *testing.T) {
 			if len(c)*3 > maxParams || len(c) == 0 {
 				t.Errorf("chunk of %d rows of 3 parameters", len(c))
 			}
+			if len(c)&(len(c)-1) != 0 {
+				t.Errorf("chunk of %d rows: not a power of two, so not one of the few shapes kept prepared", len(c))
+			}
 			total += len(c)
 		}
 		if total != n {

@@ -578,7 +578,7 @@ func updateJobChunk(ctx context.Context, t *tx, chunk []ota.JobUpdate) ([]int64,
 			sets = append(sets, c.name+" = v."+c.name)
 		}
 	}
-	q := "WITH v (" + strings.Join(names, ", ") + ") AS (VALUES " + strings.Join(rows, ", ") + ") UPDATE jobs SET " +
+	q := "WITH v (" + strings.Join(names, ", ") + ") AS (VALUES " + strings.Join(rows, ", ") + ") UPDATE" + t.orRollback() + " jobs SET " +
 		strings.Join(sets, ", ") + ", rev = jobs.rev + 1 FROM v WHERE jobs.id = v.id AND jobs.rev = v.rev RETURNING jobs.id"
 	res, err := t.QueryContext(ctx, q, a...)
 	if err != nil {

@@ -117,3 +117,43 @@ func TestCancelQueuedCancelsWithEventsAndCounts(t *testing.T) {
 		}
 	})
 }
+
+// A task whose jobs the database refuses (a device already has an active
+// job on the module) stores nothing: on SQLite the insert's conflict clause
+// rolls the whole transaction back (see orRollback), and the store writes
+// on as before.
+func TestCreateTaskOverABusyDeviceStoresNothing(t *testing.T) {
+	run(t, testCreateTaskOverABusyDeviceStoresNothing)
+}
+
+func testCreateTaskOverABusyDeviceStoresNothing(t *testing.T, s store.Store) {
+	ctx := as("op")
+	first, jobs := rollout(t, s, 3)
+	again := ota.Task{Product: "demo", Module: "default", FirmwareID: first.FirmwareID, Version: "1.1.0", Mode: ota.ModePush,
+		State: ota.TaskRunning, Total: 1}
+	busy := []ota.Job{{DeviceID: jobs[1].DeviceID, Device: jobs[1].Device, Product: "demo", Module: "default",
+		State: ota.JobQueued, FromVersion: "1.0.0", Version: "1.1.0"}}
+	wantCode(t, s.CreateTask(ctx, &again, busy), ota.ECONFLICT)
+	tasks, _, err := s.ListTasks(ctx, store.TaskFilter{}, store.Page{})
+	must(t, err)
+	if len(tasks) != 1 {
+		t.Fatalf("%d tasks stored, want only the first", len(tasks))
+	}
+	// The store still writes: the first task's jobs move.
+	updates := make([]ota.JobUpdate, len(jobs))
+	for i, j := range jobs {
+		n := j
+		n.State = ota.JobNotified
+		updates[i] = ota.JobUpdate{Old: j, New: n}
+	}
+	conflicts, err := s.Apply(ctx, ota.ChangeSet{Jobs: updates})
+	must(t, err)
+	if len(conflicts) != 0 {
+		t.Fatalf("conflicts %v", conflicts)
+	}
+	got, err := s.GetTask(ctx, first.ID)
+	must(t, err)
+	if got.Counts[ota.JobNotified] != 3 {
+		t.Fatalf("counts %v, want 3 notified", got.Counts)
+	}
+}

@@ -116,7 +116,7 @@ func insertJobs(ctx context.Context, t *tx, taskID int64, jobs []ota.Job) error 
 			a = append(a, taskID, j.DeviceID, j.Device, j.Product, j.Module, newJobState(j), j.Phase, seq,
 				j.FromVersion, j.Version, t.now, t.now, 1) // a new job is at its first attempt
 		}
-		q := `INSERT INTO jobs (task_id, device_id, device, product, module, state, phase, seq, from_version, version,
+		q := `INSERT` + t.orRollback() + ` INTO jobs (task_id, device_id, device, product, module, state, phase, seq, from_version, version,
 			created_at, updated_at, attempt) VALUES ` + values(len(chunk), cols)
 		if _, err := t.ExecContext(ctx, q, a...); err != nil {
 			if isUniqueViolation(err) {
