@@ -7,9 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -73,19 +71,8 @@ func (o *otter) dialEnOS(product, key string, l enosLogin) (byte, *enosDevice) {
 	if l.timestamp == "" {
 		l.timestamp = now()
 	}
-	u, _ := url.Parse(o.srv.MQTTURL())
-	conn, err := net.Dial("tcp", u.Host)
-	if err != nil {
-		o.t.Fatal(err)
-	}
-	d := &enosDevice{t: o.t, product: product, key: key, received: make(chan *paho.Publish, 32)}
-	d.c = paho.NewClient(paho.ClientConfig{
-		Conn: conn,
-		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
-			d.received <- pr.Packet
-			return true, nil
-		}},
-	})
+	d := &enosDevice{t: o.t, product: product, key: key}
+	d.c, d.received = o.rawClient(32)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	clientID := "sn-" + key
@@ -99,7 +86,6 @@ func (o *otter) dialEnOS(product, key string, l enosLogin) (byte, *enosDevice) {
 		o.t.Fatalf("EnOS login of %s: no CONNACK: %v", key, err)
 	}
 	if err != nil {
-		conn.Close()
 		return ack.ReasonCode, nil
 	}
 	o.t.Cleanup(func() { _ = d.c.Disconnect(&paho.Disconnect{}) })

@@ -36,21 +36,33 @@ type rawDevice struct {
 	received chan *paho.Publish
 }
 
-func (o *otter) dialMQTT(product, key, secret string) (*rawDevice, *paho.Connack, error) {
+// rawClient is a bare MQTT 5 client on a new connection to the embedded
+// broker, not yet connected, and the channel (of size buffer) that gets
+// every message it receives. The connection is closed when the test ends,
+// whether or not the broker took the login.
+func (o *otter) rawClient(buffer int) (*paho.Client, chan *paho.Publish) {
 	o.t.Helper()
 	u, _ := url.Parse(o.srv.MQTTURL())
 	conn, err := net.Dial("tcp", u.Host)
 	if err != nil {
 		o.t.Fatal(err)
 	}
-	d := &rawDevice{t: o.t, product: product, key: key, received: make(chan *paho.Publish, 16)}
-	d.c = paho.NewClient(paho.ClientConfig{
+	o.t.Cleanup(func() { _ = conn.Close() })
+	received := make(chan *paho.Publish, buffer)
+	c := paho.NewClient(paho.ClientConfig{
 		Conn: conn,
 		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
-			d.received <- pr.Packet
+			received <- pr.Packet
 			return true, nil
 		}},
 	})
+	return c, received
+}
+
+func (o *otter) dialMQTT(product, key, secret string) (*rawDevice, *paho.Connack, error) {
+	o.t.Helper()
+	d := &rawDevice{t: o.t, product: product, key: key}
+	d.c, d.received = o.rawClient(16)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	ack, err := d.c.Connect(ctx, &paho.Connect{
