@@ -47,15 +47,18 @@ const (
 // database (by the committing writer) every 10,000 pages rather than
 // 1,000: a page that several commits rewrite (the ends of the indexes) is
 // copied once, which halved the engine's time in checkpoints. Neither
-// changes what a commit makes durable. SQLite's heap (all connections'
-// caches together) is held to 256 MiB (soft_heap_limit: past it, SQLite
-// reuses cached pages rather than allocating), so sixteen connections that
-// each read a lot do not take 16 x 64 MiB. (temp_store=MEMORY was tried too:
+// changes what a commit makes durable. The caches are not held to a
+// shared limit: with soft_heap_limit at 256 MiB, eight readers of a
+// million-row list pushed SQLite past it and then into reusing pages under
+// its global allocator lock, and a few pages of a list took 170 ms instead
+// of 10 (`otter bench lists`, BENCHMARKS.md). The price is memory: sixteen
+// connections that each read 64 MiB of a large database hold up to 1 GiB
+// of cache. (temp_store=MEMORY was tried too:
 // it kept statement journals in 1 KiB chunks whose memory went back to the
 // system after every statement, which made creating a task's jobs slower.)
 const sqliteParams = "_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)" +
 	"&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(ON)" +
-	"&_pragma=cache_size(-65536)&_pragma=soft_heap_limit(268435456)&_pragma=wal_autocheckpoint(10000)" +
+	"&_pragma=cache_size(-65536)&_pragma=wal_autocheckpoint(10000)" +
 	"&_txlock=immediate&_time_format=sqlite"
 
 // Option changes how Open sets up a store.
