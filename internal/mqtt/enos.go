@@ -206,7 +206,11 @@ func (b *Broker) enosUplink(c *conn, cl *mochi.Client, d *engine.Device, pk pack
 	}
 	req, err := enos.DecodeRequest(pk.Payload)
 	var data any
-	if err == nil {
+	if err != nil {
+		// The device's mistake, not the server's: answered 460 and
+		// acknowledged, rather than resent at every reconnect forever.
+		err = &enosError{err}
+	} else {
 		data, err = b.enosDispatch(d, kind, req)
 	}
 	if err != nil {

@@ -180,3 +180,34 @@ func TestEnOSACLRules(t *testing.T) {
 		}
 	}
 }
+
+// A message that is not EnOS's envelope (not JSON, not an object, too
+// large) is the device's mistake: it is acknowledged and answered 460 on
+// the _reply topic, and the connection stays, rather than being closed as
+// for a message the server failed to store, which the device would send
+// again at every reconnect.
+func TestEnOSMalformedEnvelopeAnswered460(t *testing.T) {
+	e := newEnOSEnv(t)
+	c := dialRaw(t, e.b.Addr())
+	if code := e.login(t, c, time.Now(), e.secret); code != 0 {
+		t.Fatalf("CONNACK %d", code)
+	}
+	for name, payload := range map[string]string{
+		"truncated JSON": `{"id":"3"`,
+		"not an object":  `[1,2]`,
+		"too large":      `{"id":"4","params":{"version":"1.0.0"},"pad":"` + strings.Repeat("x", 17000) + `"}`,
+	} {
+		c.publish1("/sys/en/d1/ota/device/inform", []byte(payload))
+		c.mustRead(0x40) // PUBACK: stored nothing, but taken
+		topic, body := c.publishOf()
+		if topic != "/sys/en/d1/ota/device/inform_reply" || !strings.Contains(body, `"code":460`) {
+			t.Fatalf("%s: answered %s %s, want code 460 on inform_reply", name, topic, body)
+		}
+	}
+	// Still connected: a PINGREQ is answered.
+	c.write(0xc0, nil)
+	c.mustRead(0xd0)
+	if n := count(e.devices.snapshot(), "inform", "d1"); n != 0 {
+		t.Fatalf("%d informs reached the engine, want none", n)
+	}
+}
