@@ -111,6 +111,10 @@ func DecodeInform(params json.RawMessage) (string, error) {
 	if err != nil || v == "" {
 		return "", fmt.Errorf("params.version must be a non-empty string or number")
 	}
+	// The version rule holds for every protocol (protocol.md, section 1).
+	if r := wire.VersionReason(v); r != "" {
+		return "", fmt.Errorf("params.version %s is not valid: %s; use %s", strconv.Quote(wire.Clip(v, 40)), r, wire.VersionRule)
+	}
 	return v, nil
 }
 

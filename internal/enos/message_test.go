@@ -8,6 +8,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/otter-ota/otter/internal/enos"
+	"github.com/otter-ota/otter/sdk/wire"
 )
 
 func TestParseTopic(t *testing.T) {
@@ -56,6 +57,10 @@ func TestDecodeInform(t *testing.T) {
 		{payload: `{"id":"1"}`, id: `"1"`, bad: true},
 		{payload: `{"id":"1","params":{"version":true}}`, id: `"1"`, bad: true},
 		{payload: `{"id":{"x":1},"params":{"version":"1"}}`, version: "1"},
+		{payload: `{"id":"1","params":{"version":"1.0 0"}}`, id: `"1"`, bad: true},
+		{payload: `{"id":"1","params":{"version":"1.0\t0"}}`, id: `"1"`, bad: true},
+		{payload: `{"id":"1","params":{"version":"` + strings.Repeat("9", wire.MaxVersionLen+1) + `"}}`, id: `"1"`, bad: true},
+		{payload: `{"id":"1","params":{"version":"` + strings.Repeat("9", wire.MaxVersionLen) + `"}}`, id: `"1"`, version: strings.Repeat("9", wire.MaxVersionLen)},
 	}
 	for _, tt := range tests {
 		r, err := enos.DecodeRequest([]byte(tt.payload))
