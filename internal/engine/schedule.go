@@ -152,7 +152,7 @@ func (ts *taskState) waitInput(in ota.PlanInput) ota.WaitInput {
 	}
 	return ota.WaitInput{
 		Now: in.Now, Location: ts.loc, Scheduled: ts.task.State == ota.TaskScheduled, Phase: int(ts.task.Phase),
-		GateHeld: released == 0 && later > 0, PhaseSucceeded: in.PhaseSucceeded, PhaseJobs: in.PhaseJobs,
+		GateHeld: released == 0 && later > 0, PhaseSucceeded: in.PhaseSucceeded, PhaseFinished: in.PhaseFinished, PhaseJobs: in.PhaseJobs,
 	}
 }
 

@@ -39,8 +39,9 @@ type WaitInput struct {
 	// phases have no job queued or in flight while later phases have.
 	Phase    int
 	GateHeld bool
-	// PhaseSucceeded and PhaseJobs count the released phase's jobs.
-	PhaseSucceeded, PhaseJobs int64
+	// PhaseSucceeded, PhaseFinished and PhaseJobs count the released
+	// phase's jobs.
+	PhaseSucceeded, PhaseFinished, PhaseJobs int64
 }
 
 // Waiting returns what a task with plan r waits for, or nil when it is
@@ -84,6 +85,20 @@ func (p Policy) gateMessage(in WaitInput, r PlanResult) string {
 	pct := 0.0
 	if in.PhaseJobs > 0 {
 		pct = float64(in.PhaseSucceeded) * 100 / float64(in.PhaseJobs)
+	}
+	// With the gate held, a job of the phase that has not ended is neither
+	// queued nor in flight: it awaits its device's first version report,
+	// which may never come (a device that was never connected).
+	if waiting := in.PhaseJobs - in.PhaseFinished; waiting > 0 {
+		rate := ""
+		if p.PhaseSuccess > 0 {
+			rate = fmt.Sprintf(" (%.1f%% succeeded, below the gate's %g%%)", pct, p.PhaseSuccess)
+		}
+		jobs := "1 job whose device has"
+		if waiting > 1 {
+			jobs = fmt.Sprintf("%d jobs whose devices have", waiting)
+		}
+		return fmt.Sprintf("%s%s waits for %s not reported a version yet (awaiting_version): it goes on when they report; not to wait, advance the task (otter task advance) or cancel those jobs (otter task cancel-devices)", phase, rate, jobs)
 	}
 	return fmt.Sprintf("%s ended with %.1f%% succeeded, below the gate's %g%%: retry the failed jobs or advance the task by hand", phase, pct, p.PhaseSuccess)
 }

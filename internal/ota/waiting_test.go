@@ -48,8 +48,16 @@ func TestWaiting(t *testing.T) {
 			HoldPhaseGate, time.Time{}, "UTC", "phase 1 of 2 is done: the next phase starts when an operator advances the task"},
 		{"gate not reached", Policy{Phases: []float64{10, 100}, PhaseSuccess: 90},
 			PlanInput{Counts: counts(JobQueued, 8, JobSucceeded, 1, JobFailed, 1), PhaseJobs: 2, PhaseSucceeded: 1, PhaseFinished: 2},
-			WaitInput{GateHeld: true, PhaseJobs: 2, PhaseSucceeded: 1},
+			WaitInput{GateHeld: true, PhaseJobs: 2, PhaseSucceeded: 1, PhaseFinished: 2},
 			HoldPhaseGate, time.Time{}, "UTC", "phase 1 of 2 ended with 50.0% succeeded, below the gate's 90%"},
+		{"gate waits for a device's first report", Policy{Phases: []float64{10, 100}},
+			PlanInput{Counts: counts(JobQueued, 45, JobSucceeded, 5, JobAwaitingVersion, 1), PhaseJobs: 6, PhaseSucceeded: 5, PhaseFinished: 5},
+			WaitInput{GateHeld: true, PhaseJobs: 6, PhaseSucceeded: 5, PhaseFinished: 5},
+			HoldPhaseGate, time.Time{}, "UTC", "phase 1 of 2 waits for 1 job whose device has not reported a version yet (awaiting_version)"},
+		{"gate below its rate, waiting for reports", Policy{Phases: []float64{10, 100}, PhaseSuccess: 90},
+			PlanInput{Counts: counts(JobQueued, 40, JobSucceeded, 8, JobAwaitingVersion, 2), PhaseJobs: 10, PhaseSucceeded: 8, PhaseFinished: 8},
+			WaitInput{GateHeld: true, PhaseJobs: 10, PhaseSucceeded: 8, PhaseFinished: 8},
+			HoldPhaseGate, time.Time{}, "UTC", "phase 1 of 2 (80.0% succeeded, below the gate's 90%) waits for 2 jobs whose devices have not reported"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
