@@ -71,6 +71,8 @@ func TestDeviceAPIRefusesBadMessages(t *testing.T) {
 		{"unknown job", http.MethodPost, wire.PathProgress, `{"job":"999","state":"downloading","percent":5}`, false, 404, wire.CodeUnknownJob},
 		{"job that is not a number", http.MethodPost, wire.PathConfirm, `{"job":"abc","accept":true}`, false, 404, wire.CodeUnknownJob},
 		{"unknown path", http.MethodPost, wire.HTTPPrefix + "reboot", informBody, false, 404, wire.CodeUnknownTopic},
+		{"another API version", http.MethodPost, "/device/v2/inform", informBody, false, 404, wire.CodeUnknownTopic},
+		{"no API version", http.MethodGet, "/device/upgrade", ``, false, 404, wire.CodeUnknownTopic},
 		{"GET an uplink", http.MethodGet, wire.PathInform, ``, false, 405, wire.CodeMethodNotAllowed},
 		{"POST the poll", http.MethodPost, wire.PathUpgrade, informBody, false, 405, wire.CodeMethodNotAllowed},
 		{"HEAD the poll", http.MethodHead, wire.PathUpgrade, ``, false, 405, ""},

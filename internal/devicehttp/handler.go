@@ -150,8 +150,8 @@ func (h *Handler) CredentialsChanged(product, key string) {
 	h.creds.forget(product, key)
 }
 
-// Routes returns the handler of /dl/ and /device/v1/; mount it at the root
-// of the HTTP listener. Other paths answer 404.
+// Routes returns the handler of /dl/ and /device/; mount it at the root of
+// the HTTP listener. Other paths answer 404.
 func (h *Handler) Routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+downloadPrefix+"{id}", h.download) // GET patterns take HEAD too
@@ -164,6 +164,9 @@ func (h *Handler) Routes() http.Handler {
 		mux.Handle(wire.HTTPPath(e.kind), h.wrongMethod(e))
 	}
 	mux.Handle(wire.HTTPPrefix, h.unknownPath())
+	// Another version of the API (/device/v2/...) or a mistyped one is
+	// answered as any unknown path is: a reply, not net/http's text.
+	mux.Handle("/device/", h.unknownPath())
 	return mux
 }
 
