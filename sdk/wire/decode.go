@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"reflect"
+	"strings"
 )
 
 // Limits on messages. A decoder refuses larger input with CodeTooLarge
@@ -119,7 +121,7 @@ func decode[M Message](b []byte, limit int) (M, error) {
 		return m, errorf(CodeMalformed, "%s message must be a JSON object", kind)
 	}
 	if err := json.Unmarshal(b, &m); err != nil {
-		return m, errorf(CodeMalformed, "%s message: %s", kind, jsonProblem(err))
+		return m, errorf(CodeMalformed, "%s message: %s", kind, jsonProblem(err, reflect.TypeFor[M]()))
 	}
 	if err := m.Validate(); err != nil {
 		var z M
@@ -128,12 +130,16 @@ func decode[M Message](b []byte, limit int) (M, error) {
 	return m, nil
 }
 
-// jsonProblem rewrites a decoding error for a device developer: which field
-// has which wrong type, or where the syntax breaks.
-func jsonProblem(err error) string {
+// jsonProblem rewrites a decoding error of a message of type t for a device
+// developer: which field has which wrong type, or where the syntax breaks.
+func jsonProblem(err error, t reflect.Type) string {
 	var typ *json.UnmarshalTypeError
 	var syn *json.SyntaxError
 	switch {
+	case errors.As(err, &typ) && typ.Field != "" && isMapField(t, typ.Field):
+		// encoding/json names the map, not the key: {"modules":{"default":1}}
+		// is about the values of "modules".
+		return fmt.Sprintf("the values of field %q must be %s, not a JSON %s", typ.Field, goTypeName(typ.Type.Kind().String()), typ.Value)
 	case errors.As(err, &typ) && typ.Field != "":
 		return fmt.Sprintf("field %q must be %s, not a JSON %s", typ.Field, goTypeName(typ.Type.Kind().String()), typ.Value)
 	case errors.As(err, &syn):
@@ -349,4 +355,26 @@ func urlProblem(s string) string {
 		return fmt.Sprintf("%q is not an absolute http or https URL", Clip(s, maxQuoted))
 	}
 	return ""
+}
+
+// isMapField reports whether the field at path ("a.b", by JSON names) of
+// struct type t is a map.
+func isMapField(t reflect.Type, path string) bool {
+	for name := range strings.SplitSeq(path, ".") {
+		if t.Kind() != reflect.Struct {
+			return false
+		}
+		found := false
+		for i := range t.NumField() {
+			f := t.Field(i)
+			if tag, _, _ := strings.Cut(f.Tag.Get("json"), ","); tag == name || tag == "" && f.Name == name {
+				t, found = f.Type, true
+				break
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return t.Kind() == reflect.Map
 }

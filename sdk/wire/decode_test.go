@@ -311,3 +311,24 @@ func TestJobNamed(t *testing.T) {
 		}
 	}
 }
+
+// A wrong type names the field a device developer must fix; inside a map
+// (modules, params), the values of that field.
+func TestDecodeTypeErrorsNameTheField(t *testing.T) {
+	tests := []struct {
+		kind Kind
+		in   string
+		want string
+	}{
+		{KindInform, `{"modules":{"default":1}}`, `the values of field "modules" must be a string, not a JSON number`},
+		{KindInform, `{"modules":["1.0.0"]}`, `field "modules" must be an object, not a JSON array`},
+		{KindProgress, `{"job":42,"state":"installing"}`, `field "job" must be a string, not a JSON number`},
+		{KindUpgrade, `{"job":"1","params":{"a":true}}`, `the values of field "params" must be a string, not a JSON bool`},
+	}
+	for _, tt := range tests {
+		_, err := Decode(tt.kind, []byte(tt.in))
+		if ErrorCode(err) != CodeMalformed || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("Decode(%s, %s) = %v, want malformed saying %q", tt.kind, tt.in, err, tt.want)
+		}
+	}
+}
