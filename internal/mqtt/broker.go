@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -204,11 +205,7 @@ func serverOptions(log *slog.Logger) *mochi.Options {
 func listen(flag, addr string) (net.Listener, error) {
 	ln, err := net.Listen("tcp", addr)
 	if errors.Is(err, syscall.EADDRINUSE) {
-		example := ":1884"
-		if flag == "--mqtt-tls" {
-			example = ":8884"
-		}
-		return nil, fmt.Errorf("%s is already in use by another program (Mosquitto?): choose another address with %s (for example %s %s): %w", addr, flag, flag, example, err)
+		return nil, fmt.Errorf("%s is already in use by another program (Mosquitto?): choose another address with %s (for example %s %s): %w", addr, flag, flag, nextPort(addr), err)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s (%s): %w", addr, flag, err)
@@ -325,4 +322,15 @@ func (b *Broker) DisconnectAll() {
 			_ = b.srv.DisconnectClient(cl, packets.ErrServerShuttingDown)
 		}
 	}
+}
+
+// nextPort suggests an address for a taken one: the next port on the same
+// host (":1883" gives ":1884"), never the taken address itself.
+func nextPort(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	n, perr := strconv.Atoi(port)
+	if err != nil || perr != nil || n <= 0 || n >= 65535 {
+		return ":1884"
+	}
+	return net.JoinHostPort(host, strconv.Itoa(n+1))
 }

@@ -536,6 +536,24 @@ func TestTakenPortNamesTheFlag(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "already in use") || !strings.Contains(err.Error(), "with "+tt.flag+" ") {
 			t.Errorf("New: %v, want an error naming %s", err, tt.flag)
 		}
+		// The example is another address than the taken one.
+		if err != nil && strings.Contains(err.Error(), "for example "+tt.flag+" "+taken.Addr().String()+")") {
+			t.Errorf("New: %v, suggests the taken address", err)
+		}
+	}
+}
+
+func TestNextPort(t *testing.T) {
+	for addr, want := range map[string]string{
+		":1883":          ":1884",
+		":1884":          ":1885",
+		"127.0.0.1:8883": "127.0.0.1:8884",
+		"[::1]:1883":     "[::1]:1884",
+		"nonsense":       ":1884",
+	} {
+		if got := nextPort(addr); got != want {
+			t.Errorf("nextPort(%q) = %q, want %q", addr, got, want)
+		}
 	}
 }
 
