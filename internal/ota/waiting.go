@@ -94,11 +94,11 @@ func (p Policy) gateMessage(in WaitInput, r PlanResult) string {
 		if p.PhaseSuccess > 0 {
 			rate = fmt.Sprintf(" (%.1f%% succeeded, below the gate's %g%%)", pct, p.PhaseSuccess)
 		}
-		jobs := "1 job whose device has"
+		jobs, it, them := "1 job whose device has", "it reports", "the job"
 		if waiting > 1 {
-			jobs = fmt.Sprintf("%d jobs whose devices have", waiting)
+			jobs, it, them = fmt.Sprintf("%d jobs whose devices have", waiting), "they report", "those jobs"
 		}
-		return fmt.Sprintf("%s%s waits for %s not reported a version yet (awaiting_version): it goes on when they report; not to wait, advance the task (otter task advance) or cancel those jobs (otter task cancel-devices)", phase, rate, jobs)
+		return fmt.Sprintf("%s%s waits for %s not reported a version yet (awaiting_version): the phase goes on when %s; to go on without waiting, advance the task (otter task advance) or cancel %s (otter task cancel-devices)", phase, rate, jobs, it, them)
 	}
 	return fmt.Sprintf("%s ended with %.1f%% succeeded, below the gate's %g%%: retry the failed jobs or advance the task by hand", phase, pct, p.PhaseSuccess)
 }
