@@ -205,6 +205,9 @@ func (h *Handler) serveFile(w *countingWriter, r *http.Request, g Grant, fw ota.
 		return
 	}
 	dropEmptySuffixRanges(r, obj.Size)
+	if _, ok := w.ResponseWriter.(*fastWriter); ok {
+		dropMultipleRanges(r)
+	}
 	http.ServeContent(w, r, "", fw.CreatedAt, obj.Content)
 }
 

@@ -1,7 +1,10 @@
 package devicehttp_test
 
 import (
+	"bytes"
 	"io"
+	"mime"
+	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -330,4 +333,46 @@ func testDownloadDeletedAfterServed(t *testing.T, fast bool) {
 			}
 		}
 	}
+}
+
+// Several ranges come as multipart/byteranges from the net/http listener;
+// the download listener ignores them and sends the whole file, as RFC 9110
+// allows (devices resume with one range). A matching If-None-Match is
+// answered 304 on either.
+func TestDownloadMultipleRangesAndNotModified(t *testing.T) {
+	eachListener(t, testDownloadMultipleRangesAndNotModified)
+}
+
+func testDownloadMultipleRangesAndNotModified(t *testing.T, fast bool) {
+	f := newFixtureOn(t, fast)
+	u := f.signer.DownloadURL("demo", "d1", f.fw.ID)
+	r := f.get(http.MethodGet, u, "Range", "bytes=0-1,4-6")
+	if fast {
+		if r.status != http.StatusOK {
+			t.Fatalf("two ranges on the download listener: HTTP %d, want 200 with the whole file", r.status)
+		}
+		equalBytes(t, "body", r.body, f.file)
+	} else {
+		mediaType, params, err := mime.ParseMediaType(r.header.Get("Content-Type"))
+		if r.status != http.StatusPartialContent || err != nil || mediaType != "multipart/byteranges" {
+			t.Fatalf("two ranges: HTTP %d Content-Type %q", r.status, r.header.Get("Content-Type"))
+		}
+		mr := multipart.NewReader(bytes.NewReader(r.body), params["boundary"])
+		for _, want := range [][]byte{f.file[0:2], f.file[4:7]} {
+			p, err := mr.NextPart()
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := io.ReadAll(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			equalBytes(t, "part "+p.Header.Get("Content-Range"), got, want)
+		}
+	}
+	nm := f.get(http.MethodGet, u, "If-None-Match", r.header.Get("ETag"))
+	if nm.status != http.StatusNotModified || len(nm.body) != 0 {
+		t.Fatalf("If-None-Match with the ETag: HTTP %d with %d body bytes, want 304", nm.status, len(nm.body))
+	}
+	f.waitCounter(1, "otter_download_requests_total", "status", "304")
 }

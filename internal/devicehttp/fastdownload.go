@@ -75,6 +75,17 @@ func fastRequest(ctx *fasthttp.RequestCtx) *http.Request {
 	return r.WithContext(ctx)
 }
 
+// dropMultipleRanges removes a Range header of several ranges, so that the
+// whole file is sent (RFC 9110 lets a server ignore Range). ServeContent
+// would send them as multipart/byteranges from a pipe that it closes when
+// it returns, before the download listener sends the body; devices resume
+// with one range, which is served.
+func dropMultipleRanges(r *http.Request) {
+	if strings.Contains(r.Header.Get("Range"), ",") {
+		r.Header.Del("Range")
+	}
+}
+
 // fastWriter is an http.ResponseWriter over a fasthttp response. Short
 // answers (errors, redirects) are buffered as fasthttp does; the file
 // given to ReadFrom becomes the response's body stream, sent after the
@@ -138,12 +149,10 @@ func (w *fastWriter) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-// ReadFrom takes the body http.ServeContent sends: an *io.LimitedReader
-// over the file (a whole file or one range), or over a pipe that a
-// goroutine of ServeContent fills (several ranges). It only hands it to
-// fasthttp, which sends it once the handler returns; the bytes are
-// counted as they go out. It answers 0 bytes copied, which ServeContent
-// ignores.
+// ReadFrom takes the body of the answer: an *io.LimitedReader over the
+// file (the whole file or one range). It only hands it to fasthttp, which
+// sends it once the handler returns; the bytes are counted as they go out.
+// It answers 0 bytes copied, which http.ServeContent ignores.
 func (w *fastWriter) ReadFrom(src io.Reader) (int64, error) {
 	if w.status == 0 {
 		w.WriteHeader(http.StatusOK)
@@ -232,12 +241,8 @@ func (b *transferBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// Close ends the body: a pipe of several ranges is closed first, which
-// stops ServeContent's goroutine that fills it, then the file.
+// Close ends the body: it closes the file and releases the download slot.
 func (b *transferBody) Close() error {
-	if p, ok := b.src.(*io.PipeReader); ok {
-		_ = p.Close()
-	}
 	for _, f := range b.done {
 		f()
 	}
