@@ -195,6 +195,12 @@ func (b *transferBody) WriteTo(w io.Writer) (int64, error) {
 	if !ok {
 		rf = readerFrom{w}
 	}
+	if mc, ok := b.conn.(*moreConn); ok {
+		// fasthttp writes the headers, still buffered, just before the
+		// first chunk.
+		mc.more = true
+		defer func() { mc.more = false }()
+	}
 	var total int64
 	for b.left != 0 {
 		size := b.policy.MinBytes

@@ -118,7 +118,7 @@ func newFixtureOn(t *testing.T, fast bool, edit ...func(*devicehttp.Config)) *fi
 	if dlLn != nil {
 		fs := &fasthttp.Server{Handler: f.h.FastDownloads(deadline.Timeouts{}), NoDefaultServerHeader: true, NoDefaultContentType: true}
 		served := make(chan error, 1)
-		go func() { served <- fs.Serve(dlLn) }()
+		go func() { served <- fs.Serve(devicehttp.FastListener(dlLn)) }()
 		t.Cleanup(func() {
 			_ = fs.Shutdown()
 			<-served

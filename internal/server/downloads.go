@@ -30,7 +30,6 @@ func (s *Server) downloadServer(devices *devicehttp.Handler) *fasthttp.Server {
 	t := s.cfg.HTTPTimeouts
 	return &fasthttp.Server{
 		Handler:      devices.FastDownloads(t),
-		Name:         "otter",
 		ReadTimeout:  t.Header,
 		WriteTimeout: t.Write,
 		IdleTimeout:  t.Idle,
@@ -44,9 +43,9 @@ func (s *Server) downloadServer(devices *devicehttp.Handler) *fasthttp.Server {
 }
 
 func (s *Server) serveDownloads() error {
-	ln := s.dlLn
+	ln := devicehttp.FastListener(s.dlLn)
 	if s.tls != nil {
-		ln = tls.NewListener(ln, s.tls)
+		ln = tls.NewListener(s.dlLn, s.tls)
 	}
 	err := s.dl.Serve(ln)
 	if err != nil && s.closing.Load() {
