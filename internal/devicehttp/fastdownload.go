@@ -72,7 +72,11 @@ func fastRequest(ctx *fasthttp.RequestCtx) *http.Request {
 			r.Header[name] = []string{string(v)}
 		}
 	}
-	return r.WithContext(ctx)
+	// The request keeps the background context: fasthttp's RequestCtx
+	// ends only with the server, and copying the request to attach it
+	// cost an allocation per download. A download's own reads (a cache
+	// miss, the file) are short and bounded.
+	return r
 }
 
 // dropMultipleRanges removes a Range header of several ranges, so that the
