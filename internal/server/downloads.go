@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"log/slog"
+	"net/http"
 	"strings"
 
 	"github.com/valyala/fasthttp"
@@ -47,11 +48,12 @@ func (s *Server) serveDownloads() error {
 	if s.tls != nil {
 		ln = tls.NewListener(s.dlLn, s.tls)
 	}
-	err := s.dl.Serve(ln)
-	if err != nil && s.closing.Load() {
-		return nil
+	// fasthttp's Serve returns nil once shut down; Wait takes
+	// http.ErrServerClosed for a clean stop.
+	if err := s.dl.Serve(ln); err != nil {
+		return err
 	}
-	return err
+	return http.ErrServerClosed
 }
 
 func (s *Server) shutdownDownloads(ctx context.Context) error {

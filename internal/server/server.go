@@ -189,6 +189,9 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		s.Close()
 		return nil, err
 	}
+	if s.dlLn != nil {
+		s.log.Info("firmware downloads are served on their own listener", "download_http", s.DownloadURL(), "download_urls", s.downloadBaseURL())
+	}
 	s.log.Info("otter is serving", "http", s.HTTPURL(), "mqtt", s.MQTTURL(), "data", cfg.DataDir, "db", s.dbKind())
 	return s, nil
 }
