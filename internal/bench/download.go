@@ -39,8 +39,11 @@ type DownloadReport struct {
 	FileSize       int64  `json:"file_size_bytes"`
 	Database       string `json:"database"`
 	SeparateServer bool   `json:"separate_server"`
-	NginxVersion   string `json:"nginx_version"`
-	Wrk            string `json:"wrk"`
+	// Listener is the otter listener that served the downloads: "http"
+	// (net/http, --http) or "download-http" (fasthttp, --download-http).
+	Listener     string `json:"listener"`
+	NginxVersion string `json:"nginx_version"`
+	Wrk          string `json:"wrk"`
 	// Rounds holds each round's figures, otter's run first.
 	Rounds []DownloadRound `json:"rounds"`
 	// Otter and Nginx are the means over the rounds.
@@ -99,7 +102,10 @@ func RunDownload(ctx context.Context, cfg DownloadConfig) (*DownloadReport, erro
 	}
 	rep := &DownloadReport{
 		FileSize: cfg.FileSize, Database: dbKind(cfg.Server.DBURL), SeparateServer: r.srv.Separate,
-		NginxVersion: tools.nginxVersion, Wrk: tools.wrk,
+		NginxVersion: tools.nginxVersion, Wrk: tools.wrk, Listener: "http",
+	}
+	if cfg.Server.DownloadHTTP {
+		rep.Listener = "download-http"
 	}
 	w := wrk{path: tools.wrk, duration: cfg.Duration, conns: cfg.Connections, threads: cfg.Threads}
 	if err := r.downloadRounds(ctx, cfg, w, otterURL, ng, rep); err != nil {

@@ -16,6 +16,7 @@ import (
 	"runtime/pprof"
 	"runtime/trace"
 	"slices"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -57,6 +58,9 @@ type ServerOptions struct {
 	// Accounts, in cluster mode, is how the devices' broker accounts are
 	// made: AccountsSeed (or "") or AccountsAPI.
 	Accounts string
+	// DownloadHTTP serves firmware downloads on a listener of their own
+	// (`otter serve --download-http`, fasthttp), where download URLs lead.
+	DownloadHTTP bool
 }
 
 // How a cluster benchmark makes the devices' broker accounts.
@@ -287,10 +291,14 @@ func newToken() (string, error) {
 }
 
 func (o ServerOptions) config(token string, log *slog.Logger) server.Config {
-	return server.Config{
+	c := server.Config{
 		DataDir: o.DataDir, HTTPAddr: "127.0.0.1:0", MQTTAddr: o.MQTTAddr, DBURL: o.DBURL,
 		AdminToken: token, Logger: log,
 	}
+	if o.DownloadHTTP {
+		c.DownloadAddr = "127.0.0.1:0"
+	}
+	return c
 }
 
 func startInProcess(ctx context.Context, opts ServerOptions, token string) (*Server, error) {
@@ -374,7 +382,7 @@ func startSubprocess(ctx context.Context, opts ServerOptions, token string) (*Se
 // serveArgs are the arguments of `otter bench server` for these options.
 func (o ServerOptions) serveArgs() []string {
 	return []string{"bench", "server", "--data", o.DataDir, "--mqtt", o.MQTTAddr, "--db", o.DBURL,
-		"--cpuprofile", o.CPUProfile, "--trace", o.Trace}
+		"--cpuprofile", o.CPUProfile, "--trace", o.Trace, "--download-http=" + strconv.FormatBool(o.DownloadHTTP)}
 }
 
 // startServeProcess runs `exe args...` (`bench server`) and reads its
@@ -452,6 +460,8 @@ type ServeConfig struct {
 	// BrokerClientID and PublicURL are a cluster replica's: see
 	// server.Config.
 	Broker, BrokerAdmin, BrokerClientID, PublicURL string
+	// DownloadHTTP serves downloads on a listener of their own.
+	DownloadHTTP bool
 	// AdminToken is the admin token the parent chose.
 	AdminToken string
 	// Log receives warnings and errors.
@@ -470,7 +480,7 @@ func Serve(ctx context.Context, cfg ServeConfig, out io.Writer) error {
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(cfg.Log, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	opts := ServerOptions{DataDir: cfg.DataDir, DBURL: cfg.DBURL, MQTTAddr: cfg.MQTTAddr}
+	opts := ServerOptions{DataDir: cfg.DataDir, DBURL: cfg.DBURL, MQTTAddr: cfg.MQTTAddr, DownloadHTTP: cfg.DownloadHTTP}
 	sc := opts.config(cfg.AdminToken, log)
 	sc.Broker, sc.BrokerAdmin, sc.BrokerClientID, sc.PublicURL = cfg.Broker, cfg.BrokerAdmin, cfg.BrokerClientID, cfg.PublicURL
 	srv, err := server.Start(ctx, sc)

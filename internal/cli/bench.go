@@ -456,6 +456,7 @@ func (a *app) benchServerCommand() *cobra.Command {
 	fl.StringVar(&cfg.BrokerAdmin, "broker-admin", "", "broker account admin (dynsec)")
 	fl.StringVar(&cfg.BrokerClientID, "broker-client-id", "", "the scheduling replica's client id at the broker")
 	fl.StringVar(&cfg.PublicURL, "public-url", "", "base URL in download URLs")
+	fl.BoolVar(&cfg.DownloadHTTP, "download-http", false, "serve downloads on a listener of their own (127.0.0.1:0)")
 	return cmd
 }
 

@@ -16,7 +16,7 @@ func (a *app) benchDownloadCommand() *cobra.Command {
 	var (
 		cfg                         bench.DownloadConfig
 		size, db, cpuprofile, trace string
-		inProcess                   bool
+		inProcess, downloadHTTP     bool
 	)
 	cmd := &cobra.Command{
 		Use:   "download",
@@ -33,7 +33,8 @@ It needs nginx and wrk: apt-get install -y nginx wrk. nginx's service is
 not used.`,
 		Example: `  otter bench download
   otter bench download --size 1MiB --rounds 5
-  otter bench download --cpuprofile otter.pprof`,
+  otter bench download --cpuprofile otter.pprof
+  otter bench download --download-http`,
 		Args: needArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			n, err := parseSize(size)
@@ -44,7 +45,7 @@ not used.`,
 				return usageErrorf("--rounds, --connections and --threads must be at least 1, --duration at least 1s")
 			}
 			cfg.FileSize, cfg.Progress = n, a.env.Stderr
-			cfg.Server = bench.ServerOptions{DBURL: db, CPUProfile: cpuprofile, Trace: trace, Stderr: a.env.Stderr}
+			cfg.Server = bench.ServerOptions{DBURL: db, CPUProfile: cpuprofile, Trace: trace, Stderr: a.env.Stderr, DownloadHTTP: downloadHTTP}
 			if !inProcess {
 				if cfg.Server.Executable, err = os.Executable(); err != nil {
 					return fmt.Errorf("find this program to run the server in its own process (or use --in-process): %w", err)
@@ -67,6 +68,7 @@ not used.`,
 	fl.StringVar(&cpuprofile, "cpuprofile", "", "write a CPU profile of otter's server to `FILE` (go tool pprof FILE)")
 	fl.StringVar(&trace, "trace", "", "write an execution trace of otter's server to `FILE` (go tool trace FILE)")
 	fl.BoolVar(&inProcess, "in-process", false, "run otter's server in this process")
+	fl.BoolVar(&downloadHTTP, "download-http", false, "serve the downloads on otter's download listener (serve --download-http, fasthttp) instead of its --http listener (net/http)")
 	return cmd
 }
 
@@ -75,6 +77,7 @@ func downloadFields(r *bench.DownloadReport) []field {
 		{"firmware size", formatSize(r.FileSize)},
 		{"database", r.Database},
 		{"server process", serverProcess(r.SeparateServer)},
+		{"otter listener", listenerName(r.Listener)},
 		{"nginx", r.NginxVersion},
 	}
 	for i, round := range r.Rounds {
@@ -89,6 +92,13 @@ func downloadFields(r *bench.DownloadReport) []field {
 			formatSeconds(r.OtterCPU), formatSeconds(r.NginxCPU))},
 		field{"load average at the end", r.Load},
 	)
+}
+
+func listenerName(l string) string {
+	if l == "download-http" {
+		return "--download-http (fasthttp)"
+	}
+	return "--http (net/http)"
 }
 
 func formatWrk(r bench.WrkResult) string {

@@ -42,12 +42,16 @@ const redirectTTL = 5 * time.Minute
 //	503 too many downloads at once, or the store failed (Retry-After)
 func (h *Handler) download(w http.ResponseWriter, r *http.Request) {
 	cw := &countingWriter{ResponseWriter: w, bytes: h.metrics.bytes}
-	h.serveDownload(cw, r)
+	h.serveDownload(cw, r, r.PathValue("id"))
 	h.metrics.download(cw.statusCode())
 }
 
-func (h *Handler) serveDownload(w *countingWriter, r *http.Request) {
-	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+// serveDownload answers a download of firmware idText (the path element).
+// What must last as long as the answer's body (the download slot, the
+// open file) is released through w.afterBody: when the handler returns
+// under net/http, once the body is sent on the download listener.
+func (h *Handler) serveDownload(w *countingWriter, r *http.Request, idText string) {
+	id, err := strconv.ParseInt(idText, 10, 64)
 	if err != nil || id <= 0 {
 		plainError(w, http.StatusNotFound, "no such firmware: the path is /dl/{firmware id}")
 		return
@@ -66,9 +70,8 @@ func (h *Handler) serveDownload(w *countingWriter, r *http.Request) {
 		plainError(w, http.StatusServiceUnavailable, "too many downloads at once: try again after Retry-After seconds")
 		return
 	}
-	defer release(h.dlSlots)
 	h.metrics.dlInFlight.Inc()
-	defer h.metrics.dlInFlight.Dec()
+	defer w.afterBody(h.downloadDone)
 	fw, ok := h.grantedFirmware(w, r, g)
 	switch {
 	case ok && h.cfg.Redirect && !h.staleIfRange(r, fw):
@@ -76,6 +79,12 @@ func (h *Handler) serveDownload(w *countingWriter, r *http.Request) {
 	case ok:
 		h.serveFile(w, r, g, fw)
 	}
+}
+
+// downloadDone ends a download that held a slot.
+func (h *Handler) downloadDone() {
+	h.metrics.dlInFlight.Dec()
+	release(h.dlSlots)
 }
 
 // redirect sends the device to a presigned URL of the blob store for the
@@ -172,7 +181,7 @@ func (h *Handler) serveFile(w *countingWriter, r *http.Request, g Grant, fw ota.
 		h.unavailable(w, "open firmware file", err)
 		return
 	}
-	defer obj.Close()
+	defer w.afterBody(func() { obj.Close() })
 	if obj.Size != fw.Size {
 		h.log.Error("devicehttp: firmware file has the wrong size", "firmware", fw.ID, "size", obj.Size, "want", fw.Size)
 		plainError(w, http.StatusInternalServerError, "the firmware file is damaged on the server")
@@ -186,10 +195,51 @@ func (h *Handler) serveFile(w *countingWriter, r *http.Request, g Grant, fw ota.
 	hd.Set("Cache-Control", "private, max-age="+strconv.FormatInt(maxAge, 10))
 	// A large image over a slow link takes longer than any fixed write
 	// timeout: the transfer may last as long as it keeps a minimum rate.
-	w.ResponseWriter = deadline.Transfer(w.ResponseWriter, r)
+	// The download listener's writer keeps that rate itself.
+	if _, ok := w.ResponseWriter.(*fastWriter); !ok {
+		w.ResponseWriter = deadline.Transfer(w.ResponseWriter, r)
+	}
 	w.counting = true
+	if plainGet(r) {
+		serveWhole(w, r, fw.CreatedAt, obj)
+		return
+	}
 	dropEmptySuffixRanges(r, obj.Size)
+	if _, ok := w.ResponseWriter.(*fastWriter); ok {
+		dropMultipleRanges(r)
+	}
 	http.ServeContent(w, r, "", fw.CreatedAt, obj.Content)
+}
+
+// plainGet reports whether r asks for the whole file with no condition:
+// nearly every download. http.ServeContent would answer it as serveWhole
+// does, after two seeks to learn the size that the blob store gave.
+func plainGet(r *http.Request) bool {
+	for _, name := range conditionalHeaders {
+		if len(r.Header[name]) > 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// conditionalHeaders are the request headers that make http.ServeContent
+// answer other than the whole file with 200, in canonical spelling.
+var conditionalHeaders = []string{"Range", "If-Range", "If-Match", "If-None-Match", "If-Modified-Since", "If-Unmodified-Since"}
+
+// serveWhole answers 200 with the whole file and the headers that
+// http.ServeContent would add for it.
+func serveWhole(w *countingWriter, r *http.Request, modified time.Time, obj *blob.Object) {
+	hd := w.Header()
+	if !modified.IsZero() && !modified.Equal(time.Unix(0, 0)) {
+		hd.Set("Last-Modified", modified.UTC().Format(http.TimeFormat))
+	}
+	hd.Set("Accept-Ranges", "bytes")
+	hd.Set("Content-Length", strconv.FormatInt(obj.Size, 10))
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		_, _ = w.ReadFrom(&io.LimitedReader{R: obj.Content, N: obj.Size})
+	}
 }
 
 // deletedSince reports whether a firmware whose file is missing was
@@ -305,6 +355,17 @@ func (c *countingWriter) count(n int64) {
 	if c.counting && n > 0 {
 		c.bytes.Add(float64(n))
 	}
+}
+
+// afterBody runs f once the answer's body is sent: now when the handler
+// sends it itself (net/http), or when the download listener has streamed
+// the body the handler handed it.
+func (c *countingWriter) afterBody(f func()) {
+	if fw, ok := c.ResponseWriter.(*fastWriter); ok && fw.body != nil {
+		fw.body.done = append(fw.body.done, f)
+		return
+	}
+	f()
 }
 
 func (c *countingWriter) statusCode() int {

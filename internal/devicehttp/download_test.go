@@ -1,7 +1,10 @@
 package devicehttp_test
 
 import (
+	"bytes"
 	"io"
+	"mime"
+	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -16,8 +19,10 @@ import (
 	"github.com/otter-ota/otter/internal/store"
 )
 
-func TestDownloadRefusals(t *testing.T) {
-	f := newFixture(t)
+func TestDownloadRefusals(t *testing.T) { eachListener(t, testDownloadRefusals) }
+
+func testDownloadRefusals(t *testing.T, fast bool) {
+	f := newFixtureOn(t, fast)
 	good := f.signer.DownloadURL("demo", "d1", f.fw.ID)
 	query := good[strings.IndexByte(good, '?'):]
 	// A firmware deleted after its URL was made.
@@ -45,15 +50,15 @@ func TestDownloadRefusals(t *testing.T) {
 		url    string
 		want   int
 	}{
-		{"no token", http.MethodGet, f.url + "/dl/" + strconv.FormatInt(f.fw.ID, 10), http.StatusUnauthorized},
-		{"garbled token", http.MethodGet, f.url + "/dl/" + strconv.FormatInt(f.fw.ID, 10) + "?d=demo/d1&e=x&s=y", http.StatusUnauthorized},
-		{"other firmware id", http.MethodGet, f.url + "/dl/" + strconv.FormatInt(f.fw.ID+100, 10) + query, http.StatusForbidden},
+		{"no token", http.MethodGet, f.dl + "/dl/" + strconv.FormatInt(f.fw.ID, 10), http.StatusUnauthorized},
+		{"garbled token", http.MethodGet, f.dl + "/dl/" + strconv.FormatInt(f.fw.ID, 10) + "?d=demo/d1&e=x&s=y", http.StatusUnauthorized},
+		{"other firmware id", http.MethodGet, f.dl + "/dl/" + strconv.FormatInt(f.fw.ID+100, 10) + query, http.StatusForbidden},
 		{"tampered device", http.MethodGet, strings.Replace(good, "d=demo/d1", "d=demo/d2", 1), http.StatusForbidden},
 		{"foreign firmware", http.MethodGet, f.signer.DownloadURL("demo", "d1", foreign.ID), http.StatusForbidden},
 		{"deleted device", http.MethodGet, deletedURL, http.StatusForbidden},
 		{"deleted firmware", http.MethodGet, goneURL, http.StatusNotFound},
-		{"id not a number", http.MethodGet, f.url + "/dl/abc" + query, http.StatusNotFound},
-		{"nested path", http.MethodGet, f.url + "/dl/1/2" + query, http.StatusNotFound},
+		{"id not a number", http.MethodGet, f.dl + "/dl/abc" + query, http.StatusNotFound},
+		{"nested path", http.MethodGet, f.dl + "/dl/1/2" + query, http.StatusNotFound},
 		{"POST", http.MethodPost, good, http.StatusMethodNotAllowed},
 	}
 	for _, tt := range tests {
@@ -75,8 +80,10 @@ func TestDownloadRefusals(t *testing.T) {
 }
 
 // An expired URL is refused even though everything else holds.
-func TestDownloadExpiredURL(t *testing.T) {
-	f := newFixture(t)
+func TestDownloadExpiredURL(t *testing.T) { eachListener(t, testDownloadExpiredURL) }
+
+func testDownloadExpiredURL(t *testing.T, fast bool) {
+	f := newFixtureOn(t, fast)
 	u := f.signer.DownloadURL("demo", "d1", f.fw.ID)
 	f.clock.Add(2 * time.Hour) // the fixture's TTL is one hour
 	if r := f.get(http.MethodGet, u); r.status != http.StatusForbidden || !strings.Contains(string(r.body), "expired") {
@@ -84,8 +91,10 @@ func TestDownloadExpiredURL(t *testing.T) {
 	}
 }
 
-func TestDownloadWholeFile(t *testing.T) {
-	f := newFixture(t)
+func TestDownloadWholeFile(t *testing.T) { eachListener(t, testDownloadWholeFile) }
+
+func testDownloadWholeFile(t *testing.T, fast bool) {
+	f := newFixtureOn(t, fast)
 	r := f.get(http.MethodGet, f.signer.DownloadURL("demo", "d1", f.fw.ID))
 	if r.status != http.StatusOK {
 		t.Fatalf("HTTP %d %s", r.status, r.body)
@@ -115,8 +124,10 @@ func TestDownloadWholeFile(t *testing.T) {
 
 // A download cut in the middle resumes with Range and If-Range, and the
 // two parts make the exact file.
-func TestDownloadResumes(t *testing.T) {
-	f := newFixture(t)
+func TestDownloadResumes(t *testing.T) { eachListener(t, testDownloadResumes) }
+
+func testDownloadResumes(t *testing.T, fast bool) {
+	f := newFixtureOn(t, fast)
 	u := f.signer.DownloadURL("demo", "d1", f.fw.ID)
 	half := len(f.file) / 2
 	first := f.open(u)
@@ -146,8 +157,10 @@ func TestDownloadResumes(t *testing.T) {
 
 // Ranges of zero bytes cannot be satisfied (RFC 9110): "-0" alone answers
 // 416 with "bytes */size", and beside a valid range it is ignored.
-func TestDownloadRanges(t *testing.T) {
-	f := newFixture(t)
+func TestDownloadRanges(t *testing.T) { eachListener(t, testDownloadRanges) }
+
+func testDownloadRanges(t *testing.T, fast bool) {
+	f := newFixtureOn(t, fast)
 	u := f.signer.DownloadURL("demo", "d1", f.fw.ID)
 	size := strconv.Itoa(len(f.file))
 	last := strconv.Itoa(len(f.file) - 1)
@@ -201,8 +214,10 @@ func (f *fixture) open(u string) *http.Response {
 	return resp
 }
 
-func TestDownloadHead(t *testing.T) {
-	f := newFixture(t)
+func TestDownloadHead(t *testing.T) { eachListener(t, testDownloadHead) }
+
+func testDownloadHead(t *testing.T, fast bool) {
+	f := newFixtureOn(t, fast)
 	r := f.get(http.MethodHead, f.signer.DownloadURL("demo", "d1", f.fw.ID))
 	if r.status != http.StatusOK || len(r.body) != 0 {
 		t.Fatalf("HEAD: HTTP %d with %d body bytes", r.status, len(r.body))
@@ -218,8 +233,12 @@ func TestDownloadHead(t *testing.T) {
 	}
 }
 
-func TestDownloadLimit(t *testing.T) {
-	f := newFixture(t, func(c *devicehttp.Config) { c.MaxDownloads = 1 })
+func TestDownloadLimit(t *testing.T) { eachListener(t, testDownloadLimit) }
+
+// On the download listener the file goes out after the handler returns:
+// the slot is held until it is sent.
+func testDownloadLimit(t *testing.T, fast bool) {
+	f := newFixtureOn(t, fast, func(c *devicehttp.Config) { c.MaxDownloads = 1 })
 	// Far larger than the loopback socket buffers: while the client reads
 	// nothing, the handler stays in ServeContent and holds the one slot.
 	big := f.firmware("demo", "2.0.0", make([]byte, 64<<20))
@@ -282,8 +301,10 @@ func TestRedirectNeedsAPresigningStore(t *testing.T) {
 // it (the row, then the file): the download does not trust what it
 // remembers of the firmware when the file is gone. A firmware that tasks
 // used stays as a tombstone row, and is refused too.
-func TestDownloadDeletedAfterServed(t *testing.T) {
-	f := newFixture(t)
+func TestDownloadDeletedAfterServed(t *testing.T) { eachListener(t, testDownloadDeletedAfterServed) }
+
+func testDownloadDeletedAfterServed(t *testing.T, fast bool) {
+	f := newFixtureOn(t, fast)
 	for _, used := range []bool{false, true} {
 		fw := f.firmware("demo", "1.3.0-"+strconv.FormatBool(used), []byte("served, then deleted"))
 		if used {
@@ -312,4 +333,46 @@ func TestDownloadDeletedAfterServed(t *testing.T) {
 			}
 		}
 	}
+}
+
+// Several ranges come as multipart/byteranges from the net/http listener;
+// the download listener ignores them and sends the whole file, as RFC 9110
+// allows (devices resume with one range). A matching If-None-Match is
+// answered 304 on either.
+func TestDownloadMultipleRangesAndNotModified(t *testing.T) {
+	eachListener(t, testDownloadMultipleRangesAndNotModified)
+}
+
+func testDownloadMultipleRangesAndNotModified(t *testing.T, fast bool) {
+	f := newFixtureOn(t, fast)
+	u := f.signer.DownloadURL("demo", "d1", f.fw.ID)
+	r := f.get(http.MethodGet, u, "Range", "bytes=0-1,4-6")
+	if fast {
+		if r.status != http.StatusOK {
+			t.Fatalf("two ranges on the download listener: HTTP %d, want 200 with the whole file", r.status)
+		}
+		equalBytes(t, "body", r.body, f.file)
+	} else {
+		mediaType, params, err := mime.ParseMediaType(r.header.Get("Content-Type"))
+		if r.status != http.StatusPartialContent || err != nil || mediaType != "multipart/byteranges" {
+			t.Fatalf("two ranges: HTTP %d Content-Type %q", r.status, r.header.Get("Content-Type"))
+		}
+		mr := multipart.NewReader(bytes.NewReader(r.body), params["boundary"])
+		for _, want := range [][]byte{f.file[0:2], f.file[4:7]} {
+			p, err := mr.NextPart()
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := io.ReadAll(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			equalBytes(t, "part "+p.Header.Get("Content-Range"), got, want)
+		}
+	}
+	nm := f.get(http.MethodGet, u, "If-None-Match", r.header.Get("ETag"))
+	if nm.status != http.StatusNotModified || len(nm.body) != 0 {
+		t.Fatalf("If-None-Match with the ETag: HTTP %d with %d body bytes, want 304", nm.status, len(nm.body))
+	}
+	f.waitCounter(1, "otter_download_requests_total", "status", "304")
 }

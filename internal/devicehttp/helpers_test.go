@@ -17,9 +17,11 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/valyala/fasthttp"
 
 	"github.com/otter-ota/otter/internal/blob"
 	"github.com/otter-ota/otter/internal/credential"
+	"github.com/otter-ota/otter/internal/deadline"
 	"github.com/otter-ota/otter/internal/devicehttp"
 	"github.com/otter-ota/otter/internal/engine"
 	"github.com/otter-ota/otter/internal/engine/enginetest"
@@ -42,8 +44,11 @@ type fixture struct {
 	h      *devicehttp.Handler
 	reg    *prometheus.Registry
 	// clock is the handler's and signer's clock; the engine keeps real time.
-	clock   *storetest.Clock
-	url     string
+	clock *storetest.Clock
+	url   string
+	// dl is the base URL of downloads: url, or the download listener's
+	// with the fastDownloads option.
+	dl      string
 	fw      ota.Firmware
 	file    []byte
 	pub     ed25519.PublicKey
@@ -54,8 +59,23 @@ type fixture struct {
 	stopEngine func()
 }
 
+// eachListener runs a download test against the net/http listener
+// (fast false) and against the download listener (fast true).
+func eachListener(t *testing.T, test func(t *testing.T, fast bool)) {
+	t.Run("http", func(t *testing.T) { test(t, false) })
+	t.Run("download-http", func(t *testing.T) { test(t, true) })
+}
+
 // newFixture builds the fixture; edit adjusts the handler's Config.
 func newFixture(t *testing.T, edit ...func(*devicehttp.Config)) *fixture {
+	t.Helper()
+	return newFixtureOn(t, false, edit...)
+}
+
+// newFixtureOn builds the fixture; with fast, downloads are served on a
+// listener of their own with fasthttp (Handler.FastDownloads), as
+// `otter serve --download-http` does, and download URLs lead there.
+func newFixtureOn(t *testing.T, fast bool, edit ...func(*devicehttp.Config)) *fixture {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -67,11 +87,19 @@ func newFixture(t *testing.T, edit ...func(*devicehttp.Config)) *fixture {
 		t.Fatal(err)
 	}
 	f.url = "http://" + l.Addr().String()
+	f.dl = f.url
+	var dlLn net.Listener
+	if fast {
+		if dlLn, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+		f.dl = "http://" + dlLn.Addr().String()
+	}
 	key, err := devicehttp.LoadKey(ctx, f.st)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if f.signer, err = devicehttp.NewURLSigner(f.url, key, time.Hour, f.clock.Now); err != nil {
+	if f.signer, err = devicehttp.NewURLSigner(f.dl, key, time.Hour, f.clock.Now); err != nil {
 		t.Fatal(err)
 	}
 	f.e, f.stopEngine = enginetest.Start(t, engine.Config{Store: f.st, URLs: f.signer, Commands: enginetest.CommandSigner{Key: f.priv}})
@@ -87,6 +115,15 @@ func newFixture(t *testing.T, edit ...func(*devicehttp.Config)) *fixture {
 	srv.Listener = l
 	srv.Start()
 	t.Cleanup(srv.Close) // runs before the engine stops
+	if dlLn != nil {
+		fs := &fasthttp.Server{Handler: f.h.FastDownloads(deadline.Timeouts{}), NoDefaultServerHeader: true, NoDefaultContentType: true}
+		served := make(chan error, 1)
+		go func() { served <- fs.Serve(devicehttp.FastListener(dlLn)) }()
+		t.Cleanup(func() {
+			_ = fs.Shutdown()
+			<-served
+		})
+	}
 	return f
 }
 

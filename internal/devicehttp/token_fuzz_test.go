@@ -2,6 +2,7 @@ package devicehttp
 
 import (
 	"errors"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -22,7 +23,10 @@ func FuzzParseToken(f *testing.F) {
 	f.Add(int64(1), "d=a/b&e=99999999999999999999&s=AAAA")
 	f.Add(int64(0), "d=%zz")
 	f.Add(int64(-3), "d=a/b/c&e=1&e=2&s=x;y")
+	f.Add(int64(1), "%64=a/b&e=1&s=x&d")
+	f.Add(int64(1), "d=a/b&&e=1&s=%41+&x=%zz")
 	f.Fuzz(func(t *testing.T, id int64, query string) {
+		checkTokenParams(t, query)
 		g, sig, err := parseToken(id, query)
 		if err != nil {
 			if !errors.Is(err, ErrNoToken) {
@@ -38,4 +42,32 @@ func FuzzParseToken(f *testing.F) {
 			t.Fatalf("a URL signed for %+v does not verify: %v", g, err)
 		}
 	})
+}
+
+// checkTokenParams compares tokenParams with url.ParseQuery: the same
+// queries refused, the same values read.
+func checkTokenParams(t *testing.T, query string) {
+	t.Helper()
+	got, err := tokenParams(query)
+	q, qerr := url.ParseQuery(query)
+	if qerr != nil {
+		if err == nil {
+			t.Fatalf("%q: read %q, but url.ParseQuery refuses it: %v", query, got, qerr)
+		}
+		return
+	}
+	for i, name := range tokenNames {
+		if len(q[name]) != 1 {
+			if err == nil {
+				t.Fatalf("%q: read %q though %q appears %d times", query, got, name, len(q[name]))
+			}
+			return
+		}
+		if err == nil && got[i] != q[name][0] {
+			t.Fatalf("%q: read %q = %q, url.ParseQuery %q", query, name, got[i], q[name][0])
+		}
+	}
+	if err != nil {
+		t.Fatalf("%q: refused (%v), url.ParseQuery reads %v", query, err, q)
+	}
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/valyala/fasthttp"
 
 	"github.com/otter-ota/otter/internal/api"
 	"github.com/otter-ota/otter/internal/brokeradmin"
@@ -61,6 +62,13 @@ type Config struct {
 	// PublicURL is the base URL devices reach the HTTP listener at (in
 	// download URLs); "" derives it from the listener's address.
 	PublicURL string
+	// DownloadAddr, when set, is the listen address of a listener of its
+	// own for firmware downloads (/dl/ only), served with fasthttp; the
+	// download URLs then lead there. It serves TLS with TLSCertFile too.
+	DownloadAddr string
+	// DownloadPublicURL is the base URL devices reach DownloadAddr at;
+	// "" derives it from the listener's address.
+	DownloadPublicURL string
 	// PublicMQTT is the broker URL the server tells tools (the simulator)
 	// about; "" derives it from the broker's address.
 	PublicMQTT string
@@ -155,6 +163,8 @@ type Server struct {
 	admin      *dynsec.Admin // the broker's account admin, or nil
 	http       *http.Server
 	httpLn     net.Listener
+	dl         *fasthttp.Server // the download listener's server, or nil
+	dlLn       net.Listener
 	tls        *tls.Config
 	adminToken string
 	// started is set once Start is done: /readyz waits for it, so that a
@@ -175,10 +185,13 @@ type Server struct {
 // releases whatever it had opened.
 func Start(ctx context.Context, cfg Config) (*Server, error) {
 	cfg = cfg.withDefaults()
-	s := &Server{cfg: cfg, log: cfg.Logger, served: make(chan error, 1)}
+	s := &Server{cfg: cfg, log: cfg.Logger, served: make(chan error, 2)}
 	if err := s.start(ctx); err != nil {
 		s.Close()
 		return nil, err
+	}
+	if s.dlLn != nil {
+		s.log.Info("firmware downloads are served on their own listener", "download_http", s.DownloadURL(), "download_urls", s.downloadBaseURL())
 	}
 	s.log.Info("otter is serving", "http", s.HTTPURL(), "mqtt", s.MQTTURL(), "data", cfg.DataDir, "db", s.dbKind())
 	return s, nil
@@ -206,6 +219,11 @@ func (s *Server) start(ctx context.Context) error {
 	var err error
 	if s.httpLn, err = listen(ctx, "--http", s.cfg.HTTPAddr); err != nil {
 		return err
+	}
+	if s.cfg.DownloadAddr != "" {
+		if s.dlLn, err = listen(ctx, "--download-http", s.cfg.DownloadAddr); err != nil {
+			return err
+		}
 	}
 	if s.tls, err = s.loadTLS(); err != nil {
 		return err
@@ -361,6 +379,9 @@ func (s *Server) assemble(ctx context.Context) (http.Handler, error) {
 	if s.brokerAuth, err = s.brokerAuthHandler(); err != nil {
 		return nil, err
 	}
+	if s.dlLn != nil {
+		s.dl = s.downloadServer(devices)
+	}
 	return s.forward(s.mux(a.Handler(), devices.Routes(), con.Handler())), nil
 }
 
@@ -429,6 +450,9 @@ func (s *Server) run(ctx context.Context, handler http.Handler) error {
 	s.http.ErrorLog = slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)
 	s.http.TLSConfig = s.tls
 	go func() { s.served <- s.serveHTTP() }()
+	if s.dl != nil {
+		go func() { s.served <- s.serveDownloads() }()
+	}
 	return nil
 }
 
@@ -449,7 +473,7 @@ func (s *Server) urlSigner(ctx context.Context) (*devicehttp.URLSigner, error) {
 	if ttl <= 0 {
 		ttl = devicehttp.DefaultURLTTL
 	}
-	return devicehttp.NewURLSigner(s.publicURL(), key, ttl, nil)
+	return devicehttp.NewURLSigner(s.downloadBaseURL(), key, ttl, nil)
 }
 
 func (s *Server) info() api.ServerInfo {
@@ -608,6 +632,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			errs = append(errs, s.shutdownHTTP(ctx))
 		} else if s.httpLn != nil {
 			errs = append(errs, s.httpLn.Close())
+		}
+		if s.dl != nil {
+			errs = append(errs, s.shutdownDownloads(ctx))
+		} else if s.dlLn != nil {
+			errs = append(errs, s.dlLn.Close())
 		}
 		if s.broker != nil {
 			errs = append(errs, s.broker.Close())

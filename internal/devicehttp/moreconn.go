@@ -1,0 +1,78 @@
+package devicehttp
+
+import (
+	"errors"
+	"net"
+	"syscall"
+)
+
+// FastListener wraps the download listener's TCP listener so that the
+// headers of a file answer leave with the file's first segment rather
+// than in a packet of their own: fasthttp writes them, then the file goes
+// out with sendfile. A packet costs its sender the whole loopback or
+// driver path and the receiver a wake-up; nginx saves it with TCP_CORK
+// (two more system calls), this with MSG_MORE on the write of the
+// headers (none). Connections that are not TCP are left as they are.
+func FastListener(ln net.Listener) net.Listener { return moreListener{ln} }
+
+type moreListener struct{ net.Listener }
+
+func (l moreListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return c, err
+	}
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		return c, nil
+	}
+	raw, err := tc.SyscallConn()
+	if err != nil {
+		return c, nil
+	}
+	return &moreConn{TCPConn: tc, raw: raw}, nil
+}
+
+// moreConn is a TCP connection whose next write may be flagged MSG_MORE.
+// Its ReadFrom is the TCP connection's: sendfile.
+type moreConn struct {
+	*net.TCPConn
+	raw syscall.RawConn
+	// more flags the next Write: a body is about to follow in the same
+	// goroutine (transferBody sets it).
+	more bool
+}
+
+// Write sends p; flagged, with MSG_MORE, so that the kernel holds it
+// until the body that follows fills a segment.
+func (c *moreConn) Write(p []byte) (int, error) {
+	if !c.more {
+		return c.TCPConn.Write(p)
+	}
+	c.more = false
+	var done int
+	var sendErr error
+	err := c.raw.Write(func(fd uintptr) bool {
+		for done < len(p) {
+			n, err := syscall.SendmsgN(int(fd), p[done:], nil, nil, syscall.MSG_MORE|syscall.MSG_NOSIGNAL)
+			switch {
+			case errors.Is(err, syscall.EAGAIN):
+				return false // wait until the socket takes more
+			case errors.Is(err, syscall.EINTR):
+				continue
+			case err != nil:
+				sendErr = err
+				return true
+			}
+			done += n
+		}
+		return true
+	})
+	if err == nil {
+		err = sendErr
+	}
+	if err != nil {
+		return done, &net.OpError{Op: "write", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
+	}
+	return done, nil
+}
