@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -28,6 +29,11 @@ const jobColumns = `j.id, j.task_id, j.device_id, j.device, j.product, j.module,
 
 // activeStates is the SQL list of non-terminal job states.
 const activeStates = `('awaiting_version', 'queued', 'notified', 'offered', 'accepted', 'downloading', 'downloaded', 'awaiting_install_confirmation', 'installing', 'rebooting')`
+
+// endedStates is the SQL list of terminal job states, exactly as the
+// partial index jobs_task_ended (migration 00009) states it on SQLite: a
+// query names it so that SQLite knows the index covers its rows.
+const endedStates = `('succeeded', 'failed', 'rejected', 'timed_out', 'cancelled')`
 
 // jobListColumns are jobColumns packed into one column (packColumns), as
 // the lists read them on SQLite.
@@ -177,9 +183,13 @@ func (s *sqlStore) ListJobs(ctx context.Context, f JobFilter, page Page) ([]ota.
 // state, each a range of the (task_id, state, id) index (where "state IN
 // (...) ORDER BY id" would sort every matching job), merged in id order;
 // then the rows of the page's ids only, not a page of rows per state.
+// Ended states on SQLite read their rows at once instead (endedJobPage).
 func (s *sqlStore) mergedJobPage(ctx context.Context, f JobFilter, after int64, limit int) ([]ota.Job, string, error) {
 	var ids []int64
 	states := slices.Compact(slices.Sorted(slices.Values(f.States)))
+	if s.dialect == sqliteDialect && f.TaskID != 0 && !slices.ContainsFunc(states, func(st ota.JobState) bool { return !st.Terminal() }) {
+		return s.endedJobPage(ctx, f, states, after, limit)
+	}
 	for _, st := range states {
 		one := f
 		one.States = []ota.JobState{st}
@@ -229,6 +239,31 @@ func (s *sqlStore) mergedJobPage(ctx context.Context, f JobFilter, after int64, 
 	return jobs, next, nil
 }
 
+// endedJobPage is mergedJobPage for ended states on SQLite: a page of rows
+// per state, each a range of the covering index jobs_task_ended (a few
+// consecutive index pages, where the ids' rows lie one table page apart),
+// merged in id order. It reads up to limit+1 rows per state to keep
+// limit; a row costs far less read from the index than from its own table
+// page.
+func (s *sqlStore) endedJobPage(ctx context.Context, f JobFilter, states []ota.JobState, after int64, limit int) ([]ota.Job, string, error) {
+	var jobs []ota.Job
+	for _, st := range states {
+		one := f
+		one.States = []ota.JobState{st}
+		got, err := s.jobPage(ctx, one, after, limit+1)
+		if err != nil {
+			return nil, "", fmt.Errorf("list jobs: %w", err)
+		}
+		if jobs == nil {
+			jobs = make([]ota.Job, 0, len(states)*(limit+1))
+		}
+		jobs = append(jobs, got...)
+	}
+	slices.SortFunc(jobs, func(a, b ota.Job) int { return cmp.Compare(a.ID, b.ID) })
+	jobs, next := cutPage(jobs, limit, func(j ota.Job) string { return idKey(j.ID) })
+	return jobs, next, nil
+}
+
 // jobPage reads up to limit jobs after id after, in id order, for at most
 // one state.
 func (s *sqlStore) jobPage(ctx context.Context, f JobFilter, after int64, limit int) ([]ota.Job, error) {
@@ -249,6 +284,11 @@ func jobPageQuery(f JobFilter, after int64, limit int, cols string, d dialect) (
 		var cond string
 		cond, order = indexedEq(d, "j.state", stateValue(&a, f.States[0]), "j.id")
 		where = append(where, cond)
+		if d == sqliteDialect && f.States[0].Terminal() {
+			// Implies the partial index jobs_task_ended, which covers the
+			// page: no row lookups.
+			where = append(where, "j.state IN "+endedStates)
+		}
 	case f.TaskID != 0:
 		var cond string
 		cond, order = indexedEq(d, "j.task_id", a.add(f.TaskID), "j.id")
