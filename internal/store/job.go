@@ -239,28 +239,66 @@ func (s *sqlStore) mergedJobPage(ctx context.Context, f JobFilter, after int64, 
 	return jobs, next, nil
 }
 
-// endedJobPage is mergedJobPage for ended states on SQLite: a page of rows
-// per state, each a range of the covering index jobs_task_ended (a few
-// consecutive index pages, where the ids' rows lie one table page apart),
-// merged in id order. It reads up to limit+1 rows per state to keep
-// limit; a row costs far less read from the index than from its own table
-// page.
+// endedJobPage is mergedJobPage for ended states on SQLite: the page's ids
+// as mergedJobPage reads them, then, for each state, as many rows as the
+// page has of it from the covering index jobs_task_ended (a few
+// consecutive index pages, where the rows by id lie a table page apart
+// for sparse states such as failed).
 func (s *sqlStore) endedJobPage(ctx context.Context, f JobFilter, states []ota.JobState, after int64, limit int) ([]ota.Job, string, error) {
-	var jobs []ota.Job
-	for _, st := range states {
+	type stateID struct {
+		id    int64
+		state int
+	}
+	var ids []stateID
+	for k, st := range states {
 		one := f
 		one.States = []ota.JobState{st}
-		got, err := s.jobPage(ctx, one, after, limit+1)
+		q, a := jobPageQuery(one, after, limit+1, "j.id", s.dialect)
+		got, err := queryAll(ctx, s.db, q, a, func(row interface{ Scan(...any) error }) (stateID, error) {
+			v := stateID{state: k}
+			return v, row.Scan(&v.id)
+		})
 		if err != nil {
 			return nil, "", fmt.Errorf("list jobs: %w", err)
 		}
-		if jobs == nil {
-			jobs = make([]ota.Job, 0, len(states)*(limit+1))
+		ids = append(ids, got...)
+	}
+	slices.SortFunc(ids, func(a, b stateID) int { return cmp.Compare(a.id, b.id) })
+	next := ""
+	if len(ids) > limit {
+		ids = ids[:limit]
+		next = encodeCursor(idKey(ids[limit-1].id))
+	}
+	if len(ids) == 0 {
+		return nil, "", nil
+	}
+	last := ids[len(ids)-1].id
+	jobs := make([]ota.Job, 0, len(ids))
+	for k, st := range states {
+		n := 0
+		for _, v := range ids {
+			if v.state == k {
+				n++
+			}
 		}
-		jobs = append(jobs, got...)
+		if n == 0 {
+			continue
+		}
+		one := f
+		one.States = []ota.JobState{st}
+		got, err := s.jobPage(ctx, one, after, n)
+		if err != nil {
+			return nil, "", fmt.Errorf("list jobs: %w", err)
+		}
+		// A job that left the state since its id was read lets one of
+		// the state's jobs beyond the page in: it is left out.
+		for _, j := range got {
+			if j.ID <= last {
+				jobs = append(jobs, j)
+			}
+		}
 	}
 	slices.SortFunc(jobs, func(a, b ota.Job) int { return cmp.Compare(a.ID, b.ID) })
-	jobs, next := cutPage(jobs, limit, func(j ota.Job) string { return idKey(j.ID) })
 	return jobs, next, nil
 }
 
