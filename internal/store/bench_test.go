@@ -252,7 +252,7 @@ func processCPU() time.Duration {
 // BenchmarkEndJobs ends 500 jobs a commit, as the engine's batches do
 // (queued jobs of a task of 500 x b.N moved to succeeded, one in ten to
 // failed, with their events), and reports the process's CPU time per job
-// (cpu-ns/job): what an index of ended jobs adds to the engine's writes.
+// (cpu-ns/job): what the index of failed jobs adds to the engine's writes.
 func BenchmarkEndJobs(b *testing.B) {
 	benchmark(b, func(b *testing.B, s store.Store) {
 		const chunk = 500

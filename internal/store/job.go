@@ -30,10 +30,15 @@ const jobColumns = `j.id, j.task_id, j.device_id, j.device, j.product, j.module,
 // activeStates is the SQL list of non-terminal job states.
 const activeStates = `('awaiting_version', 'queued', 'notified', 'offered', 'accepted', 'downloading', 'downloaded', 'awaiting_install_confirmation', 'installing', 'rebooting')`
 
-// endedStates is the SQL list of terminal job states, exactly as the
-// partial index jobs_task_ended (migration 00009) states it on SQLite: a
+// failedStates is the SQL list of the states of failure, exactly as the
+// partial index jobs_task_failed (migration 00009) states it on SQLite: a
 // query names it so that SQLite knows the index covers its rows.
-const endedStates = `('succeeded', 'failed', 'rejected', 'timed_out', 'cancelled')`
+const failedStates = `('failed', 'rejected', 'timed_out')`
+
+// coveredState reports whether jobs_task_failed holds the jobs in st.
+func coveredState(st ota.JobState) bool {
+	return st == ota.JobFailed || st == ota.JobRejected || st == ota.JobTimedOut
+}
 
 // jobListColumns are jobColumns packed into one column (packColumns), as
 // the lists read them on SQLite.
@@ -183,12 +188,13 @@ func (s *sqlStore) ListJobs(ctx context.Context, f JobFilter, page Page) ([]ota.
 // state, each a range of the (task_id, state, id) index (where "state IN
 // (...) ORDER BY id" would sort every matching job), merged in id order;
 // then the rows of the page's ids only, not a page of rows per state.
-// Ended states on SQLite read their rows at once instead (endedJobPage).
+// On SQLite, states of failure read their rows from a covering index
+// instead (coveredJobPage).
 func (s *sqlStore) mergedJobPage(ctx context.Context, f JobFilter, after int64, limit int) ([]ota.Job, string, error) {
 	var ids []int64
 	states := slices.Compact(slices.Sorted(slices.Values(f.States)))
-	if s.dialect == sqliteDialect && f.TaskID != 0 && !slices.ContainsFunc(states, func(st ota.JobState) bool { return !st.Terminal() }) {
-		return s.endedJobPage(ctx, f, states, after, limit)
+	if s.dialect == sqliteDialect && f.TaskID != 0 && slices.ContainsFunc(states, coveredState) {
+		return s.coveredJobPage(ctx, f, states, after, limit)
 	}
 	for _, st := range states {
 		one := f
@@ -239,12 +245,12 @@ func (s *sqlStore) mergedJobPage(ctx context.Context, f JobFilter, after int64, 
 	return jobs, next, nil
 }
 
-// endedJobPage is mergedJobPage for ended states on SQLite: the page's ids
-// as mergedJobPage reads them, then, for each state, as many rows as the
-// page has of it from the covering index jobs_task_ended (a few
-// consecutive index pages, where the rows by id lie a table page apart
-// for sparse states such as failed).
-func (s *sqlStore) endedJobPage(ctx context.Context, f JobFilter, states []ota.JobState, after int64, limit int) ([]ota.Job, string, error) {
+// coveredJobPage is mergedJobPage on SQLite when a state of failure is
+// among the states: the page's ids as mergedJobPage reads them, then, for
+// each state, as many rows as the page has of it, in one range of an
+// index: for failures the covering index jobs_task_failed (a few
+// consecutive index pages, where the rows by id lie a table page apart).
+func (s *sqlStore) coveredJobPage(ctx context.Context, f JobFilter, states []ota.JobState, after int64, limit int) ([]ota.Job, string, error) {
 	type stateID struct {
 		id    int64
 		state int
@@ -322,10 +328,10 @@ func jobPageQuery(f JobFilter, after int64, limit int, cols string, d dialect) (
 		var cond string
 		cond, order = indexedEq(d, "j.state", stateValue(&a, f.States[0]), "j.id")
 		where = append(where, cond)
-		if d == sqliteDialect && f.States[0].Terminal() {
-			// Implies the partial index jobs_task_ended, which covers the
-			// page: no row lookups.
-			where = append(where, "j.state IN "+endedStates)
+		if d == sqliteDialect && coveredState(f.States[0]) {
+			// Implies the partial index jobs_task_failed, which covers
+			// the page: no row lookups.
+			where = append(where, "j.state IN "+failedStates)
 		}
 	case f.TaskID != 0:
 		var cond string

@@ -56,7 +56,7 @@ func TestListJobsKeysetPages(t *testing.T) {
 	})
 }
 
-// Pages of a task's ended jobs (read from a covering index on SQLite) hold
+// Pages of a task's ended jobs (failures read from a covering index on SQLite) hold
 // the same jobs, every field alike, as the jobs read one by one, for one
 // ended state and several, and after a failed job is retried (it leaves
 // the index) and another ends.
@@ -86,7 +86,7 @@ func TestListEndedJobs(t *testing.T) {
 			all, err := s.JobsByID(ctx, ids(jobs, func(j ota.Job) int64 { return j.ID }))
 			must(t, err)
 			for _, f := range [][]ota.JobState{{ota.JobFailed}, {ota.JobSucceeded}, {ota.JobSucceeded, ota.JobFailed},
-				{ota.JobCancelled, ota.JobFailed, ota.JobSucceeded}, {ota.JobFailed, ota.JobDownloading}} {
+				{ota.JobCancelled, ota.JobFailed, ota.JobSucceeded}, {ota.JobFailed, ota.JobDownloading}, {ota.JobCancelled}} {
 				var got []ota.Job
 				for page := (store.Page{Limit: 7}); ; {
 					items, next, err := s.ListJobs(ctx, store.JobFilter{TaskID: task.ID, States: f}, page)

@@ -1,6 +1,6 @@
 -- +goose Up
--- SQLite's migration 00009 adds jobs_task_ended, an index that covers the
--- pages of a task's ended jobs, because a SQLite reader reads every table
+-- SQLite's migration 00009 adds jobs_task_failed, an index that covers the
+-- pages of a task's failed jobs, because a SQLite reader reads every table
 -- page of such a page again after any other connection's commit.
 -- PostgreSQL keeps its pages in shared buffers across commits: a page of
 -- 100 failed jobs costs it about 1 ms of CPU through (task_id, state, id)
