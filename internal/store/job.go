@@ -187,75 +187,18 @@ func (s *sqlStore) ListJobs(ctx context.Context, f JobFilter, page Page) ([]ota.
 // mergedJobPage reads a page for several states: the ids of one page per
 // state, each a range of the (task_id, state, id) index (where "state IN
 // (...) ORDER BY id" would sort every matching job), merged in id order;
-// then the rows of the page's ids only, not a page of rows per state.
-// On SQLite, states of failure read their rows from a covering index
-// instead (coveredJobPage).
+// then the rows of the page's ids only, not a page of rows per state. On
+// SQLite, a state of failure with coveredMin jobs or more on the page
+// reads them in one range of the covering index jobs_task_failed instead
+// (a few consecutive index pages, where rows by id lie a table page
+// apart); fewer cost less as row lookups than as a statement of their own.
 func (s *sqlStore) mergedJobPage(ctx context.Context, f JobFilter, after int64, limit int) ([]ota.Job, string, error) {
-	var ids []int64
-	states := slices.Compact(slices.Sorted(slices.Values(f.States)))
-	if s.dialect == sqliteDialect && f.TaskID != 0 && slices.ContainsFunc(states, coveredState) {
-		return s.coveredJobPage(ctx, f, states, after, limit)
-	}
-	for _, st := range states {
-		one := f
-		one.States = []ota.JobState{st}
-		q, a := jobPageQuery(one, after, limit+1, "j.id", s.dialect)
-		got, err := queryAll(ctx, s.db, q, a, func(row interface{ Scan(...any) error }) (int64, error) {
-			var id int64
-			return id, row.Scan(&id)
-		})
-		if err != nil {
-			return nil, "", fmt.Errorf("list jobs: %w", err)
-		}
-		ids = append(ids, got...)
-	}
-	slices.Sort(ids)
-	next := ""
-	if len(ids) > limit {
-		ids = ids[:limit]
-		next = encodeCursor(idKey(ids[limit-1]))
-	}
-	if len(ids) == 0 {
-		return nil, "", nil
-	}
-	// A job that changed state since its id was read may have left the
-	// filter: it is left out, and the page is one short.
-	var a args
-	var byID string
-	if s.dialect == postgresDialect {
-		byID = "j.id = ANY(CAST(" + a.add(ids) + " AS BIGINT[]))" // one parameter, not one per id
-	} else {
-		// One JSON text, not 100 parameters: binding each is a call into
-		// SQLite with its mutex, and a boxed value in database/sql.
-		list := make([]byte, 0, 12*len(ids))
-		for i, id := range ids {
-			if i > 0 {
-				list = append(list, ',')
-			}
-			list = strconv.AppendInt(list, id, 10)
-		}
-		byID = "j.id IN (SELECT value FROM json_each(" + a.add("["+string(list)+"]") + "))"
-	}
-	q := "SELECT " + s.jobCols() + " FROM jobs j WHERE " + byID +
-		" AND j.state IN (" + stateList(&a, states) + ") ORDER BY j.id"
-	jobs, err := queryCap(ctx, s.db, q, a, len(ids), s.jobListRow().scan)
-	if err != nil {
-		return nil, "", fmt.Errorf("list jobs: %w", err)
-	}
-	return jobs, next, nil
-}
-
-// coveredJobPage is mergedJobPage on SQLite when a state of failure is
-// among the states: the page's ids as mergedJobPage reads them, then, for
-// each state, as many rows as the page has of it, in one range of an
-// index: for failures the covering index jobs_task_failed (a few
-// consecutive index pages, where the rows by id lie a table page apart).
-func (s *sqlStore) coveredJobPage(ctx context.Context, f JobFilter, states []ota.JobState, after int64, limit int) ([]ota.Job, string, error) {
 	type stateID struct {
 		id    int64
 		state int
 	}
 	var ids []stateID
+	states := slices.Compact(slices.Sorted(slices.Values(f.States)))
 	for k, st := range states {
 		one := f
 		one.States = []ota.JobState{st}
@@ -279,33 +222,77 @@ func (s *sqlStore) coveredJobPage(ctx context.Context, f JobFilter, states []ota
 		return nil, "", nil
 	}
 	last := ids[len(ids)-1].id
+	perState := make([]int, len(states))
+	for _, v := range ids {
+		perState[v.state]++
+	}
 	jobs := make([]ota.Job, 0, len(ids))
+	var byRow []int64
+	var rowStates []ota.JobState
 	for k, st := range states {
-		n := 0
-		for _, v := range ids {
-			if v.state == k {
-				n++
+		if s.dialect == sqliteDialect && f.TaskID != 0 && coveredState(st) && perState[k] >= coveredMin {
+			one := f
+			one.States = []ota.JobState{st}
+			got, err := s.jobPage(ctx, one, after, perState[k])
+			if err != nil {
+				return nil, "", fmt.Errorf("list jobs: %w", err)
 			}
-		}
-		if n == 0 {
+			// A job that left the state since its id was read lets one
+			// of the state's jobs beyond the page in: it is left out.
+			for _, j := range got {
+				if j.ID <= last {
+					jobs = append(jobs, j)
+				}
+			}
 			continue
 		}
-		one := f
-		one.States = []ota.JobState{st}
-		got, err := s.jobPage(ctx, one, after, n)
+		if perState[k] > 0 {
+			rowStates = append(rowStates, st)
+		}
+	}
+	for _, v := range ids {
+		if slices.Contains(rowStates, states[v.state]) {
+			byRow = append(byRow, v.id)
+		}
+	}
+	if len(byRow) > 0 {
+		got, err := s.jobsByRow(ctx, byRow, rowStates)
 		if err != nil {
 			return nil, "", fmt.Errorf("list jobs: %w", err)
 		}
-		// A job that left the state since its id was read lets one of
-		// the state's jobs beyond the page in: it is left out.
-		for _, j := range got {
-			if j.ID <= last {
-				jobs = append(jobs, j)
-			}
-		}
+		jobs = append(jobs, got...)
+		slices.SortFunc(jobs, func(a, b ota.Job) int { return cmp.Compare(a.ID, b.ID) })
 	}
-	slices.SortFunc(jobs, func(a, b ota.Job) int { return cmp.Compare(a.ID, b.ID) })
 	return jobs, next, nil
+}
+
+// coveredMin is how many jobs of a state of failure a page of several
+// states needs to read them from jobs_task_failed rather than by row.
+const coveredMin = 10
+
+// jobsByRow reads the jobs of ids (sorted) that are in one of states, in
+// id order. A job that changed state since its id was read may have left
+// the filter: it is left out, and the page is one short.
+func (s *sqlStore) jobsByRow(ctx context.Context, ids []int64, states []ota.JobState) ([]ota.Job, error) {
+	var a args
+	var byID string
+	if s.dialect == postgresDialect {
+		byID = "j.id = ANY(CAST(" + a.add(ids) + " AS BIGINT[]))" // one parameter, not one per id
+	} else {
+		// One JSON text, not 100 parameters: binding each is a call into
+		// SQLite with its mutex, and a boxed value in database/sql.
+		list := make([]byte, 0, 12*len(ids))
+		for i, id := range ids {
+			if i > 0 {
+				list = append(list, ',')
+			}
+			list = strconv.AppendInt(list, id, 10)
+		}
+		byID = "j.id IN (SELECT value FROM json_each(" + a.add("["+string(list)+"]") + "))"
+	}
+	q := "SELECT " + s.jobCols() + " FROM jobs j WHERE " + byID +
+		" AND j.state IN (" + stateList(&a, states) + ") ORDER BY j.id"
+	return queryCap(ctx, s.db, q, a, len(ids), s.jobListRow().scan)
 }
 
 // jobPage reads up to limit jobs after id after, in id order, for at most
