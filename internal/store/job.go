@@ -226,7 +226,7 @@ func (s *sqlStore) mergedJobPage(ctx context.Context, f JobFilter, after int64, 
 	for _, v := range ids {
 		perState[v.state]++
 	}
-	jobs := make([]ota.Job, 0, len(ids))
+	var jobs []ota.Job
 	var byRow []int64
 	var rowStates []ota.JobState
 	for k, st := range states {
@@ -236,6 +236,9 @@ func (s *sqlStore) mergedJobPage(ctx context.Context, f JobFilter, after int64, 
 			got, err := s.jobPage(ctx, one, after, perState[k])
 			if err != nil {
 				return nil, "", fmt.Errorf("list jobs: %w", err)
+			}
+			if jobs == nil {
+				jobs = make([]ota.Job, 0, len(ids))
 			}
 			// A job that left the state since its id was read lets one
 			// of the state's jobs beyond the page in: it is left out.
@@ -259,6 +262,9 @@ func (s *sqlStore) mergedJobPage(ctx context.Context, f JobFilter, after int64, 
 		got, err := s.jobsByRow(ctx, byRow, rowStates)
 		if err != nil {
 			return nil, "", fmt.Errorf("list jobs: %w", err)
+		}
+		if jobs == nil {
+			return got, next, nil // no copy
 		}
 		jobs = append(jobs, got...)
 		slices.SortFunc(jobs, func(a, b ota.Job) int { return cmp.Compare(a.ID, b.ID) })
