@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"cmp"
 	"slices"
 	"testing"
 	"time"
@@ -85,6 +86,7 @@ func TestListEndedJobs(t *testing.T) {
 			t.Helper()
 			all, err := s.JobsByID(ctx, ids(jobs, func(j ota.Job) int64 { return j.ID }))
 			must(t, err)
+			slices.SortFunc(all, func(a, b ota.Job) int { return cmp.Compare(a.ID, b.ID) })
 			for _, f := range [][]ota.JobState{{ota.JobFailed}, {ota.JobSucceeded}, {ota.JobSucceeded, ota.JobFailed},
 				{ota.JobCancelled, ota.JobFailed, ota.JobSucceeded}, {ota.JobFailed, ota.JobDownloading}, {ota.JobCancelled}} {
 				var want []ota.Job
@@ -115,6 +117,7 @@ func TestListEndedJobs(t *testing.T) {
 		check("ended")
 		all, err := s.JobsByID(ctx, []int64{jobs[2].ID, jobs[1].ID})
 		must(t, err)
+		slices.SortFunc(all, func(a, b ota.Job) int { return cmp.Compare(a.ID, b.ID) })
 		retried, done := all[1], all[0]
 		if retried.State != ota.JobFailed || done.State != ota.JobSucceeded {
 			t.Fatalf("jobs 2 and 1 are %s and %s", retried.State, done.State)
