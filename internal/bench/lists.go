@@ -44,7 +44,10 @@ type ListsConfig struct {
 	// task's queued jobs at full speed (no rate limit, no concurrency
 	// limit).
 	WhileStarting bool
-	Progress      io.Writer
+	// CPUProfile, when set, is where the server writes a CPU profile of
+	// its life (mostly the reads).
+	CPUProfile string
+	Progress   io.Writer
 }
 
 // ListsReport is the latency of each list under concurrent readers, as a
@@ -166,7 +169,8 @@ func startListsServer(ctx context.Context, st store.Store, seed listsSeed, cfg L
 	}
 	say(cfg.Progress, "starting the server (separate process: %t)", cfg.Executable != "")
 	// Not StartServer: it would give PostgreSQL a fresh, empty schema.
-	opts := ServerOptions{Executable: cfg.Executable, DataDir: jc.DataDir, DBURL: jc.DBURL, MQTTAddr: "127.0.0.1:0", Stderr: cfg.Progress}
+	opts := ServerOptions{Executable: cfg.Executable, DataDir: jc.DataDir, DBURL: jc.DBURL, MQTTAddr: "127.0.0.1:0",
+		CPUProfile: cfg.CPUProfile, Stderr: cfg.Progress}
 	srv, err := start(ctx, opts, token)
 	if err != nil {
 		return nil, err

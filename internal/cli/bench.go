@@ -494,6 +494,7 @@ func (a *app) benchListsCommand() *cobra.Command {
 	var (
 		cfg       bench.ListsConfig
 		inProcess bool
+		keep      string
 	)
 	cmd := &cobra.Command{
 		Use:   "lists --rows N",
@@ -521,6 +522,12 @@ read.`,
 			if cfg.Readers <= 0 || cfg.Requests <= 0 {
 				return usageErrorf("--readers and --requests must be at least 1")
 			}
+			if keep != "" {
+				if err := checkEmptyDir(keep); err != nil {
+					return err
+				}
+				cfg.DataDir, cfg.KeepSchema = keep, true
+			}
 			if !inProcess {
 				exe, err := os.Executable()
 				if err != nil {
@@ -543,6 +550,8 @@ read.`,
 	fl.IntVar(&cfg.Requests, "requests", 50, "pages each reader reads of each list `N`")
 	fl.BoolVar(&cfg.WhileStarting, "while-starting", false, "read while the engine starts the task's jobs at full speed")
 	fl.BoolVar(&inProcess, "in-process", false, "run the server in this process (its CPU figures then include the readers)")
+	fl.StringVar(&keep, "keep", "", "keep the SQLite database in `DIR` (new or empty) and the PostgreSQL schema")
+	fl.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of the server during the reads to `FILE` (go tool pprof FILE)")
 	return cmd
 }
 

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -28,6 +29,16 @@ const jobColumns = `j.id, j.task_id, j.device_id, j.device, j.product, j.module,
 
 // activeStates is the SQL list of non-terminal job states.
 const activeStates = `('awaiting_version', 'queued', 'notified', 'offered', 'accepted', 'downloading', 'downloaded', 'awaiting_install_confirmation', 'installing', 'rebooting')`
+
+// failedStates is the SQL list of the states of failure, exactly as the
+// partial index jobs_task_failed (migration 00009) states it on SQLite: a
+// query names it so that SQLite knows the index covers its rows.
+const failedStates = `('failed', 'rejected', 'timed_out')`
+
+// coveredState reports whether jobs_task_failed holds the jobs in st.
+func coveredState(st ota.JobState) bool {
+	return st == ota.JobFailed || st == ota.JobRejected || st == ota.JobTimedOut
+}
 
 // jobListColumns are jobColumns packed into one column (packColumns), as
 // the lists read them on SQLite.
@@ -176,34 +187,99 @@ func (s *sqlStore) ListJobs(ctx context.Context, f JobFilter, page Page) ([]ota.
 // mergedJobPage reads a page for several states: the ids of one page per
 // state, each a range of the (task_id, state, id) index (where "state IN
 // (...) ORDER BY id" would sort every matching job), merged in id order;
-// then the rows of the page's ids only, not a page of rows per state.
+// then the rows of the page's ids only, not a page of rows per state. On
+// SQLite, a state of failure with coveredMin jobs or more on the page
+// reads them in one range of the covering index jobs_task_failed instead
+// (a few consecutive index pages, where rows by id lie a table page
+// apart); fewer cost less as row lookups than as a statement of their own.
 func (s *sqlStore) mergedJobPage(ctx context.Context, f JobFilter, after int64, limit int) ([]ota.Job, string, error) {
-	var ids []int64
+	type stateID struct {
+		id    int64
+		state int
+	}
+	var ids []stateID
 	states := slices.Compact(slices.Sorted(slices.Values(f.States)))
-	for _, st := range states {
+	for k, st := range states {
 		one := f
 		one.States = []ota.JobState{st}
 		q, a := jobPageQuery(one, after, limit+1, "j.id", s.dialect)
-		got, err := queryAll(ctx, s.db, q, a, func(row interface{ Scan(...any) error }) (int64, error) {
-			var id int64
-			return id, row.Scan(&id)
+		got, err := queryAll(ctx, s.db, q, a, func(row interface{ Scan(...any) error }) (stateID, error) {
+			v := stateID{state: k}
+			return v, row.Scan(&v.id)
 		})
 		if err != nil {
 			return nil, "", fmt.Errorf("list jobs: %w", err)
 		}
 		ids = append(ids, got...)
 	}
-	slices.Sort(ids)
+	slices.SortFunc(ids, func(a, b stateID) int { return cmp.Compare(a.id, b.id) })
 	next := ""
 	if len(ids) > limit {
 		ids = ids[:limit]
-		next = encodeCursor(idKey(ids[limit-1]))
+		next = encodeCursor(idKey(ids[limit-1].id))
 	}
 	if len(ids) == 0 {
 		return nil, "", nil
 	}
-	// A job that changed state since its id was read may have left the
-	// filter: it is left out, and the page is one short.
+	last := ids[len(ids)-1].id
+	perState := make([]int, len(states))
+	for _, v := range ids {
+		perState[v.state]++
+	}
+	var jobs []ota.Job
+	var byRow []int64
+	var rowStates []ota.JobState
+	for k, st := range states {
+		if s.dialect == sqliteDialect && f.TaskID != 0 && coveredState(st) && perState[k] >= coveredMin {
+			one := f
+			one.States = []ota.JobState{st}
+			got, err := s.jobPage(ctx, one, after, perState[k])
+			if err != nil {
+				return nil, "", fmt.Errorf("list jobs: %w", err)
+			}
+			if jobs == nil {
+				jobs = make([]ota.Job, 0, len(ids))
+			}
+			// A job that left the state since its id was read lets one
+			// of the state's jobs beyond the page in: it is left out.
+			for _, j := range got {
+				if j.ID <= last {
+					jobs = append(jobs, j)
+				}
+			}
+			continue
+		}
+		if perState[k] > 0 {
+			rowStates = append(rowStates, st)
+		}
+	}
+	for _, v := range ids {
+		if slices.Contains(rowStates, states[v.state]) {
+			byRow = append(byRow, v.id)
+		}
+	}
+	if len(byRow) > 0 {
+		got, err := s.jobsByRow(ctx, byRow, rowStates)
+		if err != nil {
+			return nil, "", fmt.Errorf("list jobs: %w", err)
+		}
+		if jobs == nil {
+			return got, next, nil // no copy
+		}
+		jobs = append(jobs, got...)
+		slices.SortFunc(jobs, func(a, b ota.Job) int { return cmp.Compare(a.ID, b.ID) })
+	}
+	return jobs, next, nil
+}
+
+// coveredMin is how many jobs of a state of failure a page of several
+// states needs to read them from jobs_task_failed rather than by row.
+const coveredMin = 10
+
+// jobsByRow reads the jobs of ids (sorted) that are in one of states, in
+// id order. A job that changed state since its id was read may have left
+// the filter: it is left out, and the page is one short.
+func (s *sqlStore) jobsByRow(ctx context.Context, ids []int64, states []ota.JobState) ([]ota.Job, error) {
 	var a args
 	var byID string
 	if s.dialect == postgresDialect {
@@ -222,11 +298,7 @@ func (s *sqlStore) mergedJobPage(ctx context.Context, f JobFilter, after int64, 
 	}
 	q := "SELECT " + s.jobCols() + " FROM jobs j WHERE " + byID +
 		" AND j.state IN (" + stateList(&a, states) + ") ORDER BY j.id"
-	jobs, err := queryCap(ctx, s.db, q, a, len(ids), s.jobListRow().scan)
-	if err != nil {
-		return nil, "", fmt.Errorf("list jobs: %w", err)
-	}
-	return jobs, next, nil
+	return queryCap(ctx, s.db, q, a, len(ids), s.jobListRow().scan)
 }
 
 // jobPage reads up to limit jobs after id after, in id order, for at most
@@ -249,6 +321,11 @@ func jobPageQuery(f JobFilter, after int64, limit int, cols string, d dialect) (
 		var cond string
 		cond, order = indexedEq(d, "j.state", stateValue(&a, f.States[0]), "j.id")
 		where = append(where, cond)
+		if d == sqliteDialect && coveredState(f.States[0]) {
+			// Implies the partial index jobs_task_failed, which covers
+			// the page: no row lookups.
+			where = append(where, "j.state IN "+failedStates)
+		}
 	case f.TaskID != 0:
 		var cond string
 		cond, order = indexedEq(d, "j.task_id", a.add(f.TaskID), "j.id")
