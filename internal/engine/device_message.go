@@ -207,7 +207,7 @@ func (w *work) loadEnded(ctx context.Context, ops []*deviceOp) error {
 // handle applies one device message to the batch's view of the jobs.
 func (w *work) handle(o *deviceOp) {
 	if o.kind != opConnect && o.kind != opDisconnect {
-		w.change.Seen = append(w.change.Seen, ota.LastSeen{DeviceID: o.dev.ID, At: o.at})
+		w.seen(o.dev.ID, o.at)
 	}
 	switch o.kind {
 	case opConnect, opDisconnect:
@@ -236,6 +236,7 @@ func (w *work) handle(o *deviceOp) {
 // start.
 func (w *work) presence(o *deviceOp) {
 	online := o.kind == opConnect
+	w.heardPending(o.dev.ID)
 	w.change.Presence = append(w.change.Presence, ota.Presence{DeviceID: o.dev.ID, Online: online, At: o.at})
 	if !online {
 		return

@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/otter-ota/otter/internal/engine"
 	"github.com/otter-ota/otter/internal/ota"
 	"github.com/otter-ota/otter/internal/store"
 	"github.com/otter-ota/otter/sdk/wire"
@@ -78,6 +79,43 @@ func TestMessagesOfADeletedDeviceAreRefusedAsUnauthorized(t *testing.T) {
 	f.inform("d1", "1.0.1") // the engine goes on
 }
 
+// TestLastSeenIsHeldWithinSeenEvery: messages within DefaultSeenEvery of
+// the last write are held, not written, and written by the next tick once
+// that time has passed, so the stored last_seen is never staler than that.
+func TestLastSeenIsHeldWithinSeenEvery(t *testing.T) {
+	f := newFixture(t, 1)
+	d := f.devs["d1"]
+	stored := func() time.Time {
+		dev, err := f.st.GetDevice(f.ctx, "demo", "d1")
+		if err != nil || dev.LastSeen == nil {
+			t.Fatalf("d1: %+v, %v", dev, err)
+		}
+		return *dev.LastSeen
+	}
+	t0 := f.clock.Now()
+	f.connect("d1")
+	f.clock.Add(time.Second)
+	f.inform("d1", "1.0.0")
+	f.clock.Add(2 * time.Second)
+	if _, err := f.e.Poll(f.ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	held := f.clock.Now()
+	if got := stored(); !got.Equal(t0) {
+		t.Fatalf("last_seen %v within %s of the connect, want the connect's %v (the messages held)", got, engine.DefaultSeenEvery, t0)
+	}
+	f.clock.Add(engine.DefaultSeenEvery)
+	f.eventually(func() bool { return stored().Equal(held) }, "a tick to write the held last_seen")
+
+	f.clock.Add(time.Second) // DefaultSeenEvery + 1 s after the last write
+	f.inform("d1", "1.0.0")
+	if got := stored(); !got.Equal(f.clock.Now()) {
+		t.Fatalf("last_seen %v, want %v: the last write is %s old", got, f.clock.Now(), engine.DefaultSeenEvery+time.Second)
+	}
+}
+
+// TestEveryDeviceMessageMovesLastSeen: with DefaultSeenEvery between them,
+// every kind of message moves last_seen at once.
 func TestEveryDeviceMessageMovesLastSeen(t *testing.T) {
 	f := newFixture(t, 1)
 	d := f.devs["d1"]
