@@ -162,6 +162,8 @@ type Engine struct {
 	// seen holds, for devices heard within about SeenEvery, the last_seen
 	// written for them and the latest message's time (see Config.SeenEvery).
 	seen map[int64]seenMark
+	// devJobs holds the active jobs of devices in seen (jobcache.go).
+	devJobs map[int64][]ota.Job
 
 	// waits holds what each held task waits for, written by the loop at
 	// every plan and read by Waiting from any goroutine.
@@ -211,6 +213,7 @@ func New(cfg Config) (*Engine, error) {
 		tasks:    make(map[int64]*taskState),
 		firmware: make(map[int64]ota.Firmware),
 		seen:     make(map[int64]seenMark),
+		devJobs:  make(map[int64][]ota.Job),
 	}, nil
 }
 

@@ -73,6 +73,7 @@ func (e *Engine) markWritten(device int64, at time.Time) {
 // SeenEvery old, so a stored last_seen is never staler than about
 // SeenEvery and a tick, and forgets devices with nothing held.
 func (e *Engine) flushSeen(ctx context.Context) {
+	defer e.pruneJobs()
 	now := e.now()
 	var c ota.ChangeSet
 	for id, m := range e.seen {

@@ -189,6 +189,7 @@ func (e *Engine) commit(ctx context.Context, w *work) error {
 		e.log.Warn("jobs changed by another writer", "jobs", conflicts)
 	}
 	e.noteSeen(w.change, w.heard)
+	e.noteJobs(w.change, conflicts)
 	for _, j := range w.change.NewJobs {
 		if ts := e.tasks[j.TaskID]; ts != nil {
 			ts.counts.Add(int(j.Phase), j.State, 1)
