@@ -108,9 +108,9 @@ func (c *Client) removePart(rec jobRecord) {
 
 // fetch is one download in progress.
 type fetch struct {
-	c    *Client
-	f    *os.File
-	buf  []byte
+	c      *Client
+	f      *os.File
+	buf    []byte
 	last   int       // last percent reported, -1 before the first report
 	lastAt time.Time // when it was reported
 }
