@@ -119,11 +119,6 @@ type Config struct {
 	// job's first download request (kept across restarts). Past it the job
 	// fails with download_failed. 0 means DefaultDownloadGrace.
 	DownloadGrace time.Duration
-	// ProgressEvery is the least time between two `downloading` reports of
-	// one download after its first: a download that crosses several tenths
-	// within it reports the latest percent once it has passed. 0 means
-	// DefaultProgressEvery.
-	ProgressEvery time.Duration
 	// Rand returns a random number in [0, 1) for jitter; nil uses
 	// math/rand/v2. Tests make it deterministic.
 	Rand func() float64
@@ -142,10 +137,6 @@ const (
 	// DefaultDownloadGrace leaves room for backoff and outages on top of
 	// the time the minimum rate needs: a 1 MiB file may take 27 minutes.
 	DefaultDownloadGrace = 10 * time.Minute
-	// DefaultProgressEvery is one second: the percent an operator watches
-	// moves as often as a person can follow, and a small file that arrives
-	// in a blink costs the server one report, not ten.
-	DefaultProgressEvery = time.Second
 )
 
 // withDefaults checks c and fills in its optional fields.
@@ -170,7 +161,6 @@ func (c Config) withDefaults() (Config, error) {
 	c.StallTimeout = cmp.Or(max(c.StallTimeout, 0), time.Minute)
 	c.DownloadGrace = cmp.Or(max(c.DownloadGrace, 0), DefaultDownloadGrace)
 	c.MinDownloadRate = cmp.Or(max(c.MinDownloadRate, 0), DefaultMinDownloadRate)
-	c.ProgressEvery = cmp.Or(max(c.ProgressEvery, 0), DefaultProgressEvery)
 	if c.Rand == nil {
 		c.Rand = rand.Float64
 	}

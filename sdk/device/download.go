@@ -108,11 +108,10 @@ func (c *Client) removePart(rec jobRecord) {
 
 // fetch is one download in progress.
 type fetch struct {
-	c      *Client
-	f      *os.File
-	buf    []byte
-	last   int       // last percent reported, -1 before the first report
-	lastAt time.Time // when it was reported
+	c    *Client
+	f    *os.File
+	buf  []byte
+	last int // last percent reported, -1 before the first report
 }
 
 // loop tries until the file is complete, backing off between tries and
@@ -301,17 +300,16 @@ func (c *Client) watchRate(cancel context.CancelCauseFunc) *rateWatch {
 func (w *rateWatch) stop() { w.timer.Stop() }
 
 // progress reports the download as docs/protocol.md section 4.4 says: at
-// the start, then each time the percent's tens digit rises and
-// ProgressEvery has passed since the last report; 100 is left to the
-// "downloaded" report. The first report is sent reliably: it tells the
+// the start, then each time the percent's tens digit rises; 100 is left to
+// the "downloaded" report. The first report is sent reliably: it tells the
 // server the device has the job.
 func (d *fetch) progress(ctx context.Context, n, size int64) {
 	pct := int(n * 100 / size)
-	if pct >= 100 || (d.last >= 0 && (pct/10 <= d.last/10 || time.Since(d.lastAt) < d.c.cfg.ProgressEvery)) {
+	if pct >= 100 || (d.last >= 0 && pct/10 <= d.last/10) {
 		return
 	}
 	first := d.last < 0
-	d.last, d.lastAt = pct, time.Now()
+	d.last = pct
 	up := d.c.current().Upgrade
 	d.c.report(ctx, wire.Progress{Job: up.Job, Attempt: up.Attempt, State: wire.StateDownloading, Percent: pct}, first)
 }
