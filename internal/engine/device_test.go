@@ -1,6 +1,7 @@
 package engine_test
 
 import (
+	"strconv"
 	"testing"
 	"time"
 
@@ -151,5 +152,49 @@ func TestEveryDeviceMessageMovesLastSeen(t *testing.T) {
 		if !dev.Online {
 			t.Errorf("after %s: the MQTT-connected device is shown offline", m.name)
 		}
+	}
+}
+
+// TestTheLoopsJobCacheFollowsEveryWrite: a device whose jobs the loop
+// holds from its last message hears the cancel of its task (written by
+// the task's cancel, not by a device message), and takes the next task's
+// job (written by the task's creation) with exact counts.
+func TestTheLoopsJobCacheFollowsEveryWrite(t *testing.T) {
+	f := newFixture(t, 2)
+	f.connect("d1", "d2")
+	first := f.task(ota.TaskSpec{Target: ota.Target{Devices: []string{"d1", "d2"}}})
+	u := f.upgradeOf("d1")
+	f.progress("d1", u, wire.StateDownloading, 10) // the loop now holds d1's job
+	if _, err := f.e.Cancel(f.ctx, first.ID); err != nil {
+		t.Fatal(err)
+	}
+	f.waitTask(first.ID, ota.TaskCancelled)
+	a, err := f.e.Progress(f.ctx, f.devs["d1"], wire.Progress{Job: u.Job, Attempt: u.Attempt, State: wire.StateDownloading, Percent: 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if up, ok := a.Message.(wire.Upgrade); a == nil || !ok || !up.Cancel || up.Job != u.Job {
+		t.Fatalf("progress on a cancelled job answered %+v, want the cancel of job %s", a, u.Job)
+	}
+	f.checkCounts(first.ID)
+
+	second := f.task(ota.TaskSpec{Target: ota.Target{Devices: []string{"d1", "d2"}}})
+	for _, k := range []string{"d1", "d2"} {
+		want := strconv.FormatInt(f.jobs(second.ID)[k].ID, 10)
+		var next wire.Upgrade
+		f.eventually(func() bool {
+			sent := f.down.Upgrades(k)
+			next = sent[len(sent)-1]
+			return !next.Cancel && next.Job == want
+		}, "the second task's command to "+k)
+		for _, s := range []wire.State{wire.StateDownloading, wire.StateDownloaded, wire.StateInstalling, wire.StateRebooting} {
+			f.progress(k, next, s, 100)
+		}
+		f.inform(k, next.Version)
+	}
+	f.waitTask(second.ID, ota.TaskCompleted)
+	f.checkCounts(second.ID)
+	if j := f.jobs(second.ID)["d1"]; j.State != ota.JobSucceeded {
+		t.Fatalf("d1's job of the second task is %s, want succeeded", j.State)
 	}
 }
