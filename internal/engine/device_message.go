@@ -72,11 +72,18 @@ var errDeviceDeleted = &wire.Error{Code: wire.CodeUnauthorized,
 
 // refuseDeleted answers the ops of devices that no longer exist as
 // unauthorized and returns the others. Devices are deleted only in the
-// loop, so a device found here still exists when the batch is written.
+// loop, so a device found here still exists when the batch is written, and
+// one the loop wrote to since it was last read (in e.seen: deletions take
+// it out) needs no reading.
 func (e *Engine) refuseDeleted(ctx context.Context, ops []*deviceOp) ([]*deviceOp, error) {
 	ids := make([]int64, 0, len(ops))
 	for _, o := range ops {
-		ids = append(ids, o.dev.ID)
+		if _, known := e.seen[o.dev.ID]; !known {
+			ids = append(ids, o.dev.ID)
+		}
+	}
+	if len(ids) == 0 {
+		return ops, nil
 	}
 	slices.Sort(ids)
 	exists, err := e.st.ExistingDevices(ctx, slices.Compact(ids))
@@ -85,7 +92,7 @@ func (e *Engine) refuseDeleted(ctx context.Context, ops []*deviceOp) ([]*deviceO
 	}
 	kept := ops[:0:0]
 	for _, o := range ops {
-		if exists[o.dev.ID] {
+		if _, known := e.seen[o.dev.ID]; known || exists[o.dev.ID] {
 			kept = append(kept, o)
 		} else {
 			o.fail(errDeviceDeleted)
@@ -146,9 +153,9 @@ func (e *Engine) loadWork(ctx context.Context, ops []*deviceOp) (*work, error) {
 		return nil, err
 	}
 	slices.Sort(devices)
-	active, err := e.st.ActiveJobs(ctx, slices.Compact(devices))
+	active, err := e.activeJobs(ctx, slices.Compact(devices))
 	if err != nil {
-		return nil, fmt.Errorf("load active jobs: %w", err)
+		return nil, err
 	}
 	w.addJobs(active)
 	if err := w.loadEnded(ctx, ops); err != nil {
@@ -207,7 +214,7 @@ func (w *work) loadEnded(ctx context.Context, ops []*deviceOp) error {
 // handle applies one device message to the batch's view of the jobs.
 func (w *work) handle(o *deviceOp) {
 	if o.kind != opConnect && o.kind != opDisconnect {
-		w.change.Seen = append(w.change.Seen, ota.LastSeen{DeviceID: o.dev.ID, At: o.at})
+		w.seen(o.dev.ID, o.at)
 	}
 	switch o.kind {
 	case opConnect, opDisconnect:
@@ -236,6 +243,7 @@ func (w *work) handle(o *deviceOp) {
 // start.
 func (w *work) presence(o *deviceOp) {
 	online := o.kind == opConnect
+	w.heardPending(o.dev.ID)
 	w.change.Presence = append(w.change.Presence, ota.Presence{DeviceID: o.dev.ID, Online: online, At: o.at})
 	if !online {
 		return

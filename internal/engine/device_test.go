@@ -1,9 +1,11 @@
 package engine_test
 
 import (
+	"strconv"
 	"testing"
 	"time"
 
+	"github.com/otter-ota/otter/internal/engine"
 	"github.com/otter-ota/otter/internal/ota"
 	"github.com/otter-ota/otter/internal/store"
 	"github.com/otter-ota/otter/sdk/wire"
@@ -78,6 +80,43 @@ func TestMessagesOfADeletedDeviceAreRefusedAsUnauthorized(t *testing.T) {
 	f.inform("d1", "1.0.1") // the engine goes on
 }
 
+// TestLastSeenIsHeldWithinSeenEvery: messages within DefaultSeenEvery of
+// the last write are held, not written, and written by the next tick once
+// that time has passed, so the stored last_seen is never staler than that.
+func TestLastSeenIsHeldWithinSeenEvery(t *testing.T) {
+	f := newFixture(t, 1)
+	d := f.devs["d1"]
+	stored := func() time.Time {
+		dev, err := f.st.GetDevice(f.ctx, "demo", "d1")
+		if err != nil || dev.LastSeen == nil {
+			t.Fatalf("d1: %+v, %v", dev, err)
+		}
+		return *dev.LastSeen
+	}
+	t0 := f.clock.Now()
+	f.connect("d1")
+	f.clock.Add(time.Second)
+	f.inform("d1", "1.0.0")
+	f.clock.Add(2 * time.Second)
+	if _, err := f.e.Poll(f.ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	held := f.clock.Now()
+	if got := stored(); !got.Equal(t0) {
+		t.Fatalf("last_seen %v within %s of the connect, want the connect's %v (the messages held)", got, engine.DefaultSeenEvery, t0)
+	}
+	f.clock.Add(engine.DefaultSeenEvery)
+	f.eventually(func() bool { return stored().Equal(held) }, "a tick to write the held last_seen")
+
+	f.clock.Add(time.Second) // DefaultSeenEvery + 1 s after the last write
+	f.inform("d1", "1.0.0")
+	if got := stored(); !got.Equal(f.clock.Now()) {
+		t.Fatalf("last_seen %v, want %v: the last write is %s old", got, f.clock.Now(), engine.DefaultSeenEvery+time.Second)
+	}
+}
+
+// TestEveryDeviceMessageMovesLastSeen: with DefaultSeenEvery between them,
+// every kind of message moves last_seen at once.
 func TestEveryDeviceMessageMovesLastSeen(t *testing.T) {
 	f := newFixture(t, 1)
 	d := f.devs["d1"]
@@ -113,5 +152,49 @@ func TestEveryDeviceMessageMovesLastSeen(t *testing.T) {
 		if !dev.Online {
 			t.Errorf("after %s: the MQTT-connected device is shown offline", m.name)
 		}
+	}
+}
+
+// TestTheLoopsJobCacheFollowsEveryWrite: a device whose jobs the loop
+// holds from its last message hears the cancel of its task (written by
+// the task's cancel, not by a device message), and takes the next task's
+// job (written by the task's creation) with exact counts.
+func TestTheLoopsJobCacheFollowsEveryWrite(t *testing.T) {
+	f := newFixture(t, 2)
+	f.connect("d1", "d2")
+	first := f.task(ota.TaskSpec{Target: ota.Target{Devices: []string{"d1", "d2"}}})
+	u := f.upgradeOf("d1")
+	f.progress("d1", u, wire.StateDownloading, 10) // the loop now holds d1's job
+	if _, err := f.e.Cancel(f.ctx, first.ID); err != nil {
+		t.Fatal(err)
+	}
+	f.waitTask(first.ID, ota.TaskCancelled)
+	a, err := f.e.Progress(f.ctx, f.devs["d1"], wire.Progress{Job: u.Job, Attempt: u.Attempt, State: wire.StateDownloading, Percent: 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if up, ok := a.Message.(wire.Upgrade); a == nil || !ok || !up.Cancel || up.Job != u.Job {
+		t.Fatalf("progress on a cancelled job answered %+v, want the cancel of job %s", a, u.Job)
+	}
+	f.checkCounts(first.ID)
+
+	second := f.task(ota.TaskSpec{Target: ota.Target{Devices: []string{"d1", "d2"}}})
+	for _, k := range []string{"d1", "d2"} {
+		want := strconv.FormatInt(f.jobs(second.ID)[k].ID, 10)
+		var next wire.Upgrade
+		f.eventually(func() bool {
+			sent := f.down.Upgrades(k)
+			next = sent[len(sent)-1]
+			return !next.Cancel && next.Job == want
+		}, "the second task's command to "+k)
+		for _, s := range []wire.State{wire.StateDownloading, wire.StateDownloaded, wire.StateInstalling, wire.StateRebooting} {
+			f.progress(k, next, s, 100)
+		}
+		f.inform(k, next.Version)
+	}
+	f.waitTask(second.ID, ota.TaskCompleted)
+	f.checkCounts(second.ID)
+	if j := f.jobs(second.ID)["d1"]; j.State != ota.JobSucceeded {
+		t.Fatalf("d1's job of the second task is %s, want succeeded", j.State)
 	}
 }

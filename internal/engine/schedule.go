@@ -516,6 +516,7 @@ func (e *Engine) cancelQueued(ctx context.Context, ts *taskState, code, message,
 		req.Event = &ev
 	}
 	cancelled, err := e.st.CancelQueued(ctx, req)
+	e.forgetJobs()
 	if err != nil {
 		return err
 	}

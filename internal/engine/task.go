@@ -107,7 +107,9 @@ func (e *Engine) createTask(ctx context.Context, spec ota.TaskSpec) (ota.Task, e
 		jobs[i].CreatedAt, jobs[i].UpdatedAt = now, now
 		counts.Add(int(jobs[i].Phase), jobs[i].State, 1)
 	}
-	if err := e.st.CreateTask(ctx, &t, jobs); err != nil {
+	err = e.st.CreateTask(ctx, &t, jobs)
+	e.forgetJobs() // written or not: an error may come after the commit
+	if err != nil {
 		return ota.Task{}, err
 	}
 	ts, err := e.cache(ota.ActiveTask{Task: t}, fw, counts)

@@ -34,7 +34,10 @@ type work struct {
 	joined  map[jobRef]bool
 	// last holds, for the devices that poll in this batch, the newest job
 	// of each of their modules, so a poll can repeat a cancel.
-	last   map[int64][]ota.Job
+	last map[int64][]ota.Job
+	// heard holds the batch's messages whose last_seen is held back (see
+	// Config.SeenEvery): the latest per device.
+	heard  map[int64]time.Time
 	change ota.ChangeSet
 	sends  []outgoing
 }
@@ -172,6 +175,7 @@ func (e *Engine) commit(ctx context.Context, w *work) error {
 		w.change.Jobs = append(w.change.Jobs, ota.JobUpdate{Old: old, New: *w.jobs[id]})
 	}
 	if w.empty() {
+		e.noteSeen(w.change, w.heard)
 		return nil
 	}
 	start := time.Now()
@@ -184,6 +188,8 @@ func (e *Engine) commit(ctx context.Context, w *work) error {
 		// Another writer moved these jobs first; the device will resend.
 		e.log.Warn("jobs changed by another writer", "jobs", conflicts)
 	}
+	e.noteSeen(w.change, w.heard)
+	e.noteJobs(w.change, conflicts)
 	for _, j := range w.change.NewJobs {
 		if ts := e.tasks[j.TaskID]; ts != nil {
 			ts.counts.Add(int(j.Phase), j.State, 1)

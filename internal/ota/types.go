@@ -43,7 +43,9 @@ type Device struct {
 	Versions map[string]string `json:"versions"` // module -> version last reported
 	Online   bool              `json:"online"`
 	// LastSeen is the last time the device connected, disconnected or sent
-	// a message; nil until it has done any of those.
+	// a message, to within about ten seconds (a message that soon after
+	// the last stored one is written later); nil until it has done any of
+	// those.
 	LastSeen  *time.Time `json:"last_seen"`
 	CreatedAt time.Time  `json:"created_at"`
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -139,6 +140,28 @@ func oneScheduler(api *client.Client) bool {
 // leaderMetric reads otter_scheduler_leader from the replica's /metrics;
 // -1 when it cannot.
 func leaderMetric(base string) int { return metricValue(base, "otter_scheduler_leader") }
+
+// counterValue reads the series name, without labels, from the replica's
+// /metrics; -1 when it cannot.
+func counterValue(base, name string) float64 {
+	hc := &http.Client{Timeout: 3 * time.Second}
+	resp, err := hc.Get(base + "/metrics")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				return -1
+			}
+			return f
+		}
+	}
+	return -1
+}
 
 // metricValue reads the series name, without labels, of value 0 or 1 from
 // the replica's /metrics; -1 when it cannot.
