@@ -51,13 +51,25 @@ func taskNotFound(id int64) error { return notFound("task %d does not exist", id
 // one transaction, with the task's counts. A device that already has an
 // active job on the module makes it fail with ECONFLICT: the database's
 // one-active-job index is the final judge.
+//
+// On SQLite the transaction runs without foreign key checks (see
+// beginUnchecked): the jobs refer to the task it inserts, and the task's
+// firmware is checked here instead.
 func (s *sqlStore) CreateTask(ctx context.Context, task *ota.Task, jobs []ota.Job) error {
-	t, err := s.begin(ctx)
+	t, err := s.beginUnchecked(ctx)
 	if err != nil {
 		return err
 	}
 	defer t.Rollback()
 	task.CreatedAt = t.now
+	var found int
+	err = t.QueryRowContext(ctx, "SELECT COUNT(*) FROM firmware WHERE id = $1", task.FirmwareID).Scan(&found)
+	if err != nil {
+		return fmt.Errorf("find the task's firmware: %w", err)
+	}
+	if found == 0 {
+		return notFound("firmware %d does not exist", task.FirmwareID)
+	}
 	id, err := insertTask(ctx, t, task)
 	if err != nil {
 		return err
