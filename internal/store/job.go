@@ -311,11 +311,13 @@ func (s *sqlStore) QueuedJobs(ctx context.Context, q ota.QueuedQuery) ([]ota.Job
 	if q.OnlineOnly {
 		join = " JOIN devices d ON d.id = j.device_id AND d.online = " + a.add(true)
 	}
-	query := "SELECT " + jobColumns + " FROM jobs j" + join + " WHERE j.task_id = " + a.add(q.TaskID) +
+	query := "SELECT " + s.jobCols() + " FROM jobs j" + join + " WHERE j.task_id = " + a.add(q.TaskID) +
 		" AND j.state = 'queued' AND j.phase <= " + a.add(q.MaxPhase) +
 		" AND (j.next_attempt_at IS NULL OR j.next_attempt_at <= " + a.add(q.Now.UTC()) + ")" +
 		" ORDER BY j.phase, j.seq LIMIT " + a.add(q.Limit)
-	jobs, err := queryJobs(ctx, s.db, query, a)
+	// Read as the lists read jobs (jobCols): a batch's worth of rows, with
+	// their times scanned as text rather than parsed by the driver.
+	jobs, err := queryCap(ctx, s.db, query, a, q.Limit, s.jobListRow().scan)
 	if err != nil {
 		return nil, fmt.Errorf("queued jobs of task %d: %w", q.TaskID, err)
 	}
