@@ -36,6 +36,9 @@ type tx struct {
 	db      *sql.DB
 	stmts   *stmtCache
 	dialect dialect
+	// conn is the connection of a transaction begun by beginUnchecked, for
+	// what database/sql cannot do (PostgreSQL's COPY).
+	conn    *sql.Conn
 	now     time.Time
 	actor   string
 	release func()
@@ -65,12 +68,10 @@ func (s *sqlStore) begin(ctx context.Context) (*tx, error) {
 // (device, module) and (device, id) index entries land all over their
 // indexes. The pragma can change only outside a transaction; it is set
 // back when the transaction ends, and a connection that cannot be set
-// back is closed rather than returned to the pool. PostgreSQL gets a plain
-// transaction.
+// back is closed rather than returned to the pool. On PostgreSQL, whose
+// checks cost no journal, the transaction keeps them and its connection
+// is at hand for COPY (tx.conn).
 func (s *sqlStore) beginUnchecked(ctx context.Context) (*tx, error) {
-	if s.dialect != sqliteDialect {
-		return s.begin(ctx)
-	}
 	release, err := s.acquireWrite(ctx)
 	if err != nil {
 		return nil, err
@@ -81,19 +82,26 @@ func (s *sqlStore) beginUnchecked(ctx context.Context) (*tx, error) {
 		return nil, fmt.Errorf("take a connection: %w", err)
 	}
 	done := func() {
-		restoreForeignKeys(conn)
+		conn.Close()
 		release()
 	}
-	if _, err := conn.ExecContext(ctx, "PRAGMA foreign_keys = OFF"); err != nil {
-		done()
-		return nil, fmt.Errorf("foreign keys off: %w", err)
+	if s.dialect == sqliteDialect {
+		done = func() {
+			restoreForeignKeys(conn)
+			release()
+		}
+		if _, err := conn.ExecContext(ctx, "PRAGMA foreign_keys = OFF"); err != nil {
+			done()
+			return nil, fmt.Errorf("foreign keys off: %w", err)
+		}
 	}
 	sqlTx, err := conn.BeginTx(ctx, nil)
 	if err != nil {
 		done()
 		return nil, fmt.Errorf("begin transaction: %w", err)
 	}
-	return &tx{Tx: sqlTx, binder: s.db.binder, db: s.db.DB, stmts: s.db.stmts, dialect: s.dialect, now: s.now(), actor: ota.ActorFrom(ctx), release: done}, nil
+	return &tx{Tx: sqlTx, binder: s.db.binder, db: s.db.DB, stmts: s.db.stmts, dialect: s.dialect, conn: conn,
+		now: s.now(), actor: ota.ActorFrom(ctx), release: done}, nil
 }
 
 // restoreForeignKeys turns the connection's foreign key checks back on
