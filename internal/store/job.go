@@ -388,11 +388,13 @@ func (s *sqlStore) QueuedJobs(ctx context.Context, q ota.QueuedQuery) ([]ota.Job
 	if q.OnlineOnly {
 		join = " JOIN devices d ON d.id = j.device_id AND d.online = " + a.add(true)
 	}
-	query := "SELECT " + jobColumns + " FROM jobs j" + join + " WHERE j.task_id = " + a.add(q.TaskID) +
+	query := "SELECT " + s.jobCols() + " FROM jobs j" + join + " WHERE j.task_id = " + a.add(q.TaskID) +
 		" AND j.state = 'queued' AND j.phase <= " + a.add(q.MaxPhase) +
 		" AND (j.next_attempt_at IS NULL OR j.next_attempt_at <= " + a.add(q.Now.UTC()) + ")" +
 		" ORDER BY j.phase, j.seq LIMIT " + a.add(q.Limit)
-	jobs, err := queryJobs(ctx, s.db, query, a)
+	// Read as the lists read jobs (jobCols): a batch's worth of rows, with
+	// their times scanned as text rather than parsed by the driver.
+	jobs, err := queryCap(ctx, s.db, query, a, q.Limit, s.jobListRow().scan)
 	if err != nil {
 		return nil, fmt.Errorf("queued jobs of task %d: %w", q.TaskID, err)
 	}
@@ -553,7 +555,7 @@ func cancelWaitingJobs(ctx context.Context, t *tx, r ota.CancelRequest, state ot
 	if err != nil {
 		return fmt.Errorf("record cancelled jobs: %w", err)
 	}
-	_, err = t.ExecContext(ctx, `UPDATE jobs SET state = $1, code = $2, message = $3, updated_at = $4,
+	_, err = t.ExecContext(ctx, `UPDATE jobs SET state = $1, active = FALSE, code = $2, message = $3, updated_at = $4,
 		deadline = NULL, next_attempt_at = NULL, rev = rev + 1 WHERE task_id = $5 AND state = $6`,
 		ota.JobCancelled, r.Code, r.Message, t.now, r.TaskID, state)
 	if err != nil {
@@ -599,12 +601,16 @@ var jobUpdateColumns = []struct{ name, sqlType string }{
 	{"deadline", "TIMESTAMPTZ"}, {"next_attempt_at", "TIMESTAMPTZ"}, {"sent_at", "TIMESTAMPTZ"}, {"updated_at", "TIMESTAMPTZ"},
 }
 
+// jobUpdateColumnsActive are jobUpdateColumns and active, for the changes
+// that end a job or bring one back.
+var jobUpdateColumnsActive = append(slices.Clip(jobUpdateColumns), struct{ name, sqlType string }{"active", "BOOLEAN"})
+
 // updateJobs writes job changes with a revision check, a chunk of changes
 // per statement (UPDATE ... FROM VALUES ... RETURNING), and returns the
 // conflicting ids and the count deltas of the changes written.
 func updateJobs(ctx context.Context, t *tx, changes []ota.JobUpdate) ([]int64, map[int64]ota.PhaseCounts, error) {
 	written := make(map[int64]bool, len(changes))
-	for _, chunk := range chunks(changes, len(jobUpdateColumns)) {
+	for _, chunk := range chunks(changes, len(jobUpdateColumnsActive)) {
 		ids, err := updateJobChunk(ctx, t, chunk)
 		if err != nil {
 			return nil, nil, err
@@ -635,21 +641,29 @@ func updateJobs(ctx context.Context, t *tx, changes []ota.JobUpdate) ([]int64, m
 }
 
 func updateJobChunk(ctx context.Context, t *tx, chunk []ota.JobUpdate) ([]int64, error) {
+	// active (see migration 00010) is written only by the chunks that end
+	// a job or bring one back: left out of SET, the one-active-job index
+	// is not touched at all.
+	cols := jobUpdateColumns
+	if slices.ContainsFunc(chunk, func(c ota.JobUpdate) bool { return c.Old.State.Terminal() != c.New.State.Terminal() }) {
+		cols = jobUpdateColumnsActive
+	}
 	var a args
 	rows := make([]string, len(chunk))
 	for i, c := range chunk {
 		n := c.New
 		vals := []any{n.ID, c.Old.Rev, n.State, n.Percent, n.Attempt, n.Code, n.Message, n.Phase, n.FromVersion,
-			nullTime(n.StartedAt), nullTime(n.Deadline), nullTime(n.NextAttemptAt), nullTime(n.SentAt), n.UpdatedAt.UTC()}
-		ph := make([]string, len(vals))
-		for k, v := range vals {
-			ph[k] = t.typed(a.add(v), jobUpdateColumns[k].sqlType)
+			nullTime(n.StartedAt), nullTime(n.Deadline), nullTime(n.NextAttemptAt), nullTime(n.SentAt), n.UpdatedAt.UTC(),
+			!n.State.Terminal()}
+		ph := make([]string, len(cols))
+		for k := range cols {
+			ph[k] = t.typed(a.add(vals[k]), cols[k].sqlType)
 		}
 		rows[i] = "(" + strings.Join(ph, ", ") + ")"
 	}
-	names := make([]string, len(jobUpdateColumns))
-	sets := make([]string, 0, len(jobUpdateColumns))
-	for i, c := range jobUpdateColumns {
+	names := make([]string, len(cols))
+	sets := make([]string, 0, len(cols))
+	for i, c := range cols {
 		names[i] = c.name
 		if c.name != "id" && c.name != "rev" {
 			sets = append(sets, c.name+" = v."+c.name)

@@ -157,3 +157,57 @@ func testCreateTaskOverABusyDeviceStoresNothing(t *testing.T, s store.Store) {
 		t.Fatalf("counts %v, want 3 notified", got.Counts)
 	}
 }
+
+// The one-active-job rule follows a job through its end and a retry
+// (the index keys on the active flag that Apply and CancelQueued keep in
+// step with the state): a job that fails frees its device for another
+// task, and bringing it back while that task holds the device is refused.
+func TestOneActiveJobFollowsEndsAndRetries(t *testing.T) {
+	run(t, func(t *testing.T, s store.Store) {
+		ctx := as("engine")
+		first, jobs := rollout(t, s, 2)
+		j := jobs[0]
+		failed := j
+		failed.State, failed.Code = ota.JobFailed, "install_failed"
+		conflicts, err := s.Apply(ctx, ota.ChangeSet{Jobs: []ota.JobUpdate{{Old: j, New: failed}}})
+		must(t, err)
+		if len(conflicts) != 0 {
+			t.Fatalf("conflicts %v", conflicts)
+		}
+		second := ota.Task{Product: "demo", Module: "default", FirmwareID: first.FirmwareID, Version: "1.1.0", Mode: ota.ModePush,
+			State: ota.TaskRunning, Total: 1}
+		job := ota.Job{DeviceID: j.DeviceID, Device: j.Device, Product: "demo", Module: "default",
+			State: ota.JobQueued, FromVersion: "1.0.0", Version: "1.1.0"}
+		must(t, s.CreateTask(ctx, &second, []ota.Job{job}))
+		stored, err := s.JobsByID(ctx, []int64{j.ID})
+		must(t, err)
+		if len(stored) != 1 {
+			t.Fatalf("%d jobs read back, want 1", len(stored))
+		}
+		retried := stored[0]
+		retried.State, retried.Code = ota.JobQueued, ""
+		_, err = s.Apply(ctx, ota.ChangeSet{Jobs: []ota.JobUpdate{{Old: stored[0], New: retried}}})
+		if err == nil {
+			t.Fatal("a retry of a job whose device another task holds was stored")
+		}
+		// The other device's job is still active: a third task over it
+		// is refused too.
+		third := second
+		busy := ota.Job{DeviceID: jobs[1].DeviceID, Device: jobs[1].Device, Product: "demo", Module: "default",
+			State: ota.JobQueued, FromVersion: "1.0.0", Version: "1.1.0"}
+		wantCode(t, s.CreateTask(ctx, &third, []ota.Job{busy}), ota.ECONFLICT)
+	})
+}
+
+// Creating a task checks its firmware, although on SQLite its jobs are
+// inserted without foreign key checks.
+func TestCreateTaskOfAMissingFirmwareIsNotFound(t *testing.T) {
+	run(t, func(t *testing.T, s store.Store) {
+		ctx := as("op")
+		_, jobs := rollout(t, s, 1)
+		task := ota.Task{Product: "demo", Module: "default", FirmwareID: 9999, Version: "1.1.0", Mode: ota.ModePush,
+			State: ota.TaskRunning, Total: 1}
+		wantCode(t, s.CreateTask(ctx, &task, []ota.Job{{DeviceID: jobs[0].DeviceID + 100, Device: "x", Product: "demo",
+			Module: "default", State: ota.JobQueued, Version: "1.1.0"}}), ota.ENOTFOUND)
+	})
+}

@@ -29,8 +29,11 @@ func TestMigrationCountsAttemptsFromOne(t *testing.T) {
 			"UPDATE jobs SET attempt = 1 WHERE id = (SELECT MIN(id) FROM jobs)", // retried once, as counted before
 			"UPDATE jobs SET state = 'failed', percent = 100 WHERE id = (SELECT MAX(id) FROM jobs)",
 			// Later migrations are undone in the record too, or goose calls
-			// 3 out of order; they are written to run again, except 6
-			// and 8, whose columns go first.
+			// 3 out of order; they are written to run again, except 6,
+			// 8 and 10, whose columns (and 10's index) go first.
+			"DROP INDEX jobs_one_active",
+			"ALTER TABLE jobs DROP COLUMN active",
+			"CREATE UNIQUE INDEX jobs_one_active ON jobs (device_id, module) WHERE state NOT IN ('succeeded', 'failed', 'rejected', 'timed_out', 'cancelled')",
 			"ALTER TABLE firmware DROP COLUMN status",
 			"ALTER TABLE devices DROP COLUMN secret_sealed",
 			"ALTER TABLE products DROP COLUMN protocol",

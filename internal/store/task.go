@@ -10,6 +10,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+
 	"github.com/otter-ota/otter/internal/ota"
 )
 
@@ -51,13 +54,25 @@ func taskNotFound(id int64) error { return notFound("task %d does not exist", id
 // one transaction, with the task's counts. A device that already has an
 // active job on the module makes it fail with ECONFLICT: the database's
 // one-active-job index is the final judge.
+//
+// On SQLite the transaction runs without foreign key checks (see
+// beginUnchecked): the jobs refer to the task it inserts, and the task's
+// firmware is checked here instead.
 func (s *sqlStore) CreateTask(ctx context.Context, task *ota.Task, jobs []ota.Job) error {
-	t, err := s.begin(ctx)
+	t, err := s.beginUnchecked(ctx)
 	if err != nil {
 		return err
 	}
 	defer t.Rollback()
 	task.CreatedAt = t.now
+	var found int
+	err = t.QueryRowContext(ctx, "SELECT COUNT(*) FROM firmware WHERE id = $1", task.FirmwareID).Scan(&found)
+	if err != nil {
+		return fmt.Errorf("find the task's firmware: %w", err)
+	}
+	if found == 0 {
+		return notFound("firmware %d does not exist", task.FirmwareID)
+	}
 	id, err := insertTask(ctx, t, task)
 	if err != nil {
 		return err
@@ -107,6 +122,12 @@ func insertTask(ctx context.Context, t *tx, task *ota.Task) (int64, error) {
 // insertJobs writes a new task's jobs with multi-row INSERTs and counts
 // them per phase.
 func insertJobs(ctx context.Context, t *tx, taskID int64, jobs []ota.Job) error {
+	if t.dialect == postgresDialect && t.conn != nil {
+		if err := copyJobs(ctx, t, taskID, jobs); err != nil {
+			return err
+		}
+		return addCounts(ctx, t, taskID, newJobCounts(jobs))
+	}
 	const cols = 13
 	seq := 0
 	for _, chunk := range chunks(jobs, cols) {
@@ -125,11 +146,48 @@ func insertJobs(ctx context.Context, t *tx, taskID int64, jobs []ota.Job) error 
 			return fmt.Errorf("insert jobs: %w", err)
 		}
 	}
+	return addCounts(ctx, t, taskID, newJobCounts(jobs))
+}
+
+// newJobCounts counts new jobs per phase and state.
+func newJobCounts(jobs []ota.Job) ota.PhaseCounts {
 	counts := ota.PhaseCounts{}
 	for _, j := range jobs {
 		counts.Add(int(j.Phase), newJobState(j), 1)
 	}
-	return addCounts(ctx, t, taskID, counts)
+	return counts
+}
+
+// copyJobs writes a new task's jobs with PostgreSQL's COPY, in the
+// transaction: one stream instead of a statement of 512 rows at a time.
+func copyJobs(ctx context.Context, t *tx, taskID int64, jobs []ota.Job) error {
+	cols := []string{"task_id", "device_id", "device", "product", "module", "state", "phase", "seq", "from_version", "version",
+		"created_at", "updated_at", "attempt"}
+	err := t.conn.Raw(func(dc any) error {
+		c, ok := dc.(*stdlib.Conn)
+		if !ok {
+			return fmt.Errorf("copy jobs: the driver's connection is a %T", dc)
+		}
+		i := 0
+		src := pgx.CopyFromFunc(func() ([]any, error) {
+			if i == len(jobs) {
+				return nil, nil
+			}
+			j := jobs[i]
+			i++
+			return []any{taskID, j.DeviceID, j.Device, j.Product, j.Module, string(newJobState(j)), int32(j.Phase), int64(i),
+				j.FromVersion, j.Version, t.now, t.now, int32(1)}, nil // a new job is at its first attempt
+		})
+		_, err := c.Conn().CopyFrom(ctx, pgx.Identifier{"jobs"}, cols, src)
+		return err
+	})
+	if isUniqueViolation(err) {
+		return conflict("a device of this task is already being upgraded on this module by another task: create the task again to see which, or leave the busy devices out")
+	}
+	if err != nil {
+		return fmt.Errorf("insert jobs: %w", err)
+	}
+	return nil
 }
 
 // addCounts adds deltas to a task's counts.

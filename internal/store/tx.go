@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"fmt"
 	"strconv"
 	"strings"
@@ -35,6 +36,9 @@ type tx struct {
 	db      *sql.DB
 	stmts   *stmtCache
 	dialect dialect
+	// conn is the connection of a transaction begun by beginUnchecked, for
+	// what database/sql cannot do (PostgreSQL's COPY).
+	conn    *sql.Conn
 	now     time.Time
 	actor   string
 	release func()
@@ -53,6 +57,61 @@ func (s *sqlStore) begin(ctx context.Context) (*tx, error) {
 		return nil, fmt.Errorf("begin transaction: %w", err)
 	}
 	return &tx{Tx: sqlTx, binder: s.db.binder, db: s.db.DB, stmts: s.db.stmts, dialect: s.dialect, now: s.now(), actor: ota.ActorFrom(ctx), release: release}, nil
+}
+
+// beginUnchecked is begin on a connection whose foreign key checks are
+// off for the transaction, for SQLite: for writes whose every reference
+// the transaction itself has just made or checked. A multi-row INSERT into
+// a table with a foreign key may stop half-way on a violation, so SQLite
+// copies every existing page the statement changes into a statement
+// journal first: a third of the CPU of storing a new task's jobs, whose
+// (device, module) and (device, id) index entries land all over their
+// indexes. The pragma can change only outside a transaction; it is set
+// back when the transaction ends, and a connection that cannot be set
+// back is closed rather than returned to the pool. On PostgreSQL, whose
+// checks cost no journal, the transaction keeps them and its connection
+// is at hand for COPY (tx.conn).
+func (s *sqlStore) beginUnchecked(ctx context.Context) (*tx, error) {
+	release, err := s.acquireWrite(ctx)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		release()
+		return nil, fmt.Errorf("take a connection: %w", err)
+	}
+	done := func() {
+		conn.Close()
+		release()
+	}
+	if s.dialect == sqliteDialect {
+		done = func() {
+			restoreForeignKeys(conn)
+			release()
+		}
+		if _, err := conn.ExecContext(ctx, "PRAGMA foreign_keys = OFF"); err != nil {
+			done()
+			return nil, fmt.Errorf("foreign keys off: %w", err)
+		}
+	}
+	sqlTx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		done()
+		return nil, fmt.Errorf("begin transaction: %w", err)
+	}
+	return &tx{Tx: sqlTx, binder: s.db.binder, db: s.db.DB, stmts: s.db.stmts, dialect: s.dialect, conn: conn,
+		now: s.now(), actor: ota.ActorFrom(ctx), release: done}, nil
+}
+
+// restoreForeignKeys turns the connection's foreign key checks back on
+// (which also expires the statements prepared on it without them) and
+// returns it to the pool, or closes it if that fails.
+func restoreForeignKeys(conn *sql.Conn) {
+	if _, err := conn.ExecContext(context.Background(), "PRAGMA foreign_keys = ON"); err != nil {
+		_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+	}
+	conn.Close()
 }
 
 // acquireWrite waits for SQLite's single write slot; PostgreSQL needs none.
