@@ -18,10 +18,6 @@ import (
 	"github.com/otter-ota/otter/internal/ota"
 )
 
-// downloadRetryAfter is the Retry-After, in seconds, of a download refused
-// because too many are being served.
-const downloadRetryAfter = 30
-
 // redirectTTL bounds the life of the store URL a download is redirected
 // to: a device follows the redirect at once, and a resume comes back
 // through otter's own URL for a fresh one. S3 checks the signature when a
@@ -66,12 +62,14 @@ func (h *Handler) serveDownload(w *countingWriter, r *http.Request, idText strin
 		return
 	}
 	if !acquire(h.dlSlots) {
-		w.Header().Set("Retry-After", strconv.Itoa(downloadRetryAfter))
+		w.Header().Set("Retry-After", strconv.Itoa(h.dlPace.retryAfter(h.cfg.Now())))
 		plainError(w, http.StatusServiceUnavailable, "too many downloads at once: try again after Retry-After seconds")
 		return
 	}
 	h.metrics.dlInFlight.Inc()
-	defer w.afterBody(h.downloadDone)
+	started := h.cfg.Now()
+	h.dlPace.start(started)
+	defer w.afterBody(func() { h.downloadDone(started) })
 	fw, ok := h.grantedFirmware(w, r, g)
 	switch {
 	case ok && h.cfg.Redirect && !h.staleIfRange(r, fw):
@@ -82,7 +80,8 @@ func (h *Handler) serveDownload(w *countingWriter, r *http.Request, idText strin
 }
 
 // downloadDone ends a download that held a slot.
-func (h *Handler) downloadDone() {
+func (h *Handler) downloadDone(started time.Time) {
+	h.dlPace.done(h.cfg.Now().Sub(started))
 	h.metrics.dlInFlight.Dec()
 	release(h.dlSlots)
 }

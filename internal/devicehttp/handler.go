@@ -89,6 +89,7 @@ type Handler struct {
 	firmwares *firmwareCache
 	slots     chan struct{}   // device API requests in flight
 	dlSlots   chan struct{}   // downloads in flight; nil: no limit
+	dlPace    downloadPace    // the Retry-After of a download refused a slot
 	logErrors *rate.Sometimes // server errors are logged at most once a second
 }
 
