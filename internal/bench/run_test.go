@@ -168,18 +168,20 @@ func TestListsInProcess(t *testing.T) {
 }
 
 // TestListsSeparateServerWhileStarting reads the lists from a server in a
-// process of its own while its engine starts the task's 10,000 startable
-// jobs, 1,000 a commit: 2 readers reading 10 pages of each list take a few
-// commits' time, under load as on an idle machine, so that the engine is
-// seen starting jobs and does not run out of them.
+// process of its own while its engine starts the task's 22,000 startable
+// jobs, 1,000 a commit: 2 readers reading 20 pages of each list take
+// several commits' time, under load as on an idle machine, so that the
+// engine is seen starting jobs and does not run out of them. (At 20,000
+// rows and 10 pages, CI once saw the reads end before the engine's second
+// commit.)
 func TestListsSeparateServerWhileStarting(t *testing.T) {
 	rep, err := bench.RunLists(testContext(t), bench.ListsConfig{
-		Rows: 20000, DBURL: os.Getenv(storetest.PostgresEnv), Executable: os.Args[0], Readers: 2, Requests: 10, WhileStarting: true,
+		Rows: 50000, DBURL: os.Getenv(storetest.PostgresEnv), Executable: os.Args[0], Readers: 2, Requests: 20, WhileStarting: true,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkLists(t, rep, 2*10)
+	checkLists(t, rep, 2*20)
 	t.Logf("the engine started %d jobs during the reads, %.0f a second", rep.JobsStarted, rep.JobsPerSecond)
 	if !rep.SeparateServer || !rep.WhileStarting || rep.JobsStarted <= 0 || rep.JobsPerSecond <= 0 {
 		t.Errorf("report %+v: want a separate server starting jobs during the reads", rep)

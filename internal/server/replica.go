@@ -38,9 +38,14 @@ const (
 	// heartbeatEvery is how often a replica refreshes its row and learns
 	// which replica leads.
 	heartbeatEvery = 2 * time.Second
-	// goneAfter is how old a heartbeat may be before the replica is shown
-	// as gone (and no longer forwarded to).
-	goneAfter = 3 * heartbeatEvery
+	// aloneHeartbeatEvery is the same for the one process of a SQLite
+	// database, whose row only tells GET /api/v1/server when it last beat:
+	// every write to SQLite empties the page cache of each reading
+	// connection, which a list then refills page by page.
+	aloneHeartbeatEvery = time.Minute
+	// goneAfter is how many heartbeat periods old a heartbeat may be before
+	// the replica is shown as gone (and no longer forwarded to).
+	goneAfter = 3
 	// pruneAfter is how long a gone replica is still listed.
 	pruneAfter = 10 * time.Minute
 	// forwardedHeader marks a request one replica forwarded to another, so
@@ -58,6 +63,7 @@ type cluster struct {
 	id        string
 	started   time.Time
 	elector   leader.Elector
+	beatEvery time.Duration // how often this replica beats
 	engines   engineRef
 	ext       atomic.Pointer[brokerclient.Client] // the term's external broker client
 	extMu     sync.Mutex                          // held while ext is closed
@@ -95,6 +101,10 @@ func (s *Server) elector() leader.Elector {
 func (s *Server) initCluster() error {
 	c := &s.cluster
 	c.id, c.started, c.elector = newReplicaID(), time.Now(), s.elector()
+	c.beatEvery = heartbeatEvery
+	if _, alone := c.elector.(leader.Always); alone {
+		c.beatEvery = aloneHeartbeatEvery
+	}
 	c.leaderURL.Store(new(string))
 	c.gauge = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "otter_scheduler_leader",
@@ -166,7 +176,7 @@ func (s *Server) startCluster(ctx context.Context, e engine.Config) error {
 	}()
 	go func() {
 		defer c.done.Done()
-		t := time.NewTicker(heartbeatEvery)
+		t := time.NewTicker(c.beatEvery)
 		defer t.Stop()
 		for {
 			select {
@@ -210,7 +220,7 @@ func (s *Server) lead(ctx context.Context, e engine.Config, held context.Context
 			select {
 			case <-ctx.Done():
 				return
-			case <-time.After(heartbeatEvery):
+			case <-time.After(s.cluster.beatEvery):
 			}
 		}
 	}
@@ -234,7 +244,7 @@ func (s *Server) fence(ctx context.Context, held context.Context) {
 // otherLeaderMayLive reports whether another replica said it led within
 // the last fence period.
 func (s *Server) otherLeaderMayLive(ctx context.Context, fence time.Duration) bool {
-	rs, err := s.store.Replicas(ctx, time.Now().Add(-fence-heartbeatEvery))
+	rs, err := s.store.Replicas(ctx, time.Now().Add(-fence-s.cluster.beatEvery))
 	if err != nil {
 		return true
 	}
@@ -373,7 +383,7 @@ func (s *Server) heartbeat(ctx context.Context) error {
 
 // findLeader reads which replica leads and remembers its URL ("": none).
 func (s *Server) findLeader(ctx context.Context) (string, error) {
-	rs, err := s.store.Replicas(ctx, time.Now().Add(-goneAfter))
+	rs, err := s.store.Replicas(ctx, time.Now().Add(-goneAfter*s.cluster.beatEvery))
 	if err != nil {
 		return "", err
 	}
@@ -394,7 +404,7 @@ func (s *Server) replicas(ctx context.Context) ([]api.Replica, error) {
 	now := time.Now()
 	out := make([]api.Replica, 0, len(rs))
 	for i, r := range rs {
-		gone := now.Sub(r.HeartbeatAt) > goneAfter
+		gone := now.Sub(r.HeartbeatAt) > goneAfter*s.cluster.beatEvery
 		var since *time.Time
 		if i == 0 && !r.LeadingSince.IsZero() && !gone {
 			since = &r.LeadingSince
