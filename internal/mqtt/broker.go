@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -24,6 +23,7 @@ import (
 
 	"github.com/otter-ota/otter/internal/credential"
 	"github.com/otter-ota/otter/internal/engine"
+	"github.com/otter-ota/otter/internal/listenaddr"
 	"github.com/otter-ota/otter/internal/ota"
 	"github.com/otter-ota/otter/sdk/wire"
 )
@@ -205,7 +205,7 @@ func serverOptions(log *slog.Logger) *mochi.Options {
 func listen(flag, addr string) (net.Listener, error) {
 	ln, err := net.Listen("tcp", addr)
 	if errors.Is(err, syscall.EADDRINUSE) {
-		return nil, fmt.Errorf("%s is already in use by another program (Mosquitto?): choose another address with %s (for example %s %s): %w", addr, flag, flag, nextPort(addr), err)
+		return nil, fmt.Errorf("%s is already in use by another program (Mosquitto?): choose another address with %s (for example %s %s): %w", addr, flag, flag, listenaddr.Next(addr, ":1884"), err)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s (%s): %w", addr, flag, err)
@@ -322,15 +322,4 @@ func (b *Broker) DisconnectAll() {
 			_ = b.srv.DisconnectClient(cl, packets.ErrServerShuttingDown)
 		}
 	}
-}
-
-// nextPort suggests an address for a taken one: the next port on the same
-// host (":1883" gives ":1884"), never the taken address itself.
-func nextPort(addr string) string {
-	host, port, err := net.SplitHostPort(addr)
-	n, perr := strconv.Atoi(port)
-	if err != nil || perr != nil || n <= 0 || n >= 65535 {
-		return ":1884"
-	}
-	return net.JoinHostPort(host, strconv.Itoa(n+1))
 }

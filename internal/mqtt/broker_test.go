@@ -543,20 +543,6 @@ func TestTakenPortNamesTheFlag(t *testing.T) {
 	}
 }
 
-func TestNextPort(t *testing.T) {
-	for addr, want := range map[string]string{
-		":1883":          ":1884",
-		":1884":          ":1885",
-		"127.0.0.1:8883": "127.0.0.1:8884",
-		"[::1]:1883":     "[::1]:1884",
-		"nonsense":       ":1884",
-	} {
-		if got := nextPort(addr); got != want {
-			t.Errorf("nextPort(%q) = %q, want %q", addr, got, want)
-		}
-	}
-}
-
 func TestTLS(t *testing.T) {
 	e := newEnv(t)
 	cert, key := writeCert(t)

@@ -15,7 +15,6 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -35,6 +34,7 @@ import (
 	"github.com/otter-ota/otter/internal/deadline"
 	"github.com/otter-ota/otter/internal/devicehttp"
 	"github.com/otter-ota/otter/internal/engine"
+	"github.com/otter-ota/otter/internal/listenaddr"
 	"github.com/otter-ota/otter/internal/mqtt"
 	"github.com/otter-ota/otter/internal/ota"
 	"github.com/otter-ota/otter/internal/signing"
@@ -554,23 +554,12 @@ func listen(ctx context.Context, flag, addr string) (net.Listener, error) {
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", addr)
 	if errors.Is(err, syscall.EADDRINUSE) {
-		return nil, fmt.Errorf("%s is already in use by another program: choose another address with %s (for example %s %s): %w", addr, flag, flag, nextPort(addr), err)
+		return nil, fmt.Errorf("%s is already in use by another program: choose another address with %s (for example %s %s): %w", addr, flag, flag, listenaddr.Next(addr, ":8081"), err)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s (%s): %w", addr, flag, err)
 	}
 	return ln, nil
-}
-
-// nextPort suggests an address for a taken one: the next port on the same
-// host (":8080" gives ":8081"), never the taken address itself.
-func nextPort(addr string) string {
-	host, port, err := net.SplitHostPort(addr)
-	n, perr := strconv.Atoi(port)
-	if err != nil || perr != nil || n <= 0 || n >= 65535 {
-		return ":8081"
-	}
-	return net.JoinHostPort(host, strconv.Itoa(n+1))
 }
 
 // MQTTURL is the broker's URL as the server tells tools about it.
