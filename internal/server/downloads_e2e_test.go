@@ -74,21 +74,7 @@ func TestDownloadListenerServesSlowClientsAndCutsStalledOnes(t *testing.T) {
 func TestDownloadListenerKeepsTheCap(t *testing.T) {
 	// The default transfer window: the held download is not cut meanwhile.
 	o := startDownloads(t, func(c *server.Config) { c.MaxDownloads, c.HTTPTimeouts = 1, deadline.Timeouts{} })
-	fw, _ := o.firmware("demo", "2.0.0", 32<<20)
-	u := o.downloadURL(fw, "d1")
-	held, err := http.Get(u) // reads nothing: the server stays in the first download
-	if err != nil || held.StatusCode != http.StatusOK {
-		t.Fatalf("first download: %v %v", held, err)
-	}
-	defer held.Body.Close()
-	resp, err := http.Get(u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
-		t.Fatalf("second download: HTTP %d Retry-After %q, want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
-	}
+	checkSecondDownloadRefused(t, o)
 }
 
 // With --tls-cert, the download listener serves HTTPS too, and the
