@@ -2,6 +2,7 @@ package bench
 
 import (
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -142,13 +143,29 @@ func TestProcessUsesPairsSnapshotsByProcess(t *testing.T) {
 // A GET whose replica is gone goes to the next running one; a POST is not
 // repeated.
 func TestBalancerSendsAFailedGetToTheNextReplica(t *testing.T) {
-	dead := httptest.NewServer(http.NotFoundHandler())
-	dead.Close()
+	// The dead replica closes every connection it is given before a word
+	// is said, as a killed process's port does to what it had accepted. A
+	// closed listener's port would not do: the kernel may hand it to the
+	// live replica.
+	dead, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dead.Close()
+	go func() {
+		for {
+			conn, err := dead.Accept()
+			if err != nil {
+				return
+			}
+			conn.Close()
+		}
+	}()
 	live := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "live "+r.Method) }))
 	defer live.Close()
 	// The dead replica has not been seen to die: the balancer still
 	// picks it.
-	c := &cluster{replicas: []*replica{{name: "dead", url: dead.URL, alive: true}, {name: "live", url: live.URL, alive: true}}}
+	c := &cluster{replicas: []*replica{{name: "dead", url: "http://" + dead.Addr().String(), alive: true}, {name: "live", url: live.URL, alive: true}}}
 	if err := c.startBalancer(); err != nil {
 		t.Fatal(err)
 	}

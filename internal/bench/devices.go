@@ -59,6 +59,9 @@ type deviceConfig struct {
 	AccountsLater bool
 	// Protocol is the devices' protocol (empty: otter's).
 	Protocol string
+	// CPUProfile, when set with Executable, has each devices process
+	// write a CPU profile of its whole run to CPUProfile.<segment>.
+	CPUProfile string
 }
 
 // segment is a part of the fleet: n devices named prefix00001... that

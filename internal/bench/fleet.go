@@ -30,6 +30,10 @@ type FleetConfig struct {
 	Protocol string
 	// Progress, when set, receives a line about each stage.
 	Progress io.Writer
+	// DevicesCPUProfile, when set, is the name each process of simulated
+	// devices writes a CPU profile of its whole run under, followed by
+	// "." and its segment.
+	DevicesCPUProfile string
 }
 
 // FleetReport is what a fleet benchmark measured.
@@ -46,6 +50,9 @@ type FleetReport struct {
 	// (1 with the embedded broker).
 	Broker   string `json:"broker"`
 	Replicas int    `json:"replicas"`
+	// DownloadHTTP says the downloads went to the server's download
+	// listener (serve --download-http, fasthttp), not its --http one.
+	DownloadHTTP bool `json:"download_http"`
 	// Connect is the time to start, connect and hear from every device.
 	Connect time.Duration `json:"connect_ns"`
 	// Provision, in cluster mode, is the time to create the devices
@@ -103,6 +110,12 @@ type FleetReport struct {
 	Commits    int64         `json:"engine_commits"`
 	CommitMean time.Duration `json:"engine_commit_mean_ns"`
 	UplinkMean time.Duration `json:"uplink_ack_mean_ns"`
+	// DownloadsRefused counts the downloads answered 503 during the task
+	// (every download slot taken: the device waits the Retry-After), and
+	// CredentialMisses the downloads whose device's credentials were read
+	// from the store rather than the cache.
+	DownloadsRefused int64 `json:"downloads_refused"`
+	CredentialMisses int64 `json:"download_credential_misses"`
 }
 
 // ProcessUse is what one process of the server used.
@@ -162,8 +175,9 @@ func RunFleet(ctx context.Context, cfg FleetConfig) (*FleetReport, error) {
 		return nil, err
 	}
 	defer r.close()
+	r.devicesProfile = cfg.DevicesCPUProfile
 	rep := &FleetReport{Devices: cfg.Devices, Protocol: cfg.Protocol, FileSize: cfg.FileSize, Database: dbKind(cfg.Server.DBURL), SeparateServer: r.srv.Separate,
-		Broker: brokerKind(cfg.Server), Replicas: replicaCount(cfg.Server)}
+		Broker: brokerKind(cfg.Server), Replicas: replicaCount(cfg.Server), DownloadHTTP: cfg.Server.DownloadHTTP}
 	fw, err := r.firmware(ctx, "2.0.0", cfg.FileSize)
 	if err != nil {
 		return nil, err
@@ -184,6 +198,9 @@ func (r *rig) runTask(ctx context.Context, fw *client.Firmware, timeout time.Dur
 	before, err := r.snapshot(ctx)
 	if err != nil {
 		return err
+	}
+	if err := r.srv.ProfileTask(); err != nil {
+		return fmt.Errorf("profile the task: %w", err)
 	}
 	r.say("creating a push task to %d devices", rep.Devices)
 	t0 := time.Now()
@@ -325,6 +342,9 @@ func (rep *FleetReport) measured(before, after snapshot) {
 	rep.SimulatorTaskCPU = after.simulator - before.simulator
 	rep.Commits, rep.CommitMean = histogram(b, a, "otter_engine_commit_seconds")
 	_, rep.UplinkMean = histogram(b, a, "otter_mqtt_uplink_seconds")
+	refused, missed := `otter_download_requests_total{status="503"}`, `otter_device_credential_lookups_total{result="miss"}`
+	rep.DownloadsRefused = int64(a[refused] - b[refused])
+	rep.CredentialMisses = int64(a[missed] - b[missed])
 }
 
 // Err describes the jobs that did not succeed, or is nil when all did.

@@ -34,8 +34,14 @@ type JobsConfig struct {
 	// CPUProfile, when set, receives a CPU profile of the measured part
 	// (the task's creation and its jobs' start).
 	CPUProfile string
+	// CreateOnly stops once the task is created: its jobs are not
+	// started (the quick measure of creation alone).
+	CreateOnly bool
 	Timeout    time.Duration
 	Progress   io.Writer
+	// appName names the store's PostgreSQL connections, so that their
+	// backends' CPU time can be read.
+	appName string
 }
 
 // JobsReport is what a job-start benchmark measured.
@@ -55,7 +61,12 @@ type JobsReport struct {
 	// compare from run to run.
 	CreateTaskCPU time.Duration `json:"create_task_cpu_ns"`
 	StartCPU      time.Duration `json:"start_cpu_ns"`
-	JobsPerSecond float64       `json:"jobs_per_second"`
+	// CreateTaskDBCPU and StartDBCPU are the PostgreSQL backends' CPU
+	// time over the same spans, when they run on this host (0 on
+	// SQLite, whose work is in this process's figures).
+	CreateTaskDBCPU time.Duration `json:"create_task_db_cpu_ns"`
+	StartDBCPU      time.Duration `json:"start_db_cpu_ns"`
+	JobsPerSecond   float64       `json:"jobs_per_second"`
 	// SteadyJobsPerSecond is the rate between 10% and 90% started.
 	SteadyJobsPerSecond float64 `json:"steady_jobs_per_second"`
 	// FirstTenth and LastTenth are the rates over the first and the last
@@ -79,6 +90,14 @@ func RunJobs(ctx context.Context, cfg JobsConfig) (rep *JobsReport, err error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = time.Hour
 	}
+	var backends *pgBackends
+	if isPostgres(cfg.DBURL) {
+		if backends, err = newPGBackends(cfg.DBURL); err != nil {
+			return nil, err
+		}
+		defer func() { err = errors.Join(err, backends.Close()) }()
+		cfg.appName = backends.app
+	}
 	st, closeStore, err := openJobsStore(ctx, &cfg)
 	if err != nil {
 		return nil, err
@@ -89,7 +108,7 @@ func RunJobs(ctx context.Context, cfg JobsConfig) (rep *JobsReport, err error) {
 	if err != nil {
 		return nil, err
 	}
-	return rep, startJobs(ctx, st, fw, cfg, rep)
+	return rep, startJobs(ctx, st, fw, cfg, rep, backends)
 }
 
 // openJobsStore opens the benchmark's database and returns how to close
@@ -112,6 +131,13 @@ func openJobsStore(ctx context.Context, cfg *JobsConfig) (store.Store, func() er
 	cfg.DBURL, cfg.DataDir = url, opts.DataDir
 	if url == "" {
 		url = "sqlite:" + filepath.Join(opts.DataDir, "otter.db")
+	}
+	if cfg.appName != "" {
+		named, err := withAppName(url, cfg.appName)
+		if err != nil {
+			return nil, nil, errors.Join(err, cleanup())
+		}
+		url = named
 	}
 	st, err := store.Open(ctx, url, slog.New(slog.DiscardHandler))
 	if err != nil {
@@ -208,8 +234,8 @@ type fixedURLs struct{}
 func (fixedURLs) DownloadURL(string, string, int64) string { return "http://127.0.0.1:1/dl/benchmark" }
 
 // startJobs runs the engine, creates the task and waits until every job
-// is notified.
-func startJobs(ctx context.Context, st store.Store, fw ota.Firmware, cfg JobsConfig, rep *JobsReport) error {
+// is notified (or, with CreateOnly, returns once it is created).
+func startJobs(ctx context.Context, st store.Store, fw ota.Firmware, cfg JobsConfig, rep *JobsReport, db *pgBackends) error {
 	reg := prometheus.NewRegistry()
 	e, err := engine.New(engine.Config{Store: st, Downlink: discard{}, URLs: fixedURLs{}, Metrics: reg,
 		Logger: slog.New(slog.DiscardHandler), BatchSize: cfg.BatchSize})
@@ -226,14 +252,51 @@ func startJobs(ctx context.Context, st store.Store, fw ota.Firmware, cfg JobsCon
 	}
 	defer stopProfile()
 	say(cfg.Progress, "creating a push task to %d devices", cfg.Jobs)
+	spec := ota.TaskSpec{Name: "bench", FirmwareID: fw.ID, Mode: ota.ModePush, Target: ota.Target{All: true}}
+	if cfg.CreateOnly {
+		// Its start a day ahead, so that the engine leaves its jobs queued.
+		later := time.Now().Add(24 * time.Hour)
+		spec.Policy.Start = &later
+	}
+	db0, err := db.cpu(ctx)
+	if err != nil {
+		return err
+	}
 	t0, cpu0 := time.Now(), selfCPU()
-	task, err := e.CreateTask(ctx, ota.TaskSpec{Name: "bench", FirmwareID: fw.ID, Mode: ota.ModePush, Target: ota.Target{All: true}})
+	task, err := e.CreateTask(ctx, spec)
 	if err != nil {
 		return fmt.Errorf("create the task: %w", err)
 	}
 	rep.CreateTask, rep.CreateTaskCPU = time.Since(t0), selfCPU()-cpu0
-	say(cfg.Progress, "task %d created with %d jobs in %s; starting them", task.ID, task.Total, rep.CreateTask.Round(time.Millisecond))
-	return waitStarted(ctx, st, reg, task.ID, cfg, rep)
+	db1, err := db.cpu(ctx)
+	if err != nil {
+		return err
+	}
+	rep.CreateTaskDBCPU = db1.since(db0)
+	say(cfg.Progress, "task %d created with %d jobs in %s", task.ID, task.Total, rep.CreateTask.Round(time.Millisecond))
+	if cfg.CreateOnly {
+		return checkCreated(ctx, st, task.ID, cfg.Jobs)
+	}
+	if err := waitStarted(ctx, st, reg, task.ID, cfg, rep); err != nil {
+		return err
+	}
+	db2, err := db.cpu(ctx)
+	if err != nil {
+		return err
+	}
+	rep.StartDBCPU = db2.since(db1)
+	return checkNotified(ctx, st, task.ID, cfg.Jobs)
+}
+
+func checkCreated(ctx context.Context, st store.Store, taskID int64, jobs int) error {
+	t, err := st.GetTask(ctx, taskID)
+	if err != nil {
+		return fmt.Errorf("read the task: %w", err)
+	}
+	if n := t.Counts[ota.JobQueued]; n != int64(jobs) || t.Total != int64(jobs) {
+		return fmt.Errorf("the task counts %v of %d jobs: want all %d queued", t.Counts, t.Total, jobs)
+	}
+	return nil
 }
 
 // progressPoint is the number of jobs started at a time.
@@ -275,7 +338,7 @@ func waitStarted(ctx context.Context, st store.Store, reg *prometheus.Registry, 
 		rep.CommitMean = time.Duration(m["otter_engine_commit_seconds_sum"] / n * float64(time.Second))
 	}
 	say(cfg.Progress, "%d jobs started in %s", cfg.Jobs, rep.Start.Round(time.Millisecond))
-	return checkNotified(ctx, st, taskID, cfg.Jobs)
+	return nil
 }
 
 // rateBetween is the rate at which started went from lo to hi: from the

@@ -44,6 +44,10 @@ type ListsConfig struct {
 	// task's queued jobs at full speed (no rate limit, no concurrency
 	// limit).
 	WhileStarting bool
+	// Cold skips the readers' untimed first read of every page (see
+	// listReader.check): the first use of each list on each of the
+	// server's database connections is then timed too.
+	Cold bool
 	// CPUProfile, when set, is where the server writes a CPU profile of
 	// its life (mostly the reads).
 	CPUProfile string
@@ -66,6 +70,10 @@ type ListsReport struct {
 	WhileStarting bool    `json:"while_starting,omitempty"`
 	JobsStarted   int64   `json:"jobs_started,omitempty"`
 	JobsPerSecond float64 `json:"jobs_per_second,omitempty"`
+	// EngineCPUPerJob is the server's CPU time per job started while the
+	// engine started jobs alone, just before the reads (up to a second):
+	// what each list's EngineCPU is estimated from.
+	EngineCPUPerJob time.Duration `json:"engine_cpu_per_job_ns,omitempty"`
 }
 
 // ListResult is one list's page latency: from sending the request to
@@ -78,6 +86,16 @@ type ListResult struct {
 	// readers' too when it runs in this process), a figure that the other
 	// programs on the machine change less than the latency.
 	CPU time.Duration `json:"cpu_per_request_ns"`
+	// EngineCPU, while the engine starts jobs, is the share of CPU that
+	// is the engine's: the jobs it started during this list's reads
+	// times EngineCPUPerJob, per request. CPU - EngineCPU is what the
+	// reads themselves cost, to compare with an idle engine's CPU.
+	EngineCPU time.Duration `json:"engine_cpu_per_request_ns,omitempty"`
+	// DBCPU is the CPU time per request of the PostgreSQL backends that
+	// serve the server's connections (0 on SQLite, or when PostgreSQL
+	// runs on another host and its processes cannot be read): what a
+	// list costs the database, which the server's CPU leaves out.
+	DBCPU time.Duration `json:"db_cpu_per_request_ns,omitempty"`
 }
 
 // listCase is one list of the API: a path under api.Prefix and its query.
@@ -129,6 +147,19 @@ func RunLists(ctx context.Context, cfg ListsConfig) (rep *ListsReport, err error
 		return nil, err
 	}
 	defer func() { err = errors.Join(err, closeStore()) }()
+	var backends *pgBackends
+	if isPostgres(jc.DBURL) {
+		if backends, err = newPGBackends(jc.DBURL); err != nil {
+			return nil, err
+		}
+		defer func() { err = errors.Join(err, backends.Close()) }()
+		// The server's connections name themselves, so that their
+		// backends' CPU time can be told from the seeding's and the
+		// benchmark's own.
+		if jc.DBURL, err = withAppName(jc.DBURL, backends.app); err != nil {
+			return nil, err
+		}
+	}
 	seed, err := seedLists(ctx, st, cfg)
 	if err != nil {
 		return nil, err
@@ -144,7 +175,7 @@ func RunLists(ctx context.Context, cfg ListsConfig) (rep *ListsReport, err error
 	// client holds: no request pays for a connection.
 	tr := &http.Transport{MaxIdleConnsPerHost: cfg.Readers, MaxConnsPerHost: cfg.Readers, DisableCompression: true}
 	defer tr.CloseIdleConnections()
-	r := &listReader{srv: srv, hc: &http.Client{Transport: tr}, cases: listCases(seed), cfg: cfg}
+	r := &listReader{srv: srv, hc: &http.Client{Transport: tr}, cases: listCases(seed), cfg: cfg, db: backends}
 	if err := r.check(ctx); err != nil {
 		return nil, err
 	}
@@ -213,6 +244,7 @@ type listReader struct {
 	hc    *http.Client
 	cases []listCase
 	cfg   ListsConfig
+	db    *pgBackends // nil on SQLite
 }
 
 // get reads u to the end of its body and fails unless it answered 200.
@@ -241,7 +273,7 @@ func (r *listReader) get(ctx context.Context, u string, body io.Writer) error {
 // check reads once, untimed, each page the readers will read and fails on
 // an empty one: a cursor the API did not take as its own, or a seed that
 // left a list empty, would measure nothing. It then opens the readers'
-// connections.
+// connections and warms the server's.
 func (r *listReader) check(ctx context.Context) error {
 	say(r.cfg.Progress, "checking every page the readers read")
 	for _, c := range r.cases {
@@ -266,16 +298,38 @@ func (r *listReader) check(ctx context.Context) error {
 			}
 		}
 	}
-	var wg sync.WaitGroup
-	errs := make(chan error, r.cfg.Readers)
-	for range r.cfg.Readers {
-		wg.Go(func() { errs <- r.get(ctx, r.cases[0].urls(r.srv.HTTPURL)[0], io.Discard) })
+	// The readers then read every page once more, untimed unless Cold,
+	// list by list, all of them on the same list at once, as they will
+	// when timed: as a server that has been serving has, each pool of
+	// database connections then holds as many connections as requests
+	// at once, each with the statements of its lists prepared and the
+	// catalogs it plans them with cached. Without this, the first uses
+	// of each list on each connection (about as many requests as
+	// readers, of 400 a list) are its p99: a new PostgreSQL backend
+	// planned a list's first statement in 7 to 126 ms in EXPLAIN at
+	// 1,000,000 rows, the same statement later in 0.1 to 0.7 ms. Lists
+	// that only some of the server's connections serve (a pool of their
+	// own) would otherwise open connections while timed, if the readers
+	// passed them at different moments.
+	if r.cfg.Cold {
+		return r.get(ctx, r.cases[0].urls(r.srv.HTTPURL)[0], io.Discard)
 	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			return err
+	for _, c := range r.cases {
+		urls := c.urls(r.srv.HTTPURL)
+		errs := make([]error, r.cfg.Readers)
+		var wg sync.WaitGroup
+		for g := range r.cfg.Readers {
+			wg.Go(func() {
+				for _, u := range urls {
+					if errs[g] = r.get(ctx, u, io.Discard); errs[g] != nil {
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			return fmt.Errorf("%s: %w", c.name, err)
 		}
 	}
 	return nil
@@ -284,13 +338,62 @@ func (r *listReader) check(ctx context.Context) error {
 func (r *listReader) measure(ctx context.Context, rep *ListsReport) error {
 	for _, c := range r.cases {
 		say(r.cfg.Progress, "reading %s", c.name)
+		var n0, n1 float64
+		var err error
+		if rep.EngineCPUPerJob > 0 {
+			if n0, err = r.started(ctx); err != nil {
+				return err
+			}
+		}
 		res, err := r.measureList(ctx, c)
 		if err != nil {
 			return fmt.Errorf("%s: %w", c.name, err)
 		}
+		if rep.EngineCPUPerJob > 0 {
+			if n1, err = r.started(ctx); err != nil {
+				return err
+			}
+			requests := float64(r.cfg.Readers * r.cfg.Requests)
+			res.EngineCPU = time.Duration(float64(rep.EngineCPUPerJob) * (n1 - n0) / requests)
+		}
 		rep.Lists = append(rep.Lists, res)
 	}
 	return nil
+}
+
+// started is the number of jobs the server's engine has started.
+func (r *listReader) started(ctx context.Context) (float64, error) {
+	m, err := Scrape(ctx, r.hc, r.srv.HTTPURL)
+	return m["otter_engine_jobs_started_total"], err
+}
+
+// engineAlone measures the server's CPU time per job started while the
+// engine starts jobs and nobody reads: for up to a second, or until it
+// started a tenth of the startable jobs, so that enough are left for the
+// reads. Zero if it started none meanwhile.
+func (r *listReader) engineAlone(ctx context.Context, startable int64) (time.Duration, error) {
+	u0, err := r.srv.Usage()
+	if err != nil {
+		return 0, err
+	}
+	n0, err := r.started(ctx)
+	if err != nil {
+		return 0, err
+	}
+	n1, end := n0, time.Now().Add(time.Second)
+	for time.Now().Before(end) && n1-n0 < float64(startable)/10 {
+		if err := pause(ctx, 50*time.Millisecond); err != nil {
+			return 0, err
+		}
+		if n1, err = r.started(ctx); err != nil {
+			return 0, err
+		}
+	}
+	u1, err := r.srv.Usage()
+	if err != nil || n1 <= n0 {
+		return 0, err
+	}
+	return time.Duration(float64(u1.CPU-u0.CPU) / (n1 - n0)), nil
 }
 
 // measureList runs Readers goroutines reading Requests pages each over
@@ -301,6 +404,10 @@ func (r *listReader) measureList(ctx context.Context, c listCase) (ListResult, e
 	times := make([][]time.Duration, r.cfg.Readers)
 	errs := make([]error, r.cfg.Readers)
 	u0, err := r.srv.Usage()
+	if err != nil {
+		return ListResult{}, err
+	}
+	db0, err := r.db.cpu(ctx)
 	if err != nil {
 		return ListResult{}, err
 	}
@@ -326,9 +433,14 @@ func (r *listReader) measureList(ctx context.Context, c listCase) (ListResult, e
 	if err != nil {
 		return ListResult{}, err
 	}
+	db1, err := r.db.cpu(ctx)
+	if err != nil {
+		return ListResult{}, err
+	}
 	all := slices.Concat(times...)
 	slices.Sort(all)
-	return ListResult{Name: c.name, Latency: latency(all), CPU: (u1.CPU - u0.CPU) / time.Duration(len(all))}, nil
+	n := time.Duration(len(all))
+	return ListResult{Name: c.name, Latency: latency(all), CPU: (u1.CPU - u0.CPU) / n, DBCPU: db1.since(db0) / n}, nil
 }
 
 // whileStarting resumes the seeded task through the API, so that the
@@ -337,10 +449,7 @@ func (r *listReader) measureList(ctx context.Context, c listCase) (ListResult, e
 // read returned, since the last reads would then have measured an idle
 // engine.
 func (r *listReader) whileStarting(ctx context.Context, seed listsSeed, rep *ListsReport, read func() error) error {
-	started := func() (float64, error) {
-		m, err := Scrape(ctx, r.hc, r.srv.HTTPURL)
-		return m["otter_engine_jobs_started_total"], err
-	}
+	started := func() (float64, error) { return r.started(ctx) }
 	say(r.cfg.Progress, "resuming the task: the engine starts %d startable jobs", seed.startable)
 	api := client.New(r.srv.HTTPURL, r.srv.Token, client.WithHTTPClient(r.hc), client.WithUserAgent("otter-bench"))
 	if _, err := api.ResumeTask(ctx, seed.task.ID); err != nil {
@@ -358,6 +467,11 @@ func (r *listReader) whileStarting(ctx context.Context, seed listsSeed, rep *Lis
 			return err
 		}
 	}
+	perJob, err := r.engineAlone(ctx, seed.startable)
+	if err != nil {
+		return err
+	}
+	rep.EngineCPUPerJob = perJob
 	n0, err := started()
 	if err != nil {
 		return err

@@ -12,7 +12,8 @@ import (
 
 // Metrics is one scrape of a server's /metrics: each series' value by
 // metric name, summed over the labels (counters of kinds add up to the
-// metric's total).
+// metric's total), and each labelled series by its name and labels as
+// exposed, e.g. `otter_download_requests_total{status="503"}`.
 type Metrics map[string]float64
 
 // Scrape reads baseURL/metrics in the Prometheus text format.
@@ -47,11 +48,14 @@ func ParseMetrics(r io.Reader) (Metrics, error) {
 		if line == "" || line[0] == '#' {
 			continue
 		}
-		name, value, err := parseSample(line)
+		name, labels, value, err := parseSample(line)
 		if err != nil {
 			return nil, fmt.Errorf("metrics line %d: %w", n, err)
 		}
 		m[name] += value
+		if labels != "" {
+			m[name+labels] += value
+		}
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("read metrics: %w", err)
@@ -59,29 +63,30 @@ func ParseMetrics(r io.Reader) (Metrics, error) {
 	return m, nil
 }
 
-// parseSample splits `name{labels} value [timestamp]`.
-func parseSample(line string) (string, float64, error) {
+// parseSample splits `name{labels} value [timestamp]`; labels keeps its
+// braces and is empty for a series without labels.
+func parseSample(line string) (name, labels string, v float64, err error) {
 	end := strings.IndexAny(line, "{ \t")
 	if end <= 0 {
-		return "", 0, fmt.Errorf("%.60q: want a metric name and a value", line)
+		return "", "", 0, fmt.Errorf("%.60q: want a metric name and a value", line)
 	}
 	name, rest := line[:end], line[end:]
 	if rest[0] == '{' {
 		stop, err := labelsEnd(rest)
 		if err != nil {
-			return "", 0, fmt.Errorf("%.60q: %w", line, err)
+			return "", "", 0, fmt.Errorf("%.60q: %w", line, err)
 		}
-		rest = rest[stop+1:]
+		labels, rest = rest[:stop+1], rest[stop+1:]
 	}
 	f := strings.Fields(rest)
 	if len(f) < 1 || len(f) > 2 {
-		return "", 0, fmt.Errorf("%.60q: want a value and an optional timestamp after the name", line)
+		return "", "", 0, fmt.Errorf("%.60q: want a value and an optional timestamp after the name", line)
 	}
-	v, err := strconv.ParseFloat(f[0], 64)
+	v, err = strconv.ParseFloat(f[0], 64)
 	if err != nil {
-		return "", 0, fmt.Errorf("%.60q: value: %w", line, err)
+		return "", "", 0, fmt.Errorf("%.60q: value: %w", line, err)
 	}
-	return name, v, nil
+	return name, labels, v, nil
 }
 
 // labelsEnd returns the index of the '}' that closes the label set opening

@@ -38,6 +38,9 @@ type rig struct {
 	secretsDir string
 	// protocol is the device protocol of the benchmark's devices.
 	protocol string
+	// devicesProfile, when set, names the CPU profiles of the devices'
+	// processes (deviceConfig.CPUProfile).
+	devicesProfile string
 }
 
 // fdMargin is the open files a process needs beside its device
@@ -142,7 +145,7 @@ func (r *rig) connect(ctx context.Context, n, rate int) (time.Duration, error) {
 		API: r.api, Token: r.srv.Token, Broker: r.srv.MQTTURL, PublicKey: key.PublicKey, Product: benchProduct,
 		Devices: n, Version: "1.0.0", PerAddress: perAddress(ports), ConnectRate: rate,
 		Executable: r.executable, PerProcess: r.perProcess, TempDir: r.tempDir, Progress: r.progress,
-		Protocol: r.protocol,
+		Protocol: r.protocol, CPUProfile: r.devicesProfile,
 	}
 	if r.srv.cluster != nil {
 		// Each device's broker account is a command to Mosquitto, which

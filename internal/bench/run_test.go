@@ -71,7 +71,7 @@ func TestFleetSeparateServerWithProfile(t *testing.T) {
 	profile := dir + "/cpu.pprof"
 	rep, err := bench.RunFleet(testContext(t), bench.FleetConfig{
 		Devices: 3, FileSize: 1000,
-		Server: bench.ServerOptions{Executable: os.Args[0], DataDir: dir + "/data", CPUProfile: profile},
+		Server: bench.ServerOptions{Executable: os.Args[0], DataDir: dir + "/data", CPUProfile: profile, DownloadHTTP: true},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -80,8 +80,14 @@ func TestFleetSeparateServerWithProfile(t *testing.T) {
 	if !rep.SeparateServer {
 		t.Error("a separate server reported as in-process")
 	}
-	if fi, err := os.Stat(profile); err != nil || fi.Size() == 0 {
-		t.Errorf("the server wrote no CPU profile: %v", err)
+	if !rep.DownloadHTTP {
+		t.Error("the downloads were not reported as served by the download listener")
+	}
+	// The profile until the task's creation, and the task's own.
+	for _, p := range []string{profile, profile + ".task"} {
+		if fi, err := os.Stat(p); err != nil || fi.Size() == 0 {
+			t.Errorf("the server wrote no CPU profile %s: %v", p, err)
+		}
 	}
 	if _, err := os.Stat(dir + "/data/otter.db"); err != nil {
 		t.Errorf("the data folder given was not kept: %v", err)
@@ -145,6 +151,10 @@ func checkLists(t *testing.T, rep *bench.ListsReport, n int) {
 		if l.Latency.Count != n || l.Latency.P50 <= 0 || l.Latency.P50 > l.Latency.P99 || l.Latency.P99 > l.Latency.Max || l.CPU < 0 {
 			t.Errorf("%s: %+v, CPU %s: want %d requests timed in order", l.Name, l.Latency, l.CPU, n)
 		}
+		// The database's CPU is PostgreSQL's backends' alone.
+		if l.DBCPU < 0 || rep.Database != "postgres" && l.DBCPU != 0 {
+			t.Errorf("%s on %s: database CPU %s a request", l.Name, rep.Database, l.DBCPU)
+		}
 	}
 }
 
@@ -185,6 +195,16 @@ func TestListsSeparateServerWhileStarting(t *testing.T) {
 	t.Logf("the engine started %d jobs during the reads, %.0f a second", rep.JobsStarted, rep.JobsPerSecond)
 	if !rep.SeparateServer || !rep.WhileStarting || rep.JobsStarted <= 0 || rep.JobsPerSecond <= 0 {
 		t.Errorf("report %+v: want a separate server starting jobs during the reads", rep)
+	}
+	// The engine's CPU per job is measured alone before the reads; its
+	// share of a list's CPU is an estimate, never negative.
+	if rep.EngineCPUPerJob <= 0 {
+		t.Errorf("engine CPU per job %v, want it measured", rep.EngineCPUPerJob)
+	}
+	for _, l := range rep.Lists {
+		if l.EngineCPU < 0 {
+			t.Errorf("%s: engine CPU %v a request", l.Name, l.EngineCPU)
+		}
 	}
 }
 

@@ -13,10 +13,12 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"os/signal"
 	"runtime/pprof"
 	"runtime/trace"
 	"slices"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
@@ -40,7 +42,8 @@ type ServerOptions struct {
 	// MQTTAddr is the broker's listen address; empty means 127.0.0.1:0.
 	MQTTAddr string
 	// CPUProfile, when set, is where the server writes a CPU profile of
-	// its whole run (pprof format).
+	// its run (pprof format); a separate server's profile ends, and
+	// CPUProfile.task begins, when the benchmark calls ProfileTask.
 	CPUProfile string
 	// Trace, when set, is where the server writes an execution trace of
 	// its whole run (go tool trace): where its goroutines wait.
@@ -145,6 +148,8 @@ type Server struct {
 	// DBURL is the database the server uses (with its fresh schema).
 	DBURL string
 	close func() error
+	// profiled says a separate server writes a CPU profile (ProfileTask).
+	profiled bool
 	// cluster is set in cluster mode: the replicas, the broker and the
 	// load balancer HTTPURL names.
 	cluster *cluster
@@ -340,6 +345,47 @@ func startProfiles(cpuPath, tracePath string) (func() error, error) {
 	}, nil
 }
 
+// switchProfileOnSignal ends the CPU profile that stop ends and starts
+// one into cpuPath.task at the first SIGUSR1 (Server.ProfileTask). The
+// returned function stops whichever runs.
+func switchProfileOnSignal(cpuPath, tracePath string, stop func() error) func() error {
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGUSR1)
+	var mu sync.Mutex
+	stopped := false
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-sig:
+		case <-done:
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if stopped || tracePath != "" {
+			return // with a trace, the profile covers the whole run as the trace does
+		}
+		if err := stop(); err != nil {
+			stop = func() error { return err }
+			return
+		}
+		next, err := startCPUProfile(cpuPath + ".task")
+		if err != nil {
+			stop = func() error { return err }
+			return
+		}
+		stop = next
+	}()
+	return func() error {
+		close(done)
+		signal.Stop(sig)
+		mu.Lock()
+		defer mu.Unlock()
+		stopped = true
+		return stop()
+	}
+}
+
 // startCPUProfile profiles this process into path until the returned
 // function runs; an empty path profiles nothing.
 func startCPUProfile(path string) (func() error, error) {
@@ -376,7 +422,22 @@ func startSubprocess(ctx context.Context, opts ServerOptions, token string) (*Se
 		return nil, err
 	}
 	return &Server{HTTPURL: hs.HTTP, MQTTURL: hs.MQTT, Token: token, PID: cmd.Process.Pid, Separate: true, DBURL: opts.DBURL,
-		close: func() error { return stopProcess(cmd) }}, nil
+		profiled: opts.CPUProfile != "", close: func() error { return stopProcess(cmd) }}, nil
+}
+
+// ProfileTask has a separate server that writes a CPU profile end it and
+// profile from now on into CPUProfile.task (SIGUSR1), so that the part a
+// benchmark measures (a fleet's task) has a profile of its own, without
+// the connections before it.
+func (s *Server) ProfileTask() error {
+	if !s.profiled || s.cluster != nil {
+		return nil
+	}
+	p, err := os.FindProcess(s.PID)
+	if err != nil {
+		return err
+	}
+	return p.Signal(syscall.SIGUSR1)
 }
 
 // serveArgs are the arguments of `otter bench server` for these options.
@@ -478,6 +539,9 @@ func Serve(ctx context.Context, cfg ServeConfig, out io.Writer) error {
 	stopProfile, err := startProfiles(cfg.CPUProfile, cfg.Trace)
 	if err != nil {
 		return err
+	}
+	if cfg.CPUProfile != "" {
+		stopProfile = switchProfileOnSignal(cfg.CPUProfile, cfg.Trace, stopProfile)
 	}
 	log := slog.New(slog.NewTextHandler(cfg.Log, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	opts := ServerOptions{DataDir: cfg.DataDir, DBURL: cfg.DBURL, MQTTAddr: cfg.MQTTAddr, DownloadHTTP: cfg.DownloadHTTP}

@@ -18,7 +18,8 @@ const tempPrefix = ".upload-"
 
 // FS is a Store over a local folder: key "a/b" is the file root/a/b.
 type FS struct {
-	root string
+	root   string
+	shared sharedFiles // files kept open for downloads (OpenShared)
 }
 
 // NewFS returns a Store over the folder root, creating it if needed. It
@@ -124,6 +125,9 @@ func (s *FS) Delete(ctx context.Context, key string) error {
 		return err
 	}
 	err := os.Remove(s.path(key))
+	// The file is gone (or a retry will remove it): no new download may
+	// start from a descriptor kept open.
+	s.drop(key, nil)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("delete blob: %w", err)
 	}

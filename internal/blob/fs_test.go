@@ -3,10 +3,13 @@ package blob_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/otter-ota/otter/internal/blob"
 	"github.com/otter-ota/otter/internal/ota"
@@ -191,5 +194,141 @@ func TestCheckKey(t *testing.T) {
 		if _, err := s.Create(context.Background(), key); ota.ErrorCode(err) != ota.EINVALID {
 			t.Errorf("Create(%q) = %v, want invalid", key, err)
 		}
+	}
+}
+
+// OpenShared opens a file once for every reader; Delete through the store
+// stops new readers at once while one that has the file still reads it.
+func TestFSOpenSharedDelete(t *testing.T) {
+	ctx := context.Background()
+	s, _ := newFS(t)
+	content := bytes.Repeat([]byte("shared"), 5000)
+	if err := write(t, s, "firmware/a", content).Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	first, err := s.OpenShared(ctx, "firmware/a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := s.OpenShared(ctx, "firmware/a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first != second || first.Size() != int64(len(content)) {
+		t.Fatalf("two opens: the same file %t, size %d; want one file of %d bytes", first == second, first.Size(), len(content))
+	}
+	second.Release()
+	if err := s.Delete(ctx, "firmware/a"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.OpenShared(ctx, "firmware/a"); ota.ErrorCode(err) != ota.ENOTFOUND {
+		t.Fatalf("OpenShared after Delete: %v, want ENOTFOUND", err)
+	}
+	got := make([]byte, 100)
+	if n, err := first.ReadAt(got, 6000); err != nil || !bytes.Equal(got[:n], content[6000:6100]) {
+		t.Fatalf("a reader that had the file: ReadAt %d bytes, %v", n, err)
+	}
+	first.Release()
+	if _, err := s.OpenShared(ctx, "../x"); ota.ErrorCode(err) != ota.EINVALID {
+		t.Fatalf("OpenShared of a bad key: %v, want EINVALID", err)
+	}
+}
+
+// A file removed or replaced behind the store's back (another replica on
+// a shared folder) is no longer served once the kept descriptor is
+// checked again, within a fraction of a second.
+func TestFSOpenSharedNoticesChangesBehindItsBack(t *testing.T) {
+	ctx := context.Background()
+	s, dir := newFS(t)
+	if err := write(t, s, "firmware/b", []byte("old content")).Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	read := func() (string, error) {
+		f, err := s.OpenShared(ctx, "firmware/b")
+		if err != nil {
+			return "", err
+		}
+		defer f.Release()
+		b := make([]byte, f.Size())
+		_, err = f.ReadAt(b, 0)
+		return string(b), err
+	}
+	if got, err := read(); got != "old content" || err != nil {
+		t.Fatalf("first read: %q, %v", got, err)
+	}
+	path := filepath.Join(dir, "firmware", "b")
+	replacement := filepath.Join(dir, "replacement")
+	if err := os.WriteFile(replacement, []byte("new content, longer"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(replacement, path); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { got, _ := read(); return got == "new content, longer" }, "the replaced file to be served")
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { _, err := read(); return ota.ErrorCode(err) == ota.ENOTFOUND }, "the removed file to be missing")
+}
+
+// Readers at once, while the file is deleted and written again under the
+// same key: every read sees one whole version, and no descriptor is
+// closed under a reader (run with -race).
+func TestFSOpenSharedConcurrent(t *testing.T) {
+	ctx := context.Background()
+	s, _ := newFS(t)
+	content := bytes.Repeat([]byte("0123456789"), 1000)
+	if err := write(t, s, "firmware/c", content).Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, len(content))
+			for range 200 {
+				f, err := s.OpenShared(ctx, "firmware/c")
+				if ota.ErrorCode(err) == ota.ENOTFOUND {
+					continue
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+				n, err := f.ReadAt(buf, 0)
+				f.Release()
+				if err != nil || !bytes.Equal(buf[:n], content) {
+					errs <- fmt.Errorf("read %d bytes, %v; equal %t", n, err, bytes.Equal(buf[:n], content))
+					return
+				}
+			}
+		}()
+	}
+	for range 20 {
+		if err := s.Delete(ctx, "firmware/c"); err != nil {
+			t.Fatal(err)
+		}
+		if err := write(t, s, "firmware/c", content).Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}
+
+// waitFor polls cond until it holds, failing after 10 s.
+func waitFor(t *testing.T, cond func() bool, what string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

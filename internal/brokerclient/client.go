@@ -103,6 +103,8 @@ type Client struct {
 	stopWork   context.CancelFunc
 	slots      chan struct{}
 	inflight   sync.WaitGroup
+	qmu        sync.Mutex
+	queues     map[string]*deviceQueue // by device: the messages in hand
 	closing    atomic.Bool
 	subscribed atomic.Bool // connected and subscribed to the uplinks
 	fatal      chan error  // the first connection's failure, for Dial
@@ -137,7 +139,7 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	if cfg.Metrics == nil {
 		cfg.Metrics, _ = NewMetrics(nil) // registers nothing, so it cannot fail
 	}
-	c := &Client{cfg: cfg, log: cfg.Logger, m: cfg.Metrics, slots: make(chan struct{}, cfg.Workers),
+	c := &Client{cfg: cfg, log: cfg.Logger, m: cfg.Metrics, slots: make(chan struct{}, cfg.Workers), queues: map[string]*deviceQueue{},
 		fatal: make(chan error, 1), up: make(chan struct{}), logs: rate.Sometimes{Interval: logEvery}}
 	c.work, c.stopWork = context.WithCancel(context.Background())
 	life, cancel := context.WithCancel(context.Background())

@@ -172,27 +172,35 @@ func (r *rig) dial(t *testing.T, devs engine.Devices) *brokerclient.Client {
 
 // device is demo/d1 as a bare MQTT 5 client.
 type device struct {
+	key      string
 	c        *paho.Client
 	received chan *paho.Publish
 }
 
 func (r *rig) device(t *testing.T) *device {
 	t.Helper()
+	return r.deviceNamed(t, "d1")
+}
+
+// deviceNamed connects demo/key, whose broker account must exist (its
+// password is "secret-" + key).
+func (r *rig) deviceNamed(t *testing.T, key string) *device {
+	t.Helper()
 	conn, err := net.Dial("tcp", r.b.Addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := &device{received: make(chan *paho.Publish, 8)}
+	d := &device{key: key, received: make(chan *paho.Publish, 8)}
 	d.c = paho.NewClient(paho.ClientConfig{Conn: conn, OnPublishReceived: []func(paho.PublishReceived) (bool, error){
 		func(pr paho.PublishReceived) (bool, error) { d.received <- pr.Packet; return true, nil }}})
 	ctx := testContext(t)
-	if _, err := d.c.Connect(ctx, &paho.Connect{ClientID: "d1", CleanStart: true, KeepAlive: 30,
-		Username: "demo/d1", UsernameFlag: true, Password: []byte("secret-d1"), PasswordFlag: true}); err != nil {
+	if _, err := d.c.Connect(ctx, &paho.Connect{ClientID: key, CleanStart: true, KeepAlive: 30,
+		Username: "demo/" + key, UsernameFlag: true, Password: []byte("secret-" + key), PasswordFlag: true}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = d.c.Disconnect(&paho.Disconnect{}) })
 	if _, err := d.c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{
-		{Topic: wire.Topic("demo", "d1", wire.KindReply), QoS: 1}}}); err != nil {
+		{Topic: wire.Topic("demo", key, wire.KindReply), QoS: 1}}}); err != nil {
 		t.Fatal(err)
 	}
 	return d
@@ -200,7 +208,7 @@ func (r *rig) device(t *testing.T) *device {
 
 func (d *device) publish(t *testing.T, m wire.Message) byte {
 	t.Helper()
-	pr, err := d.c.Publish(testContext(t), &paho.Publish{Topic: wire.Topic("demo", "d1", m.Kind()), QoS: 1, Payload: wire.Encode(m)})
+	pr, err := d.c.Publish(testContext(t), &paho.Publish{Topic: wire.Topic("demo", d.key, m.Kind()), QoS: 1, Payload: wire.Encode(m)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -327,4 +335,54 @@ func TestQueuedUplinksDoNotHoldBackTheSubscription(t *testing.T) {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// slowFirstInform holds the inform of version 1.0.0 until another
+// device's inform reached the engine.
+type slowFirstInform struct {
+	*devices
+	other chan struct{}
+}
+
+func (e slowFirstInform) Inform(ctx context.Context, dev engine.Device, m wire.Inform) (*engine.Answer, error) {
+	if m.Modules["default"] == "1.0.0" {
+		select {
+		case <-e.other:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	a, err := e.devices.Inform(ctx, dev, m)
+	if dev.Key == "d2" {
+		close(e.other)
+	}
+	return a, err
+}
+
+// A device's reports reach the engine in the order it sent them, however
+// long the first one takes, while other devices' reports go on meanwhile:
+// an old version's report retried across an upgrade, then the new
+// version's, must leave the device on the new version (the cluster test
+// once ended with a device the server believed still on 1.0.0).
+func TestOneDevicesUplinksKeepTheirOrder(t *testing.T) {
+	r := newRig(t)
+	if err := r.admin.CreateDevice(testContext(t), brokeradmin.Device{Product: "demo", Key: "d2"}, "secret-d2"); err != nil {
+		t.Fatal(err)
+	}
+	devs := slowFirstInform{devices: newDevices(0), other: make(chan struct{})}
+	c, err := brokerclient.Dial(testContext(t), brokerclient.Config{
+		URL: r.b.URL(), Username: serviceUser, Password: servicePassword, ClientID: "otter-test",
+		Devices: devs, Resolver: registry{"demo/d1": true, "demo/d2": true},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	d1, d2 := r.device(t), r.deviceNamed(t, "d2")
+	d1.publish(t, wire.Inform{Modules: map[string]string{"default": "1.0.0"}})
+	d1.publish(t, wire.Inform{Modules: map[string]string{"default": "1.1.0"}})
+	// The broker hands otter d2's report after both of d1's: by the time
+	// it is stored, d1's second report is in otter's hands too.
+	d2.publish(t, wire.Inform{Modules: map[string]string{"default": "2.0.0"}})
+	devs.await(t, "connected d1", "connected d2", "inform d2 2.0.0", "inform d1 1.0.0", "connected d1", "inform d1 1.1.0")
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
@@ -16,11 +17,16 @@ import (
 // received runs in paho's delivery goroutine, which must never wait: the
 // same goroutine reads the broker's SUBACK, and a successor's engine
 // starts only once its subscription is confirmed, while the uplinks of
-// the session it took over wait for that engine. Each message is handled
-// in a goroutine of its own that first takes a worker slot; the broker's
-// receive maximum (Workers) bounds how many wait unacknowledged. The
-// goroutine acknowledges the message once its effect is stored; paho
-// sends the acknowledgements in the order the messages came, as MQTT
+// the session it took over wait for that engine. It queues the message
+// behind the ones of the same device still in hand, and a goroutine per
+// device with messages in hand handles them in the order they came, each
+// after taking a worker slot: devices are handled concurrently, but one
+// device's reports never overtake each other (an inform of the old
+// version retried across the upgrade would otherwise be stored after the
+// new one, and the server would believe the device went back). The
+// broker's receive maximum (Workers) bounds how many wait
+// unacknowledged. A message is acknowledged once its effect is stored;
+// paho sends the acknowledgements in the order the messages came, as MQTT
 // requires.
 func (c *Client) received(pr paho.PublishReceived) (bool, error) {
 	if c.work.Err() != nil {
@@ -30,23 +36,75 @@ func (c *Client) received(pr paho.PublishReceived) (bool, error) {
 		c.m.redelivered.Inc()
 	}
 	c.inflight.Add(1)
-	go func() {
-		defer c.inflight.Done()
-		select {
-		case c.slots <- struct{}{}:
-		case <-c.work.Done():
-			return // not acknowledged: delivered again later
-		}
-		defer func() { <-c.slots }()
-		if c.handle(pr.Packet) {
-			if err := pr.Client.Ack(pr.Packet); err != nil {
-				// The connection it came on is gone; the broker delivers
-				// the message again on the next one.
-				c.log.Debug("broker: acknowledgement not sent", "topic", pr.Packet.Topic, "err", err)
-			}
-		}
-	}()
+	key := deviceOf(pr.Packet.Topic)
+	c.qmu.Lock()
+	q, busy := c.queues[key]
+	if !busy {
+		q = &deviceQueue{}
+		c.queues[key] = q
+	}
+	q.msgs = append(q.msgs, pr)
+	c.qmu.Unlock()
+	if !busy {
+		go c.drain(key, q)
+	}
 	return true, nil
+}
+
+// deviceQueue holds the messages of one device that are in hand, oldest
+// first; the head is the one being handled.
+type deviceQueue struct {
+	msgs []paho.PublishReceived
+}
+
+// drain handles a device's messages one after the other until its queue
+// is empty. Once work ends it drops the rest unacknowledged (the broker
+// delivers them again).
+func (c *Client) drain(key string, q *deviceQueue) {
+	for {
+		c.qmu.Lock()
+		pr := q.msgs[0]
+		c.qmu.Unlock()
+		c.handleOne(pr)
+		c.qmu.Lock()
+		q.msgs[0] = paho.PublishReceived{}
+		q.msgs = q.msgs[1:]
+		if len(q.msgs) == 0 {
+			delete(c.queues, key)
+			c.qmu.Unlock()
+			return
+		}
+		c.qmu.Unlock()
+	}
+}
+
+// handleOne takes a worker slot, handles the message and acknowledges it
+// once its effect is stored.
+func (c *Client) handleOne(pr paho.PublishReceived) {
+	defer c.inflight.Done()
+	select {
+	case c.slots <- struct{}{}:
+	case <-c.work.Done():
+		return // not acknowledged: delivered again later
+	}
+	defer func() { <-c.slots }()
+	if c.handle(pr.Packet) {
+		if err := pr.Client.Ack(pr.Packet); err != nil {
+			// The connection it came on is gone; the broker delivers
+			// the message again on the next one.
+			c.log.Debug("broker: acknowledgement not sent", "topic", pr.Packet.Topic, "err", err)
+		}
+	}
+}
+
+// deviceOf returns the part of an uplink's topic that names its device
+// (what comes before the message kind); a topic otter does not take is
+// its own key, as its message is dropped anyway.
+func deviceOf(topic string) string {
+	if i := strings.LastIndexByte(topic, '/'); i > 0 {
+		return topic[:i]
+	}
+	return topic
 }
 
 // handle takes one uplink. It reports whether the message may be

@@ -46,7 +46,7 @@ func (f *benchServerFlags) register(cmd *cobra.Command) {
 	fl := cmd.Flags()
 	fl.StringVar(&f.db, "db", "", "database URL: empty for SQLite in the data folder, postgres://... for PostgreSQL (a fresh schema, dropped after the run unless --keep)")
 	fl.StringVar(&f.keep, "keep", "", "keep the server's data folder in `DIR` (new or empty) and the PostgreSQL schema")
-	fl.StringVar(&f.cpuprofile, "cpuprofile", "", "write a CPU profile of the server to `FILE` (go tool pprof FILE)")
+	fl.StringVar(&f.cpuprofile, "cpuprofile", "", "write a CPU profile of the server to `FILE` (go tool pprof FILE); a separate server running a fleet writes the task's part to FILE.task")
 	fl.StringVar(&f.trace, "trace", "", "write an execution trace of the server to `FILE` (go tool trace FILE): where it waits")
 	fl.BoolVar(&f.inProcess, "in-process", false, "run the server in this process (its memory and CPU figures then include the devices)")
 	fl.IntVar(&f.connectRate, "connect-rate", 2000, "new device connections per second")
@@ -93,11 +93,12 @@ func checkEmptyDir(dir string) error {
 
 func (a *app) benchFleetCommand() *cobra.Command {
 	var (
-		sf      benchServerFlags
-		cf      benchClusterFlags
-		cfg     bench.FleetConfig
-		size    string
-		timeout time.Duration
+		sf           benchServerFlags
+		cf           benchClusterFlags
+		cfg          bench.FleetConfig
+		size         string
+		timeout      time.Duration
+		downloadHTTP bool
 	)
 	cmd := &cobra.Command{
 		Use:   "fleet --devices N",
@@ -137,6 +138,9 @@ that the figures can be set beside those of a fleet on otter's protocol.`,
 			if cfg.Devices <= 0 {
 				return usageErrorf("--devices must be at least 1")
 			}
+			if cfg.DevicesCPUProfile != "" && sf.inProcess {
+				return usageErrorf("--devices-cpuprofile profiles this process, which --in-process shares with the server: use --cpuprofile alone")
+			}
 			if cfg.Protocol != sim.ProtocolOtter && cfg.Protocol != sim.ProtocolEnOS {
 				return usageErrorf("--protocol %s: choose %s or %s", cfg.Protocol, sim.ProtocolOtter, sim.ProtocolEnOS)
 			}
@@ -146,6 +150,10 @@ that the figures can be set beside those of a fleet on otter's protocol.`,
 			if err := cf.apply(cmd, &cfg.Server, sf.inProcess); err != nil {
 				return err
 			}
+			if downloadHTTP && cf.clustered() {
+				return usageErrorf("--download-http is one server's listener: not with --broker mosquitto")
+			}
+			cfg.Server.DownloadHTTP = downloadHTTP
 			cfg.FileSize, cfg.ConnectRate, cfg.Timeout, cfg.Progress = n, sf.connectRate, timeout, a.env.Stderr
 			if cf.clustered() && cf.singleNode {
 				return a.benchFleetBoth(cmd.Context(), cfg)
@@ -159,6 +167,8 @@ that the figures can be set beside those of a fleet on otter's protocol.`,
 	cmd.Flags().StringVar(&size, "file-size", "64KiB", "size `S` of the firmware file, e.g. 64KiB, 4MiB")
 	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Minute, "give up when the task has not ended after `D`")
 	cmd.Flags().StringVar(&cfg.Protocol, "protocol", sim.ProtocolOtter, "device protocol `P` of the simulated devices: otter, or enos (EnOS's)")
+	cmd.Flags().BoolVar(&downloadHTTP, "download-http", false, "serve the downloads on the server's download listener (serve --download-http, fasthttp) instead of its --http listener (net/http, what serve does by default)")
+	cmd.Flags().StringVar(&cfg.DevicesCPUProfile, "devices-cpuprofile", "", "each process of simulated devices writes a CPU profile of its whole run (connections included) to `FILE`.<segment> (go tool pprof otter FILE.*); not with --in-process")
 	return cmd
 }
 
@@ -175,6 +185,14 @@ func (a *app) benchFleet(ctx context.Context, cfg bench.FleetConfig) error {
 	return rep.Err()
 }
 
+// downloadListener names what served a fleet's downloads.
+func downloadListener(own bool) string {
+	if own {
+		return "--download-http (fasthttp)"
+	}
+	return "--http (net/http)"
+}
+
 func fleetFields(r *bench.FleetReport) []field {
 	f := []field{
 		{"devices", strconv.Itoa(r.Devices)},
@@ -183,6 +201,7 @@ func fleetFields(r *bench.FleetReport) []field {
 		{"database", r.Database},
 		{"broker", r.Broker},
 		{"otter processes", strconv.Itoa(r.Replicas)},
+		{"downloads served by", downloadListener(r.DownloadHTTP)},
 		{"server process", serverProcess(r.SeparateServer)},
 		{"create devices and broker accounts", formatProvision(r.Provision, r.Accounts, r.Seed)},
 		{"connect and inform", formatSeconds(r.Connect)},
@@ -199,6 +218,8 @@ func fleetFields(r *bench.FleetReport) []field {
 		{"simulator CPU (task)", formatSeconds(r.SimulatorTaskCPU)},
 		{"engine commits, mean time", fmt.Sprintf("%d, %s", r.Commits, formatMillis(r.CommitMean))},
 		{"device message to ack, mean", ackMean(r)},
+		{"downloads refused a slot (503)", strconv.FormatInt(r.DownloadsRefused, 10)},
+		{"download credential lookups missed", strconv.FormatInt(r.CredentialMisses, 10)},
 	}
 	if r.Replicas > 1 || r.Broker == bench.BrokerMosquitto {
 		f = append(f, processFields(r.Processes)...)
@@ -411,24 +432,38 @@ queued to notified. Nothing else runs: the database is the limit.`,
 	fl.IntVar(&cfg.BatchSize, "batch", 0, "the engine's batch size (default: the engine's)")
 	fl.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of the task's creation and start to `FILE`")
 	fl.DurationVar(&cfg.Timeout, "timeout", time.Hour, "give up when the jobs have not all started after `D`")
+	fl.BoolVar(&cfg.CreateOnly, "create-only", false, "stop once the task is created (its start a day ahead): measure the creation alone")
 	return cmd
 }
 
 func jobsFields(r *bench.JobsReport) []field {
-	return []field{
+	f := []field{
 		{"jobs", strconv.Itoa(r.Jobs)},
 		{"database", r.Database},
 		{"setup: create devices", formatSeconds(r.CreateDevices)},
 		{"setup: mark devices online", formatSeconds(r.MarkOnline)},
 		{"create the task (jobs stored)", formatSeconds(r.CreateTask)},
 		{"  CPU time", formatSeconds(r.CreateTaskCPU)},
+	}
+	if r.Database == "postgres" {
+		f = append(f, field{"  PostgreSQL backends' CPU time", formatSeconds(r.CreateTaskDBCPU)})
+	}
+	if r.Start == 0 {
+		return f // created only
+	}
+	f = append(f, []field{
 		{"start every job", formatSeconds(r.Start)},
 		{"  CPU time, per job", fmt.Sprintf("%s, %.1f µs", formatSeconds(r.StartCPU), float64(r.StartCPU.Microseconds())/float64(max(1, r.Jobs)))},
 		{"jobs started per second", fmt.Sprintf("%.0f", r.JobsPerSecond)},
 		{"  between 10% and 90%", fmt.Sprintf("%.0f", r.SteadyJobsPerSecond)},
 		{"  first / last 10%", fmt.Sprintf("%.0f / %.0f", r.FirstTenth, r.LastTenth)},
 		{"commits, mean time", fmt.Sprintf("%d, %s", r.Commits, formatMillis(r.CommitMean))},
+	}...)
+	if r.Database == "postgres" {
+		f = append(f, field{"PostgreSQL backends' CPU time starting, per job", fmt.Sprintf("%s, %.1f µs",
+			formatSeconds(r.StartDBCPU), float64(r.StartDBCPU.Microseconds())/float64(max(1, r.Jobs)))})
 	}
+	return f
 }
 
 // benchServerCommand is the server side of a benchmark in its own
@@ -489,6 +524,7 @@ func (a *app) benchDevicesCommand() *cobra.Command {
 	fl.IntVar(&cfg.ConnectRate, "connect-rate", 2000, "new connections per second")
 	fl.StringVar(&cfg.Secrets, "secrets", "", "file of the devices' secrets (key,secret), made by the bench")
 	fl.StringVar(&cfg.Protocol, "protocol", sim.ProtocolOtter, "device protocol")
+	fl.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of this process to `FILE`")
 	return cmd
 }
 
@@ -510,9 +546,12 @@ filters, devices, events) through the REST API over HTTP, from --readers
 concurrent readers with kept-alive connections, from the first page and
 from pages deep in the list. Each request is timed from its sending until
 its response body is read; shows p50, p99, max and the server process's
-CPU time per request. With --while-starting the task is resumed and the
+CPU time per request. Before timing, each reader reads every page once,
+untimed (unless --cold), so that the server's database connections are
+as warm as a serving server's. With --while-starting the task is resumed and the
 server's engine starts its queued jobs at full speed while the readers
-read.`,
+read. On PostgreSQL on this host, it also shows the CPU time per request
+of the database's processes that serve the server.`,
 		Example: `  otter bench lists --rows 1000000
   otter bench lists --rows 1000000 --while-starting
   otter bench lists --rows 1000000 --db postgres://postgres@127.0.0.1:5432/test?sslmode=disable`,
@@ -551,6 +590,7 @@ read.`,
 	fl.IntVar(&cfg.Readers, "readers", 8, "concurrent readers `R`")
 	fl.IntVar(&cfg.Requests, "requests", 50, "pages each reader reads of each list `N`")
 	fl.BoolVar(&cfg.WhileStarting, "while-starting", false, "read while the engine starts the task's jobs at full speed")
+	fl.BoolVar(&cfg.Cold, "cold", false, "time the first read of each list on each of the server's database connections too (no untimed read of every page first)")
 	fl.BoolVar(&inProcess, "in-process", false, "run the server in this process (its CPU figures then include the readers)")
 	fl.StringVar(&keep, "keep", "", "keep the SQLite database in `DIR` (new or empty) and the PostgreSQL schema")
 	fl.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of the server during the reads to `FILE` (go tool pprof FILE)")
@@ -569,10 +609,21 @@ func listsFields(r *bench.ListsReport) []field {
 		{"server process", listsServerProcess(r.SeparateServer)}, {"latency", "HTTP request until its response body is read"}}
 	if r.WhileStarting {
 		out = append(out, field{"engine", fmt.Sprintf("started %d jobs while the readers read, %.0f a second", r.JobsStarted, r.JobsPerSecond)})
+		if r.EngineCPUPerJob > 0 {
+			out = append(out, field{"engine CPU", fmt.Sprintf("%s a job started, alone just before the reads; \"engine\" below is its estimated share of each list's server CPU",
+				r.EngineCPUPerJob.Round(100*time.Nanosecond))})
+		}
 	}
 	for _, l := range r.Lists {
-		out = append(out, field{l.Name, fmt.Sprintf("p50 %s, p99 %s, max %s, server CPU %s a request", l.Latency.P50.Round(10*time.Microsecond),
-			l.Latency.P99.Round(10*time.Microsecond), l.Latency.Max.Round(10*time.Microsecond), l.CPU.Round(10*time.Microsecond))})
+		v := fmt.Sprintf("p50 %s, p99 %s, max %s, server CPU %s a request", l.Latency.P50.Round(10*time.Microsecond),
+			l.Latency.P99.Round(10*time.Microsecond), l.Latency.Max.Round(10*time.Microsecond), l.CPU.Round(10*time.Microsecond))
+		if l.EngineCPU > 0 {
+			v += fmt.Sprintf(" (engine %s)", l.EngineCPU.Round(10*time.Microsecond))
+		}
+		if l.DBCPU > 0 {
+			v += fmt.Sprintf(", PostgreSQL CPU %s a request", l.DBCPU.Round(10*time.Microsecond))
+		}
+		out = append(out, field{l.Name, v})
 	}
 	return out
 }

@@ -24,6 +24,8 @@ func TestBenchClusterFlagsAreChecked(t *testing.T) {
 		{"no replica", []string{"bench", "connect", "--broker", "mosquitto", "--db", pg, "--replicas", "0"}, "--replicas must be at least 1"},
 		{"replicas are processes", []string{"bench", "fleet", "--broker", "mosquitto", "--db", pg, "--in-process"}, "drop --in-process"},
 		{"one server to profile", []string{"bench", "fleet", "--broker", "mosquitto", "--db", pg, "--cpuprofile", "x.pprof"}, "--cpuprofile and --trace profile one server"},
+		{"one server's download listener", []string{"bench", "fleet", "--broker", "mosquitto", "--db", pg, "--download-http"}, "--download-http is one server's listener"},
+		{"devices profile in one process", []string{"bench", "fleet", "--in-process", "--devices-cpuprofile", "d.pprof"}, "--devices-cpuprofile profiles this process"},
 		{"accounts need the external broker", []string{"bench", "connect", "--accounts", "api"}, "--accounts needs --broker mosquitto"},
 		{"unknown accounts path", []string{"bench", "fleet", "--broker", "mosquitto", "--db", pg, "--accounts", "bulk"}, `--accounts "bulk": want seed or api`},
 		{"failover accounts path", []string{"bench", "failover", "--db", pg, "--accounts", "bulk"}, `--accounts "bulk": want seed or api`},

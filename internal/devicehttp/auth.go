@@ -103,16 +103,25 @@ func (c *credCache) entry(ctx context.Context, product, key string) (credEntry, 
 
 // fetch reads a device's credentials from the store and caches them.
 func (c *credCache) fetch(ctx context.Context, product, key string) (credEntry, error) {
-	c.mu.Lock()
-	gen := c.gen
-	c.mu.Unlock()
-	creds, err := c.st.Credentials(ctx, product, key)
+	creds, err := c.read(ctx, c.st, product, key)
 	if err != nil && ota.ErrorCode(err) != ota.ENOTFOUND {
 		return credEntry{}, err
 	}
-	e := credEntry{creds: creds, found: err == nil, at: c.now()}
-	c.put(wire.Username(product, key), e, gen)
-	return e, nil
+	return credEntry{creds: creds, found: err == nil}, nil
+}
+
+// read reads a device's credentials from st and caches the answer (a
+// device found, or not found), unless the device changed meanwhile.
+func (c *credCache) read(ctx context.Context, st CredentialReader, product, key string) (ota.DeviceCredentials, error) {
+	c.mu.Lock()
+	gen := c.gen
+	c.mu.Unlock()
+	creds, err := st.Credentials(ctx, product, key)
+	if err != nil && ota.ErrorCode(err) != ota.ENOTFOUND {
+		return creds, err
+	}
+	c.put(wire.Username(product, key), credEntry{creds: creds, found: err == nil, at: c.now()}, gen)
+	return creds, err
 }
 
 // forget drops what the cache knows of a device whose credentials

@@ -400,3 +400,34 @@ func TestPollAnswersTheActiveJobUntilItEndsThenItsCancel(t *testing.T) {
 		t.Fatalf("d2, never in a task: HTTP %d %s, want 204", r.status, r.body)
 	}
 }
+
+// A read through Sharing (the embedded broker's login) fills the device
+// API's cache: the device's next request reads no store. A change made
+// through CredentialsChanged still wins over what the login read.
+func TestCredentialCacheSharesTheBrokersReads(t *testing.T) {
+	f := newFixture(t, func(c *devicehttp.Config) { c.CredentialTTL = time.Hour })
+	old := f.secrets["d1"]
+	if _, err := f.h.Sharing(f.st).Credentials(f.ctx, "demo", "d1"); err != nil {
+		t.Fatal(err)
+	}
+	if s := f.callAs(http.MethodGet, wire.PathUpgrade, "demo/d1", old, "").status; s != http.StatusNoContent {
+		t.Fatalf("poll after the shared read: HTTP %d", s)
+	}
+	if misses := f.counter("otter_device_credential_lookups_total", "result", "miss"); misses != 0 {
+		t.Fatalf("the poll after the shared read read the store %v times, want 0", misses)
+	}
+	fresh, err := credential.NewDeviceSecret()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.st.SetDeviceSecret(f.ctx, "demo", "d1", credential.Hash(fresh), nil); err != nil {
+		t.Fatal(err)
+	}
+	f.h.CredentialsChanged("demo", "d1")
+	if s := f.callAs(http.MethodGet, wire.PathUpgrade, "demo/d1", old, "").status; s != http.StatusUnauthorized {
+		t.Fatalf("old secret after the change: HTTP %d, want 401", s)
+	}
+	if s := f.callAs(http.MethodGet, wire.PathUpgrade, "demo/d1", fresh, "").status; s != http.StatusNoContent {
+		t.Fatalf("new secret after the change: HTTP %d, want 204", s)
+	}
+}

@@ -53,30 +53,43 @@ func (h *Handler) serveDownload(w *countingWriter, r *http.Request, idText strin
 		return
 	}
 	g, err := h.cfg.Signer.Verify(id, r.URL.RawQuery)
-	switch {
-	case errors.Is(err, ErrNoToken):
-		plainError(w, http.StatusUnauthorized, err.Error())
-		return
-	case err != nil:
-		plainError(w, http.StatusForbidden, err.Error())
+	if err != nil {
+		tokenRefused(w, err)
 		return
 	}
-	if !acquire(h.dlSlots) {
-		w.Header().Set("Retry-After", strconv.Itoa(h.dlPace.retryAfter(h.cfg.Now())))
-		plainError(w, http.StatusServiceUnavailable, "too many downloads at once: try again after Retry-After seconds")
+	if !h.takeSlot(w) {
 		return
 	}
-	h.metrics.dlInFlight.Inc()
 	started := h.cfg.Now()
 	h.dlPace.start(started)
 	defer w.afterBody(func() { h.downloadDone(started) })
-	fw, ok := h.grantedFirmware(w, r, g)
+	e, ok := h.grantedFirmware(r.Context(), w, g)
 	switch {
-	case ok && h.cfg.Redirect && !h.staleIfRange(r, fw):
-		h.redirect(w, r, g, fw)
+	case ok && h.cfg.Redirect && !h.staleIfRange(r, e.fw):
+		h.redirect(w, r, g, e.fw)
 	case ok:
-		h.serveFile(w, r, g, fw)
+		h.serveFile(w, r, g, e)
 	}
+}
+
+// tokenRefused answers a download whose URL's token Verify refused.
+func tokenRefused(w http.ResponseWriter, err error) {
+	if errors.Is(err, ErrNoToken) {
+		plainError(w, http.StatusUnauthorized, err.Error())
+		return
+	}
+	plainError(w, http.StatusForbidden, err.Error())
+}
+
+// takeSlot takes a download slot, or answers 503 with a Retry-After.
+func (h *Handler) takeSlot(w http.ResponseWriter) bool {
+	if !acquire(h.dlSlots) {
+		w.Header().Set("Retry-After", strconv.Itoa(h.dlPace.retryAfter(h.cfg.Now())))
+		plainError(w, http.StatusServiceUnavailable, "too many downloads at once: try again after Retry-After seconds")
+		return false
+	}
+	h.metrics.dlInFlight.Inc()
+	return true
 }
 
 // downloadDone ends a download that held a slot.
@@ -128,70 +141,89 @@ func (h *Handler) redirect(w *countingWriter, r *http.Request, g Grant, fw ota.F
 // answers cheaply. Its secret is not checked: the URL is the credential,
 // so a device whose secret was rotated keeps a working URL until it
 // expires (at most the URL TTL), as anyone it gave the URL to does.
-func (h *Handler) grantedFirmware(w http.ResponseWriter, r *http.Request, g Grant) (ota.Firmware, bool) {
-	fw, err := h.firmware(r.Context(), g.FirmwareID)
+func (h *Handler) grantedFirmware(ctx context.Context, w http.ResponseWriter, g Grant) (*firmwareEntry, bool) {
+	e, err := h.firmware(ctx, g.FirmwareID)
 	if ota.ErrorCode(err) == ota.ENOTFOUND {
 		plainError(w, http.StatusNotFound, fmt.Sprintf("firmware %d no longer exists", g.FirmwareID))
-		return fw, false
+		return e, false
 	}
 	if err != nil {
 		h.unavailable(w, "read firmware", err)
-		return fw, false
+		return e, false
 	}
-	if fw.Product != g.Product {
+	if e.fw.Product != g.Product {
 		plainError(w, http.StatusForbidden, "the download URL is not valid for this firmware")
-		return fw, false
+		return e, false
 	}
-	exists, err := h.creds.exists(r.Context(), g.Product, g.Device)
+	exists, err := h.creds.exists(ctx, g.Product, g.Device)
 	if err != nil {
 		h.unavailable(w, "read device credentials", err)
-		return fw, false
+		return e, false
 	}
 	if !exists {
 		plainError(w, http.StatusForbidden, "the device this download URL was made for no longer exists")
-		return fw, false
+		return e, false
 	}
-	return fw, true
+	return e, true
 }
 
 // firmware reads a firmware for a download. Served files come from the
 // firmware cache; a redirect reads the store, as the blob store is not
 // asked whether the file is still there.
-func (h *Handler) firmware(ctx context.Context, id int64) (ota.Firmware, error) {
+func (h *Handler) firmware(ctx context.Context, id int64) (*firmwareEntry, error) {
 	if h.cfg.Redirect {
-		return h.cfg.Store.GetFirmware(ctx, id)
+		fw, err := h.cfg.Store.GetFirmware(ctx, id)
+		return &firmwareEntry{fw: fw}, err
 	}
 	return h.firmwares.get(ctx, id)
 }
 
-// serveFile streams the firmware's file with http.ServeContent.
-func (h *Handler) serveFile(w *countingWriter, r *http.Request, g Grant, fw ota.Firmware) {
-	obj, err := h.cfg.Blobs.Open(r.Context(), fw.BlobKey)
-	if ota.ErrorCode(err) == ota.ENOTFOUND && h.deletedSince(r.Context(), fw.ID) {
+// openFailed answers a download whose file could not be opened. The API
+// deletes the row, then the file: a file that is missing because its
+// firmware was just deleted is answered as the deleted firmware is.
+func (h *Handler) openFailed(ctx context.Context, w http.ResponseWriter, fw ota.Firmware, err error) {
+	switch {
+	case ota.ErrorCode(err) == ota.ENOTFOUND && h.deletedSince(ctx, fw.ID):
 		plainError(w, http.StatusNotFound, fmt.Sprintf("firmware %d no longer exists", fw.ID))
-		return
-	}
-	if ota.ErrorCode(err) == ota.ENOTFOUND {
+	case ota.ErrorCode(err) == ota.ENOTFOUND:
 		h.log.Error("devicehttp: firmware file missing from the blob store", "firmware", fw.ID, "key", fw.BlobKey)
 		plainError(w, http.StatusNotFound, fmt.Sprintf("the file of firmware %d is missing", fw.ID))
-		return
-	}
-	if err != nil {
+	default:
 		h.unavailable(w, "open firmware file", err)
+	}
+}
+
+// wrongSize answers a download whose file does not have the firmware's
+// size.
+func (h *Handler) wrongSize(w http.ResponseWriter, fw ota.Firmware, size int64) {
+	h.log.Error("devicehttp: firmware file has the wrong size", "firmware", fw.ID, "size", size, "want", fw.Size)
+	plainError(w, http.StatusInternalServerError, "the firmware file is damaged on the server")
+}
+
+// maxAge is the Cache-Control max-age of a file served under g: the
+// seconds until the URL expires.
+func (h *Handler) maxAge(g Grant) int64 {
+	return max(int64(g.Expires.Sub(h.cfg.Now())/time.Second), 0)
+}
+
+// serveFile streams the firmware's file with http.ServeContent.
+func (h *Handler) serveFile(w *countingWriter, r *http.Request, g Grant, e *firmwareEntry) {
+	fw := e.fw
+	obj, err := h.cfg.Blobs.Open(r.Context(), fw.BlobKey)
+	if err != nil {
+		h.openFailed(r.Context(), w, fw, err)
 		return
 	}
 	defer w.afterBody(func() { obj.Close() })
 	if obj.Size != fw.Size {
-		h.log.Error("devicehttp: firmware file has the wrong size", "firmware", fw.ID, "size", obj.Size, "want", fw.Size)
-		plainError(w, http.StatusInternalServerError, "the firmware file is damaged on the server")
+		h.wrongSize(w, fw, obj.Size)
 		return
 	}
 	hd := w.Header()
-	hd.Set("Content-Type", "application/octet-stream")
-	hd.Set("Content-Disposition", `attachment; filename="`+fileName(fw)+`"`)
-	hd.Set("ETag", etag(fw))
-	maxAge := max(int64(g.Expires.Sub(h.cfg.Now())/time.Second), 0)
-	hd.Set("Cache-Control", "private, max-age="+strconv.FormatInt(maxAge, 10))
+	hd["Content-Type"] = octetStream
+	hd["Content-Disposition"] = []string{e.disposition}
+	hd["Etag"] = []string{e.etag}
+	hd["Cache-Control"] = []string{"private, max-age=" + strconv.FormatInt(h.maxAge(g), 10)}
 	// A large image over a slow link takes longer than any fixed write
 	// timeout: the transfer may last as long as it keeps a minimum rate.
 	// The download listener's writer keeps that rate itself.
@@ -200,7 +232,7 @@ func (h *Handler) serveFile(w *countingWriter, r *http.Request, g Grant, fw ota.
 	}
 	w.counting = true
 	if plainGet(r) {
-		serveWhole(w, r, fw.CreatedAt, obj)
+		serveWhole(w, r, e.modified, obj)
 		return
 	}
 	dropEmptySuffixRanges(r, obj.Size)
@@ -209,6 +241,10 @@ func (h *Handler) serveFile(w *countingWriter, r *http.Request, g Grant, fw ota.
 	}
 	http.ServeContent(w, r, "", fw.CreatedAt, obj.Content)
 }
+
+// octetStream is the Content-Type of a firmware file, shared by every
+// answer (net/http only reads it).
+var octetStream = []string{"application/octet-stream"}
 
 // plainGet reports whether r asks for the whole file with no condition:
 // nearly every download. http.ServeContent would answer it as serveWhole
@@ -227,19 +263,23 @@ func plainGet(r *http.Request) bool {
 var conditionalHeaders = []string{"Range", "If-Range", "If-Match", "If-None-Match", "If-Modified-Since", "If-Unmodified-Since"}
 
 // serveWhole answers 200 with the whole file and the headers that
-// http.ServeContent would add for it.
-func serveWhole(w *countingWriter, r *http.Request, modified time.Time, obj *blob.Object) {
+// http.ServeContent would add for it; modified is the Last-Modified, ""
+// for none.
+func serveWhole(w *countingWriter, r *http.Request, modified string, obj *blob.Object) {
 	hd := w.Header()
-	if !modified.IsZero() && !modified.Equal(time.Unix(0, 0)) {
-		hd.Set("Last-Modified", modified.UTC().Format(http.TimeFormat))
+	if modified != "" {
+		hd["Last-Modified"] = []string{modified}
 	}
-	hd.Set("Accept-Ranges", "bytes")
+	hd["Accept-Ranges"] = acceptBytes
 	hd.Set("Content-Length", strconv.FormatInt(obj.Size, 10))
 	w.WriteHeader(http.StatusOK)
 	if r.Method != http.MethodHead {
 		_, _ = w.ReadFrom(&io.LimitedReader{R: obj.Content, N: obj.Size})
 	}
 }
+
+// acceptBytes is the Accept-Ranges of a file.
+var acceptBytes = []string{"bytes"}
 
 // deletedSince reports whether a firmware whose file is missing was
 // deleted since the cache read it: the API deletes the row, then the file.

@@ -2,12 +2,14 @@ package devicehttp_test
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"mime"
 	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -375,4 +377,85 @@ func testDownloadMultipleRangesAndNotModified(t *testing.T, fast bool) {
 		t.Fatalf("If-None-Match with the ETag: HTTP %d with %d body bytes, want 304", nm.status, len(nm.body))
 	}
 	f.waitCounter(1, "otter_download_requests_total", "status", "304")
+}
+
+// Many downloads of one 3 MiB file at once, so that their sockets fill
+// and each send stops and resumes: on the download listener the file is
+// sent from one descriptor the blob store keeps open, each download at
+// its own offsets, and every device gets the exact file, whole or from a
+// range.
+func TestDownloadsAtOnce(t *testing.T) { eachListener(t, testDownloadsAtOnce) }
+
+func testDownloadsAtOnce(t *testing.T, fast bool) {
+	f := newFixtureOn(t, fast)
+	file := randomBytes(t, 3<<20+17)
+	fw := f.firmware("demo", "3.0.0", file)
+	u := f.signer.DownloadURL("demo", "d1", fw.ID)
+	errs := make(chan error, 16)
+	for i := range 16 {
+		go func() {
+			errs <- func() error {
+				req, err := http.NewRequestWithContext(f.ctx, http.MethodGet, u, nil)
+				if err != nil {
+					return err
+				}
+				from := 0
+				if i%4 == 3 {
+					from = 1<<20 + i
+					req.Header.Set("Range", fmt.Sprintf("bytes=%d-", from))
+				}
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					return err
+				}
+				defer resp.Body.Close()
+				var got bytes.Buffer
+				buf := make([]byte, 256<<10)
+				for {
+					n, err := resp.Body.Read(buf)
+					got.Write(buf[:n])
+					if err == io.EOF {
+						break
+					}
+					if err != nil {
+						return err
+					}
+				}
+				if !bytes.Equal(got.Bytes(), file[from:]) {
+					return fmt.Errorf("download %d (HTTP %d): %d bytes, the same as the file's %d from byte %d for %d bytes",
+						i, resp.StatusCode, got.Len(), len(file)-from, from, commonPrefix(got.Bytes(), file[from:]))
+				}
+				return nil
+			}()
+		}()
+	}
+	for range 16 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// A file removed behind the blob store's back, as another replica on a
+// shared folder deletes it (the row, then the file), stops being served
+// within moments though its descriptor was kept open.
+func TestDownloadRemovedElsewhere(t *testing.T) { eachListener(t, testDownloadRemovedElsewhere) }
+
+func testDownloadRemovedElsewhere(t *testing.T, fast bool) {
+	f := newFixtureOn(t, fast)
+	fw := f.firmware("demo", "3.1.0", []byte("removed elsewhere"))
+	u := f.signer.DownloadURL("demo", "d1", fw.ID)
+	if r := f.get(http.MethodGet, u); r.status != http.StatusOK || string(r.body) != "removed elsewhere" {
+		t.Fatalf("before the removal: HTTP %d %q", r.status, r.body)
+	}
+	if err := f.st.DeleteFirmware(f.ctx, fw.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(f.blobs.String(), filepath.FromSlash(fw.BlobKey))); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, func() bool {
+		r := f.get(http.MethodGet, u)
+		return r.status == http.StatusNotFound && strings.Contains(string(r.body), "no longer exists")
+	}, "the download to answer 404 no longer exists")
 }

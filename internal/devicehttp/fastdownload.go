@@ -1,6 +1,8 @@
 package devicehttp
 
 import (
+	"bytes"
+	"context"
 	"io"
 	"net"
 	"net/http"
@@ -8,10 +10,12 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
 
+	"github.com/otter-ota/otter/internal/blob"
 	"github.com/otter-ota/otter/internal/deadline"
 )
 
@@ -19,12 +23,16 @@ import (
 // fasthttp instead of net/http: for a 64 KiB image net/http's own cost per
 // request (about 77 µs of CPU here, against nginx's 35 µs for the whole
 // answer) is most of a download's, and fasthttp's is about half of it (see
-// BENCHMARKS.md, "Downloads against nginx"). The answers are the same:
-// the request goes through serveDownload, and http.ServeContent decides
-// the status and headers (ranges, If-Range, conditional requests), into a
-// ResponseWriter that fills fasthttp's response. The file itself is handed
-// to fasthttp as the body, which sends it with sendfile after the handler
-// returns, under the transfer deadlines of package deadline.
+// BENCHMARKS.md, "Downloads against nginx"). The answers are the same.
+// A plain GET or HEAD of a whole file from the folder store (nearly every
+// download) is served by fastDownload: the checks of serveDownload, the
+// headers set straight into fasthttp's, the file sent with sendfile from
+// a descriptor the store keeps open. Anything else (ranges, conditional
+// requests, an S3 store) goes through serveDownload, and
+// http.ServeContent decides the status and headers into a ResponseWriter
+// that fills fasthttp's response. Either way the file is handed to
+// fasthttp as the body, which sends it after the handler returns, under
+// the transfer deadlines of package deadline.
 
 // FastDownloads returns the fasthttp handler of the download listener: GET
 // and HEAD /dl/{id}, as Routes serves them; any other path answers 404.
@@ -32,24 +40,202 @@ import (
 func (h *Handler) FastDownloads(timeouts deadline.Timeouts) fasthttp.RequestHandler {
 	policy := timeouts.OrDefault().Transfer
 	return func(ctx *fasthttp.RequestCtx) {
-		fw := &fastWriter{ctx: ctx, policy: policy, bytes: h.metrics.bytes}
-		w := &countingWriter{ResponseWriter: fw, bytes: h.metrics.bytes}
-		idText, ok := strings.CutPrefix(string(ctx.Path()), downloadPrefix)
+		idText, ok := bytes.CutPrefix(ctx.Path(), downloadPrefixBytes)
 		switch {
-		case !ok:
-			plainError(w, http.StatusNotFound, "no such download: the path is /dl/{firmware id}")
-			return
-		case idText == "" || strings.IndexByte(idText, '/') >= 0:
+		case !ok || len(idText) == 0 || bytes.IndexByte(idText, '/') >= 0:
+			w := h.fastWriter(ctx, policy)
 			plainError(w, http.StatusNotFound, "no such download: the path is /dl/{firmware id}")
 			return
 		case !ctx.IsGet() && !ctx.IsHead():
-			fw.Header().Set("Allow", "GET, HEAD")
+			w := h.fastWriter(ctx, policy)
+			w.Header().Set("Allow", "GET, HEAD")
 			plainError(w, http.StatusMethodNotAllowed, "method "+string(ctx.Method())+" is not allowed here; use GET, HEAD")
 			return
+		case h.shared != nil && !h.cfg.Redirect && plainFastGet(ctx):
+			h.serveShared(ctx, idText, policy)
+			return
 		}
-		h.serveDownload(w, fastRequest(ctx), idText)
+		w := h.fastWriter(ctx, policy)
+		h.serveDownload(w, fastRequest(ctx), string(idText))
 		h.metrics.download(w.statusCode())
 	}
+}
+
+var downloadPrefixBytes = []byte(downloadPrefix)
+
+// fastWriter returns a writer of the answer to ctx for serveDownload.
+func (h *Handler) fastWriter(ctx *fasthttp.RequestCtx, policy deadline.Policy) *countingWriter {
+	fw := &fastWriter{ctx: ctx, policy: policy, bytes: h.metrics.bytes}
+	return &countingWriter{ResponseWriter: fw, bytes: h.metrics.bytes}
+}
+
+// plainFastGet reports whether ctx asks for a whole file with no
+// condition, as plainGet does for net/http.
+func plainFastGet(ctx *fasthttp.RequestCtx) bool {
+	for _, name := range conditionalHeaders {
+		if len(ctx.Request.Header.Peek(name)) > 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// sharedOpener is a blob store that keeps files open between downloads
+// (blob.FS).
+type sharedOpener interface {
+	OpenShared(ctx context.Context, key string) (*blob.SharedFile, error)
+}
+
+// fastDownload is one plain download on the download listener: a GET or
+// HEAD of a whole file from a store that keeps its files open, nearly
+// every download. It is served as serveDownload would serve it (the same
+// checks in the same order, the same answers) without building an
+// http.Request or a header map, from a descriptor the blob store keeps
+// open and sent with sendfile at an offset of its own. Its state is
+// reused from download to download: the download listener then
+// allocates almost nothing per download.
+type fastDownload struct {
+	h    *Handler
+	ctx  *fasthttp.RequestCtx
+	fw   fastWriter     // error answers
+	cw   countingWriter // over fw
+	body transferBody
+	rng  fileRange
+	// What the download holds until its body is sent.
+	file    *blob.SharedFile
+	slot    bool
+	started time.Time
+	buf     [64]byte // Cache-Control
+}
+
+// serveShared serves a plain download (plainFastGet) on the download
+// listener.
+func (h *Handler) serveShared(ctx *fasthttp.RequestCtx, idText []byte, policy deadline.Policy) {
+	d, _ := h.fastPool.Get().(*fastDownload)
+	if d == nil {
+		d = &fastDownload{h: h}
+	}
+	d.ctx = ctx
+	d.fw = fastWriter{ctx: ctx, policy: policy, bytes: h.metrics.bytes}
+	d.cw = countingWriter{ResponseWriter: &d.fw, bytes: h.metrics.bytes}
+	sending := d.serve(idText, policy)
+	h.metrics.download(d.cw.statusCode())
+	if !sending {
+		d.finish()
+	}
+}
+
+// serve answers the download; it reports whether a body was handed to
+// fasthttp, which then ends the download when it closes the body.
+func (d *fastDownload) serve(idText []byte, policy deadline.Policy) bool {
+	h, ctx, w := d.h, d.ctx, &d.cw
+	id, err := strconv.ParseInt(string(idText), 10, 64)
+	if err != nil || id <= 0 {
+		plainError(w, http.StatusNotFound, "no such firmware: the path is /dl/{firmware id}")
+		return false
+	}
+	g, err := h.cfg.Signer.Verify(id, string(ctx.URI().QueryString()))
+	if err != nil {
+		tokenRefused(w, err)
+		return false
+	}
+	if !h.takeSlot(w) {
+		return false
+	}
+	d.slot, d.started = true, h.cfg.Now()
+	h.dlPace.start(d.started)
+	// As for fastRequest, the background context: fasthttp's RequestCtx
+	// ends only with the server.
+	bg := context.Background()
+	e, ok := h.grantedFirmware(bg, w, g)
+	if !ok {
+		return false
+	}
+	fw := e.fw
+	f, err := h.shared.OpenShared(bg, fw.BlobKey)
+	if err != nil {
+		h.openFailed(bg, w, fw, err)
+		return false
+	}
+	d.file = f
+	if f.Size() != fw.Size {
+		h.wrongSize(w, fw, f.Size())
+		return false
+	}
+	d.cw.status = http.StatusOK
+	hd := &ctx.Response.Header
+	hd.SetContentTypeBytes(octetStreamBytes)
+	hd.SetCanonical(headerContentDisposition, s2b(e.disposition))
+	hd.SetCanonical(headerETag, s2b(e.etag))
+	hd.SetCanonical(headerCacheControl, strconv.AppendInt(append(d.buf[:0], "private, max-age="...), h.maxAge(g), 10))
+	if e.modified != "" {
+		hd.SetCanonical(headerLastModified, s2b(e.modified))
+	}
+	hd.SetCanonical(headerAcceptRanges, acceptBytesBytes)
+	if ctx.IsHead() || fw.Size == 0 {
+		hd.SetContentLength(int(fw.Size))
+		return false
+	}
+	d.rng = fileRange{f: f}
+	d.body = transferBody{src: &d.rng, left: fw.Size, conn: ctx.Conn(), policy: policy, bytes: h.metrics.bytes, fast: d}
+	if mc, ok := ctx.Conn().(*moreConn); ok {
+		// The headers go out on their own, ahead of the body, flagged
+		// MSG_MORE: the kernel holds them until the file's first
+		// segment, and the file is sent with sendfile from the empty
+		// buffer (moreConn.ReadFrom).
+		ctx.Response.ImmediateHeaderFlush = true
+		mc.more = true
+	}
+	ctx.Response.SetBodyStream(&d.body, int(fw.Size))
+	return true
+}
+
+// finish releases what the download held and makes d ready for reuse.
+func (d *fastDownload) finish() {
+	h := d.h
+	if d.file != nil {
+		d.file.Release()
+	}
+	if d.slot {
+		h.downloadDone(d.started)
+	}
+	*d = fastDownload{h: h}
+	h.fastPool.Put(d)
+}
+
+// Header names and values of a served file, for fasthttp's SetCanonical.
+var (
+	headerContentDisposition = []byte("Content-Disposition")
+	headerETag               = []byte("ETag")
+	headerCacheControl       = []byte("Cache-Control")
+	headerLastModified       = []byte("Last-Modified")
+	headerAcceptRanges       = []byte("Accept-Ranges")
+	octetStreamBytes         = []byte("application/octet-stream")
+	acceptBytesBytes         = []byte("bytes")
+)
+
+// s2b is the bytes of s, for fasthttp setters that copy what they are
+// given.
+func s2b(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
+
+// fileRange is what is left to send of a shared file: sent with sendfile
+// at its own offset by moreConn.ReadFrom, or read with pread (Read) by any
+// other writer (TLS, a buffered copy). It has no SyscallConn on purpose:
+// net would then send from the descriptor's position, which every
+// download of the file shares.
+type fileRange struct {
+	f   *blob.SharedFile
+	off int64 // the next byte to send
+}
+
+// Read reads at the range's offset.
+func (r *fileRange) Read(p []byte) (int, error) {
+	n, err := r.f.ReadAt(p, r.off)
+	r.off += int64(n)
+	if err == io.EOF && n > 0 {
+		err = nil
+	}
+	return n, err
 }
 
 // fastRequest is the part of a fasthttp request that serveDownload and
@@ -186,8 +372,11 @@ type transferBody struct {
 	policy deadline.Policy
 	bytes  prometheus.Counter
 	// done runs when fasthttp closes the body (sent or not): it closes
-	// the file and releases the download slot.
+	// the file and releases the download slot; fast does it for a plain
+	// download.
 	done []func()
+	fast *fastDownload
+	lr   io.LimitedReader // the chunk being sent
 }
 
 // SupportsBodyWriteTo tells fasthttp to call WriteTo.
@@ -212,7 +401,8 @@ func (b *transferBody) WriteTo(w io.Writer) (int64, error) {
 			size = min(size, b.left)
 		}
 		_ = b.conn.SetWriteDeadline(time.Now().Add(b.policy.Window))
-		n, err := rf.ReadFrom(&io.LimitedReader{R: b.src, N: size})
+		b.lr = io.LimitedReader{R: b.src, N: size}
+		n, err := rf.ReadFrom(&b.lr)
 		total += n
 		if n > 0 {
 			b.bytes.Add(float64(n))
@@ -253,10 +443,17 @@ func (b *transferBody) Read(p []byte) (int, error) {
 
 // Close ends the body: it closes the file and releases the download slot.
 func (b *transferBody) Close() error {
+	if mc, ok := b.conn.(*moreConn); ok {
+		mc.more = false // the headers may not have been written
+	}
 	for _, f := range b.done {
 		f()
 	}
 	b.done = nil
+	if d := b.fast; d != nil {
+		b.fast = nil
+		d.finish()
+	}
 	return nil
 }
 

@@ -2,6 +2,7 @@ package devicehttp
 
 import (
 	"context"
+	"net/http"
 	"sync"
 	"time"
 
@@ -27,49 +28,64 @@ type firmwareCache struct {
 	now func() time.Time // the wall clock: entries expire on it
 
 	mu      sync.RWMutex
-	entries map[int64]firmwareEntry
+	entries map[int64]*firmwareEntry
 }
 
+// firmwareEntry is a firmware as downloads serve it: the row and the
+// header values of its file, made once rather than at every download.
+// It is never changed once made.
 type firmwareEntry struct {
 	fw      ota.Firmware
 	expires time.Time
+	// disposition, etag and modified are the Content-Disposition, ETag
+	// and Last-Modified of the file ("" for no Last-Modified).
+	disposition, etag, modified string
+}
+
+func newFirmwareEntry(fw ota.Firmware, expires time.Time) *firmwareEntry {
+	e := &firmwareEntry{fw: fw, expires: expires, disposition: `attachment; filename="` + fileName(fw) + `"`, etag: etag(fw)}
+	if !fw.CreatedAt.IsZero() && !fw.CreatedAt.Equal(time.Unix(0, 0)) {
+		e.modified = fw.CreatedAt.UTC().Format(http.TimeFormat)
+	}
+	return e
 }
 
 func newFirmwareCache(st Store) *firmwareCache {
-	return &firmwareCache{st: st, now: time.Now, entries: map[int64]firmwareEntry{}}
+	return &firmwareCache{st: st, now: time.Now, entries: map[int64]*firmwareEntry{}}
 }
 
 // get returns firmware id, from memory when a fresh copy is there. A
 // deleted firmware answers an *ota.Error of code ENOTFOUND, as a missing
 // one does.
-func (c *firmwareCache) get(ctx context.Context, id int64) (ota.Firmware, error) {
+func (c *firmwareCache) get(ctx context.Context, id int64) (*firmwareEntry, error) {
 	now := c.now()
 	c.mu.RLock()
-	e, ok := c.entries[id]
+	e := c.entries[id]
 	c.mu.RUnlock()
-	if ok && now.Before(e.expires) {
-		return e.fw, nil
+	if e != nil && now.Before(e.expires) {
+		return e, nil
 	}
 	return c.load(ctx, id)
 }
 
 // load reads firmware id from the store and caches it while it may be
 // served.
-func (c *firmwareCache) load(ctx context.Context, id int64) (ota.Firmware, error) {
+func (c *firmwareCache) load(ctx context.Context, id int64) (*firmwareEntry, error) {
 	fw, err := c.st.GetFirmware(ctx, id)
 	if err == nil && fw.Status == ota.FirmwareDeleted {
 		err = ota.Errorf(ota.ENOTFOUND, "firmware %d was deleted", id)
 	}
 	if err != nil {
 		c.forget(id)
-		return fw, err
+		return &firmwareEntry{fw: fw}, err
 	}
 	now := c.now()
+	e := newFirmwareEntry(fw, now.Add(firmwareTTL))
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.entries) >= firmwareCacheSize {
-		for k, e := range c.entries {
-			if !now.Before(e.expires) {
+		for k, old := range c.entries {
+			if !now.Before(old.expires) {
 				delete(c.entries, k)
 			}
 		}
@@ -77,8 +93,8 @@ func (c *firmwareCache) load(ctx context.Context, id int64) (ota.Firmware, error
 			clear(c.entries)
 		}
 	}
-	c.entries[id] = firmwareEntry{fw: fw, expires: now.Add(firmwareTTL)}
-	return fw, nil
+	c.entries[id] = e
+	return e, nil
 }
 
 func (c *firmwareCache) forget(id int64) {

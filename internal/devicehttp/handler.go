@@ -12,6 +12,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -91,6 +92,8 @@ type Handler struct {
 	dlSlots   chan struct{}   // downloads in flight; nil: no limit
 	dlPace    downloadPace    // the Retry-After of a download refused a slot
 	logErrors *rate.Sometimes // server errors are logged at most once a second
+	shared    sharedOpener    // the blob store, when it keeps files open
+	fastPool  sync.Pool       // of *fastDownload
 }
 
 // New checks cfg and returns a Handler.
@@ -116,6 +119,7 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.MaxDownloads > 0 {
 		h.dlSlots = make(chan struct{}, cfg.MaxDownloads)
 	}
+	h.shared, _ = cfg.Blobs.(sharedOpener)
 	return h, nil
 }
 
@@ -149,6 +153,31 @@ func withDefaults(cfg Config) Config {
 // refused at once, and a new secret or a new device is let in at once.
 func (h *Handler) CredentialsChanged(product, key string) {
 	h.creds.forget(product, key)
+}
+
+// CredentialReader reads device credentials; store.Store is one.
+type CredentialReader interface {
+	Credentials(ctx context.Context, product, key string) (ota.DeviceCredentials, error)
+}
+
+// Sharing returns a CredentialReader that reads st and keeps each answer
+// in the handler's credential cache, as if the device API had read it
+// itself at that moment. The embedded broker reads a device's credentials
+// at every login; through Sharing, the downloads of a device that logged
+// in over MQTT find it in the cache instead of reading the store again
+// (about 76 µs a device). An entry so cached is dropped by
+// CredentialsChanged and expires after CredentialTTL like any other.
+func (h *Handler) Sharing(st CredentialReader) CredentialReader {
+	return sharedReads{st: st, c: h.creds}
+}
+
+type sharedReads struct {
+	st CredentialReader
+	c  *credCache
+}
+
+func (s sharedReads) Credentials(ctx context.Context, product, key string) (ota.DeviceCredentials, error) {
+	return s.c.read(ctx, s.st, product, key)
 }
 
 // Routes returns the handler of /dl/ and /device/; mount it at the root of

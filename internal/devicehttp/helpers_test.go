@@ -35,7 +35,7 @@ import (
 // product "demo", devices d1..d3 on version 1.0.0 with known secrets, and a
 // firmware 1.1.0 whose file is in a real blob folder.
 type fixture struct {
-	t      *testing.T
+	t      testing.TB
 	ctx    context.Context
 	st     store.Store
 	blobs  *blob.FS
@@ -75,7 +75,7 @@ func newFixture(t *testing.T, edit ...func(*devicehttp.Config)) *fixture {
 // newFixtureOn builds the fixture; with fast, downloads are served on a
 // listener of their own with fasthttp (Handler.FastDownloads), as
 // `otter serve --download-http` does, and download URLs lead there.
-func newFixtureOn(t *testing.T, fast bool, edit ...func(*devicehttp.Config)) *fixture {
+func newFixtureOn(t testing.TB, fast bool, edit ...func(*devicehttp.Config)) *fixture {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -304,7 +304,7 @@ func (f *fixture) waitTask(id int64, state ota.TaskState) ota.Task {
 }
 
 // eventually polls cond until it holds or ten seconds pass.
-func eventually(t *testing.T, cond func() bool, what string) {
+func eventually(t testing.TB, cond func() bool, what string) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !cond() {
@@ -364,7 +364,7 @@ func (f *fixture) waitCounter(want float64, name string, labels ...string) {
 }
 
 // equalBytes fails unless got equals want, without printing megabytes.
-func equalBytes(t *testing.T, what string, got, want []byte) {
+func equalBytes(t testing.TB, what string, got, want []byte) {
 	t.Helper()
 	if !bytes.Equal(got, want) {
 		t.Fatalf("%s: got %d bytes, want %d bytes (equal prefix: %d)", what, len(got), len(want), commonPrefix(got, want))

@@ -2,6 +2,7 @@ package devicehttp
 
 import (
 	"errors"
+	"io"
 	"net"
 	"syscall"
 )
@@ -75,4 +76,61 @@ func (c *moreConn) Write(p []byte) (int, error) {
 		return done, &net.OpError{Op: "write", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
 	}
 	return done, nil
+}
+
+// ReadFrom sends r. A range of a file the blob store keeps open (a
+// *fileRange, under fasthttp's *io.LimitedReader) goes out with sendfile
+// at the range's own offset: net's sendfile would send from the
+// descriptor's position, which every download of the file shares.
+// Anything else is the TCP connection's ReadFrom.
+func (c *moreConn) ReadFrom(r io.Reader) (int64, error) {
+	if lr, ok := r.(*io.LimitedReader); ok {
+		if fr, ok := lr.R.(*fileRange); ok {
+			n, err := c.sendRange(fr, lr.N)
+			lr.N -= n
+			return n, err
+		}
+	}
+	return c.TCPConn.ReadFrom(r)
+}
+
+// maxSendfile bounds one sendfile call, as net's does.
+const maxSendfile = 1<<31 - 1
+
+// sendRange sends up to limit bytes of fr from its offset, waiting for
+// the socket under its write deadline; it stops early at the end of the
+// file.
+func (c *moreConn) sendRange(fr *fileRange, limit int64) (int64, error) {
+	var sent int64
+	var sendErr error
+	src := fr.f.Fd()
+	err := c.raw.Write(func(fd uintptr) bool {
+		for sent < limit {
+			off := fr.off
+			n, err := syscall.Sendfile(int(fd), src, &off, int(min(limit-sent, maxSendfile)))
+			if n > 0 {
+				sent += int64(n)
+				fr.off += int64(n)
+			}
+			switch {
+			case errors.Is(err, syscall.EAGAIN):
+				return false // wait until the socket takes more
+			case errors.Is(err, syscall.EINTR):
+				continue
+			case err != nil:
+				sendErr = err
+				return true
+			case n == 0:
+				return true // the end of the file
+			}
+		}
+		return true
+	})
+	if err == nil {
+		err = sendErr
+	}
+	if err != nil {
+		return sent, &net.OpError{Op: "sendfile", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
+	}
+	return sent, nil
 }

@@ -1,6 +1,8 @@
 package devicehttp
 
 import (
+	"bytes"
+	"encoding/base64"
 	"errors"
 	"net/url"
 	"strings"
@@ -27,15 +29,20 @@ func FuzzParseToken(f *testing.F) {
 	f.Add(int64(1), "d=a/b&&e=1&s=%41+&x=%zz")
 	f.Fuzz(func(t *testing.T, id int64, query string) {
 		checkTokenParams(t, query)
-		g, sig, err := parseToken(id, query)
+		var sig [32]byte
+		g, err := parseToken(id, query, &sig)
 		if err != nil {
 			if !errors.Is(err, ErrNoToken) {
 				t.Fatalf("error %v is not ErrNoToken", err)
 			}
 			return
 		}
-		if len(sig) != 32 || g.FirmwareID != id || g.Expires.Unix() <= 0 {
-			t.Fatalf("accepted %q as %+v with a %d-byte signature", query, g, len(sig))
+		if g.FirmwareID != id || g.Expires.Unix() <= 0 {
+			t.Fatalf("accepted %q as %+v", query, g)
+		}
+		q, _ := url.ParseQuery(query) // checkTokenParams: it reads the same
+		if want, err := base64.RawURLEncoding.DecodeString(q.Get("s")); err != nil || !bytes.Equal(sig[:], want) {
+			t.Fatalf("accepted %q with signature %x, DecodeString reads %x (%v)", query, sig, want, err)
 		}
 		signed := s.DownloadURL(g.Product, g.Device, id)
 		if _, err := s.Verify(id, signed[strings.IndexByte(signed, '?')+1:]); err != nil {

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/otter-ota/otter/sdk/wire"
 )
@@ -53,10 +54,19 @@ type URLSigner struct {
 	key  []byte
 	ttl  time.Duration
 	now  func() time.Time
-	// macs holds keyed HMACs for reuse: every download checks one, and a
-	// new one costs two SHA-256 blocks and allocations before any byte of
-	// the URL is hashed.
+	// macs holds keyed HMACs, with their buffers, for reuse (*macState):
+	// every download checks one, and a new one costs two SHA-256 blocks
+	// and allocations before any byte of the URL is hashed.
 	macs sync.Pool
+}
+
+// macState is a keyed HMAC and the buffers of one check: kept with it,
+// they cost a download no allocation.
+type macState struct {
+	h   hash.Hash
+	msg [128]byte         // what is signed
+	sum [sha256.Size]byte // its HMAC
+	sig [sha256.Size]byte // the URL's signature
 }
 
 // NewURLSigner returns a signer for URLs under base, the public URL at which
@@ -81,7 +91,7 @@ func NewURLSigner(base string, key []byte, ttl time.Duration, now func() time.Ti
 		now = time.Now
 	}
 	s := &URLSigner{base: strings.TrimRight(base, "/"), key: append([]byte(nil), key...), ttl: ttl, now: now}
-	s.macs.New = func() any { return hmac.New(sha256.New, s.key) }
+	s.macs.New = func() any { return &macState{h: hmac.New(sha256.New, s.key)} }
 	return s, nil
 }
 
@@ -116,11 +126,17 @@ func (s *URLSigner) expiry() time.Time {
 	return rounded
 }
 
-// mac is HMAC-SHA256 over "v1|product|device|id|expiry". Keys cannot
-// contain '|', so the fields cannot be shifted into one another.
+// mac is HMAC-SHA256 over "v1|product|device|id|expiry".
 func (s *URLSigner) mac(g Grant) []byte {
-	var buf [128]byte
-	b := append(buf[:0], "v1|"...)
+	st := s.macs.Get().(*macState)
+	defer s.macs.Put(st)
+	return append([]byte(nil), st.mac(g)...)
+}
+
+// mac is HMAC-SHA256 over "v1|product|device|id|expiry", in st.sum. Keys
+// cannot contain '|', so the fields cannot be shifted into one another.
+func (st *macState) mac(g Grant) []byte {
+	b := append(st.msg[:0], "v1|"...)
 	b = append(b, g.Product...)
 	b = append(b, '|')
 	b = append(b, g.Device...)
@@ -128,11 +144,9 @@ func (s *URLSigner) mac(g Grant) []byte {
 	b = strconv.AppendInt(b, g.FirmwareID, 10)
 	b = append(b, '|')
 	b = strconv.AppendInt(b, g.Expires.Unix(), 10)
-	h := s.macs.Get().(hash.Hash)
-	defer s.macs.Put(h)
-	h.Reset()
-	h.Write(b)
-	return h.Sum(nil)
+	st.h.Reset()
+	st.h.Write(b)
+	return st.h.Sum(st.sum[:0])
 }
 
 // Verify checks the token of a download request for firmware id (the path
@@ -140,11 +154,13 @@ func (s *URLSigner) mac(g Grant) []byte {
 // missing or garbled, and ErrBadToken when its signature does not match or
 // it has expired.
 func (s *URLSigner) Verify(firmwareID int64, rawQuery string) (Grant, error) {
-	g, sig, err := parseToken(firmwareID, rawQuery)
+	st := s.macs.Get().(*macState)
+	defer s.macs.Put(st)
+	g, err := parseToken(firmwareID, rawQuery, &st.sig)
 	if err != nil {
 		return Grant{}, err
 	}
-	if !hmac.Equal(sig, s.mac(g)) { // constant time
+	if !hmac.Equal(st.sig[:], st.mac(g)) { // constant time
 		return Grant{}, fmt.Errorf("%w: the signature does not match this firmware and device", ErrBadToken)
 	}
 	if !s.now().Before(g.Expires) {
@@ -153,26 +169,32 @@ func (s *URLSigner) Verify(firmwareID int64, rawQuery string) (Grant, error) {
 	return g, nil
 }
 
-// parseToken reads the d, e and s parameters of a download URL; each must
-// appear exactly once.
-func parseToken(firmwareID int64, rawQuery string) (Grant, []byte, error) {
+// parseToken reads the d, e and s parameters of a download URL, each of
+// which must appear exactly once; the signature goes to sig.
+func parseToken(firmwareID int64, rawQuery string, sig *[sha256.Size]byte) (Grant, error) {
 	v, err := tokenParams(rawQuery)
 	if err != nil {
-		return Grant{}, nil, err
+		return Grant{}, err
 	}
 	product, device, err := wire.ParseUsername(v[0])
 	if err != nil {
-		return Grant{}, nil, fmt.Errorf("%w: parameter \"d\" must be {product}/{device}", ErrNoToken)
+		return Grant{}, fmt.Errorf("%w: parameter \"d\" must be {product}/{device}", ErrNoToken)
 	}
 	exp, err := strconv.ParseInt(v[1], 10, 64)
 	if err != nil || exp <= 0 {
-		return Grant{}, nil, fmt.Errorf("%w: parameter \"e\" must be a Unix time", ErrNoToken)
+		return Grant{}, fmt.Errorf("%w: parameter \"e\" must be a Unix time", ErrNoToken)
 	}
-	sig, err := base64.RawURLEncoding.DecodeString(v[2])
-	if err != nil || len(sig) != sha256.Size {
-		return Grant{}, nil, fmt.Errorf("%w: parameter \"s\" must be a base64url HMAC-SHA256", ErrNoToken)
+	// Decode writes DecodedLen bytes at most: only a signature of the
+	// right length is decoded (DecodeString's copy of it cost an
+	// allocation, and Decode does not keep what it reads).
+	enc := base64.RawURLEncoding
+	if enc.DecodedLen(len(v[2])) != sha256.Size {
+		return Grant{}, fmt.Errorf("%w: parameter \"s\" must be a base64url HMAC-SHA256", ErrNoToken)
 	}
-	return Grant{Product: product, Device: device, FirmwareID: firmwareID, Expires: time.Unix(exp, 0)}, sig, nil
+	if n, err := enc.Decode(sig[:], unsafe.Slice(unsafe.StringData(v[2]), len(v[2]))); err != nil || n != sha256.Size {
+		return Grant{}, fmt.Errorf("%w: parameter \"s\" must be a base64url HMAC-SHA256", ErrNoToken)
+	}
+	return Grant{Product: product, Device: device, FirmwareID: firmwareID, Expires: time.Unix(exp, 0)}, nil
 }
 
 // tokenNames are the parameters of a download URL's token.

@@ -53,7 +53,9 @@ type Store interface {
 	// given devices.
 	LastJobs(ctx context.Context, deviceIDs []int64) ([]ota.Job, error)
 	JobsByID(ctx context.Context, ids []int64) ([]ota.Job, error)
-	QueuedJobs(ctx context.Context, q ota.QueuedQuery) ([]ota.Job, error)
+	// QueuedJobs returns the next jobs a task may start, in rollout order,
+	// and the place of the last of them (for the next read's After).
+	QueuedJobs(ctx context.Context, q ota.QueuedQuery) ([]ota.Job, ota.RolloutPos, error)
 	// NextRetry returns the earliest retry time after now of a task's
 	// queued jobs, if any job waits for one.
 	NextRetry(ctx context.Context, taskID int64, now time.Time) (time.Time, bool, error)
@@ -148,6 +150,10 @@ type Engine struct {
 	log     *slog.Logger
 	now     func() time.Time
 	metrics *metrics
+	// readsBeside says the store reads beside its write transaction (see
+	// ReadsBesideWrites), so the next batch of queued jobs is read while
+	// the one before it commits.
+	readsBeside bool
 
 	ops  chan op
 	wake chan struct{}
@@ -198,22 +204,24 @@ func New(cfg Config) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
+	rb, _ := cfg.Store.(interface{ ReadsBesideWrites() bool })
 	return &Engine{
-		cfg:      cfg,
-		st:       cfg.Store,
-		down:     cfg.Downlink,
-		urls:     cfg.URLs,
-		log:      cfg.Logger,
-		now:      cfg.Now,
-		metrics:  m,
-		ops:      make(chan op, 4*cfg.BatchSize),
-		wake:     make(chan struct{}, 1),
-		ready:    make(chan struct{}),
-		stopped:  make(chan struct{}),
-		tasks:    make(map[int64]*taskState),
-		firmware: make(map[int64]ota.Firmware),
-		seen:     make(map[int64]seenMark),
-		devJobs:  make(map[int64][]ota.Job),
+		readsBeside: rb != nil && rb.ReadsBesideWrites(),
+		cfg:         cfg,
+		st:          cfg.Store,
+		down:        cfg.Downlink,
+		urls:        cfg.URLs,
+		log:         cfg.Logger,
+		now:         cfg.Now,
+		metrics:     m,
+		ops:         make(chan op, 4*cfg.BatchSize),
+		wake:        make(chan struct{}, 1),
+		ready:       make(chan struct{}),
+		stopped:     make(chan struct{}),
+		tasks:       make(map[int64]*taskState),
+		firmware:    make(map[int64]ota.Firmware),
+		seen:        make(map[int64]seenMark),
+		devJobs:     make(map[int64][]ota.Job),
 	}, nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"fmt"
 	"log/slog"
+	"slices"
 	"testing"
 	"time"
 
@@ -276,6 +277,46 @@ func TestProgressIsIdempotentAndNeverMovesBack(t *testing.T) {
 	f.checkCounts(task.ID)
 }
 
+// A download's percent is live on the job, but only changes of state are
+// events: every one of them, with the first downloading report's percent.
+func TestDownloadPercentMovesTheJobAndOnlyStateChangesAreEvents(t *testing.T) {
+	f := newFixture(t, 1)
+	f.connect("d1")
+	task := f.task(ota.TaskSpec{Target: ota.Target{Devices: []string{"d1"}}})
+	u := f.upgradeOf("d1")
+	f.progress("d1", u, wire.StateDownloading, 0)
+	f.progress("d1", u, wire.StateDownloading, 30)
+	if j := f.jobs(task.ID)["d1"]; j.State != ota.JobDownloading || j.Percent != 30 {
+		t.Fatalf("job %s at %d%%, want downloading at 30%%", j.State, j.Percent)
+	}
+	f.progress("d1", u, wire.StateDownloading, 70)
+	if j := f.jobs(task.ID)["d1"]; j.Percent != 70 {
+		t.Fatalf("job at %d%%, want 70%%", j.Percent)
+	}
+	f.progress("d1", u, wire.StateDownloaded, 100)
+	f.progress("d1", u, wire.StateInstalling, 100)
+	f.progress("d1", u, wire.StateRebooting, 100)
+	f.inform("d1", u.Version)
+	f.waitTask(task.ID, ota.TaskCompleted)
+	evs, _, err := f.st.ListEvents(f.ctx, store.EventFilter{Kind: string(ota.KindJob), TaskID: task.ID}, store.Page{Limit: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range slices.Backward(evs) {
+		step := e.Data["from"] + ">" + e.Action
+		if e.Action == string(ota.JobDownloading) {
+			step += " " + e.Data["percent"] + "%"
+		}
+		got = append(got, step)
+	}
+	want := []string{"queued>notified", "notified>downloading 0%", "downloading>downloaded", "downloaded>installing",
+		"installing>rebooting", "rebooting>succeeded"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("job events %q, want %q", got, want)
+	}
+}
+
 func TestRollbackFailsTheJob(t *testing.T) {
 	f := newFixture(t, 1)
 	f.connect("d1")
@@ -329,6 +370,36 @@ func TestRequestModeOffersOnlyToDevicesInTheTask(t *testing.T) {
 	f.inform("d1", "1.1.0")
 	f.waitTask(task.ID, ota.TaskCompleted)
 	f.checkCounts(task.ID)
+}
+
+// A device asking as soon as its request-mode task runs is offered the
+// upgrade, with an hour between ticks: the engine plans a task in the pass
+// that starts it, so no tick is needed. (The gap this closes, between the
+// pass that starts a task and the next one, is too short to hit here at
+// will; under load TestProtocolDocExamplesOverMQTT hit it about once in
+// 200 runs.)
+func TestRequestRightAfterTheStartIsOffered(t *testing.T) {
+	f := newFixture(t, 2)
+	f.stop()
+	f.e, f.stop = enginetest.Start(t, engine.Config{Store: f.st, Downlink: f.down, Commands: commandKey, Now: f.clock.Now,
+		Logger: slog.New(failOnError{t}), Tick: time.Hour})
+	task := f.task(ota.TaskSpec{Mode: ota.ModeRequest, Target: ota.Target{Devices: []string{"d1", "d2"}}, Policy: ota.Policy{Rate: 1}})
+	f.waitTask(task.ID, ota.TaskRunning)
+	a, err := f.e.Request(f.ctx, f.devs["d1"], wire.Request{Module: "default"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := a.Message.(wire.Upgrade); !ok {
+		t.Fatalf("d1, the first to ask, got %+v; want the offer", a.Message)
+	}
+	// The rate of one a minute is spent: the next device waits.
+	a, err = f.e.Request(f.ctx, f.devs["d2"], wire.Request{Module: "default"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, ok := a.Message.(wire.Reply); !ok || r.Error != wire.CodeNoUpgrade || r.RetryAfter < 2 {
+		t.Fatalf("d2 got %+v; want no_upgrade, paced, to ask again in about a minute", a.Message)
+	}
 }
 
 func TestJobOfAnotherDeviceIsUnknown(t *testing.T) {

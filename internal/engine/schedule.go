@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -28,6 +29,7 @@ type taskState struct {
 	// budget is how many request-mode offers may still be made before the
 	// next plan (request mode starts jobs when devices ask).
 	budget     int
+	planned    bool // budget was set by a plan at least once
 	nextResend time.Time
 	wake       time.Time
 }
@@ -68,7 +70,12 @@ func (e *Engine) step(ctx context.Context, ts *taskState) error {
 			return nil
 		}
 		e.setWaiting(ts.task.ID, nil)
-		return e.changeTask(ctx, ts, ota.TaskStart, "", "engine")
+		if err := e.changeTask(ctx, ts, ota.TaskStart, "", "engine"); err != nil || ts.task.State != ota.TaskRunning {
+			return err
+		}
+		// Planned in the same pass: a device asking as soon as the task
+		// runs must find its budget, not an empty one until the next tick.
+		return e.run(ctx, ts, now)
 	case ota.TaskRunning:
 		return e.run(ctx, ts, now)
 	}
@@ -100,7 +107,7 @@ func (e *Engine) run(ctx context.Context, ts *taskState, now time.Time) error {
 	e.setWaiting(ts.task.ID, ts.task.Policy.Waiting(ts.waitInput(ts.planInput(now)), r))
 	// The budget admits devices that ask (request mode) or poll over HTTP;
 	// a push task spends it first on connected devices.
-	ts.budget = r.Start
+	ts.budget, ts.planned = r.Start, true
 	if ts.task.Mode == ota.ModeRequest {
 		return nil
 	}
@@ -196,29 +203,149 @@ func (ts *taskState) totals() map[ota.JobState]int64 {
 
 // startJobs starts up to the task's budget of queued jobs of a push task whose devices are
 // online, in rollout order, a batch per transaction, sending each command
-// after its batch is stored.
+// after its batch is stored. Each read goes on from the last job of the
+// batch before it: the sweep holds the engine's loop, so nothing it passed
+// can come back to the queue meanwhile.
 func (e *Engine) startJobs(ctx context.Context, ts *taskState, now time.Time) error {
+	if ts.budget <= 0 {
+		return nil
+	}
+	q := ota.QueuedQuery{TaskID: ts.task.ID, MaxPhase: int(ts.task.Phase), Limit: min(ts.budget, e.cfg.BatchSize), OnlineOnly: true, Now: now}
+	if e.readsBeside {
+		return e.startJobsOverlapped(ctx, ts, q)
+	}
 	started := 0
-	for ts.budget > 0 {
-		limit := min(ts.budget, e.cfg.BatchSize)
-		jobs, err := e.st.QueuedJobs(ctx, ota.QueuedQuery{
-			TaskID: ts.task.ID, MaxPhase: int(ts.task.Phase), Limit: limit, OnlineOnly: true, Now: now,
-		})
+	for {
+		jobs, last, err := e.st.QueuedJobs(ctx, q)
 		if err != nil {
 			return err
 		}
 		if len(jobs) > 0 {
-			if err := e.startBatch(ctx, ts, jobs); err != nil {
+			if err := e.commit(ctx, e.startWork(ts, jobs)); err != nil {
 				return err
 			}
+			e.metrics.jobsStarted.Add(float64(len(jobs)))
 			started += len(jobs)
 			ts.budget -= len(jobs)
 		}
-		if len(jobs) < limit {
-			return e.starved(ctx, ts, now, started)
+		switch {
+		case len(jobs) < q.Limit:
+			return e.starved(ctx, ts, q.Now, started)
+		case ts.budget <= 0:
+			return e.spent(ctx, ts, started)
+		}
+		q.After, q.Limit = &last, min(ts.budget, e.cfg.BatchSize)
+	}
+}
+
+// startJobsOverlapped is startJobs for a store that reads beside a write
+// (ReadsBesideWrites: PostgreSQL). While one batch is written, the next is
+// read, then made ready, and the batch before it settled (its counts, its
+// commands sent): the database's commit and the engine's work overlap.
+// One batch is written at a time, and a batch is settled only once
+// stored.
+func (e *Engine) startJobsOverlapped(ctx context.Context, ts *taskState, q ota.QueuedQuery) error {
+	started := 0
+	reading := e.readAhead(ctx, q)
+	var writing chan written // the batch being written, if any
+	for {
+		r := <-reading
+		if r.err != nil {
+			return errors.Join(r.err, e.settleWritten(writing))
+		}
+		var w *work
+		if len(r.jobs) > 0 {
+			w = e.startWork(ts, r.jobs)
+			w.seal()
+		}
+		var prev written
+		if writing != nil {
+			if prev = <-writing; prev.err != nil {
+				return prev.err
+			}
+			writing = nil
+		}
+		full := len(r.jobs) == q.Limit
+		if w != nil {
+			writing = make(chan written, 1)
+			go func(w *work) {
+				conflicts, err := e.write(ctx, w)
+				writing <- written{w, conflicts, err}
+			}(w)
+			started += len(r.jobs)
+			ts.budget -= len(r.jobs)
+		}
+		more := full && ts.budget > 0
+		if more {
+			q.After, q.Limit = &r.last, min(ts.budget, e.cfg.BatchSize)
+			reading = e.readAhead(ctx, q)
+		}
+		if prev.w != nil {
+			e.settle(prev.w, prev.conflicts)
+			e.metrics.jobsStarted.Add(float64(len(prev.w.change.Jobs)))
+		}
+		if more {
+			continue
+		}
+		if err := e.settleWritten(writing); err != nil {
+			return err
+		}
+		if !full {
+			return e.starved(ctx, ts, q.Now, started)
+		}
+		return e.spent(ctx, ts, started)
+	}
+}
+
+// startWork makes the batch that starts jobs: each notified, its command
+// queued to be sent once the batch is stored.
+func (e *Engine) startWork(ts *taskState, jobs []ota.Job) *work {
+	w := e.newWork()
+	w.addJobs(jobs)
+	for _, j := range jobs {
+		if w.transition(j.ID, ota.JobInput{Kind: ota.JobNotify}, "engine") {
+			w.send(Device{ID: j.DeviceID, Product: j.Product, Key: j.Device}, *w.jobs[j.ID], ts)
 		}
 	}
-	return e.spent(ctx, ts, started)
+	return w
+}
+
+// written is a batch write's outcome.
+type written struct {
+	w         *work
+	conflicts []int64
+	err       error
+}
+
+// settleWritten waits for the batch being written, if any, and settles it.
+func (e *Engine) settleWritten(writing chan written) error {
+	if writing == nil {
+		return nil
+	}
+	d := <-writing
+	if d.err != nil {
+		return d.err
+	}
+	e.settle(d.w, d.conflicts)
+	e.metrics.jobsStarted.Add(float64(len(d.w.change.Jobs)))
+	return nil
+}
+
+// queuedRead is what a read of queued jobs returned.
+type queuedRead struct {
+	jobs []ota.Job
+	last ota.RolloutPos
+	err  error
+}
+
+// readAhead reads queued jobs beside the loop.
+func (e *Engine) readAhead(ctx context.Context, q ota.QueuedQuery) chan queuedRead {
+	c := make(chan queuedRead, 1)
+	go func() {
+		jobs, last, err := e.st.QueuedJobs(ctx, q)
+		c <- queuedRead{jobs, last, err}
+	}()
+	return c
 }
 
 // starved notes that a task has no startable job left for now: it is swept
@@ -245,26 +372,15 @@ func (e *Engine) spent(ctx context.Context, ts *taskState, started int) error {
 	return nil
 }
 
-func (e *Engine) startBatch(ctx context.Context, ts *taskState, jobs []ota.Job) error {
-	w := e.newWork()
-	w.addJobs(jobs)
-	for _, j := range jobs {
-		if w.transition(j.ID, ota.JobInput{Kind: ota.JobNotify}, "engine") {
-			w.send(Device{ID: j.DeviceID, Product: j.Product, Key: j.Device}, *w.jobs[j.ID], ts)
-		}
-	}
-	if err := e.commit(ctx, w); err != nil {
-		return err
-	}
-	e.metrics.jobsStarted.Add(float64(len(jobs)))
-	return nil
-}
-
 // admit decides whether a device asking for its queued job of a request
 // task may start it now, under the budget of the last plan.
 func (ts *taskState) admit(j *ota.Job, now time.Time) (time.Duration, bool) {
 	wait := time.Minute
-	if !ts.wake.IsZero() && ts.wake.After(now) {
+	switch {
+	case !ts.planned:
+		// Not planned yet (it is, within a tick): no reason to wait long.
+		wait = time.Second
+	case !ts.wake.IsZero() && ts.wake.After(now):
 		wait = ts.wake.Sub(now)
 	}
 	if j.Phase > ts.task.Phase || ts.budget <= 0 {

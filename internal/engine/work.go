@@ -102,7 +102,13 @@ func (w *work) transition(id int64, in ota.JobInput, actor string) bool {
 	if j.State.Terminal() {
 		delete(w.active, refOf(*j))
 	}
-	w.change.Events = append(w.change.Events, jobEvent(*j, prev, actor, w.now))
+	if prev != j.State || prev != ota.JobDownloading {
+		// A download's percent rising is written to the job (its percent
+		// is live in every list) but is no event of its own: the history
+		// keeps every change of state, and a 64 KiB download's three
+		// percent reports were a third of a fleet's event rows.
+		w.change.Events = append(w.change.Events, jobEvent(*j, prev, actor, w.now))
+	}
 	if j.State == ota.JobFailed || j.State == ota.JobTimedOut {
 		w.maybeRetry(j)
 	}
@@ -170,20 +176,44 @@ func (w *work) sendCancel(j ota.Job) {
 // commit writes the batch, then updates the loop's counts and sends the
 // downlink messages. Nothing is sent for a change that was not written.
 func (e *Engine) commit(ctx context.Context, w *work) error {
-	w.change.Jobs = slices.Grow(w.change.Jobs, len(w.orig))
-	for id, old := range w.orig {
-		w.change.Jobs = append(w.change.Jobs, ota.JobUpdate{Old: old, New: *w.jobs[id]})
-	}
+	w.seal()
 	if w.empty() {
 		e.noteSeen(w.change, w.heard)
 		return nil
 	}
+	conflicts, err := e.write(ctx, w)
+	if err != nil {
+		return err
+	}
+	e.settle(w, conflicts)
+	return nil
+}
+
+// seal adds the batch's job changes to its change set: each job as read
+// against its final state. It is called once, before write.
+func (w *work) seal() {
+	w.change.Jobs = slices.Grow(w.change.Jobs, len(w.orig))
+	for id, old := range w.orig {
+		w.change.Jobs = append(w.change.Jobs, ota.JobUpdate{Old: old, New: *w.jobs[id]})
+	}
+}
+
+// write stores a sealed batch and returns the changes refused as stale. It
+// reads nothing of the loop's state but w, so it may run beside the loop
+// (startJobsOverlapped).
+func (e *Engine) write(ctx context.Context, w *work) ([]int64, error) {
 	start := time.Now()
 	conflicts, err := e.st.Apply(ctx, w.change)
 	e.metrics.commitSeconds.Observe(time.Since(start).Seconds())
 	if err != nil {
-		return fmt.Errorf("store batch: %w", err)
+		return nil, fmt.Errorf("store batch: %w", err)
 	}
+	return conflicts, nil
+}
+
+// settle applies a written batch to the loop's state and sends its
+// messages.
+func (e *Engine) settle(w *work, conflicts []int64) {
 	if len(conflicts) > 0 {
 		// Another writer moved these jobs first; the device will resend.
 		e.log.Warn("jobs changed by another writer", "jobs", conflicts)
@@ -212,7 +242,6 @@ func (e *Engine) commit(ctx context.Context, w *work) error {
 		e.down.Send(s.product, s.device, string(s.msg.Kind()), wire.Encode(s.msg))
 	}
 	e.metrics.downlinks.Add(float64(len(w.sends)))
-	return nil
 }
 
 func (w *work) empty() bool {

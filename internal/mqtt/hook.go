@@ -1,7 +1,6 @@
 package mqtt
 
 import (
-	"bytes"
 	"context"
 	"errors"
 
@@ -33,13 +32,17 @@ type hook struct {
 // ID implements mochi.Hook.
 func (h *hook) ID() string { return "otter" }
 
-// Provides implements mochi.Hook.
+// Provides implements mochi.Hook. mochi asks it for every event of every
+// packet (read, encoded, sent, processed, ...), so it is a switch, not a
+// search through a list.
 func (h *hook) Provides(x byte) bool {
-	return bytes.Contains([]byte{
-		mochi.OnConnect, mochi.OnConnectAuthenticate, mochi.OnACLCheck,
+	switch x {
+	case mochi.OnConnect, mochi.OnConnectAuthenticate, mochi.OnACLCheck,
 		mochi.OnSessionEstablish, mochi.OnSessionEstablished, mochi.OnDisconnect,
-		mochi.OnPublish, mochi.OnSubscribe, mochi.OnSubscribed, mochi.OnPacketProcessed,
-	}, []byte{x})
+		mochi.OnPublish, mochi.OnSubscribe, mochi.OnSubscribed, mochi.OnPacketProcessed:
+		return true
+	}
+	return false
 }
 
 // OnConnect authenticates the device; an error refuses the connection.

@@ -2,8 +2,11 @@ package mqtt
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"time"
+
+	"github.com/mochi-mqtt/server/v2/packets"
 )
 
 // mochiLogger is the logger mochi writes to: the broker's, from warn up
@@ -22,12 +25,22 @@ func (h *quietHandler) Enabled(ctx context.Context, l slog.Level) bool {
 
 func (h *quietHandler) Handle(ctx context.Context, r slog.Record) error {
 	out := slog.NewRecord(r.Time, r.Level, r.Message, r.PC)
+	normal := false
 	r.Attrs(func(a slog.Attr) bool {
+		if err, ok := a.Value.Any().(error); ok && errors.Is(err, packets.CodeDisconnectWillMessage) {
+			// mochi warns of every device leaving with its will (reason
+			// 0x04), which the protocol asks for: one line per device of
+			// a fleet that goes offline, and nothing wrong.
+			normal = true
+		}
 		if !packetAttr(a.Key) {
 			out.AddAttrs(a)
 		}
 		return true
 	})
+	if normal {
+		return nil
+	}
 	return h.next.Handle(ctx, out)
 }
 

@@ -50,6 +50,19 @@ type QueuedQuery struct {
 	OnlineOnly bool
 	// Now skips jobs whose retry backoff has not passed.
 	Now time.Time
+	// After, when set, skips the jobs at or before it in rollout order: a
+	// sweep reads on from the last job of its previous batch rather than
+	// from the task's first queued job. On PostgreSQL the jobs a sweep has
+	// started keep dead entries in the queued index until a vacuum, which
+	// a read from the start would step over, more of them each batch.
+	After *RolloutPos
+}
+
+// RolloutPos is a job's place in its task's rollout order: its phase, then
+// its sequence number within the task.
+type RolloutPos struct {
+	Phase int
+	Seq   int64
 }
 
 // JobVersionQuery pages through a task's jobs in some states, with the

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"math"
 	"slices"
+	"strconv"
 
 	"github.com/otter-ota/otter/sdk/wire"
 )
@@ -147,11 +148,37 @@ func (t Target) matchesTags(tags map[string]string) bool {
 // device key. It decides percent samples and orders a rollout (lowest rank
 // first), so every replica and every restart agrees on both.
 func SampleRank(taskSeed, product, deviceKey string) uint64 {
-	h := sha256.New()
-	for _, s := range []string{taskSeed, product, deviceKey} {
-		fmt.Fprintf(h, "%d:%s", len(s), s) // length prefix: ("ab","c") != ("a","bc")
-	}
-	return binary.BigEndian.Uint64(h.Sum(nil))
+	return NewRanker(taskSeed, product).Rank(deviceKey)
+}
+
+// Ranker computes SampleRank for the devices of one seed and product,
+// without hashing the common prefix's formatting again for each device
+// (a task over a million devices ranks them all).
+type Ranker struct {
+	buf    []byte
+	prefix int
+}
+
+// NewRanker returns the Ranker of a seed and a product.
+func NewRanker(taskSeed, product string) *Ranker {
+	r := &Ranker{}
+	r.buf = appendPrefixed(appendPrefixed(r.buf, taskSeed), product)
+	r.prefix = len(r.buf)
+	return r
+}
+
+// Rank is SampleRank(seed, product, deviceKey). A Ranker is not safe for
+// use by several goroutines at once.
+func (r *Ranker) Rank(deviceKey string) uint64 {
+	r.buf = appendPrefixed(r.buf[:r.prefix], deviceKey)
+	sum := sha256.Sum256(r.buf)
+	return binary.BigEndian.Uint64(sum[:8])
+}
+
+// appendPrefixed appends s with its length before it: "3:abc".
+func appendPrefixed(b []byte, s string) []byte {
+	b = strconv.AppendInt(b, int64(len(s)), 10)
+	return append(append(b, ':'), s...)
 }
 
 // InSample reports whether a device of rank is inside a percent sample:

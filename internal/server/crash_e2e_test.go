@@ -49,12 +49,24 @@ func buildOtter(t *testing.T) string {
 // freeAddr returns a loopback address with a port nothing listens on now.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	return freeAddrs(t, 1)[0]
+}
+
+// freeAddrs returns n distinct free loopback addresses. Every listener stays
+// open until all are chosen: closed one by one, the kernel may hand the same
+// port out twice, and a server given it for both --http and --mqtt fails.
+func freeAddrs(t *testing.T, n int) []string {
+	t.Helper()
+	addrs := make([]string, n)
+	for i := range addrs {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		addrs[i] = ln.Addr().String()
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return addrs
 }
 
 // serverProcess is `otter serve` running as a child process; every start
@@ -176,7 +188,8 @@ func startCrashRig(t *testing.T) *crashRig {
 	bin := buildOtter(t)
 	dir := t.TempDir()
 	db := storetest.URL(t)
-	httpAddr, mqttAddr := freeAddr(t), freeAddr(t)
+	addrs := freeAddrs(t, 2)
+	httpAddr, mqttAddr := addrs[0], addrs[1]
 	p := &serverProcess{
 		t: t, bin: bin, logPath: filepath.Join(dir, "otter.log"), httpURL: "http://" + httpAddr,
 		args: []string{"serve", "--data", filepath.Join(dir, "data"), "--http", httpAddr, "--mqtt", mqttAddr, "--db", db},
@@ -326,7 +339,9 @@ func (r *crashRig) checkExactlyOnce(ctx context.Context, done *client.Task, flee
 	}
 	checkCounts(t, done, jobs)
 	r.checkJobEvents(ctx, done.ID, jobs)
-	for key := range r.deviceKeys(devices) {
+	keys := r.deviceKeys(devices)
+	r.ob.awaitSuccesses(keys, 30*time.Second)
+	for key := range keys {
 		if u, s := r.ob.count(device.EventUpgrade, key), r.ob.count(device.EventSucceeded, key); u != 1 || s != 1 {
 			t.Errorf("device %s started %d upgrades and succeeded %d times, want exactly 1 each", key, u, s)
 		}

@@ -128,6 +128,11 @@ func TestReplicaTakesOverWhenTheSchedulerIsKilled(t *testing.T) {
 	}
 	checkCounts(t, done, jobs)
 	r.checkJobEvents(ctx, done.ID, jobs)
+	names := make(map[string]bool, devices)
+	for i := range devices {
+		names[fmt.Sprintf("dev-%02d", i)] = true
+	}
+	ob.awaitSuccesses(names, 30*time.Second)
 	for i := range devices {
 		name := fmt.Sprintf("dev-%02d", i)
 		if u, s := ob.count(device.EventUpgrade, name), ob.count(device.EventSucceeded, name); u != 1 || s != 1 {
@@ -147,15 +152,15 @@ func startReplicas(t *testing.T, db string, n int, args ...string) []*serverProc
 	bin := buildOtter(t)
 	dir := t.TempDir()
 	data := filepath.Join(dir, "data")
-	addrs := make([]string, n)
-	for i := range addrs {
-		addrs[i] = freeAddr(t)
-	}
+	// One HTTP and one MQTT address per replica, all distinct.
+	addrs := freeAddrs(t, 2*n)
+	mqttAddrs := addrs[n:]
+	addrs = addrs[:n]
 	procs := make([]*serverProcess, n)
 	for i, addr := range addrs {
 		procs[i] = &serverProcess{
 			t: t, bin: bin, logPath: filepath.Join(dir, fmt.Sprintf("otter-%c.log", 'a'+i)), httpURL: "http://" + addr,
-			args: append([]string{"serve", "--data", data, "--http", addr, "--mqtt", freeAddr(t), "--db", db,
+			args: append([]string{"serve", "--data", data, "--http", addr, "--mqtt", mqttAddrs[i], "--db", db,
 				"--public-url", "http://" + addrs[min(1, n-1)], "--advertise-url", "http://" + addr}, args...),
 		}
 		t.Cleanup(procs[i].stop)
@@ -434,5 +439,17 @@ func TestASingleServerIsOneSchedulingReplica(t *testing.T) {
 	}
 	if got := leaderGauge(t, s); got != 1 {
 		t.Errorf("otter_scheduler_leader is %d, want 1", got)
+	}
+}
+
+// A stop that has run out of time (a loaded engine can spend it all on its
+// last commits) still stops cleanly: only the replica's row, which the
+// others prune, is left behind. It used to make `otter serve` exit 1.
+func TestShutdownWithNoTimeLeftSucceeds(t *testing.T) {
+	o := start(t)
+	ctx, cancel := context.WithDeadline(context.Background(), time.Now())
+	defer cancel()
+	if err := o.srv.Shutdown(ctx); err != nil {
+		t.Fatalf("shut down with no time left: %v", err)
 	}
 }

@@ -73,6 +73,28 @@ func (ob *observer) event(key string, e device.Event) {
 }
 
 // count returns how many events of kind device key saw; key "" sums all.
+// awaitSuccesses waits, up to d, until each of the devices keys has seen
+// its upgrade succeed; the caller then checks the counts. A device learns
+// that its report after the reboot was stored from the PUBACK, which
+// follows the commit a test reads the task's completion from: its success
+// event may come a little after.
+func (ob *observer) awaitSuccesses(keys map[string]bool, d time.Duration) {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		missing := false
+		for key := range keys {
+			if ob.count(device.EventSucceeded, key) == 0 {
+				missing = true
+				break
+			}
+		}
+		if !missing {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 func (ob *observer) count(kind device.EventKind, key string) int {
 	ob.mu.Lock()
 	defer ob.mu.Unlock()

@@ -350,10 +350,6 @@ func (s *Server) assemble(ctx context.Context) (http.Handler, error) {
 	// Each term of leadership runs an engine of its own (see replica.go).
 	s.engineCfg = engine.Config{Store: s.store, Downlink: relay, URLs: urls, Commands: signer, Logger: s.log, Metrics: replacing{s.reg}}
 	engines := &s.cluster.engines
-	revoke, accounts, err := s.openDeviceBroker(ctx, relay, box)
-	if err != nil {
-		return nil, err
-	}
 	devices, err := devicehttp.New(devicehttp.Config{
 		Store: s.store, Blobs: blobs, Devices: engines, Signer: urls, Logger: s.log, Metrics: s.reg,
 		Redirect:     s.cfg.DownloadRedirect,
@@ -361,6 +357,12 @@ func (s *Server) assemble(ctx context.Context) (http.Handler, error) {
 	})
 	if err != nil {
 		return nil, fmt.Errorf("build the device API: %w", err)
+	}
+	// The embedded broker's logins fill the device API's credential
+	// cache, so that a device's download does not read the store again.
+	revoke, accounts, err := s.openDeviceBroker(ctx, relay, box, devices.Sharing(s.store))
+	if err != nil {
+		return nil, err
 	}
 	a, err := api.New(api.Config{
 		Store: s.store, Blobs: blobs, Signer: signer, Secrets: box, Logger: s.log, Metrics: s.reg,
@@ -388,9 +390,9 @@ func (s *Server) assemble(ctx context.Context) (http.Handler, error) {
 // openDeviceBroker opens what devices reach over MQTT: with --broker, the
 // external broker's account admin (the broker client itself runs with the
 // engine, only on the replica that schedules: beginTerm); otherwise the
-// embedded broker, which then carries the downlinks and is told of revoked
-// credentials.
-func (s *Server) openDeviceBroker(ctx context.Context, relay *downlinkRelay, box *credential.Box) (revokers, brokeradmin.Provisioner, error) {
+// embedded broker, which then carries the downlinks, is told of revoked
+// credentials and checks logins against creds.
+func (s *Server) openDeviceBroker(ctx context.Context, relay *downlinkRelay, box *credential.Box, creds mqtt.Credentials) (revokers, brokeradmin.Provisioner, error) {
 	if s.cfg.Broker != "" {
 		// The admin goes first: it gives otter's user the right to
 		// subscribe to the uplinks.
@@ -406,7 +408,7 @@ func (s *Server) openDeviceBroker(ctx context.Context, relay *downlinkRelay, box
 	var err error
 	s.broker, err = mqtt.New(mqtt.Config{
 		Addr: s.cfg.MQTTAddr, TLSAddr: s.cfg.MQTTTLSAddr, TLSCertFile: s.cfg.MQTTCertFile, TLSKeyFile: s.cfg.MQTTKeyFile,
-		Devices: &s.cluster.engines, Credentials: s.store, Logger: s.log, Metrics: s.reg,
+		Devices: &s.cluster.engines, Credentials: creds, Logger: s.log, Metrics: s.reg,
 		MaxConnectionsPerDevice: s.cfg.MQTTMaxPerDevice, Secrets: box, EnOSClockSkew: s.cfg.EnOSClockSkew,
 	})
 	if err != nil {
@@ -635,7 +637,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			s.closing.Store(true)
 			s.cluster.stop()
 			s.cluster.done.Wait()
-			errs = append(errs, s.forgetReplica(ctx))
+			// A row left behind is pruned with the gone replicas: not worth
+			// failing a stop that has run out of time (a loaded engine can
+			// spend the whole budget on its last commits).
+			if err := s.forgetReplica(ctx); err != nil {
+				s.log.Warn("this replica stays listed as gone until it is pruned", "err", err, "prune_after", pruneAfter)
+			}
 		}
 		if s.admin != nil {
 			errs = append(errs, s.admin.Close())

@@ -115,6 +115,11 @@ type Fleet struct {
 	wg      sync.WaitGroup
 	ownHTTP *http.Client // the download client the fleet made, closed at the end
 	errs    chan error
+	// manifests is shared by the fleet's devices: they are sent the same
+	// firmware, whose signature one of them checks for all (the
+	// simulator's CPU competes with the server's; each device still
+	// checks its own command's signature).
+	manifests *device.ManifestMemo
 }
 
 type counters struct {
@@ -144,7 +149,7 @@ func Start(ctx context.Context, cfg Config) (*Fleet, error) {
 	if err != nil {
 		return nil, err
 	}
-	f := &Fleet{cfg: cfg, errs: make(chan error, 1)}
+	f := &Fleet{cfg: cfg, errs: make(chan error, 1), manifests: device.NewManifestMemo()}
 	httpClient := cfg.HTTPClient
 	if httpClient == nil {
 		httpClient = sharedHTTPClient()
@@ -236,7 +241,7 @@ func (f *Fleet) newDevice(i int, c credential, hc *http.Client) (member, error) 
 	}
 	cl, err := device.New(device.Config{
 		Broker: f.cfg.Broker, Product: f.cfg.Product, Device: c.key, Secret: c.secret,
-		PublicKey: f.cfg.PublicKey, Installer: d, HTTPClient: hc,
+		PublicKey: f.cfg.PublicKey, Manifests: f.manifests, Installer: d, HTTPClient: hc,
 		OnEvent: d.event, Logger: f.cfg.Logger, Confirm: d.confirm(),
 		RetryBase: min(500*time.Millisecond, f.cfg.RetryCap), RetryCap: f.cfg.RetryCap,
 	})

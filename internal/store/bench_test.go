@@ -1,9 +1,13 @@
 package store_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"net/url"
 	"os"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -80,7 +84,7 @@ func BenchmarkListDevicesByTag(b *testing.B) {
 // list costs on a server that is not idle.
 func BenchmarkListPages(b *testing.B) {
 	if u := os.Getenv("OTTER_BENCH_LISTS_URL"); u != "" {
-		s := storetest.OpenURL(b, u)
+		s := storetest.OpenURL(b, withAppName(b, u, listPagesApp))
 		task, err := s.GetTask(context.Background(), 1)
 		if err != nil {
 			b.Fatal(err)
@@ -91,7 +95,7 @@ func BenchmarkListPages(b *testing.B) {
 	for _, backend := range storetest.Backends() {
 		b.Run(backend.Name, func(b *testing.B) {
 			u := backend.URL(b)
-			s := storetest.OpenURL(b, u)
+			s := storetest.OpenURL(b, withAppName(b, u, listPagesApp))
 			benchListPages(b, s, storetest.OpenURL(b, u), seedListPages(b, s, 20000))
 		})
 	}
@@ -177,6 +181,7 @@ func benchListPages(b *testing.B, s, writer store.Store, task ota.Task) {
 		{"events", eventsPage(ctx, s, store.EventFilter{}, eventsMid)},
 		{"events-task", eventsPage(ctx, s, store.EventFilter{TaskID: task.ID}, eventsMid)},
 		{"events-kind", eventsPage(ctx, s, store.EventFilter{Kind: ota.KindJob}, eventsMid)},
+		{"events-device", eventsPage(ctx, s, store.EventFilter{Product: "bench", Device: "d-00007"}, "")},
 	}
 	for _, c := range cases {
 		for _, afterWrite := range []bool{false, true} {
@@ -188,6 +193,7 @@ func benchListPages(b *testing.B, s, writer store.Store, task ota.Task) {
 				b.ReportAllocs()
 				var cpu time.Duration
 				rows := 0
+				db0 := backendCPU(b, s)
 				for b.Loop() {
 					if afterWrite {
 						b.StopTimer()
@@ -203,6 +209,9 @@ func benchListPages(b *testing.B, s, writer store.Store, task ota.Task) {
 					rows = n
 				}
 				b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/op")
+				if db0 >= 0 {
+					b.ReportMetric(float64((backendCPU(b, s)-db0).Microseconds())/float64(b.N), "db-cpu-µs/op")
+				}
 				b.ReportMetric(float64(rows), "rows")
 			})
 		}
@@ -238,6 +247,54 @@ func eventsPage(ctx context.Context, s store.Store, f store.EventFilter, after s
 		events, _, err := s.ListEvents(ctx, f, store.Page{Limit: 100, After: after})
 		return len(events), err
 	}
+}
+
+// listPagesApp is the application name of the connections of the store
+// whose reads BenchmarkListPages measures, so that backendCPU finds their
+// PostgreSQL backends (and not the writer's).
+const listPagesApp = "otter-list-pages"
+
+// withAppName names the connections of a PostgreSQL URL app; other URLs
+// are returned as they are.
+func withAppName(tb testing.TB, rawURL, app string) string {
+	if !strings.HasPrefix(rawURL, "postgres") {
+		return rawURL
+	}
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("application_name", app)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// backendCPU is the CPU time used so far by the PostgreSQL backends of
+// the connections named listPagesApp, read from /proc (the database on
+// this host; 10 ms ticks, so only a long loop's sum means anything); -1
+// on SQLite or when they cannot be read.
+func backendCPU(tb testing.TB, s store.Store) time.Duration {
+	pids, err := store.BackendPIDs(context.Background(), s, listPagesApp)
+	if err != nil || len(pids) == 0 {
+		return -1
+	}
+	var sum time.Duration
+	for _, pid := range pids {
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			return -1
+		}
+		f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+		for _, v := range f[11:13] { // utime, stime in USER_HZ (100)
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				tb.Fatal(err)
+			}
+			sum += time.Duration(n) * 10 * time.Millisecond
+		}
+	}
+	return sum
 }
 
 // processCPU is the user and system CPU time the process used so far.

@@ -45,21 +45,36 @@ func (b binder) rebind(q string) string {
 	return out.String()
 }
 
-// sqlDB is the store's connection pool; reads outside a transaction use it.
+// sqlDB is the store's connection pools: DB for writes and transactions,
+// reads for the queries outside a transaction.
 type sqlDB struct {
 	*sql.DB
 	binder
-	// stmts, when set, prepares the reads once per connection (SQLite).
+	// stmts, when set, prepares the transactions' statements once per
+	// connection of DB (SQLite).
+	stmts *stmtCache
+	// reads, when set, is a pool of read-only connections with small page
+	// caches for the reads outside a transaction, with its own prepared
+	// statements (SQLite, see connectSQLite); nil reads from DB.
+	reads *readPool
+}
+
+// readPool is a pool of connections for reads and its prepared statements.
+type readPool struct {
+	db    *sql.DB
 	stmts *stmtCache
 }
 
-// Close closes the cached statements and the pool.
+// Close closes the cached statements and the pools.
 func (d sqlDB) Close() error {
-	var err error
-	if d.stmts != nil {
-		err = d.stmts.close()
+	var errs []error
+	if d.reads != nil {
+		errs = append(errs, d.reads.stmts.close(), d.reads.db.Close())
 	}
-	return errors.Join(err, d.DB.Close())
+	if d.stmts != nil {
+		errs = append(errs, d.stmts.close())
+	}
+	return errors.Join(append(errs, d.DB.Close())...)
 }
 
 // ExecContext runs q with its placeholders rebound.
@@ -74,7 +89,7 @@ func (d sqlDB) QueryContext(ctx context.Context, q string, args ...any) (*sql.Ro
 	if st := d.prepared(ctx, q); st != nil {
 		return st.QueryContext(ctx, args...)
 	}
-	return d.DB.QueryContext(ctx, q, args...)
+	return d.readDB().QueryContext(ctx, q, args...)
 }
 
 // QueryRowContext runs q with its placeholders rebound, prepared if the
@@ -84,10 +99,22 @@ func (d sqlDB) QueryRowContext(ctx context.Context, q string, args ...any) *sql.
 	if st := d.prepared(ctx, q); st != nil {
 		return st.QueryRowContext(ctx, args...)
 	}
-	return d.DB.QueryRowContext(ctx, q, args...)
+	return d.readDB().QueryRowContext(ctx, q, args...)
 }
 
+// readDB is the pool that serves reads outside a transaction.
+func (d sqlDB) readDB() *sql.DB {
+	if d.reads != nil {
+		return d.reads.db
+	}
+	return d.DB
+}
+
+// prepared returns the read q prepared on the pool that serves it, or nil.
 func (d sqlDB) prepared(ctx context.Context, q string) *sql.Stmt {
+	if d.reads != nil {
+		return d.reads.stmts.get(ctx, d.reads.db, q)
+	}
 	if d.stmts == nil {
 		return nil
 	}

@@ -71,8 +71,10 @@ func getDevice(ctx context.Context, q querier, product, key string) (ota.Device,
 	return devs[0], nil
 }
 
-// loadDeviceDetails fills the tags and versions of devs with two queries;
-// packed (SQLite only) reads their rows packed (see packColumns).
+// loadDeviceDetails fills the tags and versions of devs, in one statement
+// (a UNION ALL of the two lookups) per chunk of ids on SQLite, one for the
+// whole page on PostgreSQL. packed (SQLite only) packs each row into one
+// column (see packColumns).
 func loadDeviceDetails(ctx context.Context, q querier, devs []ota.Device, packed bool) error {
 	if len(devs) == 0 {
 		return nil
@@ -82,23 +84,88 @@ func loadDeviceDetails(ctx context.Context, q querier, devs []ota.Device, packed
 	for i := range devs {
 		byID[devs[i].ID], ids[i] = &devs[i], devs[i].ID
 	}
-	for _, chunk := range chunks(ids, 1) {
-		if err := loadPairs(ctx, q, "device_tags", "device_id, name, value", packed, chunk,
-			func(d *ota.Device, k, v string) { d.Tags[k] = v }, byID); err != nil {
-			return fmt.Errorf("load device tags: %w", err)
-		}
-		if err := loadPairs(ctx, q, "device_versions", "device_id, module, version", packed, chunk,
-			func(d *ota.Device, k, v string) { d.Versions[k] = v }, byID); err != nil {
-			return fmt.Errorf("load device versions: %w", err)
+	// Each id is a parameter twice (tags, versions). SQLite reads packed
+	// rows in chunks of a few sizes, whose statements stay prepared (see
+	// chunks). PostgreSQL caches a statement per text on each connection
+	// itself and answers the page in one statement: a 100-device page in
+	// chunks of 64, 32 and 4 cost six round trips (tags and versions
+	// apart), each a write, a wake-up of the backend and a read, which
+	// cost the server and the database more than the rows.
+	parts := chunks(ids, 2)
+	if !packed && 2*len(ids) <= maxParams {
+		parts = [][]int64{ids}
+	}
+	for _, chunk := range parts {
+		if err := loadDetails(ctx, q, chunk, packed, byID); err != nil {
+			return fmt.Errorf("load device tags and versions: %w", err)
 		}
 	}
 	return nil
 }
 
+// detailColumns are the columns loadDetails reads: which (1 a tag, 2 a
+// version), the device's id, the tag's name or the module, the value or
+// the version.
+const detailColumns = "k, device_id, name, value"
+
+var packedDetails = packColumns(detailColumns, "name", "value")
+
+// loadDetails reads the tags and versions of the devices ids into byID,
+// packed (SQLite) or not.
+func loadDetails(ctx context.Context, q querier, ids []int64, packed bool, byID map[int64]*ota.Device) error {
+	var a args
+	sel, r := detailColumns, newRowValues(4)
+	if packed {
+		sel, r = packedDetails.sql, packedDetails.row()
+	}
+	rows, err := q.QueryContext(ctx, detailsQuery(&a, sel, ids), a...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		if err := r.scan(rows); err != nil {
+			return err
+		}
+		kind, id, k, v := r.int64(0), r.int64(1), r.str(2), r.str(3)
+		if r.err != nil {
+			return r.err
+		}
+		d := byID[id]
+		switch {
+		case d == nil: // between the page's devices (pairsCondition)
+		case kind == 1:
+			d.Tags[k] = v
+		default:
+			d.Versions[k] = v
+		}
+	}
+	return rows.Err()
+}
+
+// detailsQuery selects sel (detailColumns or packedDetails) of the tags
+// and versions of the devices ids.
+func detailsQuery(a *args, sel string, ids []int64) string {
+	return "SELECT " + sel + " FROM (SELECT 1 AS k, device_id, name, value FROM device_tags WHERE " + pairsCondition(a, ids) +
+		" UNION ALL SELECT 2, device_id, module, version FROM device_versions WHERE " + pairsCondition(a, ids) + ") AS x"
+}
+
+// pairsCondition selects the rows of the devices ids in a table keyed by
+// (device_id, ...): a range of ids, or the list of them.
+func pairsCondition(a *args, ids []int64) string {
+	if lo, hi := slices.Min(ids), slices.Max(ids); hi-lo < 2*int64(len(ids)) {
+		// A page of a list without a sparse filter: one range of the
+		// primary key reads about the same rows as a lookup per device, at
+		// a fraction of the cost; rows of devices between the page's are
+		// skipped by the caller.
+		return "device_id BETWEEN " + a.add(lo) + " AND " + a.add(hi)
+	}
+	return "device_id IN (" + inPadded(a, ids) + ")"
+}
+
 // packPairs are the columns loadPairs reads, packed, by table.
 var packPairs = map[string]packedColumns{
-	"device_tags":     packColumns("device_id, name, value", "name", "value"),
-	"device_versions": packColumns("device_id, module, version", "module", "version"),
+	"device_tags": packColumns("device_id, name, value", "name", "value"),
 }
 
 // loadPairs reads cols (device id, name, value) of table for ids, packed
@@ -106,16 +173,7 @@ var packPairs = map[string]packedColumns{
 func loadPairs(ctx context.Context, q querier, table, cols string, packed bool, ids []int64,
 	set func(d *ota.Device, k, v string), byID map[int64]*ota.Device) error {
 	var a args
-	var cond string
-	if lo, hi := slices.Min(ids), slices.Max(ids); hi-lo < 2*int64(len(ids)) {
-		// A page of a list without a sparse filter: one range of the
-		// primary key reads about the same rows as a lookup per device, at
-		// a fraction of the cost; rows of devices between the page's are
-		// skipped below.
-		cond = "device_id BETWEEN " + a.add(lo) + " AND " + a.add(hi)
-	} else {
-		cond = "device_id IN (" + inPadded(&a, ids) + ")"
-	}
+	cond := pairsCondition(&a, ids)
 	sel, r := cols, newRowValues(3)
 	if packed {
 		p := packPairs[table]
@@ -212,15 +270,24 @@ func (s *sqlStore) SetDeviceSecret(ctx context.Context, product, key string, sec
 // DeleteDevice deletes a device with its tags and versions. Its jobs and
 // events stay, readable under its key.
 func (s *sqlStore) DeleteDevice(ctx context.Context, product, key string) error {
-	return s.changeDevice(ctx, product, key, "deleted", `DELETE FROM devices WHERE product = $1 AND key = $2`)
+	return s.changeDeviceIn(ctx, product, key, "deleted", func(t *tx) (sql.Result, error) {
+		if err := rememberDevices(ctx, t, "product = $1 AND key = $2", product, key); err != nil {
+			return nil, err
+		}
+		return t.ExecContext(ctx, `DELETE FROM devices WHERE product = $1 AND key = $2`, product, key)
+	})
 }
 
-// changeDevice runs stmt, whose $1 and $2 are the product and device key,
-// and records the device event action.
-func (s *sqlStore) changeDevice(ctx context.Context, product, key, action, stmt string, extra ...any) error {
-	return s.changeDeviceIn(ctx, product, key, action, func(t *tx) (sql.Result, error) {
-		return t.ExecContext(ctx, stmt, append([]any{product, key}, extra...)...)
-	})
+// rememberDevices records, before they are deleted, the ids and keys of the
+// devices that match cond, so that their jobs' events are still listed
+// under their keys (see deviceEventQuery).
+func rememberDevices(ctx context.Context, t *tx, cond string, a ...any) error {
+	_, err := t.ExecContext(ctx, `INSERT INTO former_devices (id, product, key)
+		SELECT id, product, key FROM devices WHERE `+cond, a...)
+	if err != nil {
+		return fmt.Errorf("remember deleted device: %w", err)
+	}
+	return nil
 }
 
 // changeDeviceIn runs change in a transaction and records the device event

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/otter-ota/otter/internal/ota"
@@ -23,7 +24,11 @@ func (s *sqlStore) ListEvents(ctx context.Context, f EventFilter, page Page) ([]
 	if s.dialect == sqliteDialect {
 		r = eventRow{eventPackedColumns.row()}
 	}
-	events, err := queryCap(ctx, s.db, q, a, limit+1, r.scan)
+	var db querier = s.db
+	if s.generic != nil && leadColumn(f) == "device" {
+		db = sqlDB{DB: s.generic}
+	}
+	events, err := queryCap(ctx, db, q, a, limit+1, r.scan)
 	if err != nil {
 		return nil, "", fmt.Errorf("list events: %w", err)
 	}
@@ -51,6 +56,8 @@ func eventQuery(f EventFilter, before int64, limit int, d dialect) (string, args
 		{"firmware_id", f.Firmware, f.Firmware != 0}} {
 		switch {
 		case !c.set:
+		case lead == "device" && (c.col == "device" || c.col == "product"):
+			// deviceEventQuery places them.
 		case c.col == lead:
 			var cond string
 			cond, order = indexedEq(d, c.col, a.add(c.v), "id")
@@ -59,9 +66,7 @@ func eventQuery(f EventFilter, before int64, limit int, d dialect) (string, args
 			add(c.col+" =", c.v)
 		}
 	}
-	if f.Device != "" {
-		// Says what the partial index on (product, device, id) needs:
-		// neither database infers it from device = a parameter.
+	if f.Device != "" && lead != "device" {
 		where = append(where, "device <> ''")
 	}
 	if !f.Since.IsZero() {
@@ -74,11 +79,44 @@ func eventQuery(f EventFilter, before int64, limit int, d dialect) (string, args
 	if d == sqliteDialect {
 		cols = eventPackedColumns.sql
 	}
+	if lead == "device" {
+		return deviceEventQuery(f, where, &a, cols, limit, d), a
+	}
 	q := "SELECT " + cols + " FROM events"
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
 	return q + " ORDER BY " + descending(order) + " LIMIT " + a.add(limit), a
+}
+
+// deviceEventQuery builds the SELECT for a page of one device's events
+// that also match the conditions where. A device's events other than job
+// events are found in the partial index on (product, device, id); its job
+// events through its jobs (jobs_device, then events_job): the index has no
+// entries for job events, which would land at a random place of it with
+// every job the engine starts (see migration 00013). The jobs are those of
+// the device now under the key and of the devices deleted under it
+// (former_devices), so a deleted device's history stays listed under its
+// key. Each part yields at most a page, newest first, and the page is the
+// newest of both.
+func deviceEventQuery(f EventFilter, where []string, a *args, cols string, limit int, d dialect) string {
+	product, device, n := a.add(f.Product), a.add(f.Device), a.add(limit)
+	cond, order := indexedEq(d, "device", device, "id")
+	other := append(slices.Clip(where), "product = "+product, cond, "device <> ''", "job_id IS NULL")
+	jobs := append(slices.Clip(where), "product = "+product, "device = "+device, "job_id IS NOT NULL",
+		"job_id IN (SELECT id FROM jobs WHERE device_id IN (SELECT id FROM devices WHERE product = "+product+
+			" AND key = "+device+" UNION ALL SELECT id FROM former_devices WHERE product = "+product+" AND key = "+device+"))")
+	// SQLite plans by rule and, given a kind too, would page through
+	// events_kind: every job event of the database.
+	from, fromJobs := "events", "events"
+	if d == sqliteDialect {
+		from, fromJobs = "events INDEXED BY events_device", "events INDEXED BY events_job"
+	}
+	return "SELECT " + cols + " FROM (" +
+		"SELECT * FROM (SELECT * FROM " + from + " WHERE " + strings.Join(other, " AND ") +
+		" ORDER BY " + descending(order) + " LIMIT " + n + ") o UNION ALL " +
+		"SELECT * FROM (SELECT * FROM " + fromJobs + " WHERE " + strings.Join(jobs, " AND ") +
+		" ORDER BY id DESC LIMIT " + n + ") j) e ORDER BY id DESC LIMIT " + n
 }
 
 // leadColumn names the column whose (column, id) index a list pages

@@ -31,8 +31,9 @@ const jobColumns = `j.id, j.task_id, j.device_id, j.device, j.product, j.module,
 const activeStates = `('awaiting_version', 'queued', 'notified', 'offered', 'accepted', 'downloading', 'downloaded', 'awaiting_install_confirmation', 'installing', 'rebooting')`
 
 // failedStates is the SQL list of the states of failure, exactly as the
-// partial index jobs_task_failed (migration 00009) states it on SQLite: a
-// query names it so that SQLite knows the index covers its rows.
+// partial index jobs_task_failed (migration 00009 on SQLite, 00012 on
+// PostgreSQL) states it: a query names it so that the database knows the
+// index covers its rows.
 const failedStates = `('failed', 'rejected', 'timed_out')`
 
 // coveredState reports whether jobs_task_failed holds the jobs in st.
@@ -184,21 +185,76 @@ func (s *sqlStore) ListJobs(ctx context.Context, f JobFilter, page Page) ([]ota.
 	return jobs, next, nil
 }
 
-// mergedJobPage reads a page for several states: the ids of one page per
-// state, each a range of the (task_id, state, id) index (where "state IN
-// (...) ORDER BY id" would sort every matching job), merged in id order;
-// then the rows of the page's ids only, not a page of rows per state. On
-// SQLite, a state of failure with coveredMin jobs or more on the page
-// reads them in one range of the covering index jobs_task_failed instead
-// (a few consecutive index pages, where rows by id lie a table page
-// apart); fewer cost less as row lookups than as a statement of their own.
+// mergedJobPage reads a page for several states in one statement: the
+// ids of one page per state, each a range of the (task_id, state, id)
+// index (where "state IN (...) ORDER BY id" would sort every matching
+// job), and the rows of the first ids of all of them, looked up by id in
+// id order (severalStatesQuery). One statement reads one snapshot, so a
+// job that changes state meanwhile cannot leave the page short. On
+// SQLite, a list of states of failure only reads its rows from the
+// covering index jobs_task_failed instead (coveredJobPage): those jobs
+// lie a table page apart, where the covering index holds them side by
+// side.
 func (s *sqlStore) mergedJobPage(ctx context.Context, f JobFilter, after int64, limit int) ([]ota.Job, string, error) {
+	states := slices.Compact(slices.Sorted(slices.Values(f.States)))
+	if s.dialect == sqliteDialect && f.TaskID != 0 && !slices.ContainsFunc(states, func(st ota.JobState) bool { return !coveredState(st) }) {
+		return s.coveredJobPage(ctx, f, states, after, limit)
+	}
+	q, a := severalStatesQuery(f, states, after, limit+1, s.jobCols(), s.dialect)
+	// Planned anew, a task's page cost PostgreSQL as much to plan as to
+	// run (0.25 ms each at 1,000,000 jobs); its generic plan is the same
+	// (TestGenericPlansPostgres). The other filters' plans were not
+	// checked generic.
+	var db querier = s.db
+	if s.generic != nil && f.TaskID != 0 && f.DeviceID == 0 {
+		db = sqlDB{DB: s.generic}
+	}
+	jobs, err := queryCap(ctx, db, q, a, limit+1, s.jobListRow().scan)
+	if err != nil {
+		return nil, "", fmt.Errorf("list jobs: %w", err)
+	}
+	jobs, next := cutPage(jobs, limit, func(j ota.Job) string { return idKey(j.ID) })
+	return jobs, next, nil
+}
+
+// severalStatesQuery selects cols of up to limit jobs after id after in
+// any of states, in id order: the ids of up to limit jobs of each state
+// (jobPageQuery's index range), then the rows of the first limit of those
+// ids by primary key. SQLite walks the list of ids in order, so neither
+// the ids nor the rows are sorted, and it stops after limit rows.
+//
+// PostgreSQL would look up every id of every state (up to limit times
+// the number of states rows) and sort the rows; it is given the first
+// limit ids, sorted (integers only), and looks up their rows in that
+// order, so that it reads limit rows and sorts none.
+func severalStatesQuery(f JobFilter, states []ota.JobState, after int64, limit int, cols string, d dialect) (string, args) {
+	var a args
+	parts := make([]string, len(states))
+	for i, st := range states {
+		one := f
+		one.States = []ota.JobState{st}
+		parts[i] = "SELECT id FROM (" + jobPageSQL(&a, one, after, limit, "j.id AS id", d) + ") AS s" + strconv.Itoa(i)
+	}
+	if d == postgresDialect {
+		return "SELECT " + cols + " FROM (SELECT id FROM (" + strings.Join(parts, " UNION ALL ") + ") AS u ORDER BY id LIMIT " +
+			a.add(limit) + ") AS p JOIN jobs j ON j.id = p.id ORDER BY p.id", a
+	}
+	return "SELECT " + cols + " FROM jobs j WHERE j.id IN (" + strings.Join(parts, " UNION ALL ") +
+		") ORDER BY j.id LIMIT " + a.add(limit), a
+}
+
+// coveredJobPage reads a page for several states of failure (SQLite): the
+// ids of one page per state, merged in id order; then a state with
+// coveredMin jobs or more on the page reads them in one range of the
+// covering index jobs_task_failed (a few consecutive index pages, where
+// rows by id lie a table page apart), and fewer, which cost less as row
+// lookups than as a statement of their own, are read by id.
+func (s *sqlStore) coveredJobPage(ctx context.Context, f JobFilter, states []ota.JobState, after int64, limit int) ([]ota.Job, string, error) {
 	type stateID struct {
 		id    int64
 		state int
 	}
 	var ids []stateID
-	states := slices.Compact(slices.Sorted(slices.Values(f.States)))
 	for k, st := range states {
 		one := f
 		one.States = []ota.JobState{st}
@@ -230,7 +286,7 @@ func (s *sqlStore) mergedJobPage(ctx context.Context, f JobFilter, after int64, 
 	var byRow []int64
 	var rowStates []ota.JobState
 	for k, st := range states {
-		if s.dialect == sqliteDialect && f.TaskID != 0 && coveredState(st) && perState[k] >= coveredMin {
+		if perState[k] >= coveredMin {
 			one := f
 			one.States = []ota.JobState{st}
 			got, err := s.jobPage(ctx, one, after, perState[k])
@@ -277,25 +333,20 @@ func (s *sqlStore) mergedJobPage(ctx context.Context, f JobFilter, after int64, 
 const coveredMin = 10
 
 // jobsByRow reads the jobs of ids (sorted) that are in one of states, in
-// id order. A job that changed state since its id was read may have left
-// the filter: it is left out, and the page is one short.
+// id order (SQLite). A job that changed state since its id was read may
+// have left the filter: it is left out, and the page is one short.
 func (s *sqlStore) jobsByRow(ctx context.Context, ids []int64, states []ota.JobState) ([]ota.Job, error) {
 	var a args
-	var byID string
-	if s.dialect == postgresDialect {
-		byID = "j.id = ANY(CAST(" + a.add(ids) + " AS BIGINT[]))" // one parameter, not one per id
-	} else {
-		// One JSON text, not 100 parameters: binding each is a call into
-		// SQLite with its mutex, and a boxed value in database/sql.
-		list := make([]byte, 0, 12*len(ids))
-		for i, id := range ids {
-			if i > 0 {
-				list = append(list, ',')
-			}
-			list = strconv.AppendInt(list, id, 10)
+	// One JSON text, not 100 parameters: binding each is a call into
+	// SQLite with its mutex, and a boxed value in database/sql.
+	list := make([]byte, 0, 12*len(ids))
+	for i, id := range ids {
+		if i > 0 {
+			list = append(list, ',')
 		}
-		byID = "j.id IN (SELECT value FROM json_each(" + a.add("["+string(list)+"]") + "))"
+		list = strconv.AppendInt(list, id, 10)
 	}
+	byID := "j.id IN (SELECT value FROM json_each(" + a.add("["+string(list)+"]") + "))"
 	q := "SELECT " + s.jobCols() + " FROM jobs j WHERE " + byID +
 		" AND j.state IN (" + stateList(&a, states) + ") ORDER BY j.id"
 	return queryCap(ctx, s.db, q, a, len(ids), s.jobListRow().scan)
@@ -313,15 +364,20 @@ func (s *sqlStore) jobPage(ctx context.Context, f JobFilter, after int64, limit 
 // an index, (task_id, id), (task_id, state, id), or (device_id, id).
 func jobPageQuery(f JobFilter, after int64, limit int, cols string, d dialect) (string, args) {
 	var a args
+	return jobPageSQL(&a, f, after, limit, cols, d), a
+}
+
+// jobPageSQL is jobPageQuery with its parameters added to a.
+func jobPageSQL(a *args, f JobFilter, after int64, limit int, cols string, d dialect) string {
 	where := []string{"j.id > " + a.add(after)}
 	order := "j.id"
 	switch {
 	case f.TaskID != 0 && len(f.States) > 0:
 		where = append(where, "j.task_id = "+a.add(f.TaskID))
 		var cond string
-		cond, order = indexedEq(d, "j.state", stateValue(&a, f.States[0]), "j.id")
+		cond, order = indexedEq(d, "j.state", stateValue(a, f.States[0]), "j.id")
 		where = append(where, cond)
-		if d == sqliteDialect && coveredState(f.States[0]) {
+		if coveredState(f.States[0]) {
 			// Implies the partial index jobs_task_failed, which covers
 			// the page: no row lookups.
 			where = append(where, "j.state IN "+failedStates)
@@ -339,10 +395,10 @@ func jobPageQuery(f JobFilter, after int64, limit int, cols string, d dialect) (
 		where = append(where, "j.device_id = "+a.add(f.DeviceID))
 	}
 	if f.TaskID == 0 && len(f.States) > 0 {
-		where = append(where, "j.state = "+stateValue(&a, f.States[0]))
+		where = append(where, "j.state = "+stateValue(a, f.States[0]))
 	}
 	return "SELECT " + cols + " FROM jobs j WHERE " + strings.Join(where, " AND ") +
-		" ORDER BY " + order + " LIMIT " + a.add(limit), a
+		" ORDER BY " + order + " LIMIT " + a.add(limit)
 }
 
 // jobListRow reads the rows of jobCols.
@@ -381,24 +437,80 @@ func stateList(a *args, states []ota.JobState) string {
 	return strings.Join(vs, ", ")
 }
 
-// QueuedJobs returns the next jobs a task may start, in rollout order.
-func (s *sqlStore) QueuedJobs(ctx context.Context, q ota.QueuedQuery) ([]ota.Job, error) {
+// ReadsBesideWrites reports whether a read runs beside the store's write
+// transaction rather than after it: on PostgreSQL reads take other pooled
+// connections; SQLite reads the queued jobs on its one writer connection
+// (QueuedJobs), so a read started during a commit waits for it.
+func (s *sqlStore) ReadsBesideWrites() bool { return s.dialect == postgresDialect }
+
+// queuedListColumns are jobListColumns and the job's sequence number, as
+// QueuedJobs reads them on SQLite.
+var queuedListColumns = packColumns(jobColumns+", j.seq",
+	"j.device", "j.product", "j.module", "j.state", "j.code", "j.message", "j.from_version", "j.version")
+
+// QueuedJobs returns the next jobs a task may start, in rollout order, and
+// the place of the last of them.
+func (s *sqlStore) QueuedJobs(ctx context.Context, q ota.QueuedQuery) ([]ota.Job, ota.RolloutPos, error) {
 	var a args
 	join := ""
 	if q.OnlineOnly {
 		join = " JOIN devices d ON d.id = j.device_id AND d.online = " + a.add(true)
+		if s.dialect == sqliteDialect {
+			// Whether each job's device is online, from the (product,
+			// online, id) index alone rather than the devices table: the
+			// jobs come in rollout order, so each is a lookup at a random
+			// place, and after another connection's commit SQLite reads
+			// those pages again. At 1,000,000 devices the index is 21 MB
+			// against the table's 113 MB (QueuedJobs 11.6 -> 8.2 CPU-s for
+			// a million starts, BENCHMARKS.md).
+			join = " JOIN devices d INDEXED BY devices_product_online ON d.product = j.product AND d.online = " +
+				a.add(true) + " AND d.id = j.device_id"
+		}
 	}
-	query := "SELECT " + s.jobCols() + " FROM jobs j" + join + " WHERE j.task_id = " + a.add(q.TaskID) +
-		" AND j.state = 'queued' AND j.phase <= " + a.add(q.MaxPhase) +
+	after := ""
+	if q.After != nil {
+		// A row comparison, which both databases turn into the start of
+		// the range they read of (task_id, phase, seq).
+		after = " AND (j.phase, j.seq) > (" + a.add(q.After.Phase) + ", " + a.add(q.After.Seq) + ")"
+	}
+	cols, row := jobColumns+", j.seq", newJobRow(1)
+	if s.dialect == sqliteDialect {
+		// Read as the lists read jobs (jobListColumns): a batch's worth of
+		// rows, with their times scanned as text rather than parsed by the
+		// driver.
+		cols, row = queuedListColumns.sql, jobRow{queuedListColumns.row()}
+	}
+	query := "SELECT " + cols + " FROM jobs j" + join + " WHERE j.task_id = " + a.add(q.TaskID) +
+		" AND j.state = 'queued' AND j.phase <= " + a.add(q.MaxPhase) + after +
 		" AND (j.next_attempt_at IS NULL OR j.next_attempt_at <= " + a.add(q.Now.UTC()) + ")" +
 		" ORDER BY j.phase, j.seq LIMIT " + a.add(q.Limit)
-	// Read as the lists read jobs (jobCols): a batch's worth of rows, with
-	// their times scanned as text rather than parsed by the driver.
-	jobs, err := queryCap(ctx, s.db, query, a, q.Limit, s.jobListRow().scan)
-	if err != nil {
-		return nil, fmt.Errorf("queued jobs of task %d: %w", q.TaskID, err)
+	var db querier = s.db
+	if s.dialect == sqliteDialect {
+		// On the writer connection, whose page cache the engine's last
+		// commit left warm (a reader's is emptied by every commit): the
+		// queued jobs about to start are the pages that commit wrote
+		// around. Started jobs cost 62-70 µs of CPU each this way, 72-81
+		// when the read went to another connection (BENCHMARKS.md).
+		t, err := s.begin(ctx)
+		if err != nil {
+			return nil, ota.RolloutPos{}, fmt.Errorf("queued jobs of task %d: %w", q.TaskID, err)
+		}
+		defer t.Rollback()
+		db = t
 	}
-	return jobs, nil
+	var last ota.RolloutPos
+	jobs, err := queryCap(ctx, db, query, a, q.Limit, func(rs interface{ Scan(...any) error }) (ota.Job, error) {
+		j, err := row.scan(rs)
+		if err != nil {
+			return j, err
+		}
+		last = ota.RolloutPos{Phase: int(j.Phase), Seq: row.int64(jobColumnCount)}
+		return j, row.err
+	})
+	if err != nil {
+		return nil, ota.RolloutPos{}, fmt.Errorf("queued jobs of task %d: %w", q.TaskID, err)
+	}
+	return jobs, last, nil
 }
 
 // ExpiredJobs returns in-flight jobs whose deadline has passed.
@@ -469,13 +581,18 @@ func (s *sqlStore) candidates(ctx context.Context, q ota.TargetQuery, keys []str
 		return nil, fmt.Errorf("target devices: %w", err)
 	}
 	defer rows.Close()
+	// Read as the driver delivers the values (see rowValues): a task over
+	// a million devices reads a million rows here.
 	var out []ota.Candidate
+	r := newRowValues(4)
 	for rows.Next() {
-		var c ota.Candidate
-		if err := rows.Scan(&c.DeviceID, &c.Key, &c.Version, &c.Online); err != nil {
+		if err := r.scan(rows); err != nil {
 			return nil, err
 		}
-		out = append(out, c)
+		out = append(out, ota.Candidate{DeviceID: r.int64(0), Key: r.str(1), Version: r.str(2), Online: r.bool(3)})
+		if r.err != nil {
+			return nil, r.err
+		}
 	}
 	return out, rows.Err()
 }
@@ -610,13 +727,42 @@ var jobUpdateColumnsActive = append(slices.Clip(jobUpdateColumns), struct{ name,
 // conflicting ids and the count deltas of the changes written.
 func updateJobs(ctx context.Context, t *tx, changes []ota.JobUpdate) ([]int64, map[int64]ota.PhaseCounts, error) {
 	written := make(map[int64]bool, len(changes))
-	for _, chunk := range chunks(changes, len(jobUpdateColumnsActive)) {
-		ids, err := updateJobChunk(ctx, t, chunk)
-		if err != nil {
-			return nil, nil, err
-		}
+	note := func(ids []int64, err error) error {
 		for _, id := range ids {
 			written[id] = true
+		}
+		return err
+	}
+	if t.dialect == postgresDialect {
+		// PostgreSQL writes every change of the batch in one statement of
+		// arrays; the narrower statements below are for SQLite's indexes.
+		if len(changes) > 0 {
+			if err := note(updateJobsUnnest(ctx, t, changes, slices.ContainsFunc(changes, activityChanges))); err != nil {
+				return nil, nil, err
+			}
+		}
+	} else {
+		// The changes are sorted by the columns they write, as indexes
+		// into changes: a change holds two jobs, and copying a thousand
+		// of them cost 2 µs a job start.
+		var byKind [3][]int
+		for i := range changes {
+			c, k := &changes[i], writeFull
+			switch {
+			case percentOnly(c):
+				k = writePercent
+			case inFlight(c):
+				k = writeFlight
+			}
+			byKind[k] = append(byKind[k], i)
+		}
+		for k, idx := range byKind {
+			kind := jobWrite(k)
+			for _, chunk := range chunks(idx, len(kind.columns(true))) {
+				if err := note(updateJobChunk(ctx, t, changes, chunk, kind)); err != nil {
+					return nil, nil, err
+				}
+			}
 		}
 	}
 	var conflicts []int64
@@ -640,27 +786,102 @@ func updateJobs(ctx context.Context, t *tx, changes []ota.JobUpdate) ([]int64, m
 	return conflicts, deltas, nil
 }
 
-func updateJobChunk(ctx context.Context, t *tx, chunk []ota.JobUpdate) ([]int64, error) {
+// jobUpdateColumnsPercent are the columns a download's rising percent
+// writes (see percentOnly).
+var jobUpdateColumnsPercent = []struct{ name, sqlType string }{
+	{"id", "BIGINT"}, {"rev", "BIGINT"}, {"percent", "INTEGER"}, {"updated_at", "TIMESTAMPTZ"},
+}
+
+// percentOnly reports whether a change moves only the job's percent (and
+// its update time): a downloading device's progress report. Such changes
+// are written by a statement that sets those two columns alone, so SQLite
+// leaves the job's state, deadline, retry and failure indexes untouched
+// (it rewrites every index whose columns an UPDATE sets, changed or not).
+func percentOnly(c *ota.JobUpdate) bool {
+	o, n := &c.Old, &c.New
+	return o.Percent != n.Percent && o.State == n.State && o.Attempt == n.Attempt && o.Code == n.Code &&
+		o.Message == n.Message && o.Phase == n.Phase && o.FromVersion == n.FromVersion &&
+		sameTime(o.StartedAt, n.StartedAt) && sameTime(o.Deadline, n.Deadline) &&
+		sameTime(o.NextAttemptAt, n.NextAttemptAt) && sameTime(o.SentAt, n.SentAt)
+}
+
+// jobUpdateColumnsFlight are the columns a job's move through its
+// flight writes (see inFlight).
+var jobUpdateColumnsFlight = []struct{ name, sqlType string }{
+	{"id", "BIGINT"}, {"rev", "BIGINT"}, {"state", "TEXT"}, {"percent", "INTEGER"}, {"code", "TEXT"},
+	{"message", "TEXT"}, {"sent_at", "TIMESTAMPTZ"}, {"updated_at", "TIMESTAMPTZ"},
+}
+
+// inFlight reports whether a change leaves the job's attempt, phase, start,
+// deadline, retry time and activity as they were: a device's reports
+// between the start and the end of an attempt (downloading, downloaded,
+// installing, rebooting). Such changes are written by a statement that sets
+// only what they may change, so SQLite leaves the deadline, retry and
+// queue indexes untouched and binds 8 values a job instead of 14.
+func inFlight(c *ota.JobUpdate) bool {
+	o, n := &c.Old, &c.New
+	return o.State.Terminal() == n.State.Terminal() && o.Attempt == n.Attempt && o.Phase == n.Phase &&
+		o.FromVersion == n.FromVersion && sameTime(o.StartedAt, n.StartedAt) && sameTime(o.Deadline, n.Deadline) &&
+		sameTime(o.NextAttemptAt, n.NextAttemptAt)
+}
+
+func sameTime(a, b *time.Time) bool {
+	return a == nil && b == nil || a != nil && b != nil && a.Equal(*b)
+}
+
+// jobWrite is which columns a chunk of job changes writes.
+type jobWrite int
+
+const (
+	writeFull    jobWrite = iota // every column a change may write
+	writeFlight                  // the columns of a move in flight (inFlight)
+	writePercent                 // the percent alone (percentOnly)
+)
+
+// columns are the columns kind writes; active only with a full write that
+// ends a job or brings one back (withActive).
+func (kind jobWrite) columns(withActive bool) []struct{ name, sqlType string } {
+	switch {
+	case kind == writePercent:
+		return jobUpdateColumnsPercent
+	case kind == writeFlight:
+		return jobUpdateColumnsFlight
+	case withActive:
+		return jobUpdateColumnsActive
+	}
+	return jobUpdateColumns
+}
+
+// activityChanges reports whether a change ends a job or brings one back.
+func activityChanges(c ota.JobUpdate) bool { return c.Old.State.Terminal() != c.New.State.Terminal() }
+
+// updateJobChunk writes the changes at the indexes of chunk, the columns
+// kind says, in one SQLite statement.
+func updateJobChunk(ctx context.Context, t *tx, changes []ota.JobUpdate, chunk []int, kind jobWrite) ([]int64, error) {
 	// active (see migration 00010) is written only by the chunks that end
 	// a job or bring one back: left out of SET, the one-active-job index
 	// is not touched at all.
-	cols := jobUpdateColumns
-	if slices.ContainsFunc(chunk, func(c ota.JobUpdate) bool { return c.Old.State.Terminal() != c.New.State.Terminal() }) {
-		cols = jobUpdateColumnsActive
-	}
-	var a args
-	rows := make([]string, len(chunk))
-	for i, c := range chunk {
-		n := c.New
-		vals := []any{n.ID, c.Old.Rev, n.State, n.Percent, n.Attempt, n.Code, n.Message, n.Phase, n.FromVersion,
-			nullTime(n.StartedAt), nullTime(n.Deadline), nullTime(n.NextAttemptAt), nullTime(n.SentAt), n.UpdatedAt.UTC(),
-			!n.State.Terminal()}
-		ph := make([]string, len(cols))
-		for k := range cols {
-			ph[k] = t.typed(a.add(vals[k]), cols[k].sqlType)
+	withActive := kind == writeFull && slices.ContainsFunc(chunk, func(i int) bool { return activityChanges(changes[i]) })
+	cols := kind.columns(withActive)
+	a := make(args, 0, len(chunk)*len(cols))
+	for _, i := range chunk {
+		c := &changes[i]
+		n := &c.New
+		switch kind {
+		case writePercent:
+			a = append(a, n.ID, c.Old.Rev, n.Percent, n.UpdatedAt.UTC())
+			continue
+		case writeFlight:
+			a = append(a, n.ID, c.Old.Rev, n.State, n.Percent, n.Code, n.Message, nullTime(n.SentAt), n.UpdatedAt.UTC())
+			continue
 		}
-		rows[i] = "(" + strings.Join(ph, ", ") + ")"
+		a = append(a, n.ID, c.Old.Rev, n.State, n.Percent, n.Attempt, n.Code, n.Message, n.Phase, n.FromVersion,
+			nullTime(n.StartedAt), nullTime(n.Deadline), nullTime(n.NextAttemptAt), nullTime(n.SentAt), n.UpdatedAt.UTC())
+		if withActive {
+			a = append(a, !n.State.Terminal())
+		}
 	}
+	list := values(len(chunk), len(cols))
 	names := make([]string, len(cols))
 	sets := make([]string, 0, len(cols))
 	for i, c := range cols {
@@ -669,7 +890,7 @@ func updateJobChunk(ctx context.Context, t *tx, chunk []ota.JobUpdate) ([]int64,
 			sets = append(sets, c.name+" = v."+c.name)
 		}
 	}
-	q := "WITH v (" + strings.Join(names, ", ") + ") AS (VALUES " + strings.Join(rows, ", ") + ") UPDATE" + t.orRollback() + " jobs SET " +
+	q := "WITH v (" + strings.Join(names, ", ") + ") AS (VALUES " + list + ") UPDATE" + t.orRollback() + " jobs SET " +
 		strings.Join(sets, ", ") + ", rev = jobs.rev + 1 FROM v WHERE jobs.id = v.id AND jobs.rev = v.rev RETURNING jobs.id"
 	res, err := t.QueryContext(ctx, q, a...)
 	if err != nil {
@@ -719,9 +940,29 @@ func withoutConflicts(events []ota.Event, conflicts []int64) []ota.Event {
 // external broker the will of a connection that ended and the first
 // message of the next one can reach two replicas at once and be stored in
 // either order.
+//
+// Devices whose batch holds no connect or disconnect (a message's time
+// alone: most of a fleet's traffic) get a statement that sets last_seen
+// alone, so that SQLite leaves the (product, online, id) index untouched:
+// it rewrites every index whose columns an UPDATE sets, changed or not.
 func setPresence(ctx context.Context, t *tx, ps []ota.Presence, seen []ota.LastSeen) error {
 	last := latestPresence(ps, seen)
 	ids := slices.Sorted(maps.Keys(last))
+	var seenOnly []int64
+	if len(ps) < len(ids) {
+		changed := ids[:0:0]
+		for _, id := range ids {
+			if last[id].online == nil {
+				seenOnly = append(seenOnly, id)
+			} else {
+				changed = append(changed, id)
+			}
+		}
+		ids = changed
+	}
+	if err := setLastSeen(ctx, t, seenOnly, last); err != nil {
+		return err
+	}
 	for _, chunk := range chunks(ids, 4) {
 		var a args
 		rows := make([]string, len(chunk))
@@ -741,6 +982,24 @@ func setPresence(ctx context.Context, t *tx, ps []ota.Presence, seen []ota.LastS
 			" FROM v WHERE devices.id = v.id"
 		if _, err := t.ExecContext(ctx, q, a...); err != nil {
 			return fmt.Errorf("record device presence: %w", err)
+		}
+	}
+	return nil
+}
+
+// setLastSeen moves the last_seen of devices forward to their row's at.
+func setLastSeen(ctx context.Context, t *tx, ids []int64, last map[int64]presenceRow) error {
+	for _, chunk := range chunks(ids, 2) {
+		a := make(args, 0, 2*len(chunk))
+		rows := make([]string, len(chunk))
+		for i, id := range chunk {
+			rows[i] = "(" + t.typed(a.add(id), "BIGINT") + ", " + t.typed(a.add(last[id].at.UTC()), "TIMESTAMPTZ") + ")"
+		}
+		q := "WITH v (id, at) AS (VALUES " + strings.Join(rows, ", ") +
+			") UPDATE devices SET last_seen = v.at FROM v" +
+			" WHERE devices.id = v.id AND (devices.last_seen IS NULL OR devices.last_seen < v.at)"
+		if _, err := t.ExecContext(ctx, q, a...); err != nil {
+			return fmt.Errorf("record device last seen: %w", err)
 		}
 	}
 	return nil
@@ -789,6 +1048,9 @@ func maxTime(a, b time.Time) time.Time {
 // deleteDevices deletes devices (their tags and versions go with them).
 func deleteDevices(ctx context.Context, t *tx, ids []int64) error {
 	for _, id := range ids {
+		if err := rememberDevices(ctx, t, "id = $1", id); err != nil {
+			return err
+		}
 		res, err := t.ExecContext(ctx, "DELETE FROM devices WHERE id = $1", id)
 		if err != nil {
 			return fmt.Errorf("delete device: %w", err)

@@ -88,7 +88,8 @@ func TestListEndedJobs(t *testing.T) {
 			must(t, err)
 			slices.SortFunc(all, func(a, b ota.Job) int { return cmp.Compare(a.ID, b.ID) })
 			for _, f := range [][]ota.JobState{{ota.JobFailed}, {ota.JobSucceeded}, {ota.JobSucceeded, ota.JobFailed},
-				{ota.JobCancelled, ota.JobFailed, ota.JobSucceeded}, {ota.JobFailed, ota.JobDownloading}, {ota.JobCancelled}} {
+				{ota.JobCancelled, ota.JobFailed, ota.JobSucceeded}, {ota.JobFailed, ota.JobDownloading}, {ota.JobCancelled},
+				{ota.JobTimedOut, ota.JobFailed}} {
 				var want []ota.Job
 				for _, j := range all {
 					if slices.Contains(f, j.State) {

@@ -211,3 +211,263 @@ func TestCreateTaskOfAMissingFirmwareIsNotFound(t *testing.T) {
 			Module: "default", State: ota.JobQueued, Version: "1.1.0"}}), ota.ENOTFOUND)
 	})
 }
+
+// A download's rising percent is written by a statement of its own (the
+// percent and the update time alone), in the same batch as full changes,
+// with the same revision check.
+func TestApplyWritesPercentOnlyChangesWithRevisions(t *testing.T) {
+	run(t, func(t *testing.T, s store.Store) {
+		ctx := as("engine")
+		task, jobs := rollout(t, s, 3)
+		now := time.Now().UTC().Truncate(time.Microsecond)
+		moveAll(t, s, jobs, func(n *ota.Job) {
+			n.State, n.Percent, n.SentAt, n.StartedAt, n.UpdatedAt = ota.JobDownloading, 0, &now, &now, now
+		})
+		later := now.Add(time.Second)
+		percent := func(j ota.Job, p int) ota.JobUpdate {
+			n := j
+			n.Percent, n.UpdatedAt = p, later
+			return ota.JobUpdate{Old: j, New: n}
+		}
+		done := jobs[2]
+		done.State, done.Percent, done.UpdatedAt = ota.JobDownloaded, 100, later
+		stale := percent(jobs[1], 60)
+		stale.Old.Rev--
+		conflicts, err := s.Apply(ctx, ota.ChangeSet{Jobs: []ota.JobUpdate{percent(jobs[0], 40), stale, {Old: jobs[2], New: done}}})
+		must(t, err)
+		if len(conflicts) != 1 || conflicts[0] != jobs[1].ID {
+			t.Fatalf("conflicts %v, want the stale percent change (job %d) alone", conflicts, jobs[1].ID)
+		}
+		for _, want := range []struct {
+			job     ota.Job
+			state   ota.JobState
+			percent int
+			rev     int64
+		}{
+			{jobs[0], ota.JobDownloading, 40, jobs[0].Rev + 1},
+			{jobs[1], ota.JobDownloading, 0, jobs[1].Rev},
+			{jobs[2], ota.JobDownloaded, 100, jobs[2].Rev + 1},
+		} {
+			j, err := s.GetJob(ctx, want.job.ID)
+			must(t, err)
+			if j.State != want.state || j.Percent != want.percent || j.Rev != want.rev || j.SentAt == nil || !j.SentAt.Equal(now) {
+				t.Errorf("job %d: %s at %d%%, rev %d, sent %v; want %s at %d%%, rev %d, sent %v",
+					j.ID, j.State, j.Percent, j.Rev, j.SentAt, want.state, want.percent, want.rev, now)
+			}
+			if want.rev != want.job.Rev && !j.UpdatedAt.Equal(later) {
+				t.Errorf("job %d updated %v, want %v", j.ID, j.UpdatedAt, later)
+			}
+		}
+		got, err := s.GetTask(ctx, task.ID)
+		must(t, err)
+		if got.Counts[ota.JobDownloading] != 2 || got.Counts[ota.JobDownloaded] != 1 {
+			t.Fatalf("counts %v, want 2 downloading and 1 downloaded", got.Counts)
+		}
+	})
+}
+
+// A job's moves in flight (a change of state, percent, code, message or
+// send time that keeps its attempt, start, deadline and retry time) are
+// written by a statement of their own, beside full changes in the same
+// batch, with the same revision check; what they leave out of SET keeps
+// its value.
+func TestApplyWritesInFlightChangesWithRevisions(t *testing.T) {
+	run(t, func(t *testing.T, s store.Store) {
+		ctx := as("engine")
+		task, jobs := rollout(t, s, 3)
+		now := time.Now().UTC().Truncate(time.Microsecond)
+		deadline := now.Add(time.Hour)
+		moveAll(t, s, jobs, func(n *ota.Job) {
+			n.State, n.SentAt, n.StartedAt, n.Deadline, n.UpdatedAt = ota.JobNotified, &now, &now, &deadline, now
+		})
+		later, resent := now.Add(time.Second), now.Add(2*time.Second)
+		installing := jobs[0]
+		installing.State, installing.Percent, installing.Message, installing.SentAt, installing.UpdatedAt =
+			ota.JobInstalling, 100, "writing slot b", &resent, later
+		stale := jobs[1]
+		stale.State, stale.UpdatedAt = ota.JobDownloading, later
+		failed := jobs[2]
+		failed.State, failed.Code, failed.Message, failed.Deadline, failed.UpdatedAt = ota.JobFailed, "download_failed", "gone", nil, later
+		staleOld := jobs[1]
+		staleOld.Rev--
+		conflicts, err := s.Apply(ctx, ota.ChangeSet{Jobs: []ota.JobUpdate{
+			{Old: jobs[0], New: installing}, {Old: staleOld, New: stale}, {Old: jobs[2], New: failed}}})
+		must(t, err)
+		if len(conflicts) != 1 || conflicts[0] != jobs[1].ID {
+			t.Fatalf("conflicts %v, want the stale change (job %d) alone", conflicts, jobs[1].ID)
+		}
+		for _, want := range []struct {
+			job ota.Job
+			rev int64
+		}{{installing, jobs[0].Rev + 1}, {jobs[1], jobs[1].Rev}, {failed, jobs[2].Rev + 1}} {
+			j, err := s.GetJob(ctx, want.job.ID)
+			must(t, err)
+			w := want.job
+			if j.State != w.State || j.Percent != w.Percent || j.Code != w.Code || j.Message != w.Message || j.Rev != want.rev ||
+				j.Attempt != w.Attempt || !sameTime(j.SentAt, w.SentAt) || !sameTime(j.StartedAt, w.StartedAt) ||
+				!sameTime(j.Deadline, w.Deadline) || !j.UpdatedAt.Equal(w.UpdatedAt) {
+				t.Errorf("job %d: %s %d%% %q %q rev %d attempt %d sent %v started %v deadline %v updated %v;\nwant %s %d%% %q %q rev %d attempt %d sent %v started %v deadline %v updated %v",
+					j.ID, j.State, j.Percent, j.Code, j.Message, j.Rev, j.Attempt, j.SentAt, j.StartedAt, j.Deadline, j.UpdatedAt,
+					w.State, w.Percent, w.Code, w.Message, want.rev, w.Attempt, w.SentAt, w.StartedAt, w.Deadline, w.UpdatedAt)
+			}
+		}
+		got, err := s.GetTask(ctx, task.ID)
+		must(t, err)
+		if got.Counts[ota.JobInstalling] != 1 || got.Counts[ota.JobNotified] != 1 || got.Counts[ota.JobFailed] != 1 {
+			t.Fatalf("counts %v, want 1 installing, 1 notified, 1 failed", got.Counts)
+		}
+	})
+}
+
+func sameTime(a, b *time.Time) bool {
+	return a == nil && b == nil || a != nil && b != nil && a.Equal(*b)
+}
+
+// A new task's jobs are stored as given, in rollout order, across the
+// statements they take (2,500 jobs: more than one statement's worth, and
+// a last one cut short): ids and the queue follow the order, and every
+// column is the job's own or the task's.
+func TestCreateTaskStoresJobsInRolloutOrder(t *testing.T) {
+	run(t, testCreateTaskStoresJobsInRolloutOrder)
+}
+
+func testCreateTaskStoresJobsInRolloutOrder(t *testing.T, s store.Store) {
+	ctx := as("op")
+	const n = 2500
+	must(t, s.CreateProduct(ctx, &ota.Product{Key: "demo"}))
+	nd := make([]store.NewDevice, n)
+	for i := range nd {
+		nd[i] = store.NewDevice{Product: "demo", Key: fmt.Sprintf("d%04d", i), SecretHash: hash("s")}
+	}
+	devs, err := s.CreateDevices(ctx, nd)
+	must(t, err)
+	fw := ota.Firmware{Product: "demo", Module: "default", Version: "1.1.0", Size: 1, SHA256: fmt.Sprintf("%064d", 1), Signature: "x", BlobKey: "k"}
+	must(t, s.CreateFirmware(ctx, &fw))
+	task := ota.Task{Product: "demo", Module: "default", FirmwareID: fw.ID, Version: "1.1.0", Mode: ota.ModePush,
+		State: ota.TaskScheduled, Total: n}
+	want := make([]ota.Job, n)
+	for i := range want {
+		d := devs[(i*7919)%n] // a rollout order that is not the devices' order
+		want[i] = ota.Job{DeviceID: d.ID, Device: d.Key, Product: "demo", Module: "default", State: ota.JobQueued,
+			Phase: ota.PhaseIndex(i * 3 / n), FromVersion: fmt.Sprintf("1.0.%d", i%5), Version: "1.1.0", Attempt: 1}
+		if i%10 == 3 {
+			want[i].State, want[i].FromVersion = ota.JobAwaitingVersion, ""
+		}
+	}
+	must(t, s.CreateTask(ctx, &task, want))
+	var got []ota.Job
+	for page := (store.Page{Limit: store.MaxPageSize}); ; {
+		jobs, next, err := s.ListJobs(ctx, store.JobFilter{TaskID: task.ID}, page)
+		must(t, err)
+		got = append(got, jobs...)
+		if next == "" {
+			break
+		}
+		page.After = next
+	}
+	if len(got) != n {
+		t.Fatalf("%d jobs stored, want %d", len(got), n)
+	}
+	for i, g := range got {
+		w := want[i]
+		w.ID, w.TaskID, w.CreatedAt, w.UpdatedAt = g.ID, task.ID, task.CreatedAt, task.CreatedAt
+		if i > 0 && g.ID <= got[i-1].ID {
+			t.Fatalf("job %d has id %d after %d", i, g.ID, got[i-1].ID)
+		}
+		g.CreatedAt, g.UpdatedAt = g.CreatedAt.UTC(), g.UpdatedAt.UTC()
+		w.CreatedAt, w.UpdatedAt = w.CreatedAt.UTC().Truncate(time.Microsecond), w.UpdatedAt.UTC().Truncate(time.Microsecond)
+		if fmt.Sprint(g) != fmt.Sprint(w) {
+			t.Fatalf("job %d stored as\n%+v\nwant\n%+v", i, g, w)
+		}
+	}
+	// The queue of each phase follows the rollout order.
+	queued, _, err := s.QueuedJobs(ctx, ota.QueuedQuery{TaskID: task.ID, MaxPhase: 2, Limit: n})
+	must(t, err)
+	var order []ota.Job
+	for _, w := range want {
+		if w.State == ota.JobQueued {
+			order = append(order, w)
+		}
+	}
+	if len(queued) != len(order) {
+		t.Fatalf("%d jobs queued, want %d", len(queued), len(order))
+	}
+	for i, q := range queued {
+		if q.DeviceID != order[i].DeviceID {
+			t.Fatalf("queued job %d is device %d, want %d", i, q.DeviceID, order[i].DeviceID)
+		}
+	}
+}
+
+// TestQueuedJobsReadOnFromAPlace pages through a task's queued jobs of
+// online devices as a sweep that reads ahead does: each read goes on from
+// the place the one before it returned, and the jobs of a read are started
+// only after the next read (still queued when it ran). Every job comes
+// once, in rollout order, phase by phase, and offline devices are skipped.
+func TestQueuedJobsReadOnFromAPlace(t *testing.T) {
+	run(t, func(t *testing.T, s store.Store) {
+		ctx := as("engine")
+		task, jobs := rollout(t, s, 50)
+		var presence []ota.Presence
+		for i, j := range jobs {
+			presence = append(presence, ota.Presence{DeviceID: j.DeviceID, Online: i%5 != 0, At: time.Now()})
+		}
+		_, err := s.Apply(ctx, ota.ChangeSet{Presence: presence})
+		must(t, err)
+		want := map[int64]bool{}
+		for i, j := range jobs {
+			if i%5 != 0 {
+				want[j.ID] = true
+			}
+		}
+		q := ota.QueuedQuery{TaskID: task.ID, MaxPhase: 1, Limit: 7, OnlineOnly: true, Now: time.Now()}
+		seen := map[int64]bool{}
+		lastPhase := ota.PhaseIndex(0)
+		var changes []ota.JobUpdate // the previous read's jobs, started after this read
+		for reads := 0; ; reads++ {
+			got, last, err := s.QueuedJobs(ctx, q)
+			must(t, err)
+			_, err = s.Apply(ctx, ota.ChangeSet{Jobs: changes})
+			must(t, err)
+			changes = nil
+			for _, j := range got {
+				if seen[j.ID] || !want[j.ID] || j.Phase < lastPhase {
+					t.Fatalf("read %d returned job %d (phase %d) again, offline or out of order", reads, j.ID, j.Phase)
+				}
+				seen[j.ID], lastPhase = true, j.Phase
+				n := j
+				n.State, n.UpdatedAt = ota.JobNotified, time.Now()
+				changes = append(changes, ota.JobUpdate{Old: j, New: n})
+			}
+			if len(got) > 0 && last.Phase != int(got[len(got)-1].Phase) {
+				t.Fatalf("place %+v, last job's phase %d", last, got[len(got)-1].Phase)
+			}
+			if len(got) < q.Limit {
+				break
+			}
+			q.After = &last
+		}
+		if len(seen) != len(want) {
+			t.Fatalf("read %d jobs, want %d", len(seen), len(want))
+		}
+	})
+}
+
+// moveAll applies move to every job in one change set and reads the jobs
+// back as stored, with their new revisions.
+func moveAll(t *testing.T, s store.Store, jobs []ota.Job, move func(*ota.Job)) {
+	t.Helper()
+	ctx := as("engine")
+	changes := make([]ota.JobUpdate, 0, len(jobs))
+	for _, j := range jobs {
+		n := j
+		move(&n)
+		changes = append(changes, ota.JobUpdate{Old: j, New: n})
+	}
+	_, err := s.Apply(ctx, ota.ChangeSet{Jobs: changes})
+	must(t, err)
+	for i := range jobs {
+		jobs[i], err = s.GetJob(ctx, jobs[i].ID)
+		must(t, err)
+	}
+}

@@ -2,7 +2,9 @@ package store_test
 
 import (
 	"context"
+	"strconv"
 	"testing"
+	"time"
 
 	"github.com/otter-ota/otter/internal/ota"
 	"github.com/otter-ota/otter/internal/store"
@@ -57,6 +59,43 @@ func TestMigrationCountsAttemptsFromOne(t *testing.T) {
 			if j.Attempt != want || j.State == ota.JobFailed && j.Percent != 0 {
 				t.Errorf("job %d after the migration: %s %d%% attempt %d, want attempt %d (and 0%% if failed)", j.ID, j.State, j.Percent, j.Attempt, want)
 			}
+		}
+	})
+}
+
+// TestMigrationKeepsDeletedDevicesHistory: the job events of a device
+// deleted before migration 13 (which took job events out of the index by
+// device) are still listed under its key once migrated.
+func TestMigrationKeepsDeletedDevicesHistory(t *testing.T) {
+	runURL(t, func(t *testing.T, url string) {
+		ctx := context.Background()
+		s := storetest.OpenURL(t, url)
+		_, jobs := rollout(t, s, 2)
+		gone := jobs[0]
+		var events []ota.Event
+		for _, j := range jobs {
+			events = append(events, ota.Event{At: time.Now(), Kind: ota.KindJob, Action: "x", Product: j.Product, Device: j.Device, TaskID: j.TaskID, JobID: j.ID})
+		}
+		_, err := s.Apply(as("engine"), ota.ChangeSet{Events: events})
+		must(t, err)
+		db := rawDB(t, url)
+		for _, stmt := range []string{
+			// As migration 13's down step leaves it, with the device
+			// deleted before it existed (no former_devices row).
+			"DROP INDEX events_device",
+			"CREATE INDEX events_device ON events (product, device, id) WHERE device <> ''",
+			"DROP TABLE former_devices",
+			"DELETE FROM devices WHERE id = " + strconv.FormatInt(gone.DeviceID, 10),
+			"DELETE FROM goose_db_version WHERE version_id >= 13",
+		} {
+			if _, err := db.ExecContext(ctx, stmt); err != nil {
+				t.Fatalf("%s: %v", stmt, err)
+			}
+		}
+		evs, _, err := storetest.OpenURL(t, url).ListEvents(ctx, store.EventFilter{Product: gone.Product, Device: gone.Device, Kind: ota.KindJob}, store.Page{Limit: 10})
+		must(t, err)
+		if len(evs) != 1 || evs[0].JobID != gone.ID {
+			t.Errorf("job events of deleted device %s after the migration: %+v, want the one of job %d", gone.Device, evs, gone.ID)
 		}
 	})
 }

@@ -42,6 +42,30 @@ func TestReopenKeepsData(t *testing.T) {
 	})
 }
 
+// Writes share one connection on SQLite (the writer): a store closed with
+// it refuses later writes instead of waiting for it, and a store opened
+// again on the same file writes on a writer of its own.
+func TestWriteAfterCloseFailsAndReopenWrites(t *testing.T) {
+	runURL(t, func(t *testing.T, url string) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		s, err := store.Open(ctx, url, nil)
+		must(t, err)
+		must(t, s.CreateProduct(ctx, &ota.Product{Key: "first"}))
+		must(t, s.Close())
+		if err := s.CreateProduct(ctx, &ota.Product{Key: "late"}); err == nil {
+			t.Fatal("a write after Close succeeded")
+		}
+		s = storetest.OpenURL(t, url)
+		must(t, s.CreateProduct(ctx, &ota.Product{Key: "second"}))
+		for _, key := range []string{"first", "second"} {
+			if _, err := s.GetProduct(ctx, key); err != nil {
+				t.Errorf("product %s: %v", key, err)
+			}
+		}
+	})
+}
+
 func TestOpenPlainPath(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "new", "folder", "otter.db")
 	s := storetest.OpenURL(t, path)

@@ -52,3 +52,38 @@ func TestADisconnectOlderThanTheDevicesLastMessageIsIgnored(t *testing.T) {
 		}
 	})
 }
+
+// TestAMessageNeverMovesLastSeenBack: a message's time is written alone
+// (without the device's online flag), and a late one older than the
+// stored last_seen leaves it as it is.
+func TestAMessageNeverMovesLastSeenBack(t *testing.T) {
+	run(t, func(t *testing.T, s store.Store) {
+		ctx := context.Background()
+		createProduct(t, s, "a")
+		ds := createDevices(t, s, newDevices("a", "d", 2))
+		t0 := time.Now().Add(-time.Hour).Truncate(time.Millisecond)
+		at := func(n int) time.Time { return t0.Add(time.Duration(n) * time.Second) }
+		seen := func(i, n int) ota.LastSeen { return ota.LastSeen{DeviceID: ds[i].ID, At: at(n)} }
+		_, err := s.Apply(ctx, ota.ChangeSet{Presence: []ota.Presence{{DeviceID: ds[0].ID, Online: true, At: at(0)}}})
+		must(t, err)
+		steps := []ota.ChangeSet{
+			{Seen: []ota.LastSeen{seen(0, 5), seen(1, 3)}},
+			{Seen: []ota.LastSeen{seen(0, 4), seen(1, 6)}},
+			{Seen: []ota.LastSeen{seen(1, 2)}},
+		}
+		for _, c := range steps {
+			_, err := s.Apply(ctx, c)
+			must(t, err)
+		}
+		for i, want := range []struct {
+			seen   time.Time
+			online bool
+		}{{at(5), true}, {at(6), false}} {
+			got, err := s.GetDevice(ctx, "a", ds[i].Key)
+			must(t, err)
+			if got.LastSeen == nil || !got.LastSeen.Equal(want.seen) || got.Online != want.online {
+				t.Errorf("device %d: last seen %v, online %v; want %v, %v", i, got.LastSeen, got.Online, want.seen, want.online)
+			}
+		}
+	})
+}

@@ -35,7 +35,9 @@ type Rollouts interface {
 	LastJobs(ctx context.Context, deviceIDs []int64) ([]ota.Job, error)
 	DeviceTags(ctx context.Context, deviceIDs []int64) (map[int64]map[string]string, error)
 	JobsByID(ctx context.Context, ids []int64) ([]ota.Job, error)
-	QueuedJobs(ctx context.Context, q ota.QueuedQuery) ([]ota.Job, error)
+	// QueuedJobs returns the next jobs a task may start, in rollout order,
+	// and the place of the last of them (for the next read's After).
+	QueuedJobs(ctx context.Context, q ota.QueuedQuery) ([]ota.Job, ota.RolloutPos, error)
 	NextRetry(ctx context.Context, taskID int64, now time.Time) (time.Time, bool, error)
 	ExpiredJobs(ctx context.Context, now time.Time, limit int) ([]ota.Job, error)
 	UnansweredJobs(ctx context.Context, taskID int64, sentBefore time.Time, limit int) ([]ota.Job, error)

@@ -15,7 +15,8 @@ func TestStmtCache(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := st.(*sqlStore)
-	s.db.stmts.max = 2
+	cache := s.db.reads.stmts // reads outside a transaction use the read pool's
+	cache.max = 2
 	for range 3 {
 		for _, q := range []string{"SELECT $1 + 1", "SELECT $1 + 2", "SELECT $1 + 3"} {
 			var n int
@@ -24,16 +25,16 @@ func TestStmtCache(t *testing.T) {
 			}
 		}
 	}
-	s.db.stmts.mu.Lock()
-	cached := len(s.db.stmts.stmts)
-	s.db.stmts.mu.Unlock()
+	cache.mu.Lock()
+	cached := len(cache.stmts)
+	cache.mu.Unlock()
 	if cached != 2 {
 		t.Errorf("%d statements cached, want 2 (the cache's bound)", cached)
 	}
 	if err := st.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if len(s.db.stmts.stmts) != 0 {
-		t.Errorf("%d statements left after Close", len(s.db.stmts.stmts))
+	if len(cache.stmts) != 0 {
+		t.Errorf("%d statements left after Close", len(cache.stmts))
 	}
 }

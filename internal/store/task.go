@@ -77,7 +77,7 @@ func (s *sqlStore) CreateTask(ctx context.Context, task *ota.Task, jobs []ota.Jo
 	if err != nil {
 		return err
 	}
-	if err := insertJobs(ctx, t, id, jobs); err != nil {
+	if err := insertJobs(ctx, t, task, id, jobs); err != nil {
 		return err
 	}
 	e := ota.Event{Kind: ota.KindTask, Action: "created", Product: task.Product, TaskID: id, FirmwareID: task.FirmwareID,
@@ -121,24 +121,37 @@ func insertTask(ctx context.Context, t *tx, task *ota.Task) (int64, error) {
 
 // insertJobs writes a new task's jobs with multi-row INSERTs and counts
 // them per phase.
-func insertJobs(ctx context.Context, t *tx, taskID int64, jobs []ota.Job) error {
+func insertJobs(ctx context.Context, t *tx, task *ota.Task, taskID int64, jobs []ota.Job) error {
 	if t.dialect == postgresDialect && t.conn != nil {
 		if err := copyJobs(ctx, t, taskID, jobs); err != nil {
 			return err
 		}
 		return addCounts(ctx, t, taskID, newJobCounts(jobs))
 	}
-	const cols = 13
+	for _, j := range jobs {
+		if j.Product != task.Product || j.Module != task.Module || j.Version != task.Version {
+			return fmt.Errorf("insert jobs: a job of %s %s %s in a task of %s %s %s",
+				j.Product, j.Module, j.Version, task.Product, task.Module, task.Version)
+		}
+	}
+	// What every job of the task shares is bound once a statement, in a
+	// row of its own that the statement joins to each job's row: the same
+	// placeholder twice would be a named parameter to SQLite, which looks
+	// names up by a linear search (see binder).
+	shared := args{taskID, task.Product, task.Module, task.Version, t.now}
 	seq := 0
-	for _, chunk := range chunks(jobs, cols) {
-		a := make(args, 0, len(chunk)*cols)
+	for _, chunk := range chunks(jobs, newJobParams) {
+		a := append(make(args, 0, len(shared)+len(chunk)*newJobParams), shared...)
 		for _, j := range chunk {
 			seq++
-			a = append(a, taskID, j.DeviceID, j.Device, j.Product, j.Module, newJobState(j), j.Phase, seq,
-				j.FromVersion, j.Version, t.now, t.now, 1) // a new job is at its first attempt
+			a = append(a, j.DeviceID, j.Device, newJobState(j), j.Phase, seq, j.FromVersion)
 		}
-		q := `INSERT` + t.orRollback() + ` INTO jobs (task_id, device_id, device, product, module, state, phase, seq, from_version, version,
-			created_at, updated_at, attempt) VALUES ` + values(len(chunk), cols)
+		q := `INSERT` + t.orRollback() + ` INTO jobs (task_id, device_id, device, product, module, state, phase, seq, from_version,
+			version, created_at, updated_at, attempt)
+			SELECT s.task_id, v.column1, v.column2, s.product, s.module, v.column3, v.column4, v.column5, v.column6,
+			s.version, s.now, s.now, 1
+			FROM (SELECT $1 AS task_id, $2 AS product, $3 AS module, $4 AS version, $5 AS now) s,
+			(VALUES ` + valuesAfter(len(chunk), newJobParams, len(shared)) + `) v`
 		if _, err := t.ExecContext(ctx, q, a...); err != nil {
 			if isUniqueViolation(err) {
 				return conflict("a device of this task is already being upgraded on this module by another task: create the task again to see which, or leave the busy devices out")
@@ -148,6 +161,11 @@ func insertJobs(ctx context.Context, t *tx, taskID int64, jobs []ota.Job) error 
 	}
 	return addCounts(ctx, t, taskID, newJobCounts(jobs))
 }
+
+// newJobParams is the number of parameters of one new job's row: device_id,
+// device, state, phase, seq and from_version (a new job is at its first
+// attempt).
+const newJobParams = 6
 
 // newJobCounts counts new jobs per phase and state.
 func newJobCounts(jobs []ota.Job) ota.PhaseCounts {

@@ -45,6 +45,11 @@ type Client struct {
 	jobs    sync.WaitGroup
 	waiter  chan downlink // answer to the Request in flight
 	request sync.Mutex    // one Request at a time
+	// inform makes reading the versions and sending them one step: two
+	// informs in flight at once (the one of a reconnect, retried, and the
+	// one after a reboot) could otherwise reach the server in the other
+	// order than their versions were read, the old version last.
+	inform sync.Mutex
 }
 
 // New checks cfg and returns a client. It does not connect: Run does.
@@ -185,7 +190,7 @@ func (c *Client) Inform(ctx context.Context) error {
 	// server the old version after the new one, and the server cannot
 	// tell which came first.
 	var v map[string]string
-	err := c.sendFresh(ctx, func(ctx context.Context) (wire.Message, error) {
+	err := c.sendFresh(ctx, &c.inform, func(ctx context.Context) (wire.Message, error) {
 		var err error
 		if v, err = c.cfg.Installer.Versions(ctx); err != nil {
 			return nil, fmt.Errorf("device: installer versions: %w", err)
@@ -283,18 +288,18 @@ func requestAnswer(d downlink) (wire.Upgrade, error) {
 // with backoff and as long as a busy server asks. It gives up only when
 // ctx ends or the server refuses m for good.
 func (c *Client) sendReliably(ctx context.Context, m wire.Message) error {
-	return c.sendFresh(ctx, func(context.Context) (wire.Message, error) { return m, nil })
+	return c.sendFresh(ctx, nil, func(context.Context) (wire.Message, error) { return m, nil })
 }
 
 // sendFresh is sendReliably for a message built anew before each try; an
-// error of build ends it.
-func (c *Client) sendFresh(ctx context.Context, build func(context.Context) (wire.Message, error)) error {
+// error of build ends it. When serial is not nil, it is held from each
+// build to the end of that try's send (not while waiting to try again).
+func (c *Client) sendFresh(ctx context.Context, serial *sync.Mutex, build func(context.Context) (wire.Message, error)) error {
 	for attempt := 0; ; attempt++ {
-		m, err := build(ctx)
-		if err != nil {
+		m, d, err := c.try(ctx, serial, build)
+		if m == nil {
 			return err
 		}
-		d, err := c.tr.send(ctx, m)
 		if err == nil {
 			if d != nil {
 				c.deliver(*d)
@@ -311,6 +316,21 @@ func (c *Client) sendFresh(ctx context.Context, build func(context.Context) (wir
 			return fmt.Errorf("device: send %s: %w", m.Kind(), err)
 		}
 	}
+}
+
+// try builds a message and sends it once, under serial when it is not nil;
+// a nil message means build failed with err.
+func (c *Client) try(ctx context.Context, serial *sync.Mutex, build func(context.Context) (wire.Message, error)) (wire.Message, *downlink, error) {
+	if serial != nil {
+		serial.Lock()
+		defer serial.Unlock()
+	}
+	m, err := build(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	d, err := c.tr.send(ctx, m)
+	return m, d, err
 }
 
 // up, down, connectError and deliver make Client the transports' sink.

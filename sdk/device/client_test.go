@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -57,7 +59,9 @@ func TestProgressAtMostEveryTenPercent(t *testing.T) {
 	srv := newFakeServer(t)
 	inst, rec, sl := newMemInstaller("1.0.0"), &recorder{}, &sleeps{}
 	srv.push(srv.firmware("7", "a.bin", "1.1.0", content(1<<20)))
-	start(t, testConfig(t, srv, inst, rec, sl))
+	cfg := testConfig(t, srv, inst, rec, sl)
+	cfg.ProgressEvery = -1 // every tens bracket, however fast
+	start(t, cfg)
 	waitFor(t, "the upgrade succeeds", func() bool { return rec.has(EventSucceeded, "7") })
 
 	var pcts []int
@@ -73,6 +77,26 @@ func TestProgressAtMostEveryTenPercent(t *testing.T) {
 		if pcts[i]/10 <= pcts[i-1]/10 || pcts[i] >= 100 {
 			t.Fatalf("downloading percents = %v: two in one tenth, or 100", pcts)
 		}
+	}
+}
+
+// A download done within ProgressEvery of its first report sends no
+// other "downloading" report: "downloaded" follows the 0.
+func TestProgressOnceForAFastDownload(t *testing.T) {
+	srv := newFakeServer(t)
+	inst, rec, sl := newMemInstaller("1.0.0"), &recorder{}, &sleeps{}
+	srv.push(srv.firmware("7", "a.bin", "1.1.0", content(1<<20)))
+	cfg := testConfig(t, srv, inst, rec, sl)
+	cfg.ProgressEvery = time.Hour
+	start(t, cfg)
+	waitFor(t, "the upgrade succeeds", func() bool { return rec.has(EventSucceeded, "7") })
+	var states []string
+	for _, p := range srv.progress("7") {
+		states = append(states, fmt.Sprintf("%s %d", p.State, p.Percent))
+	}
+	want := []string{"downloading 0", "downloaded 0", "installing 0", "rebooting 0"}
+	if !slices.Equal(states, want) {
+		t.Fatalf("reports = %q, want %q", states, want)
 	}
 }
 
@@ -556,5 +580,43 @@ func TestRetriedInformReportsTheVersionsAtTheRetry(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("no inform reached the server")
+	}
+}
+
+// Two informs in flight at once, the reconnect's and the one after a
+// reboot, reach the server in the order their versions were read: the
+// second reads them only once the first is answered. The server holds the
+// first (1.0.0) until the second arrives or a second passes; the second
+// must come after it, with 1.1.0.
+func TestInformsReachTheServerInTheOrderTheyReadTheVersions(t *testing.T) {
+	srv := newFakeServer(t)
+	inst, rec, sl := newMemInstaller("1.0.0"), &recorder{}, &sleeps{}
+	held, second := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	srv.informGate = func(m map[string]string) {
+		if m["default"] == "1.0.0" {
+			close(held)
+			select {
+			case <-second:
+			case <-time.After(time.Second):
+			}
+			return
+		}
+		once.Do(func() { close(second) })
+	}
+	c, _ := start(t, testConfig(t, srv, inst, rec, sl))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	select {
+	case <-held: // the reconnect's inform is at the server
+	case <-ctx.Done():
+		t.Fatal("the client's first inform never reached the server")
+	}
+	inst.setVersion("1.1.0")
+	if err := c.Inform(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := srv.informs(); len(got) != 2 || got[0] != "1.0.0" || got[1] != "1.1.0" {
+		t.Fatalf("the server recorded informs %v, want [1.0.0 1.1.0]", got)
 	}
 }

@@ -73,6 +73,10 @@ type Config struct {
 	// PublicKey is the server's ed25519 key that signs firmware manifests;
 	// ParsePublicKey reads the usual text forms.
 	PublicKey ed25519.PublicKey
+	// Manifests, when set, remembers the firmware manifests found
+	// correctly signed, for clients of one process that share it (see
+	// ManifestMemo); nil checks every manifest's signature.
+	Manifests *ManifestMemo
 	// Installer writes, activates and boots images.
 	Installer Installer
 	// Confirm is asked before the download of an upgrade that needs a
@@ -119,6 +123,11 @@ type Config struct {
 	// job's first download request (kept across restarts). Past it the job
 	// fails with download_failed. 0 means DefaultDownloadGrace.
 	DownloadGrace time.Duration
+	// ProgressEvery is the least time between two "downloading" reports
+	// after the first: a higher tens bracket of the percent is reported
+	// once this much time has passed since the last report. 0 means
+	// DefaultProgressEvery; a negative value reports every bracket at once.
+	ProgressEvery time.Duration
 	// Rand returns a random number in [0, 1) for jitter; nil uses
 	// math/rand/v2. Tests make it deterministic.
 	Rand func() float64
@@ -137,6 +146,11 @@ const (
 	// DefaultDownloadGrace leaves room for backoff and outages on top of
 	// the time the minimum rate needs: a 1 MiB file may take 27 minutes.
 	DefaultDownloadGrace = 10 * time.Minute
+	// DefaultProgressEvery spaces the "downloading" reports a second
+	// apart: an operator watching a download sees its percent move as
+	// before, while a download done in under a second (a small file on a
+	// fast link) costs the server one report instead of up to ten.
+	DefaultProgressEvery = time.Second
 )
 
 // withDefaults checks c and fills in its optional fields.
@@ -161,6 +175,7 @@ func (c Config) withDefaults() (Config, error) {
 	c.StallTimeout = cmp.Or(max(c.StallTimeout, 0), time.Minute)
 	c.DownloadGrace = cmp.Or(max(c.DownloadGrace, 0), DefaultDownloadGrace)
 	c.MinDownloadRate = cmp.Or(max(c.MinDownloadRate, 0), DefaultMinDownloadRate)
+	c.ProgressEvery = cmp.Or(c.ProgressEvery, DefaultProgressEvery)
 	if c.Rand == nil {
 		c.Rand = rand.Float64
 	}

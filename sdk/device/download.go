@@ -111,7 +111,8 @@ type fetch struct {
 	c    *Client
 	f    *os.File
 	buf  []byte
-	last int // last percent reported, -1 before the first report
+	last int       // last percent reported, -1 before the first report
+	at   time.Time // when it was reported
 }
 
 // loop tries until the file is complete, backing off between tries and
@@ -300,8 +301,9 @@ func (c *Client) watchRate(cancel context.CancelCauseFunc) *rateWatch {
 func (w *rateWatch) stop() { w.timer.Stop() }
 
 // progress reports the download as docs/protocol.md section 4.4 says: at
-// the start, then each time the percent's tens digit rises; 100 is left to
-// the "downloaded" report. The first report is sent reliably: it tells the
+// the start, then when the percent's tens digit has risen and
+// ProgressEvery has passed since the last report; 100 is left to the
+// "downloaded" report. The first report is sent reliably: it tells the
 // server the device has the job.
 func (d *fetch) progress(ctx context.Context, n, size int64) {
 	pct := int(n * 100 / size)
@@ -309,7 +311,11 @@ func (d *fetch) progress(ctx context.Context, n, size int64) {
 		return
 	}
 	first := d.last < 0
-	d.last = pct
+	now := time.Now()
+	if !first && now.Sub(d.at) < d.c.cfg.ProgressEvery {
+		return
+	}
+	d.last, d.at = pct, now
 	up := d.c.current().Upgrade
 	d.c.report(ctx, wire.Progress{Job: up.Job, Attempt: up.Attempt, State: wire.StateDownloading, Percent: pct}, first)
 }

@@ -45,6 +45,9 @@ type fakeServer struct {
 	dlHook   func(w http.ResponseWriter, r *http.Request, n int) bool // true: handled; n counts requests
 	dlHeads  []http.Header                                            // request headers of every download
 	informed chan map[string]string                                   // every inform's modules
+	// informGate, when set, runs before an inform is recorded; it may
+	// hold the request, as a slow server would.
+	informGate func(modules map[string]string)
 }
 
 func newFakeServer(t *testing.T) *fakeServer {
@@ -92,6 +95,9 @@ func (s *fakeServer) uplink(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusBadRequest)
 		w.Write(wire.Encode(wire.ErrorReply(kind, err)))
 		return
+	}
+	if i, ok := m.(wire.Inform); ok && s.informGate != nil {
+		s.informGate(i.Modules)
 	}
 	s.mu.Lock()
 	s.uplinks = append(s.uplinks, m)
@@ -210,6 +216,20 @@ func (s *fakeServer) confirms() []wire.Confirm {
 		}
 	}
 	return cs
+}
+
+// informs returns the default module's version of every inform received,
+// in order.
+func (s *fakeServer) informs() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var vs []string
+	for _, m := range s.uplinks {
+		if i, ok := m.(wire.Inform); ok {
+			vs = append(vs, i.Modules["default"])
+		}
+	}
+	return vs
 }
 
 func (s *fakeServer) downloads() []http.Header {

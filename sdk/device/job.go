@@ -242,7 +242,7 @@ func (c *Client) admit(ctx context.Context, up wire.Upgrade) (string, error) {
 // which binds every other field of up (allow_downgrade, confirm, mode,
 // params) to this device, job and attempt.
 func (c *Client) verifySignatures(up wire.Upgrade) error {
-	if !up.Manifest(c.cfg.Product).Verify(c.publicKey(), up.Signature) {
+	if !c.cfg.Manifests.verify(c.publicKey(), up.Manifest(c.cfg.Product), up.Signature) {
 		return failure(wire.FailSignature, "the manifest signature of %s %s does not verify with the configured public key", up.Module, up.Version)
 	}
 	if !up.Command(c.cfg.Product, c.cfg.Device).Verify(c.publicKey(), up.CommandSignature) {

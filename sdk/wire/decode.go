@@ -65,7 +65,17 @@ func DecodePresence(b []byte) (Presence, error) {
 func (Presence) Validate() error { return nil }
 
 // DecodeProgress parses and checks a progress message.
-func DecodeProgress(b []byte) (Progress, error) { return decode[Progress](b, MaxMessageSize) }
+func DecodeProgress(b []byte) (Progress, error) {
+	if len(b) <= MaxMessageSize {
+		if m, ok := parseProgress(b); ok {
+			if err := m.Validate(); err != nil {
+				return Progress{}, err
+			}
+			return m, nil
+		}
+	}
+	return decode[Progress](b, MaxMessageSize)
+}
 
 // DecodeUpgrade parses and checks an upgrade message (command, offer or
 // cancel).

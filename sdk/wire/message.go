@@ -221,6 +221,9 @@ func (u Upgrade) MarshalJSON() ([]byte, error) {
 // Encode returns the JSON of m. It does not validate m: a server test may
 // want to send a broken message on purpose.
 func Encode(m Message) []byte {
+	if p, ok := m.(Progress); ok {
+		return encodeProgress(p)
+	}
 	b, err := json.Marshal(m)
 	if err != nil { // strings, numbers, bools and string maps always encode
 		panic(fmt.Sprintf("wire: encode %s: %v", m.Kind(), err))

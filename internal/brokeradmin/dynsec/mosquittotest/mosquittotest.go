@@ -7,7 +7,9 @@ package mosquittotest
 
 import (
 	"errors"
+	"fmt"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/otter-ota/otter/internal/mosquitto"
@@ -50,10 +52,29 @@ func StartTLS(t testing.TB, certFile, keyFile string) *Broker {
 	t.Cleanup(func() {
 		b.Kill()
 		if t.Failed() {
-			t.Logf("mosquitto log:\n%s", b.Log())
+			t.Log(logTail(b.Log()))
 		}
 	})
 	return &Broker{b}
+}
+
+// logTail keeps a failed test's output readable: a broker logging every
+// packet of 300 devices would bury the test's own message, so the whole
+// log goes to a file that outlives the test and only its end is printed.
+func logTail(log string) string {
+	const keep = 40
+	lines := strings.Split(strings.TrimRight(log, "\n"), "\n")
+	where := "not saved"
+	if f, err := os.CreateTemp("", "otter-test-mosquitto-*.log"); err == nil {
+		_, werr := f.WriteString(log)
+		if cerr := f.Close(); werr == nil && cerr == nil {
+			where = f.Name()
+		}
+	}
+	if len(lines) > keep {
+		lines = lines[len(lines)-keep:]
+	}
+	return fmt.Sprintf("mosquitto log (whole: %s), its last %d lines:\n%s", where, len(lines), strings.Join(lines, "\n"))
 }
 
 // Restart kills the broker (SIGKILL: no goodbye to its clients) and starts

@@ -6,6 +6,8 @@
 -- 100 failed jobs costs it about 1 ms of CPU through (task_id, state, id)
 -- and the table (BENCHMARKS.md), so it gets no second copy of the ended
 -- jobs to write. This migration keeps the two schemas' versions in step.
+-- (Measured later with the database's own CPU, that page cost it 1.5 ms
+-- where a page of queued jobs cost 0.9: migration 00012 adds the index.)
 SELECT 1;
 
 -- +goose Down

@@ -1,0 +1,158 @@
+package store_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/otter-ota/otter/internal/ota"
+	"github.com/otter-ota/otter/internal/store"
+	"github.com/otter-ota/otter/internal/store/storetest"
+)
+
+// TestJobPagePlansPostgres checks PostgreSQL's plans of the pages of a
+// task's jobs, on 50,000 jobs with their statistics (PostgreSQL plans by
+// cost, so an empty table would say nothing): each page reads its index
+// range from the cursor on and stops after the page, nothing is sorted
+// but a page's ids, and a page of several states looks up only the rows
+// of the page, in order. Reading every state's ids' rows and sorting them
+// (up to limit times the number of states rows) was what a page of
+// succeeded and failed jobs cost at 1,000,000 jobs.
+func TestJobPagePlansPostgres(t *testing.T) {
+	ctx := context.Background()
+	u, s := planStore(t)
+	// One job in a thousand failed, one in ten succeeded, the rest queued,
+	// as `otter bench lists` seeds them.
+	must(t, store.ExecAt(ctx, u, `INSERT INTO jobs (task_id, device_id, device, product, module, state, active, version, created_at, updated_at)
+		SELECT 1, i, 'd' || i, 'p', 'default',
+			CASE WHEN i % 1000 = 7 THEN 'failed' WHEN i % 10 = 3 THEN 'succeeded' ELSE 'queued' END,
+			i % 1000 <> 7 AND i % 10 <> 3, '2.0.0', now(), now()
+		FROM generate_series(1, 50000) AS i`))
+	// VACUUM sets the visibility map that an index-only scan needs, as
+	// autovacuum does.
+	must(t, store.ExecAt(ctx, u, "VACUUM ANALYZE jobs"))
+	tests := []struct {
+		name   string
+		states []ota.JobState
+		want   []string
+	}{
+		{"no state", nil, []string{"Limit", "Index Scan using jobs_task on jobs"}},
+		{"queued", []ota.JobState{ota.JobQueued}, []string{"Limit", "Index Scan using jobs_task_state on jobs"}},
+		{"failed", []ota.JobState{ota.JobFailed}, []string{"Limit", "Index Only Scan using jobs_task_failed on jobs"}},
+		{"timed out", []ota.JobState{ota.JobTimedOut}, []string{"Limit", "Index Only Scan using jobs_task_failed on jobs"}},
+		{"failed and succeeded", []ota.JobState{ota.JobFailed, ota.JobSucceeded}, []string{"Nested Loop",
+			"Index Only Scan using jobs_task_state", "Index Scan using jobs_pkey on jobs j"}},
+		{"in flight", []ota.JobState{ota.JobDownloading, ota.JobInstalling, ota.JobQueued}, []string{"Nested Loop",
+			"Index Only Scan using jobs_task_state", "Index Scan using jobs_pkey on jobs j"}},
+	}
+	for _, tt := range tests {
+		for _, after := range []int64{0, 25000} {
+			plan, err := store.ExplainJobPage(ctx, s, store.JobFilter{TaskID: 1, States: tt.states}, after, 101)
+			must(t, err)
+			lines := strings.Split(plan, "\n")
+			// The top node is the plan's first want: no sort of the rows
+			// above it.
+			if !strings.HasPrefix(lines[0], tt.want[0]) {
+				t.Errorf("%s after %d: plan starts %q, want %q:\n%s", tt.name, after, lines[0], tt.want[0], plan)
+			}
+			for _, w := range tt.want[1:] {
+				if !strings.Contains(plan, w) {
+					t.Errorf("%s after %d: plan lacks %q:\n%s", tt.name, after, w, plan)
+				}
+			}
+			for _, l := range lines {
+				if strings.Contains(l, "Seq Scan") || strings.Contains(l, "Bitmap") {
+					t.Errorf("%s after %d: %q in the plan:\n%s", tt.name, after, strings.TrimSpace(l), plan)
+				}
+			}
+		}
+	}
+}
+
+// TestGenericPlansPostgres checks the plans that the pool of generic plans
+// (plan_cache_mode = force_generic_plan) keeps for a page of a device's
+// events, on 40,000 events with their statistics: the device's other
+// events read backwards from events_device, its job events through its
+// jobs and events_job, no table scanned, and the parameters left in the
+// plan (a generic plan, made once a connection); and for a page of jobs in
+// several states, the plan TestJobPagePlansPostgres checks custom.
+func TestGenericPlansPostgres(t *testing.T) {
+	ctx := context.Background()
+	u, s := planStore(t)
+	must(t, s.CreateProduct(ctx, &ota.Product{Key: "p", Name: "P"}))
+	must(t, store.ExecAt(ctx, u, `INSERT INTO devices (product, key, secret_hash, created_at)
+		SELECT 'p', 'd' || i, '\x00', now() FROM generate_series(1, 2000) AS i`))
+	must(t, store.ExecAt(ctx, u, `INSERT INTO jobs (task_id, device_id, device, product, module, state, active, version, created_at, updated_at)
+		SELECT t, d.id, d.key, 'p', 'default', 'succeeded', false, '2.0.0', now(), now()
+		FROM devices d, generate_series(1, 5) AS t`))
+	// Per job, two events; per device, ten other events.
+	must(t, store.ExecAt(ctx, u, `INSERT INTO events (at, actor, kind, action, product, device, task_id, job_id)
+		SELECT now(), 'engine', 'job', 'succeeded', 'p', j.device, j.task_id, j.id FROM jobs j, generate_series(1, 2)`))
+	must(t, store.ExecAt(ctx, u, `INSERT INTO events (at, actor, kind, action, product, device)
+		SELECT now(), 'admin', 'device', 'tags_set', 'p', d.key FROM devices d, generate_series(1, 10)`))
+	must(t, store.ExecAt(ctx, u, "VACUUM ANALYZE devices, jobs, events"))
+	for _, f := range []store.EventFilter{
+		{Product: "p", Device: "d7"},
+		{Product: "p", Device: "d7", Kind: ota.KindJob},
+		{Product: "p", Device: "d7", TaskID: 3},
+	} {
+		for _, before := range []int64{0, 20000} {
+			plan, err := store.ExplainGenericDeviceEvents(ctx, s, f, before, 101)
+			must(t, err)
+			checkGenericPlan(t, fmt.Sprintf("%+v before %d", f, before), plan, "Limit",
+				"using events_device on events", "using events_job on events")
+		}
+	}
+	// Jobs: a task of 50,000, as TestJobPagePlansPostgres seeds them.
+	must(t, store.ExecAt(ctx, u, `INSERT INTO jobs (task_id, device_id, device, product, module, state, active, version, created_at, updated_at)
+		SELECT 9, i, 'd' || i, 'p', 'default',
+			CASE WHEN i % 1000 = 7 THEN 'failed' WHEN i % 10 = 3 THEN 'succeeded' ELSE 'queued' END,
+			i % 1000 <> 7 AND i % 10 <> 3, '2.0.0', now(), now()
+		FROM generate_series(1, 50000) AS i`))
+	must(t, store.ExecAt(ctx, u, "VACUUM ANALYZE jobs"))
+	for _, states := range [][]ota.JobState{{ota.JobFailed, ota.JobSucceeded},
+		{ota.JobDownloading, ota.JobInstalling, ota.JobQueued}} {
+		for _, after := range []int64{0, 35000} {
+			plan, err := store.ExplainGenericJobPage(ctx, s, store.JobFilter{TaskID: 9, States: states}, after, 101)
+			must(t, err)
+			checkGenericPlan(t, fmt.Sprintf("%v after %d", states, after), plan, "Nested Loop",
+				"Index Only Scan using jobs_task_state", "Index Scan using jobs_pkey on jobs j")
+		}
+	}
+}
+
+// checkGenericPlan fails the test unless plan, a generic plan of the page
+// called name, starts with first, uses every one of wants, keeps its
+// parameters and never scans a table or a bitmap of one.
+func checkGenericPlan(t *testing.T, name, plan, first string, wants ...string) {
+	t.Helper()
+	lines := strings.Split(plan, "\n")
+	if !strings.HasPrefix(lines[0], first) {
+		t.Errorf("%s: plan starts %q, want %s:\n%s", name, lines[0], first, plan)
+	}
+	for _, w := range append(wants, "= $") {
+		if !strings.Contains(plan, w) {
+			t.Errorf("%s: plan lacks %q:\n%s", name, w, plan)
+		}
+	}
+	for _, l := range lines {
+		if strings.Contains(l, "Seq Scan") || strings.Contains(l, "Bitmap") {
+			t.Errorf("%s: %q in the plan:\n%s", name, strings.TrimSpace(l), plan)
+		}
+	}
+}
+
+// planStore opens a store on a PostgreSQL schema of the test's own, or
+// skips the test when no PostgreSQL is configured; it returns the schema's
+// URL too, for seeding with store.ExecAt.
+func planStore(t *testing.T) (string, store.Store) {
+	t.Helper()
+	base := os.Getenv(storetest.PostgresEnv)
+	if base == "" {
+		t.Skip(storetest.PostgresEnv + " is not set")
+	}
+	u := storetest.PostgresURL(t, base)
+	return u, storetest.OpenURL(t, u)
+}
