@@ -167,7 +167,12 @@ func TestAnAbandonedSessionKeepsItsUplinksForTheNext(t *testing.T) {
 	defer c2.Close(context.Background())
 	// Handled by several workers at once: in any order.
 	next.awaitAnyOrder(t, "connected d1", "inform d1 1.0.0", "request d1")
-	awaitMetric(t, reg, "otter_broker_redelivered_total", "", 1)
+	// The held inform comes again flagged as a duplicate. The request may
+	// be flagged too: Mosquitto marks a queued message a duplicate when it
+	// had begun to send it to the old connection before it saw it close.
+	if v := metric(t, reg, "otter_broker_redelivered_total", ""); v < 1 || v > 2 {
+		t.Fatalf("otter_broker_redelivered_total = %v, want 1 (the held inform) or 2 (and the request)", v)
+	}
 	awaitMetric(t, reg, "otter_broker_uplinks_total", "inform", 1)
 }
 
