@@ -40,6 +40,9 @@ func TestSimulatedEnOSAndOtterDevicesUpgradeInOneTask(t *testing.T) {
 		t.Fatalf("task counts %v total %d, want 12 succeeded", done.Counts, done.Total)
 	}
 	for name, f := range map[string]*sim.Fleet{"EnOS": enos, "otter": own} {
+		// A device counts its success once the server acknowledged its
+		// report, which may be just after the task was seen completed.
+		o.eventually(func() bool { st := f.Stats(); return st.Succeeded+st.Failed >= int64(st.Devices) }, name+" devices to see their reports acknowledged")
 		if st := f.Stats(); st.Versions["1.1.0"] != st.Devices || st.Succeeded != int64(st.Devices) || st.Connected != int64(st.Devices) {
 			t.Errorf("%s fleet: %+v, want every device connected and upgraded once", name, st)
 		}
