@@ -63,7 +63,9 @@ func TestFleetInClusterMode(t *testing.T) {
 				if p.Scheduling {
 					scheduling++
 				}
-				if p.CPU <= 0 || p.PeakRSS <= 0 {
+				// The kernel counts CPU time in 10 ms ticks: Mosquitto may
+				// relay 5 devices' messages in less than one.
+				if p.PeakRSS <= 0 || p.CPU < 0 || (p.CPU == 0 && p.Name != "mosquitto") {
 					t.Errorf("process %+v: want its CPU time and memory", p)
 				}
 			}
