@@ -285,6 +285,16 @@ func (j *journey) pauseAndResume() {
 	do(t, ctx, "pause", chromedp.Click(chromedp.ID("btn-pause")), chromedp.WaitVisible(chromedp.ID("btn-resume")))
 	waitJS(t, ctx, "the paused state", `document.getElementById("live").dataset.state === "paused" && `+htmxIdle)
 	waitJS(t, ctx, "the focus on the outcome", `document.activeElement && document.activeElement.id === "action-notice"`)
+	// The live part refreshes every 2 s: the outcome and the focus on it
+	// outlast a refresh.
+	do(t, ctx, "count the refreshes", chromedp.Evaluate[chromedp.Void](`window.otterRefreshes = 0;
+		document.addEventListener("htmx:afterSettle", function (e) {
+			if (e.detail.requestConfig && e.detail.requestConfig.verb === "get") { window.otterRefreshes++; }
+		})`))
+	waitJS(t, ctx, "a refresh of the live part", `window.otterRefreshes > 0 && `+htmxIdle)
+	if id := js[string](t, ctx, `document.activeElement ? document.activeElement.id : ""`); id != "action-notice" {
+		t.Errorf("after a refresh the focus is on %q, want the outcome (action-notice)", id)
+	}
 	do(t, ctx, "resume", chromedp.Click(chromedp.ID("btn-resume")), chromedp.WaitVisible(chromedp.ID("btn-pause")))
 	waitJS(t, ctx, "the running state", `document.getElementById("live").dataset.state === "running" && `+htmxIdle)
 	if m := js[string](t, ctx, `window.otterMarker || ""`); m != "still here" {
