@@ -126,6 +126,9 @@ func insertJobs(ctx context.Context, t *tx, task *ota.Task, taskID int64, jobs [
 		if err := copyJobs(ctx, t, taskID, jobs); err != nil {
 			return err
 		}
+		if err := indexJobs(ctx, t, taskID); err != nil {
+			return err
+		}
 		return addCounts(ctx, t, taskID, newJobCounts(jobs))
 	}
 	for _, j := range jobs {
@@ -153,13 +156,41 @@ func insertJobs(ctx context.Context, t *tx, task *ota.Task, taskID int64, jobs [
 			FROM (SELECT $1 AS task_id, $2 AS product, $3 AS module, $4 AS version, $5 AS now) s,
 			(VALUES ` + valuesAfter(len(chunk), newJobParams, len(shared)) + `) v`
 		if _, err := t.ExecContext(ctx, q, a...); err != nil {
-			if isUniqueViolation(err) {
-				return conflict("a device of this task is already being upgraded on this module by another task: create the task again to see which, or leave the busy devices out")
-			}
 			return fmt.Errorf("insert jobs: %w", err)
 		}
 	}
+	if err := indexJobs(ctx, t, taskID); err != nil {
+		return err
+	}
 	return addCounts(ctx, t, taskID, newJobCounts(jobs))
+}
+
+// busyDevice is the error of a task that has a device with an active job
+// on the task's module.
+func busyDevice() error {
+	return conflict("a device of this task is already being upgraded on this module by another task: create the task again to see which, or leave the busy devices out")
+}
+
+// indexJobs adds a new task's jobs, all active, to job_devices and
+// active_jobs (see migration 00014), in device order: each table's pages
+// are then written one after the other, where the jobs' rollout order would
+// put every entry at a random page. active_jobs' key refuses a device
+// whose module already has an active job.
+func indexJobs(ctx context.Context, t *tx, taskID int64) error {
+	_, err := t.ExecContext(ctx, `INSERT INTO job_devices (device_id, job_id, module)
+		SELECT device_id, id, module FROM jobs WHERE task_id = $1 ORDER BY device_id, id`, taskID)
+	if err != nil {
+		return fmt.Errorf("insert jobs by device: %w", err)
+	}
+	_, err = t.ExecContext(ctx, `INSERT`+t.orRollback()+` INTO active_jobs (device_id, module, job_id)
+		SELECT device_id, module, id FROM jobs WHERE task_id = $1 ORDER BY device_id, module`, taskID)
+	if isUniqueViolation(err) {
+		return busyDevice()
+	}
+	if err != nil {
+		return fmt.Errorf("insert active jobs: %w", err)
+	}
+	return nil
 }
 
 // newJobParams is the number of parameters of one new job's row: device_id,
@@ -199,9 +230,6 @@ func copyJobs(ctx context.Context, t *tx, taskID int64, jobs []ota.Job) error {
 		_, err := c.Conn().CopyFrom(ctx, pgx.Identifier{"jobs"}, cols, src)
 		return err
 	})
-	if isUniqueViolation(err) {
-		return conflict("a device of this task is already being upgraded on this module by another task: create the task again to see which, or leave the busy devices out")
-	}
 	if err != nil {
 		return fmt.Errorf("insert jobs: %w", err)
 	}
