@@ -1,11 +1,13 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -122,7 +124,7 @@ func insertTask(ctx context.Context, t *tx, task *ota.Task) (int64, error) {
 // insertJobs writes a new task's jobs with multi-row INSERTs and counts
 // them per phase.
 func insertJobs(ctx context.Context, t *tx, task *ota.Task, taskID int64, jobs []ota.Job) error {
-	if t.dialect == postgresDialect && t.conn != nil {
+	if t.dialect == postgresDialect {
 		if err := copyJobs(ctx, t, taskID, jobs); err != nil {
 			return err
 		}
@@ -143,6 +145,7 @@ func insertJobs(ctx context.Context, t *tx, task *ota.Task, taskID int64, jobs [
 	// names up by a linear search (see binder).
 	shared := args{taskID, task.Product, task.Module, task.Version, t.now}
 	seq := 0
+	byDevice := make([][2]int64, 0, len(jobs)) // device and job ids
 	for _, chunk := range chunks(jobs, newJobParams) {
 		a := append(make(args, 0, len(shared)+len(chunk)*newJobParams), shared...)
 		for _, j := range chunk {
@@ -155,14 +158,52 @@ func insertJobs(ctx context.Context, t *tx, task *ota.Task, taskID int64, jobs [
 			s.version, s.now, s.now, 1
 			FROM (SELECT $1 AS task_id, $2 AS product, $3 AS module, $4 AS version, $5 AS now) s,
 			(VALUES ` + valuesAfter(len(chunk), newJobParams, len(shared)) + `) v`
-		if _, err := t.ExecContext(ctx, q, a...); err != nil {
+		res, err := t.ExecContext(ctx, q, a...)
+		if err != nil {
 			return fmt.Errorf("insert jobs: %w", err)
 		}
+		// jobs.id is AUTOINCREMENT: each row of the statement got the
+		// id after the last one ever used, in order, so the chunk's ids
+		// end at the last one inserted.
+		last, err := res.LastInsertId()
+		if err != nil {
+			return fmt.Errorf("insert jobs: %w", err)
+		}
+		first := last - int64(len(chunk)) + 1
+		for i, j := range chunk {
+			byDevice = append(byDevice, [2]int64{j.DeviceID, first + int64(i)})
+		}
 	}
-	if err := indexJobs(ctx, t, taskID); err != nil {
+	if err := indexJobsSQLite(ctx, t, task.Module, byDevice); err != nil {
 		return err
 	}
 	return addCounts(ctx, t, taskID, newJobCounts(jobs))
+}
+
+// indexJobsSQLite is indexJobs with the jobs' ids known: it sorts them by
+// device here rather than reading the jobs back into SQLite's sorter (0.8
+// of 3.6 s of CPU creating 200,000 jobs).
+func indexJobsSQLite(ctx context.Context, t *tx, module string, byDevice [][2]int64) error {
+	slices.SortFunc(byDevice, func(a, b [2]int64) int { return cmp.Or(cmp.Compare(a[0], b[0]), cmp.Compare(a[1], b[1])) })
+	for _, table := range []string{"job_devices (device_id, job_id, module)", "active_jobs (device_id, job_id, module)"} {
+		for _, chunk := range chunks(byDevice, 2) {
+			a := make(args, 0, 1+2*len(chunk))
+			a = append(a, module)
+			for _, p := range chunk {
+				a = append(a, p[0], p[1])
+			}
+			q := `INSERT` + t.orRollback() + ` INTO ` + table + ` SELECT v.column1, v.column2, s.module
+				FROM (SELECT $1 AS module) s, (VALUES ` + valuesAfter(len(chunk), 2, 1) + `) v`
+			_, err := t.ExecContext(ctx, q, a...)
+			if isUniqueViolation(err) {
+				return busyDevice()
+			}
+			if err != nil {
+				return fmt.Errorf("insert jobs by device: %w", err)
+			}
+		}
+	}
+	return nil
 }
 
 // busyDevice is the error of a task that has a device with an active job
@@ -175,7 +216,8 @@ func busyDevice() error {
 // active_jobs (see migration 00014), in device order: each table's pages
 // are then written one after the other, where the jobs' rollout order would
 // put every entry at a random page. active_jobs' key refuses a device
-// whose module already has an active job.
+// whose module already has an active job. PostgreSQL's COPY returns no
+// ids, so the jobs are read back (SQLite's are known: indexJobsSQLite).
 func indexJobs(ctx context.Context, t *tx, taskID int64) error {
 	_, err := t.ExecContext(ctx, `INSERT INTO job_devices (device_id, job_id, module)
 		SELECT device_id, id, module FROM jobs WHERE task_id = $1 ORDER BY device_id, id`, taskID)
@@ -212,6 +254,9 @@ func newJobCounts(jobs []ota.Job) ota.PhaseCounts {
 func copyJobs(ctx context.Context, t *tx, taskID int64, jobs []ota.Job) error {
 	cols := []string{"task_id", "device_id", "device", "product", "module", "state", "phase", "seq", "from_version", "version",
 		"created_at", "updated_at", "attempt"}
+	if t.conn == nil {
+		return errors.New("copy jobs: the transaction has no connection of its own (begin it with beginUnchecked)")
+	}
 	err := t.conn.Raw(func(dc any) error {
 		c, ok := dc.(*stdlib.Conn)
 		if !ok {
