@@ -124,20 +124,20 @@ func insertTask(ctx context.Context, t *tx, task *ota.Task) (int64, error) {
 // insertJobs writes a new task's jobs with multi-row INSERTs and counts
 // them per phase.
 func insertJobs(ctx context.Context, t *tx, task *ota.Task, taskID int64, jobs []ota.Job) error {
-	if t.dialect == postgresDialect {
-		if err := copyJobs(ctx, t, taskID, jobs); err != nil {
-			return err
-		}
-		if err := indexJobs(ctx, t, taskID); err != nil {
-			return err
-		}
-		return addCounts(ctx, t, taskID, newJobCounts(jobs))
-	}
 	for _, j := range jobs {
 		if j.Product != task.Product || j.Module != task.Module || j.Version != task.Version {
 			return fmt.Errorf("insert jobs: a job of %s %s %s in a task of %s %s %s",
 				j.Product, j.Module, j.Version, task.Product, task.Module, task.Version)
 		}
+	}
+	if t.dialect == postgresDialect {
+		if len(jobs) == 0 {
+			return nil
+		}
+		if err := copyJobs(ctx, t, taskID, task.Module, jobs); err != nil {
+			return err
+		}
+		return addCounts(ctx, t, taskID, newJobCounts(jobs))
 	}
 	// What every job of the task shares is bound once a statement, in a
 	// row of its own that the statement joins to each job's row: the same
@@ -180,11 +180,15 @@ func insertJobs(ctx context.Context, t *tx, task *ota.Task, taskID int64, jobs [
 	return addCounts(ctx, t, taskID, newJobCounts(jobs))
 }
 
-// indexJobsSQLite is indexJobs with the jobs' ids known: it sorts them by
-// device here rather than reading the jobs back into SQLite's sorter (0.8
-// of 3.6 s of CPU creating 200,000 jobs).
+// indexJobsSQLite adds a new task's jobs, all active, given as (device id,
+// job id) pairs, to job_devices and active_jobs (see migration 00014), in
+// device order: each table's pages are then written one after the other,
+// where the jobs' rollout order would put every entry at a random page.
+// (Sorted here, not by reading the jobs back into SQLite's sorter: that
+// was 0.8 of 3.6 s of CPU creating 200,000 jobs.) active_jobs' key refuses
+// a device whose module already has an active job.
 func indexJobsSQLite(ctx context.Context, t *tx, module string, byDevice [][2]int64) error {
-	slices.SortFunc(byDevice, func(a, b [2]int64) int { return cmp.Or(cmp.Compare(a[0], b[0]), cmp.Compare(a[1], b[1])) })
+	sortByDevice(byDevice)
 	for _, table := range []string{"job_devices (device_id, job_id, module)", "active_jobs (device_id, job_id, module)"} {
 		for _, chunk := range chunks(byDevice, 2) {
 			a := make(args, 0, 1+2*len(chunk))
@@ -206,33 +210,15 @@ func indexJobsSQLite(ctx context.Context, t *tx, module string, byDevice [][2]in
 	return nil
 }
 
+// sortByDevice sorts (device id, job id) pairs.
+func sortByDevice(pairs [][2]int64) {
+	slices.SortFunc(pairs, func(a, b [2]int64) int { return cmp.Or(cmp.Compare(a[0], b[0]), cmp.Compare(a[1], b[1])) })
+}
+
 // busyDevice is the error of a task that has a device with an active job
 // on the task's module.
 func busyDevice() error {
 	return conflict("a device of this task is already being upgraded on this module by another task: create the task again to see which, or leave the busy devices out")
-}
-
-// indexJobs adds a new task's jobs, all active, to job_devices and
-// active_jobs (see migration 00014), in device order: each table's pages
-// are then written one after the other, where the jobs' rollout order would
-// put every entry at a random page. active_jobs' key refuses a device
-// whose module already has an active job. PostgreSQL's COPY returns no
-// ids, so the jobs are read back (SQLite's are known: indexJobsSQLite).
-func indexJobs(ctx context.Context, t *tx, taskID int64) error {
-	_, err := t.ExecContext(ctx, `INSERT INTO job_devices (device_id, job_id, module)
-		SELECT device_id, id, module FROM jobs WHERE task_id = $1 ORDER BY device_id, id`, taskID)
-	if err != nil {
-		return fmt.Errorf("insert jobs by device: %w", err)
-	}
-	_, err = t.ExecContext(ctx, `INSERT`+t.orRollback()+` INTO active_jobs (device_id, module, job_id)
-		SELECT device_id, module, id FROM jobs WHERE task_id = $1 ORDER BY device_id, module`, taskID)
-	if isUniqueViolation(err) {
-		return busyDevice()
-	}
-	if err != nil {
-		return fmt.Errorf("insert active jobs: %w", err)
-	}
-	return nil
 }
 
 // newJobParams is the number of parameters of one new job's row: device_id,
@@ -251,16 +237,29 @@ func newJobCounts(jobs []ota.Job) ota.PhaseCounts {
 
 // copyJobs writes a new task's jobs with PostgreSQL's COPY, in the
 // transaction: one stream instead of a statement of 512 rows at a time.
-func copyJobs(ctx context.Context, t *tx, taskID int64, jobs []ota.Job) error {
-	cols := []string{"task_id", "device_id", "device", "product", "module", "state", "phase", "seq", "from_version", "version",
-		"created_at", "updated_at", "attempt"}
+// The jobs' ids are taken from the table's sequence first (COPY writes an
+// identity column's given values, and returns none), so that their
+// entries by device are copied too, sorted here (see indexJobs).
+func copyJobs(ctx context.Context, t *tx, taskID int64, module string, jobs []ota.Job) error {
+	cols := []string{"id", "task_id", "device_id", "device", "product", "module", "state", "phase", "seq", "from_version",
+		"version", "created_at", "updated_at", "attempt"}
 	if t.conn == nil {
 		return errors.New("copy jobs: the transaction has no connection of its own (begin it with beginUnchecked)")
 	}
-	err := t.conn.Raw(func(dc any) error {
-		c, ok := dc.(*stdlib.Conn)
+	return t.conn.Raw(func(dc any) error {
+		sc, ok := dc.(*stdlib.Conn)
 		if !ok {
 			return fmt.Errorf("copy jobs: the driver's connection is a %T", dc)
+		}
+		c := sc.Conn()
+		ids := make([]int64, 0, len(jobs))
+		err := c.QueryRow(ctx, `SELECT array_agg(nextval(q.seq)) FROM (SELECT pg_get_serial_sequence('jobs', 'id')::regclass AS seq) q
+			CROSS JOIN generate_series(1, $1)`, len(jobs)).Scan(&ids)
+		if err != nil {
+			return fmt.Errorf("take job ids: %w", err)
+		}
+		if len(ids) != len(jobs) {
+			return fmt.Errorf("take job ids: %d ids for %d jobs", len(ids), len(jobs))
 		}
 		i := 0
 		src := pgx.CopyFromFunc(func() ([]any, error) {
@@ -269,16 +268,36 @@ func copyJobs(ctx context.Context, t *tx, taskID int64, jobs []ota.Job) error {
 			}
 			j := jobs[i]
 			i++
-			return []any{taskID, j.DeviceID, j.Device, j.Product, j.Module, string(newJobState(j)), int32(j.Phase), int64(i),
-				j.FromVersion, j.Version, t.now, t.now, int32(1)}, nil // a new job is at its first attempt
+			return []any{ids[i-1], taskID, j.DeviceID, j.Device, j.Product, j.Module, string(newJobState(j)), int32(j.Phase),
+				int64(i), j.FromVersion, j.Version, t.now, t.now, int32(1)}, nil // a new job is at its first attempt
 		})
-		_, err := c.Conn().CopyFrom(ctx, pgx.Identifier{"jobs"}, cols, src)
-		return err
+		if _, err := c.CopyFrom(ctx, pgx.Identifier{"jobs"}, cols, src); err != nil {
+			return fmt.Errorf("insert jobs: %w", err)
+		}
+		byDevice := make([][2]int64, len(jobs))
+		for i, j := range jobs {
+			byDevice[i] = [2]int64{j.DeviceID, ids[i]}
+		}
+		sortByDevice(byDevice)
+		for _, table := range []string{"job_devices", "active_jobs"} {
+			k := 0
+			src := pgx.CopyFromFunc(func() ([]any, error) {
+				if k == len(byDevice) {
+					return nil, nil
+				}
+				k++
+				return []any{byDevice[k-1][0], byDevice[k-1][1], module}, nil
+			})
+			_, err := c.CopyFrom(ctx, pgx.Identifier{table}, []string{"device_id", "job_id", "module"}, src)
+			if isUniqueViolation(err) {
+				return busyDevice()
+			}
+			if err != nil {
+				return fmt.Errorf("insert jobs by device: %w", err)
+			}
+		}
+		return nil
 	})
-	if err != nil {
-		return fmt.Errorf("insert jobs: %w", err)
-	}
-	return nil
 }
 
 // addCounts adds deltas to a task's counts.
