@@ -92,7 +92,7 @@ func eventQuery(f EventFilter, before int64, limit int, d dialect) (string, args
 // deviceEventQuery builds the SELECT for a page of one device's events
 // that also match the conditions where. A device's events other than job
 // events are found in the partial index on (product, device, id); its job
-// events through its jobs (jobs_device, then events_job): the index has no
+// events through its jobs (job_devices, then events_job): the index has no
 // entries for job events, which would land at a random place of it with
 // every job the engine starts (see migration 00013). The jobs are those of
 // the device now under the key and of the devices deleted under it
@@ -104,7 +104,7 @@ func deviceEventQuery(f EventFilter, where []string, a *args, cols string, limit
 	cond, order := indexedEq(d, "device", device, "id")
 	other := append(slices.Clip(where), "product = "+product, cond, "device <> ''", "job_id IS NULL")
 	jobs := append(slices.Clip(where), "product = "+product, "device = "+device, "job_id IS NOT NULL",
-		"job_id IN (SELECT id FROM jobs WHERE device_id IN (SELECT id FROM devices WHERE product = "+product+
+		"job_id IN (SELECT job_id FROM job_devices WHERE device_id IN (SELECT id FROM devices WHERE product = "+product+
 			" AND key = "+device+" UNION ALL SELECT id FROM former_devices WHERE product = "+product+" AND key = "+device+"))")
 	// SQLite plans by rule and, given a kind too, would page through
 	// events_kind: every job event of the database.

@@ -95,7 +95,7 @@ func byIDs(ctx context.Context, q querier, query string, ids []int64) ([]ota.Job
 
 // ActiveJobs returns the non-terminal jobs of the given devices.
 func (s *sqlStore) ActiveJobs(ctx context.Context, deviceIDs []int64) ([]ota.Job, error) {
-	jobs, err := byIDs(ctx, s.db, "SELECT "+jobColumns+" FROM jobs j WHERE j.device_id IN (%s) AND j.state IN "+activeStates, deviceIDs)
+	jobs, err := byIDs(ctx, s.db, "SELECT "+jobColumns+" FROM active_jobs a JOIN jobs j ON j.id = a.job_id WHERE a.device_id IN (%s)", deviceIDs)
 	if err != nil {
 		return nil, fmt.Errorf("active jobs: %w", err)
 	}
@@ -104,8 +104,8 @@ func (s *sqlStore) ActiveJobs(ctx context.Context, deviceIDs []int64) ([]ota.Job
 
 // OrphanJobs returns up to limit active jobs whose device was deleted.
 func (s *sqlStore) OrphanJobs(ctx context.Context, limit int) ([]ota.Job, error) {
-	jobs, err := queryJobs(ctx, s.db, "SELECT "+jobColumns+" FROM jobs j WHERE j.state IN "+activeStates+
-		" AND NOT EXISTS (SELECT 1 FROM devices d WHERE d.id = j.device_id) ORDER BY j.id LIMIT $1", args{limit})
+	jobs, err := queryJobs(ctx, s.db, "SELECT "+jobColumns+" FROM active_jobs a JOIN jobs j ON j.id = a.job_id"+
+		" WHERE NOT EXISTS (SELECT 1 FROM devices d WHERE d.id = a.device_id) ORDER BY j.id LIMIT $1", args{limit})
 	if err != nil {
 		return nil, fmt.Errorf("jobs of deleted devices: %w", err)
 	}
@@ -116,7 +116,7 @@ func (s *sqlStore) OrphanJobs(ctx context.Context, limit int) ([]ota.Job, error)
 // devices, whatever its state: a poll reads it to repeat a cancel.
 func (s *sqlStore) LastJobs(ctx context.Context, deviceIDs []int64) ([]ota.Job, error) {
 	jobs, err := byIDs(ctx, s.db, "SELECT "+jobColumns+" FROM jobs j WHERE j.id IN "+
-		"(SELECT MAX(id) FROM jobs WHERE device_id IN (%s) GROUP BY device_id, module)", deviceIDs)
+		"(SELECT MAX(job_id) FROM job_devices WHERE device_id IN (%s) GROUP BY device_id, module)", deviceIDs)
 	if err != nil {
 		return nil, fmt.Errorf("last jobs: %w", err)
 	}
@@ -361,16 +361,18 @@ func (s *sqlStore) jobPage(ctx context.Context, f JobFilter, after int64, limit 
 
 // jobPageQuery selects cols of up to limit jobs after id after, in id
 // order, for at most one state: every filter it gets is served in order by
-// an index, (task_id, id), (task_id, state, id), or (device_id, id).
+// an index, (task_id, id), (task_id, state, id), or job_devices' key
+// (device_id, job_id).
 func jobPageQuery(f JobFilter, after int64, limit int, cols string, d dialect) (string, args) {
 	var a args
 	return jobPageSQL(&a, f, after, limit, cols, d), a
 }
 
 // jobPageSQL is jobPageQuery with its parameters added to a.
-func jobPageSQL(a *args, f JobFilter, after int64, limit int, cols string, d dialect) string {
-	where := []string{"j.id > " + a.add(after)}
-	order := "j.id"
+func jobPageSQL(a *args, f JobFilter, afterID int64, limit int, cols string, d dialect) string {
+	after := a.add(afterID)
+	where := []string{"j.id > " + after}
+	order, from := "j.id", "jobs j"
 	switch {
 	case f.TaskID != 0 && len(f.States) > 0:
 		where = append(where, "j.task_id = "+a.add(f.TaskID))
@@ -387,9 +389,12 @@ func jobPageSQL(a *args, f JobFilter, after int64, limit int, cols string, d dia
 		cond, order = indexedEq(d, "j.task_id", a.add(f.TaskID), "j.id")
 		where = append(where, cond)
 	case f.DeviceID != 0:
+		// A device's jobs are found through job_devices (see migration
+		// 00014), in its (device_id, job_id) order.
+		from = "job_devices jd JOIN jobs j ON j.id = jd.job_id"
 		var cond string
-		cond, order = indexedEq(d, "j.device_id", a.add(f.DeviceID), "j.id")
-		where = append(where, cond)
+		cond, order = indexedEq(d, "jd.device_id", a.add(f.DeviceID), "jd.job_id")
+		where = append(where, cond, "jd.job_id > "+after)
 	}
 	if f.TaskID != 0 && f.DeviceID != 0 {
 		where = append(where, "j.device_id = "+a.add(f.DeviceID))
@@ -397,7 +402,7 @@ func jobPageSQL(a *args, f JobFilter, after int64, limit int, cols string, d dia
 	if f.TaskID == 0 && len(f.States) > 0 {
 		where = append(where, "j.state = "+stateValue(a, f.States[0]))
 	}
-	return "SELECT " + cols + " FROM jobs j WHERE " + strings.Join(where, " AND ") +
+	return "SELECT " + cols + " FROM " + from + " WHERE " + strings.Join(where, " AND ") +
 		" ORDER BY " + order + " LIMIT " + a.add(limit)
 }
 
@@ -1220,9 +1225,19 @@ func addJobs(ctx context.Context, t *tx, jobs []ota.Job) error {
 		counts := ota.PhaseCounts{}
 		for _, j := range js {
 			seq++
-			_, err := t.ExecContext(ctx, `INSERT INTO jobs (task_id, device_id, device, product, module, state, phase, seq,
-				from_version, version, created_at, updated_at, attempt) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
-				taskID, j.DeviceID, j.Device, j.Product, j.Module, newJobState(j), j.Phase, seq, j.FromVersion, j.Version, t.now, t.now, 1)
+			var id int64
+			err := t.QueryRowContext(ctx, `INSERT INTO jobs (task_id, device_id, device, product, module, state, phase, seq,
+				from_version, version, created_at, updated_at, attempt) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+				RETURNING id`,
+				taskID, j.DeviceID, j.Device, j.Product, j.Module, newJobState(j), j.Phase, seq, j.FromVersion, j.Version, t.now, t.now, 1).Scan(&id)
+			if err != nil {
+				return fmt.Errorf("add job for device %s: %w", j.Device, err)
+			}
+			// The job's entries by device (see migration 00014).
+			_, err = t.ExecContext(ctx, "INSERT INTO job_devices (device_id, job_id, module) VALUES ($1, $2, $3)", j.DeviceID, id, j.Module)
+			if err == nil {
+				_, err = t.ExecContext(ctx, "INSERT INTO active_jobs (device_id, module, job_id) VALUES ($1, $2, $3)", j.DeviceID, j.Module, id)
+			}
 			if err != nil {
 				return fmt.Errorf("add job for device %s: %w", j.Device, err)
 			}

@@ -38,8 +38,8 @@ func (s *sqlStore) JobsWithVersions(ctx context.Context, q ota.JobVersionQuery) 
 // its latest job when that job failed or timed out: the job a late report
 // of the target version settles.
 func (s *sqlStore) LatestEndedJobs(ctx context.Context, deviceIDs []int64) ([]ota.Job, error) {
-	jobs, err := byIDs(ctx, s.db, "SELECT "+jobColumns+" FROM jobs j WHERE j.device_id IN (%s) AND j.state IN ('failed', 'timed_out')"+
-		" AND j.id = (SELECT MAX(k.id) FROM jobs k WHERE k.device_id = j.device_id AND k.module = j.module)", deviceIDs)
+	jobs, err := byIDs(ctx, s.db, "SELECT "+jobColumns+" FROM jobs j WHERE j.id IN (SELECT MAX(job_id) FROM job_devices"+
+		" WHERE device_id IN (%s) GROUP BY device_id, module) AND j.state IN ('failed', 'timed_out')", deviceIDs)
 	if err != nil {
 		return nil, fmt.Errorf("latest ended jobs: %w", err)
 	}
@@ -56,8 +56,8 @@ func (s *sqlStore) TaskMembers(ctx context.Context, taskIDs, deviceIDs []int64) 
 	}
 	for _, chunk := range chunks(deviceIDs, 2) { // room for the task ids
 		var a args
-		q := "SELECT task_id, device_id FROM jobs WHERE device_id IN (" + in(&a, chunk) + ") AND task_id IN (" +
-			in(&a, taskIDs) + ") AND state <> 'cancelled'"
+		q := "SELECT j.task_id, j.device_id FROM job_devices jd JOIN jobs j ON j.id = jd.job_id WHERE jd.device_id IN (" +
+			in(&a, chunk) + ") AND j.task_id IN (" + in(&a, taskIDs) + ") AND j.state <> 'cancelled'"
 		members, err := queryAll(ctx, s.db, q, a, func(row interface{ Scan(...any) error }) (ota.TaskDevice, error) {
 			var m ota.TaskDevice
 			return m, row.Scan(&m.TaskID, &m.DeviceID)

@@ -471,3 +471,64 @@ func moveAll(t *testing.T, s store.Store, jobs []ota.Job, move func(*ota.Job)) {
 		must(t, err)
 	}
 }
+
+// The jobs by device (job_devices, active_jobs: migration 14) follow a
+// task's creation, the cancel of its queued jobs (the triggers on the
+// active flag, for a statement over many jobs) and a new task over the
+// same devices: what a device's readers answer is what its jobs are.
+func TestJobsByDeviceFollowCancelAndNewTask(t *testing.T) {
+	run(t, func(t *testing.T, s store.Store) {
+		ctx := as("op")
+		first, jobs := rollout(t, s, 3)
+		devices := make([]int64, len(jobs))
+		for i, j := range jobs {
+			devices[i] = j.DeviceID
+		}
+		active, err := s.ActiveJobs(ctx, devices)
+		must(t, err)
+		if len(active) != 3 {
+			t.Fatalf("%d active jobs after the task's creation, want 3", len(active))
+		}
+		_, err = s.CancelQueued(ctx, ota.CancelRequest{TaskID: first.ID, Code: ota.CodeTaskCancelled, Actor: "op", At: time.Now()})
+		must(t, err)
+		active, err = s.ActiveJobs(ctx, devices)
+		must(t, err)
+		if len(active) != 0 {
+			t.Fatalf("%d active jobs after the cancel, want none: %+v", len(active), active)
+		}
+		second := ota.Task{Product: "demo", Module: "default", FirmwareID: first.FirmwareID, Version: "1.1.0", Mode: ota.ModePush,
+			State: ota.TaskRunning, Total: 3}
+		again := make([]ota.Job, len(jobs))
+		for i, j := range jobs {
+			again[i] = ota.Job{DeviceID: j.DeviceID, Device: j.Device, Product: "demo", Module: "default",
+				State: ota.JobQueued, FromVersion: "1.0.0", Version: "1.1.0"}
+		}
+		must(t, s.CreateTask(ctx, &second, again))
+		active, err = s.ActiveJobs(ctx, devices)
+		must(t, err)
+		last, err := s.LastJobs(ctx, devices)
+		must(t, err)
+		for _, js := range [][]ota.Job{active, last} {
+			if len(js) != 3 {
+				t.Fatalf("%d jobs, want the second task's 3: %+v", len(js), js)
+			}
+			for _, j := range js {
+				if j.TaskID != second.ID || j.State != ota.JobQueued {
+					t.Errorf("job %d of task %d %s, want a queued job of task %d", j.ID, j.TaskID, j.State, second.ID)
+				}
+			}
+		}
+		members, err := s.TaskMembers(ctx, []int64{first.ID, second.ID}, devices)
+		must(t, err)
+		for _, d := range devices {
+			if members[ota.TaskDevice{TaskID: first.ID, DeviceID: d}] || !members[ota.TaskDevice{TaskID: second.ID, DeviceID: d}] {
+				t.Errorf("device %d: members %v, want the second task only (the first's job was cancelled)", d, members)
+			}
+		}
+		page, _, err := s.ListJobs(ctx, store.JobFilter{DeviceID: devices[0]}, store.Page{Limit: 10})
+		must(t, err)
+		if len(page) != 2 || page[0].DeviceID != devices[0] || page[1].DeviceID != devices[0] {
+			t.Errorf("device %d's jobs: %+v, want its 2", devices[0], page)
+		}
+	})
+}

@@ -87,12 +87,13 @@ func TestGenericPlansPostgres(t *testing.T) {
 	must(t, store.ExecAt(ctx, u, `INSERT INTO jobs (task_id, device_id, device, product, module, state, active, version, created_at, updated_at)
 		SELECT t, d.id, d.key, 'p', 'default', 'succeeded', false, '2.0.0', now(), now()
 		FROM devices d, generate_series(1, 5) AS t`))
+	must(t, store.ExecAt(ctx, u, `INSERT INTO job_devices (device_id, job_id, module) SELECT device_id, id, module FROM jobs`))
 	// Per job, two events; per device, ten other events.
 	must(t, store.ExecAt(ctx, u, `INSERT INTO events (at, actor, kind, action, product, device, task_id, job_id)
 		SELECT now(), 'engine', 'job', 'succeeded', 'p', j.device, j.task_id, j.id FROM jobs j, generate_series(1, 2)`))
 	must(t, store.ExecAt(ctx, u, `INSERT INTO events (at, actor, kind, action, product, device)
 		SELECT now(), 'admin', 'device', 'tags_set', 'p', d.key FROM devices d, generate_series(1, 10)`))
-	must(t, store.ExecAt(ctx, u, "VACUUM ANALYZE devices, jobs, events"))
+	must(t, store.ExecAt(ctx, u, "VACUUM ANALYZE devices, jobs, job_devices, events"))
 	for _, f := range []store.EventFilter{
 		{Product: "p", Device: "d7"},
 		{Product: "p", Device: "d7", Kind: ota.KindJob},

@@ -136,7 +136,7 @@ func TestDeviceDetailsPlan(t *testing.T) {
 }
 
 // A page of a device's events reads its other events from the partial
-// index events_device and its job events through its jobs (jobs_device,
+// index events_device and its job events through its jobs (job_devices,
 // events_job), and scans no table: the plan SQLite fixes by rule.
 func TestDeviceEventPlan(t *testing.T) {
 	st := openSQLite(t)
@@ -144,7 +144,7 @@ func TestDeviceEventPlan(t *testing.T) {
 		q, a := eventQuery(f, 42, 51, st.dialect)
 		plan := explain(t, st, q, a)
 		for _, want := range []string{"USING INDEX events_device (product=? AND device=? AND id<?)",
-			"USING INDEX events_job (job_id=? AND id<?)", "jobs_device (device_id=?)",
+			"USING INDEX events_job (job_id=? AND id<?)", "job_devices USING PRIMARY KEY (device_id=?)",
 			"former_devices_key (product=? AND key=?)"} {
 			if !strings.Contains(plan, want) {
 				t.Errorf("%+v: plan %q, want %q", f, plan, want)

@@ -1,11 +1,13 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -122,17 +124,20 @@ func insertTask(ctx context.Context, t *tx, task *ota.Task) (int64, error) {
 // insertJobs writes a new task's jobs with multi-row INSERTs and counts
 // them per phase.
 func insertJobs(ctx context.Context, t *tx, task *ota.Task, taskID int64, jobs []ota.Job) error {
-	if t.dialect == postgresDialect && t.conn != nil {
-		if err := copyJobs(ctx, t, taskID, jobs); err != nil {
-			return err
-		}
-		return addCounts(ctx, t, taskID, newJobCounts(jobs))
-	}
 	for _, j := range jobs {
 		if j.Product != task.Product || j.Module != task.Module || j.Version != task.Version {
 			return fmt.Errorf("insert jobs: a job of %s %s %s in a task of %s %s %s",
 				j.Product, j.Module, j.Version, task.Product, task.Module, task.Version)
 		}
+	}
+	if t.dialect == postgresDialect {
+		if len(jobs) == 0 {
+			return nil
+		}
+		if err := copyJobs(ctx, t, taskID, task.Module, jobs); err != nil {
+			return err
+		}
+		return addCounts(ctx, t, taskID, newJobCounts(jobs))
 	}
 	// What every job of the task shares is bound once a statement, in a
 	// row of its own that the statement joins to each job's row: the same
@@ -140,6 +145,7 @@ func insertJobs(ctx context.Context, t *tx, task *ota.Task, taskID int64, jobs [
 	// names up by a linear search (see binder).
 	shared := args{taskID, task.Product, task.Module, task.Version, t.now}
 	seq := 0
+	byDevice := make([][2]int64, 0, len(jobs)) // device and job ids
 	for _, chunk := range chunks(jobs, newJobParams) {
 		a := append(make(args, 0, len(shared)+len(chunk)*newJobParams), shared...)
 		for _, j := range chunk {
@@ -152,14 +158,67 @@ func insertJobs(ctx context.Context, t *tx, task *ota.Task, taskID int64, jobs [
 			s.version, s.now, s.now, 1
 			FROM (SELECT $1 AS task_id, $2 AS product, $3 AS module, $4 AS version, $5 AS now) s,
 			(VALUES ` + valuesAfter(len(chunk), newJobParams, len(shared)) + `) v`
-		if _, err := t.ExecContext(ctx, q, a...); err != nil {
-			if isUniqueViolation(err) {
-				return conflict("a device of this task is already being upgraded on this module by another task: create the task again to see which, or leave the busy devices out")
-			}
+		res, err := t.ExecContext(ctx, q, a...)
+		if err != nil {
 			return fmt.Errorf("insert jobs: %w", err)
 		}
+		// jobs.id is AUTOINCREMENT: each row of the statement got the
+		// id after the last one ever used, in order, so the chunk's ids
+		// end at the last one inserted.
+		last, err := res.LastInsertId()
+		if err != nil {
+			return fmt.Errorf("insert jobs: %w", err)
+		}
+		first := last - int64(len(chunk)) + 1
+		for i, j := range chunk {
+			byDevice = append(byDevice, [2]int64{j.DeviceID, first + int64(i)})
+		}
+	}
+	if err := indexJobsSQLite(ctx, t, task.Module, byDevice); err != nil {
+		return err
 	}
 	return addCounts(ctx, t, taskID, newJobCounts(jobs))
+}
+
+// indexJobsSQLite adds a new task's jobs, all active, given as (device id,
+// job id) pairs, to job_devices and active_jobs (see migration 00014), in
+// device order: each table's pages are then written one after the other,
+// where the jobs' rollout order would put every entry at a random page.
+// (Sorted here, not by reading the jobs back into SQLite's sorter: that
+// was 0.8 of 3.6 s of CPU creating 200,000 jobs.) active_jobs' key refuses
+// a device whose module already has an active job.
+func indexJobsSQLite(ctx context.Context, t *tx, module string, byDevice [][2]int64) error {
+	sortByDevice(byDevice)
+	for _, table := range []string{"job_devices (device_id, job_id, module)", "active_jobs (device_id, job_id, module)"} {
+		for _, chunk := range chunks(byDevice, 2) {
+			a := make(args, 0, 1+2*len(chunk))
+			a = append(a, module)
+			for _, p := range chunk {
+				a = append(a, p[0], p[1])
+			}
+			q := `INSERT` + t.orRollback() + ` INTO ` + table + ` SELECT v.column1, v.column2, s.module
+				FROM (SELECT $1 AS module) s, (VALUES ` + valuesAfter(len(chunk), 2, 1) + `) v`
+			_, err := t.ExecContext(ctx, q, a...)
+			if isUniqueViolation(err) {
+				return busyDevice()
+			}
+			if err != nil {
+				return fmt.Errorf("insert jobs by device: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+// sortByDevice sorts (device id, job id) pairs.
+func sortByDevice(pairs [][2]int64) {
+	slices.SortFunc(pairs, func(a, b [2]int64) int { return cmp.Or(cmp.Compare(a[0], b[0]), cmp.Compare(a[1], b[1])) })
+}
+
+// busyDevice is the error of a task that has a device with an active job
+// on the task's module.
+func busyDevice() error {
+	return conflict("a device of this task is already being upgraded on this module by another task: create the task again to see which, or leave the busy devices out")
 }
 
 // newJobParams is the number of parameters of one new job's row: device_id,
@@ -178,13 +237,29 @@ func newJobCounts(jobs []ota.Job) ota.PhaseCounts {
 
 // copyJobs writes a new task's jobs with PostgreSQL's COPY, in the
 // transaction: one stream instead of a statement of 512 rows at a time.
-func copyJobs(ctx context.Context, t *tx, taskID int64, jobs []ota.Job) error {
-	cols := []string{"task_id", "device_id", "device", "product", "module", "state", "phase", "seq", "from_version", "version",
-		"created_at", "updated_at", "attempt"}
-	err := t.conn.Raw(func(dc any) error {
-		c, ok := dc.(*stdlib.Conn)
+// The jobs' ids are taken from the table's sequence first (COPY writes an
+// identity column's given values, and returns none), so that their
+// entries by device are copied too, sorted here (see indexJobs).
+func copyJobs(ctx context.Context, t *tx, taskID int64, module string, jobs []ota.Job) error {
+	cols := []string{"id", "task_id", "device_id", "device", "product", "module", "state", "phase", "seq", "from_version",
+		"version", "created_at", "updated_at", "attempt"}
+	if t.conn == nil {
+		return errors.New("copy jobs: the transaction has no connection of its own (begin it with beginUnchecked)")
+	}
+	return t.conn.Raw(func(dc any) error {
+		sc, ok := dc.(*stdlib.Conn)
 		if !ok {
 			return fmt.Errorf("copy jobs: the driver's connection is a %T", dc)
+		}
+		c := sc.Conn()
+		ids := make([]int64, 0, len(jobs))
+		err := c.QueryRow(ctx, `SELECT array_agg(nextval(q.seq)) FROM (SELECT pg_get_serial_sequence('jobs', 'id')::regclass AS seq) q
+			CROSS JOIN generate_series(1, $1)`, len(jobs)).Scan(&ids)
+		if err != nil {
+			return fmt.Errorf("take job ids: %w", err)
+		}
+		if len(ids) != len(jobs) {
+			return fmt.Errorf("take job ids: %d ids for %d jobs", len(ids), len(jobs))
 		}
 		i := 0
 		src := pgx.CopyFromFunc(func() ([]any, error) {
@@ -193,19 +268,36 @@ func copyJobs(ctx context.Context, t *tx, taskID int64, jobs []ota.Job) error {
 			}
 			j := jobs[i]
 			i++
-			return []any{taskID, j.DeviceID, j.Device, j.Product, j.Module, string(newJobState(j)), int32(j.Phase), int64(i),
-				j.FromVersion, j.Version, t.now, t.now, int32(1)}, nil // a new job is at its first attempt
+			return []any{ids[i-1], taskID, j.DeviceID, j.Device, j.Product, j.Module, string(newJobState(j)), int32(j.Phase),
+				int64(i), j.FromVersion, j.Version, t.now, t.now, int32(1)}, nil // a new job is at its first attempt
 		})
-		_, err := c.Conn().CopyFrom(ctx, pgx.Identifier{"jobs"}, cols, src)
-		return err
+		if _, err := c.CopyFrom(ctx, pgx.Identifier{"jobs"}, cols, src); err != nil {
+			return fmt.Errorf("insert jobs: %w", err)
+		}
+		byDevice := make([][2]int64, len(jobs))
+		for i, j := range jobs {
+			byDevice[i] = [2]int64{j.DeviceID, ids[i]}
+		}
+		sortByDevice(byDevice)
+		for _, table := range []string{"job_devices", "active_jobs"} {
+			k := 0
+			src := pgx.CopyFromFunc(func() ([]any, error) {
+				if k == len(byDevice) {
+					return nil, nil
+				}
+				k++
+				return []any{byDevice[k-1][0], byDevice[k-1][1], module}, nil
+			})
+			_, err := c.CopyFrom(ctx, pgx.Identifier{table}, []string{"device_id", "job_id", "module"}, src)
+			if isUniqueViolation(err) {
+				return busyDevice()
+			}
+			if err != nil {
+				return fmt.Errorf("insert jobs by device: %w", err)
+			}
+		}
+		return nil
 	})
-	if isUniqueViolation(err) {
-		return conflict("a device of this task is already being upgraded on this module by another task: create the task again to see which, or leave the busy devices out")
-	}
-	if err != nil {
-		return fmt.Errorf("insert jobs: %w", err)
-	}
-	return nil
 }
 
 // addCounts adds deltas to a task's counts.

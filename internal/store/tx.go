@@ -98,9 +98,9 @@ func (s *sqlStore) beginOnWriter(ctx context.Context) (*sql.Tx, error) {
 // the transaction itself has just made or checked. A multi-row INSERT into
 // a table with a foreign key may stop half-way on a violation, so SQLite
 // copies every existing page the statement changes into a statement
-// journal first: a third of the CPU of storing a new task's jobs, whose
-// (device, module) and (device, id) index entries land all over their
-// indexes. The pragma can change only outside a transaction; it is set
+// journal first: a third of the CPU of storing a new task's jobs when
+// their (device, module) and (device, id) index entries landed all over
+// their indexes (before migration 00014). The pragma can change only outside a transaction; it is set
 // back when the transaction ends, and a connection that cannot be set
 // back is closed rather than returned to the pool. On PostgreSQL, whose
 // checks cost no journal, the transaction keeps them and its connection
