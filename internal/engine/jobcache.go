@@ -13,13 +13,17 @@ import (
 // second later, does not read them again. The engine is the only writer of
 // jobs and every job change goes through commit, which keeps the cache as
 // the store; the two writes that touch jobs by the thousand without naming
-// them (a task's creation, cancelling its queued jobs) empty it.
+// them (cancelling a task's queued jobs) empty it. A task's creation
+// writes its jobs without their ids coming back (a bulk insert), so a
+// device it gives a job keeps its entry but waits for that job
+// (devJobsAwait): the entry is used again once the job passes through
+// commit, as the job's start does, with its id and revision as stored.
 
 // cachedActive splits devices into those whose active jobs the loop
 // holds, returned as stored, and those it must read.
 func (e *Engine) cachedActive(devices []int64) (jobs []ota.Job, missing []int64) {
 	for _, id := range devices {
-		if js, ok := e.devJobs[id]; ok {
+		if js, ok := e.devJobs[id]; ok && e.devJobsAwait[id] == 0 {
 			jobs = append(jobs, js...)
 		} else {
 			missing = append(missing, id)
@@ -45,14 +49,17 @@ func (e *Engine) activeJobs(ctx context.Context, devices []int64) ([]ota.Job, er
 	}
 	for _, id := range missing {
 		e.devJobs[id] = byDevice[id] // nil: known to have none
+		delete(e.devJobsAwait, id)
 	}
 	return append(jobs, read...), nil
 }
 
 // noteJobs brings the cache up to date with a written change: each job
 // written replaces its old self (its revision one higher, as the store
-// counts), and leaves the device's list when it ended. Devices given new
-// jobs, and the jobs of conflicts, are forgotten and read again.
+// counts), and leaves the device's list when it ended; a device waiting
+// for its job of a new task has its entry whole again when that job is
+// written. Devices given new jobs, and the jobs of conflicts, are
+// forgotten and read again.
 func (e *Engine) noteJobs(c ota.ChangeSet, conflicts []int64) {
 	for _, u := range c.Jobs {
 		id := u.New.DeviceID
@@ -61,8 +68,11 @@ func (e *Engine) noteJobs(c ota.ChangeSet, conflicts []int64) {
 			continue
 		}
 		if slices.Contains(conflicts, u.New.ID) {
-			delete(e.devJobs, id)
+			e.dropJobs(id)
 			continue
+		}
+		if t := e.devJobsAwait[id]; t != 0 && t == u.New.TaskID {
+			delete(e.devJobsAwait, id) // the job was not in js: it is added below
 		}
 		js = slices.DeleteFunc(slices.Clone(js), func(j ota.Job) bool { return j.ID == u.New.ID })
 		if !u.New.State.Terminal() {
@@ -73,21 +83,68 @@ func (e *Engine) noteJobs(c ota.ChangeSet, conflicts []int64) {
 		e.devJobs[id] = js
 	}
 	for _, j := range c.NewJobs {
-		delete(e.devJobs, j.DeviceID)
+		e.dropJobs(j.DeviceID)
 	}
 	for _, id := range c.DeleteDevices {
-		delete(e.devJobs, id)
+		e.dropJobs(id)
 	}
 }
 
+// holdJobs caches active, the active jobs of devices as just read, for
+// the devices among them the loop heard recently (in e.seen): a task's
+// creation reads those of all its candidates, and the devices online are
+// those about to take a job and report on it.
+func (e *Engine) holdJobs(devices []int64, active []ota.Job) {
+	held := make(map[int64][]ota.Job)
+	for _, j := range active {
+		if _, ok := e.seen[j.DeviceID]; ok {
+			held[j.DeviceID] = append(held[j.DeviceID], j)
+		}
+	}
+	for _, id := range devices {
+		if _, ok := e.seen[id]; ok {
+			e.devJobs[id] = held[id] // nil: known to have none
+			delete(e.devJobsAwait, id)
+		}
+	}
+}
+
+// awaitJobs keeps the entries of the devices a new task gave jobs as they
+// were, waiting for each device's job of task (see noteJobs): the jobs
+// were written by the task's creation, outside commit, without ids. A
+// device given a job by two tasks before either passed through commit is
+// forgotten and read again.
+func (e *Engine) awaitJobs(task int64, jobs []ota.Job) {
+	for _, j := range jobs {
+		id := j.DeviceID
+		if _, ok := e.devJobs[id]; !ok || j.State.Terminal() {
+			continue // an ended job is not active: the entry stays true
+		}
+		if e.devJobsAwait[id] != 0 {
+			e.dropJobs(id)
+			continue
+		}
+		e.devJobsAwait[id] = task
+	}
+}
+
+// dropJobs forgets one device's cached jobs.
+func (e *Engine) dropJobs(id int64) {
+	delete(e.devJobs, id)
+	delete(e.devJobsAwait, id)
+}
+
 // forgetJobs empties the cache after a write of jobs outside commit.
-func (e *Engine) forgetJobs() { clear(e.devJobs) }
+func (e *Engine) forgetJobs() {
+	clear(e.devJobs)
+	clear(e.devJobsAwait)
+}
 
 // pruneJobs drops the cached jobs of devices no longer in e.seen.
 func (e *Engine) pruneJobs() {
 	for id := range e.devJobs {
 		if _, ok := e.seen[id]; !ok {
-			delete(e.devJobs, id)
+			e.dropJobs(id)
 		}
 	}
 }
