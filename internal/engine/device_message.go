@@ -153,11 +153,9 @@ func (e *Engine) loadWork(ctx context.Context, ops []*deviceOp) (*work, error) {
 		return nil, err
 	}
 	slices.Sort(devices)
-	active, err := e.activeJobs(ctx, slices.Compact(devices))
-	if err != nil {
+	if err := e.activeJobs(ctx, slices.Compact(devices), w.addJobs); err != nil {
 		return nil, err
 	}
-	w.addJobs(active)
 	if err := w.loadEnded(ctx, ops); err != nil {
 		return nil, err
 	}

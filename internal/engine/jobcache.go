@@ -19,29 +19,24 @@ import (
 // (devJobsAwait): the entry is used again once the job passes through
 // commit, as the job's start does, with its id and revision as stored.
 
-// cachedActive splits devices into those whose active jobs the loop
-// holds, returned as stored, and those it must read.
-func (e *Engine) cachedActive(devices []int64) (jobs []ota.Job, missing []int64) {
+// activeJobs hands add the active jobs of devices (sorted, unique), from
+// the cache where it can, and caches what it read. The cached lists go to
+// add as they are, a device at a time: add copies the jobs it keeps.
+func (e *Engine) activeJobs(ctx context.Context, devices []int64, add func([]ota.Job)) error {
+	var missing []int64
 	for _, id := range devices {
 		if js, ok := e.devJobs[id]; ok && e.devJobsAwait[id] == 0 {
-			jobs = append(jobs, js...)
+			add(js)
 		} else {
 			missing = append(missing, id)
 		}
 	}
-	return jobs, missing
-}
-
-// activeJobs returns the active jobs of devices (sorted, unique), from the
-// cache where it can, and caches what it read.
-func (e *Engine) activeJobs(ctx context.Context, devices []int64) ([]ota.Job, error) {
-	jobs, missing := e.cachedActive(devices)
 	if len(missing) == 0 {
-		return jobs, nil
+		return nil
 	}
 	read, err := e.st.ActiveJobs(ctx, missing)
 	if err != nil {
-		return nil, fmt.Errorf("load active jobs: %w", err)
+		return fmt.Errorf("load active jobs: %w", err)
 	}
 	byDevice := make(map[int64][]ota.Job, len(missing))
 	for _, j := range read {
@@ -51,7 +46,8 @@ func (e *Engine) activeJobs(ctx context.Context, devices []int64) ([]ota.Job, er
 		e.devJobs[id] = byDevice[id] // nil: known to have none
 		delete(e.devJobsAwait, id)
 	}
-	return append(jobs, read...), nil
+	add(read)
+	return nil
 }
 
 // noteJobs brings the cache up to date with a written change: each job
@@ -74,7 +70,9 @@ func (e *Engine) noteJobs(c ota.ChangeSet, conflicts []int64) {
 		if t := e.devJobsAwait[id]; t != 0 && t == u.New.TaskID {
 			delete(e.devJobsAwait, id) // the job was not in js: it is added below
 		}
-		js = slices.DeleteFunc(slices.Clone(js), func(j ota.Job) bool { return j.ID == u.New.ID })
+		// In place: the cache's lists are its own (activeJobs' add copies
+		// what it keeps).
+		js = slices.DeleteFunc(js, func(j ota.Job) bool { return j.ID == u.New.ID })
 		if !u.New.State.Terminal() {
 			n := u.New
 			n.Rev = u.Old.Rev + 1
