@@ -88,23 +88,31 @@ func (e *Engine) noteJobs(c ota.ChangeSet, conflicts []int64) {
 	}
 }
 
-// holdJobs caches active, the active jobs of devices as just read, for
-// the devices among them the loop heard recently (in e.seen): a task's
-// creation reads those of all its candidates, and the devices online are
-// those about to take a job and report on it.
-func (e *Engine) holdJobs(devices []int64, active []ota.Job) {
-	held := make(map[int64][]ota.Job)
+// holdJobs caches active, the active jobs of a task's candidates as just
+// read, for those the loop heard recently (in e.seen) and those the store
+// has online: the devices about to take a job and report on it. Entries
+// of devices not in e.seen are kept for SeenEvery (see pruneJobs); a
+// fleet's devices connect over longer than that before a task.
+func (e *Engine) holdJobs(cands []ota.Candidate, active []ota.Job) {
+	hold := make(map[int64][]ota.Job)
+	for _, c := range cands {
+		if _, ok := e.seen[c.DeviceID]; ok || c.Online {
+			hold[c.DeviceID] = nil // known to have none unless read below
+		}
+	}
+	if len(hold) == 0 {
+		return
+	}
 	for _, j := range active {
-		if _, ok := e.seen[j.DeviceID]; ok {
-			held[j.DeviceID] = append(held[j.DeviceID], j)
+		if js, ok := hold[j.DeviceID]; ok {
+			hold[j.DeviceID] = append(js, j)
 		}
 	}
-	for _, id := range devices {
-		if _, ok := e.seen[id]; ok {
-			e.devJobs[id] = held[id] // nil: known to have none
-			delete(e.devJobsAwait, id)
-		}
+	for id, js := range hold {
+		e.devJobs[id] = js
+		delete(e.devJobsAwait, id)
 	}
+	e.devJobsKeep = e.now().Add(e.cfg.SeenEvery)
 }
 
 // awaitJobs keeps the entries of the devices a new task gave jobs as they
@@ -138,8 +146,12 @@ func (e *Engine) forgetJobs() {
 	clear(e.devJobsAwait)
 }
 
-// pruneJobs drops the cached jobs of devices no longer in e.seen.
+// pruneJobs drops the cached jobs of devices no longer in e.seen, once
+// the entries a task's creation held are SeenEvery old.
 func (e *Engine) pruneJobs() {
+	if e.now().Before(e.devJobsKeep) {
+		return
+	}
 	for id := range e.devJobs {
 		if _, ok := e.seen[id]; !ok {
 			e.dropJobs(id)

@@ -94,3 +94,44 @@ func TestDevicesHeardBeforeATaskKeepTheirJobsCached(t *testing.T) {
 	}
 	f.checkCounts(first.ID)
 }
+
+// existenceReads also records the devices whose existence the engine
+// reads.
+type existenceReads struct {
+	*activeReads
+}
+
+func (s existenceReads) ExistingDevices(ctx context.Context, ids []int64) (map[int64]bool, error) {
+	s.mu.Lock()
+	s.read = append(s.read, ids...)
+	s.mu.Unlock()
+	return s.Store.ExistingDevices(ctx, ids)
+}
+
+// Devices connected before the loop last heard them (here: before a
+// restart, as when a fleet takes longer than SeenEvery to connect) are
+// held too, from the store's online flag: their messages in the upgrade
+// read neither their jobs nor whether they exist.
+func TestOnlineDevicesKeepTheirJobsCachedThroughATask(t *testing.T) {
+	f := newFixture(t, 3)
+	f.connect("d1", "d2")
+	f.stop()
+	reads := existenceReads{&activeReads{Store: f.st}}
+	f.e, f.stop = enginetest.Start(t, engine.Config{Store: reads, Downlink: f.down, Commands: commandKey, Now: f.clock.Now,
+		Logger: slog.New(failOnError{t})})
+	task := f.task(ota.TaskSpec{Target: ota.Target{Devices: []string{"d1", "d2", "d3"}}})
+	reads.take() // the creation's own reads
+	f.upgrade("d1")
+	f.upgrade("d2")
+	if got := reads.take(); slices.Contains(got, f.devs["d1"].ID) || slices.Contains(got, f.devs["d2"].ID) {
+		t.Errorf("after the task's creation the engine read %v; d1 (%d) and d2 (%d) are online and were held",
+			got, f.devs["d1"].ID, f.devs["d2"].ID)
+	}
+	f.connect("d3")
+	f.upgrade("d3")
+	done := f.waitTask(task.ID, ota.TaskCompleted)
+	if done.Counts[ota.JobSucceeded] != 3 {
+		t.Fatalf("counts %v, want 3 succeeded", done.Counts)
+	}
+	f.checkCounts(task.ID)
+}

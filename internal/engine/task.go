@@ -249,7 +249,7 @@ func (e *Engine) dropBusy(ctx context.Context, fw ota.Firmware, cands []ota.Cand
 	if err != nil {
 		return nil, nil, err
 	}
-	e.holdJobs(ids, active)
+	e.holdJobs(cands, active)
 	busy := make(map[int64]int64)
 	for _, j := range active {
 		if j.Module == fw.Module {
