@@ -174,8 +174,8 @@ type Engine struct {
 	// that task: their entries are used again once its job is written.
 	devJobsAwait map[int64]int64
 	// devJobsKeep is when the entries a task's creation held may be
-	// pruned (holdJobs).
-	devJobsKeep time.Time
+	// pruned, at the latest devJobsKeepMax (holdJobs, keepJobs).
+	devJobsKeep, devJobsKeepMax time.Time
 
 	// waits holds what each held task waits for, written by the loop at
 	// every plan and read by Waiting from any goroutine.

@@ -69,6 +69,7 @@ func (e *Engine) noteJobs(c ota.ChangeSet, conflicts []int64) {
 		}
 		if t := e.devJobsAwait[id]; t != 0 && t == u.New.TaskID {
 			delete(e.devJobsAwait, id) // the job was not in js: it is added below
+			e.keepJobs()
 		}
 		// In place: the cache's lists are its own (activeJobs' add copies
 		// what it keeps).
@@ -91,8 +92,9 @@ func (e *Engine) noteJobs(c ota.ChangeSet, conflicts []int64) {
 // holdJobs caches active, the active jobs of a task's candidates as just
 // read, for those the loop heard recently (in e.seen) and those the store
 // has online: the devices about to take a job and report on it. Entries
-// of devices not in e.seen are kept for SeenEvery (see pruneJobs); a
-// fleet's devices connect over longer than that before a task.
+// of devices not in e.seen are kept SeenEvery past the creation and past
+// each job start (keepJobs, pruneJobs): a fleet's devices connect over
+// longer than that before a task.
 func (e *Engine) holdJobs(cands []ota.Candidate, active []ota.Job) {
 	hold := make(map[int64][]ota.Job)
 	for _, c := range cands {
@@ -112,7 +114,25 @@ func (e *Engine) holdJobs(cands []ota.Candidate, active []ota.Job) {
 		e.devJobs[id] = js
 		delete(e.devJobsAwait, id)
 	}
-	e.devJobsKeep = e.now().Add(e.cfg.SeenEvery)
+	now := e.now()
+	e.devJobsKeep, e.devJobsKeepMax = now.Add(e.cfg.SeenEvery), now.Add(keepHeldFor*e.cfg.SeenEvery)
+}
+
+// keepHeldFor bounds, in SeenEvery, how long the entries a task's creation
+// held are kept while its jobs start (keepJobs): a push task's devices
+// start within seconds, and a device is in e.seen from its first message.
+const keepHeldFor = 6
+
+// keepJobs keeps the held entries SeenEvery past a job's start, so that
+// the device's first message, its answer to the command, finds its entry;
+// never past keepHeldFor SeenEvery after the creation.
+func (e *Engine) keepJobs() {
+	if k := e.now().Add(e.cfg.SeenEvery); k.After(e.devJobsKeep) {
+		e.devJobsKeep = k
+		if k.After(e.devJobsKeepMax) {
+			e.devJobsKeep = e.devJobsKeepMax
+		}
+	}
 }
 
 // awaitJobs keeps the entries of the devices a new task gave jobs as they
@@ -147,7 +167,7 @@ func (e *Engine) forgetJobs() {
 }
 
 // pruneJobs drops the cached jobs of devices no longer in e.seen, once
-// the entries a task's creation held are SeenEvery old.
+// the entries a task's creation held may go (devJobsKeep).
 func (e *Engine) pruneJobs() {
 	if e.now().Before(e.devJobsKeep) {
 		return
