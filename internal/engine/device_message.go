@@ -73,12 +73,12 @@ var errDeviceDeleted = &wire.Error{Code: wire.CodeUnauthorized,
 // refuseDeleted answers the ops of devices that no longer exist as
 // unauthorized and returns the others. Devices are deleted only in the
 // loop, so a device found here still exists when the batch is written, and
-// one the loop wrote to since it was last read (in e.seen: deletions take
-// it out) needs no reading.
+// one the loop knows (knownDevice: deletions take it out) needs no
+// reading.
 func (e *Engine) refuseDeleted(ctx context.Context, ops []*deviceOp) ([]*deviceOp, error) {
 	ids := make([]int64, 0, len(ops))
 	for _, o := range ops {
-		if _, known := e.seen[o.dev.ID]; !known {
+		if !e.knownDevice(o.dev.ID) {
 			ids = append(ids, o.dev.ID)
 		}
 	}
@@ -92,13 +92,26 @@ func (e *Engine) refuseDeleted(ctx context.Context, ops []*deviceOp) ([]*deviceO
 	}
 	kept := ops[:0:0]
 	for _, o := range ops {
-		if _, known := e.seen[o.dev.ID]; known || exists[o.dev.ID] {
+		if e.knownDevice(o.dev.ID) || exists[o.dev.ID] {
 			kept = append(kept, o)
 		} else {
 			o.fail(errDeviceDeleted)
 		}
 	}
 	return kept, nil
+}
+
+// knownDevice says whether the loop knows the device exists without
+// reading it: it wrote to it in the last seconds (e.seen), or holds its
+// active jobs (e.devJobs: read for a device that existed, by a batch past
+// this check or by a task's creation from its candidates). Devices are
+// deleted only by the loop, which forgets both as it deletes one.
+func (e *Engine) knownDevice(id int64) bool {
+	if _, ok := e.seen[id]; ok {
+		return true
+	}
+	_, ok := e.devJobs[id]
+	return ok
 }
 
 // budgetState is what handling a device message may spend of a task's
@@ -153,11 +166,9 @@ func (e *Engine) loadWork(ctx context.Context, ops []*deviceOp) (*work, error) {
 		return nil, err
 	}
 	slices.Sort(devices)
-	active, err := e.activeJobs(ctx, slices.Compact(devices))
-	if err != nil {
+	if err := e.activeJobs(ctx, slices.Compact(devices), w.addJobs); err != nil {
 		return nil, err
 	}
-	w.addJobs(active)
 	if err := w.loadEnded(ctx, ops); err != nil {
 		return nil, err
 	}

@@ -13,31 +13,30 @@ import (
 // second later, does not read them again. The engine is the only writer of
 // jobs and every job change goes through commit, which keeps the cache as
 // the store; the two writes that touch jobs by the thousand without naming
-// them (a task's creation, cancelling its queued jobs) empty it.
+// them (cancelling a task's queued jobs) empty it. A task's creation
+// writes its jobs without their ids coming back (a bulk insert), so a
+// device it gives a job keeps its entry but waits for that job
+// (devJobsAwait): the entry is used again once the job passes through
+// commit, as the job's start does, with its id and revision as stored.
 
-// cachedActive splits devices into those whose active jobs the loop
-// holds, returned as stored, and those it must read.
-func (e *Engine) cachedActive(devices []int64) (jobs []ota.Job, missing []int64) {
+// activeJobs hands add the active jobs of devices (sorted, unique), from
+// the cache where it can, and caches what it read. The cached lists go to
+// add as they are, a device at a time: add copies the jobs it keeps.
+func (e *Engine) activeJobs(ctx context.Context, devices []int64, add func([]ota.Job)) error {
+	var missing []int64
 	for _, id := range devices {
-		if js, ok := e.devJobs[id]; ok {
-			jobs = append(jobs, js...)
+		if js, ok := e.devJobs[id]; ok && e.devJobsAwait[id] == 0 {
+			add(js)
 		} else {
 			missing = append(missing, id)
 		}
 	}
-	return jobs, missing
-}
-
-// activeJobs returns the active jobs of devices (sorted, unique), from the
-// cache where it can, and caches what it read.
-func (e *Engine) activeJobs(ctx context.Context, devices []int64) ([]ota.Job, error) {
-	jobs, missing := e.cachedActive(devices)
 	if len(missing) == 0 {
-		return jobs, nil
+		return nil
 	}
 	read, err := e.st.ActiveJobs(ctx, missing)
 	if err != nil {
-		return nil, fmt.Errorf("load active jobs: %w", err)
+		return fmt.Errorf("load active jobs: %w", err)
 	}
 	byDevice := make(map[int64][]ota.Job, len(missing))
 	for _, j := range read {
@@ -45,14 +44,18 @@ func (e *Engine) activeJobs(ctx context.Context, devices []int64) ([]ota.Job, er
 	}
 	for _, id := range missing {
 		e.devJobs[id] = byDevice[id] // nil: known to have none
+		delete(e.devJobsAwait, id)
 	}
-	return append(jobs, read...), nil
+	add(read)
+	return nil
 }
 
 // noteJobs brings the cache up to date with a written change: each job
 // written replaces its old self (its revision one higher, as the store
-// counts), and leaves the device's list when it ended. Devices given new
-// jobs, and the jobs of conflicts, are forgotten and read again.
+// counts), and leaves the device's list when it ended; a device waiting
+// for its job of a new task has its entry whole again when that job is
+// written. Devices given new jobs, and the jobs of conflicts, are
+// forgotten and read again.
 func (e *Engine) noteJobs(c ota.ChangeSet, conflicts []int64) {
 	for _, u := range c.Jobs {
 		id := u.New.DeviceID
@@ -61,10 +64,16 @@ func (e *Engine) noteJobs(c ota.ChangeSet, conflicts []int64) {
 			continue
 		}
 		if slices.Contains(conflicts, u.New.ID) {
-			delete(e.devJobs, id)
+			e.dropJobs(id)
 			continue
 		}
-		js = slices.DeleteFunc(slices.Clone(js), func(j ota.Job) bool { return j.ID == u.New.ID })
+		if t := e.devJobsAwait[id]; t != 0 && t == u.New.TaskID {
+			delete(e.devJobsAwait, id) // the job was not in js: it is added below
+			e.keepJobs()
+		}
+		// In place: the cache's lists are its own (activeJobs' add copies
+		// what it keeps).
+		js = slices.DeleteFunc(js, func(j ota.Job) bool { return j.ID == u.New.ID })
 		if !u.New.State.Terminal() {
 			n := u.New
 			n.Rev = u.Old.Rev + 1
@@ -73,21 +82,99 @@ func (e *Engine) noteJobs(c ota.ChangeSet, conflicts []int64) {
 		e.devJobs[id] = js
 	}
 	for _, j := range c.NewJobs {
-		delete(e.devJobs, j.DeviceID)
+		e.dropJobs(j.DeviceID)
 	}
 	for _, id := range c.DeleteDevices {
-		delete(e.devJobs, id)
+		e.dropJobs(id)
 	}
 }
 
-// forgetJobs empties the cache after a write of jobs outside commit.
-func (e *Engine) forgetJobs() { clear(e.devJobs) }
+// holdJobs caches active, the active jobs of a task's candidates as just
+// read, for those the loop heard recently (in e.seen) and those the store
+// has online: the devices about to take a job and report on it. Entries
+// of devices not in e.seen are kept SeenEvery past the creation and past
+// each job start (keepJobs, pruneJobs): a fleet's devices connect over
+// longer than that before a task.
+func (e *Engine) holdJobs(cands []ota.Candidate, active []ota.Job) {
+	hold := make(map[int64][]ota.Job)
+	for _, c := range cands {
+		if _, ok := e.seen[c.DeviceID]; ok || c.Online {
+			hold[c.DeviceID] = nil // known to have none unless read below
+		}
+	}
+	if len(hold) == 0 {
+		return
+	}
+	for _, j := range active {
+		if js, ok := hold[j.DeviceID]; ok {
+			hold[j.DeviceID] = append(js, j)
+		}
+	}
+	for id, js := range hold {
+		e.devJobs[id] = js
+		delete(e.devJobsAwait, id)
+	}
+	now := e.now()
+	e.devJobsKeep, e.devJobsKeepMax = now.Add(e.cfg.SeenEvery), now.Add(keepHeldFor*e.cfg.SeenEvery)
+}
 
-// pruneJobs drops the cached jobs of devices no longer in e.seen.
+// keepHeldFor bounds, in SeenEvery, how long the entries a task's creation
+// held are kept while its jobs start (keepJobs): a push task's devices
+// start within seconds, and a device is in e.seen from its first message.
+const keepHeldFor = 6
+
+// keepJobs keeps the held entries SeenEvery past a job's start, so that
+// the device's first message, its answer to the command, finds its entry;
+// never past keepHeldFor SeenEvery after the creation.
+func (e *Engine) keepJobs() {
+	if k := e.now().Add(e.cfg.SeenEvery); k.After(e.devJobsKeep) {
+		e.devJobsKeep = k
+		if k.After(e.devJobsKeepMax) {
+			e.devJobsKeep = e.devJobsKeepMax
+		}
+	}
+}
+
+// awaitJobs keeps the entries of the devices a new task gave jobs as they
+// were, waiting for each device's job of task (see noteJobs): the jobs
+// were written by the task's creation, outside commit, without ids. A
+// device given a job by two tasks before either passed through commit is
+// forgotten and read again.
+func (e *Engine) awaitJobs(task int64, jobs []ota.Job) {
+	for _, j := range jobs {
+		id := j.DeviceID
+		if _, ok := e.devJobs[id]; !ok || j.State.Terminal() {
+			continue // an ended job is not active: the entry stays true
+		}
+		if e.devJobsAwait[id] != 0 {
+			e.dropJobs(id)
+			continue
+		}
+		e.devJobsAwait[id] = task
+	}
+}
+
+// dropJobs forgets one device's cached jobs.
+func (e *Engine) dropJobs(id int64) {
+	delete(e.devJobs, id)
+	delete(e.devJobsAwait, id)
+}
+
+// forgetJobs empties the cache after a write of jobs outside commit.
+func (e *Engine) forgetJobs() {
+	clear(e.devJobs)
+	clear(e.devJobsAwait)
+}
+
+// pruneJobs drops the cached jobs of devices no longer in e.seen, once
+// the entries a task's creation held may go (devJobsKeep).
 func (e *Engine) pruneJobs() {
+	if e.now().Before(e.devJobsKeep) {
+		return
+	}
 	for id := range e.devJobs {
 		if _, ok := e.seen[id]; !ok {
-			delete(e.devJobs, id)
+			e.dropJobs(id)
 		}
 	}
 }

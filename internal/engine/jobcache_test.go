@@ -1,0 +1,137 @@
+package engine_test
+
+import (
+	"context"
+	"log/slog"
+	"slices"
+	"sync"
+	"testing"
+
+	"github.com/otter-ota/otter/internal/engine"
+	"github.com/otter-ota/otter/internal/engine/enginetest"
+	"github.com/otter-ota/otter/internal/ota"
+	"github.com/otter-ota/otter/internal/store"
+	"github.com/otter-ota/otter/sdk/wire"
+)
+
+// activeReads is a store that records the devices whose active jobs the
+// engine reads.
+type activeReads struct {
+	store.Store
+	mu   sync.Mutex
+	read []int64
+}
+
+func (s *activeReads) ActiveJobs(ctx context.Context, ids []int64) ([]ota.Job, error) {
+	s.mu.Lock()
+	s.read = append(s.read, ids...)
+	s.mu.Unlock()
+	return s.Store.ActiveJobs(ctx, ids)
+}
+
+func (s *activeReads) take() []int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.read
+	s.read = nil
+	return r
+}
+
+// A task's creation writes its jobs without their ids, so the loop cannot
+// add them to the active jobs it holds for the devices it heard. It keeps
+// those devices' entries, waiting for each one's new job, and uses them
+// again once the job's start has passed through its commit: the devices'
+// messages in the upgrade read no jobs, and a job the device had before
+// the task (of another module) is still known and settled by the device's
+// report.
+func TestDevicesHeardBeforeATaskKeepTheirJobsCached(t *testing.T) {
+	f := newFixture(t, 3)
+	f.stop()
+	reads := &activeReads{Store: f.st}
+	f.e, f.stop = enginetest.Start(t, engine.Config{Store: reads, Downlink: f.down, Commands: commandKey, Now: f.clock.Now,
+		Logger: slog.New(failOnError{t})})
+
+	// A job of another module that waits for the devices' first report of
+	// it, then the task of the fixture's module.
+	other := signed(ota.Firmware{Product: "demo", Module: "other", Version: "2.0.0", Size: 3, SHA256: sha, BlobKey: "k2"})
+	if err := f.st.CreateFirmware(f.ctx, &other); err != nil {
+		t.Fatal(err)
+	}
+	first := f.task(ota.TaskSpec{FirmwareID: other.ID, Target: ota.Target{Devices: []string{"d1", "d2"}}})
+	f.connect("d1", "d2")
+	if got := reads.take(); len(got) == 0 {
+		t.Fatal("the devices' connects read no active jobs: the test no longer sees the cache fill")
+	}
+	task := f.task(ota.TaskSpec{Target: ota.Target{Devices: []string{"d1", "d2", "d3"}}})
+	reads.take() // the creation's own read of its candidates' jobs
+	f.upgrade("d1")
+	f.upgrade("d2")
+	if got := reads.take(); slices.Contains(got, f.devs["d1"].ID) || slices.Contains(got, f.devs["d2"].ID) {
+		t.Errorf("after the task's creation the engine read the active jobs of %v; d1 (%d) and d2 (%d) were held",
+			got, f.devs["d1"].ID, f.devs["d2"].ID)
+	}
+	f.connect("d3") // not heard before the task: read, as before
+	f.upgrade("d3")
+	if got := reads.take(); !slices.Contains(got, f.devs["d3"].ID) {
+		t.Errorf("d3's active jobs were not read (reads %v): it was not heard before the task", got)
+	}
+	done := f.waitTask(task.ID, ota.TaskCompleted)
+	if done.Counts[ota.JobSucceeded] != 3 {
+		t.Fatalf("counts %v, want 3 succeeded", done.Counts)
+	}
+	f.checkCounts(task.ID)
+
+	// The first task's jobs were held beside the new ones: the devices'
+	// reports of the other module settle them.
+	for _, k := range []string{"d1", "d2"} {
+		if _, err := f.e.Inform(f.ctx, f.devs[k], wire.Inform{Modules: map[string]string{"default": "1.1.0", "other": "2.0.0"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	done = f.waitTask(first.ID, ota.TaskCompleted)
+	if done.Counts[ota.JobSucceeded] != 2 {
+		t.Fatalf("first task's counts %v, want 2 succeeded", done.Counts)
+	}
+	f.checkCounts(first.ID)
+}
+
+// existenceReads also records the devices whose existence the engine
+// reads.
+type existenceReads struct {
+	*activeReads
+}
+
+func (s existenceReads) ExistingDevices(ctx context.Context, ids []int64) (map[int64]bool, error) {
+	s.mu.Lock()
+	s.read = append(s.read, ids...)
+	s.mu.Unlock()
+	return s.Store.ExistingDevices(ctx, ids)
+}
+
+// Devices connected before the loop last heard them (here: before a
+// restart, as when a fleet takes longer than SeenEvery to connect) are
+// held too, from the store's online flag: their messages in the upgrade
+// read neither their jobs nor whether they exist.
+func TestOnlineDevicesKeepTheirJobsCachedThroughATask(t *testing.T) {
+	f := newFixture(t, 3)
+	f.connect("d1", "d2")
+	f.stop()
+	reads := existenceReads{&activeReads{Store: f.st}}
+	f.e, f.stop = enginetest.Start(t, engine.Config{Store: reads, Downlink: f.down, Commands: commandKey, Now: f.clock.Now,
+		Logger: slog.New(failOnError{t})})
+	task := f.task(ota.TaskSpec{Target: ota.Target{Devices: []string{"d1", "d2", "d3"}}})
+	reads.take() // the creation's own reads
+	f.upgrade("d1")
+	f.upgrade("d2")
+	if got := reads.take(); slices.Contains(got, f.devs["d1"].ID) || slices.Contains(got, f.devs["d2"].ID) {
+		t.Errorf("after the task's creation the engine read %v; d1 (%d) and d2 (%d) are online and were held",
+			got, f.devs["d1"].ID, f.devs["d2"].ID)
+	}
+	f.connect("d3")
+	f.upgrade("d3")
+	done := f.waitTask(task.ID, ota.TaskCompleted)
+	if done.Counts[ota.JobSucceeded] != 3 {
+		t.Fatalf("counts %v, want 3 succeeded", done.Counts)
+	}
+	f.checkCounts(task.ID)
+}
