@@ -17,8 +17,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"strconv"
 	"sync"
 	"time"
 
@@ -236,12 +234,6 @@ func New(cfg Config) (*Engine, error) {
 	}
 	if cfg.ReadWait <= 0 {
 		cfg.ReadWait = DefaultReadWait
-	}
-	if v, err := strconv.Atoi(os.Getenv("OTTER_X_READ_BATCH")); err == nil { // TEMP tuning
-		cfg.ReadBatch = v
-	}
-	if v, err := time.ParseDuration(os.Getenv("OTTER_X_READ_WAIT")); err == nil { // TEMP tuning
-		cfg.ReadWait = v
 	}
 	m, err := newMetrics(cfg.Metrics)
 	if err != nil {
