@@ -134,9 +134,10 @@ type Config struct {
 	// DefaultSeenEvery; a negative value writes every message's time.
 	SeenEvery time.Duration
 	// Reads, when set, tells the operator's reads in flight: while any
-	// is, a sweep starts jobs in batches of at most ReadBatch and waits
-	// for the reads before each batch, up to ReadWait, so that a read
-	// does not wait behind a whole batch for the CPU (see startLimit).
+	// is (or one ended within priority.Recent), a sweep starts jobs in
+	// batches of at most ReadBatch and waits for the reads in flight
+	// before each batch, up to ReadWait, so that a read does not wait
+	// behind a whole batch for the CPU (see startLimit).
 	Reads Reads
 	// ReadBatch is the batch of job starts while reads are in flight; 0
 	// means DefaultReadBatch.
@@ -149,7 +150,7 @@ type Config struct {
 // Reads are the operator's reads in flight (priority.Reads).
 type Reads interface {
 	// Wait waits until no read is in flight, at most max, and reports
-	// whether any was when it was called.
+	// whether reads are coming (one was in flight or ended just before).
 	Wait(ctx context.Context, max time.Duration) bool
 }
 

@@ -241,11 +241,12 @@ func (e *Engine) startJobs(ctx context.Context, ts *taskState, now time.Time) er
 }
 
 // startLimit is the size of the next batch of job starts, at most budget.
-// The operator's reads go first: while any is in flight the batch waits
-// for them (up to ReadWait) and is ReadBatch jobs, so that a read waits
-// behind a few milliseconds of the engine's CPU at most, not a full
-// batch's. The start rate then drops while reads come back to back; it
-// is the full one again as soon as no read is in flight.
+// The operator's reads go first: the batch waits for those in flight (up
+// to ReadWait) and, while reads come (in flight, or one ended within
+// priority.Recent: a client's next page follows in the gap), is ReadBatch
+// jobs, so that a read waits behind a few milliseconds of the engine's
+// CPU at most, not a full batch's. The start rate drops while reads come
+// back to back; it is the full one again a second after the last.
 func (e *Engine) startLimit(ctx context.Context, budget int) int {
 	if e.cfg.Reads == nil {
 		return min(budget, e.cfg.BatchSize)

@@ -14,6 +14,12 @@ import (
 	"time"
 )
 
+// Recent is how long after the last read ended reads still count as
+// coming (Wait's answer): a client that reads page after page leaves gaps
+// between its requests, and background work that took a gap for a long
+// stretch of its own would be in the way of the next request.
+const Recent = time.Second
+
 // Reads counts the reads in flight. The zero value is ready to use; a nil
 // *Reads counts nothing and never waits.
 type Reads struct {
@@ -21,6 +27,8 @@ type Reads struct {
 	n  int
 	// idle, while n > 0, is closed when n drops back to 0.
 	idle chan struct{}
+	// ended is when n last dropped to 0.
+	ended time.Time
 }
 
 // Begin marks a read in flight until end is called (once).
@@ -43,6 +51,7 @@ func (r *Reads) end() {
 	if r.n--; r.n == 0 {
 		close(r.idle)
 		r.idle = nil
+		r.ended = time.Now()
 	}
 }
 
@@ -57,17 +66,18 @@ func (r *Reads) Busy() bool {
 }
 
 // Wait waits until no read is in flight, for at most max, or until ctx
-// ends; it returns at once when none is. It reports whether reads were
-// in flight when it was called.
+// ends; it returns at once when none is. It reports whether reads are
+// coming: one was in flight when it was called, or the last ended less
+// than Recent ago.
 func (r *Reads) Wait(ctx context.Context, max time.Duration) bool {
 	if r == nil {
 		return false
 	}
 	r.mu.Lock()
-	idle := r.idle
+	idle, ended := r.idle, r.ended
 	r.mu.Unlock()
 	if idle == nil {
-		return false
+		return !ended.IsZero() && time.Since(ended) < Recent
 	}
 	t := time.NewTimer(max)
 	defer t.Stop()
