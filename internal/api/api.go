@@ -22,6 +22,7 @@ import (
 	"github.com/otter-ota/otter/internal/blob"
 	"github.com/otter-ota/otter/internal/brokeradmin"
 	"github.com/otter-ota/otter/internal/credential"
+	"github.com/otter-ota/otter/internal/priority"
 	"github.com/otter-ota/otter/internal/signing"
 	"github.com/otter-ota/otter/internal/store"
 )
@@ -64,6 +65,9 @@ type Config struct {
 	Info ServerInfo
 	// Replicas lists the replicas at GET /api/v1/server; nil lists none.
 	Replicas func(ctx context.Context) ([]Replica, error)
+	// Reads, when set, counts the GET and HEAD requests in flight, which
+	// the engine's job starts let go first (engine.Config.Reads).
+	Reads *priority.Reads
 }
 
 // API is the operator REST API.
@@ -79,6 +83,7 @@ type API struct {
 	info        ServerInfo
 	log         *slog.Logger
 	maxFirmware int64
+	reads       *priority.Reads
 
 	router  chi.Router
 	huma    huma.API
@@ -93,7 +98,7 @@ func New(cfg Config) (*API, error) {
 	}
 	a := &API{
 		store: cfg.Store, blobs: cfg.Blobs, signer: cfg.Signer, engine: cfg.Engine, revoke: cfg.Revoker, accounts: cfg.Accounts, secrets: cfg.Secrets, info: cfg.Info, replicas: cfg.Replicas,
-		log: cfg.Logger, maxFirmware: cfg.MaxFirmwareSize,
+		log: cfg.Logger, maxFirmware: cfg.MaxFirmwareSize, reads: cfg.Reads,
 	}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
@@ -121,7 +126,7 @@ func (a *API) Handler() http.Handler { return a.router }
 
 func (a *API) build() error {
 	a.router = chi.NewRouter()
-	a.router.Use(a.metrics.middleware)
+	a.router.Use(a.metrics.middleware, a.reads.Middleware)
 	a.router.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, newProblem(http.StatusNotFound, "", fmt.Sprintf("no such path: %s %s", r.Method, r.URL.Path)))
 	})

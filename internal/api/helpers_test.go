@@ -19,6 +19,7 @@ import (
 	"github.com/otter-ota/otter/internal/blob"
 	"github.com/otter-ota/otter/internal/credential"
 	"github.com/otter-ota/otter/internal/ota"
+	"github.com/otter-ota/otter/internal/priority"
 	"github.com/otter-ota/otter/internal/signing"
 	"github.com/otter-ota/otter/internal/store"
 	"github.com/otter-ota/otter/internal/store/storetest"
@@ -46,6 +47,7 @@ type envOptions struct {
 	server      func(*http.Server)            // e.g. timeouts
 	wrap        func(store.Store) store.Store // what the API sees of the store
 	engine      func(store.Store) api.Engine  // the rollout engine, if any
+	reads       *priority.Reads               // counts the reads in flight, if set
 }
 
 func newEnvWith(t *testing.T, o envOptions) *env {
@@ -66,7 +68,7 @@ func newEnvWith(t *testing.T, o envOptions) *env {
 	if e.box, err = signer.SecretBox(); err != nil {
 		t.Fatal(err)
 	}
-	cfg := api.Config{Store: st, Blobs: blobs, Signer: signer, Secrets: e.box, Metrics: e.reg, MaxFirmwareSize: o.maxFirmware}
+	cfg := api.Config{Store: st, Blobs: blobs, Signer: signer, Secrets: e.box, Metrics: e.reg, MaxFirmwareSize: o.maxFirmware, Reads: o.reads}
 	if o.engine != nil {
 		cfg.Engine = o.engine(e.st)
 	}

@@ -70,6 +70,11 @@ type ListsReport struct {
 	WhileStarting bool    `json:"while_starting,omitempty"`
 	JobsStarted   int64   `json:"jobs_started,omitempty"`
 	JobsPerSecond float64 `json:"jobs_per_second,omitempty"`
+	// ReadSeconds is how long the reads took, EngineYield how much of it
+	// the engine's job starts spent waiting for reads in flight (the
+	// reads go first: otter_engine_read_yield_seconds_total).
+	ReadSeconds float64 `json:"read_seconds,omitempty"`
+	EngineYield float64 `json:"engine_read_yield_seconds,omitempty"`
 	// EngineCPUPerJob is the server's CPU time per job started while the
 	// engine started jobs alone, just before the reads (up to a second):
 	// what each list's EngineCPU is estimated from.
@@ -449,14 +454,13 @@ func (r *listReader) measureList(ctx context.Context, c listCase) (ListResult, e
 // read returned, since the last reads would then have measured an idle
 // engine.
 func (r *listReader) whileStarting(ctx context.Context, seed listsSeed, rep *ListsReport, read func() error) error {
-	started := func() (float64, error) { return r.started(ctx) }
 	say(r.cfg.Progress, "resuming the task: the engine starts %d startable jobs", seed.startable)
 	api := client.New(r.srv.HTTPURL, r.srv.Token, client.WithHTTPClient(r.hc), client.WithUserAgent("otter-bench"))
 	if _, err := api.ResumeTask(ctx, seed.task.ID); err != nil {
 		return fmt.Errorf("resume the task: %w", err)
 	}
 	for {
-		n, err := started()
+		n, err := r.started(ctx)
 		if err != nil {
 			return err
 		}
@@ -472,7 +476,7 @@ func (r *listReader) whileStarting(ctx context.Context, seed listsSeed, rep *Lis
 		return err
 	}
 	rep.EngineCPUPerJob = perJob
-	n0, err := started()
+	m0, err := Scrape(ctx, r.hc, r.srv.HTTPURL)
 	if err != nil {
 		return err
 	}
@@ -480,13 +484,18 @@ func (r *listReader) whileStarting(ctx context.Context, seed listsSeed, rep *Lis
 	if err := read(); err != nil {
 		return err
 	}
-	n1, err := started()
+	m1, err := Scrape(ctx, r.hc, r.srv.HTTPURL)
 	if err != nil {
 		return err
 	}
-	rep.JobsStarted = int64(n1 - n0)
-	rep.JobsPerSecond = (n1 - n0) / time.Since(t0).Seconds()
-	say(r.cfg.Progress, "the engine started %d jobs while the readers read (%.0f a second)", rep.JobsStarted, rep.JobsPerSecond)
+	const startedName, yieldName = "otter_engine_jobs_started_total", "otter_engine_read_yield_seconds_total"
+	n1 := m1[startedName]
+	rep.ReadSeconds = time.Since(t0).Seconds()
+	rep.JobsStarted = int64(n1 - m0[startedName])
+	rep.JobsPerSecond = float64(rep.JobsStarted) / rep.ReadSeconds
+	rep.EngineYield = m1[yieldName] - m0[yieldName]
+	say(r.cfg.Progress, "the engine started %d jobs while the readers read (%.0f a second; it waited %.1f s of the %.1f s for reads in flight)",
+		rep.JobsStarted, rep.JobsPerSecond, rep.EngineYield, rep.ReadSeconds)
 	if int64(n1) >= seed.startable {
 		return fmt.Errorf("the engine started all %d startable jobs before the readers were done: use more rows", seed.startable)
 	}

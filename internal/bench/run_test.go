@@ -179,7 +179,7 @@ func TestListsInProcess(t *testing.T) {
 
 // TestListsSeparateServerWhileStarting reads the lists from a server in a
 // process of its own while its engine starts the task's 22,000 startable
-// jobs, 1,000 a commit: 2 readers reading 20 pages of each list take
+// jobs, 1,000 a commit (100 while reads are in flight): 2 readers reading 20 pages of each list take
 // several commits' time, under load as on an idle machine, so that the
 // engine is seen starting jobs and does not run out of them. (At 20,000
 // rows and 10 pages, CI once saw the reads end before the engine's second
@@ -205,6 +205,11 @@ func TestListsSeparateServerWhileStarting(t *testing.T) {
 		if l.EngineCPU < 0 {
 			t.Errorf("%s: engine CPU %v a request", l.Name, l.EngineCPU)
 		}
+	}
+	// The readers read back to back: the engine's job starts let them go
+	// first, and the report says for how long.
+	if rep.EngineYield <= 0 || rep.EngineYield > rep.ReadSeconds {
+		t.Errorf("the engine waited %.3f s of %.3f s of reads for the reads in flight, want a part of them", rep.EngineYield, rep.ReadSeconds)
 	}
 }
 

@@ -608,7 +608,8 @@ func listsFields(r *bench.ListsReport) []field {
 	out := []field{{"rows", strconv.Itoa(r.Rows)}, {"database", r.Database}, {"readers", strconv.Itoa(r.Readers)},
 		{"server process", listsServerProcess(r.SeparateServer)}, {"latency", "HTTP request until its response body is read"}}
 	if r.WhileStarting {
-		out = append(out, field{"engine", fmt.Sprintf("started %d jobs while the readers read, %.0f a second", r.JobsStarted, r.JobsPerSecond)})
+		out = append(out, field{"engine", fmt.Sprintf("started %d jobs while the readers read, %.0f a second; waited %.1f s of the %.1f s for reads in flight",
+			r.JobsStarted, r.JobsPerSecond, r.EngineYield, r.ReadSeconds)})
 		if r.EngineCPUPerJob > 0 {
 			out = append(out, field{"engine CPU", fmt.Sprintf("%s a job started, alone just before the reads; \"engine\" below is its estimated share of each list's server CPU",
 				r.EngineCPUPerJob.Round(100*time.Nanosecond))})

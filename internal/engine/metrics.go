@@ -13,6 +13,7 @@ type metrics struct {
 	jobsStarted    prometheus.Counter
 	jobTransitions *prometheus.CounterVec
 	activeTasks    prometheus.Gauge
+	readYield      prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -36,11 +37,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		activeTasks: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "otter_engine_active_tasks", Help: "Tasks scheduled, running or paused.",
 		}),
+		readYield: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "otter_engine_read_yield_seconds_total", Help: "Time job starts waited for the operator's reads in flight.",
+		}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.deviceMessages, m.downlinks, m.commitSeconds, m.jobsStarted, m.jobTransitions, m.activeTasks} {
+	for _, c := range []prometheus.Collector{m.deviceMessages, m.downlinks, m.commitSeconds, m.jobsStarted, m.jobTransitions, m.activeTasks, m.readYield} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

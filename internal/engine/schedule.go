@@ -210,12 +210,14 @@ func (e *Engine) startJobs(ctx context.Context, ts *taskState, now time.Time) er
 	if ts.budget <= 0 {
 		return nil
 	}
-	q := ota.QueuedQuery{TaskID: ts.task.ID, MaxPhase: int(ts.task.Phase), Limit: min(ts.budget, e.cfg.BatchSize), OnlineOnly: true, Now: now}
+	q := ota.QueuedQuery{TaskID: ts.task.ID, MaxPhase: int(ts.task.Phase), OnlineOnly: true, Now: now}
 	if e.readsBeside {
+		q.Limit = e.startLimit(ctx, ts.budget)
 		return e.startJobsOverlapped(ctx, ts, q)
 	}
 	started := 0
 	for {
+		q.Limit = e.startLimit(ctx, ts.budget)
 		jobs, last, err := e.st.QueuedJobs(ctx, q)
 		if err != nil {
 			return err
@@ -234,8 +236,27 @@ func (e *Engine) startJobs(ctx context.Context, ts *taskState, now time.Time) er
 		case ts.budget <= 0:
 			return e.spent(ctx, ts, started)
 		}
-		q.After, q.Limit = &last, min(ts.budget, e.cfg.BatchSize)
+		q.After = &last
 	}
+}
+
+// startLimit is the size of the next batch of job starts, at most budget.
+// The operator's reads go first: the batch waits for those in flight (up
+// to ReadWait) and, while reads come (in flight, or one ended within
+// priority.Recent: a client's next page follows in the gap), is ReadBatch
+// jobs, so that a read waits behind a few milliseconds of the engine's
+// CPU at most, not a full batch's. The start rate drops while reads come
+// back to back; it is the full one again a second after the last.
+func (e *Engine) startLimit(ctx context.Context, budget int) int {
+	if e.cfg.Reads == nil {
+		return min(budget, e.cfg.BatchSize)
+	}
+	t0 := time.Now()
+	if !e.cfg.Reads.Wait(ctx, e.cfg.ReadWait) {
+		return min(budget, e.cfg.BatchSize)
+	}
+	e.metrics.readYield.Add(time.Since(t0).Seconds())
+	return min(budget, e.cfg.BatchSize, e.cfg.ReadBatch)
 }
 
 // startJobsOverlapped is startJobs for a store that reads beside a write
@@ -277,7 +298,7 @@ func (e *Engine) startJobsOverlapped(ctx context.Context, ts *taskState, q ota.Q
 		}
 		more := full && ts.budget > 0
 		if more {
-			q.After, q.Limit = &r.last, min(ts.budget, e.cfg.BatchSize)
+			q.After, q.Limit = &r.last, e.startLimit(ctx, ts.budget)
 			reading = e.readAhead(ctx, q)
 		}
 		if prev.w != nil {

@@ -37,6 +37,7 @@ import (
 	"github.com/otter-ota/otter/internal/listenaddr"
 	"github.com/otter-ota/otter/internal/mqtt"
 	"github.com/otter-ota/otter/internal/ota"
+	"github.com/otter-ota/otter/internal/priority"
 	"github.com/otter-ota/otter/internal/signing"
 	"github.com/otter-ota/otter/internal/store"
 )
@@ -348,7 +349,10 @@ func (s *Server) assemble(ctx context.Context) (http.Handler, error) {
 	}
 	relay := &downlinkRelay{}
 	// Each term of leadership runs an engine of its own (see replica.go).
-	s.engineCfg = engine.Config{Store: s.store, Downlink: relay, URLs: urls, Commands: signer, Logger: s.log, Metrics: replacing{s.reg}}
+	// The operator's reads go before the engine's job starts (package
+	// priority): the API counts them, the engine yields to them.
+	reads := new(priority.Reads)
+	s.engineCfg = engine.Config{Store: s.store, Downlink: relay, URLs: urls, Commands: signer, Logger: s.log, Metrics: replacing{s.reg}, Reads: reads}
 	engines := &s.cluster.engines
 	devices, err := devicehttp.New(devicehttp.Config{
 		Store: s.store, Blobs: blobs, Devices: engines, Signer: urls, Logger: s.log, Metrics: s.reg,
@@ -367,7 +371,7 @@ func (s *Server) assemble(ctx context.Context) (http.Handler, error) {
 	a, err := api.New(api.Config{
 		Store: s.store, Blobs: blobs, Signer: signer, Secrets: box, Logger: s.log, Metrics: s.reg,
 		MaxFirmwareSize: s.cfg.MaxFirmwareSize, Engine: engines, Info: s.info(), Replicas: s.replicas,
-		Revoker: append(revoke, devices), Accounts: accounts,
+		Revoker: append(revoke, devices), Accounts: accounts, Reads: reads,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("build the API: %w", err)
