@@ -140,18 +140,33 @@ func find(w http.ResponseWriter) *Writer {
 // reads ahead in the background, and a deadline there would cancel the
 // handler's context); under a transfer policy it extends the deadline as
 // bytes arrive.
+//
+// Under a transfer policy only the time spent waiting in Read counts
+// against the client: a handler that stops reading for a while (a slow
+// disk under a large upload, a loaded machine) would otherwise find the
+// deadline passed on its next Read and cut a client that kept the pace.
 type body struct {
 	io.ReadCloser
 	rc       *http.ResponseController
-	progress Policy // zero: the fixed deadline set by Handler
-	moved    int64  // since the last extension
+	progress Policy        // zero: the fixed deadline set by Handler
+	moved    int64         // since the last extension
+	waited   time.Duration // in Read since the last extension
 }
 
 func (b *body) Read(p []byte) (int, error) {
+	if b.progress.MinBytes <= 0 {
+		n, err := b.ReadCloser.Read(p)
+		if err == io.EOF {
+			_ = b.rc.SetReadDeadline(time.Time{})
+		}
+		return n, err
+	}
+	start := time.Now()
+	_ = b.rc.SetReadDeadline(start.Add(b.progress.Window - b.waited))
 	n, err := b.ReadCloser.Read(p)
-	if b.moved += int64(n); b.progress.MinBytes > 0 && b.moved >= b.progress.MinBytes {
-		b.moved = 0
-		_ = b.rc.SetReadDeadline(time.Now().Add(b.progress.Window))
+	b.waited += time.Since(start)
+	if b.moved += int64(n); b.moved >= b.progress.MinBytes {
+		b.moved, b.waited = 0, 0
 	}
 	if err == io.EOF {
 		_ = b.rc.SetReadDeadline(time.Time{})

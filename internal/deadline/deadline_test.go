@@ -51,6 +51,7 @@ func newRig(t *testing.T) *rig {
 		r.echo(deadline.Transfer(w, req), req)
 	})
 	mux.HandleFunc("POST /work", r.work)
+	mux.HandleFunc("POST /busy-upload", r.busyUpload)
 	mux.HandleFunc("GET /file", r.serveFile)
 	srv := httptest.NewUnstartedServer(nil)
 	srv.Config = short.Server(mux)
@@ -101,6 +102,25 @@ func (r *rig) work(w http.ResponseWriter, req *http.Request) {
 }
 
 func context(req *http.Request) error { return req.Context().Err() }
+
+// busyUpload reads the first bytes of a transfer, stops reading for three
+// transfer windows as a handler busy elsewhere would (a slow disk), then
+// reads the rest.
+func (r *rig) busyUpload(w http.ResponseWriter, req *http.Request) {
+	w = deadline.Transfer(w, req)
+	first := make([]byte, 8<<10)
+	_, err := io.ReadFull(req.Body, first)
+	if err == nil {
+		time.Sleep(3 * short.Transfer.Window) // the handler's own work, not synchronisation
+		_, err = io.Copy(io.Discard, req.Body)
+	}
+	r.done <- err
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	fmt.Fprint(w, "done")
+}
 
 func (r *rig) serveFile(w http.ResponseWriter, req *http.Request) {
 	f, err := os.Open(r.file)
@@ -254,6 +274,18 @@ func TestTransferUpload(t *testing.T) {
 	}
 	if status == http.StatusOK || took > short.Transfer.Window+cutWithin {
 		t.Errorf("trickled upload: HTTP %d after %v, want a cut within %v", status, took, short.Transfer.Window)
+	}
+}
+
+// Only the time the handler waits for the body counts against the client:
+// a client that sent its upload at once is not cut because the handler
+// stopped reading for longer than the transfer window.
+func TestTransferUploadOutlastsABusyHandler(t *testing.T) {
+	r := newRig(t)
+	const size = 32 << 10 // fits in the socket buffers: sent at once
+	status, _ := r.post("/busy-upload", size, size, 0)
+	if err := r.handlerResult(); err != nil || status != http.StatusOK {
+		t.Fatalf("an upload sent at once, read by a busy handler: HTTP %d, handler: %v", status, err)
 	}
 }
 
