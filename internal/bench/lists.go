@@ -19,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/otter-ota/otter/client"
+	"github.com/otter-ota/otter/internal/credential"
 	"github.com/otter-ota/otter/internal/api"
 	"github.com/otter-ota/otter/internal/ota"
 	"github.com/otter-ota/otter/internal/store"
@@ -32,6 +33,10 @@ type ListsConfig struct {
 	DBURL      string
 	KeepSchema bool
 	DataDir    string
+	// Reuse reads the database that a run with KeepSchema left (of as
+	// many rows) instead of seeding one: DataDir on SQLite, DBURL (its
+	// search_path naming the kept schema) on PostgreSQL.
+	Reuse bool
 	// Executable, when set, runs the server in a process of its own as
 	// `Executable bench server ...`, so that its CPU time is its own;
 	// empty runs it in this process, whose CPU time then includes the
@@ -141,12 +146,15 @@ func RunLists(ctx context.Context, cfg ListsConfig) (rep *ListsReport, err error
 		return nil, errors.New("bench: lists needs at least one row, and readers and requests not below zero")
 	}
 	cfg.Readers, cfg.Requests = cmp.Or(cfg.Readers, 8), cmp.Or(cfg.Requests, 50)
-	jc := &JobsConfig{DBURL: cfg.DBURL, KeepSchema: cfg.KeepSchema, DataDir: cfg.DataDir}
+	jc := &JobsConfig{DBURL: cfg.DBURL, KeepSchema: cfg.KeepSchema, DataDir: cfg.DataDir, Reuse: cfg.Reuse}
 	st, closeStore, err := openJobsStore(ctx, jc)
 	if err != nil {
 		return nil, err
 	}
 	defer func() { err = errors.Join(err, closeStore()) }()
+	if cfg.KeepSchema && isPostgres(jc.DBURL) {
+		say(cfg.Progress, "the schema is kept: read it again with --reuse %s", searchPath(jc.DBURL))
+	}
 	var backends *pgBackends
 	if isPostgres(jc.DBURL) {
 		if backends, err = newPGBackends(jc.DBURL); err != nil {
@@ -160,7 +168,13 @@ func RunLists(ctx context.Context, cfg ListsConfig) (rep *ListsReport, err error
 			return nil, err
 		}
 	}
-	seed, err := seedLists(ctx, st, cfg)
+	seedOrRecover := seedLists
+	if cfg.Reuse {
+		seedOrRecover = func(ctx context.Context, st store.Store, cfg ListsConfig) (listsSeed, error) {
+			return recoverSeed(ctx, st, cfg.Rows)
+		}
+	}
+	seed, err := seedOrRecover(ctx, st, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -193,6 +207,15 @@ func startListsServer(ctx context.Context, st store.Store, seed listsSeed, cfg L
 	token, err := newToken()
 	if err != nil {
 		return nil, err
+	}
+	if cfg.Reuse {
+		// The kept database has the first run's admin token, whose secret
+		// is gone: the server ignores the new one it is given, so the
+		// store gets it.
+		t := ota.Token{Name: "bench-" + token[len(token)-8:], Role: ota.RoleAdmin}
+		if err := st.CreateToken(ota.WithActor(ctx, "bench"), &t, credential.Hash(token)); err != nil {
+			return nil, fmt.Errorf("create the readers' token: %w", err)
+		}
 	}
 	start := startInProcess
 	if cfg.Executable != "" {
@@ -539,17 +562,47 @@ func seedLists(ctx context.Context, st store.Store, cfg ListsConfig) (listsSeed,
 	if err := seedEvents(ctx, st, task, jobs, cfg.Progress); err != nil {
 		return seed, err
 	}
-	seed.firstDevice, seed.lastDevice = devs[0].ID, devs[0].ID+int64(cfg.Rows)-1
+	return seedBounds(ctx, st, seed, devs[0].ID, cfg.Rows)
+}
+
+// recoverSeed finds what seedLists made of rows in a kept database, for
+// --reuse: the newest task, still paused (a run --while-starting resumed
+// it and started its jobs: such a database is not reused).
+func recoverSeed(ctx context.Context, st store.Store, rows int) (listsSeed, error) {
+	var seed listsSeed
+	devs, _, err := st.ListDevices(ctx, store.DeviceFilter{Product: benchProduct}, store.Page{Limit: 1})
+	if err != nil || len(devs) == 0 {
+		return seed, errors.Join(err, errors.New("bench: no device to reuse"))
+	}
+	tasks, _, err := st.ListTasks(ctx, store.TaskFilter{}, store.Page{Limit: 1})
+	if err != nil || len(tasks) == 0 {
+		return seed, errors.Join(err, errors.New("bench: no task to reuse"))
+	}
+	if seed.task = tasks[0]; seed.task.State != ota.TaskPaused || seed.task.Total != int64(rows) {
+		return seed, fmt.Errorf("bench: the kept task is %s with %d jobs: reuse needs the paused task of --rows %d", seed.task.State, seed.task.Total, rows)
+	}
+	for i := range rows {
+		if i%2 == 0 && seededState(i) == ota.JobQueued {
+			seed.startable++
+		}
+	}
+	return seedBounds(ctx, st, seed, devs[0].ID, rows)
+}
+
+// seedBounds sets the first and last ids of the seeded rows.
+func seedBounds(ctx context.Context, st store.Store, seed listsSeed, firstDevice int64, rows int) (listsSeed, error) {
+	task := seed.task
+	seed.firstDevice, seed.lastDevice = firstDevice, firstDevice+int64(rows)-1
 	first, _, err := st.ListJobs(ctx, store.JobFilter{TaskID: task.ID}, store.Page{Limit: 1})
 	if err != nil || len(first) == 0 {
 		return seed, errors.Join(err, errors.New("bench: no job"))
 	}
-	seed.firstJob, seed.lastJob = first[0].ID, first[0].ID+int64(cfg.Rows)-1
+	seed.firstJob, seed.lastJob = first[0].ID, first[0].ID+int64(rows)-1
 	newest, _, err := st.ListEvents(ctx, store.EventFilter{}, store.Page{Limit: 1})
 	if err != nil || len(newest) == 0 {
 		return seed, errors.Join(err, errors.New("bench: no event"))
 	}
-	seed.firstEvent, seed.lastEvent = newest[0].ID-int64(cfg.Rows)+1, newest[0].ID
+	seed.firstEvent, seed.lastEvent = newest[0].ID-int64(rows)+1, newest[0].ID
 	return seed, nil
 }
 

@@ -17,6 +17,9 @@ func isPostgres(dbURL string) bool {
 	return strings.HasPrefix(dbURL, "postgres://") || strings.HasPrefix(dbURL, "postgresql://")
 }
 
+// IsPostgres reports whether a database URL names PostgreSQL.
+func IsPostgres(dbURL string) bool { return isPostgres(dbURL) }
+
 // FreshSchema creates a schema with a random name in the PostgreSQL
 // database at base, so that a benchmark starts empty without touching
 // other data, and returns a URL whose connections use it and a function
@@ -41,6 +44,29 @@ func FreshSchema(ctx context.Context, base string) (string, func(context.Context
 	u.RawQuery = q.Encode()
 	drop := func(ctx context.Context) error { return execPostgres(ctx, cfg, "DROP SCHEMA "+schema+" CASCADE") }
 	return u.String(), drop, nil
+}
+
+// searchPath is the search_path of a PostgreSQL URL: the schema
+// FreshSchema made.
+func searchPath(u string) string {
+	p, err := url.Parse(u)
+	if err != nil {
+		return ""
+	}
+	return p.Query().Get("search_path")
+}
+
+// WithSearchPath is the PostgreSQL URL u on schema (a schema that a kept
+// benchmark left).
+func WithSearchPath(u, schema string) (string, error) {
+	p, err := url.Parse(u)
+	if err != nil {
+		return "", fmt.Errorf("PostgreSQL URL: %w", err)
+	}
+	q := p.Query()
+	q.Set("search_path", schema)
+	p.RawQuery = q.Encode()
+	return p.String(), nil
 }
 
 func execPostgres(ctx context.Context, cfg *pgx.ConnConfig, stmt string) error {
