@@ -11,16 +11,19 @@ import (
 	"maps"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/otter-ota/otter/client"
-	"github.com/otter-ota/otter/internal/credential"
 	"github.com/otter-ota/otter/internal/api"
+	"github.com/otter-ota/otter/internal/credential"
 	"github.com/otter-ota/otter/internal/ota"
 	"github.com/otter-ota/otter/internal/store"
 )
@@ -33,9 +36,9 @@ type ListsConfig struct {
 	DBURL      string
 	KeepSchema bool
 	DataDir    string
-	// Reuse reads the database that a run with KeepSchema left (of as
-	// many rows) instead of seeding one: DataDir on SQLite, DBURL (its
-	// search_path naming the kept schema) on PostgreSQL.
+	// Reuse reads the database that a run with KeepSchema left in
+	// DataDir (of as many rows; on PostgreSQL, the schema that DataDir's
+	// file keptSchemaFile names) instead of seeding one.
 	Reuse bool
 	// Executable, when set, runs the server in a process of its own as
 	// `Executable bench server ...`, so that its CPU time is its own;
@@ -136,6 +139,10 @@ func (c listCase) urls(base string) []string {
 	return out
 }
 
+// keptSchemaFile, in a kept data folder, names the PostgreSQL schema that
+// the run kept.
+const keptSchemaFile = "schema"
+
 // listPageSize is the page size the readers ask for.
 const listPageSize = 100
 
@@ -147,13 +154,25 @@ func RunLists(ctx context.Context, cfg ListsConfig) (rep *ListsReport, err error
 	}
 	cfg.Readers, cfg.Requests = cmp.Or(cfg.Readers, 8), cmp.Or(cfg.Requests, 50)
 	jc := &JobsConfig{DBURL: cfg.DBURL, KeepSchema: cfg.KeepSchema, DataDir: cfg.DataDir, Reuse: cfg.Reuse}
+	if cfg.Reuse && isPostgres(cfg.DBURL) {
+		schema, err := os.ReadFile(filepath.Join(cfg.DataDir, keptSchemaFile))
+		if err != nil {
+			return nil, fmt.Errorf("bench: the kept schema's name: %w", err)
+		}
+		if jc.DBURL, err = withSearchPath(cfg.DBURL, strings.TrimSpace(string(schema))); err != nil {
+			return nil, err
+		}
+	}
 	st, closeStore, err := openJobsStore(ctx, jc)
 	if err != nil {
 		return nil, err
 	}
 	defer func() { err = errors.Join(err, closeStore()) }()
-	if cfg.KeepSchema && isPostgres(jc.DBURL) {
-		say(cfg.Progress, "the schema is kept: read it again with --reuse %s", searchPath(jc.DBURL))
+	if cfg.KeepSchema && !cfg.Reuse && isPostgres(jc.DBURL) {
+		// The server's signing key is in DataDir too: --reuse needs both.
+		if err := os.WriteFile(filepath.Join(cfg.DataDir, keptSchemaFile), []byte(searchPath(jc.DBURL)+"\n"), 0o600); err != nil {
+			return nil, err
+		}
 	}
 	var backends *pgBackends
 	if isPostgres(jc.DBURL) {

@@ -17,9 +17,6 @@ func isPostgres(dbURL string) bool {
 	return strings.HasPrefix(dbURL, "postgres://") || strings.HasPrefix(dbURL, "postgresql://")
 }
 
-// IsPostgres reports whether a database URL names PostgreSQL.
-func IsPostgres(dbURL string) bool { return isPostgres(dbURL) }
-
 // FreshSchema creates a schema with a random name in the PostgreSQL
 // database at base, so that a benchmark starts empty without touching
 // other data, and returns a URL whose connections use it and a function
@@ -56,9 +53,9 @@ func searchPath(u string) string {
 	return p.Query().Get("search_path")
 }
 
-// WithSearchPath is the PostgreSQL URL u on schema (a schema that a kept
+// withSearchPath is the PostgreSQL URL u on schema (a schema that a kept
 // benchmark left).
-func WithSearchPath(u, schema string) (string, error) {
+func withSearchPath(u, schema string) (string, error) {
 	p, err := url.Parse(u)
 	if err != nil {
 		return "", fmt.Errorf("PostgreSQL URL: %w", err)

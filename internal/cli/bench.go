@@ -571,12 +571,6 @@ of the database's processes that serve the server.`,
 					return err
 				}
 				cfg.DataDir, cfg.KeepSchema = keep, true
-			case reuse != "" && bench.IsPostgres(cfg.DBURL):
-				u, err := bench.WithSearchPath(cfg.DBURL, reuse)
-				if err != nil {
-					return err
-				}
-				cfg.DBURL, cfg.Reuse = u, true
 			case reuse != "":
 				cfg.DataDir, cfg.Reuse = reuse, true
 			}
@@ -605,7 +599,7 @@ of the database's processes that serve the server.`,
 	fl.BoolVar(&inProcess, "in-process", false, "run the server in this process (its CPU figures then include the readers)")
 	fl.StringVar(&keep, "keep", "", "keep the SQLite database in `DIR` (new or empty) and the PostgreSQL schema")
 	fl.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of the server during the reads to `FILE` (go tool pprof FILE)")
-	fl.StringVar(&reuse, "reuse", "", "read the database a --keep run of as many --rows left instead of seeding one: its `DIR` (SQLite) or the schema it named (PostgreSQL, with --db)")
+	fl.StringVar(&reuse, "reuse", "", "read the database that a --keep `DIR` run of as many --rows left (its folder; on PostgreSQL with the same --db) instead of seeding one")
 	return cmd
 }
 
