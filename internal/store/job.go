@@ -356,7 +356,15 @@ func (s *sqlStore) jobsByRow(ctx context.Context, ids []int64, states []ota.JobS
 // one state.
 func (s *sqlStore) jobPage(ctx context.Context, f JobFilter, after int64, limit int) ([]ota.Job, error) {
 	q, a := jobPageQuery(f, after, limit, s.jobCols(), s.dialect)
-	return queryCap(ctx, s.db, q, a, limit, s.jobListRow().scan)
+	// A task's page, with or without a state, planned anew cost
+	// PostgreSQL 0.27 ms at 1,000,000 jobs (nine indexes to weigh), twice
+	// its execution; its generic plan is the custom one
+	// (TestGenericPlansPostgres).
+	var db querier = s.db
+	if s.generic != nil && f.TaskID != 0 && f.DeviceID == 0 {
+		db = sqlDB{DB: s.generic}
+	}
+	return queryCap(ctx, db, q, a, limit, s.jobListRow().scan)
 }
 
 // jobPageQuery selects cols of up to limit jobs after id after, in id

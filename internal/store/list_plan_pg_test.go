@@ -105,6 +105,63 @@ func TestGenericPlansPostgres(t *testing.T) {
 				"using events_device on events", "using events_job on events")
 		}
 	}
+	// Events read through one (column, id) index, newest first.
+	for _, f := range []store.EventFilter{{}, {TaskID: 3}, {Kind: ota.KindJob}, {Kind: ota.KindJob, TaskID: 3}, {Actor: "admin"}} {
+		want := "using events_pkey on events"
+		switch {
+		case f.TaskID != 0:
+			want = "using events_task on events"
+		case f.Actor != "":
+			want = "using events_actor on events"
+		case f.Kind != "":
+			want = "using events_kind on events"
+		}
+		for _, before := range []int64{0, 20000} {
+			plan, err := store.ExplainGenericDeviceEvents(ctx, s, f, before, 101)
+			must(t, err)
+			if f == (store.EventFilter{}) {
+				// No equality to keep as a parameter: the scan, and the
+				// cursor's parameter.
+				if !strings.Contains(plan, "Index Scan Backward "+want) || before != 0 && !strings.Contains(plan, "(id < $") {
+					t.Errorf("events before %d: plan lacks %q or its cursor:\n%s", before, want, plan)
+				}
+				continue
+			}
+			checkGenericPlan(t, fmt.Sprintf("events %+v before %d", f, before), plan, "Limit", "Index Scan Backward "+want)
+		}
+	}
+	// Devices of a product, online or not, and their tags and versions.
+	online := true
+	must(t, store.ExecAt(ctx, u, `INSERT INTO device_versions (device_id, module, version, reported_at)
+		SELECT id, 'default', '1.0.0', now() FROM devices`))
+	must(t, store.ExecAt(ctx, u, `INSERT INTO device_tags (device_id, name, value)
+		SELECT id, 'site', 's' || (id % 7) FROM devices`))
+	must(t, store.ExecAt(ctx, u, `UPDATE devices SET online = id % 2 = 0`))
+	must(t, store.ExecAt(ctx, u, "VACUUM ANALYZE devices, device_tags, device_versions"))
+	var first int64
+	devs, _, err := s.ListDevices(ctx, store.DeviceFilter{Product: "p"}, store.Page{Limit: 1})
+	must(t, err)
+	first = devs[0].ID
+	for _, f := range []store.DeviceFilter{{Product: "p"}, {Product: "p", Online: &online}} {
+		want := "using devices_product on devices"
+		if f.Online != nil {
+			want = "using devices_product_online on devices"
+		}
+		page, details, err := store.ExplainGenericDevicePage(ctx, s, f, first+1000, 101,
+			[]int64{first + 1002, first + 1004, first + 1006})
+		must(t, err)
+		checkGenericPlan(t, fmt.Sprintf("devices %+v", f), page, "Limit", want)
+		// The details read a range of at most twice a page's ids, by
+		// index or by a bitmap of the index: either reads only that range.
+		for _, w := range []string{" on device_tags_pkey", " on device_versions_pkey", "= $"} {
+			if !strings.Contains(details, w) {
+				t.Errorf("details of devices %+v: plan lacks %q:\n%s", f, w, details)
+			}
+		}
+		if strings.Contains(details, "Seq Scan") {
+			t.Errorf("details of devices %+v: a table scanned:\n%s", f, details)
+		}
+	}
 	// Jobs: a task of 50,000, as TestJobPagePlansPostgres seeds them.
 	must(t, store.ExecAt(ctx, u, `INSERT INTO jobs (task_id, device_id, device, product, module, state, active, version, created_at, updated_at)
 		SELECT 9, i, 'd' || i, 'p', 'default',
@@ -119,6 +176,26 @@ func TestGenericPlansPostgres(t *testing.T) {
 			must(t, err)
 			checkGenericPlan(t, fmt.Sprintf("%v after %d", states, after), plan, "Nested Loop",
 				"Index Only Scan using jobs_task_state", "Index Scan using jobs_pkey on jobs j")
+		}
+	}
+	// A task's page in one state or any: one index range in id order,
+	// nothing sorted.
+	for _, c := range []struct {
+		states []ota.JobState
+		want   string
+	}{
+		{nil, "Index Scan using jobs_task on jobs j"},
+		{[]ota.JobState{ota.JobQueued}, "Index Scan using jobs_task_state on jobs j"},
+		{[]ota.JobState{ota.JobSucceeded}, "Index Scan using jobs_task_state on jobs j"},
+		{[]ota.JobState{ota.JobFailed}, "Index Only Scan using jobs_task_failed on jobs j"},
+	} {
+		for _, after := range []int64{0, 35000} {
+			plan, err := store.ExplainGenericOneStatePage(ctx, s, store.JobFilter{TaskID: 9, States: c.states}, after, 101)
+			must(t, err)
+			checkGenericPlan(t, fmt.Sprintf("%v after %d", c.states, after), plan, "Limit", c.want)
+			if strings.Contains(plan, "Sort") {
+				t.Errorf("%v after %d: a sort in the plan:\n%s", c.states, after, plan)
+			}
 		}
 	}
 }
