@@ -185,11 +185,12 @@ func (s *sqlStore) ListJobs(ctx context.Context, f JobFilter, page Page) ([]ota.
 	return jobs, next, nil
 }
 
-// mergedJobPage reads a page for several states in one statement: the
-// ids of one page per state, each a range of the (task_id, state, id)
-// index (where "state IN (...) ORDER BY id" would sort every matching
-// job), and the rows of the first ids of all of them, looked up by id in
-// id order (severalStatesQuery). One statement reads one snapshot, so a
+// mergedJobPage reads a page for several states in one statement: one
+// page per state, each a range of the (task_id, state, id) index (where
+// "state IN (...) ORDER BY id" would sort every matching job), and the
+// first of all of them in id order (severalStatesQuery: on SQLite their
+// ids, then their rows by id; on PostgreSQL their rows). One statement
+// reads one snapshot, so a
 // job that changes state meanwhile cannot leave the page short. On
 // SQLite, a list of states of failure only reads its rows from the
 // covering index jobs_task_failed instead (coveredJobPage): those jobs
