@@ -27,6 +27,9 @@ type JobsConfig struct {
 	// gets a fresh schema, dropped at the end unless KeepSchema.
 	DBURL      string
 	KeepSchema bool
+	// Reuse opens the database as DBURL (its search_path naming a kept
+	// schema) or DataDir names it: no fresh schema, nothing dropped.
+	Reuse bool
 	// DataDir holds the SQLite file; empty uses a temporary folder.
 	DataDir string
 	// BatchSize is the engine's batch size; 0 means its default.
@@ -114,7 +117,7 @@ func RunJobs(ctx context.Context, cfg JobsConfig) (rep *JobsReport, err error) {
 // openJobsStore opens the benchmark's database and returns how to close
 // and remove it.
 func openJobsStore(ctx context.Context, cfg *JobsConfig) (store.Store, func() error, error) {
-	opts := ServerOptions{DataDir: cfg.DataDir, DBURL: cfg.DBURL, KeepSchema: cfg.KeepSchema}
+	opts := ServerOptions{DataDir: cfg.DataDir, DBURL: cfg.DBURL, KeepSchema: cfg.KeepSchema || cfg.Reuse, reuse: cfg.Reuse}
 	var cleanups []func() error
 	cleanup := func() error {
 		var errs []error

@@ -11,8 +11,11 @@ import (
 	"maps"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -20,6 +23,7 @@ import (
 
 	"github.com/otter-ota/otter/client"
 	"github.com/otter-ota/otter/internal/api"
+	"github.com/otter-ota/otter/internal/credential"
 	"github.com/otter-ota/otter/internal/ota"
 	"github.com/otter-ota/otter/internal/store"
 )
@@ -32,6 +36,10 @@ type ListsConfig struct {
 	DBURL      string
 	KeepSchema bool
 	DataDir    string
+	// Reuse reads the database that a run with KeepSchema left in
+	// DataDir (of as many rows; on PostgreSQL, the schema that DataDir's
+	// file keptSchemaFile names) instead of seeding one.
+	Reuse bool
 	// Executable, when set, runs the server in a process of its own as
 	// `Executable bench server ...`, so that its CPU time is its own;
 	// empty runs it in this process, whose CPU time then includes the
@@ -136,6 +144,10 @@ func (c listCase) urls(base string) []string {
 	return out
 }
 
+// keptSchemaFile, in a kept data folder, names the PostgreSQL schema that
+// the run kept.
+const keptSchemaFile = "schema"
+
 // listPageSize is the page size the readers ask for.
 const listPageSize = 100
 
@@ -146,12 +158,27 @@ func RunLists(ctx context.Context, cfg ListsConfig) (rep *ListsReport, err error
 		return nil, errors.New("bench: lists needs at least one row, and readers and requests not below zero")
 	}
 	cfg.Readers, cfg.Requests = cmp.Or(cfg.Readers, 8), cmp.Or(cfg.Requests, 50)
-	jc := &JobsConfig{DBURL: cfg.DBURL, KeepSchema: cfg.KeepSchema, DataDir: cfg.DataDir}
+	jc := &JobsConfig{DBURL: cfg.DBURL, KeepSchema: cfg.KeepSchema, DataDir: cfg.DataDir, Reuse: cfg.Reuse}
+	if cfg.Reuse && isPostgres(cfg.DBURL) {
+		schema, err := os.ReadFile(filepath.Join(cfg.DataDir, keptSchemaFile))
+		if err != nil {
+			return nil, fmt.Errorf("bench: the kept schema's name: %w", err)
+		}
+		if jc.DBURL, err = withSearchPath(cfg.DBURL, strings.TrimSpace(string(schema))); err != nil {
+			return nil, err
+		}
+	}
 	st, closeStore, err := openJobsStore(ctx, jc)
 	if err != nil {
 		return nil, err
 	}
 	defer func() { err = errors.Join(err, closeStore()) }()
+	if cfg.KeepSchema && !cfg.Reuse && isPostgres(jc.DBURL) {
+		// The server's signing key is in DataDir too: --reuse needs both.
+		if err := os.WriteFile(filepath.Join(cfg.DataDir, keptSchemaFile), []byte(searchPath(jc.DBURL)+"\n"), 0o600); err != nil {
+			return nil, err
+		}
+	}
 	var backends *pgBackends
 	if isPostgres(jc.DBURL) {
 		if backends, err = newPGBackends(jc.DBURL); err != nil {
@@ -165,7 +192,13 @@ func RunLists(ctx context.Context, cfg ListsConfig) (rep *ListsReport, err error
 			return nil, err
 		}
 	}
-	seed, err := seedLists(ctx, st, cfg)
+	seedOrRecover := seedLists
+	if cfg.Reuse {
+		seedOrRecover = func(ctx context.Context, st store.Store, cfg ListsConfig) (listsSeed, error) {
+			return recoverSeed(ctx, st, cfg.Rows)
+		}
+	}
+	seed, err := seedOrRecover(ctx, st, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -198,6 +231,15 @@ func startListsServer(ctx context.Context, st store.Store, seed listsSeed, cfg L
 	token, err := newToken()
 	if err != nil {
 		return nil, err
+	}
+	if cfg.Reuse {
+		// The kept database has the first run's admin token, whose secret
+		// is gone: the server ignores the new one it is given, so the
+		// store gets it.
+		t := ota.Token{Name: "bench-" + token[len(token)-8:], Role: ota.RoleAdmin}
+		if err := st.CreateToken(ota.WithActor(ctx, "bench"), &t, credential.Hash(token)); err != nil {
+			return nil, fmt.Errorf("create the readers' token: %w", err)
+		}
 	}
 	start := startInProcess
 	if cfg.Executable != "" {
@@ -548,17 +590,47 @@ func seedLists(ctx context.Context, st store.Store, cfg ListsConfig) (listsSeed,
 	if err := seedEvents(ctx, st, task, jobs, cfg.Progress); err != nil {
 		return seed, err
 	}
-	seed.firstDevice, seed.lastDevice = devs[0].ID, devs[0].ID+int64(cfg.Rows)-1
+	return seedBounds(ctx, st, seed, devs[0].ID, cfg.Rows)
+}
+
+// recoverSeed finds what seedLists made of rows in a kept database, for
+// --reuse: the newest task, still paused (a run --while-starting resumed
+// it and started its jobs: such a database is not reused).
+func recoverSeed(ctx context.Context, st store.Store, rows int) (listsSeed, error) {
+	var seed listsSeed
+	devs, _, err := st.ListDevices(ctx, store.DeviceFilter{Product: benchProduct}, store.Page{Limit: 1})
+	if err != nil || len(devs) == 0 {
+		return seed, errors.Join(err, errors.New("bench: no device to reuse"))
+	}
+	tasks, _, err := st.ListTasks(ctx, store.TaskFilter{}, store.Page{Limit: 1})
+	if err != nil || len(tasks) == 0 {
+		return seed, errors.Join(err, errors.New("bench: no task to reuse"))
+	}
+	if seed.task = tasks[0]; seed.task.State != ota.TaskPaused || seed.task.Total != int64(rows) {
+		return seed, fmt.Errorf("bench: the kept task is %s with %d jobs: reuse needs the paused task of --rows %d", seed.task.State, seed.task.Total, rows)
+	}
+	for i := range rows {
+		if i%2 == 0 && seededState(i) == ota.JobQueued {
+			seed.startable++
+		}
+	}
+	return seedBounds(ctx, st, seed, devs[0].ID, rows)
+}
+
+// seedBounds sets the first and last ids of the seeded rows.
+func seedBounds(ctx context.Context, st store.Store, seed listsSeed, firstDevice int64, rows int) (listsSeed, error) {
+	task := seed.task
+	seed.firstDevice, seed.lastDevice = firstDevice, firstDevice+int64(rows)-1
 	first, _, err := st.ListJobs(ctx, store.JobFilter{TaskID: task.ID}, store.Page{Limit: 1})
 	if err != nil || len(first) == 0 {
 		return seed, errors.Join(err, errors.New("bench: no job"))
 	}
-	seed.firstJob, seed.lastJob = first[0].ID, first[0].ID+int64(cfg.Rows)-1
+	seed.firstJob, seed.lastJob = first[0].ID, first[0].ID+int64(rows)-1
 	newest, _, err := st.ListEvents(ctx, store.EventFilter{}, store.Page{Limit: 1})
 	if err != nil || len(newest) == 0 {
 		return seed, errors.Join(err, errors.New("bench: no event"))
 	}
-	seed.firstEvent, seed.lastEvent = newest[0].ID-int64(cfg.Rows)+1, newest[0].ID
+	seed.firstEvent, seed.lastEvent = newest[0].ID-int64(rows)+1, newest[0].ID
 	return seed, nil
 }
 

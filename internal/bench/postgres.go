@@ -43,6 +43,29 @@ func FreshSchema(ctx context.Context, base string) (string, func(context.Context
 	return u.String(), drop, nil
 }
 
+// searchPath is the search_path of a PostgreSQL URL: the schema
+// FreshSchema made.
+func searchPath(u string) string {
+	p, err := url.Parse(u)
+	if err != nil {
+		return ""
+	}
+	return p.Query().Get("search_path")
+}
+
+// withSearchPath is the PostgreSQL URL u on schema (a schema that a kept
+// benchmark left).
+func withSearchPath(u, schema string) (string, error) {
+	p, err := url.Parse(u)
+	if err != nil {
+		return "", fmt.Errorf("PostgreSQL URL: %w", err)
+	}
+	q := p.Query()
+	q.Set("search_path", schema)
+	p.RawQuery = q.Encode()
+	return p.String(), nil
+}
+
 func execPostgres(ctx context.Context, cfg *pgx.ConnConfig, stmt string) error {
 	db := stdlib.OpenDB(*cfg)
 	defer db.Close()

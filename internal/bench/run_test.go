@@ -6,9 +6,13 @@ import (
 	"encoding/json"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/otter-ota/otter/internal/bench"
 	"github.com/otter-ota/otter/internal/cli"
@@ -174,6 +178,59 @@ func TestListsInProcess(t *testing.T) {
 				t.Errorf("report %+v: want an in-process server and no engine run", rep)
 			}
 		})
+	}
+}
+
+// TestListsReuse reads the lists twice from one seeding: a run that keeps
+// its database, then a run that reuses it (--keep, then --reuse).
+func TestListsReuse(t *testing.T) {
+	for _, b := range storetest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			db, dir := "", t.TempDir()
+			if b.Name == "postgres" {
+				db = os.Getenv(storetest.PostgresEnv)
+				t.Cleanup(func() { dropKeptSchema(t, db, dir) })
+			}
+			cfg := bench.ListsConfig{Rows: 2000, DBURL: db, DataDir: dir, KeepSchema: true, Readers: 2, Requests: 2}
+			rep, err := bench.RunLists(testContext(t), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkLists(t, rep, 2*2)
+			cfg.KeepSchema, cfg.Reuse = false, true
+			if rep, err = bench.RunLists(testContext(t), cfg); err != nil {
+				t.Fatal(err)
+			}
+			checkLists(t, rep, 2*2)
+			if rep.Rows != 2000 {
+				t.Errorf("reused %d rows, want 2000", rep.Rows)
+			}
+			// A reused database of another size is refused.
+			cfg.Rows = 1000
+			if _, err := bench.RunLists(testContext(t), cfg); err == nil {
+				t.Error("reusing 2,000 rows as 1,000: no error")
+			}
+		})
+	}
+}
+
+// dropKeptSchema drops the PostgreSQL schema that a kept run in dir named.
+func dropKeptSchema(t *testing.T, db, dir string) {
+	name, err := os.ReadFile(filepath.Join(dir, "schema"))
+	if err != nil {
+		t.Log(err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c, err := pgx.Connect(ctx, db)
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	defer c.Close(ctx)
+	if _, err := c.Exec(ctx, "DROP SCHEMA "+pgx.Identifier{strings.TrimSpace(string(name))}.Sanitize()+" CASCADE"); err != nil {
+		t.Error(err)
 	}
 }
 

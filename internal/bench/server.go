@@ -39,6 +39,9 @@ type ServerOptions struct {
 	// database gets a new schema, dropped at Close unless KeepSchema.
 	DBURL      string
 	KeepSchema bool
+	// reuse takes DBURL as it is: its search_path names a schema that a
+	// kept run left (otter bench lists --reuse).
+	reuse bool
 	// MQTTAddr is the broker's listen address; empty means 127.0.0.1:0.
 	MQTTAddr string
 	// CPUProfile, when set, is where the server writes a CPU profile of
@@ -269,7 +272,7 @@ func (o *ServerOptions) prepare(ctx context.Context, cleanups *[]func() error) e
 		o.DataDir = dir
 		*cleanups = append(*cleanups, func() error { return os.RemoveAll(dir) })
 	}
-	if !isPostgres(o.DBURL) {
+	if !isPostgres(o.DBURL) || o.reuse {
 		return nil
 	}
 	u, drop, err := FreshSchema(ctx, o.DBURL)

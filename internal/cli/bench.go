@@ -530,9 +530,9 @@ func (a *app) benchDevicesCommand() *cobra.Command {
 
 func (a *app) benchListsCommand() *cobra.Command {
 	var (
-		cfg       bench.ListsConfig
-		inProcess bool
-		keep      string
+		cfg         bench.ListsConfig
+		inProcess   bool
+		keep, reuse string
 	)
 	cmd := &cobra.Command{
 		Use:   "lists --rows N",
@@ -563,11 +563,16 @@ of the database's processes that serve the server.`,
 			if cfg.Readers <= 0 || cfg.Requests <= 0 {
 				return usageErrorf("--readers and --requests must be at least 1")
 			}
-			if keep != "" {
+			switch {
+			case keep != "" && reuse != "":
+				return usageErrorf("--keep and --reuse do not go together (a reused database is kept)")
+			case keep != "":
 				if err := checkEmptyDir(keep); err != nil {
 					return err
 				}
 				cfg.DataDir, cfg.KeepSchema = keep, true
+			case reuse != "":
+				cfg.DataDir, cfg.Reuse = reuse, true
 			}
 			if !inProcess {
 				exe, err := os.Executable()
@@ -594,6 +599,7 @@ of the database's processes that serve the server.`,
 	fl.BoolVar(&inProcess, "in-process", false, "run the server in this process (its CPU figures then include the readers)")
 	fl.StringVar(&keep, "keep", "", "keep the SQLite database in `DIR` (new or empty) and the PostgreSQL schema")
 	fl.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of the server during the reads to `FILE` (go tool pprof FILE)")
+	fl.StringVar(&reuse, "reuse", "", "read the database that a --keep `DIR` run of as many --rows left (its folder; on PostgreSQL with the same --db) instead of seeding one")
 	return cmd
 }
 

@@ -80,6 +80,29 @@ func ExplainGenericJobPage(ctx context.Context, st Store, f JobFilter, after int
 	return explainGeneric(ctx, s, q, a)
 }
 
+// ExplainGenericOneStatePage is ExplainGenericJobPage for a page of jobs
+// in at most one state (jobPageQuery).
+func ExplainGenericOneStatePage(ctx context.Context, st Store, f JobFilter, after int64, limit int) (string, error) {
+	s := st.(*sqlStore)
+	q, a := jobPageQuery(f, after, limit, s.jobCols(), s.dialect)
+	return explainGeneric(ctx, s, q, a)
+}
+
+// ExplainGenericDevicePage is ExplainGenericDeviceEvents for a page of
+// devices (deviceQuery) and for the tags and versions of the devices ids
+// (detailsQuery).
+func ExplainGenericDevicePage(ctx context.Context, st Store, f DeviceFilter, after int64, limit int, ids []int64) (page, details string, err error) {
+	s := st.(*sqlStore)
+	q, a := deviceQuery(f, after, limit, s.dialect)
+	if page, err = explainGeneric(ctx, s, q, a); err != nil {
+		return "", "", err
+	}
+	var da args
+	q = detailsQuery(&da, detailColumns, ids)
+	details, err = explainGeneric(ctx, s, q, da)
+	return page, details, err
+}
+
 func explainGeneric(ctx context.Context, s *sqlStore, q string, a args) (string, error) {
 	c, err := s.generic.Conn(ctx)
 	if err != nil {

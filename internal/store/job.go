@@ -185,11 +185,12 @@ func (s *sqlStore) ListJobs(ctx context.Context, f JobFilter, page Page) ([]ota.
 	return jobs, next, nil
 }
 
-// mergedJobPage reads a page for several states in one statement: the
-// ids of one page per state, each a range of the (task_id, state, id)
-// index (where "state IN (...) ORDER BY id" would sort every matching
-// job), and the rows of the first ids of all of them, looked up by id in
-// id order (severalStatesQuery). One statement reads one snapshot, so a
+// mergedJobPage reads a page for several states in one statement: one
+// page per state, each a range of the (task_id, state, id) index (where
+// "state IN (...) ORDER BY id" would sort every matching job), and the
+// first of all of them in id order (severalStatesQuery: on SQLite their
+// ids, then their rows by id; on PostgreSQL their rows). One statement
+// reads one snapshot, so a
 // job that changes state meanwhile cannot leave the page short. On
 // SQLite, a list of states of failure only reads its rows from the
 // covering index jobs_task_failed instead (coveredJobPage): those jobs
@@ -218,29 +219,80 @@ func (s *sqlStore) mergedJobPage(ctx context.Context, f JobFilter, after int64, 
 }
 
 // severalStatesQuery selects cols of up to limit jobs after id after in
-// any of states, in id order: the ids of up to limit jobs of each state
-// (jobPageQuery's index range), then the rows of the first limit of those
-// ids by primary key. SQLite walks the list of ids in order, so neither
-// the ids nor the rows are sorted, and it stops after limit rows.
+// any of states, in id order.
 //
-// PostgreSQL would look up every id of every state (up to limit times
-// the number of states rows) and sort the rows; it is given the first
-// limit ids, sorted (integers only), and looks up their rows in that
-// order, so that it reads limit rows and sorts none.
+// SQLite reads the ids of up to limit jobs of each state (jobPageQuery's
+// index range), then the rows of the first limit of those ids by primary
+// key; it walks the list of ids in order, so neither the ids nor the rows
+// are sorted, and it stops after limit rows.
+//
+// PostgreSQL reads up to limit rows of each state from its own index
+// range (statesBranch), whole rows, and keeps the first limit of them:
+// a top-N sort of at most limit times the number of states rows, and no
+// row looked up by its id. At 1,000,000 jobs a page of succeeded and
+// failed jobs read 24 buffers in 0.35 ms this way, where the ids merged
+// first and their rows looked up by primary key read 426 in 0.78-1.0 ms
+// (EXPLAIN ANALYZE, generic plans).
 func severalStatesQuery(f JobFilter, states []ota.JobState, after int64, limit int, cols string, d dialect) (string, args) {
 	var a args
+	if d == postgresDialect {
+		// Each parameter once, each branch naming it.
+		p := statesParams{after: a.add(after), limit: a.add(limit)}
+		if f.TaskID != 0 {
+			p.task = a.add(f.TaskID)
+		}
+		if f.DeviceID != 0 {
+			p.device = a.add(f.DeviceID)
+		}
+		parts := make([]string, len(states))
+		for i, st := range states {
+			parts[i] = statesBranch(&a, p, st, cols)
+		}
+		return "SELECT * FROM (" + strings.Join(parts, " UNION ALL ") + ") AS u ORDER BY id LIMIT " + p.limit, a
+	}
 	parts := make([]string, len(states))
 	for i, st := range states {
 		one := f
 		one.States = []ota.JobState{st}
 		parts[i] = "SELECT id FROM (" + jobPageSQL(&a, one, after, limit, "j.id AS id", d) + ") AS s" + strconv.Itoa(i)
 	}
-	if d == postgresDialect {
-		return "SELECT " + cols + " FROM (SELECT id FROM (" + strings.Join(parts, " UNION ALL ") + ") AS u ORDER BY id LIMIT " +
-			a.add(limit) + ") AS p JOIN jobs j ON j.id = p.id ORDER BY p.id", a
-	}
 	return "SELECT " + cols + " FROM jobs j WHERE j.id IN (" + strings.Join(parts, " UNION ALL ") +
 		") ORDER BY j.id LIMIT " + a.add(limit), a
+}
+
+// statesParams are the placeholders of severalStatesQuery's parameters on
+// PostgreSQL ("" for a filter not given).
+type statesParams struct{ after, limit, task, device string }
+
+// statesBranch is the part of severalStatesQuery that reads up to a page
+// of the jobs in state st on PostgreSQL, as jobPageSQL would. A task's
+// branch orders by (state, id) with the state a range (indexedEq), which
+// only the index (task_id, state, id) yields without a sort: with the
+// state an equality and "ORDER BY id", the planner may prefer the
+// primary key in id order with the task and the state as a filter
+// (seen at 50,000 jobs), which for a sparse state reads on to the end of
+// the table.
+func statesBranch(a *args, p statesParams, st ota.JobState, cols string) string {
+	where := []string{"j.id > " + p.after}
+	order := "j.id"
+	switch {
+	case p.task != "":
+		where = append(where, "j.task_id = "+p.task)
+		var cond string
+		cond, order = indexedEq(postgresDialect, "j.state", stateValue(a, st), "j.id")
+		where = append(where, cond)
+		if coveredState(st) {
+			// Implies the partial index jobs_task_failed, which covers
+			// the rows: no row lookups.
+			where = append(where, "j.state IN "+failedStates)
+		}
+	default:
+		where = append(where, "j.state = "+stateValue(a, st))
+	}
+	if p.device != "" {
+		where = append(where, "j.device_id = "+p.device)
+	}
+	return "(SELECT " + cols + " FROM jobs j WHERE " + strings.Join(where, " AND ") + " ORDER BY " + order + " LIMIT " + p.limit + ")"
 }
 
 // coveredJobPage reads a page for several states of failure (SQLite): the
@@ -356,7 +408,15 @@ func (s *sqlStore) jobsByRow(ctx context.Context, ids []int64, states []ota.JobS
 // one state.
 func (s *sqlStore) jobPage(ctx context.Context, f JobFilter, after int64, limit int) ([]ota.Job, error) {
 	q, a := jobPageQuery(f, after, limit, s.jobCols(), s.dialect)
-	return queryCap(ctx, s.db, q, a, limit, s.jobListRow().scan)
+	// A task's page, with or without a state, planned anew cost
+	// PostgreSQL 0.27 ms at 1,000,000 jobs (nine indexes to weigh), twice
+	// its execution; its generic plan is the custom one
+	// (TestGenericPlansPostgres).
+	var db querier = s.db
+	if s.generic != nil && f.TaskID != 0 && f.DeviceID == 0 {
+		db = sqlDB{DB: s.generic}
+	}
+	return queryCap(ctx, db, q, a, limit, s.jobListRow().scan)
 }
 
 // jobPageQuery selects cols of up to limit jobs after id after, in id
