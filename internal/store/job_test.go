@@ -473,8 +473,8 @@ func moveAll(t *testing.T, s store.Store, jobs []ota.Job, move func(*ota.Job)) {
 }
 
 // The jobs by device (job_devices, active_jobs: migration 14) follow a
-// task's creation, the cancel of its queued jobs (the triggers on the
-// active flag, for a statement over many jobs) and a new task over the
+// task's creation, the cancel of its queued jobs (active_jobs kept by the
+// store, a statement over many jobs) and a new task over the
 // same devices: what a device's readers answer is what its jobs are.
 func TestJobsByDeviceFollowCancelAndNewTask(t *testing.T) {
 	run(t, func(t *testing.T, s store.Store) {
