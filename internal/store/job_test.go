@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -529,6 +530,57 @@ func TestJobsByDeviceFollowCancelAndNewTask(t *testing.T) {
 		must(t, err)
 		if len(page) != 2 || page[0].DeviceID != devices[0] || page[1].DeviceID != devices[0] {
 			t.Errorf("device %d's jobs: %+v, want its 2", devices[0], page)
+		}
+	})
+}
+
+// active_jobs follows Apply's changes of activity, several at once: the
+// jobs a batch ends leave a device's active jobs, a retry in a later batch
+// brings its job back, and a job whose state stays active is untouched.
+func TestActiveJobsFollowApply(t *testing.T) {
+	run(t, func(t *testing.T, s store.Store) {
+		ctx := as("engine")
+		_, jobs := rollout(t, s, 3)
+		devices := make([]int64, len(jobs))
+		for i, j := range jobs {
+			devices[i] = j.DeviceID
+		}
+		activeIDs := func() []int64 {
+			t.Helper()
+			active, err := s.ActiveJobs(ctx, devices)
+			must(t, err)
+			var ids []int64
+			for _, j := range active {
+				ids = append(ids, j.ID)
+			}
+			slices.Sort(ids)
+			return ids
+		}
+		var c ota.ChangeSet
+		ended := make([]ota.Job, 2)
+		for i, j := range jobs[:2] {
+			ended[i] = j
+			ended[i].State, ended[i].Code = ota.JobFailed, "install_failed"
+			c.Jobs = append(c.Jobs, ota.JobUpdate{Old: j, New: ended[i]})
+		}
+		offered := jobs[2]
+		offered.State = ota.JobOffered
+		c.Jobs = append(c.Jobs, ota.JobUpdate{Old: jobs[2], New: offered})
+		_, err := s.Apply(ctx, c)
+		must(t, err)
+		if got := activeIDs(); !slices.Equal(got, []int64{jobs[2].ID}) {
+			t.Fatalf("active jobs %v after two ended, want [%d]", got, jobs[2].ID)
+		}
+		stored, err := s.JobsByID(ctx, []int64{jobs[0].ID})
+		must(t, err)
+		retried := stored[0]
+		retried.State, retried.Code = ota.JobQueued, ""
+		_, err = s.Apply(ctx, ota.ChangeSet{Jobs: []ota.JobUpdate{{Old: stored[0], New: retried}}})
+		must(t, err)
+		want := []int64{jobs[0].ID, jobs[2].ID}
+		slices.Sort(want)
+		if got := activeIDs(); !slices.Equal(got, want) {
+			t.Fatalf("active jobs %v after a retry, want %v", got, want)
 		}
 	})
 }
