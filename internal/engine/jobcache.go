@@ -12,8 +12,9 @@ import (
 // e.seen), so that a device's next message in an upgrade, a fraction of a
 // second later, does not read them again. The engine is the only writer of
 // jobs and every job change goes through commit, which keeps the cache as
-// the store; the two writes that touch jobs by the thousand without naming
-// them (a task's creation, cancelling its queued jobs) empty it.
+// the store; a task's creation adds its new jobs (the store fills them as
+// stored), and the write that touches jobs by the thousand without naming
+// them (cancelling a task's queued jobs) empties it.
 
 // cachedActive splits devices into those whose active jobs the loop
 // holds, returned as stored, and those it must read.
@@ -77,6 +78,18 @@ func (e *Engine) noteJobs(c ota.ChangeSet, conflicts []int64) {
 	}
 	for _, id := range c.DeleteDevices {
 		delete(e.devJobs, id)
+	}
+}
+
+// addJobs adds a new task's jobs, as the store filled them, to the devices
+// the cache holds (the others are read when heard from). Before, a task's
+// creation emptied the cache, and every device of a running fleet read its
+// active jobs again at its next message.
+func (e *Engine) addJobs(jobs []ota.Job) {
+	for _, j := range jobs {
+		if js, ok := e.devJobs[j.DeviceID]; ok {
+			e.devJobs[j.DeviceID] = append(slices.Clip(js), j)
+		}
 	}
 }
 

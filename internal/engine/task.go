@@ -108,10 +108,11 @@ func (e *Engine) createTask(ctx context.Context, spec ota.TaskSpec) (ota.Task, e
 		counts.Add(int(jobs[i].Phase), jobs[i].State, 1)
 	}
 	err = e.st.CreateTask(ctx, &t, jobs)
-	e.forgetJobs() // written or not: an error may come after the commit
 	if err != nil {
+		e.forgetJobs() // written or not: an error may come after the commit
 		return ota.Task{}, err
 	}
+	e.addJobs(jobs)
 	ts, err := e.cache(ota.ActiveTask{Task: t}, fw, counts)
 	if err != nil {
 		return t, fmt.Errorf("engine: take task %d: %w", t.ID, err)

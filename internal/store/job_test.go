@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"fmt"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -581,6 +582,43 @@ func TestActiveJobsFollowApply(t *testing.T) {
 		slices.Sort(want)
 		if got := activeIDs(); !slices.Equal(got, want) {
 			t.Fatalf("active jobs %v after a retry, want %v", got, want)
+		}
+	})
+}
+
+// CreateTask fills each job as stored, so that the engine may cache them:
+// what it returns is what the store reads back (ids, task, state, attempt,
+// times to the microsecond, revision), an awaiting job included.
+func TestCreateTaskFillsJobsAsStored(t *testing.T) {
+	run(t, func(t *testing.T, s store.Store) {
+		ctx := as("op")
+		first, jobs := rollout(t, s, 3)
+		_, err := s.CancelQueued(ctx, ota.CancelRequest{TaskID: first.ID, Code: ota.CodeTaskCancelled, Actor: "op", At: time.Now()})
+		must(t, err)
+		second := ota.Task{Product: "demo", Module: "default", FirmwareID: first.FirmwareID, Version: "1.1.0", Mode: ota.ModePush,
+			State: ota.TaskRunning, Total: 3}
+		again := make([]ota.Job, len(jobs))
+		devices := make([]int64, len(jobs))
+		for i, j := range jobs {
+			devices[i] = j.DeviceID
+			again[i] = ota.Job{DeviceID: j.DeviceID, Device: j.Device, Product: "demo", Module: "default",
+				State: ota.JobQueued, Phase: ota.PhaseIndex(i % 2), FromVersion: "1.0.0", Version: "1.1.0"}
+		}
+		again[2].State = ota.JobAwaitingVersion
+		must(t, s.CreateTask(ctx, &second, again))
+		stored, err := s.ActiveJobs(ctx, devices)
+		must(t, err)
+		byID := map[int64]ota.Job{}
+		for _, j := range stored {
+			byID[j.ID] = j
+		}
+		if len(byID) != len(again) {
+			t.Fatalf("%d jobs read back, want %d", len(byID), len(again))
+		}
+		for _, j := range again {
+			if got, ok := byID[j.ID]; !ok || !reflect.DeepEqual(got, j) {
+				t.Errorf("job filled by CreateTask\n%+v\nread back\n%+v", j, got)
+			}
 		}
 	})
 }
