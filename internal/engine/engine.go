@@ -200,9 +200,6 @@ type Engine struct {
 	seen map[int64]seenMark
 	// devJobs holds the active jobs of devices in seen (jobcache.go).
 	devJobs map[int64][]ota.Job
-	// devJobsAwait names, for devices of devJobs a new task gave a job,
-	// that task: their entries are used again once its job is written.
-	devJobsAwait map[int64]int64
 	// devJobsKeep is when the entries a task's creation held may be
 	// pruned, at the latest devJobsKeepMax (holdJobs, keepJobs).
 	devJobsKeep, devJobsKeepMax time.Time
@@ -248,23 +245,22 @@ func New(cfg Config) (*Engine, error) {
 	}
 	rb, _ := cfg.Store.(interface{ ReadsBesideWrites() bool })
 	return &Engine{
-		readsBeside:  rb != nil && rb.ReadsBesideWrites(),
-		cfg:          cfg,
-		st:           cfg.Store,
-		down:         cfg.Downlink,
-		urls:         cfg.URLs,
-		log:          cfg.Logger,
-		now:          cfg.Now,
-		metrics:      m,
-		ops:          make(chan op, 4*cfg.BatchSize),
-		wake:         make(chan struct{}, 1),
-		ready:        make(chan struct{}),
-		stopped:      make(chan struct{}),
-		tasks:        make(map[int64]*taskState),
-		firmware:     make(map[int64]ota.Firmware),
-		seen:         make(map[int64]seenMark),
-		devJobs:      make(map[int64][]ota.Job),
-		devJobsAwait: make(map[int64]int64),
+		readsBeside: rb != nil && rb.ReadsBesideWrites(),
+		cfg:         cfg,
+		st:          cfg.Store,
+		down:        cfg.Downlink,
+		urls:        cfg.URLs,
+		log:         cfg.Logger,
+		now:         cfg.Now,
+		metrics:     m,
+		ops:         make(chan op, 4*cfg.BatchSize),
+		wake:        make(chan struct{}, 1),
+		ready:       make(chan struct{}),
+		stopped:     make(chan struct{}),
+		tasks:       make(map[int64]*taskState),
+		firmware:    make(map[int64]ota.Firmware),
+		seen:        make(map[int64]seenMark),
+		devJobs:     make(map[int64][]ota.Job),
 	}, nil
 }
 

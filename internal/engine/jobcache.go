@@ -12,12 +12,9 @@ import (
 // e.seen), so that a device's next message in an upgrade, a fraction of a
 // second later, does not read them again. The engine is the only writer of
 // jobs and every job change goes through commit, which keeps the cache as
-// the store; the two writes that touch jobs by the thousand without naming
-// them (cancelling a task's queued jobs) empty it. A task's creation
-// writes its jobs without their ids coming back (a bulk insert), so a
-// device it gives a job keeps its entry but waits for that job
-// (devJobsAwait): the entry is used again once the job passes through
-// commit, as the job's start does, with its id and revision as stored.
+// the store; a task's creation adds its new jobs (the store fills them as
+// stored), and the write that touches jobs by the thousand without naming
+// them (cancelling a task's queued jobs) empties it.
 
 // activeJobs hands add the active jobs of devices (sorted, unique), from
 // the cache where it can, and caches what it read. The cached lists go to
@@ -25,7 +22,7 @@ import (
 func (e *Engine) activeJobs(ctx context.Context, devices []int64, add func([]ota.Job)) error {
 	var missing []int64
 	for _, id := range devices {
-		if js, ok := e.devJobs[id]; ok && e.devJobsAwait[id] == 0 {
+		if js, ok := e.devJobs[id]; ok {
 			add(js)
 		} else {
 			missing = append(missing, id)
@@ -44,7 +41,6 @@ func (e *Engine) activeJobs(ctx context.Context, devices []int64, add func([]ota
 	}
 	for _, id := range missing {
 		e.devJobs[id] = byDevice[id] // nil: known to have none
-		delete(e.devJobsAwait, id)
 	}
 	add(read)
 	return nil
@@ -67,10 +63,7 @@ func (e *Engine) noteJobs(c ota.ChangeSet, conflicts []int64) {
 			e.dropJobs(id)
 			continue
 		}
-		if t := e.devJobsAwait[id]; t != 0 && t == u.New.TaskID {
-			delete(e.devJobsAwait, id) // the job was not in js: it is added below
-			e.keepJobs()
-		}
+		e.keepJobs()
 		// In place: the cache's lists are its own (activeJobs' add copies
 		// what it keeps).
 		js = slices.DeleteFunc(js, func(j ota.Job) bool { return j.ID == u.New.ID })
@@ -112,7 +105,6 @@ func (e *Engine) holdJobs(cands []ota.Candidate, active []ota.Job) {
 	}
 	for id, js := range hold {
 		e.devJobs[id] = js
-		delete(e.devJobsAwait, id)
 	}
 	now := e.now()
 	e.devJobsKeep, e.devJobsKeepMax = now.Add(e.cfg.SeenEvery), now.Add(keepHeldFor*e.cfg.SeenEvery)
@@ -135,36 +127,24 @@ func (e *Engine) keepJobs() {
 	}
 }
 
-// awaitJobs keeps the entries of the devices a new task gave jobs as they
-// were, waiting for each device's job of task (see noteJobs): the jobs
-// were written by the task's creation, outside commit, without ids. A
-// device given a job by two tasks before either passed through commit is
-// forgotten and read again.
-func (e *Engine) awaitJobs(task int64, jobs []ota.Job) {
+// addJobs adds a new task's active jobs, as the store filled them (ids,
+// revisions), to the devices the cache holds; the others are read when
+// heard from. Before the store returned them, a task's creation emptied
+// the cache, and every device of a running fleet read its active jobs
+// again at its next message.
+func (e *Engine) addJobs(jobs []ota.Job) {
 	for _, j := range jobs {
-		id := j.DeviceID
-		if _, ok := e.devJobs[id]; !ok || j.State.Terminal() {
-			continue // an ended job is not active: the entry stays true
+		if js, ok := e.devJobs[j.DeviceID]; ok && !j.State.Terminal() {
+			e.devJobs[j.DeviceID] = append(slices.Clip(js), j)
 		}
-		if e.devJobsAwait[id] != 0 {
-			e.dropJobs(id)
-			continue
-		}
-		e.devJobsAwait[id] = task
 	}
 }
 
 // dropJobs forgets one device's cached jobs.
-func (e *Engine) dropJobs(id int64) {
-	delete(e.devJobs, id)
-	delete(e.devJobsAwait, id)
-}
+func (e *Engine) dropJobs(id int64) { delete(e.devJobs, id) }
 
 // forgetJobs empties the cache after a write of jobs outside commit.
-func (e *Engine) forgetJobs() {
-	clear(e.devJobs)
-	clear(e.devJobsAwait)
-}
+func (e *Engine) forgetJobs() { clear(e.devJobs) }
 
 // pruneJobs drops the cached jobs of devices no longer in e.seen, once
 // the entries a task's creation held may go (devJobsKeep).

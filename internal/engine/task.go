@@ -112,7 +112,7 @@ func (e *Engine) createTask(ctx context.Context, spec ota.TaskSpec) (ota.Task, e
 		e.forgetJobs() // written or not: an error may come after the commit
 		return ota.Task{}, err
 	}
-	e.awaitJobs(t.ID, jobs)
+	e.addJobs(jobs)
 	ts, err := e.cache(ota.ActiveTask{Task: t}, fw, counts)
 	if err != nil {
 		return t, fmt.Errorf("engine: take task %d: %w", t.ID, err)

@@ -358,3 +358,62 @@ func BenchmarkEndJobs(b *testing.B) {
 		b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N*chunk), "cpu-ns/job")
 	})
 }
+
+// BenchmarkCancelQueued cancels a task's queued jobs in one call, as
+// cancelling a task does (OTTER_BENCH_CANCEL_JOBS of them, 20,000 unless
+// set; b.N tasks, one cancelled an iteration), and reports the CPU time
+// per job cancelled: the process's (cpu-ns/job; SQLite's work is in the
+// process) and on PostgreSQL the backend's (db-cpu-ns/job, 10 ms ticks:
+// use a large task). It is what keeping active_jobs costs a bulk cancel.
+func BenchmarkCancelQueued(b *testing.B) {
+	n := 20000
+	if v := os.Getenv("OTTER_BENCH_CANCEL_JOBS"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, backend := range storetest.Backends() {
+		b.Run(backend.Name, func(b *testing.B) {
+			s := storetest.OpenURL(b, withAppName(b, backend.URL(b), listPagesApp))
+			ctx := as("op")
+			createProduct(b, s, "bench")
+			devs := createDevices(b, s, newDevices("bench", "d", n))
+			fw := ota.Firmware{Product: "bench", Module: "default", Version: "2.0.0", Size: 1, SHA256: fmt.Sprintf("%064d", 1), Signature: "x", BlobKey: "k"}
+			must(b, s.CreateFirmware(ctx, &fw))
+			var cpu, dbCPU time.Duration
+			b.ResetTimer()
+			for range b.N {
+				b.StopTimer()
+				task := ota.Task{Product: "bench", Module: "default", FirmwareID: fw.ID, Version: "2.0.0", Mode: ota.ModePush,
+					State: ota.TaskRunning, Total: int64(len(devs))}
+				jobs := make([]ota.Job, len(devs))
+				for i, d := range devs {
+					jobs[i] = ota.Job{DeviceID: d.ID, Device: d.Key, Product: "bench", Module: "default", State: ota.JobQueued, Version: "2.0.0"}
+				}
+				must(b, s.CreateTask(ctx, &task, jobs))
+				b.StartTimer()
+				cpu0, db0 := processCPU(), backendCPU(b, s)
+				cancelled, err := s.CancelQueued(ctx, ota.CancelRequest{TaskID: task.ID, Code: ota.CodeTaskCancelled, Actor: "op", At: time.Now()})
+				cpu += processCPU() - cpu0
+				if db0 >= 0 {
+					dbCPU += backendCPU(b, s) - db0
+				}
+				must(b, err)
+				var got int64
+				for _, byState := range cancelled {
+					for _, k := range byState {
+						got += k
+					}
+				}
+				if got != int64(n) {
+					b.Fatalf("%d jobs cancelled, want %d", got, n)
+				}
+			}
+			b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N*n), "cpu-ns/job")
+			if dbCPU > 0 {
+				b.ReportMetric(float64(dbCPU.Nanoseconds())/float64(b.N*n), "db-cpu-ns/job")
+			}
+		})
+	}
+}

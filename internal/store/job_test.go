@@ -2,6 +2,8 @@ package store_test
 
 import (
 	"fmt"
+	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -473,8 +475,8 @@ func moveAll(t *testing.T, s store.Store, jobs []ota.Job, move func(*ota.Job)) {
 }
 
 // The jobs by device (job_devices, active_jobs: migration 14) follow a
-// task's creation, the cancel of its queued jobs (the triggers on the
-// active flag, for a statement over many jobs) and a new task over the
+// task's creation, the cancel of its queued jobs (active_jobs kept by the
+// store, a statement over many jobs) and a new task over the
 // same devices: what a device's readers answer is what its jobs are.
 func TestJobsByDeviceFollowCancelAndNewTask(t *testing.T) {
 	run(t, func(t *testing.T, s store.Store) {
@@ -529,6 +531,94 @@ func TestJobsByDeviceFollowCancelAndNewTask(t *testing.T) {
 		must(t, err)
 		if len(page) != 2 || page[0].DeviceID != devices[0] || page[1].DeviceID != devices[0] {
 			t.Errorf("device %d's jobs: %+v, want its 2", devices[0], page)
+		}
+	})
+}
+
+// active_jobs follows Apply's changes of activity, several at once: the
+// jobs a batch ends leave a device's active jobs, a retry in a later batch
+// brings its job back, and a job whose state stays active is untouched.
+func TestActiveJobsFollowApply(t *testing.T) {
+	run(t, func(t *testing.T, s store.Store) {
+		ctx := as("engine")
+		_, jobs := rollout(t, s, 3)
+		devices := make([]int64, len(jobs))
+		for i, j := range jobs {
+			devices[i] = j.DeviceID
+		}
+		activeIDs := func() []int64 {
+			t.Helper()
+			active, err := s.ActiveJobs(ctx, devices)
+			must(t, err)
+			var ids []int64
+			for _, j := range active {
+				ids = append(ids, j.ID)
+			}
+			slices.Sort(ids)
+			return ids
+		}
+		var c ota.ChangeSet
+		ended := make([]ota.Job, 2)
+		for i, j := range jobs[:2] {
+			ended[i] = j
+			ended[i].State, ended[i].Code = ota.JobFailed, "install_failed"
+			c.Jobs = append(c.Jobs, ota.JobUpdate{Old: j, New: ended[i]})
+		}
+		offered := jobs[2]
+		offered.State = ota.JobOffered
+		c.Jobs = append(c.Jobs, ota.JobUpdate{Old: jobs[2], New: offered})
+		_, err := s.Apply(ctx, c)
+		must(t, err)
+		if got := activeIDs(); !slices.Equal(got, []int64{jobs[2].ID}) {
+			t.Fatalf("active jobs %v after two ended, want [%d]", got, jobs[2].ID)
+		}
+		stored, err := s.JobsByID(ctx, []int64{jobs[0].ID})
+		must(t, err)
+		retried := stored[0]
+		retried.State, retried.Code = ota.JobQueued, ""
+		_, err = s.Apply(ctx, ota.ChangeSet{Jobs: []ota.JobUpdate{{Old: stored[0], New: retried}}})
+		must(t, err)
+		want := []int64{jobs[0].ID, jobs[2].ID}
+		slices.Sort(want)
+		if got := activeIDs(); !slices.Equal(got, want) {
+			t.Fatalf("active jobs %v after a retry, want %v", got, want)
+		}
+	})
+}
+
+// CreateTask fills each job as stored, so that the engine may cache them:
+// what it returns is what the store reads back (ids, task, state, attempt,
+// times to the microsecond, revision), an awaiting job included.
+func TestCreateTaskFillsJobsAsStored(t *testing.T) {
+	run(t, func(t *testing.T, s store.Store) {
+		ctx := as("op")
+		first, jobs := rollout(t, s, 3)
+		_, err := s.CancelQueued(ctx, ota.CancelRequest{TaskID: first.ID, Code: ota.CodeTaskCancelled, Actor: "op", At: time.Now()})
+		must(t, err)
+		second := ota.Task{Product: "demo", Module: "default", FirmwareID: first.FirmwareID, Version: "1.1.0", Mode: ota.ModePush,
+			State: ota.TaskRunning, Total: 3}
+		again := make([]ota.Job, len(jobs))
+		devices := make([]int64, len(jobs))
+		for i, j := range jobs {
+			devices[i] = j.DeviceID
+			again[i] = ota.Job{DeviceID: j.DeviceID, Device: j.Device, Product: "demo", Module: "default",
+				State: ota.JobQueued, Phase: ota.PhaseIndex(i % 2), FromVersion: "1.0.0", Version: "1.1.0"}
+		}
+		again[2].State = ota.JobAwaitingVersion
+		must(t, s.CreateTask(ctx, &second, again))
+		stored, err := s.ActiveJobs(ctx, devices)
+		must(t, err)
+		byID := map[int64]ota.Job{}
+		for _, j := range stored {
+			byID[j.ID] = j
+		}
+		if len(byID) != len(again) {
+			t.Fatalf("%d jobs read back, want %d", len(byID), len(again))
+		}
+		for _, j := range again {
+			if got, ok := byID[j.ID]; !ok || !reflect.DeepEqual(got, j) {
+				t.Errorf("job filled by CreateTask\n%+v\nread back\n%+v", j, got)
+			}
 		}
 	})
 }

@@ -10,6 +10,8 @@ import (
 // Rollouts is the part of the store that holds tasks and jobs: what the
 // rollout engine writes and the API reads.
 type Rollouts interface {
+	// CreateTask stores a task and its jobs; on success it fills the
+	// task's id and each job as stored (id, task, state, times, revision).
 	CreateTask(ctx context.Context, t *ota.Task, jobs []ota.Job) error
 	GetTask(ctx context.Context, id int64) (ota.Task, error)
 	ListTasks(ctx context.Context, f TaskFilter, page Page) ([]ota.Task, string, error)

@@ -55,7 +55,9 @@ func taskNotFound(id int64) error { return notFound("task %d does not exist", id
 // CreateTask stores a task and its jobs (all queued, in rollout order) in
 // one transaction, with the task's counts. A device that already has an
 // active job on the module makes it fail with ECONFLICT: the database's
-// one-active-job index is the final judge.
+// one-active-job index is the final judge. Once committed, it fills each
+// job as stored (its id, task, state, attempt, times and revision), so that
+// the engine can cache the new jobs instead of reading them back.
 //
 // On SQLite the transaction runs without foreign key checks (see
 // beginUnchecked): the jobs refer to the task it inserts, and the task's
@@ -92,6 +94,12 @@ func (s *sqlStore) CreateTask(ctx context.Context, task *ota.Task, jobs []ota.Jo
 		return err
 	}
 	task.ID = id
+	for i := range jobs {
+		j := &jobs[i]
+		j.TaskID, j.State, j.Percent, j.Attempt, j.Code, j.Message = id, newJobState(*j), 0, 1, "", ""
+		j.CreatedAt, j.UpdatedAt, j.Rev = t.now, t.now, 0
+		j.StartedAt, j.Deadline, j.NextAttemptAt, j.SentAt = nil, nil, nil, nil
+	}
 	return nil
 }
 
@@ -171,6 +179,7 @@ func insertJobs(ctx context.Context, t *tx, task *ota.Task, taskID int64, jobs [
 		}
 		first := last - int64(len(chunk)) + 1
 		for i, j := range chunk {
+			chunk[i].ID = first + int64(i)
 			byDevice = append(byDevice, [2]int64{j.DeviceID, first + int64(i)})
 		}
 	}
@@ -276,6 +285,7 @@ func copyJobs(ctx context.Context, t *tx, taskID int64, module string, jobs []ot
 		}
 		byDevice := make([][2]int64, len(jobs))
 		for i, j := range jobs {
+			jobs[i].ID = ids[i]
 			byDevice[i] = [2]int64{j.DeviceID, ids[i]}
 		}
 		sortByDevice(byDevice)

@@ -13,11 +13,12 @@
 --
 -- active_jobs follows jobs.active, which the store keeps equal to "state
 -- is not terminal" (see migration 00010): a new task's jobs are added to
--- both tables with the jobs, and the trigger below moves a job out of
--- active_jobs when it ends and back when it is retried, in the statement
--- that changes it, so a second active job on a device's module is refused
--- inside the same transaction, as before. It fires only on a change of
--- active: a job's start and reports do not call it.
+-- both tables with the jobs, and the store moves a job out of active_jobs
+-- when it ends and back when it is retried, set-based (a bulk cancel is one
+-- statement), in the transaction that changes it, so a second active job
+-- on a device's module is refused inside the same transaction, as before.
+-- (No trigger: a PL/pgSQL row trigger cost a bulk cancel ~10 µs of CPU a
+-- job, 200,000 jobs 6.7-7.1 s of CPU instead of 4.6-5.3 s.)
 -- IF NOT EXISTS and the refill: the migration test runs it again.
 CREATE TABLE IF NOT EXISTS job_devices (
     device_id BIGINT NOT NULL,
@@ -37,25 +38,11 @@ INSERT INTO job_devices (device_id, job_id, module) SELECT device_id, id, module
 INSERT INTO active_jobs (device_id, module, job_id) SELECT device_id, module, id FROM jobs WHERE active ORDER BY device_id, module;
 DROP INDEX IF EXISTS jobs_one_active;
 DROP INDEX IF EXISTS jobs_device;
--- +goose StatementBegin
-CREATE OR REPLACE FUNCTION jobs_active_changed() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF NEW.active THEN
-        INSERT INTO active_jobs (device_id, module, job_id) VALUES (NEW.device_id, NEW.module, NEW.id);
-    ELSE
-        DELETE FROM active_jobs WHERE device_id = OLD.device_id AND module = OLD.module AND job_id = OLD.id;
-    END IF;
-    RETURN NULL;
-END
-$$;
--- +goose StatementEnd
+-- The trigger an earlier draft of this migration made.
 DROP TRIGGER IF EXISTS jobs_active ON jobs;
-CREATE TRIGGER jobs_active AFTER UPDATE OF active ON jobs FOR EACH ROW
-    WHEN (OLD.active IS DISTINCT FROM NEW.active) EXECUTE FUNCTION jobs_active_changed();
+DROP FUNCTION IF EXISTS jobs_active_changed();
 
 -- +goose Down
-DROP TRIGGER jobs_active ON jobs;
-DROP FUNCTION jobs_active_changed();
 CREATE INDEX jobs_device ON jobs (device_id, id);
 CREATE UNIQUE INDEX jobs_one_active ON jobs (device_id, module) WHERE active;
 DROP TABLE active_jobs;

@@ -14,10 +14,11 @@
 --
 -- active_jobs follows jobs.active, which the store keeps equal to "state
 -- is not terminal" (see migration 00010): a new task's jobs are added to
--- both tables with the jobs, and the triggers below move a job out of
--- active_jobs when it ends and back when it is retried, in the statement
+-- both tables with the jobs, and the store moves a job out of active_jobs
+-- when it ends and back when it is retried, set-based, in the transaction
 -- that changes it, so a second active job on a device's module is refused
--- inside the same transaction, as before.
+-- inside the same transaction, as before. (No trigger: on PostgreSQL a row
+-- trigger cost a bulk cancel ~10 µs of CPU a job; both dialects alike.)
 -- IF NOT EXISTS and the refill: the migration test runs it again.
 CREATE TABLE IF NOT EXISTS job_devices (
     device_id BIGINT NOT NULL,
@@ -37,22 +38,11 @@ INSERT INTO job_devices (device_id, job_id, module) SELECT device_id, id, module
 INSERT INTO active_jobs (device_id, module, job_id) SELECT device_id, module, id FROM jobs WHERE active ORDER BY device_id, module;
 DROP INDEX IF EXISTS jobs_one_active;
 DROP INDEX IF EXISTS jobs_device;
+-- Triggers an earlier draft of this migration made.
 DROP TRIGGER IF EXISTS jobs_ended;
 DROP TRIGGER IF EXISTS jobs_back;
--- +goose StatementBegin
-CREATE TRIGGER jobs_ended AFTER UPDATE OF active ON jobs WHEN OLD.active AND NOT NEW.active BEGIN
-    DELETE FROM active_jobs WHERE device_id = OLD.device_id AND module = OLD.module AND job_id = OLD.id;
-END;
--- +goose StatementEnd
--- +goose StatementBegin
-CREATE TRIGGER jobs_back AFTER UPDATE OF active ON jobs WHEN NEW.active AND NOT OLD.active BEGIN
-    INSERT INTO active_jobs (device_id, module, job_id) VALUES (NEW.device_id, NEW.module, NEW.id);
-END;
--- +goose StatementEnd
 
 -- +goose Down
-DROP TRIGGER jobs_back;
-DROP TRIGGER jobs_ended;
 CREATE INDEX jobs_device ON jobs (device_id, id);
 CREATE UNIQUE INDEX jobs_one_active ON jobs (device_id, module) WHERE active;
 DROP TABLE active_jobs;
