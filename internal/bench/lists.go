@@ -175,6 +175,10 @@ func RunLists(ctx context.Context, cfg ListsConfig) (rep *ListsReport, err error
 	defer func() { err = errors.Join(err, closeStore()) }()
 	if cfg.KeepSchema && !cfg.Reuse && isPostgres(jc.DBURL) {
 		// The server's signing key is in DataDir too: --reuse needs both.
+		// --keep takes a new folder as well as an empty one.
+		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+			return nil, err
+		}
 		if err := os.WriteFile(filepath.Join(cfg.DataDir, keptSchemaFile), []byte(searchPath(jc.DBURL)+"\n"), 0o600); err != nil {
 			return nil, err
 		}

@@ -186,7 +186,8 @@ func TestListsInProcess(t *testing.T) {
 func TestListsReuse(t *testing.T) {
 	for _, b := range storetest.Backends() {
 		t.Run(b.Name, func(t *testing.T) {
-			db, dir := "", t.TempDir()
+			// A folder that does not exist yet, as --keep accepts.
+			db, dir := "", filepath.Join(t.TempDir(), "kept")
 			if b.Name == "postgres" {
 				db = os.Getenv(storetest.PostgresEnv)
 				t.Cleanup(func() { dropKeptSchema(t, db, dir) })
