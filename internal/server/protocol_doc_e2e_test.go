@@ -241,6 +241,13 @@ func (o *otter) docPush(doc protocolDoc, d *rawDevice, fw *client.Firmware, secr
 	// 8: a device that lost its power after its first report gets its
 	// command again when it reconnects.
 	_ = d.c.Disconnect(&paho.Disconnect{})
+	// The new connection uses the same client id: it comes once the broker
+	// has let the old one go (a takeover racing the old connection's
+	// clean-up is not what section 8 describes).
+	o.eventually(func() bool {
+		dev, err := o.api.Device(o.ctx(), "demo", "d1")
+		return err == nil && !dev.Online && o.metric("otter_mqtt_connected_clients 0")
+	}, "the broker to let d1's first connection go")
 	d = o.docDevice("d1", secret)
 	again := sameAs(t, "command after a reconnect", doc.example(t, "4.5", 0), d.next(wire.KindUpgrade), "job", "size", "sha256", "signature", "url", "command_signature")
 	if again["job"] != job || again["attempt"] != attempt {
