@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"testing"
 
 	"github.com/otter-ota/otter/internal/engine"
@@ -30,6 +29,17 @@ func (s *activeReads) ActiveJobs(ctx context.Context, ids []int64) ([]ota.Job, e
 	return s.Store.ActiveJobs(ctx, ids)
 }
 
+// countActiveReads restarts the fixture's engine on a store that records
+// the devices whose active jobs it reads.
+func (f *fixture) countActiveReads() *activeReads {
+	f.t.Helper()
+	f.stop()
+	reads := &activeReads{Store: f.st}
+	f.e, f.stop = enginetest.Start(f.t, engine.Config{Store: reads, Downlink: f.down, Commands: commandKey, Now: f.clock.Now,
+		Logger: slog.New(failOnError{f.t})})
+	return reads
+}
+
 func (s *activeReads) take() []int64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -38,19 +48,14 @@ func (s *activeReads) take() []int64 {
 	return r
 }
 
-// A task's creation writes its jobs without their ids, so the loop cannot
-// add them to the active jobs it holds for the devices it heard. It keeps
-// those devices' entries, waiting for each one's new job, and uses them
-// again once the job's start has passed through its commit: the devices'
-// messages in the upgrade read no jobs, and a job the device had before
-// the task (of another module) is still known and settled by the device's
-// report.
+// A task's creation keeps the active jobs the loop holds for the devices
+// it heard and adds each one's new job as the store wrote it: the
+// devices' messages in the upgrade read no jobs, and a job the device had
+// before the task (of another module) is still known and settled by the
+// device's report.
 func TestDevicesHeardBeforeATaskKeepTheirJobsCached(t *testing.T) {
 	f := newFixture(t, 3)
-	f.stop()
-	reads := &activeReads{Store: f.st}
-	f.e, f.stop = enginetest.Start(t, engine.Config{Store: reads, Downlink: f.down, Commands: commandKey, Now: f.clock.Now,
-		Logger: slog.New(failOnError{t})})
+	reads := f.countActiveReads()
 
 	// A job of another module that waits for the devices' first report of
 	// it, then the task of the fixture's module.
@@ -137,28 +142,13 @@ func TestOnlineDevicesKeepTheirJobsCachedThroughATask(t *testing.T) {
 	f.checkCounts(task.ID)
 }
 
-// readCounter counts the devices whose active jobs the engine reads from
-// the store.
-type readCounter struct {
-	store.Store
-	devices atomic.Int64
-}
-
-func (s *readCounter) ActiveJobs(ctx context.Context, deviceIDs []int64) ([]ota.Job, error) {
-	s.devices.Add(int64(len(deviceIDs)))
-	return s.Store.ActiveJobs(ctx, deviceIDs)
-}
-
 // A task's creation adds its jobs to the devices the engine holds in its
 // job cache (the store fills them as stored): devices heard before ask for
 // their upgrade and go through it without their active jobs being read
 // again, and the jobs end as the store has them.
 func TestTaskCreationAddsItsJobsToTheCache(t *testing.T) {
 	f := newFixture(t, 2)
-	f.stop()
-	reads := &readCounter{Store: f.st}
-	f.e, f.stop = enginetest.Start(t, engine.Config{Store: reads, Downlink: f.down, Commands: commandKey, Now: f.clock.Now,
-		Logger: slog.New(failOnError{t})})
+	reads := f.countActiveReads()
 	f.connect("d1", "d2")
 	f.inform("d1", "1.0.0")
 	f.inform("d2", "1.0.0")
@@ -167,7 +157,7 @@ func TestTaskCreationAddsItsJobsToTheCache(t *testing.T) {
 	// after it.
 	task := f.task(ota.TaskSpec{Mode: ota.ModeRequest, Target: ota.Target{Devices: []string{"d1", "d2"}}})
 	f.waitTask(task.ID, ota.TaskRunning)
-	before := reads.devices.Load()
+	reads.take()
 	for _, d := range []string{"d1", "d2"} {
 		var offer wire.Upgrade
 		f.eventually(func() bool {
@@ -192,7 +182,7 @@ func TestTaskCreationAddsItsJobsToTheCache(t *testing.T) {
 		t.Fatalf("counts %v, want 2 succeeded", done.Counts)
 	}
 	f.checkCounts(task.ID)
-	if n := reads.devices.Load() - before; n != 0 {
+	if n := len(reads.take()); n != 0 {
 		t.Errorf("the engine read the active jobs of %d devices after the task's creation, want none (cached)", n)
 	}
 }
