@@ -318,13 +318,7 @@ func BenchmarkEndJobs(b *testing.B) {
 		devs := createDevices(b, s, newDevices("bench", "d", chunk*b.N))
 		fw := ota.Firmware{Product: "bench", Module: "default", Version: "2.0.0", Size: 1, SHA256: fmt.Sprintf("%064d", 1), Signature: "x", BlobKey: "k"}
 		must(b, s.CreateFirmware(ctx, &fw))
-		task := ota.Task{Product: "bench", Module: "default", FirmwareID: fw.ID, Version: "2.0.0", Mode: ota.ModePush,
-			State: ota.TaskRunning, Total: int64(len(devs))}
-		jobs := make([]ota.Job, len(devs))
-		for i, d := range devs {
-			jobs[i] = ota.Job{DeviceID: d.ID, Device: d.Key, Product: "bench", Module: "default", State: ota.JobQueued, Version: "2.0.0"}
-		}
-		must(b, s.CreateTask(ctx, &task, jobs))
+		task := createPushTask(ctx, b, s, fw, devs)
 		var all []ota.Job
 		for page := (store.Page{Limit: store.MaxPageSize}); ; {
 			got, next, err := s.ListJobs(ctx, store.JobFilter{TaskID: task.ID}, page)
@@ -385,13 +379,7 @@ func BenchmarkCancelQueued(b *testing.B) {
 			b.ResetTimer()
 			for range b.N {
 				b.StopTimer()
-				task := ota.Task{Product: "bench", Module: "default", FirmwareID: fw.ID, Version: "2.0.0", Mode: ota.ModePush,
-					State: ota.TaskRunning, Total: int64(len(devs))}
-				jobs := make([]ota.Job, len(devs))
-				for i, d := range devs {
-					jobs[i] = ota.Job{DeviceID: d.ID, Device: d.Key, Product: "bench", Module: "default", State: ota.JobQueued, Version: "2.0.0"}
-				}
-				must(b, s.CreateTask(ctx, &task, jobs))
+				task := createPushTask(ctx, b, s, fw, devs)
 				b.StartTimer()
 				cpu0, db0 := processCPU(), backendCPU(b, s)
 				cancelled, err := s.CancelQueued(ctx, ota.CancelRequest{TaskID: task.ID, Code: ota.CodeTaskCancelled, Actor: "op", At: time.Now()})
@@ -416,4 +404,18 @@ func BenchmarkCancelQueued(b *testing.B) {
 			}
 		})
 	}
+}
+
+// createPushTask creates a running push task of fw with a queued job for
+// each of devs.
+func createPushTask(ctx context.Context, b *testing.B, s store.Store, fw ota.Firmware, devs []ota.Device) ota.Task {
+	b.Helper()
+	task := ota.Task{Product: fw.Product, Module: fw.Module, FirmwareID: fw.ID, Version: fw.Version, Mode: ota.ModePush,
+		State: ota.TaskRunning, Total: int64(len(devs))}
+	jobs := make([]ota.Job, len(devs))
+	for i, d := range devs {
+		jobs[i] = ota.Job{DeviceID: d.ID, Device: d.Key, Product: fw.Product, Module: fw.Module, State: ota.JobQueued, Version: fw.Version}
+	}
+	must(b, s.CreateTask(ctx, &task, jobs))
+	return task
 }
